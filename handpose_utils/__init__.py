@@ -1,0 +1,36 @@
+"""handpose_utils: the shared package of the hand pose course.
+
+One module per concept:
+
+* ``env``         where we run: Colab, smoke mode, device, AMP dtype, seeding, data folder
+* ``skeletons``   keypoint conventions: HAND21 (FreiHAND/MediaPipe), RHD42, COCO17
+* ``camera``      pinhole projection uv = K xyz
+* ``images``      image reading with errors that name the file
+* ``records``     the JSON keypoint records, saved and validated
+* ``splits``      random and grouped (leak-free) splits, and leak counting
+* ``synthetic``   the embedded default data: a procedural hand renderer writing native layouts
+* ``datasets``    readers and Colab downloads per source (FreiHAND, ...)
+* ``plots``       skeleton drawing, sample grids and widget browsers
+"""
+
+from . import camera, env, images, records, skeletons, splits
+from .camera import project
+from .datasets.freihand import download_freihand, freihand_image_path, load_freihand
+from .env import (
+    amp_settings,
+    data_dir,
+    in_colab,
+    is_smoke,
+    pick_device,
+    seed_everything,
+    smoke_or,
+)
+from .images import ImageReadError, read_image
+from .records import RecordError, load_records, save_records
+from .splits import count_pose_leak, grouped_split, random_split
+from .synthetic.freihand import ensure_synthetic_freihand, make_freihand
+
+# --- engine, metrics, models (issue 3): exports are added below this line ---
+
+__version__ = "0.1.0"
+COURSE_REPO = "handpose-course/handpose-course"

@@ -1,0 +1,251 @@
+"""FreiHAND v2 (``FreiHAND_pub_v2``): reading the native layout, and downloading it in Colab.
+
+The layout (lmb-freiburg/freihand, ``utils/fh_utils.py``)::
+
+    FreiHAND_pub_v2/
+      training/rgb/%08d.jpg      130,240 images = 32,560 unique poses x 4 versions
+                                 (gs, hom, sample, auto): image id = idx + 32560 * version
+      training/mask/%08d.jpg     32,560 hand masks, by unique idx
+      training_xyz.json          21 x 3 joints per unique pose, metres, camera frame
+      training_K.json            3 x 3 intrinsics per unique pose
+      training_scale.json        |xyz[9] - xyz[10]| per unique pose
+      evaluation/rgb/%08d.jpg    3,960 evaluation images (one version)
+      evaluation_K.json, evaluation_scale.json, and in the later release evaluation_xyz.json
+
+2D keypoints are not stored: they are the projection ``uv = K xyz`` (then divide by z).
+The synthetic default (:func:`handpose_utils.make_freihand`) writes the same layout, so this
+reader serves both.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..camera import project
+from ..images import image_size
+
+FREIHAND_URL = "https://lmb.informatik.uni-freiburg.de/data/freihand/FreiHAND_pub_v2.zip"
+FREIHAND_EVAL_URL = "https://lmb.informatik.uni-freiburg.de/data/freihand/FreiHAND_pub_v2_eval.zip"
+FREIHAND_SIZE = "3.7 GB"
+FREIHAND_EVAL_SIZE = "724 MB"
+FREIHAND_PAGE = "https://lmb.informatik.uni-freiburg.de/projects/freihand/"
+SPLITS = ("training", "evaluation")
+
+_HOW_TO_GET = (
+    "Get the data with handpose_utils.download_freihand(root) (real FreiHAND, {size}, research "
+    "use only; see " + FREIHAND_PAGE + ") or generate the synthetic default with "
+    "handpose_utils.make_freihand(root, n_poses)."
+)
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset file or folder is missing. The message names it and says how to get the data."""
+
+
+def find_freihand_root(root: str | Path) -> Path:
+    """``root`` itself, or ``root/FreiHAND_pub_v2``, whichever holds ``training_xyz.json``."""
+    root = Path(root)
+    for cand in (root, root / "FreiHAND_pub_v2"):
+        if (cand / "training_xyz.json").is_file() or (cand / "evaluation_K.json").is_file():
+            return cand
+    return root
+
+
+def freihand_image_path(root: str | Path, split: str, image_id: int) -> Path:
+    return Path(root) / split / "rgb" / f"{image_id:08d}.jpg"
+
+
+def _read_json(path: Path):
+    if not path.is_file():
+        raise DatasetNotFoundError(
+            f"FreiHAND annotation file not found: {path}. " + _HOW_TO_GET.format(size=FREIHAND_SIZE)
+        )
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); download or generate it again") from err
+
+
+def load_freihand(
+    root: str | Path,
+    split: str = "training",
+    versions: list[int] | None = None,
+    check_images: bool = True,
+) -> list[dict]:
+    """Read FreiHAND's native layout into records, one per image.
+
+    Each record holds ``image_path``, ``keypoints`` (uv in pixels, flat [x1, y1, ...]),
+    ``visible`` (per joint; all 1 for real FreiHAND, whose joints are all labelled), ``xyz``
+    (metres, camera frame), ``K``, ``scale``, ``pose_id`` (the unique pose idx), ``version``
+    (0 gs, 1 hom, 2 sample, 3 auto), ``image_id``, ``split``, ``width``, ``height`` and
+    ``source``.
+
+    ``versions`` picks background versions (default: all that are on disk). With
+    ``check_images`` the reader checks that the image files of every version it returns exist.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    root = find_freihand_root(root)
+    if not root.is_dir():
+        raise DatasetNotFoundError(
+            f"FreiHAND folder not found: {root}. " + _HOW_TO_GET.format(size=FREIHAND_SIZE)
+        )
+    rgb_dir = root / split / "rgb"
+    if not rgb_dir.is_dir():
+        raise DatasetNotFoundError(
+            f"FreiHAND image folder not found: {rgb_dir}. " + _HOW_TO_GET.format(size=FREIHAND_SIZE)
+        )
+    xyz_path = root / f"{split}_xyz.json"
+    if split == "evaluation" and not xyz_path.is_file():
+        raise DatasetNotFoundError(
+            f"{xyz_path} not found. The evaluation keypoints are in the separate evaluation "
+            f"archive: download_freihand(root, evaluation=True) fetches {FREIHAND_EVAL_URL} "
+            f"({FREIHAND_EVAL_SIZE})."
+        )
+    xyz = np.asarray(_read_json(xyz_path), dtype=np.float64)
+    K = np.asarray(_read_json(root / f"{split}_K.json"), dtype=np.float64)
+    if xyz.ndim != 3 or xyz.shape[1:] != (21, 3):
+        raise ValueError(f"{xyz_path}: expected N x 21 x 3 joints, got shape {xyz.shape}")
+    if K.shape != (len(xyz), 3, 3):
+        raise ValueError(
+            f"{root / f'{split}_K.json'}: expected {len(xyz)} 3x3 matrices (one per pose in "
+            f"{xyz_path.name}), got shape {K.shape}"
+        )
+    scale_path = root / f"{split}_scale.json"
+    scale = (np.asarray(_read_json(scale_path), dtype=np.float64) if scale_path.is_file()
+             else np.linalg.norm(xyz[:, 9] - xyz[:, 10], axis=-1))
+    vis_path = root / f"{split}_visibility.json"  # synthetic extra; real FreiHAND has none
+    visible = (np.asarray(_read_json(vis_path), dtype=int) if vis_path.is_file()
+               else np.ones((len(xyz), 21), int))
+    n = len(xyz)
+    bad = np.flatnonzero(~np.isfinite(xyz).all(axis=(1, 2)) | (xyz[:, :, 2] <= 0).any(axis=1))
+    if len(bad):
+        raise ValueError(
+            f"{xyz_path}: pose(s) {bad[:8].tolist()} have non-finite coordinates or joints behind "
+            "the camera (z <= 0). The file is corrupt: download or generate it again."
+        )
+    uv = project(xyz, K)
+
+    on_disk = sum(1 for _ in rgb_dir.glob("*.jpg"))
+    available = max(1, on_disk // n) if on_disk else 0
+    if available == 0:
+        raise DatasetNotFoundError(
+            f"no images in {rgb_dir}. " + _HOW_TO_GET.format(size=FREIHAND_SIZE)
+        )
+    if versions is None:
+        versions = list(range(min(available, 4)))
+    for v in versions:
+        if not 0 <= v < 4:
+            raise ValueError(f"FreiHAND versions are 0..3 (gs, hom, sample, auto), got {v}")
+        if check_images:
+            for idx in (0, n - 1):  # the first and last image of each version
+                path = freihand_image_path(root, split, idx + n * v)
+                if not path.is_file():
+                    raise DatasetNotFoundError(
+                        f"expected image {path} (version {v} of pose {idx}) is missing: "
+                        f"{rgb_dir} holds {on_disk} images for {n} poses. Re-extract or "
+                        "re-generate the dataset, or pass versions=[...] to use fewer versions."
+                    )
+    width, height = image_size(freihand_image_path(root, split, 0))
+    source = "synthetic-FreiHAND" if (root / "synthetic_meta.json").is_file() else "FreiHAND"
+    records = []
+    for v in versions:
+        for idx in range(n):
+            image_id = idx + n * v
+            records.append(
+                {
+                    "image_path": str(freihand_image_path(root, split, image_id)),
+                    "keypoints": uv[idx].reshape(-1).round(4).tolist(),
+                    "visible": visible[idx].tolist(),
+                    "xyz": xyz[idx].tolist(),
+                    "K": K[idx].tolist(),
+                    "scale": float(scale[idx]),
+                    "pose_id": idx,
+                    "version": v,
+                    "image_id": image_id,
+                    "split": split,
+                    "width": width,
+                    "height": height,
+                    "source": source,
+                }
+            )
+    return records
+
+
+def _download(url: str, dest: Path) -> Path:
+    """Download ``url`` to ``dest`` with a progress bar; a partial file never has the final name."""
+    from tqdm.auto import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_file():
+        return dest
+    part = dest.with_name(dest.name + ".part")
+    with urllib.request.urlopen(url) as response, open(part, "wb") as f:
+        total = int(response.headers.get("Content-Length") or 0)
+        with tqdm(total=total or None, unit="B", unit_scale=True, desc=dest.name) as bar:
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+                bar.update(len(chunk))
+    part.replace(dest)
+    return dest
+
+
+def _find_file(top: Path, name: str) -> Path | None:
+    for depth in range(3):
+        for cand in top.glob("/".join(["*"] * depth + [name])):
+            return cand.parent
+    return None
+
+
+def download_freihand(
+    root: str | Path, evaluation: bool = True, keep_zip: bool = False
+) -> Path:
+    """Download and extract the real FreiHAND_pub_v2 into ``root`` (meant for Colab).
+
+    Fetches ``FREIHAND_URL`` (3.7 GB) and, with ``evaluation``, ``FREIHAND_EVAL_URL`` (724 MB,
+    the evaluation keypoints), extracts them into ``root/FreiHAND_pub_v2`` and checks that the
+    expected files exist. FreiHAND is for research use only; by downloading it you accept its
+    licence (see the project page). Extract to the runtime's local disk, not to Google Drive:
+    training from thousands of small files on Drive is very slow.
+    """
+    root = Path(root)
+    target = root / "FreiHAND_pub_v2"
+    archives = [(FREIHAND_URL, "training_xyz.json")]
+    if evaluation:
+        archives.append((FREIHAND_EVAL_URL, "evaluation_xyz.json"))
+    for url, marker in archives:
+        if (target / marker).is_file():
+            continue
+        zpath = _download(url, root / url.rsplit("/", 1)[1])
+        staging = root / (zpath.stem + ".extract")
+        with zipfile.ZipFile(zpath) as zf:
+            zf.extractall(staging)
+        found = _find_file(staging, marker)
+        if found is None:
+            raise DatasetNotFoundError(f"{zpath} did not contain {marker}; the download is broken")
+        target.mkdir(parents=True, exist_ok=True)
+        for item in found.iterdir():  # merge the archive's top folder into the target
+            dest = target / item.name
+            if item.is_dir() and dest.is_dir():
+                for sub in item.iterdir():
+                    if not (dest / sub.name).exists():
+                        shutil.move(str(sub), str(dest / sub.name))
+            elif not dest.exists():
+                shutil.move(str(item), str(dest))
+        shutil.rmtree(staging, ignore_errors=True)
+        if not keep_zip:
+            zpath.unlink()
+    expected = ["training_xyz.json", "training_K.json", "training_scale.json", "training/rgb"]
+    if evaluation:
+        expected += ["evaluation_xyz.json", "evaluation_K.json", "evaluation/rgb"]
+    missing = [e for e in expected if not (target / e).exists()]
+    if missing:
+        raise DatasetNotFoundError(f"after extraction, {target} lacks {missing}")
+    return target

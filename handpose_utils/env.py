@@ -1,0 +1,162 @@
+"""The one place that reads the environment.
+
+Everything that depends on where the course runs (Colab or not, smoke mode, CPU or which GPU,
+which mixed-precision dtype, where data lives) is decided here, so notebooks and the rest of the
+package ask these functions instead of reading ``os.environ`` or ``sys.modules`` themselves.
+
+Environment variables:
+
+* ``HANDPOSE_SMOKE=1``: smoke mode, used by the test suite. Tiny data, one epoch, small images and
+  ``num_workers=0``: every notebook runs top to bottom in seconds.
+* ``HANDPOSE_DATA``: where datasets are generated and downloaded (default: the repo's ``data/``
+  folder, or ``/content/data`` in Colab).
+* ``HANDPOSE_DEVICE``: force a device, e.g. ``cpu`` to compare with a GPU run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SMOKE_VAR = "HANDPOSE_SMOKE"
+DATA_VAR = "HANDPOSE_DATA"
+DEVICE_VAR = "HANDPOSE_DEVICE"
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def in_colab() -> bool:
+    """True inside a Google Colab runtime."""
+    return "google.colab" in sys.modules
+
+
+def is_smoke() -> bool:
+    """True when ``HANDPOSE_SMOKE`` is set: tiny data, one epoch, small images, no workers."""
+    return os.environ.get(SMOKE_VAR, "").strip().lower() in _TRUE
+
+
+def smoke_or(default, smoke):
+    """``smoke`` in smoke mode, else ``default``; keeps parameter cells one line per value."""
+    return smoke if is_smoke() else default
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """The device to train on: ``prefer`` or ``HANDPOSE_DEVICE`` if given, else CUDA, MPS, CPU."""
+    name = prefer or os.environ.get(DEVICE_VAR)
+    if name:
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class AmpSettings:
+    """How to run mixed precision on a device.
+
+    ``dtype`` is None when autocast is off. ``use_scaler`` is True for float16, whose small
+    exponent range needs loss scaling; bfloat16 has float32's range and needs none.
+    """
+
+    dtype: torch.dtype | None
+    use_scaler: bool
+
+    @property
+    def enabled(self) -> bool:
+        return self.dtype is not None
+
+    def describe(self) -> str:
+        if self.dtype is None:
+            return "off (fp32)"
+        name = str(self.dtype).replace("torch.", "")
+        return f"{name}" + (" with GradScaler" if self.use_scaler else "")
+
+
+def amp_settings(device: torch.device | str | None = None) -> AmpSettings:
+    """bf16 on CUDA compute capability >= 8.0 (A100, L4, H100); fp16 + GradScaler on older GPUs
+    such as Colab's T4; off on CPU and MPS.
+
+    We test the capability rather than ``torch.cuda.is_bf16_supported()``, which returns True on a
+    T4 because bf16 is emulated there, and emulation is slow.
+    """
+    device = torch.device(device) if device is not None else pick_device()
+    if device.type != "cuda":
+        return AmpSettings(None, False)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if torch.cuda.get_device_capability(index) >= (8, 0):
+        return AmpSettings(torch.bfloat16, False)
+    return AmpSettings(torch.float16, True)
+
+
+def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices). ``deterministic`` also asks cuDNN and torch for
+    deterministic kernels, which is slower."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def default_num_workers() -> int:
+    """DataLoader workers: 0 in smoke mode (and tests), else at most 2, Colab's core count."""
+    if is_smoke():
+        return 0
+    return max(0, min(2, (os.cpu_count() or 1)))
+
+
+def configure_threads() -> None:
+    """In smoke mode, keep torch to one thread: the test suite runs two notebooks at a time on a
+    2-core machine, and two kernels with two threads each only fight over the cores."""
+    if is_smoke():
+        torch.set_num_threads(1)
+
+
+def repo_root() -> Path | None:
+    """The course checkout containing this package, if the package is used from a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").exists() and (here / "notebooks").is_dir():
+        return here
+    return None
+
+
+def data_dir() -> Path:
+    """Where datasets live: ``HANDPOSE_DATA``, else ``/content/data`` in Colab, else the
+    checkout's ``data/``, else ``./data``. Smoke runs use a ``smoke/`` sub-folder so they never
+    overwrite a default-mode dataset."""
+    if os.environ.get(DATA_VAR):
+        base = Path(os.environ[DATA_VAR]).expanduser()
+    elif in_colab():
+        base = Path("/content/data")
+    elif repo_root() is not None:
+        base = repo_root() / "data"
+    else:
+        base = Path.cwd() / "data"
+    return base / "smoke" if is_smoke() else base
+
+
+def runs_dir() -> Path:
+    """Where checkpoints and training logs go (next to ``data/``)."""
+    return data_dir().parent / "runs" if not is_smoke() else data_dir() / "runs"
+
+
+def describe() -> str:
+    """One line for the top of a notebook: where we are and what we run on."""
+    dev = pick_device()
+    amp = amp_settings(dev)
+    gpu = ""
+    if dev.type == "cuda":
+        gpu = f" ({torch.cuda.get_device_name(dev)})"
+    return (
+        f"torch {torch.__version__} | device {dev}{gpu} | AMP {amp.describe()} | "
+        f"colab={in_colab()} | smoke={is_smoke()} | data={data_dir()}"
+    )

@@ -1,0 +1,231 @@
+"""The embedded default dataset: synthetic hands written in FreiHAND v2's exact native layout.
+
+::
+
+    root/
+      training/rgb/%08d.jpg        224x224, image id = idx + N * version (N unique poses, 4 versions)
+      training/mask/%08d.jpg       hand mask per unique pose (JPEG, so threshold it)
+      training_xyz.json            N x 21 x 3, metres, camera frame
+      training_K.json              N x 3 x 3
+      training_scale.json          N floats, |xyz[9] - xyz[10]|
+      evaluation/rgb/%08d.jpg      its own poses, one version
+      evaluation_xyz.json, evaluation_K.json, evaluation_scale.json
+      training_visibility.json,    extras that real FreiHAND does not have: per-joint visibility
+      evaluation_visibility.json   from the depth order (1 = visible)
+      synthetic_meta.json          seed, counts and the gesture of each pose; written last
+
+Because the layout is FreiHAND's, :func:`handpose_utils.load_freihand` reads it exactly as it
+reads the real dataset. Version 0 is a green screen (FreiHAND's "gs"); versions 1-3 composite the
+same rendering onto procedural backgrounds, with the hand's colour harmonised towards the
+background in versions 1 and 3 (as FreiHAND's "hom" and "auto").
+
+Every pose is generated from its own seed ``(seed, split, idx)``, so a dataset is reproducible
+bit for bit, and the first k poses of a larger set equal a set of k poses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .backgrounds import green_screen, random_background
+from .render import PALM_PART
+from .scene import composite, place_hand, render_hands, sample_camera, sample_hand
+
+GENERATOR_VERSION = 1
+VERSION_NAMES = ("gs", "hom", "sample", "auto")
+_SPLIT_CODE = {"training": 0, "evaluation": 1}
+
+
+def _pose_rng(seed: int, split: str, idx: int) -> np.random.Generator:
+    return np.random.default_rng([seed, _SPLIT_CODE[split], idx])
+
+
+def render_freihand_sample(
+    seed: int, split: str, idx: int, versions: int = 4, image_size: int = 224
+) -> dict:
+    """Render one unique pose: its annotation, hand mask and ``versions`` images (uint8)."""
+    rng = _pose_rng(seed, split, idx)
+    W = H = image_size
+    K = sample_camera(rng, W, H)
+    spec = sample_hand(rng)
+    geometry = place_hand(spec, K, W, H, rng)
+    rendering = render_hands([geometry], [spec.skin], K, W, H, rng)
+    images = []
+    for v in range(versions):
+        if split == "training" and v == 0:
+            bg = green_screen(rng, H, W)
+        else:
+            bg = random_background(rng, H, W)
+        harmonize = rng.uniform(0.1, 0.35) if v in (1, 3) else 0.0
+        images.append(composite(rendering, bg, rng, harmonize=harmonize))
+    hand_pixels = (rendering.part > 0) & (rendering.part <= PALM_PART) & (rendering.cover > 0.5)
+    xyz = geometry.joints
+    return {
+        "xyz": xyz,
+        "K": K,
+        "scale": float(np.linalg.norm(xyz[9] - xyz[10])),
+        "visible": rendering.visible[0].astype(int),
+        "gesture": spec.gesture,
+        "images": images,
+        "mask": (hand_pixels * 255).astype(np.uint8),
+    }
+
+
+def _write_pose(args) -> dict:
+    root, seed, split, idx, n, versions, image_size = args
+    sample = render_freihand_sample(seed, split, idx, versions, image_size)
+    for v, img in enumerate(sample["images"]):
+        Image.fromarray(img).save(root / split / "rgb" / f"{idx + n * v:08d}.jpg", quality=92)
+    if split == "training":
+        Image.fromarray(sample["mask"]).save(root / split / "mask" / f"{idx:08d}.jpg", quality=95)
+    return {
+        "xyz": np.round(sample["xyz"], 6).tolist(),
+        "K": np.round(sample["K"], 6).tolist(),
+        "scale": round(sample["scale"], 6),
+        "visible": sample["visible"].tolist(),
+        "gesture": sample["gesture"],
+    }
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def make_freihand(
+    root: str | Path,
+    n_poses: int,
+    seed: int = 0,
+    n_eval_poses: int | None = None,
+    versions: int = 4,
+    image_size: int = 224,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write a synthetic FreiHAND under ``root``: ``n_poses`` unique training poses in
+    ``versions`` background versions each, and ``n_eval_poses`` evaluation poses (default: 12%
+    of ``n_poses``, FreiHAND's ratio, at least 1). Returns ``root``.
+
+    ``workers`` processes render in parallel (default: up to 2, and 1 for small sets).
+    """
+    root = Path(root)
+    if n_poses < 1:
+        raise ValueError(f"n_poses must be at least 1, got {n_poses}")
+    if not 1 <= versions <= 4:
+        raise ValueError(f"versions must be 1..4 (FreiHAND has 4), got {versions}")
+    if n_eval_poses is None:
+        n_eval_poses = max(1, round(0.12 * n_poses))
+    if workers is None:
+        workers = 1 if n_poses + n_eval_poses < 64 else min(2, os.cpu_count() or 1)
+    (root / "training" / "rgb").mkdir(parents=True, exist_ok=True)
+    (root / "training" / "mask").mkdir(parents=True, exist_ok=True)
+    (root / "evaluation" / "rgb").mkdir(parents=True, exist_ok=True)
+    meta_path = root / "synthetic_meta.json"
+    if meta_path.exists():
+        meta_path.unlink()  # the stamp is written last: no stamp means "incomplete"
+
+    start = time.perf_counter()
+    jobs = [(root, seed, "training", i, n_poses, versions, image_size) for i in range(n_poses)]
+    jobs += [(root, seed, "evaluation", i, n_eval_poses, 1, image_size) for i in range(n_eval_poses)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc="rendering hands", unit="pose")
+    results = []
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for res in pool.map(_write_pose, jobs, chunksize=16):
+                results.append(res)
+                if bar:
+                    bar.update()
+    else:
+        for job in jobs:
+            results.append(_write_pose(job))
+            if bar:
+                bar.update()
+    if bar:
+        bar.close()
+
+    gestures = {}
+    for split, part in (("training", results[:n_poses]), ("evaluation", results[n_poses:])):
+        _write_json(root / f"{split}_xyz.json", [r["xyz"] for r in part])
+        _write_json(root / f"{split}_K.json", [r["K"] for r in part])
+        _write_json(root / f"{split}_scale.json", [r["scale"] for r in part])
+        _write_json(root / f"{split}_visibility.json", [r["visible"] for r in part])
+        gestures[split] = [r["gesture"] for r in part]
+    meta = {
+        "generator": "handpose_utils.synthetic.freihand",
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "n_poses": n_poses,
+        "n_eval_poses": n_eval_poses,
+        "versions": versions,
+        "version_names": list(VERSION_NAMES[:versions]),
+        "image_size": image_size,
+        "seconds": round(time.perf_counter() - start, 2),
+        "gestures": gestures,
+    }
+    _write_json(meta_path, meta)
+    return root
+
+
+def synthetic_meta(root: str | Path) -> dict | None:
+    """The generator's stamp, or None if ``root`` holds no complete synthetic dataset."""
+    path = Path(root) / "synthetic_meta.json"
+    if not path.is_file():
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def ensure_synthetic_freihand(
+    root: str | Path,
+    n_poses: int,
+    seed: int = 0,
+    versions: int = 4,
+    image_size: int = 224,
+    progress: bool = True,
+) -> Path:
+    """Return ``root`` holding a complete synthetic FreiHAND with these settings, generating it
+    only if it is missing or was made with other settings.
+
+    Generation goes to a temporary sibling folder that is renamed into place at the end, so an
+    interrupted run never leaves a half-written dataset, and two notebooks that ask at the same
+    time both end up with a complete one.
+    """
+    root = Path(root)
+    want = {"n_poses": n_poses, "seed": seed, "versions": versions, "image_size": image_size,
+            "generator_version": GENERATOR_VERSION}
+    meta = synthetic_meta(root)
+    if meta is not None and all(meta.get(k) == v for k, v in want.items()):
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    make_freihand(tmp, n_poses, seed=seed, versions=versions, image_size=image_size,
+                  progress=progress)
+    meta = synthetic_meta(root)
+    if meta is not None and all(meta.get(k) == v for k, v in want.items()):
+        shutil.rmtree(tmp)  # someone else finished first; theirs is identical
+        return root
+    if root.exists():
+        old = root.with_name(f".{root.name}.old-{os.getpid()}")
+        os.replace(root, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.replace(tmp, root)
+    return root

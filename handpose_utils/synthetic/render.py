@@ -1,0 +1,335 @@
+"""A small z-buffer rasteriser for procedural hands.
+
+A hand is drawn from two kinds of primitive, both in the camera frame (metres):
+
+* **capsules** (a segment swept by a sphere whose radius varies linearly) for the phalanges,
+  the thenar eminence, the palm's rounded rim and the forearm;
+* **triangles** for the two faces of the palm slab.
+
+Each pixel keeps the nearest surface (depth test), so fingers occlude each other and the palm
+exactly as their depths say. The buffers kept per pixel are what the dataset writers need:
+depth (for RHD's depth maps and per-joint visibility), a part id (for RHD's class masks and
+FreiHAND's hand mask), which hand, the surface normal (for shading) and coverage (for smooth,
+anti-aliased edges when compositing onto a background).
+
+Part ids within one hand follow RHD's mask layout so that RHD ids are a fixed offset away:
+three per finger from tip to palm (thumb 1-3, index 4-6, middle 7-9, ring 10-12, pinky 13-15),
+16 the palm and 17 the forearm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .hand_model import HandPose, HandShape, forward_kinematics
+
+PALM_PART = 16
+FOREARM_PART = 17
+NUM_PARTS = 17
+
+
+def finger_part(finger: int, segment_from_tip: int) -> int:
+    """Part id of a finger segment: finger 0 (thumb) .. 4 (pinky), segment 0 = distal."""
+    return 1 + 3 * finger + segment_from_tip
+
+
+@dataclass
+class Capsule:
+    a: np.ndarray
+    b: np.ndarray
+    ra: float
+    rb: float
+    part: int
+    material: int = 0  # 0 skin, 1 fingernail
+
+
+@dataclass
+class Triangle:
+    p: np.ndarray  # (3, 3) vertices
+    part: int
+
+
+@dataclass
+class HandGeometry:
+    """One posed hand in the camera frame: its joints and the primitives that draw it."""
+
+    joints: np.ndarray  # (21, 3) metres, camera frame, HAND21 order
+    joint_radius: np.ndarray  # (21,) how deep each joint sits under the skin
+    capsules: list[Capsule] = field(default_factory=list)
+    triangles: list[Triangle] = field(default_factory=list)
+    side: str = "right"
+
+
+def build_hand(
+    shape: HandShape,
+    pose: HandPose,
+    rotation: np.ndarray,
+    translation: np.ndarray,
+    side: str = "right",
+    forearm: bool = True,
+) -> HandGeometry:
+    """Pose a hand (``rotation``, ``translation``: hand frame -> camera frame)."""
+    local = forward_kinematics(shape, pose, side)
+    mirror = -1.0 if side == "left" else 1.0
+    to_cam = lambda p: np.asarray(p) @ rotation.T + translation
+    joints = to_cam(local)
+
+    r0 = shape.finger_radius
+    caps: list[Capsule] = []
+    radius = np.full(21, r0)
+    # Fingers: taper from the knuckle to the tip.
+    taper = (1.0, 0.88, 0.78, 0.7)
+    for f in range(1, 5):
+        base = 1 + 4 * f
+        scale = 0.85 if f == 4 else 1.0  # a slimmer little finger
+        for k in range(3):
+            a, b = base + k, base + k + 1
+            caps.append(Capsule(joints[a], joints[b], r0 * scale * taper[k],
+                                r0 * scale * taper[k + 1], finger_part(f, 2 - k)))
+            radius[a] = r0 * scale * taper[k]
+        radius[base + 3] = r0 * scale * taper[3]
+    # Thumb: thicker, and a fleshy thenar capsule from the wrist to the thumb's MCP.
+    rt = 1.12 * r0
+    for k in range(3):
+        a, b = 1 + k, 2 + k
+        ra = rt * (1.35 if k == 0 else taper[k])
+        caps.append(Capsule(joints[a], joints[b], ra, rt * taper[k + 1], finger_part(0, 2 - k)))
+        radius[a] = ra
+    radius[4] = rt * taper[3]
+    caps.append(Capsule(to_cam(local[0] * 0.3 + local[1] * 0.7), joints[2], 1.45 * rt, 1.05 * rt,
+                        finger_part(0, 2)))
+    radius[1] = 1.45 * rt
+    # Fingernails on the back of each distal phalanx: they show which side of the hand we see.
+    # The palm normal is +z in the hand frame for both sides (a left hand mirrors x only).
+    back = -(rotation @ np.array([0.0, 0.0, 1.0]))
+    for f in range(5):
+        tip = 4 + 4 * f
+        r_tip = radius[tip]
+        a = joints[tip - 1] + 0.45 * (joints[tip] - joints[tip - 1])
+        b = joints[tip] - 0.25 * (joints[tip] - joints[tip - 1])
+        off = back * r_tip * 0.55
+        caps.append(Capsule(a + off, b + off, r_tip * 0.6, r_tip * 0.6, finger_part(f, 0), 1))
+
+    # Palm: a slab between two parallel faces, with a rounded rim of capsules.
+    half = shape.palm_thickness / 2
+    mcp = local[[5, 9, 13, 17]]
+    outline2d = np.array(
+        [
+            [mirror * 0.021, 0.004],  # wrist, thumb side
+            [local[1][0] + mirror * 0.004, local[1][1] + 0.006],  # thumb CMC
+            mcp[0, :2] + [mirror * 0.005, -0.004],
+            mcp[1, :2] + [0, 0.001],
+            mcp[2, :2] + [0, 0.0],
+            mcp[3, :2] + [-mirror * 0.006, -0.003],
+            [mcp[3, 0] - mirror * 0.006, 0.032],  # hypothenar edge
+            [-mirror * 0.023, 0.004],  # wrist, little-finger side
+        ]
+    )
+    # Knuckles bulge: pull the outline's MCP points down to each MCP's height.
+    z_out = np.zeros(len(outline2d))
+    tris = []
+    centre = np.r_[outline2d.mean(0), 0.0]
+    for face in (+1, -1):
+        ring = np.c_[outline2d, z_out + face * half]
+        c = centre + [0, 0, face * half]
+        for i in range(len(ring)):
+            tris.append(Triangle(to_cam(np.stack([c, ring[i], ring[(i + 1) % len(ring)]])), PALM_PART))
+    for i in range(len(outline2d)):
+        a = np.r_[outline2d[i], 0.0]
+        b = np.r_[outline2d[(i + 1) % len(outline2d)], 0.0]
+        caps.append(Capsule(to_cam(a), to_cam(b), half, half, PALM_PART))
+    # Knuckle bumps at the MCPs so fingers join the palm smoothly.
+    for f in range(4):
+        j = 5 + 4 * f
+        caps.append(Capsule(joints[j], to_cam(local[j] * 0.8), r0 * 1.05, half, PALM_PART))
+    radius[0] = half
+    radius[[5, 9, 13, 17]] = np.maximum(radius[[5, 9, 13, 17]] * 1.05, half)
+    if forearm:
+        w = to_cam([0, -0.01, 0])
+        elbow = to_cam([mirror * -0.004, -0.26, 0.0])
+        r_wrist = 0.024 * (shape.palm_thickness / 0.013)
+        caps.append(Capsule(w, elbow, r_wrist, 0.033, FOREARM_PART))
+        radius[0] = r_wrist
+    return HandGeometry(joints, radius, caps, tris, side)
+
+
+class Canvas:
+    """Per-pixel buffers for drawing hands with a depth test.
+
+    Pixel centres sit at integer coordinates, the same convention as ``uv = K xyz`` and as
+    matplotlib's ``imshow``: pixel (row v, column u) covers [u-0.5, u+0.5] x [v-0.5, v+0.5].
+    """
+
+    def __init__(self, height: int, width: int, K: np.ndarray):
+        self.h, self.w = height, width
+        self.K = np.asarray(K, float)
+        self.depth = np.full((height, width), np.inf, np.float32)
+        self.normal = np.zeros((height, width, 3), np.float32)
+        self.part = np.zeros((height, width), np.uint8)
+        self.hand = np.full((height, width), -1, np.int8)
+        self.cover = np.zeros((height, width), np.float32)
+        self.material = np.zeros((height, width), np.uint8)
+
+    def _project(self, p):
+        p = np.asarray(p, float)
+        return (self.K @ p)[:2] / p[2]
+
+    def _box(self, lo, hi):
+        x0, y0 = max(int(np.floor(lo[0])), 0), max(int(np.floor(lo[1])), 0)
+        x1, y1 = min(int(np.ceil(hi[0])) + 1, self.w), min(int(np.ceil(hi[1])) + 1, self.h)
+        return x0, y0, x1, y1
+
+    def _write(self, y0, y1, x0, x1, inside, z, n, cover, part, hand, material=0):
+        sub = self.depth[y0:y1, x0:x1]
+        win = inside & (z < sub)
+        sub[win] = z[win]
+        self.normal[y0:y1, x0:x1][win] = n[win]
+        self.part[y0:y1, x0:x1][win] = part
+        self.hand[y0:y1, x0:x1][win] = hand
+        self.material[y0:y1, x0:x1][win] = material
+        c = self.cover[y0:y1, x0:x1]
+        np.maximum(c, np.where(inside, cover, 0), out=c)
+
+    def capsule(self, cap: Capsule, hand: int = 0) -> None:
+        a, b = np.asarray(cap.a, float), np.asarray(cap.b, float)
+        if a[2] <= 1e-3 or b[2] <= 1e-3:
+            return  # behind or at the camera: nothing to draw
+        f = self.K[0, 0]
+        pa, pb = self._project(a), self._project(b)
+        rpa, rpb = cap.ra * f / a[2], cap.rb * f / b[2]
+        pad = max(rpa, rpb) + 1
+        x0, y0, x1, y1 = self._box(np.minimum(pa, pb) - pad, np.maximum(pa, pb) + pad)
+        if x0 >= x1 or y0 >= y1:
+            return
+        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        d = pb - pa
+        dd = max(float(d @ d), 1e-9)
+        t = np.clip(((xs - pa[0]) * d[0] + (ys - pa[1]) * d[1]) / dd, 0.0, 1.0)
+        cx, cy = pa[0] + t * d[0], pa[1] + t * d[1]
+        rp = rpa + t * (rpb - rpa)
+        ox, oy = xs - cx, ys - cy
+        dist = np.sqrt(ox * ox + oy * oy)
+        cover = np.clip(rp + 0.5 - dist, 0.0, 1.0)
+        inside = cover > 0
+        if not inside.any():
+            return
+        q = np.clip(dist / np.maximum(rp, 1e-6), 0.0, 1.0)
+        h = np.sqrt(1.0 - q * q)
+        r3 = cap.ra + t * (cap.rb - cap.ra)
+        z = (a[2] + t * (b[2] - a[2]) - r3 * h).astype(np.float32)
+        rp_safe = np.maximum(rp, 1e-6)
+        n = np.stack([ox / rp_safe, oy / rp_safe, -h], axis=-1)
+        n /= np.linalg.norm(n, axis=-1, keepdims=True) + 1e-9
+        self._write(y0, y1, x0, x1, inside, z, n, cover, cap.part, hand, cap.material)
+
+    def triangle(self, tri: Triangle, hand: int = 0) -> None:
+        p = np.asarray(tri.p, float)
+        if np.any(p[:, 2] <= 1e-3):
+            return
+        uv = np.stack([self._project(q) for q in p])
+        x0, y0, x1, y1 = self._box(uv.min(0) - 1, uv.max(0) + 1)
+        if x0 >= x1 or y0 >= y1:
+            return
+        (ax, ay), (bx, by), (cx, cy) = uv
+        den = (by - cy) * (ax - cx) + (cx - bx) * (ay - cy)
+        if abs(den) < 1e-9:
+            return  # seen edge-on: the rim capsules draw it
+        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        w0 = ((by - cy) * (xs - cx) + (cx - bx) * (ys - cy)) / den
+        w1 = ((cy - ay) * (xs - cx) + (ax - cx) * (ys - cy)) / den
+        w2 = 1.0 - w0 - w1
+        # Signed distance to the nearest edge, in pixels, for anti-aliased edges.
+        edge_len = np.array([np.hypot(bx - cx, by - cy), np.hypot(cx - ax, cy - ay),
+                             np.hypot(ax - bx, ay - by)])
+        heights = 2 * abs(den) / 2 / np.maximum(edge_len, 1e-9)
+        sd = np.minimum(np.minimum(w0 * heights[0], w1 * heights[1]), w2 * heights[2])
+        cover = np.clip(sd + 0.5, 0.0, 1.0)
+        inside = cover > 0
+        if not inside.any():
+            return
+        # Perspective-correct depth: 1/z is linear in screen space.
+        inv_z = w0 / p[0, 2] + w1 / p[1, 2] + w2 / p[2, 2]
+        z = (1.0 / np.maximum(inv_z, 1e-6)).astype(np.float32)
+        nrm = np.cross(p[1] - p[0], p[2] - p[0])
+        nrm /= np.linalg.norm(nrm) + 1e-12
+        if nrm[2] > 0:  # face the camera
+            nrm = -nrm
+        n = np.broadcast_to(nrm.astype(np.float32), (*xs.shape, 3))
+        self._write(y0, y1, x0, x1, inside, z, n, cover, tri.part, hand)
+
+    def draw(self, geometry: HandGeometry, hand: int = 0) -> None:
+        for tri in geometry.triangles:
+            self.triangle(tri, hand)
+        for cap in geometry.capsules:
+            self.capsule(cap, hand)
+
+    def joint_visibility(self, geometry: HandGeometry, tolerance: float = 0.004) -> np.ndarray:
+        """Per-joint visibility: inside the image and not hidden behind another surface.
+
+        A joint sits inside its own capsule, ``joint_radius`` under the skin; it is visible when
+        the nearest surface at its pixel is no more than that (plus ``tolerance``) in front of it.
+        """
+        uv = np.stack([self._project(p) for p in geometry.joints])
+        u = np.round(uv[:, 0]).astype(int)
+        v = np.round(uv[:, 1]).astype(int)
+        inside = (u >= 0) & (u < self.w) & (v >= 0) & (v < self.h)
+        vis = np.zeros(len(uv), bool)
+        idx = np.flatnonzero(inside)
+        front = self.depth[v[idx], u[idx]]
+        z = geometry.joints[idx, 2] - geometry.joint_radius[idx] - tolerance
+        vis[idx] = z <= front
+        return vis
+
+
+@dataclass
+class Skin:
+    """How a hand looks: base colour (RGB in 0..1), a lighter palm side and a sleeve colour."""
+
+    color: np.ndarray
+    palm_tint: float = 1.08
+    sleeve: np.ndarray | None = None
+
+
+# Skin tones from light to dark (sRGB, 0..1), sampled with jitter.
+SKIN_TONES = np.array(
+    [
+        [0.96, 0.80, 0.69],
+        [0.92, 0.72, 0.58],
+        [0.85, 0.64, 0.50],
+        [0.76, 0.55, 0.42],
+        [0.62, 0.43, 0.31],
+        [0.46, 0.31, 0.22],
+        [0.33, 0.22, 0.16],
+    ]
+)
+
+
+def sample_skin(rng: np.random.Generator) -> Skin:
+    base = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.92, 1.06, 3)
+    sleeve = rng.uniform(0.05, 0.9, 3) if rng.uniform() < 0.5 else None
+    return Skin(np.clip(base, 0, 1), rng.uniform(1.0, 1.12), sleeve)
+
+
+def shade(canvas: Canvas, skins: list[Skin], rng: np.random.Generator) -> np.ndarray:
+    """Lambert + Blinn-Phong shading of the hand pixels. Returns (H, W, 3) float RGB in 0..1."""
+    # Direction towards the light: in front of the hand (-z, towards the camera) and above it.
+    to_light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.9, -0.1), -1.0])
+    to_light /= np.linalg.norm(to_light)
+    ambient = rng.uniform(0.3, 0.45)
+    diffuse = np.clip(canvas.normal @ to_light, 0, None)
+    half = to_light + np.array([0, 0, -1.0])  # halfway between the light and the viewer
+    half /= np.linalg.norm(half)
+    spec = np.clip(canvas.normal @ half, 0, None) ** 24 * rng.uniform(0.05, 0.25)
+    albedo = np.zeros((canvas.h, canvas.w, 3), np.float32)
+    for i, skin in enumerate(skins):
+        on = canvas.hand == i
+        albedo[on] = skin.color
+        if skin.sleeve is not None:
+            albedo[on & (canvas.part == FOREARM_PART)] = skin.sleeve
+        albedo[on & (canvas.part == PALM_PART)] *= skin.palm_tint
+        albedo[on & (canvas.material == 1)] = skin.color * 0.35 + np.array([0.62, 0.52, 0.5])
+    light_term = ambient + (1 - ambient) * diffuse
+    rgb = albedo * light_term[..., None] + spec[..., None]
+    return np.clip(rgb, 0, 1)

@@ -1,0 +1,147 @@
+"""Scenes: a pinhole camera, one or more posed hands in front of it, rendered and composited.
+
+:func:`render_hands` draws the hands once; :func:`composite` puts the result onto any number of
+backgrounds (FreiHAND's four versions of a pose share one rendering).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..camera import project
+from .hand_model import HandPose, HandShape, random_rotation, sample_pose, sample_shape
+from .render import Canvas, HandGeometry, Skin, build_hand, sample_skin, shade
+
+
+def sample_camera(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Intrinsics like FreiHAND's 224x224 crops: square pixels, a focal length that varies
+    between about 1.7 and 2.9 image widths, principal point near the centre."""
+    f = rng.uniform(1.7, 2.9) * width
+    cx = width / 2 - 0.5 + rng.uniform(-0.03, 0.03) * width
+    cy = height / 2 - 0.5 + rng.uniform(-0.03, 0.03) * height
+    return np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
+
+
+@dataclass
+class HandSpec:
+    """Everything random about one hand, before it is placed in front of a camera."""
+
+    shape: HandShape
+    pose: HandPose
+    gesture: str
+    rotation: np.ndarray
+    skin: Skin
+    side: str = "right"
+
+
+def sample_hand(
+    rng: np.random.Generator,
+    side: str = "right",
+    gesture: str | None = None,
+    max_roll_deg: float = 120.0,
+) -> HandSpec:
+    from .hand_model import gesture_pose
+
+    shape = sample_shape(rng)
+    if gesture is None:
+        pose, name = sample_pose(rng)
+    else:
+        pose, name = gesture_pose(gesture, rng), gesture
+    rotation = random_rotation(rng, max_roll_deg=max_roll_deg)
+    return HandSpec(shape, pose, name, rotation, sample_skin(rng), side)
+
+
+def place_hand(
+    spec: HandSpec,
+    K: np.ndarray,
+    width: int,
+    height: int,
+    rng: np.random.Generator,
+    size_range: tuple[float, float] = (0.45, 0.8),
+    center: tuple[float, float] | None = None,
+    margin: float = 4.0,
+    forearm: bool = True,
+) -> HandGeometry:
+    """Put the hand in front of the camera so its keypoints span ``size_range`` of the image
+    (longer side of their bounding box) and lie inside it, ``margin`` pixels from the border.
+
+    ``center`` (pixels) places the keypoints' box centre there instead of at random.
+    """
+    probe = build_hand(spec.shape, spec.pose, spec.rotation, np.array([0, 0, 1.0]), spec.side,
+                       forearm=False)
+    local = probe.joints - np.array([0, 0, 1.0])
+    extent = np.ptp(local[:, :2], axis=0).max()  # metres, seen face-on at depth 1
+    target = rng.uniform(*size_range) * min(width, height)
+    z = max(K[0, 0] * extent / target, 0.15)
+    t = np.array([0.0, 0.0, z]) - local.mean(0)
+    for _ in range(3):  # perspective makes the fit approximate: refine a few times
+        uv = project(local + t, K)
+        lo, hi = uv.min(0), uv.max(0)
+        size = (hi - lo).max()
+        t[2] = max(t[2] * size / target, 0.15)
+        uv = project(local + t, K)
+        lo, hi = uv.min(0), uv.max(0)
+        span = hi - lo
+        if center is None:
+            room = np.maximum(np.array([width, height]) - 2 * margin - span, 0)
+            want_lo = margin + rng.uniform(0, 1, 2) * room
+        else:
+            want_lo = np.asarray(center, float) - span / 2
+        shift = want_lo - lo
+        t[:2] += shift * t[2] / K[0, 0]
+    return build_hand(spec.shape, spec.pose, spec.rotation, t, spec.side, forearm=forearm)
+
+
+@dataclass
+class Rendering:
+    """What the rasteriser produced for one scene (before any background)."""
+
+    rgb: np.ndarray  # (H, W, 3) float, shaded hands
+    cover: np.ndarray  # (H, W) float coverage of hand (and forearm) pixels, 0..1
+    depth: np.ndarray  # (H, W) metres, inf where empty
+    part: np.ndarray  # (H, W) uint8 part ids (0 empty)
+    hand: np.ndarray  # (H, W) int8 hand index (-1 empty)
+    hands: list[HandGeometry]
+    visible: list[np.ndarray]  # per hand, (21,) bool
+    K: np.ndarray
+
+    def keypoints(self, i: int = 0) -> np.ndarray:
+        return project(self.hands[i].joints, self.K)
+
+
+def render_hands(
+    hands: list[HandGeometry], skins: list[Skin], K: np.ndarray, width: int, height: int,
+    rng: np.random.Generator,
+) -> Rendering:
+    canvas = Canvas(height, width, K)
+    for i, geometry in enumerate(hands):
+        canvas.draw(geometry, hand=i)
+    rgb = shade(canvas, skins, rng)
+    visible = [canvas.joint_visibility(g) for g in hands]
+    # Paint joint-level visibility onto hands drawn later too: a hand can hide another.
+    return Rendering(rgb, canvas.cover, canvas.depth, canvas.part, canvas.hand, hands, visible, K)
+
+
+def composite(
+    rendering: Rendering,
+    background: np.ndarray,
+    rng: np.random.Generator,
+    harmonize: float = 0.0,
+    noise: float = 0.012,
+) -> np.ndarray:
+    """Alpha-blend the rendered hands onto ``background``; returns (H, W, 3) uint8.
+
+    ``harmonize`` pulls the hand's colour towards the background's mean (as FreiHAND's "hom" and
+    "auto" versions do); ``noise`` adds sensor noise.
+    """
+    hand = rendering.rgb
+    if harmonize > 0:
+        mean_bg = background.reshape(-1, 3).mean(0)
+        hand = hand * (1 - harmonize) + hand * (mean_bg / max(mean_bg.mean(), 1e-3)) * harmonize
+    a = rendering.cover[..., None]
+    img = hand * a + background * (1 - a)
+    if noise > 0:
+        img = img + rng.normal(0, noise, img.shape).astype(np.float32)
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
