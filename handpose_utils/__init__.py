@@ -10,12 +10,18 @@ One module per concept:
 * ``splits``      random and grouped (leak-free) splits, and leak counting
 * ``synthetic``   the embedded default data: a procedural hand renderer writing native layouts
 * ``datasets``    readers and Colab downloads per source (FreiHAND, ...)
+* ``prepare``     one-call dataset, records and split preparation for the notebooks
 * ``plots``       skeleton drawing, sample grids and widget browsers
 """
 
-from . import camera, env, images, records, skeletons, splits
+from . import camera, env, images, plots, records, skeletons, splits
 from .camera import project
-from .datasets.freihand import download_freihand, freihand_image_path, load_freihand
+from .datasets.freihand import (
+    DatasetNotFoundError,
+    download_freihand,
+    freihand_image_path,
+    load_freihand,
+)
 from .env import (
     amp_settings,
     data_dir,
@@ -26,6 +32,7 @@ from .env import (
     smoke_or,
 )
 from .images import ImageReadError, read_image
+from .prepare import prepare_freihand, prepare_records, prepare_splits
 from .records import RecordError, load_records, save_records
 from .splits import count_pose_leak, grouped_split, random_split
 from .synthetic.freihand import ensure_synthetic_freihand, make_freihand

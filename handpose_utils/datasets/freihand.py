@@ -133,14 +133,15 @@ def load_freihand(
         )
     uv = project(xyz, K)
 
-    on_disk = sum(1 for _ in rgb_dir.glob("*.jpg"))
-    available = max(1, on_disk // n) if on_disk else 0
-    if available == 0:
+    # A version is on disk when its first image is; then all its images must be.
+    available = [v for v in range(4) if freihand_image_path(root, split, n * v).is_file()]
+    if not available:
         raise DatasetNotFoundError(
-            f"no images in {rgb_dir}. " + _HOW_TO_GET.format(size=FREIHAND_SIZE)
+            f"no images in {rgb_dir} (expected {freihand_image_path(root, split, 0).name}, ...). "
+            + _HOW_TO_GET.format(size=FREIHAND_SIZE)
         )
     if versions is None:
-        versions = list(range(min(available, 4)))
+        versions = available
     for v in versions:
         if not 0 <= v < 4:
             raise ValueError(f"FreiHAND versions are 0..3 (gs, hom, sample, auto), got {v}")
@@ -150,7 +151,7 @@ def load_freihand(
                 if not path.is_file():
                     raise DatasetNotFoundError(
                         f"expected image {path} (version {v} of pose {idx}) is missing: "
-                        f"{rgb_dir} holds {on_disk} images for {n} poses. Re-extract or "
+                        f"{split}_xyz.json has {n} poses. Re-extract or "
                         "re-generate the dataset, or pass versions=[...] to use fewer versions."
                     )
     width, height = image_size(freihand_image_path(root, split, 0))

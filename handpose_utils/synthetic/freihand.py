@@ -227,5 +227,12 @@ def ensure_synthetic_freihand(
         old = root.with_name(f".{root.name}.old-{os.getpid()}")
         os.replace(root, old)
         shutil.rmtree(old, ignore_errors=True)
-    os.replace(tmp, root)
+    try:
+        os.replace(tmp, root)
+    except OSError:
+        # Another process put its (identical) dataset in place between our check and rename.
+        meta = synthetic_meta(root)
+        if meta is None or any(meta.get(k) != v for k, v in want.items()):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     return root

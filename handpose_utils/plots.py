@@ -1,0 +1,224 @@
+"""Plots: skeletons on images, sample grids, 3D skeletons, split statistics and widget browsers.
+
+Every widget browser wraps a plain plotting function. Notebooks call that function once directly
+(so an error shows as an error, not as text that ``interact`` prints and swallows) and then open
+the browser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .images import read_image
+from .records import keypoints_array, visible_array
+from .skeletons import (
+    COCO17_NAMES,
+    COCO_SKELETON,
+    HAND21_BONES,
+    coco_part_side,
+    hand21_bone_colors,
+    hand21_joint_colors,
+)
+
+GT_COLOR = "#2ca02c"  # green: ground truth
+PRED_COLOR = "#d62728"  # red: prediction
+
+
+def draw_hand(
+    ax,
+    keypoints,
+    visible=None,
+    color: str | None = None,
+    linewidth: float = 2.0,
+    markersize: float = 18,
+    label: str | None = None,
+    hidden_style: str = "hollow",
+) -> None:
+    """Draw a HAND21 skeleton on ``ax``. Joints not ``visible`` are drawn hollow (occluded).
+
+    ``color`` draws everything in one colour (e.g. green for GT, red for a prediction);
+    by default each finger has its own colour.
+    """
+    kp = np.asarray(keypoints, dtype=float).reshape(-1, 2)
+    vis = np.ones(len(kp), bool) if visible is None else np.asarray(visible, bool)
+    bone_colors = [color] * len(HAND21_BONES) if color else hand21_bone_colors()
+    joint_colors = [color] * len(kp) if color else hand21_joint_colors()
+    for (a, b), c in zip(HAND21_BONES, bone_colors):
+        ax.plot(kp[[a, b], 0], kp[[a, b], 1], "-", color=c, lw=linewidth, alpha=0.9,
+                solid_capstyle="round")
+    face = np.array(joint_colors, dtype=object)
+    ax.scatter(kp[vis, 0], kp[vis, 1], s=markersize, c=list(face[vis]), edgecolors="white",
+               linewidths=0.6, zorder=3, label=label)
+    if (~vis).any() and hidden_style == "hollow":
+        ax.scatter(kp[~vis, 0], kp[~vis, 1], s=markersize, facecolors="none",
+                   edgecolors=list(face[~vis]), linewidths=1.2, zorder=3)
+
+
+def draw_coco_person(ax, keypoints, visibility=None, linewidth: float = 2.0, markersize: float = 14):
+    """Draw a COCO-17 person: left side blue, right side orange, centre green. Joints with
+    visibility 0 (unlabelled) are skipped."""
+    kp = np.asarray(keypoints, dtype=float).reshape(-1, 2)
+    v = np.full(len(kp), 2) if visibility is None else np.asarray(visibility)
+    side_color = {"left": "#1f77b4", "right": "#ff7f0e", "center": "#2ca02c"}
+    for a, b in COCO_SKELETON:
+        if v[a] > 0 and v[b] > 0:
+            side = coco_part_side(COCO17_NAMES[b])
+            ax.plot(kp[[a, b], 0], kp[[a, b], 1], "-", color=side_color[side], lw=linewidth)
+    for j in range(len(kp)):
+        if v[j] > 0:
+            c = side_color[coco_part_side(COCO17_NAMES[j])]
+            ax.scatter(kp[j, 0], kp[j, 1], s=markersize, c=c, edgecolors="white", zorder=3,
+                       alpha=1.0 if v[j] == 2 else 0.5)
+
+
+def _axes(ax, figsize=(4, 4)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def show_sample(record: dict, ax=None, title: str | None = None, pred=None, show_ids: bool = False):
+    """Show a record's image with its skeleton; with ``pred``, GT in green and prediction in red."""
+    ax = _axes(ax)
+    ax.imshow(read_image(record["image_path"]))
+    kp = keypoints_array(record)
+    if pred is None:
+        draw_hand(ax, kp, visible_array(record))
+    else:
+        draw_hand(ax, kp, color=GT_COLOR, label="ground truth")
+        draw_hand(ax, np.asarray(pred).reshape(-1, 2), color=PRED_COLOR, label="prediction")
+    if show_ids:
+        for j, (x, y) in enumerate(kp):
+            ax.annotate(str(j), (x, y), xytext=(3, -3), textcoords="offset points", fontsize=7,
+                        color="white")
+    if title is None:
+        parts = [f"pose {record['pose_id']}" if "pose_id" in record else None,
+                 f"v{record['version']}" if "version" in record else None]
+        title = " ".join(p for p in parts if p)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return ax
+
+
+def show_grid(records: Sequence[dict], cols: int = 4, size: float = 2.6, titles=None, preds=None):
+    """A grid of samples with skeletons (and predictions, if given)."""
+    n = len(records)
+    rows = max(1, int(np.ceil(n / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < n:
+            show_sample(records[i], ax=ax, title=None if titles is None else titles[i],
+                        pred=None if preds is None else preds[i])
+        else:
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def show_versions(records: Sequence[dict], pose_id: int, size: float = 2.6):
+    """All background versions of one pose side by side (same hand, same keypoints)."""
+    same = sorted((r for r in records if r.get("pose_id") == pose_id), key=lambda r: r["version"])
+    if not same:
+        raise ValueError(f"no record with pose_id {pose_id}")
+    names = ("gs", "hom", "sample", "auto")
+    titles = [f"pose {pose_id}, version {r['version']} ({names[r['version']]})" for r in same]
+    return show_grid(same, cols=len(same), size=size, titles=titles)
+
+
+def plot_skeleton_3d(ax, xyz, color: str | None = None, label: str | None = None):
+    """Draw a HAND21 skeleton in 3D (camera frame: x right, y down, z away from the camera)."""
+    p = np.asarray(xyz, dtype=float).reshape(-1, 3)
+    colors = [color] * len(HAND21_BONES) if color else hand21_bone_colors()
+    for (a, b), c in zip(HAND21_BONES, colors):
+        ax.plot(p[[a, b], 0], p[[a, b], 2], -p[[a, b], 1], "-", color=c, lw=2)
+    ax.scatter(p[:, 0], p[:, 2], -p[:, 1], s=10, c=color or hand21_joint_colors(), label=label)
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("z (m, depth)")
+    ax.set_zlabel("-y (m, up)")
+    span = np.ptp(p, axis=0).max() / 2 + 1e-3
+    mid = p.mean(0)
+    ax.set_xlim(mid[0] - span, mid[0] + span)
+    ax.set_ylim(mid[2] - span, mid[2] + span)
+    ax.set_zlim(-mid[1] - span, -mid[1] + span)
+    return ax
+
+
+def show_projection(record: dict):
+    """The camera-frame 3D joints next to the image with their projection ``uv = K xyz``."""
+    from .camera import project
+
+    fig = plt.figure(figsize=(9, 4.2))
+    ax3 = fig.add_subplot(1, 2, 1, projection="3d")
+    plot_skeleton_3d(ax3, record["xyz"])
+    ax3.set_title("xyz (camera frame, metres)", fontsize=9)
+    ax2 = fig.add_subplot(1, 2, 2)
+    uv = project(record["xyz"], record["K"])
+    ax2.imshow(read_image(record["image_path"]))
+    draw_hand(ax2, uv)
+    K = np.asarray(record["K"])
+    ax2.scatter([K[0, 2]], [K[1, 2]], marker="+", s=80, c="white", label="principal point")
+    ax2.legend(loc="lower right", fontsize=7)
+    ax2.set_title(f"uv = K·xyz / z   (fx = {K[0, 0]:.0f} px)", fontsize=9)
+    ax2.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def hand_size(records: Sequence[dict]) -> np.ndarray:
+    """Longer side (px) of each record's keypoint bounding box."""
+    kp = np.stack([keypoints_array(r) for r in records])
+    return np.ptp(kp, axis=1).max(axis=1)
+
+
+def keypoint_spread(records: Sequence[dict]) -> np.ndarray:
+    """Root-mean-square distance (px) of each record's keypoints from their centroid."""
+    kp = np.stack([keypoints_array(r) for r in records])
+    return np.sqrt(((kp - kp.mean(1, keepdims=True)) ** 2).sum(-1).mean(-1))
+
+
+def plot_split_distributions(splits: dict[str, Sequence[dict]], bins: int = 20):
+    """Histograms of hand size and keypoint spread, and the hand centres, for each split."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    sizes = {k: hand_size(v) for k, v in splits.items() if len(v)}
+    spreads = {k: keypoint_spread(v) for k, v in splits.items() if len(v)}
+    lo = min(s.min() for s in sizes.values())
+    hi = max(s.max() for s in sizes.values())
+    edges = np.linspace(lo, hi, bins + 1)
+    for name, s in sizes.items():
+        axes[0].hist(s, bins=edges, density=True, histtype="step", lw=2, label=f"{name} (n={len(s)})")
+    axes[0].set(title="hand size: keypoint bbox longer side", xlabel="pixels", ylabel="density")
+    lo = min(s.min() for s in spreads.values())
+    hi = max(s.max() for s in spreads.values())
+    edges = np.linspace(lo, hi, bins + 1)
+    for name, s in spreads.items():
+        axes[1].hist(s, bins=edges, density=True, histtype="step", lw=2, label=name)
+    axes[1].set(title="keypoint spread (RMS distance to centroid)", xlabel="pixels")
+    for name, recs in splits.items():
+        if len(recs):
+            c = np.stack([keypoints_array(r).mean(0) for r in recs])
+            axes[2].scatter(c[:, 0], c[:, 1], s=4, alpha=0.5, label=name)
+    axes[2].invert_yaxis()
+    axes[2].set_aspect("equal")
+    axes[2].set(title="hand centres in the image", xlabel="u (px)", ylabel="v (px)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def sample_browser(records: Sequence[dict], show=show_sample, **kwargs):
+    """An ipywidgets slider over ``records`` that calls ``show(records[i], **kwargs)``.
+
+    Works with ipywidgets 7.7 (Colab) and 8. Call ``show(records[0])`` once yourself first:
+    ``interact`` prints exceptions instead of raising them.
+    """
+    from ipywidgets import IntSlider, interact
+
+    def _show(index=0):
+        show(records[index], **kwargs)
+        plt.show()
+
+    return interact(_show, index=IntSlider(value=0, min=0, max=len(records) - 1, step=1,
+                                           continuous_update=False))

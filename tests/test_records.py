@@ -1,0 +1,57 @@
+"""Records: save, load, relative paths and validation errors that name the record."""
+
+import json
+import math
+import shutil
+
+import pytest
+
+from handpose_utils import RecordError, load_freihand, load_records, save_records
+
+
+def test_round_trip_with_relative_paths(tmp_path, synthetic_root):
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_root, data / "ds")
+    recs = load_freihand(data / "ds")
+    path = save_records(recs, data / "records" / "train.json")
+    raw = json.load(open(path))
+    assert raw[0]["image_path"] == "../ds/training/rgb/00000000.jpg"
+    back = load_records(path)
+    assert back[5]["keypoints"] == recs[5]["keypoints"] and back[5]["image_path"] == recs[5]["image_path"]
+    # Move the whole data folder: the records still resolve.
+    shutil.move(str(data), str(tmp_path / "moved"))
+    moved = load_records(tmp_path / "moved" / "records" / "train.json")
+    assert moved[0]["image_path"].startswith(str(tmp_path / "moved"))
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: r.update(keypoints=r["keypoints"][:40]), r"record 1 .*40 values, expected 42"),
+        (lambda r: r["keypoints"].__setitem__(7, math.nan), r"record 1 .*position\(s\) \[7\].*NaN"),
+        (lambda r: r.pop("keypoints"), r"record 1: missing key"),
+        (lambda r: r.update(image_path="nope.jpg"), r"record 1 .*image file not found"),
+        (lambda r: r.update(visible=[1] * 20), r"record 1 .*'visible' has 20"),
+    ],
+)
+def test_validation_names_the_record(tmp_path, synthetic_root, mutate, message):
+    recs = load_freihand(synthetic_root)[:3]
+    path = save_records(recs, tmp_path / "r.json")
+    raw = json.load(open(path))
+    mutate(raw[1])
+    path.write_text(json.dumps(raw, allow_nan=True))
+    with pytest.raises(RecordError, match=message):
+        load_records(path)
+
+
+def test_missing_file_and_bad_json(tmp_path):
+    with pytest.raises(FileNotFoundError, match="notebook 01"):
+        load_records(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(RecordError, match="not valid JSON"):
+        load_records(tmp_path / "bad.json")
+
+
+def test_save_is_atomic(tmp_path, synthetic_root):
+    path = save_records(load_freihand(synthetic_root)[:2], tmp_path / "r.json")
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
