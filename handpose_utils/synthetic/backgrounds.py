@@ -21,17 +21,18 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int, channels
 def _gradient(rng, h, w):
     c0, c1 = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
     angle = rng.uniform(0, 2 * np.pi)
-    ys, xs = np.mgrid[0:h, 0:w] / max(h, w)
-    t = np.clip((np.cos(angle) * xs + np.sin(angle) * ys + 0.5) % 1.0, 0, 1)[..., None]
-    return c0 * (1 - t) + c1 * t
+    ys, xs = np.ogrid[0:h, 0:w]
+    t = ((np.cos(angle) * xs + np.sin(angle) * ys) / max(h, w) + 0.5) % 1.0
+    t = t.astype(np.float32)[..., None]
+    return (c0 * (1 - t) + c1 * t).astype(np.float32)
 
 
 def green_screen(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A lit green screen with a vignette and a little sensor noise, (H, W, 3) float in 0..1."""
     green = np.array([rng.uniform(0.1, 0.3), rng.uniform(0.55, 0.8), rng.uniform(0.15, 0.35)])
-    ys, xs = np.mgrid[0:h, 0:w]
+    ys, xs = np.ogrid[0:h, 0:w]
     cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
-    r = np.hypot(ys - cy, xs - cx) / max(h, w)
+    r = (np.hypot(ys - cy, xs - cx) / max(h, w)).astype(np.float32)
     light = 1.0 - rng.uniform(0.2, 0.5) * r**2
     img = green * light[..., None] * (0.92 + 0.16 * _smooth_noise(rng, h, w, 4))
     return np.clip(img, 0, 1)

@@ -136,12 +136,15 @@ def composite(
     ``harmonize`` pulls the hand's colour towards the background's mean (as FreiHAND's "hom" and
     "auto" versions do); ``noise`` adds sensor noise.
     """
-    hand = rendering.rgb
+    hand = rendering.rgb.astype(np.float32, copy=False)
+    background = background.astype(np.float32, copy=False)
     if harmonize > 0:
         mean_bg = background.reshape(-1, 3).mean(0)
-        hand = hand * (1 - harmonize) + hand * (mean_bg / max(mean_bg.mean(), 1e-3)) * harmonize
+        gain = (1 - harmonize) + harmonize * mean_bg / max(float(mean_bg.mean()), 1e-3)
+        hand = hand * gain.astype(np.float32)
     a = rendering.cover[..., None]
-    img = hand * a + background * (1 - a)
+    img = background + a * (hand - background)
     if noise > 0:
-        img = img + rng.normal(0, noise, img.shape).astype(np.float32)
-    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+        img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(noise)
+    np.clip(img, 0, 1, out=img)
+    return (img * 255 + 0.5).astype(np.uint8)
