@@ -38,6 +38,58 @@ from .splits import count_pose_leak, grouped_split, random_split
 from .synthetic.freihand import ensure_synthetic_freihand, make_freihand
 
 # --- engine, metrics, models (issue 3): exports are added below this line ---
+from .data import (  # isort: skip
+    CachedKeypointDataset,
+    DeviceAugment,
+    ImageCache,
+    KeypointDataset,
+    PrepareBatch,
+    build_image_cache,
+    cached_loader,
+    input_to_original,
+    make_loaders,
+    per_sample_transforms,
+    pixels_to_normalized,
+    to_original_pixels,
+)
+from .engine import (  # isort: skip
+    CheckpointError,
+    History,
+    NonFiniteLossError,
+    StopTraining,
+    evaluate,
+    fit,
+    load_checkpoint,
+    plot_history,
+    predict,
+    save_checkpoint,
+)
+from .metrics import (  # isort: skip
+    KeypointMeter,
+    bbox_size,
+    epe,
+    normalized_to_pixels,
+    pck,
+    pck_curve,
+    per_joint_epe,
+    per_sample_epe,
+)
+from .models import (  # isort: skip
+    MobileLiteRegressor,
+    MobileLiteSE,
+    SimpleCNN,
+    as_keypoints,
+    build_model,
+    count_parameters,
+)
+
+# --- notebook 04, OUHANDS + MediaPipe landmarks (issue 4): exports below this line ---
+
+# --- notebook 05, ResNet-50 3D regression (issue 5): exports below this line ---
+
+# --- notebook 06, COCO heatmaps (issue 6): exports below this line ---
+
+# --- notebook 07, RHD 3D hand pose (issue 7): exports below this line ---
 
 __version__ = "0.1.0"
 COURSE_REPO = "handpose-course/handpose-course"

@@ -1,0 +1,721 @@
+"""Feeding keypoint batches to a model: a decode-once image cache with augmentation on the device,
+and a classic per-sample ``Dataset`` with torchvision ``transforms.v2`` for comparison.
+
+Why a cache? Colab gives a GPU 2 CPU cores. Decoding and resizing a JPEG per sample per epoch on
+those 2 cores (the reference loop) starves even a T4. :func:`build_image_cache` decodes and
+resizes every image **once** into a ``(N, S, S, 3)`` uint8 array (in memory, or a memory-mapped
+``.npy`` on local disk); a batch is then a single slice of that array, and :class:`DeviceAugment`
+flips, rotates, scales, shifts and colour-jitters the whole batch on the GPU.
+
+Coordinate convention (used everywhere in the course code)
+----------------------------------------------------------
+Pixel *centres* sit at integer coordinates: pixel ``i`` covers ``[i - 0.5, i + 0.5]`` and an
+image of width ``W`` spans ``[-0.5, W - 0.5]``. Resizing from ``W`` to ``S`` pixels therefore maps
+
+    x' = (x + 0.5) * S / W - 0.5
+
+and a horizontal flip maps ``x' = W - 1 - x``. (The reference project scaled by ``S / W`` and
+flipped with ``223 - x``: the two disagree by half a pixel.) Regression targets are
+**normalised coordinates** ``u = (x + 0.5) / W`` in ``[0, 1]`` from the left edge to the right
+edge: they do not depend on the resolution, so ``x = u * W - 0.5`` maps a prediction back to the
+pixels of any resized copy, including the original image (:func:`to_original_pixels`).
+
+Batches
+-------
+Both paths yield dict batches with the same keys:
+
+* ``image``: ``(B, 3, S, S)``, uint8 (cached path, or per-sample without a transform) or float
+  already normalised (per-sample with :func:`per_sample_transforms`);
+* ``keypoints``: ``(B, J, 2)`` float32, pixels of the ``S x S`` input;
+* ``visible``: ``(B, J)`` bool; ``index``: ``(B,)`` index into the records list;
+* ``orig_size``: ``(B, 2)`` float32 ``(W, H)`` of the original images.
+
+:class:`PrepareBatch` is the engine's ``prepare_batch`` for these batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from . import env
+from .images import ImageReadError, SkipReport, check_images, read_image
+from .metrics import normalized_to_pixels
+from .records import keypoints_array, visible_array
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "resize_keypoints",
+    "pixels_to_normalized",
+    "normalized_to_pixels",
+    "to_original_pixels",
+    "input_to_original",
+    "ImageCache",
+    "build_image_cache",
+    "CachedKeypointDataset",
+    "cached_loader",
+    "DeviceAugment",
+    "KeypointDataset",
+    "per_sample_transforms",
+    "make_loaders",
+    "PrepareBatch",
+    "denormalize",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CACHE_FORMAT = 1
+
+
+# --------------------------------------------------------------------------------------------
+# Coordinates
+
+
+def resize_keypoints(keypoints, from_size, to_size):
+    """Map ``(..., 2)`` pixel coordinates from an image of ``from_size = (W, H)`` to one resized to
+    ``to_size`` (an int for square, or ``(W', H')``): ``x' = (x + 0.5) * W' / W - 0.5``."""
+    kp = torch.as_tensor(keypoints, dtype=torch.float32)
+    w, h = from_size
+    tw, th = (to_size, to_size) if np.isscalar(to_size) else to_size
+    scale = torch.tensor([tw / w, th / h], dtype=kp.dtype, device=kp.device)
+    return (kp + 0.5) * scale - 0.5
+
+
+def pixels_to_normalized(keypoints: torch.Tensor, size) -> torch.Tensor:
+    """Pixel coordinates to normalised ``[0, 1]`` coordinates, ``u = (x + 0.5) / W``. ``size`` is a
+    number (square) or per-sample ``(N, 2)`` ``(W, H)``. Inverse of :func:`normalized_to_pixels`."""
+    size = torch.as_tensor(size, dtype=keypoints.dtype, device=keypoints.device)
+    if size.dim() == 2:
+        size = size[:, None, :]
+    return (keypoints + 0.5) / size
+
+
+def to_original_pixels(outputs: torch.Tensor, orig_size) -> torch.Tensor:
+    """Regression outputs ``(B, 2J)`` (normalised coordinates) to ``(B, J, 2)`` pixels of the
+    original images, ``orig_size`` being ``(B, 2)`` ``(W, H)`` (the batch's ``orig_size``)."""
+    return normalized_to_pixels(outputs.reshape(outputs.shape[0], -1, 2), orig_size)
+
+
+def input_to_original(keypoints: torch.Tensor, input_size, orig_size) -> torch.Tensor:
+    """``(B, J, 2)`` pixels of the resized input (``input_size``, a number or ``(W, H)``) to
+    pixels of the original images (``orig_size``, ``(B, 2)`` ``(W, H)``), e.g. to score heatmap
+    argmaxes with :class:`~handpose_utils.metrics.KeypointMeter`."""
+    if not np.isscalar(input_size):
+        input_size = torch.as_tensor(input_size, dtype=keypoints.dtype, device=keypoints.device)
+    return normalized_to_pixels(pixels_to_normalized(keypoints, input_size), orig_size)
+
+
+def denormalize(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """Undo ImageNet normalisation: float images in ``[0, 1]`` for plotting."""
+    mean = torch.tensor(mean, device=images.device).view(-1, 1, 1)
+    std = torch.tensor(std, device=images.device).view(-1, 1, 1)
+    return (images.float() * std + mean).clamp(0, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# The image cache
+
+
+@dataclass
+class ImageCache:
+    """Images decoded and resized once, with their keypoints in the cache's pixel frame.
+
+    ``images`` ``(N, S, S, 3)`` uint8 (an array or a read-only ``np.memmap``); ``keypoints``
+    ``(N, J, 2)`` float32 pixels of the ``S x S`` image; ``visible`` ``(N, J)`` bool;
+    ``orig_size`` ``(N, 2)`` the original ``(W, H)``; ``record_index`` ``(N,)`` the position of
+    each image in the records list (differs from ``arange(N)`` only when bad images were skipped).
+    """
+
+    images: np.ndarray
+    keypoints: np.ndarray
+    visible: np.ndarray
+    orig_size: np.ndarray
+    record_index: np.ndarray
+    size: int
+    path: Path | None = None
+    report: SkipReport = field(default_factory=SkipReport)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def scale(self) -> np.ndarray:
+        """``(N, 2)`` factors from cache pixels to original pixels (a length ``l`` in the cache is
+        ``l * scale`` in the original image)."""
+        return self.orig_size / self.size
+
+    def to_original(self, keypoints, index) -> torch.Tensor:
+        """``(B, J, 2)`` cache-pixel keypoints of samples ``index`` to original-image pixels."""
+        size = torch.as_tensor(self.orig_size[np.asarray(index)])
+        return input_to_original(torch.as_tensor(keypoints), self.size, size)
+
+    def nbytes(self) -> int:
+        return int(np.prod(self.images.shape))
+
+
+def _decode_resized(path: str, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode an image straight to ``size x size`` RGB. For JPEGs, ``draft`` lets libjpeg decode
+    at 1/2, 1/4 or 1/8 scale (much faster); ``resize(box=...)`` then maps exactly the original
+    extent, so the keypoint formula of :func:`resize_keypoints` stays exact."""
+    p = Path(path)
+    if not p.is_file():
+        raise ImageReadError(
+            f"image file not found: {p}. Check the dataset root, or re-create the dataset.")
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            box = (0.0, 0.0, float(w), float(h))
+            if im.format == "JPEG":
+                drafted = im.draft("RGB", (size, size))
+                if drafted is not None:
+                    box = tuple(float(v) for v in drafted[1])
+            im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, box=box)
+            return np.asarray(im), (w, h)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(
+            f"cannot decode image {p}: {err}. The file is corrupt or truncated: download or "
+            "generate it again, or pass skip_bad=True to skip it (skips are counted and reported)."
+        ) from err
+
+
+def _cache_key(records: list[dict], size: int) -> str:
+    """Identifies a cache's content: format, size, and per record the image file (path, byte size,
+    modification time), keypoints and visibility. Any change means a rebuild."""
+    h = hashlib.sha256(f"handpose-cache-{CACHE_FORMAT}-{size}".encode())
+    for rec in records:
+        try:
+            st = os.stat(rec["image_path"])
+            stamp = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = None
+        h.update(json.dumps([rec["image_path"], stamp, list(map(float, rec["keypoints"])),
+                             rec.get("visible")]).encode())
+    return h.hexdigest()
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_name(path.name + ".meta.npz")
+
+
+def _fsync_replace(tmp: str, final: Path) -> None:
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+
+
+def _load_cache(path: Path, key: str, size: int) -> ImageCache | None:
+    meta_path = _meta_path(path)
+    if not (path.is_file() and meta_path.is_file()):
+        return None
+    try:
+        with np.load(meta_path, allow_pickle=False) as meta:
+            if str(meta["key"]) != key:
+                return None
+            images = np.load(path, mmap_mode="r")
+            fields = {k: meta[k] for k in ("keypoints", "visible", "orig_size", "record_index")}
+            skipped = json.loads(str(meta["skipped"]))
+            seen = int(meta["seen"])
+    except (OSError, ValueError, KeyError):
+        return None  # unreadable or from an older format: rebuild
+    if images.dtype != np.uint8 or images.shape != (len(fields["keypoints"]), size, size, 3):
+        return None
+    report = SkipReport(seen=seen, skipped=[tuple(s) for s in skipped])
+    return ImageCache(images=images, size=size, path=path, report=report, **fields)
+
+
+def build_image_cache(records: list[dict], size: int, path: str | Path | None = None,
+                      skip_bad: bool = False, num_threads: int | None = None,
+                      progress: bool = True, log=print) -> ImageCache:
+    """Decode and resize every record's image once into a uint8 ``(N, size, size, 3)`` array.
+
+    * ``path=None``: the array lives in memory. Budget RAM: ``N * size**2 * 3`` bytes, e.g.
+      32,560 FreiHAND images take 4.9 GB at 224 but 1.6 GB at 128 (Colab has about 12 GB).
+    * ``path="…/train_224.npy"``: the array is written to that ``.npy`` (plus ``….meta.npz`` for
+      keypoints) and memory-mapped, so RAM holds only what the OS caches. A later call with the
+      same records and size reuses the file; any change to the records, image files or size
+      rebuilds it. Files are written to a temporary name and renamed, so an interrupted build
+      never leaves a half-written cache behind. Use local disk (``/content``), not Drive.
+
+    Keypoints are mapped to the cache frame with ``x' = (x + 0.5) * size / W - 0.5`` (see the
+    module docstring). Images are squashed to a square like the reference (no padding), so
+    non-square originals change aspect; ``orig_size`` maps predictions back exactly.
+
+    An unreadable image raises :class:`~handpose_utils.images.ImageReadError` naming the file.
+    With ``skip_bad=True`` it is left out instead, counted in ``cache.report`` and reported
+    through ``log``; ``cache.record_index`` says which records were kept.
+    """
+    if not records:
+        raise ValueError("build_image_cache: no records")
+    path = Path(path) if path is not None else None
+    if path is not None:
+        key = _cache_key(records, size)
+        cached = _load_cache(path, key, size)
+        if cached is not None:
+            if log and cached.report.n_skipped:
+                log(f"image cache {path}: {cached.report}")
+            return cached
+
+    n = len(records)
+    kp_all = np.stack([keypoints_array(r) for r in records]).astype(np.float32)
+    vis_all = np.stack([visible_array(r) for r in records])
+    tmp_images = None
+    if path is None:
+        images = np.empty((n, size, size, 3), np.uint8)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_images = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        images = np.lib.format.open_memmap(tmp_images, mode="w+", dtype=np.uint8,
+                                           shape=(n, size, size, 3))
+    try:
+        keep, orig_size, report = [], [], SkipReport()
+        threads = num_threads or max(1, env.default_num_workers())
+
+        def work(i):
+            try:
+                return _decode_resized(records[i]["image_path"], size)
+            except ImageReadError as err:
+                if not skip_bad:
+                    raise
+                return err
+
+        from tqdm.auto import tqdm
+
+        def decoded():
+            # PIL releases the GIL while decoding and resizing, so threads use both Colab cores.
+            # Chunks bound the decoded images waiting in memory, and the work wasted on an error.
+            with ThreadPoolExecutor(threads) as pool:
+                for start in range(0, n, 256):
+                    yield from zip(range(start, min(n, start + 256)),
+                                   pool.map(work, range(start, min(n, start + 256))))
+
+        off = {} if progress else {"disable": True}  # disable=False would beat TQDM_DISABLE
+        for i, res in tqdm(decoded(), total=n, desc=f"caching {size}px", leave=False, **off):
+            report.seen += 1
+            if isinstance(res, ImageReadError):
+                report.skipped.append((records[i]["image_path"], str(res)))
+                continue
+            array, (w, h) = res
+            rec = records[i]
+            if rec.get("width") not in (None, w) or rec.get("height") not in (None, h):
+                raise ValueError(
+                    f"{rec['image_path']}: the file is {w}x{h} but its record says "
+                    f"{rec.get('width')}x{rec.get('height')}; its keypoints belong to another "
+                    "resolution. Re-create the records for these images.")
+            images[len(keep)] = array
+            keep.append(i)
+            orig_size.append((w, h))
+        if not keep:
+            raise ImageReadError(f"no readable image among {n} records:\n{report}")
+        k = len(keep)
+        keep_arr = np.asarray(keep, np.int64)
+        orig = np.asarray(orig_size, np.float32)
+        scale = size / orig[:, None, :]
+        kps = ((kp_all[keep_arr] + 0.5) * scale - 0.5).astype(np.float32)
+        if report.n_skipped and log:
+            log(f"image cache: {report}")
+
+        if path is None:
+            images = images[:k] if k < n else images
+            return ImageCache(images, kps, vis_all[keep_arr], orig, keep_arr, size, None, report)
+
+        if k < n:  # rewrite without the holes left by skipped images
+            images.flush()
+            fd, tmp2 = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            compact = np.lib.format.open_memmap(tmp2, mode="w+", dtype=np.uint8,
+                                                shape=(k, size, size, 3))
+            compact[:] = images[:k]
+            compact.flush()
+            del compact, images
+            os.unlink(tmp_images)
+            tmp_images = tmp2
+        else:
+            images.flush()
+            del images
+        _fsync_replace(tmp_images, path)
+        tmp_images = None
+        # The metadata goes last: the key inside it is what marks the cache as complete.
+        fd, tmp_meta = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, key=np.array(key), keypoints=kps, visible=vis_all[keep_arr],
+                     orig_size=orig, record_index=keep_arr, seen=np.array(report.seen),
+                     skipped=np.array(json.dumps(report.skipped)))
+        _fsync_replace(tmp_meta, _meta_path(path))
+        return _load_cache(path, key, size)
+    finally:
+        if tmp_images is not None and os.path.exists(tmp_images):
+            os.unlink(tmp_images)
+
+
+class CachedKeypointDataset(Dataset):
+    """A :class:`ImageCache` (or a subset of it, ``indices``) as a Dataset.
+
+    ``ds[i]`` is one sample; ``ds[list_of_indices]`` is a whole batch cut from the cache with a
+    single fancy-index, which is what :func:`cached_loader` uses (no per-sample collate).
+    Images come out as ``(B, 3, S, S)`` uint8 views of the ``(B, S, S, 3)`` slice, i.e. already in
+    channels-last memory layout, which the GPU's convolutions prefer.
+
+    ``extras`` adds per-record arrays to every sample, indexed like the records list (not the
+    cache, which may have skipped some), e.g. ``{"xyz": np.array([r["xyz"] for r in records])}``
+    for 3D targets.
+    """
+
+    def __init__(self, cache: ImageCache, indices=None, extras: dict | None = None):
+        self.cache = cache
+        self.indices = np.arange(len(cache)) if indices is None else np.asarray(indices, np.int64)
+        self.extras = {k: np.asarray(v) for k, v in (extras or {}).items()}
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        c = self.cache
+        if isinstance(i, (int, np.integer)):
+            j = self.indices[i]
+            sample = {
+                "image": torch.from_numpy(np.array(c.images[j])).permute(2, 0, 1),
+                "keypoints": torch.from_numpy(c.keypoints[j].copy()),
+                "visible": torch.from_numpy(c.visible[j].copy()),
+                "index": torch.tensor(int(c.record_index[j])),
+                "orig_size": torch.from_numpy(c.orig_size[j].copy()),
+            }
+        else:
+            j = self.indices[np.asarray(i, np.int64)]
+            sample = {
+                "image": torch.from_numpy(c.images[j]).permute(0, 3, 1, 2),
+                "keypoints": torch.from_numpy(c.keypoints[j]),
+                "visible": torch.from_numpy(c.visible[j]),
+                "index": torch.from_numpy(c.record_index[j]),
+                "orig_size": torch.from_numpy(c.orig_size[j]),
+            }
+        for key, values in self.extras.items():
+            sample[key] = torch.as_tensor(values[c.record_index[j]])
+        return sample
+
+
+def cached_loader(data, batch_size: int = 32, shuffle: bool = False, drop_last: bool = False,
+                  num_workers: int = 0, pin_memory: bool | None = None,
+                  generator=None) -> DataLoader:
+    """A DataLoader whose sampler yields whole batches of indices, each fetched with one slice of
+    the cache. ``data`` is an :class:`ImageCache` or a :class:`CachedKeypointDataset`.
+
+    No workers by default: a batch is a memory copy, cheaper than shipping it between processes.
+    The shuffle draws from torch's global RNG unless ``generator`` is given, so ``fit``'s
+    per-epoch seeding fixes the order of every epoch (and makes resumed runs repeat it).
+    ``pin_memory`` defaults to "CUDA is available".
+    """
+    ds = data if isinstance(data, CachedKeypointDataset) else CachedKeypointDataset(data)
+    base = RandomSampler(ds, generator=generator) if shuffle else SequentialSampler(ds)
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
+    return DataLoader(ds, sampler=BatchSampler(base, batch_size, drop_last), batch_size=None,
+                      num_workers=num_workers, pin_memory=pin_memory,
+                      persistent_workers=num_workers > 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Augmentation on the device
+
+
+def _rand(n: int, lo: float, hi: float, generator) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
+
+
+class DeviceAugment(nn.Module):
+    """Augment a whole uint8 batch on its device, moving keypoints with the pixels.
+
+    ``forward(images, keypoints)`` takes ``(B, 3, H, W)`` uint8 (or float in ``[0, 1]``) images and
+    ``(B, J, 2)`` pixel keypoints and returns float images and moved keypoints. In training mode,
+    per sample: horizontal flip with probability ``flip_p``, rotation in ``±rotation`` degrees,
+    scale in ``scale``, shift up to ``translate`` of the size (all one affine matrix, applied to
+    pixels with ``grid_sample`` and to keypoints by multiplication), then brightness, contrast and
+    saturation jitter, then ImageNet normalisation. In eval mode (``.eval()``) only the
+    normalisation. Uncovered borders get the mean colour (0 after normalisation).
+
+    Geometry uses the pixel-centre convention of this module, which is exactly
+    ``grid_sample(align_corners=False)``'s: a flip maps ``x -> W - 1 - x`` with no interpolation
+    error, so flipping twice is the identity.
+
+    A flipped right hand **keeps its joint indices** (HAND21 has no left/right pairs, see
+    ``skeletons.HAND21_FLIP_INDEX``) but looks like a left hand. That is fine for 2D keypoints;
+    for 3D targets or handedness labels, use ``return_params=True`` to mirror them too, or
+    ``flip_p=0``. Skeletons with left/right pairs pass ``flip_index`` (e.g.
+    ``skeletons.COCO_FLIP_INDEX``): flipped samples then swap those joints (and
+    :class:`PrepareBatch` swaps their visibility flags too). Keypoints pushed outside the image keep their visibility flags (their targets
+    simply leave ``[0, 1]``).
+
+    Random numbers are drawn on the CPU from ``generator`` (default: torch's global RNG), so a
+    seed gives the same augmentation on every device.
+    """
+
+    def __init__(self, flip_p: float = 0.5, rotation: float = 30.0, scale=(0.8, 1.2),
+                 translate: float = 0.1, brightness: float = 0.3, contrast: float = 0.3,
+                 saturation: float = 0.3, normalize: bool = True, mean=IMAGENET_MEAN,
+                 std=IMAGENET_STD, flip_index=None):
+        super().__init__()
+        self.flip_p, self.rotation, self.scale, self.translate = flip_p, rotation, scale, translate
+        self.flip_index = None if flip_index is None else torch.as_tensor(flip_index)
+        self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
+        self.normalize = normalize
+        # Buffers follow the module to the device with .to(device).
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def extra_repr(self) -> str:
+        return (f"flip_p={self.flip_p}, rotation={self.rotation}, scale={self.scale}, "
+                f"translate={self.translate}, brightness={self.brightness}, "
+                f"contrast={self.contrast}, saturation={self.saturation}")
+
+    def sample_matrices(self, batch: int, height: int, width: int, generator=None):
+        """Per-sample forward affine matrices ``(B, 3, 3)`` in pixel coordinates (float64, CPU),
+        and the flip flags: ``p' = T(c + t) R(angle) S(scale) F T(-c) p`` about the centre c."""
+        flip = torch.rand(batch, generator=generator) < self.flip_p
+        angle = _rand(batch, -self.rotation, self.rotation, generator) * math.pi / 180
+        s = _rand(batch, self.scale[0], self.scale[1], generator)
+        tx = _rand(batch, -self.translate, self.translate, generator) * width
+        ty = _rand(batch, -self.translate, self.translate, generator) * height
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+        f = torch.where(flip, -1.0, 1.0).double()
+        cos, sin = torch.cos(angle) * s, torch.sin(angle) * s
+        m = torch.zeros(batch, 3, 3, dtype=torch.float64)
+        # linear part R S F, with F = diag(f, 1) flipping x
+        m[:, 0, 0], m[:, 0, 1] = cos * f, -sin
+        m[:, 1, 0], m[:, 1, 1] = sin * f, cos
+        centre = torch.tensor([cx, cy], dtype=torch.float64)
+        m[:, :2, 2] = centre + torch.stack([tx, ty], 1) - m[:, :2, :2] @ centre
+        m[:, 2, 2] = 1
+        return m, flip
+
+    def swap_flipped(self, values: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        """Reorder the joints (dim 1) of flipped samples by ``flip_index`` (no-op without one)."""
+        if self.flip_index is None or not bool(flip.any()):
+            return values
+        flip = flip.to(values.device).view(-1, *([1] * (values.dim() - 1)))
+        return torch.where(flip, values[:, self.flip_index.to(values.device)], values)
+
+    def _jitter(self, x: torch.Tensor, generator) -> torch.Tensor:
+        b = x.shape[0]
+
+        def factors(amount):
+            return _rand(b, max(0.0, 1 - amount), 1 + amount, generator).float().to(
+                x.device).view(b, 1, 1, 1)
+
+        gray_w = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+        if self.brightness:
+            x = x * factors(self.brightness)
+        if self.contrast:
+            m = (x * gray_w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+            x = (x - m) * factors(self.contrast) + m
+        if self.saturation:
+            g = (x * gray_w).sum(1, keepdim=True)
+            x = (x - g) * factors(self.saturation) + g
+        return x.clamp(0, 1)
+
+    def forward(self, images: torch.Tensor, keypoints: torch.Tensor | None = None,
+                generator: torch.Generator | None = None, return_params: bool = False):
+        x = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+        params = {}
+        if self.training:
+            b, _, h, w = x.shape
+            m, flip = self.sample_matrices(b, h, w, generator)
+            x = self._jitter(x, generator)
+            if self.normalize:
+                x = (x - self.mean) / self.std
+            # grid_sample needs the inverse map (output -> input) in [-1, 1] coordinates:
+            # u = (2x + 1) / W - 1 is exactly align_corners=False's pixel-centre convention.
+            n = torch.tensor([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]],
+                             dtype=torch.float64)
+            theta = (n @ torch.linalg.inv(m) @ torch.linalg.inv(n))[:, :2]
+            grid = F.affine_grid(theta.float().to(x.device), list(x.shape), align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            if keypoints is not None:
+                mk = m.float().to(keypoints.device)
+                keypoints = keypoints.float() @ mk[:, :2, :2].transpose(1, 2) + mk[:, None, :2, 2]
+                keypoints = self.swap_flipped(keypoints, flip)
+            params = {"matrix": m.float(), "flip": flip}
+        elif self.normalize:
+            x = (x - self.mean) / self.std
+        if return_params:
+            return x, keypoints, params
+        return x, keypoints
+
+
+# --------------------------------------------------------------------------------------------
+# The per-sample path (reference style): decode and transform each sample in DataLoader workers
+
+
+def per_sample_transforms(train: bool = True, rotation: float = 30.0, scale=(0.8, 1.2),
+                          translate: float = 0.1, jitter: float = 0.3, normalize: bool = True):
+    """torchvision ``transforms.v2`` pipeline for :class:`KeypointDataset`, matching
+    :class:`DeviceAugment`'s defaults: flip, affine, colour jitter (train only), then float
+    conversion and ImageNet normalisation. v2 moves ``tv_tensors.KeyPoints`` with the image.
+
+    Caveat (torchvision 0.23-0.29): ``KeyPoints`` flips use the pixel-centre convention
+    (``W - 1 - x``) but ``affine`` rotates keypoints about ``(W/2, H/2)`` while it rotates pixels
+    about the image centre ``((W-1)/2, (H-1)/2)``: up to about half a pixel of disagreement.
+    The device path has none.
+    """
+    from torchvision.transforms import v2
+
+    steps = []
+    if train:
+        fill = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)  # like DeviceAugment's border
+        steps += [
+            v2.RandomHorizontalFlip(0.5),
+            v2.RandomAffine(degrees=rotation, translate=(translate, translate), scale=scale,
+                            interpolation=v2.InterpolationMode.BILINEAR, fill=fill),
+            v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter),
+        ]
+    if normalize:
+        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    return v2.Compose(steps)
+
+
+class KeypointDataset(Dataset):
+    """Reads, resizes and transforms one record per ``__getitem__``, the classic way.
+
+    Each sample: :func:`~handpose_utils.images.read_image` (errors name the file), resize to
+    ``size x size`` (keypoints by the exact formula of :func:`resize_keypoints`; torchvision's
+    ``Resize`` scales keypoints by ``S / W``, half a pixel off in our convention), then
+    ``transform`` applied to ``(tv_tensors.Image, tv_tensors.KeyPoints)``. Returns the same keys as
+    the cached path. With ``transform=None`` the image stays uint8 and :class:`PrepareBatch`
+    normalises (or augments) it on the device.
+
+    ``skip_bad=True`` decodes every image once up front and leaves out unreadable ones, reported in
+    ``self.report`` (a :class:`~handpose_utils.images.SkipReport`); by default a bad image raises
+    when it is reached. ``extras`` works as in :class:`CachedKeypointDataset`.
+    """
+
+    def __init__(self, records: list[dict], size: int = 224, transform=None,
+                 skip_bad: bool = False, extras: dict | None = None, log=print):
+        self.records, self.size, self.transform = records, size, transform
+        self.extras = {k: np.asarray(v) for k, v in (extras or {}).items()}
+        paths = [r["image_path"] for r in records]
+        if skip_bad:
+            good, self.report = check_images(paths, skip_bad=True)
+            if self.report.n_skipped and log:
+                log(f"KeypointDataset: {self.report}")
+        else:
+            good, self.report = list(range(len(records))), SkipReport(seen=len(records))
+        self.indices = np.asarray(good, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        from torchvision import tv_tensors
+        from torchvision.transforms.v2 import functional as TF
+
+        idx = int(self.indices[i])
+        rec = self.records[idx]
+        array = read_image(rec["image_path"])
+        h, w = array.shape[:2]
+        image = TF.resize(torch.from_numpy(array).permute(2, 0, 1), [self.size, self.size],
+                          antialias=True)
+        kp = resize_keypoints(keypoints_array(rec), (w, h), self.size)
+        image = tv_tensors.Image(image)
+        kp = tv_tensors.KeyPoints(kp, canvas_size=(self.size, self.size))
+        if self.transform is not None:
+            image, kp = self.transform(image, kp)
+        sample = {
+            "image": image.as_subclass(torch.Tensor),
+            "keypoints": kp.as_subclass(torch.Tensor).float(),
+            "visible": torch.from_numpy(visible_array(rec)),
+            "index": torch.tensor(idx),
+            "orig_size": torch.tensor([w, h], dtype=torch.float32),
+        }
+        for key, values in self.extras.items():
+            sample[key] = torch.as_tensor(values[idx])
+        return sample
+
+
+# --------------------------------------------------------------------------------------------
+# Loaders and the engine's prepare_batch
+
+
+def make_loaders(train, val=None, *, batch_size: int = 32, num_workers: int | None = None,
+                 device=None, drop_last: bool = True):
+    """Train and validation loaders for either path.
+
+    ``train`` / ``val`` are :class:`ImageCache` or :class:`CachedKeypointDataset` (batches sliced
+    from the cache, no workers) or any per-sample ``Dataset`` (``num_workers`` defaults to
+    :func:`env.default_num_workers`, i.e. 2 on Colab and 0 in smoke mode; persistent workers;
+    pinned memory on CUDA). The training loader shuffles and drops the last partial batch (a
+    batch of 1 upsets BatchNorm). Returns ``(train_loader, val_loader)``; ``val_loader`` is None
+    when ``val`` is.
+    """
+    device = torch.device(device) if device is not None else env.pick_device()
+    pin = device.type == "cuda"
+
+    def one(data, shuffle):
+        if data is None:
+            return None
+        if isinstance(data, (ImageCache, CachedKeypointDataset)):
+            return cached_loader(data, batch_size, shuffle=shuffle, drop_last=drop_last and shuffle,
+                                 pin_memory=pin)
+        workers = env.default_num_workers() if num_workers is None else num_workers
+        return DataLoader(data, batch_size=batch_size, shuffle=shuffle,
+                          drop_last=drop_last and shuffle, num_workers=workers, pin_memory=pin,
+                          persistent_workers=workers > 0)
+
+    return one(train, True), one(val, False)
+
+
+def _to_device(value, device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    return value
+
+
+class PrepareBatch:
+    """The engine's ``prepare_batch`` for keypoint batches: ``(batch, device, train) ->
+    (inputs, targets, extras)``.
+
+    Moves the batch to ``device`` (non-blocking: pinned memory lets the copy overlap compute),
+    then, for uint8 images, runs ``augment`` (training) or only its normalisation (evaluation);
+    float images are taken as already normalised by per-sample transforms. ``extras`` holds every
+    other batch entry on the device, with ``keypoints`` moved by the augmentation (input pixels)
+    and, when augmenting, the affine ``matrix`` ``(B, 3, 3)`` and ``flip`` flags.
+
+    Targets are ``target_fn(keypoints, extras, size)``; the default is 2D regression, normalised
+    coordinates flattened to ``(B, 2J)``. A heatmap notebook passes a function rendering
+    heatmaps from ``keypoints``; a 3D notebook one that reads ``extras["xyz"]``.
+    """
+
+    def __init__(self, augment: DeviceAugment | None = None, target_fn=None):
+        self.augment = augment if augment is not None else DeviceAugment()
+        self.target_fn = target_fn
+
+    def __call__(self, batch: dict, device, train: bool):
+        batch = {k: _to_device(v, device) for k, v in batch.items()}
+        images = batch.pop("image")
+        keypoints = batch["keypoints"]
+        if images.dtype == torch.uint8:
+            self.augment.to(device).train(train)
+            images, keypoints, params = self.augment(images, keypoints, return_params=True)
+            batch.update({k: _to_device(v, device) for k, v in params.items()})
+            if "visible" in batch and "flip" in params:
+                batch["visible"] = self.augment.swap_flipped(batch["visible"], params["flip"])
+        batch["keypoints"] = keypoints
+        size = (images.shape[-1], images.shape[-2])
+        if self.target_fn is not None:
+            targets = self.target_fn(keypoints, batch, size)
+        else:
+            targets = pixels_to_normalized(keypoints, torch.tensor(size)[None].expand(
+                len(keypoints), 2)).flatten(1)
+        return images, targets, batch

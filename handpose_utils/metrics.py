@@ -1,0 +1,288 @@
+"""Keypoint metrics: PCK, PCK curves and AUC, end-point error (EPE), and an epoch accumulator.
+
+Conventions shared by every function here:
+
+* ``pred`` and ``gt`` are ``(N, J, D)`` points, D = 2 (pixels) or 3 (e.g. millimetres); numpy
+  arrays and tensors are both accepted. Results are plain floats or CPU tensors.
+* ``visible`` is an optional ``(N, J)`` mask; invisible joints are left out of every average
+  (a prediction for a joint nobody could annotate cannot be scored).
+* Distances are Euclidean over the last dimension, and a joint is "correct" when its distance is
+  **strictly less** than the threshold, as in the reference project (FreiHAND's and hand3d's
+  evaluation use ``<=``; the difference only matters for exact ties).
+* **Pooled averages.** :func:`pck` and :func:`epe` average over every visible joint of every
+  sample at once (the reference's ``mean`` over an ``(N, 21)`` array). ``per_joint=True`` /
+  :func:`per_joint_epe` give one value per joint instead; their mean is MMPose's "per joint,
+  then averaged" number. With all joints visible the two are identical.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "pck",
+    "pck_curve",
+    "bbox_size",
+    "epe",
+    "per_joint_epe",
+    "per_sample_epe",
+    "joint_distances",
+    "KeypointMeter",
+    "normalized_to_pixels",
+]
+
+
+def _tensor(x) -> torch.Tensor:
+    """A float32 CPU tensor view of an array or tensor (detached)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float32)
+    return torch.as_tensor(np.asarray(x), dtype=torch.float32)
+
+
+def _mask(visible, shape) -> torch.Tensor:
+    if visible is None:
+        return torch.ones(shape, dtype=torch.bool)
+    vis = visible.detach().cpu() if isinstance(visible, torch.Tensor) else torch.as_tensor(
+        np.asarray(visible))
+    vis = vis.bool()
+    if vis.shape != shape:
+        raise ValueError(f"visible has shape {tuple(vis.shape)}, expected {tuple(shape)}")
+    return vis
+
+
+def joint_distances(pred, gt) -> torch.Tensor:
+    """``(N, J)`` Euclidean distances between predicted and ground-truth joints."""
+    pred, gt = _tensor(pred), _tensor(gt)
+    if pred.shape != gt.shape or pred.dim() != 3:
+        raise ValueError(
+            f"pred and gt must both be (N, J, D); got {tuple(pred.shape)} and {tuple(gt.shape)}")
+    return torch.linalg.vector_norm(pred - gt, dim=-1)
+
+
+def bbox_size(gt, visible=None) -> torch.Tensor:
+    """Longer side of each sample's keypoint bounding box (over visible joints, x and y only):
+    MMPose's PCK normaliser for hands. ``(N,)``; 0 for samples with fewer than two distinct
+    visible joints."""
+    gt = _tensor(gt)[..., :2]
+    mask = _mask(visible, gt.shape[:2])[..., None]
+    big = torch.finfo(gt.dtype).max
+    lo = torch.where(mask, gt, big).amin(1)
+    hi = torch.where(mask, gt, -big).amax(1)
+    side = (hi - lo).amax(-1)
+    return torch.where(mask.any(1)[:, 0], side, torch.zeros_like(side))
+
+
+def _norm_column(norm, n: int) -> torch.Tensor:
+    """Normaliser as an ``(N, 1)`` column: a scalar is broadcast, a sequence is per sample."""
+    norm_t = _tensor(norm)
+    if norm_t.dim() == 0:
+        return norm_t.expand(n)[:, None]
+    if norm_t.shape != (n,):
+        raise ValueError(f"norm must be a scalar or have shape ({n},), got {tuple(norm_t.shape)}")
+    return norm_t[:, None]
+
+
+def _correct(pred, gt, thresholds, norm, visible):
+    """``(T, N, J)`` correctness for each threshold and the ``(N, J)`` scoring mask."""
+    d = joint_distances(pred, gt)
+    mask = _mask(visible, d.shape)
+    norm_col = _norm_column(norm, d.shape[0])
+    mask = mask & (norm_col > 0)  # a zero normaliser (one visible joint) cannot be scored
+    thr = _tensor(thresholds).reshape(-1, 1, 1) * norm_col  # (T, N, 1)
+    return (d[None] < thr) & mask, mask
+
+
+def pck(pred, gt, alpha: float, norm=1.0, visible=None, per_joint: bool = False):
+    """Percentage of correct keypoints: the fraction of visible joints with
+    ``||pred - gt|| < alpha * norm``.
+
+    ``norm`` sets what ``alpha`` is relative to:
+
+    * a number: the same length for every sample. The reference project uses the input size,
+      ``pck(pred_px, gt_px, 0.05, norm=224)``: a joint is correct within 11.2 px of a 224 image.
+      ``norm=1`` makes ``alpha`` a threshold in the points' own unit (px, mm).
+    * an ``(N,)`` array: one length per sample, e.g. :func:`bbox_size` (MMPose's hand PCK, where
+      PCK@0.2 of a 100 px hand accepts errors under 20 px). Samples with ``norm <= 0`` are skipped.
+
+    Returns the pooled fraction over all visible joints as a float (NaN if none is visible), or
+    with ``per_joint=True`` a ``(J,)`` tensor (NaN for a joint never visible).
+    """
+    correct, mask = _correct(pred, gt, [alpha], norm, visible)
+    if per_joint:
+        return correct[0].sum(0) / mask.sum(0)  # 0/0 -> NaN for never-visible joints
+    total = int(mask.sum())
+    return float(correct.sum()) / total if total else math.nan
+
+
+def pck_curve(pred, gt, thresholds: Sequence[float], norm=1.0, visible=None):
+    """PCK at each threshold, and the normalised area under that curve.
+
+    ``thresholds`` are in units of ``norm`` (see :func:`pck`); with ``norm=1`` they are pixels,
+    e.g. ``np.linspace(0, 30, 31)``, the 0-30 px range of hand papers. The AUC is the trapezoidal
+    area under PCK over ``[thresholds[0], thresholds[-1]]`` divided by that range, so it lies in
+    [0, 1] and 1 means every joint within the smallest threshold.
+
+    Returns ``(curve, auc)``: a ``(T,)`` tensor and a float.
+    """
+    t = _tensor(thresholds).flatten()
+    if t.numel() < 2 or not bool((t[1:] > t[:-1]).all()):
+        raise ValueError("thresholds must be increasing, with at least two values")
+    correct, mask = _correct(pred, gt, t, norm, visible)
+    total = mask.sum().clamp(min=1)
+    curve = correct.sum((1, 2)).float() / total
+    auc = float(torch.trapezoid(curve, t) / (t[-1] - t[0]))
+    return curve, auc
+
+
+def epe(pred, gt, visible=None) -> float:
+    """Mean end-point error: the mean Euclidean distance over all visible joints, in the points'
+    unit (px for 2D, the 3D unit for ``(N, J, 3)``, where it is the MPJPE). NaN if none visible."""
+    d = joint_distances(pred, gt)
+    mask = _mask(visible, d.shape)
+    total = int(mask.sum())
+    return float(d[mask].sum()) / total if total else math.nan
+
+
+def per_joint_epe(pred, gt, visible=None) -> torch.Tensor:
+    """``(J,)`` mean error of each joint over the samples where it is visible (NaN if never)."""
+    d = joint_distances(pred, gt)
+    mask = _mask(visible, d.shape)
+    return (d * mask).sum(0) / mask.sum(0)
+
+
+def per_sample_epe(pred, gt, visible=None) -> torch.Tensor:
+    """``(N,)`` mean error of each sample over its visible joints (NaN if none). Sort it to find
+    the worst predictions: ``per_sample_epe(p, g).argsort(descending=True)[:16]``."""
+    d = joint_distances(pred, gt)
+    mask = _mask(visible, d.shape)
+    return (d * mask).sum(1) / mask.sum(1)
+
+
+# --------------------------------------------------------------------------------------------
+# Accumulating predictions over an epoch
+
+
+def normalized_to_pixels(coords: torch.Tensor, size) -> torch.Tensor:
+    """Normalised ``[0, 1]`` image coordinates to pixel coordinates (pixel centres at integers):
+    ``x_px = u * W - 0.5``. ``size`` is a number (square images) or ``(N, 2)`` per-sample
+    ``(W, H)``. The inverse of ``data.pixels_to_normalized``."""
+    size = torch.as_tensor(size, dtype=coords.dtype, device=coords.device)
+    if size.dim() == 2:  # (N, 2) -> (N, 1, 2), broadcast over joints
+        size = size[:, None, :]
+    return coords * size - 0.5
+
+
+def _default_points(outputs, targets, extras):
+    """2D regression: outputs and targets are ``(B, 2J)`` normalised coordinates. Returns them as
+    pixels of the original image when the batch carries ``orig_size``, else as normalised."""
+    b = outputs.shape[0]
+    pred = outputs.reshape(b, -1, 2)
+    gt = targets.reshape(b, -1, 2)
+    if extras and "orig_size" in extras:
+        size = extras["orig_size"]
+        return normalized_to_pixels(pred, size), normalized_to_pixels(gt, size)
+    return pred, gt
+
+
+class KeypointMeter:
+    """Accumulates predictions over an epoch and computes keypoint metrics at the end.
+
+    It follows the engine's meter protocol (``reset``, ``update(outputs, targets, extras)``,
+    ``compute() -> dict``). ``to_points(outputs, targets, extras) -> (pred, gt)`` turns a batch
+    into ``(B, J, D)`` points in the unit you want to report. The default reads 2D regression
+    outputs (normalised coordinates) and converts them to pixels of the **original** image with
+    ``extras["orig_size"]``, so EPE is comparable with papers. For heatmaps, pass a decoder
+    (argmax / soft-argmax to pixels); for 3D, a function returning millimetres.
+
+    ``norm`` is the PCK normaliser (see :func:`pck`):
+
+    * ``"image"`` (default): the longer side of the original image (``extras["orig_size"]``),
+      the reference convention: PCK@0.05 on 224 px FreiHAND images is "within 11.2 px".
+    * ``"bbox"``: the longer side of the ground-truth keypoint box (MMPose).
+    * a number, e.g. ``1.0`` to make ``alphas`` absolute (px, mm).
+
+    ``compute()`` returns ``pck@<alpha>`` for each alpha, ``pck`` (the first alpha), ``auc``
+    (trapezoidal over ``auc_thresholds`` in the points' unit, default 0-30 px) and ``epe``.
+    ``log_items`` tells the engine what to print: ``PCK@0.05=72.3%`` by default.
+    """
+
+    def __init__(
+        self,
+        alphas: Sequence[float] = (0.05, 0.1, 0.2),
+        norm="image",
+        auc_thresholds: Sequence[float] | None = tuple(np.linspace(0, 30, 31)),
+        to_points: Callable | None = None,
+        unit: str = "px",
+    ):
+        self.alphas = tuple(alphas)
+        self.norm = norm
+        self.auc_thresholds = auc_thresholds
+        self.to_points = to_points or _default_points
+        self.unit = unit
+        self.log_items = (
+            [("pck", f"PCK@{self.alphas[0]:g}", "{:.1%}")] if self.alphas else
+            [("epe", "EPE", "{:.2f}" + unit)]
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        self._pred, self._gt, self._vis, self._norm, self._index = [], [], [], [], []
+
+    @torch.no_grad()
+    def update(self, outputs, targets, extras: dict | None = None) -> None:
+        extras = extras or {}
+        pred, gt = self.to_points(outputs, targets, extras)
+        pred, gt = _tensor(pred), _tensor(gt)
+        vis = extras.get("visible")
+        vis = torch.ones(gt.shape[:2], dtype=torch.bool) if vis is None else _mask(
+            vis, gt.shape[:2])
+        if self.norm == "image":
+            if "orig_size" not in extras:
+                raise KeyError(
+                    "KeypointMeter(norm='image') needs extras['orig_size'] (the (W, H) of each "
+                    "original image); pass norm=<input size> or norm='bbox' instead")
+            norm = _tensor(extras["orig_size"]).amax(-1)
+        elif self.norm == "bbox":
+            norm = bbox_size(gt, vis)
+        else:
+            norm = torch.full((gt.shape[0],), float(self.norm))
+        self._pred.append(pred)
+        self._gt.append(gt)
+        self._vis.append(vis)
+        self._norm.append(norm)
+        if "index" in extras:
+            self._index.append(_tensor(extras["index"]).long())
+
+    def arrays(self) -> dict:
+        """Everything accumulated: ``pred``, ``gt`` (N, J, D), ``visible`` (N, J), ``norm`` (N,)
+        and ``index`` (N,) when the batches carried one. Use it for per-joint and worst-case
+        analyses after :func:`engine.evaluate`."""
+        if not self._pred:
+            raise RuntimeError("KeypointMeter is empty: call update() before compute()")
+        out = {
+            "pred": torch.cat(self._pred),
+            "gt": torch.cat(self._gt),
+            "visible": torch.cat(self._vis),
+            "norm": torch.cat(self._norm),
+        }
+        if self._index:
+            out["index"] = torch.cat(self._index)
+        return out
+
+    def compute(self) -> dict:
+        a = self.arrays()
+        pred, gt, vis, norm = a["pred"], a["gt"], a["visible"], a["norm"]
+        out = {}
+        for i, alpha in enumerate(self.alphas):
+            value = pck(pred, gt, alpha, norm, vis)
+            out[f"pck@{alpha:g}"] = value
+            if i == 0:
+                out["pck"] = value
+        if self.auc_thresholds is not None:
+            out["auc"] = pck_curve(pred, gt, self.auc_thresholds, 1.0, vis)[1]
+        out["epe"] = epe(pred, gt, vis)
+        return out

@@ -1,0 +1,211 @@
+"""Keypoint regressors: the reference project's backbones, plus torchvision ResNets.
+
+Every model maps a ``(B, 3, S, S)`` normalised image batch to ``(B, num_outputs)`` numbers; for 2D
+hand keypoints ``num_outputs = 21 * 2 = 42`` (x1, y1, x2, y2, ...), and :func:`as_keypoints`
+reshapes them to ``(B, 21, 2)``. Later notebooks reuse the blocks with other heads: 63 outputs for
+3D, or the feature extractor (``model.features``) under a heatmap decoder.
+
+* :class:`SimpleCNN`: five conv-BN-ReLU layers and a small MLP head (DataMas/hand-pose-regression).
+* :class:`MobileLiteRegressor`: a small MobileNetV2-style network of inverted bottlenecks.
+* :class:`MobileLiteSE`: the same layout with squeeze-and-excitation in every bottleneck (the
+  reference's roadmap item, as in MobileNetV3).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .skeletons import NUM_HAND_JOINTS
+
+NUM_OUTPUTS_2D = 2 * NUM_HAND_JOINTS  # 42
+
+__all__ = [
+    "SimpleCNN",
+    "InvertedResidual",
+    "SqueezeExcite",
+    "MobileLiteRegressor",
+    "MobileLiteSE",
+    "MOBILE_LITE_LAYOUT",
+    "build_model",
+    "count_parameters",
+    "as_keypoints",
+    "MODEL_NAMES",
+]
+
+
+def conv_bn_act(cin: int, cout: int, stride: int = 1,
+                act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    """3x3 convolution (no bias: BatchNorm has one), BatchNorm, activation."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        act(inplace=True),
+    )
+
+
+class SimpleCNN(nn.Module):
+    """The reference's plain CNN: 5 conv layers (each conv-BN-ReLU), global average pool, MLP.
+
+    Layout (224 input -> 14x14 before pooling):
+    conv s2 3->32, conv 32->64, maxpool, conv 64->128, maxpool, conv 128->128, maxpool,
+    conv 128->256, global average pool; head FC 256->256, ReLU, Dropout 0.2, FC 256->num_outputs.
+    """
+
+    def __init__(self, num_outputs: int = NUM_OUTPUTS_2D, dropout: float = 0.2):
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_bn_act(3, 32, stride=2),
+            conv_bn_act(32, 64),
+            nn.MaxPool2d(2),
+            conv_bn_act(64, 128),
+            nn.MaxPool2d(2),
+            conv_bn_act(128, 128),
+            nn.MaxPool2d(2),
+            conv_bn_act(128, 256),
+        )
+        self.out_channels = 256
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(256, 256),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(256, num_outputs),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation: rescale each channel by a gate computed from the global average.
+
+    ``gate`` is ``"hardsigmoid"`` (MobileNetV3: cheap, no exp) or ``"sigmoid"`` (the original SE).
+    """
+
+    def __init__(self, channels: int, reduction: int = 4, gate: str = "hardsigmoid"):
+        super().__init__()
+        squeezed = max(8, channels // reduction)
+        self.fc1 = nn.Conv2d(channels, squeezed, 1)  # 1x1 convs = FC layers on the pooled vector
+        self.fc2 = nn.Conv2d(squeezed, channels, 1)
+        self.act = nn.ReLU(inplace=True)
+        if gate not in ("hardsigmoid", "sigmoid"):
+            raise ValueError(f"gate must be 'hardsigmoid' or 'sigmoid', got {gate!r}")
+        self.gate = nn.Hardsigmoid() if gate == "hardsigmoid" else nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        return x * self.gate(self.fc2(self.act(self.fc1(s))))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 inverted bottleneck: 1x1 expand, 3x3 depthwise, (optional SE), 1x1 linear
+    projection. The projection has no activation (a ReLU would destroy information in the narrow
+    output); the residual is added when the block keeps the resolution and the channel count."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expansion: int = 4, se: bool = False,
+                 se_gate: str = "hardsigmoid"):
+        super().__init__()
+        hidden = cin * expansion
+        self.use_residual = stride == 1 and cin == cout
+        layers = [
+            nn.Conv2d(cin, hidden, 1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, stride=stride, padding=1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+        ]
+        if se:
+            layers.append(SqueezeExcite(hidden, gate=se_gate))
+        layers += [nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        return x + y if self.use_residual else y
+
+
+# (out_channels, stride) per bottleneck, after the 32-channel stem: 224 -> 112 -> ... -> 7.
+MOBILE_LITE_LAYOUT = ((32, 1), (48, 2), (48, 1), (64, 2), (64, 1), (96, 2), (128, 2))
+
+
+class MobileLiteRegressor(nn.Module):
+    """The reference's MobileLite: stem conv s2 3->32 (BN, ReLU6), seven inverted bottlenecks
+    (expansion 4; 32 s1, 48 s2, 48 s1, 64 s2, 64 s1, 96 s2, 128 s2), then global average pool,
+    FC 128->256, ReLU6, Dropout 0.2, FC 256->num_outputs. ``se=True`` gives :class:`MobileLiteSE`.
+    """
+
+    def __init__(self, num_outputs: int = NUM_OUTPUTS_2D, expansion: int = 4, dropout: float = 0.2,
+                 se: bool = False, se_gate: str = "hardsigmoid", layout=MOBILE_LITE_LAYOUT):
+        super().__init__()
+        layers = [conv_bn_act(3, 32, stride=2, act=nn.ReLU6)]
+        cin = 32
+        for cout, stride in layout:
+            layers.append(InvertedResidual(cin, cout, stride, expansion, se=se, se_gate=se_gate))
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.out_channels = cin
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(cin, 256),
+            nn.ReLU6(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(256, num_outputs),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))
+
+
+class MobileLiteSE(MobileLiteRegressor):
+    """MobileLite with squeeze-and-excitation after every depthwise conv (channel attention)."""
+
+    def __init__(self, num_outputs: int = NUM_OUTPUTS_2D, se_gate: str = "hardsigmoid", **kwargs):
+        super().__init__(num_outputs, se=True, se_gate=se_gate, **kwargs)
+
+
+def _resnet(name: str, num_outputs: int, pretrained: bool) -> nn.Module:
+    import torchvision
+
+    # weights=None by default: tests and smoke runs have no network. In Colab, pretrained=True
+    # downloads the ImageNet weights once (they need the ImageNet normalisation we apply anyway).
+    weights = "DEFAULT" if pretrained else None
+    model = getattr(torchvision.models, name)(weights=weights)
+    model.fc = nn.Linear(model.fc.in_features, num_outputs)
+    return model
+
+
+MODEL_NAMES = ("simple", "mobile", "mobile_se", "resnet18", "resnet50")
+
+
+def build_model(name: str, num_outputs: int = NUM_OUTPUTS_2D, pretrained: bool = False,
+                **kwargs) -> nn.Module:
+    """A regressor by name: ``"simple"``, ``"mobile"``, ``"mobile_se"`` (the course's own, always
+    from scratch), or ``"resnet18"`` / ``"resnet50"`` (torchvision, ``fc`` replaced by a
+    ``num_outputs`` layer; ``pretrained=True`` loads ImageNet weights). ``kwargs`` go to the
+    constructor (e.g. ``dropout=0.1``, ``se_gate="sigmoid"``)."""
+    key = name.lower().replace("-", "_")
+    if key == "simple":
+        return SimpleCNN(num_outputs, **kwargs)
+    if key in ("mobile", "mobilelite"):
+        return MobileLiteRegressor(num_outputs, **kwargs)
+    if key in ("mobile_se", "mobilelite_se"):
+        return MobileLiteSE(num_outputs, **kwargs)
+    if key in ("resnet18", "resnet34", "resnet50"):
+        return _resnet(key, num_outputs, pretrained)
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def as_keypoints(outputs: torch.Tensor, dims: int = 2) -> torch.Tensor:
+    """``(B, J*dims)`` regression outputs as ``(B, J, dims)`` points (a view, no copy)."""
+    if outputs.shape[-1] % dims:
+        raise ValueError(f"last dimension {outputs.shape[-1]} is not a multiple of {dims}")
+    return outputs.reshape(*outputs.shape[:-1], outputs.shape[-1] // dims, dims)
