@@ -81,8 +81,9 @@ class StopTraining(Exception):
 
 class History(list):
     """One dict per epoch (``epoch``, ``train_loss``, ``val_loss``, ``val_<metric>``..., ``lr``,
-    ``time_s``). A plain list, so it pickles, saves in checkpoints and converts to pandas with
-    ``pd.DataFrame(history)``."""
+    ``train_s`` (training steps), ``time_s`` (the whole epoch, validation included)). A plain
+    list, so it pickles, saves in checkpoints and converts to pandas with ``pd.DataFrame(history)``.
+    """
 
     def column(self, key: str) -> list:
         return [row.get(key, math.nan) for row in self]
@@ -776,6 +777,7 @@ def fit(
             run_model, train_loader, loss_fn=loss_fn, optimizer=optimizer, device=device,
             prepare_batch=prepare_batch, scaler=scaler, amp=amp, channels_last=channels_last,
             grad_clip=grad_clip, epoch=epoch, max_steps=max_steps, progress=progress)
+        train_s = time.perf_counter() - t0
         if sched is not None:
             sched.step()
         row = {"epoch": epoch, "train_loss": train_loss}
@@ -785,6 +787,7 @@ def fit(
                            progress=progress, desc=f"epoch {epoch} val")
             row.update({f"val_{k}": float(v) for k, v in val.items()})
         row["lr"] = lr_now
+        row["train_s"] = train_s  # training steps only: images/s = images per epoch / train_s
         row["time_s"] = time.perf_counter() - t0
         history.append(row)
 

@@ -9,6 +9,9 @@ reshapes them to ``(B, 21, 2)``. Later notebooks reuse the blocks with other hea
 * :class:`MobileLiteRegressor`: a small MobileNetV2-style network of inverted bottlenecks.
 * :class:`MobileLiteSE`: the same layout with squeeze-and-excitation in every bottleneck (the
   reference's roadmap item, as in MobileNetV3).
+* :class:`SoftArgmaxRegressor`: SimpleCNN's convolutions without the last pooling, and a
+  soft-argmax head instead of global pooling + MLP (integral regression, Sun et al. 2018): it
+  still outputs coordinates and trains with the same loss, but keeps *where* features are.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ __all__ = [
     "SqueezeExcite",
     "MobileLiteRegressor",
     "MobileLiteSE",
+    "SoftArgmax2d",
+    "SoftArgmaxRegressor",
     "MOBILE_LITE_LAYOUT",
     "build_model",
     "count_parameters",
@@ -167,6 +172,54 @@ class MobileLiteSE(MobileLiteRegressor):
         super().__init__(num_outputs, se=True, se_gate=se_gate, **kwargs)
 
 
+class SoftArgmax2d(nn.Module):
+    """Heatmap logits ``(B, J, H, W)`` -> expected coordinates ``(B, 2J)`` (x1, y1, x2, ...).
+
+    A softmax over each map's pixels gives a probability map ``p``; the output is its mean
+    position, ``u = sum_ij p_ij (j + 0.5) / W`` (and likewise ``v``): the same normalised
+    coordinates as the regression targets, and differentiable, so an L1 loss on coordinates
+    trains it. Unlike an argmax it is not quantised to the map's grid.
+    """
+
+    def __init__(self, beta: float = 1.0):
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        b, j, h, w = logits.shape
+        prob = torch.softmax(self.beta * logits.float().flatten(2), dim=-1).view(b, j, h, w)
+        xs = (torch.arange(w, device=logits.device, dtype=prob.dtype) + 0.5) / w
+        ys = (torch.arange(h, device=logits.device, dtype=prob.dtype) + 0.5) / h
+        x = (prob.sum(2) * xs).sum(-1)
+        y = (prob.sum(3) * ys).sum(-1)
+        return torch.stack([x, y], dim=-1).flatten(1)
+
+
+class SoftArgmaxRegressor(nn.Module):
+    """SimpleCNN's convolutions at stride 8 (no last pooling) + a 1x1 conv to one map per joint
+    + :class:`SoftArgmax2d`. Outputs ``(B, 2J)`` normalised coordinates, like the others."""
+
+    def __init__(self, num_outputs: int = NUM_OUTPUTS_2D):
+        super().__init__()
+        if num_outputs % 2:
+            raise ValueError("SoftArgmaxRegressor outputs (x, y) pairs: num_outputs must be even")
+        self.features = nn.Sequential(
+            conv_bn_act(3, 32, stride=2),
+            conv_bn_act(32, 64),
+            nn.MaxPool2d(2),
+            conv_bn_act(64, 128),
+            nn.MaxPool2d(2),
+            conv_bn_act(128, 128),
+            conv_bn_act(128, 256),
+        )
+        self.out_channels = 256
+        self.heatmaps = nn.Conv2d(256, num_outputs // 2, 1)
+        self.soft_argmax = SoftArgmax2d()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.soft_argmax(self.heatmaps(self.features(x)))
+
+
 def _resnet(name: str, num_outputs: int, pretrained: bool) -> nn.Module:
     import torchvision
 
@@ -178,12 +231,13 @@ def _resnet(name: str, num_outputs: int, pretrained: bool) -> nn.Module:
     return model
 
 
-MODEL_NAMES = ("simple", "mobile", "mobile_se", "resnet18", "resnet50")
+MODEL_NAMES = ("simple", "mobile", "mobile_se", "simple_softargmax", "resnet18", "resnet50")
 
 
 def build_model(name: str, num_outputs: int = NUM_OUTPUTS_2D, pretrained: bool = False,
                 **kwargs) -> nn.Module:
-    """A regressor by name: ``"simple"``, ``"mobile"``, ``"mobile_se"`` (the course's own, always
+    """A regressor by name: ``"simple"``, ``"mobile"``, ``"mobile_se"``, ``"simple_softargmax"``
+    (the course's own, always
     from scratch), or ``"resnet18"`` / ``"resnet50"`` (torchvision, ``fc`` replaced by a
     ``num_outputs`` layer; ``pretrained=True`` loads ImageNet weights). ``kwargs`` go to the
     constructor (e.g. ``dropout=0.1``, ``se_gate="sigmoid"``)."""
@@ -194,6 +248,8 @@ def build_model(name: str, num_outputs: int = NUM_OUTPUTS_2D, pretrained: bool =
         return MobileLiteRegressor(num_outputs, **kwargs)
     if key in ("mobile_se", "mobilelite_se"):
         return MobileLiteSE(num_outputs, **kwargs)
+    if key in ("simple_softargmax", "softargmax"):
+        return SoftArgmaxRegressor(num_outputs, **kwargs)
     if key in ("resnet18", "resnet34", "resnet50"):
         return _resnet(key, num_outputs, pretrained)
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")

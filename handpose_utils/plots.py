@@ -222,3 +222,92 @@ def sample_browser(records: Sequence[dict], show=show_sample, **kwargs):
 
     return interact(_show, index=IntSlider(value=0, min=0, max=len(records) - 1, step=1,
                                            continuous_update=False))
+
+
+# --------------------------------------------------------------------------------------------
+# Predictions and model comparison
+
+
+def show_predictions(records: Sequence[dict], preds, indices=None, cols: int = 4, size: float = 2.6,
+                     errors=None):
+    """Validation images with ground truth (green) and predictions (red).
+
+    ``preds`` is ``(N, 21, 2)`` in original-image pixels, aligned with ``records``; ``indices``
+    picks which to show (default: the first ``cols`` * 2); ``errors`` (per sample, px) goes into
+    the titles.
+    """
+    preds = np.asarray(preds)
+    indices = list(range(min(len(records), cols * 2))) if indices is None else list(indices)
+    titles = [f"#{i}" + (f"  EPE {errors[i]:.1f}px" if errors is not None else "") for i in indices]
+    return show_grid([records[i] for i in indices], cols=cols, size=size, titles=titles,
+                     preds=[preds[i] for i in indices])
+
+
+def plot_per_joint_error(errors: dict[str, np.ndarray], ax=None, unit: str = "px"):
+    """Grouped bars: mean error per HAND21 joint for each model (``{name: (21,) errors}``)."""
+    from .skeletons import HAND21_NAMES
+
+    ax = _axes(ax, figsize=(12, 3.2))
+    n = len(errors)
+    width = 0.8 / max(n, 1)
+    x = np.arange(len(HAND21_NAMES))
+    for k, (name, e) in enumerate(errors.items()):
+        ax.bar(x + (k - (n - 1) / 2) * width, np.asarray(e), width, label=name)
+    ax.set_xticks(x)
+    ax.set_xticklabels(HAND21_NAMES, rotation=60, ha="right", fontsize=8)
+    ax.set(ylabel=f"mean error ({unit})", title="error per joint")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_pck_curves(curves: dict[str, tuple], ax=None, xlabel: str = "threshold (px)"):
+    """PCK against the threshold for each model: ``{name: (thresholds, curve, auc)}``."""
+    ax = _axes(ax, figsize=(5, 3.5))
+    for name, (thr, curve, auc) in curves.items():
+        ax.plot(np.asarray(thr), 100 * np.asarray(curve), lw=2, label=f"{name} (AUC {auc:.3f})")
+    ax.set(xlabel=xlabel, ylabel="% correct keypoints", title="PCK curve", ylim=(0, 100))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def prediction_browser(records: Sequence[dict], preds):
+    """A slider over validation images showing ground truth (green) and prediction (red)."""
+    preds = np.asarray(preds)
+
+    def show(record, index=0):
+        return show_sample(record, pred=preds[index], title=f"#{index}")
+
+    from ipywidgets import IntSlider, interact
+
+    def _show(index=0):
+        show(records[index], index)
+        plt.show()
+
+    return interact(_show, index=IntSlider(value=0, min=0, max=len(records) - 1, step=1,
+                                           continuous_update=False))
+
+
+def results_table(rows: dict[str, dict], floatfmt: str = "{:.3f}") -> str:
+    """A fixed-width text table of ``{row name: {column: value}}`` (integers with thousands
+    separators, floats with ``floatfmt``)."""
+    cols: list[str] = []
+    for r in rows.values():
+        cols += [c for c in r if c not in cols]
+
+    def fmt(v):
+        if isinstance(v, bool) or v is None:
+            return str(v)
+        if isinstance(v, (int, np.integer)):
+            return f"{v:,d}"
+        if isinstance(v, (float, np.floating)):
+            return floatfmt.format(v)
+        return str(v)
+
+    cells = [[name] + [fmt(r.get(c, "")) for c in cols] for name, r in rows.items()]
+    header = ["model"] + cols
+    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    lines += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+              for row in cells]
+    return "\n".join(lines)

@@ -113,3 +113,27 @@ def test_gradients_reach_the_stem():
     loss = model(torch.randn(2, 3, 32, 32)).square().mean()
     loss.backward()
     assert model.features[0][0].weight.grad.abs().sum() > 0
+
+
+def test_soft_argmax_returns_the_expected_position():
+    from handpose_utils.models import SoftArgmax2d
+
+    logits = torch.full((1, 2, 8, 16), -1e4)
+    logits[0, 0, 3, 5] = 0.0  # joint 0: all mass on row 3, column 5
+    logits[0, 1, :, :] = 0.0  # joint 1: uniform -> the centre
+    out = SoftArgmax2d()(logits)
+    assert torch.allclose(out[0, :2], torch.tensor([(5 + 0.5) / 16, (3 + 0.5) / 8]))
+    assert torch.allclose(out[0, 2:], torch.tensor([0.5, 0.5]))
+    # two equal peaks: the mean lies between them (not quantised to the grid)
+    logits = torch.full((1, 1, 4, 4), -1e4)
+    logits[0, 0, 1, 1] = logits[0, 0, 1, 2] = 0.0
+    assert torch.allclose(SoftArgmax2d()(logits)[0], torch.tensor([0.5, 1.5 / 4]))
+
+
+def test_soft_argmax_regressor_trains_like_the_others():
+    model = build_model("simple_softargmax")
+    x = torch.randn(2, 3, 64, 64)
+    out = model(x)
+    assert out.shape == (2, 42) and (out > 0).all() and (out < 1).all()
+    out.sum().backward()
+    assert model.features[0][0].weight.grad is not None

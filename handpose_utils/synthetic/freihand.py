@@ -39,7 +39,7 @@ from .backgrounds import green_screen, random_background
 from .render import PALM_PART
 from .scene import composite, place_hand, render_hands, sample_camera, sample_hand
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 VERSION_NAMES = ("gs", "hom", "sample", "auto")
 _SPLIT_CODE = {"training": 0, "evaluation": 1}
 
@@ -56,7 +56,10 @@ def render_freihand_sample(
     W = H = image_size
     K = sample_camera(rng, W, H)
     spec = sample_hand(rng)
-    geometry = place_hand(spec, K, W, H, rng)
+    # FreiHAND's images are crops centred on the hand: keypoint box centre near the image centre
+    # (+-8%), longer side 35-70% of the image.
+    center = (W / 2 - 0.5 + rng.uniform(-0.08, 0.08) * W, H / 2 - 0.5 + rng.uniform(-0.08, 0.08) * H)
+    geometry = place_hand(spec, K, W, H, rng, size_range=(0.35, 0.7), center=center)
     rendering = render_hands([geometry], [spec.skin], K, W, H, rng)
     images = []
     for v in range(versions):
