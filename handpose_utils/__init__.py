@@ -84,12 +84,67 @@ from .models import (  # isort: skip
 )
 
 # --- notebook 04, OUHANDS + MediaPipe landmarks (issue 4): exports below this line ---
+from . import landmarks, mediapipe_labels  # isort: skip
+from .datasets.ouhands import (  # isort: skip
+    LandmarkFileError,
+    install_ouhands,
+    list_ouhands_images,
+    load_landmark_files,
+    load_ouhands,
+    read_landmark_file,
+    write_landmark_file,
+)
+from .landmarks import (  # isort: skip
+    LandmarkDataset,
+    LandmarkLoss,
+    LandmarkMeter,
+    MobileNetV2Landmarks,
+    build_landmark_model,
+    load_landmark_labels,
+)
+from .synthetic.ouhands import ensure_synthetic_ouhands, make_ouhands  # isort: skip
 
 # --- notebook 05, ResNet-50 3D regression (issue 5): exports below this line ---
+from . import regression3d  # isort: skip
+from .metrics import (  # isort: skip
+    fraction_within,
+    mpjpe,
+    pa_mpjpe,
+    pck3d_curve,
+    procrustes_align,
+    reprojection_error,
+)
+from .regression3d import (  # isort: skip
+    Pose3DMeter,
+    RootRelativeCodec,
+    build_pose3d_model,
+    compare_splits,
+    load_pose3d_model,
+    predict_image,
+)
 
 # --- notebook 06, COCO heatmaps (issue 6): exports below this line ---
+from . import coco_eval, coco_plots, heatmaps, models_heatmap, onnx_export, topdown  # isort: skip
+from .coco_eval import (  # isort: skip
+    CocoKeypointMeter,
+    evaluate_coco_keypoints,
+    ground_truth_results,
+    keypoints_to_coco_results,
+    predict_coco_results,
+    write_coco_results,
+)
+from .datasets.coco import download_coco, load_coco_keypoints, prepare_coco  # isort: skip
+from .heatmaps import HeatmapCodec  # isort: skip
+from .models_heatmap import KeypointMSELoss, SimpleBaseline, build_simple_baseline  # isort: skip
+from .onnx_export import check_onnx, export_onnx  # isort: skip
+from .synthetic.coco import ensure_synthetic_coco, make_coco  # isort: skip
+from .topdown import TopDownAugment, TopDownDataset, prepare_topdown_batch  # isort: skip
+from .wandb_logging import wandb_callback  # isort: skip
 
 # --- notebook 07, RHD 3D hand pose (issue 7): exports below this line ---
+from . import hand3d
+from .datasets.rhd import download_rhd, load_rhd, prepare_rhd
+from .synthetic.rhd import ensure_synthetic_rhd, make_rhd
 
 __version__ = "0.1.0"
 COURSE_REPO = "handpose-course/handpose-course"

@@ -1,4 +1,5 @@
-"""Keypoint metrics: PCK, PCK curves and AUC, end-point error (EPE), and an epoch accumulator.
+"""Keypoint metrics: PCK, PCK curves and AUC, end-point error (EPE), and an epoch accumulator;
+in the last section, 3D metrics (MPJPE, PA-MPJPE, 3D PCK, reprojection error).
 
 Conventions shared by every function here:
 
@@ -286,3 +287,164 @@ class KeypointMeter:
             out["auc"] = pck_curve(pred, gt, self.auc_thresholds, 1.0, vis)[1]
         out["epe"] = epe(pred, gt, vis)
         return out
+
+
+# ============================================================================================
+# 3D metrics (notebook 05, issue 5): MPJPE, PA-MPJPE, the 3D PCK curve, reprojection error
+# ============================================================================================
+#
+# Inputs are ``(N, J, 3)`` arrays or tensors in one unit (metres or millimetres); results come
+# back in that unit. They are computed in float64: Procrustes alignment takes an SVD, and
+# millimetre errors of points a metre away lose digits in float32. The course's convention is
+# **root-relative millimetres** (joint 9, the middle MCP, at the origin), as in FreiHAND's
+# evaluation.
+
+PCK3D_THRESHOLDS_MM = np.linspace(0.0, 50.0, 100)  # FreiHAND's eval: 0-50 mm in 100 steps
+
+__all__ += [
+    "PCK3D_THRESHOLDS_MM",
+    "mpjpe",
+    "procrustes_align",
+    "pa_mpjpe",
+    "pck3d_curve",
+    "fraction_within",
+    "reproject_with_gt_root",
+    "reprojection_error",
+]
+
+
+def _tensor64(x) -> torch.Tensor:
+    """A float64 CPU tensor copy of an array or tensor (detached)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float64)
+    return torch.as_tensor(np.asarray(x), dtype=torch.float64)
+
+
+def _points3d(pred, gt) -> tuple[torch.Tensor, torch.Tensor]:
+    pred, gt = _tensor64(pred), _tensor64(gt)
+    if pred.shape != gt.shape or pred.dim() != 3 or pred.shape[-1] != 3:
+        raise ValueError(
+            f"pred and gt must both be (N, J, 3); got {tuple(pred.shape)} and {tuple(gt.shape)}")
+    return pred, gt
+
+
+def _masked_mean(d: torch.Tensor, visible) -> float:
+    mask = _mask(visible, d.shape)
+    total = int(mask.sum())
+    return float(d[mask].sum()) / total if total else math.nan
+
+
+def mpjpe(pred, gt, visible=None) -> float:
+    """Mean per-joint position error: the mean Euclidean distance between predicted and true
+    joints over all (visible) joints of all samples, in the input's unit.
+
+    Pass root-relative points for the usual "root-relative MPJPE" (both skeletons with their
+    root at the origin); absolute camera-frame points give the error including the root's own
+    position, which one image cannot pin down (see notebook 05)."""
+    pred, gt = _points3d(pred, gt)
+    return _masked_mean(torch.linalg.vector_norm(pred - gt, dim=-1), visible)
+
+
+def procrustes_align(pred, gt, allow_reflection: bool = False,
+                     return_transform: bool = False):
+    """Align each predicted skeleton to its ground truth with the best **similarity transform**
+    (scale ``s``, rotation ``R``, translation ``t``), minimising ``sum_j ||s R p_j + t - g_j||^2``.
+
+    Closed form (Umeyama 1991; FreiHAND's ``align_w_scale`` is the same solution): with centred
+    points ``P = pred - mean(pred)``, ``G = gt - mean(gt)`` as ``(J, 3)`` matrices (row vectors),
+    ``P^T G = U S V^T`` (SVD), ``D = diag(1, 1, sign det(U V^T))``::
+
+        R = U D V^T,   s = trace(S D) / ||P||_F^2,   aligned = s P R + mean(gt)
+
+    ``D`` keeps ``R`` a rotation. ``allow_reflection=True`` drops it (``D = I``), which is what
+    FreiHAND's ``eval.py`` does through ``scipy.linalg.orthogonal_procrustes``: a mirrored
+    (left-hand) prediction of a right hand then aligns perfectly, which a rotation cannot do.
+    A degenerate prediction (all joints at one point) gets ``s = 0``: every joint lands on the
+    ground-truth centroid, like FreiHAND's zero-prediction baseline.
+
+    Returns the aligned ``(N, J, 3)`` float64 tensor, and with ``return_transform=True`` also
+    ``(s (N,), R (N, 3, 3), t (N, 3))`` such that ``aligned = s * pred @ R + t``.
+    """
+    pred, gt = _points3d(pred, gt)
+    mu_p, mu_g = pred.mean(1, keepdim=True), gt.mean(1, keepdim=True)
+    p, g = pred - mu_p, gt - mu_g
+    u, sv, vh = torch.linalg.svd(p.transpose(1, 2) @ g)
+    d = torch.ones_like(sv)
+    if not allow_reflection:
+        d[:, -1] = torch.where(torch.linalg.det(u @ vh) < 0, -1.0, 1.0)  # det is +-1
+    rot = u @ torch.diag_embed(d) @ vh
+    var = (p**2).sum((1, 2))
+    degenerate = var <= 1e-20 * (g**2).sum((1, 2)).clamp(min=1e-300)
+    scale = torch.where(degenerate, torch.zeros_like(var), (sv * d).sum(1) / var.clamp(min=1e-300))
+    aligned = scale[:, None, None] * (p @ rot) + mu_g
+    if return_transform:
+        t = mu_g[:, 0] - scale[:, None] * (mu_p @ rot)[:, 0]
+        return aligned, (scale, rot, t)
+    return aligned
+
+
+def pa_mpjpe(pred, gt, visible=None, allow_reflection: bool = False) -> float:
+    """Procrustes-aligned MPJPE: :func:`mpjpe` after :func:`procrustes_align` (scale, rotation and
+    translation fitted per sample on all joints). It scores the **shape** of the pose only:
+    global size, orientation and position errors are forgiven. FreiHAND's "aligned keypoint
+    error". In the input's unit."""
+    return mpjpe(procrustes_align(pred, gt, allow_reflection), gt, visible)
+
+
+def pck3d_curve(pred, gt, thresholds=PCK3D_THRESHOLDS_MM, visible=None):
+    """3D PCK: the fraction of joints whose 3D error is below each threshold, and the normalised
+    area under that curve (trapezoidal, divided by the threshold range, so in [0, 1]).
+
+    ``thresholds`` are in the input's unit: the default is FreiHAND's 0-50 **mm** in 100 steps,
+    so pass millimetres (or thresholds in your unit). Pass Procrustes-aligned predictions for the
+    aligned AUC. Returns ``(curve (T,) tensor, auc float)``; see :func:`pck_curve` (strict ``<``).
+    """
+    pred, gt = _points3d(pred, gt)
+    return pck_curve(pred, gt, thresholds, norm=1.0, visible=visible)
+
+
+def fraction_within(pred, gt, threshold: float = 50.0, visible=None) -> float:
+    """The fraction of joints whose 3D error is below ``threshold`` (input's unit; 50 mm by
+    default): one point of the 3D PCK curve.
+
+    This is what the reference project printed as "accuracy" (``error < 0.05`` with metres, i.e.
+    **within 5 cm**, averaged per batch; here over all joints at once). 5 cm is about the length
+    of a finger, so the number saturates early and says little: prefer MPJPE and the AUC."""
+    pred, gt = _points3d(pred, gt)
+    return pck(pred, gt, threshold, norm=1.0, visible=visible)
+
+
+def reproject_with_gt_root(pred_rel, gt_xyz, K, root: int = 9) -> torch.Tensor:
+    """Pixels ``(N, J, 2)`` of a root-relative prediction placed in the camera frame with its root
+    joint at the ground-truth root position, projected through ``K`` (``(3, 3)`` or
+    ``(N, 3, 3)``): ``uv = K (p - p_root + g_root) / z``.
+
+    One image fixes neither the hand's distance nor its size (notebook 05), so a root-relative
+    prediction has no absolute position of its own; borrowing the true root's position (hence
+    its depth) is the standard way to draw it on the image. ``pred_rel`` and ``gt_xyz`` share a
+    unit (projection does not depend on which). Depths are clamped to stay in front of the
+    camera."""
+    pred, gt = _points3d(pred_rel, gt_xyz)
+    k = _tensor64(K)
+    if k.dim() == 2:
+        k = k.expand(pred.shape[0], 3, 3)
+    if k.shape != (pred.shape[0], 3, 3):
+        raise ValueError(f"K must be (3, 3) or ({pred.shape[0]}, 3, 3), got {tuple(k.shape)}")
+    placed = pred - pred[:, root : root + 1] + gt[:, root : root + 1]
+    uvw = placed @ k.transpose(1, 2)
+    z = uvw[..., 2:].clamp(min=1e-6 * float(gt[..., 2].abs().max().clamp(min=1e-12)))
+    return uvw[..., :2] / z
+
+
+def reprojection_error(pred_rel, gt_xyz, K, root: int = 9, visible=None) -> float:
+    """Mean 2D error in **pixels** between the ground-truth keypoints ``project(gt_xyz, K)`` and
+    the root-relative prediction placed at the ground-truth root (:func:`reproject_with_gt_root`).
+    The root joint's own error is 0 by construction; the rest measures how far the predicted
+    relative pose lands from the true one on the image."""
+    pred, gt = _points3d(pred_rel, gt_xyz)
+    uv_pred = reproject_with_gt_root(pred, gt, K, root)
+    k = _tensor64(K)
+    k = k.expand(gt.shape[0], 3, 3) if k.dim() == 2 else k
+    uvw = gt @ k.transpose(1, 2)
+    uv_gt = uvw[..., :2] / uvw[..., 2:]
+    return _masked_mean(torch.linalg.vector_norm(uv_pred - uv_gt, dim=-1), visible)

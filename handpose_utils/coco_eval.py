@@ -1,0 +1,338 @@
+"""COCO keypoint evaluation: OKS, AP and AR through ``pycocotools``, and COCO results files.
+
+**Object Keypoint Similarity** plays the role for keypoints that IoU plays for boxes. For one
+predicted person and one ground-truth person,
+
+    OKS = sum_i exp(-d_i^2 / (2 s^2 k_i^2)) [v_i > 0] / sum_i [v_i > 0],     k_i = 2 sigma_i,
+
+where ``d_i`` is the distance between predicted and true joint ``i``, ``s^2`` the person's
+segmented *area*, and ``sigma_i`` a per-joint tolerance measured from how much human annotators
+disagree (``COCO_OKS_SIGMAS``: 0.025 for eyes, 0.107 for hips). Only labelled joints count. An OKS
+of 1 is perfect; 0.5 means a typical joint is off by about one "annotator spread".
+
+**AP** ranks all predictions by their score, matches each greedily to the unmatched ground
+truth of highest OKS, and averages precision over recall for OKS thresholds 0.50, 0.55, ..., 0.95
+(AP50 and AP75 at one threshold each; APm and APl for medium, 32^2-96^2 pixels of area, and large
+people). **AR** is the recall averaged over the same thresholds. Published COCO numbers use
+*detected* boxes; this course predicts inside the *ground-truth* boxes, which is easier (no
+missed or false people), so expect higher numbers than a detector pipeline would give.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .skeletons import COCO_OKS_SIGMAS
+
+__all__ = [
+    "STAT_NAMES",
+    "evaluate_coco_keypoints",
+    "keypoints_to_coco_results",
+    "write_coco_results",
+    "load_coco_results",
+    "ground_truth_results",
+    "object_keypoint_similarity",
+    "per_person_oks",
+    "load_coco_gt",
+    "CocoKeypointMeter",
+    "format_ap_table",
+    "predict_coco_results",
+]
+
+# COCOeval.summarize() order for iouType="keypoints".
+STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+
+def _pycocotools():
+    try:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError as err:  # pragma: no cover - it is a course requirement
+        raise ImportError("COCO evaluation needs pycocotools: pip install pycocotools") from err
+    return COCO, COCOeval
+
+
+def load_coco_gt(ann_file):
+    """A ``pycocotools`` COCO object for ``ann_file`` (a path, or a COCO object as is), loaded
+    quietly. Errors name the file."""
+    COCO, _ = _pycocotools()
+    if isinstance(ann_file, COCO):
+        return ann_file
+    path = Path(ann_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"COCO annotation file not found: {path}")
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(path))
+
+
+def load_coco_results(path) -> list[dict]:
+    """Read a COCO results JSON (a list of result dicts), with errors naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"COCO results file not found: {path}")
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from err
+    if not isinstance(results, list):
+        raise ValueError(f"{path}: a COCO results file is a JSON list of dicts, got "
+                         f"{type(results).__name__}")
+    return results
+
+
+def evaluate_coco_keypoints(ann_file, results, image_ids=None, sigmas=None,
+                            verbose: bool = False, return_eval: bool = False):
+    """OKS-based AP and AR of keypoint ``results`` against the ground truth in ``ann_file``.
+
+    ``results``: a list of COCO result dicts ``{"image_id", "category_id": 1, "keypoints": [x, y,
+    v] x 17, "score"}`` or the path of a results JSON. ``image_ids`` restricts the evaluation to
+    those images (default: every image of ``ann_file``; ground-truth people without a prediction
+    count as misses). ``sigmas`` overrides the 17 OKS sigmas. ``verbose`` prints pycocotools'
+    own summary.
+
+    Returns ``{"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"}`` as floats
+    in 0..1 (NaN where a number is undefined, e.g. APl with no large person); with
+    ``return_eval`` also the ``COCOeval`` object, ``(stats, coco_eval)``.
+
+    Unlike pycocotools, which fails with an ``IndexError`` on an empty result list, an empty
+    list raises a ``ValueError`` that says so.
+    """
+    _, COCOeval = _pycocotools()
+    source = "results"
+    if isinstance(results, (str, os.PathLike)):
+        source = str(results)
+        results = load_coco_results(results)
+    if not isinstance(results, list):
+        raise TypeError(f"results must be a list of COCO result dicts or a path, got "
+                        f"{type(results).__name__}")
+    if not results:
+        raise ValueError(
+            f"{source} is empty: there are no predictions to evaluate (pycocotools itself would "
+            "fail with 'IndexError: list index out of range'). Check that the model produced "
+            "predictions and that they were collected, e.g. that the validation loader is not "
+            "empty.")
+    bad = [i for i, r in enumerate(results)
+           if not isinstance(r, dict) or "image_id" not in r or len(r.get("keypoints", ())) % 3]
+    if bad:
+        raise ValueError(f"{source}: result {bad[0]} is not a COCO keypoint result (needs "
+                         "image_id, category_id, keypoints [x, y, v] x K and score)")
+    gt = load_coco_gt(ann_file)
+    missing = sorted({r["image_id"] for r in results} - set(gt.getImgIds()))
+    if missing:
+        raise ValueError(
+            f"{source}: {len(missing)} image_id(s) are not in the ground truth {ann_file}, e.g. "
+            f"{missing[:5]}. Predictions must use the image ids of the annotation file.")
+    n_kp = len(gt.loadCats(gt.getCatIds())[0].get("keypoints", [])) or 17
+    wrong = [i for i, r in enumerate(results) if len(r["keypoints"]) != 3 * n_kp]
+    if wrong:
+        raise ValueError(f"{source}: result {wrong[0]} has {len(results[wrong[0]]['keypoints'])} "
+                         f"keypoint values; the ground truth has {n_kp} keypoints ({3 * n_kp}).")
+    with contextlib.redirect_stdout(io.StringIO()) as quiet:
+        # loadRes adds fields to the dicts it gets: give it copies.
+        dt = gt.loadRes(copy.deepcopy(results))
+        ev = COCOeval(gt, dt, iouType="keypoints")
+        if sigmas is not None:
+            ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=float)
+        if image_ids is not None:
+            image_ids = sorted({int(i) for i in image_ids})
+            unknown = set(image_ids) - set(gt.getImgIds())
+            if unknown:
+                raise ValueError(f"image_ids {sorted(unknown)[:5]} are not in {ann_file}")
+            ev.params.imgIds = image_ids
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    if verbose:
+        print(quiet.getvalue())
+    stats = {name: (float(v) if v >= 0 else math.nan) for name, v in zip(STAT_NAMES, ev.stats)}
+    return (stats, ev) if return_eval else stats
+
+
+def keypoints_to_coco_results(keypoints, scores, image_ids, score_threshold: float = 0.2,
+                              box_scores=None, category_id: int = 1) -> list[dict]:
+    """COCO result dicts for ``N`` people: ``keypoints`` ``(N, J, 2)`` in image pixels, per-joint
+    ``scores`` ``(N, J)`` (heatmap maxima) and ``image_ids`` ``(N,)``.
+
+    The person's score, which ranks predictions for AP, is SimpleBaseline's: the mean of the joint
+    scores above ``score_threshold`` (all of them if none is), times ``box_scores`` (1 for
+    ground-truth boxes). The third value of each keypoint is its joint score (ignored by OKS).
+    """
+    kp = np.asarray(keypoints.cpu() if isinstance(keypoints, torch.Tensor) else keypoints, float)
+    sc = np.asarray(scores.cpu() if isinstance(scores, torch.Tensor) else scores, float)
+    ids = np.asarray(image_ids.cpu() if isinstance(image_ids, torch.Tensor) else image_ids)
+    box = np.ones(len(kp)) if box_scores is None else np.asarray(box_scores, float)
+    out = []
+    for p, s, i, b in zip(kp, sc, ids, box):
+        keep = s > score_threshold
+        person = float(s[keep].mean() if keep.any() else s.mean())
+        flat = np.c_[p, s].reshape(-1)
+        out.append({"image_id": int(i), "category_id": category_id,
+                    "keypoints": [round(float(v), 3) for v in flat],
+                    "score": round(person * float(b), 5)})
+    return out
+
+
+def write_coco_results(results: list[dict], path) -> Path:
+    """Write ``results`` as a COCO results JSON (atomically: a crash never leaves half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(results, f)
+    os.replace(tmp, path)
+    return path
+
+
+def ground_truth_results(ann_file, image_ids=None, min_keypoints: int = 1) -> list[dict]:
+    """The ground truth written as predictions (score 1): a sanity check of the evaluation, which
+    must give AP = 1.0. Unlabelled joints (v = 0) keep their (0, 0)."""
+    gt = load_coco_gt(ann_file)
+    ids = gt.getImgIds() if image_ids is None else [int(i) for i in image_ids]
+    out = []
+    for ann in gt.loadAnns(gt.getAnnIds(imgIds=ids, iscrowd=False)):
+        if ann.get("num_keypoints", 0) >= min_keypoints:
+            out.append({"image_id": ann["image_id"], "category_id": ann["category_id"],
+                        "keypoints": list(ann["keypoints"]), "score": 1.0})
+    return out
+
+
+def object_keypoint_similarity(pred, gt, area: float, sigmas=COCO_OKS_SIGMAS) -> float:
+    """OKS between one predicted person ``(J, 2)`` and one ground-truth person ``(J, 3)`` (x, y,
+    v) of segmented ``area``, exactly as pycocotools computes it. NaN when no joint is labelled."""
+    pred = np.asarray(pred, float).reshape(-1, 2)
+    g = np.asarray(gt, float).reshape(-1, 3)
+    labelled = g[:, 2] > 0
+    if not labelled.any():
+        return math.nan
+    var = (2 * np.asarray(sigmas, float)) ** 2
+    d2 = ((pred - g[:, :2]) ** 2).sum(-1)
+    e = d2 / var / (area + np.spacing(1)) / 2
+    return float(np.exp(-e[labelled]).mean())
+
+
+def per_person_oks(records, results, sigmas=COCO_OKS_SIGMAS) -> np.ndarray:
+    """OKS of each prediction against its own ground-truth person (top-down with ground-truth
+    boxes: ``results[i]`` was predicted in the box of ``records[i]``)."""
+    if len(records) != len(results):
+        raise ValueError(f"{len(records)} records but {len(results)} results: pass the results "
+                         "of the same loader, in order")
+    out = []
+    for rec, res in zip(records, results):
+        if int(rec["image_id"]) != int(res["image_id"]):
+            raise ValueError(f"record of image {rec['image_id']} paired with a result of image "
+                             f"{res['image_id']}: the lists are not in the same order")
+        gt = np.c_[np.asarray(rec["keypoints"], float).reshape(-1, 2), rec["visible"]]
+        pred = np.asarray(res["keypoints"], float).reshape(-1, 3)[:, :2]
+        out.append(object_keypoint_similarity(pred, gt, rec["area"], sigmas))
+    return np.asarray(out)
+
+
+def format_ap_table(rows: dict[str, dict], keys=("AP", "AP50", "AP75", "APm", "APl", "AR")) -> str:
+    """A fixed-width text table: one row per named evaluation, one column per statistic."""
+    name_w = max([len(n) for n in rows] + [10])
+    lines = [" " * name_w + "".join(f"{k:>8s}" for k in keys)]
+    for name, stats in rows.items():
+        cells = "".join(f"{stats.get(k, math.nan):8.3f}" for k in keys)
+        lines.append(f"{name:<{name_w}s}{cells}")
+    return "\n".join(lines)
+
+
+class CocoKeypointMeter:
+    """The engine's metric for top-down heatmaps: COCO AP/AR on the validation set every epoch.
+
+    ``update`` decodes the heatmaps with ``codec``, maps the keypoints from the crop back into
+    the image with the batch's ``center`` and ``size`` (:func:`handpose_utils.topdown.back_project`)
+    and collects COCO results; ``compute`` evaluates them against ``ann_file`` on the images
+    seen (``image_ids`` fixes that set instead). ``compute`` returns the :data:`STAT_NAMES`
+    stats named in ``keys`` (default AP, AP50, AP75 and AR: the engine plots every one of them
+    each epoch); :attr:`results` keeps the last epoch's result dicts.
+    """
+
+    log_items = [("AP", "AP", "{:.3f}"), ("AP50", "AP50", "{:.3f}"), ("AR", "AR", "{:.3f}")]
+
+    def __init__(self, ann_file, codec, image_ids=None, score_threshold: float = 0.2,
+                 keys=("AP", "AP50", "AP75", "AR")):
+        unknown = set(keys) - set(STAT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown statistics {sorted(unknown)}; choose from {STAT_NAMES}")
+        self.gt = load_coco_gt(ann_file)
+        self.ann_file = ann_file
+        self.codec = codec
+        self.image_ids = image_ids
+        self.score_threshold = score_threshold
+        self.keys = tuple(keys)
+        self.reset()
+
+    def reset(self) -> None:
+        self.results: list[dict] = []
+        self._seen: set[int] = set()
+
+    def update(self, outputs, targets, extras) -> None:
+        from .topdown import back_project
+
+        xy, scores = self.codec.decode(outputs.detach().float())
+        pts = back_project(xy.cpu().numpy(), extras["center"].cpu().numpy(),
+                           extras["size"].cpu().numpy(), self.codec.input_size)
+        ids = extras["image_id"].cpu().numpy()
+        self._seen.update(int(i) for i in ids)
+        self.results += keypoints_to_coco_results(pts, scores.cpu(), ids, self.score_threshold)
+
+    def compute(self) -> dict:
+        ids = self.image_ids if self.image_ids is not None else sorted(self._seen)
+        stats = evaluate_coco_keypoints(self.gt, self.results, image_ids=ids)
+        return {k: stats[k] for k in self.keys}
+
+
+@torch.no_grad()
+def predict_coco_results(model, loader, codec, modes=("quarter",), flip_test: bool = True,
+                         device=None, amp=None, score_threshold: float = 0.2,
+                         progress: bool = True) -> dict:
+    """Predict every person of ``loader`` (a :class:`handpose_utils.topdown.TopDownDataset`
+    loader without augmentation) and return COCO results for each decoding: a dict keyed by
+    ``(mode, flipped)``, e.g. ``("quarter", False)`` and ``("quarter", True)`` (with
+    ``flip_test``), each a list of result dicts in original image pixels.
+
+    One pass serves every combination: the plain heatmaps are decoded as they are and, with
+    ``flip_test``, averaged with those of the mirrored crops (:meth:`HeatmapCodec.flip_average`).
+    """
+    from tqdm.auto import tqdm
+
+    from . import env
+    from .topdown import back_project, prepare_topdown_batch
+
+    device = torch.device(device) if device is not None else env.pick_device()
+    amp = amp if amp is not None else env.amp_settings(device)
+    was_training = model.training
+    model.eval()
+    out = {(m, f): [] for m in modes for f in ((False, True) if flip_test else (False,))}
+    try:
+        for batch in tqdm(loader, desc="predict", leave=False, disable=not progress):
+            images, _, meta = prepare_topdown_batch(batch, device, False)
+            with torch.autocast(device.type, dtype=amp.dtype, enabled=amp.enabled):
+                plain = model(images).float()
+                flipped = model(images.flip(-1)).float() if flip_test else None
+            variants = {False: plain}
+            if flip_test:
+                variants[True] = codec.flip_average(plain, flipped)
+            center = meta["center"].cpu().numpy()
+            size = meta["size"].cpu().numpy()
+            ids = meta["image_id"].cpu().numpy()
+            for flip, hm in variants.items():
+                for mode in modes:
+                    xy, scores = codec.decode(hm, mode)
+                    pts = back_project(xy.cpu().numpy(), center, size, codec.input_size)
+                    out[(mode, flip)] += keypoints_to_coco_results(pts, scores.cpu(), ids,
+                                                                   score_threshold)
+    finally:
+        model.train(was_training)
+    return out

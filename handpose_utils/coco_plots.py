@@ -1,0 +1,285 @@
+"""Plots for the COCO heatmap lesson: people on images (GT green, prediction red), per-joint
+heatmaps, augmented crops, decoding error, OKS tolerance circles and AP bars.
+
+Every browser wraps a plain plotting function that a notebook calls once directly first
+(``interact`` prints exceptions instead of raising them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .images import read_image
+from .plots import GT_COLOR, PRED_COLOR, draw_coco_person
+from .skeletons import COCO17_NAMES, COCO_OKS_SIGMAS, COCO_SKELETON
+
+__all__ = [
+    "draw_person",
+    "show_people",
+    "show_heatmaps",
+    "show_augmentations",
+    "plot_decoding_error",
+    "plot_oks_tolerance",
+    "plot_ap_bars",
+    "plot_oks_histogram",
+    "group_by_image",
+    "show_prediction_grid",
+    "prediction_browser",
+]
+
+
+def _np(x):
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def draw_person(ax, keypoints, visibility=None, color: str | None = None, linewidth: float = 2.0,
+                markersize: float = 14, label: str | None = None) -> None:
+    """A COCO-17 skeleton. With ``color`` everything is drawn in it (green GT, red prediction);
+    without, left/right/centre colours (:func:`handpose_utils.plots.draw_coco_person`). Joints
+    with visibility 0 are skipped; occluded ones (1) are drawn hollow."""
+    kp = _np(keypoints).astype(float)
+    if kp.ndim == 1:  # flat: [x, y, v] x 17 (COCO) or [x, y] x J (records)
+        kp = kp.reshape(-1, 3) if kp.size == 3 * len(COCO17_NAMES) else kp.reshape(-1, 2)
+    if kp.shape[1] == 3 and visibility is None:
+        visibility = kp[:, 2]
+    kp = kp[:, :2]
+    v = np.full(len(kp), 2) if visibility is None else _np(visibility).reshape(-1)
+    if color is None:
+        draw_coco_person(ax, kp, v, linewidth=linewidth, markersize=markersize)
+        return
+    for a, b in COCO_SKELETON:
+        if v[a] > 0 and v[b] > 0:
+            ax.plot(kp[[a, b], 0], kp[[a, b], 1], "-", color=color, lw=linewidth, alpha=0.85,
+                    solid_capstyle="round")
+    shown, hidden = v == 2, (v > 0) & (v < 2)
+    ax.scatter(kp[shown, 0], kp[shown, 1], s=markersize, c=color, edgecolors="white",
+               linewidths=0.5, zorder=3, label=label)
+    if hidden.any():
+        ax.scatter(kp[hidden, 0], kp[hidden, 1], s=markersize, facecolors="none",
+                   edgecolors=color, linewidths=1.2, zorder=3)
+
+
+def show_people(image, people: Sequence = (), preds: Sequence = (), ax=None, title=None,
+                boxes: bool = True, gt_color: str | None = GT_COLOR):
+    """An image (path or array) with ground-truth people (records or ``(17, 3)`` arrays) in
+    green and predictions (``(17, 2)`` or COCO result dicts) in red. ``gt_color=None`` draws
+    the ground truth in left (blue) / right (orange) colours instead."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4.5))
+    ax.imshow(read_image(image) if not isinstance(image, np.ndarray) else image)
+    for k, p in enumerate(people):
+        if isinstance(p, dict):
+            kp = np.asarray(p["keypoints"], float).reshape(-1, 2)
+            draw_person(ax, kp, p.get("visible"), color=gt_color, linewidth=1.6, markersize=10,
+                        label="ground truth" if k == 0 else None)
+            if boxes and "bbox" in p:
+                x, y, w, h = p["bbox"]
+                ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec=gt_color or "white",
+                                           lw=0.8, ls="--"))
+        else:
+            draw_person(ax, p, color=gt_color, linewidth=1.6, markersize=10,
+                        label="ground truth" if k == 0 else None)
+    for k, p in enumerate(preds):
+        kp = np.asarray(p["keypoints"], float).reshape(-1, 3)[:, :2] if isinstance(p, dict) \
+            else _np(p).reshape(-1, 2)
+        draw_person(ax, kp, color=PRED_COLOR, linewidth=1.2, markersize=8,
+                    label="prediction" if k == 0 else None)
+    if preds or (people and gt_color):
+        ax.legend(loc="lower right", fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return ax
+
+
+def _crop_rgb(image) -> np.ndarray:
+    img = _np(image)
+    if img.ndim == 3 and img.shape[0] == 3:
+        img = img.transpose(1, 2, 0)
+    return img.astype(np.uint8) if img.dtype != np.uint8 else img
+
+
+def show_heatmaps(image, heatmaps, target_weight=None, keypoints=None, names=COCO17_NAMES,
+                  cols: int = 6, size: float = 1.9, title: str | None = None):
+    """The crop (``(3, H, W)`` uint8 or ``(H, W, 3)``) with its keypoints, then one panel per joint:
+    the heatmap (``(J, h, w)``) over the crop, its peak value and target weight."""
+    img = _crop_rgb(image)
+    hm = _np(heatmaps)
+    J = hm.shape[0]
+    rows = int(np.ceil((J + 1) / cols))
+    H, W = img.shape[:2]
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * H / W))
+    axes = axes.ravel()
+    axes[0].imshow(img)
+    if keypoints is not None:
+        kp = _np(keypoints).reshape(J, -1)
+        vis = kp[:, 2] if kp.shape[1] == 3 else (None if target_weight is None
+                                                  else 2 * (_np(target_weight) > 0))
+        draw_person(axes[0], kp[:, :2], vis, linewidth=1.2, markersize=8)
+    axes[0].set_title(title or "crop", fontsize=8)
+    extent = (-0.5, W - 0.5, H - 0.5, -0.5)  # heatmap pixels stretched over the crop's extent
+    for j in range(J):
+        ax = axes[j + 1]
+        ax.imshow(img, alpha=0.45)
+        ax.imshow(hm[j], cmap="magma", alpha=0.65, extent=extent, vmin=0,
+                  vmax=max(float(hm.max()), 1e-6))
+        label = f"{names[j]}\nmax {hm[j].max():.2f}"
+        if target_weight is not None:
+            label += f", w={float(_np(target_weight).reshape(-1)[j]):g}"
+        ax.set_title(label, fontsize=6.5)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def show_augmentations(dataset, index: int, n: int = 6, size: float = 2.0, seed: int = 0):
+    """``n`` augmented crops of person ``index`` of a training :class:`TopDownDataset`, with the
+    keypoints decoded back from each crop's *target* heatmaps (so the picture also checks that
+    targets follow the image through flips and rotations)."""
+    gen_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        items = [dataset[index] for _ in range(n)]
+    finally:
+        torch.set_rng_state(gen_state)
+    W, H = dataset.codec.input_size
+    fig, axes = plt.subplots(1, n, figsize=(n * size, size * H / W + 0.4))
+    for ax, (image, heatmaps, weight, meta) in zip(np.atleast_1d(axes), items):
+        ax.imshow(_crop_rgb(image))
+        xy, _ = dataset.codec.decode(heatmaps, "dark")
+        v = (weight.numpy() > 0) * 2
+        draw_person(ax, xy.numpy(), v, linewidth=1.2, markersize=8)
+        ax.set_title(f"rot {float(meta['rotation']):+.0f}°, "
+                     f"{'flipped' if bool(meta['flip']) else 'not flipped'}", fontsize=7)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_decoding_error(errors: dict, stride: float | None = None):
+    """Histograms of decoding errors per mode (from
+    :func:`handpose_utils.heatmaps.measure_decoding_error`), in input pixels."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    hi = max(float(np.max(e)) for e in errors.values())
+    bins = np.linspace(0, hi * 1.02 + 1e-6, 40)
+    for mode, e in errors.items():
+        ax.hist(e, bins=bins, histtype="step", lw=2, label=f"{mode}: mean {np.mean(e):.2f} px")
+    if stride:
+        ax.axvline(stride / 2, color="grey", ls=":", lw=1)
+        ax.text(stride / 2, ax.get_ylim()[1] * 0.9, " half a heatmap pixel", fontsize=7,
+                color="grey")
+    ax.set(xlabel="error on perfect heatmaps (input pixels)", ylabel="keypoints",
+           title="decoding error alone: quantisation and sub-pixel refinement")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_oks_tolerance(record: dict, ax=None, sigmas=COCO_OKS_SIGMAS, level: float = 0.5):
+    """A ground-truth person with, around each labelled joint, the circle where that joint's
+    similarity ``exp(-d^2 / (2 s^2 k^2))`` drops to ``level``: radius ``k s sqrt(2 ln(1/level))``
+    with ``s^2`` the person's area and ``k = 2 sigma``. Small on the face, large on the hips."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    ax.imshow(read_image(record["image_path"]))
+    kp = np.asarray(record["keypoints"], float).reshape(-1, 2)
+    v = np.asarray(record["visible"])
+    s = np.sqrt(record["area"])
+    radius = 2 * np.asarray(sigmas) * s * np.sqrt(2 * np.log(1 / level))
+    draw_person(ax, kp, v, color=GT_COLOR, linewidth=1.4, markersize=8)
+    for j in np.flatnonzero(v > 0):
+        ax.add_patch(plt.Circle(kp[j], radius[j], fill=False, ec="yellow", lw=1))
+    x, y, w, h = record["bbox"]
+    pad = 0.15 * max(w, h)
+    ax.set_xlim(x - pad, x + w + pad)
+    ax.set_ylim(y + h + pad, y - pad)
+    ax.set_title(f"OKS tolerance (similarity {level}) for area {record['area']:.0f} px²",
+                 fontsize=8)
+    ax.axis("off")
+    return ax
+
+
+def plot_oks_histogram(oks, thresholds=(0.5, 0.75)):
+    """Per-person OKS of the predictions, with the OKS thresholds of AP50 and AP75 marked: the
+    share of people right of a line is roughly that threshold's recall."""
+    oks = np.asarray(oks, float)
+    oks = oks[np.isfinite(oks)]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.hist(oks, bins=np.linspace(0, 1, 41), color="#4c72b0")
+    for t in thresholds:
+        share = float((oks >= t).mean()) if len(oks) else float("nan")
+        ax.axvline(t, color="k", ls="--", lw=1)
+        ax.text(t, ax.get_ylim()[1] * 0.92, f" OKS≥{t}: {share:.0%}", fontsize=8)
+    ax.set(xlabel="OKS of the prediction with its own ground truth", ylabel="people",
+           title=f"{len(oks)} people, median OKS {np.median(oks) if len(oks) else float('nan'):.2f}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_ap_bars(rows: dict[str, dict], keys=("AP", "AP50", "AP75", "AR")):
+    """Grouped bars: one group per statistic, one bar per named evaluation."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    names = list(rows)
+    width = 0.8 / max(len(names), 1)
+    x = np.arange(len(keys))
+    for i, name in enumerate(names):
+        vals = [rows[name].get(k, np.nan) for k in keys]
+        bars = ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=name)
+        ax.bar_label(bars, labels=[f"{v:.2f}" if np.isfinite(v) and v >= 0.005 else ""
+                                   for v in vals], fontsize=6)
+    ax.set_xticks(x, keys)
+    ax.set(ylim=(0, 1.05), ylabel="score", title="COCO keypoint AP / AR (OKS)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    return fig
+
+
+def group_by_image(records: Sequence[dict], results: Sequence[dict] = ()) -> list[dict]:
+    """Per image: ``{"image_id", "image_path", "people": [records], "preds": [results]}``, in the
+    order the records list the images."""
+    images: dict[int, dict] = {}
+    for r in records:
+        entry = images.setdefault(int(r["image_id"]), {"image_id": int(r["image_id"]),
+                                                       "image_path": r["image_path"],
+                                                       "people": [], "preds": []})
+        entry["people"].append(r)
+    for p in results:
+        if int(p["image_id"]) in images:
+            images[int(p["image_id"])]["preds"].append(p)
+    return list(images.values())
+
+
+def show_prediction_grid(images: Sequence[dict], cols: int = 3, size: float = 4.0,
+                         gt_color: str | None = GT_COLOR, boxes: bool = False):
+    """A grid of :func:`group_by_image` entries: GT green (or left/right colours with
+    ``gt_color=None``), predictions red."""
+    n = len(images)
+    rows = max(1, int(np.ceil(n / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 0.8), squeeze=False)
+    for ax, entry in zip(axes.flat, images):
+        show_people(entry["image_path"], entry["people"], entry["preds"], ax=ax, boxes=boxes,
+                    gt_color=gt_color,
+                    title=f"image {entry['image_id']}: {len(entry['people'])} people")
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def prediction_browser(images: Sequence[dict]):
+    """An ipywidgets slider over :func:`group_by_image` entries (ipywidgets 7 and 8)."""
+    from ipywidgets import IntSlider, interact
+
+    def _show(index=0):
+        e = images[index]
+        show_people(e["image_path"], e["people"], e["preds"],
+                    title=f"image {e['image_id']}: {len(e['people'])} people")
+        plt.show()
+
+    return interact(_show, index=IntSlider(value=0, min=0, max=len(images) - 1, step=1,
+                                           continuous_update=False))

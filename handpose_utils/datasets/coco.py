@@ -1,0 +1,368 @@
+"""COCO 2017 person keypoints: reading both common layouts, and downloading in Colab.
+
+Two layouts are recognised (:func:`find_coco_files`):
+
+* the **standard** one, as the official zips extract::
+
+      root/annotations/person_keypoints_{train,val}2017.json
+      root/{train,val}2017/000000000785.jpg
+
+* the **FiftyOne** one (``fo.zoo.load_zoo_dataset("coco-2017")``, the reference project's)::
+
+      root/raw/person_keypoints_{train,val}2017.json
+      root/{train,validation}/data/000000000785.jpg
+
+The synthetic default (:func:`handpose_utils.synthetic.coco.make_coco`) writes the standard
+layout, so this reader serves both.
+
+Every annotated person becomes a sample: non-crowd, ``num_keypoints > 0`` (the reference kept only
+the first person of each image, leaving the others unlabelled in its targets). People without
+keypoints and crowd regions have no keypoints to learn from; COCO's evaluation ignores them too.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..images import ImageReadError
+from .freihand import DatasetNotFoundError
+
+__all__ = [
+    "COCO_URLS",
+    "COCO_SIZES",
+    "find_coco_files",
+    "load_coco_keypoints",
+    "read_coco_json",
+    "download_coco",
+    "coco_image_ids",
+    "prepare_coco",
+]
+
+COCO_URLS = {
+    "val2017": "http://images.cocodataset.org/zips/val2017.zip",
+    "train2017": "http://images.cocodataset.org/zips/train2017.zip",
+    "annotations": "http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
+}
+COCO_SIZES = {"val2017": "778 MB", "train2017": "18 GB", "annotations": "241 MB"}
+COCO_PAGE = "https://cocodataset.org/#download"
+SPLITS = ("train", "val")
+_FIFTYONE_SPLIT = {"train": "train", "val": "validation"}
+
+_HOW_TO_GET = (
+    "Download it with handpose_utils.download_coco(root) (val2017 images, 778 MB, and the "
+    "annotations, 241 MB; add splits=('val', 'train') for train2017, 18 GB; see " + COCO_PAGE
+    + "), or generate the synthetic default with handpose_utils.make_coco(root, n_train, n_val)."
+)
+
+
+def find_coco_files(root: str | Path, split: str = "val") -> tuple[Path, Path]:
+    """``(annotation_file, image_dir)`` of ``split`` ("train" or "val") under ``root``, in the
+    standard layout or the FiftyOne one. Raises :class:`DatasetNotFoundError` naming what is
+    missing and how to get it."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    root = Path(root)
+    name = f"person_keypoints_{split}2017.json"
+    candidates = [
+        (root / "annotations" / name, root / f"{split}2017"),
+        (root / "raw" / name, root / _FIFTYONE_SPLIT[split] / "data"),
+    ]
+    for ann, images in candidates:
+        if ann.is_file():
+            if not images.is_dir():
+                raise DatasetNotFoundError(
+                    f"found {ann} but not its image folder {images}. "
+                    + ("Download the images zip for this split. " if "annotations" in ann.parts
+                       else "Load the FiftyOne split with its images. ") + _HOW_TO_GET)
+            return ann, images
+    raise DatasetNotFoundError(
+        f"COCO {split} keypoints not found under {root}: expected {candidates[0][0]} with "
+        f"{candidates[0][1]}/ (standard layout) or {candidates[1][0]} with {candidates[1][1]}/ "
+        f"(FiftyOne layout). " + _HOW_TO_GET)
+
+
+def read_coco_json(path: str | Path) -> dict:
+    """Read a COCO annotation file, with errors that name it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetNotFoundError(f"COCO annotation file not found: {path}. " + _HOW_TO_GET)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); download or generate it again") from err
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise ValueError(f"{path} has no {key!r} list: it is not a COCO annotation file")
+    return data
+
+
+def coco_image_ids(samples: list[dict]) -> list[int]:
+    """The distinct image ids of ``samples``, sorted (for evaluating on a subset of images)."""
+    return sorted({int(s["image_id"]) for s in samples})
+
+
+def load_coco_keypoints(
+    root: str | Path | None = None,
+    split: str = "val",
+    ann_file: str | Path | None = None,
+    image_dir: str | Path | None = None,
+    min_keypoints: int = 1,
+    check_images: bool = True,
+    max_samples: int | None = None,
+) -> list[dict]:
+    """One record per annotated person of ``split``.
+
+    Give ``root`` (either layout is found) or ``ann_file`` and ``image_dir`` directly. A record
+    holds ``image_path``, ``image_id``, ``ann_id``, ``keypoints`` (flat ``[x1, y1, ...]``,
+    pixels), ``visible`` (COCO's v per joint: 0 unlabelled, 1 occluded, 2 visible), ``bbox``
+    (``[x, y, w, h]``, clipped to the image), ``area``, ``num_keypoints``, ``width``,
+    ``height``, ``split``, ``source`` and ``ann_file``.
+
+    People are kept when they are not crowd regions, have at least ``min_keypoints`` labelled
+    joints and a box of positive size. ``check_images`` checks that every image file exists.
+    ``max_samples`` keeps the people of the first images up to that many people (whole images,
+    so no image is split between subsets).
+    """
+    if ann_file is None or image_dir is None:
+        if root is None:
+            raise ValueError("give root, or both ann_file and image_dir")
+        found_ann, found_dir = find_coco_files(root, split)
+        ann_file = ann_file or found_ann
+        image_dir = image_dir or found_dir
+    ann_file, image_dir = Path(ann_file), Path(image_dir)
+    if not image_dir.is_dir():
+        raise DatasetNotFoundError(f"COCO image folder not found: {image_dir}. " + _HOW_TO_GET)
+    data = read_coco_json(ann_file)
+    images = {im["id"]: im for im in data["images"]}
+    source = "synthetic-COCO" if (ann_file.parent.parent / "synthetic_meta.json").is_file() \
+        else "COCO"
+    by_image: dict[int, list[dict]] = {}
+    for ann in data["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    records = []
+    for image_id in sorted(by_image):
+        im = images.get(image_id)
+        if im is None:
+            raise ValueError(f"{ann_file}: annotation(s) {[a['id'] for a in by_image[image_id]][:5]}"
+                             f" refer to image_id {image_id}, which is not in 'images'")
+        w_img, h_img = im["width"], im["height"]
+        people = []
+        for ann in by_image[image_id]:
+            if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) < min_keypoints:
+                continue
+            kp = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
+            if len(kp) != 17 or not np.isfinite(kp).all():
+                raise ValueError(f"{ann_file}: annotation {ann['id']} (image {image_id}) has "
+                                 f"{kp.size} keypoint values or non-finite ones; expected 51")
+            x, y, w, h = ann["bbox"]
+            # Clip the box to the image (as MMPose does); drop boxes with nothing left.
+            x0, y0 = max(0.0, x), max(0.0, y)
+            x1, y1 = min(w_img - 1.0, x + max(0.0, w)), min(h_img - 1.0, y + max(0.0, h))
+            if x1 <= x0 or y1 <= y0 or ann.get("area", 1) <= 0:
+                continue
+            people.append({
+                "image_path": str(image_dir / im["file_name"]),
+                "image_id": int(image_id),
+                "ann_id": int(ann["id"]),
+                "keypoints": kp[:, :2].reshape(-1).round(3).tolist(),
+                "visible": kp[:, 2].astype(int).tolist(),
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": float(ann["area"]),
+                "num_keypoints": int(ann["num_keypoints"]),
+                "width": int(w_img),
+                "height": int(h_img),
+                "split": split,
+                "source": source,
+                "ann_file": str(ann_file),
+            })
+        if max_samples is not None and records and len(records) + len(people) > max_samples:
+            break
+        records.extend(people)
+    if check_images:
+        missing = sorted({r["image_path"] for r in records if not Path(r["image_path"]).is_file()})
+        if missing:
+            raise ImageReadError(
+                f"{len(missing)} image file(s) referenced by {ann_file} are missing, e.g. "
+                f"{missing[0]}. Re-extract the images zip into {image_dir}, or pass "
+                "check_images=False to find out later which ones fail.")
+    return records
+
+
+# --------------------------------------------------------------------------------------------
+# Download (Colab)
+
+
+def _download(url: str, dest: Path) -> Path:
+    """Download ``url`` to ``dest`` with a progress bar; a partial file never has the final name."""
+    from tqdm.auto import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_file():
+        return dest
+    part = dest.with_name(dest.name + ".part")
+    with urllib.request.urlopen(url) as response, open(part, "wb") as f:
+        total = int(response.headers.get("Content-Length") or 0)
+        with tqdm(total=total or None, unit="B", unit_scale=True, desc=dest.name) as bar:
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+                bar.update(len(chunk))
+    part.replace(dest)
+    return dest
+
+
+def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> Path:
+    """Download and extract COCO 2017 person keypoints into ``root`` (standard layout).
+
+    Fetches ``annotations_trainval2017.zip`` (241 MB; only the two ``person_keypoints_*`` files
+    are kept) and the image zips of ``splits``: ``val2017.zip`` (778 MB, 5,000 images) by
+    default, ``train2017.zip`` (18 GB, 118,287 images) with ``splits=("val", "train")``. Extract
+    to the runtime's local disk (``/content/data``), not to Google Drive: training from thousands
+    of small files on Drive is very slow. COCO's annotations are CC BY 4.0; the images keep their
+    Flickr licences (see the COCO terms of use).
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for split in splits:
+        if split not in SPLITS:
+            raise ValueError(f"splits must be among {SPLITS}, got {split!r}")
+    wanted = [root / "annotations" / f"person_keypoints_{s}2017.json" for s in SPLITS]
+    if not all(p.is_file() for p in wanted):
+        zpath = _download(COCO_URLS["annotations"], root / "annotations_trainval2017.zip")
+        (root / "annotations").mkdir(exist_ok=True)
+        with zipfile.ZipFile(zpath) as zf:
+            for s in SPLITS:
+                member = f"annotations/person_keypoints_{s}2017.json"
+                with zf.open(member) as src, open(root / member, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        if not keep_zip:
+            zpath.unlink()
+    for split in splits:
+        folder = root / f"{split}2017"
+        stamp = folder / ".complete"
+        if stamp.is_file():
+            continue
+        key = f"{split}2017"
+        zpath = _download(COCO_URLS[key], root / f"{key}.zip")
+        with zipfile.ZipFile(zpath) as zf:
+            zf.extractall(root)  # the zip holds the folder val2017/ (or train2017/)
+        stamp.touch()
+        if not keep_zip:
+            zpath.unlink()
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# One call for the notebook
+
+
+COCO_DATASETS = ("synthetic", "coco")
+
+
+def prepare_coco(
+    dataset: str = "synthetic",
+    data_root: str | Path | None = None,
+    *,
+    n_train: int = 2000,
+    n_val: int = 200,
+    seed: int = 0,
+    width: int = 320,
+    height: int = 256,
+    download: bool = False,
+    use_train2017: bool = False,
+    val_fraction: float = 0.2,
+    max_train: int | None = None,
+    max_val: int | None = None,
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """Make sure the person-keypoint data is on disk and return what a top-down run needs:
+    ``{"root", "train", "val", "val_ann_file", "val_image_ids", "protocol"}``.
+
+    * ``"synthetic"``: ``<data_root>/synthetic_coco``, rendered if missing (``n_train`` and
+      ``n_val`` images of ``width`` x ``height``); train on train2017, score on val2017.
+    * ``"coco"``: ``<data_root>/coco`` in either layout, downloaded when ``download`` (val2017
+      and annotations, 1 GB; with ``use_train2017`` also train2017, 18 GB). With train2017 and
+      ``use_train2017``, train on it and score on val2017 (the official protocol, with GT boxes).
+      Otherwise val2017 is split by image (``val_fraction`` for scoring, the rest to train on):
+      a course-sized experiment whose AP is *not* comparable to published val2017 numbers.
+
+    ``max_train`` / ``max_val`` cap the number of people (whole images are kept together).
+    ``val_image_ids`` are the images scored: those of the ``val`` records.
+    """
+    from ..env import data_dir
+    from ..splits import grouped_split
+
+    if dataset not in COCO_DATASETS:
+        raise ValueError(f"dataset must be one of {COCO_DATASETS}, got {dataset!r}")
+    base = Path(data_root) if data_root is not None else data_dir()
+    if dataset == "synthetic":
+        from ..synthetic.coco import ensure_synthetic_coco
+
+        root = ensure_synthetic_coco(base / "synthetic_coco", n_train, n_val, seed=seed,
+                                     width=width, height=height, progress=progress)
+        train = load_coco_keypoints(root, "train", max_samples=max_train)
+        val = load_coco_keypoints(root, "val", max_samples=max_val)
+        protocol = "synthetic train2017 -> synthetic val2017, ground-truth boxes"
+    else:
+        root = base / "coco"
+        try:
+            find_coco_files(root, "val")
+        except DatasetNotFoundError:
+            if not download:
+                raise DatasetNotFoundError(
+                    f"COCO not found at {root}. Set DOWNLOAD = True (val2017 778 MB + annotations "
+                    "241 MB; train2017 adds 18 GB) or put COCO there in the standard or FiftyOne "
+                    "layout; or use DATASET = 'synthetic'.") from None
+            download_coco(root, splits=("val", "train") if use_train2017 else ("val",))
+        have_train = True
+        try:
+            find_coco_files(root, "train")
+        except DatasetNotFoundError:
+            have_train = False
+        if use_train2017 and not have_train and download:
+            download_coco(root, splits=("val", "train"))
+            have_train = True
+        if use_train2017 and have_train:
+            train = load_coco_keypoints(root, "train", max_samples=max_train)
+            val = load_coco_keypoints(root, "val", max_samples=max_val)
+            protocol = "COCO train2017 -> val2017, ground-truth boxes"
+        else:
+            if use_train2017 and log:
+                log(f"train2017 is not under {root}: splitting val2017 instead.")
+            people = load_coco_keypoints(root, "val")
+            train, val = grouped_split(people, (1 - val_fraction, val_fraction), key="image_id",
+                                       seed=seed)
+            train = _cap(train, max_train)
+            val = _cap(val, max_val)
+            protocol = (f"COCO val2017 split by image ({1 - val_fraction:.0%} train / "
+                        f"{val_fraction:.0%} scored), ground-truth boxes: not comparable to "
+                        "published val2017 AP")
+    if not train or not val:
+        raise ValueError(f"no annotated people in the {'train' if not train else 'val'} part of "
+                         f"{root}; generate or download more images")
+    val_ann = Path(val[0]["ann_file"])
+    if log:
+        log(f"{protocol}\n  train: {len(train)} people in {len(coco_image_ids(train))} images\n"
+            f"  val:   {len(val)} people in {len(coco_image_ids(val))} images ({val_ann})")
+    return {"root": root, "train": train, "val": val, "val_ann_file": val_ann,
+            "val_image_ids": coco_image_ids(val), "protocol": protocol}
+
+
+def _cap(records: list[dict], max_samples: int | None) -> list[dict]:
+    """The first people up to ``max_samples``, keeping each image's people together."""
+    if max_samples is None or len(records) <= max_samples:
+        return records
+    out, last = [], None
+    for r in records:
+        if len(out) >= max_samples and r["image_id"] != last:
+            break
+        out.append(r)
+        last = r["image_id"]
+    return out

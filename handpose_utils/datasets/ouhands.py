@@ -1,0 +1,389 @@
+"""OUHANDS (Oulu University HANDS): the native layout, and hand-landmark files in the reference
+project's format.
+
+The layout (Matilainen et al., "OUHANDS database for hand detection and pose recognition",
+IPTA 2016)::
+
+    OUHANDS_train/
+      train/hand_data/colour/{CLASS}-{subject}-{NNNN}.png     2,000 images, 640 x 480
+      train/hand_data/{depth,segmentation,bounding_box,orientation}/   (not used here)
+      data_split_for_intermediate_tests/training_files.txt      1,600 names
+      data_split_for_intermediate_tests/validation_files.txt      400 names
+    OUHANDS_test/
+      test/hand_data/colour/*.png                              1,000 images
+
+Ten hand-pose classes, A-F and H-K; ``subject`` is a three-letter person id and ``NNNN`` the
+sample number. OUHANDS has boxes and masks but **no keypoints**: the landmarks come from a
+teacher, MediaPipe's Hand Landmarker (:mod:`handpose_utils.mediapipe_labels`), or, for the
+synthetic default, from the renderer's ground truth.
+
+Landmark files (the reference project's format, one per image with a detected hand)::
+
+    landmarks/{train,validation,test}/<stem>_landmarks.json
+    {
+      "image_path": "../../OUHANDS_train/train/hand_data/colour/A-ima-0001.png",
+      "image_shape": [480, 640, 3],
+      "landmarks": [{"x": 0.51, "y": 0.32, "z": -0.04}, ...],   # exactly 21, HAND21 order
+      "handedness": {"label": "Right", "score": 0.97}            # or null
+    }
+    landmarks/extraction_report.json     images seen, hands found, images without a hand
+
+``x`` and ``y`` are normalised to [0, 1] by the image width and height; ``z`` is MediaPipe's
+depth relative to the wrist, on roughly the same scale as ``x`` (negative = closer to the
+camera). We write ``image_path`` relative to the landmark file (like the course's records), so
+the data folder can move; the reference wrote it relative to its project root, which
+:func:`read_landmark_file` reads with ``image_root=<that root>``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import zipfile
+from pathlib import Path
+
+from .freihand import DatasetNotFoundError
+
+OUHANDS_PAGE = "https://www.oulu.fi/cmvs/node/41445"
+OUHANDS_CLASSES = ("A", "B", "C", "D", "E", "F", "H", "I", "J", "K")
+OUHANDS_IMAGE_SIZE = (640, 480)  # (width, height)
+OUHANDS_IMAGE_SHAPE = (480, 640, 3)  # as the landmark files write it: (H, W, C)
+SPLITS = ("train", "validation", "test")
+SPLIT_LISTS = {"train": "training_files.txt", "validation": "validation_files.txt"}
+NUM_LANDMARKS = 21
+HANDEDNESS_LABELS = ("Left", "Right")
+LANDMARK_SUFFIX = "_landmarks.json"
+REPORT_NAME = "extraction_report.json"
+
+_NAME = re.compile(r"^([A-Z])-([A-Za-z0-9]+)-(\d+)$")
+
+HOW_TO_GET_OUHANDS = (
+    "OUHANDS has no public direct-download URL that code can fetch: get it from the University "
+    "of Oulu's page " + OUHANDS_PAGE + " (follow its instructions and accept its terms of "
+    "use), put the archives on your Drive or upload them, then call "
+    "handpose_utils.install_ouhands([archives], root). Or use the synthetic default: "
+    "handpose_utils.ensure_synthetic_ouhands(root)."
+)
+
+
+class LandmarkFileError(ValueError):
+    """A landmark file is malformed. The message names the file and what is wrong."""
+
+
+# --------------------------------------------------------------------------------------------
+# The native layout
+
+
+def parse_ouhands_name(name: str | Path) -> dict:
+    """``"A-ima-0001.png"`` -> ``{"class": "A", "subject": "ima", "number": 1}``.
+
+    Raises ``ValueError`` for a name that does not follow ``{CLASS}-{subject}-{NNNN}``."""
+    stem = Path(name).stem
+    match = _NAME.match(stem)
+    if not match or match.group(1) not in OUHANDS_CLASSES:
+        raise ValueError(
+            f"{name!r} is not an OUHANDS image name: expected {{CLASS}}-{{subject}}-{{NNNN}}.png "
+            f"with CLASS in {''.join(OUHANDS_CLASSES)}, e.g. A-ima-0001.png")
+    return {"class": match.group(1), "subject": match.group(2), "number": int(match.group(3))}
+
+
+def find_ouhands_root(root: str | Path) -> Path:
+    """``root`` itself or a sub-folder (``OUHANDS``, ``dataset``) holding ``OUHANDS_train``."""
+    root = Path(root)
+    for cand in (root, root / "OUHANDS", root / "dataset"):
+        if (cand / "OUHANDS_train").is_dir() or (cand / "OUHANDS_test").is_dir():
+            return cand
+    return root
+
+
+def ouhands_colour_dir(root: str | Path, split: str) -> Path:
+    """The colour-image folder of a split (train and validation share one folder)."""
+    _check_split(split)
+    root = find_ouhands_root(root)
+    if split == "test":
+        return root / "OUHANDS_test" / "test" / "hand_data" / "colour"
+    return root / "OUHANDS_train" / "train" / "hand_data" / "colour"
+
+
+def split_list_path(root: str | Path, split: str) -> Path:
+    if split not in SPLIT_LISTS:
+        raise ValueError(f"only train and validation have list files, not {split!r}")
+    return (find_ouhands_root(root) / "OUHANDS_train" / "data_split_for_intermediate_tests"
+            / SPLIT_LISTS[split])
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def read_split_list(root: str | Path, split: str) -> list[str]:
+    """The image names listed in ``training_files.txt`` / ``validation_files.txt`` (one a
+    line; blank lines ignored; a folder prefix on a line is dropped)."""
+    path = split_list_path(root, split)
+    if not path.is_file():
+        raise DatasetNotFoundError(f"OUHANDS split list not found: {path}. " + HOW_TO_GET_OUHANDS)
+    names = [Path(line.strip()).name for line in path.read_text().splitlines() if line.strip()]
+    if not names:
+        raise ValueError(f"{path} lists no images; the file is empty or truncated")
+    return names
+
+
+def list_ouhands_images(root: str | Path, split: str, check: bool = True) -> list[Path]:
+    """Colour images of a split, sorted by name: ``train`` and ``validation`` as listed in the
+    intermediate-test split files, ``test`` every PNG of the test folder.
+
+    With ``check``, every listed image must exist (a missing one raises
+    :class:`DatasetNotFoundError` naming it)."""
+    colour = ouhands_colour_dir(root, split)
+    if not colour.is_dir():
+        raise DatasetNotFoundError(f"OUHANDS image folder not found: {colour}. " + HOW_TO_GET_OUHANDS)
+    if split == "test":
+        paths = sorted(colour.glob("*.png"))
+        if not paths:
+            raise DatasetNotFoundError(f"no PNG images in {colour}. " + HOW_TO_GET_OUHANDS)
+        return paths
+    paths = [colour / name for name in sorted(read_split_list(root, split))]
+    if check:
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise DatasetNotFoundError(
+                f"{len(missing)} image(s) listed in {split_list_path(root, split)} are missing from "
+                f"{colour}, e.g. {missing[0].name}. Re-extract the dataset.")
+    return paths
+
+
+def load_ouhands(root: str | Path, split: str) -> list[dict]:
+    """One record per image of a split: ``image_path``, ``class``, ``subject``, ``number``,
+    ``split``. Names that do not parse raise ``ValueError`` naming the file."""
+    records = []
+    for path in list_ouhands_images(root, split):
+        try:
+            info = parse_ouhands_name(path.name)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
+        records.append({"image_path": str(path), "split": split, **info})
+    return records
+
+
+def install_ouhands(archives, root: str | Path, keep_archives: bool = True) -> Path:
+    """Extract the OUHANDS zip archives you downloaded by hand (whatever their names, e.g.
+    copied from your Drive) into ``root`` and check the layout.
+
+    OUHANDS is not fetched by code: its page (``OUHANDS_PAGE``) is where you obtain it, under
+    its terms. Extract to the runtime's local disk (``/content/data``), not to Drive.
+    Returns the dataset root (the folder holding ``OUHANDS_train``)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for archive in [archives] if isinstance(archives, (str, Path)) else archives:
+        archive = Path(archive)
+        if not archive.is_file():
+            raise DatasetNotFoundError(f"archive not found: {archive}. " + HOW_TO_GET_OUHANDS)
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(root)
+        except zipfile.BadZipFile as err:
+            raise DatasetNotFoundError(
+                f"{archive} is not a valid zip archive ({err}): the download or copy is "
+                "incomplete; fetch it again") from err
+        if not keep_archives:
+            archive.unlink()
+    found = find_ouhands_root(root)
+    if not (found / "OUHANDS_train").is_dir():
+        # Some archives wrap everything in one extra folder: look one level deeper.
+        for sub in root.iterdir():
+            if sub.is_dir() and (find_ouhands_root(sub) / "OUHANDS_train").is_dir():
+                found = find_ouhands_root(sub)
+                break
+    expected = [ouhands_colour_dir(found, "train"), split_list_path(found, "train"),
+                split_list_path(found, "validation")]
+    missing = [str(p) for p in expected if not p.exists()]
+    if missing:
+        raise DatasetNotFoundError(f"after extraction, {found} lacks {missing}. "
+                                   + HOW_TO_GET_OUHANDS)
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Landmark files
+
+
+def landmark_file_path(landmarks_dir: str | Path, split: str, image_path: str | Path) -> Path:
+    """``landmarks/<split>/<stem>_landmarks.json`` for an image."""
+    _check_split(split)
+    return Path(landmarks_dir) / split / f"{Path(image_path).stem}{LANDMARK_SUFFIX}"
+
+
+def _atomic_json(path: Path, obj, indent=None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=indent)
+    os.replace(tmp, path)
+
+
+def landmark_record(image_path: str | Path, image_shape, landmarks, handedness=None) -> dict:
+    """A landmark file's content, validated. ``landmarks`` is ``(21, 3)`` (x, y, z) or a list
+    of 21 ``{"x", "y", "z"}`` dicts; ``handedness`` is None or ``{"label", "score"}``."""
+    points = []
+    for lm in landmarks:
+        if isinstance(lm, dict):
+            points.append({"x": float(lm["x"]), "y": float(lm["y"]), "z": float(lm["z"])})
+        else:
+            x, y, z = (float(v) for v in lm)
+            points.append({"x": x, "y": y, "z": z})
+    record = {
+        "image_path": str(image_path),
+        "image_shape": [int(v) for v in image_shape],
+        "landmarks": points,
+        "handedness": None if handedness is None else {
+            "label": str(handedness["label"]), "score": float(handedness["score"])},
+    }
+    validate_landmark_record(record, source=str(image_path))
+    return record
+
+
+def validate_landmark_record(record: dict, source: str = "landmark record") -> None:
+    """Raise :class:`LandmarkFileError` naming ``source`` unless ``record`` is well formed:
+    keys present, ``image_shape`` (H, W, C), **exactly 21** finite landmarks with x, y, z,
+    handedness null or ``{"label": "Left"|"Right", "score": 0..1}``."""
+    if not isinstance(record, dict):
+        raise LandmarkFileError(f"{source}: expected a JSON object, got {type(record).__name__}")
+    missing = [k for k in ("image_path", "image_shape", "landmarks") if k not in record]
+    if missing:
+        raise LandmarkFileError(
+            f"{source}: missing key(s) {missing}. Re-create it with write_landmark_file or "
+            "label_ouhands.")
+    shape = record["image_shape"]
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 3
+            and all(isinstance(v, int) and v > 0 for v in shape)):
+        raise LandmarkFileError(f"{source}: 'image_shape' must be [height, width, channels], "
+                                f"got {shape!r}")
+    lms = record["landmarks"]
+    if not isinstance(lms, list) or len(lms) != NUM_LANDMARKS:
+        n = len(lms) if isinstance(lms, list) else type(lms).__name__
+        raise LandmarkFileError(
+            f"{source}: {n} landmarks, expected exactly {NUM_LANDMARKS} (MediaPipe's hand model). "
+            "The file is truncated or from another model: re-run the labelling.")
+    for i, lm in enumerate(lms):
+        if not isinstance(lm, dict) or any(k not in lm for k in "xyz"):
+            raise LandmarkFileError(f"{source}: landmark {i} must be {{'x', 'y', 'z'}}, got {lm!r}")
+        try:
+            ok = all(math.isfinite(float(lm[k])) for k in "xyz")
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise LandmarkFileError(f"{source}: landmark {i} has a non-finite or non-numeric "
+                                    f"value {lm!r}")
+    hand = record.get("handedness")
+    if hand is not None:
+        if not isinstance(hand, dict) or hand.get("label") not in HANDEDNESS_LABELS:
+            raise LandmarkFileError(f"{source}: 'handedness' must be null or "
+                                    f"{{'label': 'Left'|'Right', 'score': ...}}, got {hand!r}")
+        score = hand.get("score")
+        if not isinstance(score, (int, float)) or not 0.0 <= float(score) <= 1.0:
+            raise LandmarkFileError(f"{source}: handedness score must be in [0, 1], got {score!r}")
+
+
+def write_landmark_file(path: str | Path, image_path: str | Path, image_shape, landmarks,
+                        handedness=None, relative: bool = True) -> Path:
+    """Write one landmark file atomically. With ``relative`` (default) ``image_path`` is stored
+    relative to the file's folder, so the data folder can be moved as a whole."""
+    path = Path(path)
+    stored = Path(image_path)
+    if relative and stored.is_absolute():
+        try:
+            stored = Path(os.path.relpath(stored, path.parent.resolve()))
+        except ValueError:  # another drive (Windows): keep it absolute
+            pass
+    record = landmark_record(stored.as_posix(), image_shape, landmarks, handedness)
+    _atomic_json(path, record, indent=1)
+    return path
+
+
+def read_landmark_file(path: str | Path, image_root: str | Path | None = None,
+                       check_image: bool = True) -> dict:
+    """Read and validate one landmark file. Returns its content with ``image_path`` resolved to
+    an absolute path (relative paths against ``image_root`` if given, else the file's folder)
+    and ``landmark_file`` added.
+
+    Raises :class:`LandmarkFileError` naming the file when it is not valid JSON, has other than
+    21 landmarks, a bad value, or (with ``check_image``) points to a missing image."""
+    path = Path(path)
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except FileNotFoundError as err:
+        raise DatasetNotFoundError(f"landmark file not found: {path}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise LandmarkFileError(f"{path}: not valid JSON ({err}). Delete it and re-run the "
+                                "labelling for this image.") from err
+    validate_landmark_record(record, source=str(path))
+    img = Path(record["image_path"])
+    if not img.is_absolute():
+        img = (Path(image_root) if image_root is not None else path.parent) / img
+    img = Path(os.path.normpath(img.absolute()))
+    if check_image and not img.is_file():
+        hint = ("pass image_root=<the folder its image_path is relative to>"
+                if image_root is None else "check image_root")
+        raise LandmarkFileError(
+            f"{path}: its image {record['image_path']!r} was not found (looked at {img}); "
+            f"{hint}, or re-create the landmark files.")
+    return {**record, "image_path": str(img), "landmark_file": str(path)}
+
+
+def list_landmark_files(landmarks_dir: str | Path, split: str) -> list[Path]:
+    """The ``*_landmarks.json`` files of a split, sorted by name."""
+    _check_split(split)
+    folder = Path(landmarks_dir) / split
+    if not folder.is_dir():
+        raise DatasetNotFoundError(
+            f"landmark folder not found: {folder}. Make the landmark files first: "
+            "handpose_utils.ensure_synthetic_ouhands(root) writes them for the synthetic data, "
+            "handpose_utils.mediapipe_labels.label_ouhands(...) with MediaPipe for real OUHANDS.")
+    return sorted(folder.glob(f"*{LANDMARK_SUFFIX}"))
+
+
+def load_landmark_files(landmarks_dir: str | Path, split: str,
+                        image_root: str | Path | None = None, limit: int | None = None,
+                        check_images: bool = True) -> list[dict]:
+    """Read and validate every landmark file of a split (sorted by name; the first ``limit``
+    only if given). Every file must be valid: a bad one raises naming the file."""
+    files = list_landmark_files(landmarks_dir, split)
+    if not files:
+        raise DatasetNotFoundError(f"no *{LANDMARK_SUFFIX} files in {Path(landmarks_dir) / split}")
+    if limit is not None:
+        files = files[:limit]
+    return [read_landmark_file(p, image_root, check_images) for p in files]
+
+
+def write_extraction_report(landmarks_dir: str | Path, report: dict) -> Path:
+    """Write ``landmarks/extraction_report.json`` (atomically)."""
+    path = Path(landmarks_dir) / REPORT_NAME
+    _atomic_json(path, report, indent=1)
+    return path
+
+
+def read_extraction_report(landmarks_dir: str | Path) -> dict:
+    path = Path(landmarks_dir) / REPORT_NAME
+    if not path.is_file():
+        raise DatasetNotFoundError(f"extraction report not found: {path}")
+    with open(path) as f:
+        return json.load(f)
+
+
+def summarize_report(report: dict) -> str:
+    """A few readable lines: per split, images seen, hands found and the first images without
+    a hand."""
+    lines = [f"teacher: {report.get('teacher', '?')}"]
+    for split, stats in report.get("splits", {}).items():
+        missing = stats.get("no_hand", [])
+        line = (f"  {split:10s} {stats.get('images_seen', 0):5d} images, "
+                f"{stats.get('hands_found', 0):5d} hands found, {len(missing)} without a hand")
+        if missing:
+            line += ": " + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        lines.append(line)
+    return "\n".join(lines)
+

@@ -1,0 +1,377 @@
+"""RHD, the Rendered Hand Pose dataset (``RHD_published_v2``): its codecs, reader and download.
+
+The layout (Zimmermann & Brox 2017; lmb-freiburg/hand3d ``create_binary_db.py``)::
+
+    RHD_published_v2/
+      training/color/%05d.png      41,258 RGB images, 320x320
+      training/mask/%05d.png       class-id masks (see below)
+      training/depth/%05d.png      depth, 16 bits split over R (high byte) and G (low byte)
+      training/anno_training.pickle
+      evaluation/...               2,728 samples, same layout (anno_evaluation.pickle)
+
+``anno_<split>.pickle`` is a dict ``{id: {"xyz": (42, 3) metres, camera frame, "uv_vis": (42, 3)
+u, v, visible (1/0), "K": (3, 3)}}``. Keypoints 0-20 are the left hand and 21-41 the right hand;
+within a hand 0 is the wrist and each finger runs tip -> palm (12 = middle MCP).
+:data:`handpose_utils.skeletons.RHD_TO_HAND21` reorders a hand into the course's HAND21 order.
+
+Mask ids: 0 background, 1 person, 2-17 left hand (three per finger tip -> palm, 17 the palm),
+18-33 right hand. Each image shows a person with up to two hands; like the paper we keep the
+**dominant** hand, the one with more mask pixels.
+
+The synthetic default (:func:`handpose_utils.make_rhd`) writes the same layout, so this reader
+serves both.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..skeletons import (
+    RHD_LEFT,
+    RHD_MASK_LEFT,
+    RHD_MASK_RIGHT,
+    RHD_RIGHT,
+    rhd_hand_to_hand21,
+)
+from .freihand import DatasetNotFoundError, _download
+
+__all__ = [
+    "RHD_URL",
+    "RHD_SIZE",
+    "RHD_PAGE",
+    "RHD_SPLITS",
+    "RHD_DEPTH_MAX_M",
+    "encode_depth",
+    "decode_depth",
+    "read_depth",
+    "read_mask",
+    "hand_masks",
+    "hand_pixel_counts",
+    "find_rhd_root",
+    "read_rhd_annotations",
+    "load_rhd",
+    "download_rhd",
+    "rhd_root",
+    "prepare_rhd",
+]
+
+RHD_URL = "https://lmb.informatik.uni-freiburg.de/data/RenderedHandpose/RHD_v1-1.zip"
+# The official page lists 7.1 GB (Content-Length 7,080,690,299 bytes, as recorded by a third-party
+# dataset survey); it could not be checked from the machine this course was written on.
+RHD_SIZE = "7.1 GB"
+RHD_PAGE = "https://lmb.informatik.uni-freiburg.de/resources/datasets/RenderedHandposeDataset.en.html"
+RHD_SPLITS = ("training", "evaluation")
+RHD_DEPTH_MAX_M = 5.0  # depth PNGs span 0..5 m in 65,536 steps (about 0.08 mm)
+
+_HOW_TO_GET = (
+    "Get the data with handpose_utils.download_rhd(root) (real RHD_published_v2, {size} zip, "
+    "research use only; see " + RHD_PAGE + ") or generate the synthetic default with "
+    "handpose_utils.make_rhd(root, n_train)."
+).format(size=RHD_SIZE)
+
+
+# --------------------------------------------------------------------------------------------
+# Codecs: depth and mask PNGs
+
+
+def encode_depth(depth_m) -> np.ndarray:
+    """Metres ``(H, W)`` -> RHD's depth PNG content ``(H, W, 3)`` uint8: ``d16 = round(d / 5 *
+    65535)`` split into R = high byte and G = low byte (B = 0). Depths outside 0..5 m (and inf,
+    "nothing there") are clipped to that range."""
+    d = np.nan_to_num(np.asarray(depth_m, dtype=np.float64), nan=RHD_DEPTH_MAX_M,
+                      posinf=RHD_DEPTH_MAX_M, neginf=0.0)
+    d16 = np.round(np.clip(d, 0.0, RHD_DEPTH_MAX_M) / RHD_DEPTH_MAX_M * 65535).astype(np.uint16)
+    out = np.zeros(d.shape + (3,), np.uint8)
+    out[..., 0] = d16 >> 8
+    out[..., 1] = d16 & 0xFF
+    return out
+
+
+def decode_depth(rgb) -> np.ndarray:
+    """RHD's depth PNG content ``(H, W, 3)`` uint8 -> metres ``(H, W)`` float32:
+    ``d = (R * 256 + G) / 65535 * 5``.
+
+    The bytes are widened to uint16 **before** shifting: the official snippet shifts the uint8
+    array itself, which overflows (and raises under NumPy 2).
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[-1] < 2 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 depth image, got {rgb.shape} {rgb.dtype}")
+    d16 = (rgb[..., 0].astype(np.uint16) << 8) | rgb[..., 1].astype(np.uint16)
+    return (d16.astype(np.float32) / np.float32(65535) * np.float32(RHD_DEPTH_MAX_M))
+
+
+def _open(path: Path, what: str) -> Image.Image:
+    if not path.is_file():
+        raise DatasetNotFoundError(f"RHD {what} file not found: {path}. " + _HOW_TO_GET)
+    try:
+        im = Image.open(path)
+        im.load()
+        return im
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise OSError(
+            f"cannot decode RHD {what} {path}: {err}. The file is corrupt or truncated: extract "
+            "or generate the dataset again."
+        ) from err
+
+
+def read_depth(path: str | Path) -> np.ndarray:
+    """Decode a depth PNG into metres ``(H, W)`` float32."""
+    with _open(Path(path), "depth") as im:
+        return decode_depth(np.asarray(im.convert("RGB")))
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Decode a mask PNG into class ids ``(H, W)`` uint8 (0 background, 1 person, 2-17 left
+    hand, 18-33 right hand). RHD stores one 8-bit channel; for an RGB file the first channel
+    holds the id."""
+    with _open(Path(path), "mask") as im:
+        arr = np.array(im)  # a writable copy
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    arr = arr.astype(np.uint8, copy=False)
+    if arr.max(initial=0) > RHD_MASK_RIGHT[-1]:
+        raise ValueError(
+            f"{path}: mask holds id {int(arr.max())}, but RHD ids run 0..{RHD_MASK_RIGHT[-1]}. "
+            "Is this a mask file?"
+        )
+    return arr
+
+
+def hand_masks(mask) -> tuple[np.ndarray, np.ndarray]:
+    """``(left, right)`` boolean hand masks from a class-id mask (the person, id 1, is not a hand)."""
+    mask = np.asarray(mask)
+    left = (mask >= RHD_MASK_LEFT[0]) & (mask <= RHD_MASK_LEFT[-1])
+    right = (mask >= RHD_MASK_RIGHT[0]) & (mask <= RHD_MASK_RIGHT[-1])
+    return left, right
+
+
+def hand_pixel_counts(mask) -> tuple[int, int]:
+    """Number of ``(left, right)`` hand pixels in a class-id mask."""
+    left, right = hand_masks(mask)
+    return int(left.sum()), int(right.sum())
+
+
+# --------------------------------------------------------------------------------------------
+# Reader
+
+
+def find_rhd_root(root: str | Path) -> Path:
+    """``root`` itself, or ``root/RHD_published_v2``, whichever holds a split folder with its
+    annotation pickle."""
+    root = Path(root)
+    for cand in (root, root / "RHD_published_v2"):
+        if any((cand / s / f"anno_{s}.pickle").is_file() for s in RHD_SPLITS):
+            return cand
+    return root
+
+
+def sample_paths(root: str | Path, split: str, sample_id: int) -> dict[str, Path]:
+    """The colour, mask and depth files of one sample."""
+    base = Path(root) / split
+    name = f"{sample_id:05d}.png"
+    return {kind: base / kind / name for kind in ("color", "mask", "depth")}
+
+
+def read_rhd_annotations(root: str | Path, split: str = "training") -> dict[int, dict]:
+    """The raw annotation dict of ``split`` (the pickle of **that** split), checked: every entry
+    has ``xyz`` (42, 3), ``uv_vis`` (42, 3) and ``K`` (3, 3), finite."""
+    if split not in RHD_SPLITS:
+        raise ValueError(f"split must be one of {RHD_SPLITS}, got {split!r}")
+    root = find_rhd_root(root)
+    path = root / split / f"anno_{split}.pickle"
+    if not path.is_file():
+        where = root if root.is_dir() else f"{root} (the folder does not exist)"
+        raise DatasetNotFoundError(
+            f"RHD annotation file not found: {path} (looked in {where}). " + _HOW_TO_GET)
+    try:
+        with open(path, "rb") as f:
+            anno = pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable pickle ({err}); extract or generate it again") \
+            from err
+    if not isinstance(anno, dict) or not anno:
+        raise ValueError(f"{path}: expected a non-empty dict {{id: annotation}}, got "
+                         f"{type(anno).__name__}")
+    want = {"xyz": (42, 3), "uv_vis": (42, 3), "K": (3, 3)}
+    for sid, entry in anno.items():
+        for key, shape in want.items():
+            value = np.asarray(entry.get(key) if isinstance(entry, dict) else None, dtype=float)
+            if value.shape != shape:
+                raise ValueError(f"{path}, sample {sid}: '{key}' has shape {value.shape}, "
+                                 f"expected {shape}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"{path}, sample {sid}: '{key}' holds NaN or inf")
+    return anno
+
+
+def _count_hands(mask_path: Path) -> tuple[int, int]:
+    return hand_pixel_counts(read_mask(mask_path))
+
+
+def load_rhd(
+    root: str | Path,
+    split: str = "training",
+    dominant: str = "mask",
+    check_images: bool = True,
+    workers: int = 4,
+) -> list[dict]:
+    """Read RHD's native layout into one record per image, for its dominant hand.
+
+    Each record holds ``image_path``, ``mask_path``, ``depth_path``, ``keypoints`` (uv in pixels,
+    flat ``[x1, y1, ...]``, 21 joints in HAND21 order), ``visible`` (per joint, 1/0), ``xyz``
+    (21 x 3 metres, camera frame, same order), ``K``, ``hand_side`` (``"left"`` or
+    ``"right"``), ``hand_pixels`` (``[left, right]`` mask pixel counts), ``scale`` (the bone
+    length ``|xyz[9] - xyz[10]|`` that 3D targets are normalised by), ``sample_id``, ``split``,
+    ``width``, ``height`` and ``source``.
+
+    ``dominant="mask"`` (the paper's rule) keeps the hand with more mask pixels, reading every
+    mask once; ``"visible"`` keeps the hand with more visible keypoints without reading masks.
+    """
+    if dominant not in ("mask", "visible"):
+        raise ValueError(f"dominant must be 'mask' or 'visible', got {dominant!r}")
+    root = find_rhd_root(root)
+    anno = read_rhd_annotations(root, split)
+    ids = sorted(int(i) for i in anno)
+    paths = [sample_paths(root, split, i) for i in ids]
+    if check_images:
+        for sid, p in zip(ids, paths):
+            for kind in ("color", "mask"):
+                if not p[kind].is_file():
+                    raise DatasetNotFoundError(
+                        f"RHD {kind} file of sample {sid} not found: {p[kind]} "
+                        f"(anno_{split}.pickle lists {len(ids)} samples). Re-extract or "
+                        "re-generate the dataset."
+                    )
+    if dominant == "mask":
+        with ThreadPoolExecutor(max(1, workers)) as pool:  # PNG decoding releases the GIL
+            counts = list(pool.map(_count_hands, [p["mask"] for p in paths]))
+    else:
+        counts = [None] * len(ids)
+    first = paths[0]["color"]
+    width, height = Image.open(first).size if first.is_file() else (320, 320)
+    source = "synthetic-RHD" if (root / "synthetic_meta.json").is_file() else "RHD"
+    records = []
+    for sid, p, count in zip(ids, paths, counts):
+        entry = anno[sid]
+        xyz42 = np.asarray(entry["xyz"], dtype=np.float64)
+        uv_vis = np.asarray(entry["uv_vis"], dtype=np.float64)
+        vis42 = uv_vis[:, 2] > 0.5
+        if count is None:
+            count = (int(vis42[RHD_LEFT].sum()), int(vis42[RHD_RIGHT].sum()))
+        # The paper's rule: left only when it has strictly more pixels (ties go right).
+        side = "left" if count[0] > count[1] else "right"
+        sl = RHD_LEFT if side == "left" else RHD_RIGHT
+        xyz = rhd_hand_to_hand21(xyz42[sl])
+        uv = rhd_hand_to_hand21(uv_vis[sl, :2])
+        vis = rhd_hand_to_hand21(vis42[sl])
+        if (xyz[:, 2] <= 0).any():
+            raise ValueError(f"{root / split / f'anno_{split}.pickle'}, sample {sid}: the "
+                             f"{side} hand has joints behind the camera (z <= 0)")
+        records.append(
+            {
+                "image_path": str(p["color"]),
+                "mask_path": str(p["mask"]),
+                "depth_path": str(p["depth"]),
+                "keypoints": uv.reshape(-1).round(4).tolist(),
+                "visible": vis.astype(int).tolist(),
+                "xyz": xyz.tolist(),
+                "K": np.asarray(entry["K"], dtype=np.float64).tolist(),
+                "hand_side": side,
+                "hand_pixels": [int(count[0]), int(count[1])],
+                "scale": float(np.linalg.norm(xyz[9] - xyz[10])),
+                "sample_id": sid,
+                "split": split,
+                "width": width,
+                "height": height,
+                "source": source,
+            }
+        )
+    return records
+
+
+# --------------------------------------------------------------------------------------------
+# Download (Colab) and one-call preparation
+
+
+def download_rhd(root: str | Path, keep_zip: bool = False) -> Path:
+    """Download and extract the real RHD into ``root/RHD_published_v2`` (meant for Colab).
+
+    Fetches :data:`RHD_URL` (:data:`RHD_SIZE`; the extracted files need several GB more, so
+    leave about 20 GB free), extracts it and checks the expected files. RHD is for research use
+    only; by downloading it you accept its licence (see :data:`RHD_PAGE`). Extract to the
+    runtime's local disk, not to Google Drive: reading 44k small files from Drive is very slow.
+    """
+    root = Path(root)
+    target = root / "RHD_published_v2"
+    marker = target / "training" / "anno_training.pickle"
+    if not marker.is_file():
+        zpath = _download(RHD_URL, root / RHD_URL.rsplit("/", 1)[1])
+        with zipfile.ZipFile(zpath) as zf:
+            zf.extractall(root)
+        if not marker.is_file():
+            found = next(root.glob("**/training/anno_training.pickle"), None)
+            if found is None:
+                raise DatasetNotFoundError(f"{zpath} did not contain training/anno_training.pickle;"
+                                           " the download is broken: delete it and retry")
+            shutil.move(str(found.parent.parent), str(target))
+        if not keep_zip:
+            zpath.unlink()
+    expected = [f"{s}/{x}" for s in RHD_SPLITS for x in ("color", "mask", "depth",
+                                                          f"anno_{s}.pickle")]
+    missing = [e for e in expected if not (target / e).exists()]
+    if missing:
+        raise DatasetNotFoundError(f"after extraction, {target} lacks {missing}")
+    return target
+
+
+RHD_DATASETS = ("synthetic", "rhd")
+
+
+def rhd_root(dataset: str = "synthetic", data_root: str | Path | None = None) -> Path:
+    """Where the dataset lives: ``<data>/synthetic_rhd`` or ``<data>/RHD_published_v2``."""
+    from ..env import data_dir
+
+    if dataset not in RHD_DATASETS:
+        raise ValueError(f"dataset must be one of {RHD_DATASETS}, got {dataset!r}")
+    base = Path(data_root) if data_root is not None else data_dir()
+    return base / ("synthetic_rhd" if dataset == "synthetic" else "RHD_published_v2")
+
+
+def prepare_rhd(
+    dataset: str = "synthetic",
+    data_root: str | Path | None = None,
+    n_train: int = 3000,
+    n_eval: int | None = None,
+    image_size: int = 320,
+    seed: int = 0,
+    download: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Make sure an RHD-layout dataset is on disk and return its root.
+
+    ``"synthetic"`` renders one (``n_train`` training and ``n_eval`` evaluation images of
+    ``image_size`` pixels) if it is missing or was made with other settings; ``"rhd"`` uses the
+    real data already in ``data_root`` and downloads it only when ``download=True``.
+    """
+    root = rhd_root(dataset, data_root)
+    if dataset == "synthetic":
+        from ..synthetic.rhd import ensure_synthetic_rhd
+
+        return ensure_synthetic_rhd(root, n_train, n_eval=n_eval, seed=seed,
+                                    image_size=image_size, progress=progress)
+    if not (root / "training" / "anno_training.pickle").is_file():
+        if not download:
+            raise DatasetNotFoundError(
+                f"real RHD not found at {root}. In Colab, set DOWNLOAD = True ({RHD_SIZE} zip) "
+                "or put RHD_published_v2 there yourself; or use DATASET = 'synthetic'."
+            )
+        download_rhd(root.parent)
+    return root

@@ -1,0 +1,56 @@
+"""3D hand pose from a single RGB image (Zimmermann & Brox 2017), in PyTorch: notebook 07.
+
+::
+
+    image --HandSegNet--> hand mask --crop--> hand crop --PoseNet--> 21 score maps
+          --PosePrior(+ hand side)--> canonical 3D pose + viewpoint --> root-relative 3D pose
+
+* ``canonical``  the canonical hand frame and the viewpoint rotation (encode / decode)
+* ``nets``       HandSegNet, PoseNet, PosePrior
+* ``crops``      crop boxes (from keypoints or the segmentation), crops, score-map codec
+* ``data``       RHD records as tensors, iteration-based loaders, one prepare_batch per stage
+* ``train``      the config dataclass, losses, per-stage training with the engine, checkpoints
+* ``pipeline``   the three networks chained, run over a dataset
+* ``evaluate``   the paper's protocol: 2D/3D EPE, PCK and AUC, segmentation IoU; engine meters
+* ``plots``      samples, canonical frame, score maps, the pipeline on one image, PCK curves
+"""
+
+from . import canonical, crops, data, evaluate, nets, pipeline, plots, train
+from .canonical import axis_angle_to_matrix, from_canonical, to_canonical
+from .data import PoseNetBatch, PosePriorBatch, RHDSamples, SegmentationBatch, make_loader
+from .evaluate import eval_2d, eval_3d, segmentation_iou
+from .nets import HandSegNet, PoseNet, PosePrior
+from .pipeline import Hand3DPipeline, run_pipeline
+from .plots import (
+    pipeline_browser,
+    plot_pck_curves,
+    show_canonical_frame,
+    show_pipeline,
+    show_posenet_stages,
+    show_rhd_sample,
+    show_scoremaps,
+    show_segmentation,
+)
+from .train import (
+    STAGES,
+    Hand3DConfig,
+    build_model,
+    default_config,
+    evaluate_stage,
+    load_stage,
+    run_dir,
+    train_stage,
+)
+
+__all__ = [
+    "canonical", "crops", "data", "evaluate", "nets", "pipeline", "plots", "train",
+    "axis_angle_to_matrix", "from_canonical", "to_canonical",
+    "PoseNetBatch", "PosePriorBatch", "RHDSamples", "SegmentationBatch", "make_loader",
+    "eval_2d", "eval_3d", "segmentation_iou",
+    "HandSegNet", "PoseNet", "PosePrior",
+    "Hand3DPipeline", "run_pipeline",
+    "pipeline_browser", "plot_pck_curves", "show_canonical_frame", "show_pipeline", "show_posenet_stages",
+    "show_rhd_sample", "show_scoremaps", "show_segmentation",
+    "STAGES", "Hand3DConfig", "build_model", "default_config", "evaluate_stage", "load_stage", "run_dir",
+    "train_stage",
+]

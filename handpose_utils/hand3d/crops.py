@@ -1,0 +1,256 @@
+"""Hand crops and score maps: the geometry between the three networks.
+
+**Crop boxes.** A box is ``(cx, cy, s)`` per sample: centre in image pixels and scale (crop
+pixels per image pixel). With pixel centres at integers (the course's convention)::
+
+    crop:  u' = (u - cx) * s + (C - 1) / 2        image: u = (u' - (C - 1) / 2) / s + cx
+
+:func:`to_crop` / :func:`from_crop` apply these to keypoints and :func:`crop_images` samples
+``C x C`` crops with them, so a keypoint and its pixel always move together.
+
+Boxes come from the **ground truth** when training PoseNet and PosePrior
+(:func:`boxes_from_keypoints`, centred on the middle MCP like the paper, with optional jitter
+that mimics an imperfect detector), and from **HandSegNet's hand channel** at test time
+(:func:`boxes_from_segmentation`). Either way the box side is clamped to a range of fractions of
+the image size, the paper's scale clamp: with C = 256 on 320 px images, ``(0.08, 0.8)`` is the
+official clamp of the scale to [1, 10]. The scale is a float (the reference divided with ``//``,
+which makes it 0 for every box smaller than the crop).
+
+**Score maps** (an MMPose-style codec, encode and decode side by side): PoseNet predicts one
+``S x S`` map per keypoint (S = C / 8); :func:`encode_scoremaps` renders Gaussian targets
+``exp(-d^2 / (2 sigma^2))`` at the cells' centres, :func:`decode_scoremaps` takes each map's
+arg-max cell and refines it to sub-cell precision.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "CENTER_JOINT",
+    "DEFAULT_SIDE_RANGE",
+    "normalize_images",
+    "to_crop",
+    "from_crop",
+    "clamp_scale",
+    "boxes_from_keypoints",
+    "single_object",
+    "boxes_from_mask",
+    "boxes_from_segmentation",
+    "crop_images",
+    "cell_centers",
+    "encode_scoremaps",
+    "decode_scoremaps",
+]
+
+CENTER_JOINT = 9  # middle MCP (RHD's kp 12): the paper's crop centre
+DEFAULT_SIDE_RANGE = (0.08, 0.8)  # box side as a fraction of the image size (paper: 25.6-256 px)
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(B, 3, H, W)`` -> float ``x / 255 - 0.5``, the paper's input range (the reference
+    fed raw 0-255 values). Float input is returned unchanged (already normalised)."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0).sub_(0.5)
+    return images
+
+
+def to_crop(uv: torch.Tensor, boxes: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """Image pixels ``(B, J, 2)`` -> crop pixels."""
+    c = (crop_size - 1) / 2
+    return (uv - boxes[:, None, :2]) * boxes[:, None, 2:3] + c
+
+
+def from_crop(uv_crop: torch.Tensor, boxes: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """Crop pixels ``(B, J, 2)`` -> image pixels (inverse of :func:`to_crop`)."""
+    c = (crop_size - 1) / 2
+    return (uv_crop - c) / boxes[:, None, 2:3] + boxes[:, None, :2]
+
+
+def clamp_scale(side: torch.Tensor, crop_size: int, image_size: float,
+                side_range=DEFAULT_SIDE_RANGE) -> torch.Tensor:
+    """Box side (image pixels) -> crop scale ``C / side``, with the side clamped to
+    ``side_range`` times the image size."""
+    lo, hi = side_range[0] * image_size, side_range[1] * image_size
+    return crop_size / side.clamp(lo, hi)
+
+
+def boxes_from_keypoints(
+    uv: torch.Tensor,
+    visible: torch.Tensor,
+    crop_size: int,
+    image_size: tuple[int, int],
+    side_range=DEFAULT_SIDE_RANGE,
+    margin: float = 1.0,
+    center_noise: float = 0.0,
+    offset_noise: float = 0.0,
+    scale_noise: tuple[float, float] = (1.0, 1.0),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Ground-truth crop boxes ``(B, 3)``, as the paper's data reader makes them.
+
+    Centre: the middle MCP. Side: twice the largest distance from the centre to a visible
+    keypoint (clipped to the image), times ``margin``, clamped (:func:`clamp_scale`). Training
+    jitter, each a fraction of the image size (paper at 320 px: 20 px, 10 px, x1.0-1.2):
+    ``center_noise`` moves the centre **before** the side is measured (the hand stays inside),
+    ``offset_noise`` shifts the box after (keypoints may leave it), ``scale_noise`` zooms in by a
+    random factor in the range. Samples without a visible keypoint get a centred box.
+    """
+    W, H = image_size
+    ref = float(max(W, H))
+    b = uv.shape[0]
+    dev, dt = uv.device, uv.dtype
+    vis = visible.bool()
+
+    def noise(shape, sigma):  # truncated at 2 sigma, like the paper's tf.truncated_normal
+        z = torch.randn(shape, generator=generator, dtype=dt).to(dev)
+        return z.clamp(-2, 2) * sigma * ref
+
+    center = uv[:, CENTER_JOINT].clone()
+    if center_noise > 0:
+        center = center + noise((b, 2), center_noise)
+    lo_img = uv.new_tensor([0.0, 0.0])
+    hi_img = uv.new_tensor([W - 1.0, H - 1.0])
+    big = torch.finfo(dt).max
+    pts = torch.minimum(torch.maximum(uv, lo_img), hi_img)
+    lo = torch.where(vis[..., None], pts, big).amin(1)
+    hi = torch.where(vis[..., None], pts, -big).amax(1)
+    side = 2 * torch.maximum(hi - center, center - lo).amax(-1) * margin
+    has_vis = vis.any(1)
+    center = torch.where(has_vis[:, None], center, uv.new_tensor([(W - 1) / 2, (H - 1) / 2]))
+    side = torch.where(has_vis, side, torch.full_like(side, side_range[1] * ref))
+    scale = clamp_scale(side, crop_size, ref, side_range)
+    if scale_noise != (1.0, 1.0):
+        u = torch.rand((b,), generator=generator, dtype=dt).to(dev)
+        scale = scale * (scale_noise[0] + u * (scale_noise[1] - scale_noise[0]))
+    if offset_noise > 0:
+        center = center + noise((b, 2), offset_noise)
+    return torch.cat([center, scale[:, None]], dim=1)
+
+
+def single_object(mask: torch.Tensor, score: torch.Tensor, max_iter: int | None = None
+                  ) -> torch.Tensor:
+    """Keep, in each ``(B, H, W)`` boolean mask, only the connected blob that contains the
+    highest-scoring pixel: a second hand or a false positive elsewhere does not stretch the
+    crop. Grows a seed by 3x3 dilations inside the mask (cheap on a GPU)."""
+    b, h, w = mask.shape
+    flat = torch.where(mask, score, torch.full_like(score, -1.0)).flatten(1)
+    seed = torch.zeros_like(mask).flatten(1)
+    seed.scatter_(1, flat.argmax(1, keepdim=True), True)
+    blob = (seed.view(b, h, w) & mask).float()[:, None]
+    m = mask.float()[:, None]
+    for i in range(max_iter or (h + w)):
+        grown = F.max_pool2d(blob, 3, stride=1, padding=1) * m
+        if i % 8 == 7 and torch.equal(grown, blob):
+            break
+        blob = grown
+    return blob[:, 0] > 0.5
+
+
+def boxes_from_mask(mask: torch.Tensor, crop_size: int, side_range=DEFAULT_SIDE_RANGE,
+                    margin: float = 1.25) -> torch.Tensor:
+    """Crop boxes ``(B, 3)`` from ``(B, H, W)`` boolean hand masks: centred on the mask's
+    bounding box, side = its longer side times ``margin`` (room for fingertips the mask
+    missed), clamped. An empty mask gives a centred box of the largest allowed side."""
+    b, h, w = mask.shape
+    ref = float(max(h, w))
+    ys = torch.arange(h, device=mask.device, dtype=torch.float32)
+    xs = torch.arange(w, device=mask.device, dtype=torch.float32)
+    rows, cols = mask.any(2), mask.any(1)
+    big = float(h + w)
+    y0 = torch.where(rows, ys, big).amin(1)
+    y1 = torch.where(rows, ys, -big).amax(1)
+    x0 = torch.where(cols, xs, big).amin(1)
+    x1 = torch.where(cols, xs, -big).amax(1)
+    found = rows.any(1)
+    cx = torch.where(found, (x0 + x1) / 2, torch.full_like(x0, (w - 1) / 2))
+    cy = torch.where(found, (y0 + y1) / 2, torch.full_like(y0, (h - 1) / 2))
+    side = torch.maximum(x1 - x0 + 1, y1 - y0 + 1) * margin
+    side = torch.where(found, side, torch.full_like(side, side_range[1] * ref))
+    return torch.stack([cx, cy, clamp_scale(side, crop_size, ref, side_range)], dim=1)
+
+
+def boxes_from_segmentation(logits: torch.Tensor, crop_size: int, side_range=DEFAULT_SIDE_RANGE,
+                            margin: float = 1.25, threshold: float = 0.5
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """HandSegNet logits ``(B, 2, H, W)`` -> ``(boxes, hand_prob, hand_mask)``.
+
+    Uses the **hand** channel (softmax channel 1), thresholds it, keeps the most confident blob
+    (:func:`single_object`) and boxes it (:func:`boxes_from_mask`)."""
+    prob = logits.float().softmax(1)[:, 1]
+    mask = single_object(prob > threshold, prob)
+    return boxes_from_mask(mask, crop_size, side_range, margin), prob, mask
+
+
+def crop_images(images: torch.Tensor, boxes: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """Sample ``(B, ch, C, C)`` crops (bilinear; zeros outside the image) from float images
+    ``(B, ch, H, W)`` at ``boxes``. Output pixel ``u'`` reads image position
+    ``from_crop(u')``."""
+    b, _, h, w = images.shape
+    grid1d = torch.arange(crop_size, device=images.device, dtype=torch.float32)
+    c = (crop_size - 1) / 2
+    s = boxes[:, 2].float()[:, None]
+    u = (grid1d[None] - c) / s + boxes[:, 0:1].float()  # (B, C) image x of each output column
+    v = (grid1d[None] - c) / s + boxes[:, 1:2].float()
+    # grid_sample with align_corners=True: -1 and +1 are the centres of the first/last pixels.
+    gx = (2 * u / max(w - 1, 1) - 1)[:, None, :].expand(b, crop_size, crop_size)
+    gy = (2 * v / max(h - 1, 1) - 1)[:, :, None].expand(b, crop_size, crop_size)
+    grid = torch.stack([gx, gy], dim=-1).to(images.dtype)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def cell_centers(map_size: int, crop_size: int, device=None) -> torch.Tensor:
+    """Crop-pixel coordinates ``(S,)`` of the centres of a score map's cells (a cell covers
+    ``crop_size / map_size`` crop pixels)."""
+    stride = crop_size / map_size
+    return (torch.arange(map_size, device=device, dtype=torch.float32) + 0.5) * stride - 0.5
+
+
+def encode_scoremaps(uv_crop: torch.Tensor, visible: torch.Tensor, crop_size: int,
+                     map_size: int, sigma: float) -> torch.Tensor:
+    """Gaussian score maps ``(B, J, S, S)`` for keypoints ``(B, J, 2)`` in crop pixels.
+    ``sigma`` is in crop pixels; invisible keypoints get an all-zero map (nothing to learn)."""
+    c = cell_centers(map_size, crop_size, uv_crop.device)
+    dx2 = (c[None, None, :] - uv_crop[..., 0:1].float()) ** 2  # (B, J, S) along x
+    dy2 = (c[None, None, :] - uv_crop[..., 1:2].float()) ** 2  # along y
+    maps = torch.exp(-(dy2[..., :, None] + dx2[..., None, :]) / (2 * sigma**2))
+    return maps * visible.float()[..., None, None]
+
+
+def decode_scoremaps(maps: torch.Tensor, crop_size: int, refine: bool = True
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Score maps ``(B, J, S, S)`` -> ``(uv_crop (B, J, 2), confidence (B, J))``.
+
+    The arg-max cell gives the keypoint to within a cell (``crop_size / S`` pixels, 8 for
+    PoseNet). The paper upsampled the maps bilinearly before the arg-max, but a bilinear
+    interpolation peaks at a sample, so that cannot beat the cell grid either. ``refine`` fits a
+    parabola through the log of the peak and its two neighbours along each axis, which is exact
+    for a Gaussian peak (it stays within one cell of the arg-max) (as in DARK, Zhang et al. 2020); ``refine=False`` returns the arg-max
+    cell's centre. Confidence is the peak value.
+    """
+    b, j, h, w = maps.shape
+    m = maps.float()
+    conf, idx = m.flatten(2).max(-1)
+    iy, ix = idx // w, idx % w
+    pos = torch.stack([ix, iy], dim=-1).float()
+    if refine and h >= 3 and w >= 3:
+        # log of a Gaussian is a parabola: three samples along an axis give its vertex exactly.
+        # At a border the three samples are shifted inwards.
+        logm = m.clamp_min(1e-6).log().flatten(2)
+        cx, cy = ix.clamp(1, w - 2), iy.clamp(1, h - 2)
+
+        def at(y, x):
+            return logm.gather(2, (y * w + x)[..., None])[..., 0]
+
+        for axis, (lo, mid, hi, c) in enumerate((
+                (at(iy, cx - 1), at(iy, cx), at(iy, cx + 1), cx),
+                (at(cy - 1, ix), at(cy, ix), at(cy + 1, ix), cy))):
+            curv = hi - 2 * mid + lo
+            vertex = c + (lo - hi) / (2 * curv.clamp(max=-1e-6))
+            refined = torch.minimum(torch.maximum(vertex, pos[..., axis] - 1), pos[..., axis] + 1)
+            pos[..., axis] = torch.where(curv < -1e-6, refined, pos[..., axis])
+    stride_x, stride_y = crop_size / w, crop_size / h
+    uv = torch.stack([(pos[..., 0] + 0.5) * stride_x - 0.5, (pos[..., 1] + 0.5) * stride_y - 0.5],
+                     dim=-1)
+    return uv, conf

@@ -1,0 +1,252 @@
+"""Feeding RHD records to the three stages: a per-sample dataset, iteration-based loaders and one
+``prepare_batch`` per stage for :func:`handpose_utils.engine.fit`.
+
+The dataset only decodes files (image, class-id mask) and returns tensors; everything that
+depends on the stage runs on the device, batched, in the stage's ``prepare_batch``:
+
+* :class:`SegmentationBatch` (HandSegNet): normalised images, optional resize, a random
+  ``crop x crop`` window taken jointly from image and mask (``random_crop``, the paper's 256),
+  colour jitter; target = hand mask (class id > 1, both hands).
+* :class:`PoseNetBatch`: a hand crop around the ground-truth keypoints with detector-like
+  jitter, Gaussian score-map targets and their visibility weights.
+* :class:`PosePriorBatch`: no image at all. Score maps rendered from the ground-truth 2D
+  keypoints (with the same crop jitter plus pixel noise on the keypoints), the hand side, and the
+  canonical-frame targets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from .. import env
+from ..images import read_image
+from .canonical import to_canonical
+from .crops import (
+    boxes_from_keypoints,
+    crop_images,
+    encode_scoremaps,
+    normalize_images,
+    to_crop,
+)
+
+__all__ = ["HAND_SIDES", "RHDSamples", "make_loader", "color_jitter", "SegmentationBatch",
+           "PoseNetBatch", "PosePriorBatch", "hand_side_index"]
+
+HAND_SIDES = ("left", "right")  # index 0 = left, 1 = right, as PosePrior's one-hot
+
+
+def hand_side_index(side: str) -> int:
+    if side not in HAND_SIDES:
+        raise ValueError(f"hand_side must be 'left' or 'right', got {side!r}")
+    return HAND_SIDES.index(side)
+
+
+class RHDSamples(Dataset):
+    """RHD records (from :func:`handpose_utils.load_rhd`) as tensors.
+
+    Each item: ``image`` (3, H, W) uint8 (if ``load_images``), ``mask`` (H, W) uint8 class ids
+    (if ``load_masks``), ``keypoints`` (21, 2) float32 image pixels, ``visible`` (21,) bool,
+    ``xyz`` (21, 3) float32 metres, ``K`` (3, 3), ``hand_side`` (0 left, 1 right), ``scale``
+    (bone length, metres), ``size`` (W, H) and ``index``. Unreadable files raise an error that
+    names them; nothing is replaced by a blank image.
+    """
+
+    def __init__(self, records: list[dict], load_images: bool = True, load_masks: bool = True):
+        if not records:
+            raise ValueError("RHDSamples needs at least one record")
+        self.records = list(records)
+        self.load_images = load_images
+        self.load_masks = load_masks
+        self._kp = torch.tensor(np.array([np.reshape(r["keypoints"], (21, 2))
+                                          for r in self.records]), dtype=torch.float32)
+        self._vis = torch.tensor(np.array([r["visible"] for r in self.records]), dtype=torch.bool)
+        self._xyz = torch.tensor(np.array([r["xyz"] for r in self.records]), dtype=torch.float32)
+        self._K = torch.tensor(np.array([r["K"] for r in self.records]), dtype=torch.float32)
+        self._side = torch.tensor([hand_side_index(r["hand_side"]) for r in self.records])
+        self._size = torch.tensor([[r.get("width", 320), r.get("height", 320)]
+                                   for r in self.records], dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict:
+        rec = self.records[i]
+        item = {
+            "keypoints": self._kp[i],
+            "visible": self._vis[i],
+            "xyz": self._xyz[i],
+            "K": self._K[i],
+            "hand_side": self._side[i],
+            "scale": torch.linalg.vector_norm(self._xyz[i, 10] - self._xyz[i, 9]),
+            "size": self._size[i],
+            "index": torch.tensor(i),
+        }
+        if self.load_images:
+            item["image"] = torch.from_numpy(read_image(rec["image_path"])).permute(2, 0, 1)
+        if self.load_masks:
+            from ..datasets.rhd import read_mask
+
+            item["mask"] = torch.from_numpy(read_mask(rec["mask_path"]))
+        return item
+
+
+def make_loader(dataset: Dataset, batch_size: int, iterations: int | None = None,
+                num_workers: int | None = None, device=None) -> DataLoader:
+    """A training loader of exactly ``iterations`` batches per pass (reshuffled each pass, whole
+    permutations of the data, so every sample is seen equally often), or, with
+    ``iterations=None``, an evaluation loader over the data in order.
+
+    The paper counts training in iterations, the engine in epochs: one engine "epoch" is one
+    pass over this loader, i.e. ``iterations`` steps (the reference config's ``n_history``)."""
+    device = torch.device(device) if device is not None else env.pick_device()
+    workers = env.default_num_workers() if num_workers is None else num_workers
+    common = dict(num_workers=workers, pin_memory=device.type == "cuda",
+                  persistent_workers=workers > 0)
+    if iterations is None:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
+    sampler = RandomSampler(dataset, replacement=False, num_samples=iterations * batch_size)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, **common)
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()}
+
+
+def color_jitter(x: torch.Tensor, strength: float = 0.2) -> torch.Tensor:
+    """Per-image brightness, contrast and per-channel gain on normalised images (x/255 - 0.5).
+    Keeps the networks from keying on the synthetic hands' exact skin tones."""
+    b = x.shape[0]
+    dev = x.device
+    gain = 1 + strength * (2 * torch.rand(b, 3, 1, 1, device=dev) - 1) * 0.5
+    contrast = 1 + strength * (2 * torch.rand(b, 1, 1, 1, device=dev) - 1)
+    bright = strength * 0.5 * (2 * torch.rand(b, 1, 1, 1, device=dev) - 1)
+    mean = x.mean((1, 2, 3), keepdim=True)
+    return (((x + 0.5) * gain - 0.5 - mean) * contrast + mean + bright).clamp(-0.5, 0.5)
+
+
+class SegmentationBatch:
+    """``prepare_batch`` for HandSegNet: ``(images, hand_mask, extras)``.
+
+    ``input_size`` (H, W) resizes images (bilinear) and masks (nearest) when the data has
+    another size. In training, ``random_crop`` takes one ``crop x crop`` window per image,
+    jointly from image and mask (the paper trains on 256 x 256 windows of the 320 x 320 images);
+    evaluation sees whole images. Targets: 1 where the class id is a hand (> 1), else 0.
+    """
+
+    def __init__(self, input_size: tuple[int, int] | None = None, random_crop: bool = True,
+                 crop: int = 256, jitter: float = 0.2):
+        self.input_size = tuple(input_size) if input_size is not None else None
+        self.random_crop = random_crop
+        self.crop = crop
+        self.jitter = jitter
+
+    def __call__(self, batch: dict, device, train: bool):
+        batch = _to(batch, device)
+        images = normalize_images(batch.pop("image"))
+        target = (batch.pop("mask") > 1).long()
+        if self.input_size is not None and tuple(images.shape[-2:]) != self.input_size:
+            images = F.interpolate(images, size=self.input_size, mode="bilinear",
+                                   align_corners=False, antialias=True)
+            target = F.interpolate(target[:, None].float(), size=self.input_size,
+                                   mode="nearest")[:, 0].long()
+        if train:
+            h, w = images.shape[-2:]
+            if self.random_crop and (h > self.crop or w > self.crop):
+                ch, cw = min(self.crop, h), min(self.crop, w)
+                ys = torch.randint(0, h - ch + 1, (len(images),)).tolist()
+                xs = torch.randint(0, w - cw + 1, (len(images),)).tolist()
+                images = torch.stack([im[:, y:y + ch, x:x + cw]
+                                      for im, y, x in zip(images, ys, xs)])
+                target = torch.stack([t[y:y + ch, x:x + cw] for t, y, x in zip(target, ys, xs)])
+            if self.jitter:
+                images = color_jitter(images, self.jitter)
+        return images, target, batch
+
+
+def _crop_noise(train: bool, center: float, offset: float, scale: tuple[float, float]) -> dict:
+    if not train:
+        return {}
+    return {"center_noise": center, "offset_noise": offset, "scale_noise": scale}
+
+
+class PoseNetBatch:
+    """``prepare_batch`` for PoseNet: ``(crops, {"scoremaps", "visible"}, extras)``.
+
+    The crop box comes from the ground-truth keypoints. In training it is jittered like the
+    paper's reader (centre 20 px, offset 10 px on 320 px images, zoom x1.0-1.2, here as fractions
+    of the image size), so PoseNet learns to cope with the imperfect boxes HandSegNet will give
+    it. ``extras`` carries ``boxes`` and the original ``keypoints`` / ``visible`` so metrics can be
+    measured in original-image pixels.
+    """
+
+    def __init__(self, crop_size: int = 256, sigma: float = 0.07, jitter: float = 0.2,
+                 center_noise: float = 20 / 320, offset_noise: float = 10 / 320,
+                 scale_noise: tuple[float, float] = (1.0, 1.2), margin: float = 1.0):
+        self.crop_size = crop_size
+        self.map_size = crop_size // 8
+        self.sigma = sigma * crop_size  # crop pixels
+        self.jitter = jitter
+        self.noise = (center_noise, offset_noise, scale_noise)
+        self.margin = margin
+
+    def __call__(self, batch: dict, device, train: bool):
+        batch = _to(batch, device)
+        images = normalize_images(batch.pop("image"))
+        batch.pop("mask", None)
+        h, w = images.shape[-2:]
+        boxes = boxes_from_keypoints(batch["keypoints"], batch["visible"], self.crop_size, (w, h),
+                                     margin=self.margin, **_crop_noise(train, *self.noise))
+        crops = crop_images(images, boxes, self.crop_size)
+        if train and self.jitter:
+            crops = color_jitter(crops, self.jitter)
+        uv_crop = to_crop(batch["keypoints"], boxes, self.crop_size)
+        inside = ((uv_crop >= -0.5) & (uv_crop <= self.crop_size - 0.5)).all(-1)
+        vis = batch["visible"] & inside  # a keypoint pushed out of the crop has no target
+        maps = encode_scoremaps(uv_crop, vis, self.crop_size, self.map_size, self.sigma)
+        batch["boxes"] = boxes
+        return crops, {"scoremaps": maps, "visible": vis.float()}, batch
+
+
+class PosePriorBatch:
+    """``prepare_batch`` for PosePrior: ``({"scoremaps", "hand_side"}, targets, extras)``.
+
+    Inputs are score maps rendered from the ground-truth 2D keypoints inside a jittered crop
+    box, with Gaussian pixel noise on the keypoints (paper: 2.5 px at 320 px), so the prior
+    learns from clean, cheap data yet tolerates PoseNet's imperfect maps. Invisible keypoints
+    get empty maps, exactly as PoseNet was taught to produce. Targets (see
+    :func:`~handpose_utils.hand3d.canonical.to_canonical`): ``canonical``, ``rotation``,
+    ``xyz`` (root-relative, normalised), ``scale`` (metres) and ``visible``.
+    """
+
+    def __init__(self, crop_size: int = 256, sigma: float = 0.07, uv_noise: float = 2.5 / 320,
+                 center_noise: float = 20 / 320, offset_noise: float = 10 / 320,
+                 scale_noise: tuple[float, float] = (1.0, 1.2)):
+        self.crop_size = crop_size
+        self.map_size = crop_size // 8
+        self.sigma = sigma * crop_size
+        self.uv_noise = uv_noise
+        self.noise = (center_noise, offset_noise, scale_noise)
+
+    def __call__(self, batch: dict, device, train: bool):
+        batch = _to(batch, device)
+        batch.pop("image", None)
+        batch.pop("mask", None)
+        w, h = batch["size"][0].tolist()
+        uv = batch["keypoints"]
+        boxes = boxes_from_keypoints(uv, batch["visible"], self.crop_size, (w, h),
+                                     **_crop_noise(train, *self.noise))
+        if train and self.uv_noise:
+            uv = uv + torch.randn_like(uv).clamp(-2, 2) * self.uv_noise * max(w, h)
+        uv_crop = to_crop(uv, boxes, self.crop_size)
+        maps = encode_scoremaps(uv_crop, batch["visible"], self.crop_size, self.map_size,
+                                self.sigma)
+        side = batch["hand_side"]
+        targets = to_canonical(batch["xyz"], side == 1)
+        targets["visible"] = batch["visible"].float()
+        batch["boxes"] = boxes
+        return {"scoremaps": maps, "hand_side": side}, targets, batch
+

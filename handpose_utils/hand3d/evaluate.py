@@ -1,0 +1,206 @@
+"""Evaluation as in the paper: 2D and 3D keypoint errors, PCK curves and AUC, segmentation IoU.
+
+The protocol is hand3d's ``EvalUtil`` (``utils/general.py``), re-implemented:
+
+* only **visible** keypoints are scored;
+* errors are collected **per keypoint**; the reported mean and median EPE are the averages over
+  the 21 keypoints of each keypoint's mean and median error;
+* PCK at threshold t counts errors ``<= t``; a keypoint's AUC is the trapezoidal area under its
+  PCK curve divided by the threshold range; the reported curve and AUC are averaged over
+  keypoints;
+* 2D: pixels of the **original** image, thresholds ``linspace(0, 30, 20)``;
+* 3D: root-relative (wrist) millimetres, the prediction scaled by the **ground-truth** bone
+  length; thresholds ``linspace(0, 50, 20)`` mm. The paper's "AUC 20-50 mm" is the area over the
+  last 12 of those thresholds, which start at 21.05 mm (``[8:]`` in hand3d's ``eval_full.py``);
+  we report it the same way so numbers compare.
+
+The engine meters (:class:`SegmentationMeter`, :class:`PoseNetMeter`, :class:`PosePriorMeter`)
+report the same quantities after every validation pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .crops import decode_scoremaps, from_crop
+
+__all__ = [
+    "THRESHOLDS_2D_PX",
+    "THRESHOLDS_3D_MM",
+    "AUC_3D_FROM",
+    "keypoint_protocol",
+    "eval_2d",
+    "eval_3d",
+    "segmentation_iou",
+    "SegmentationMeter",
+    "PoseNetMeter",
+    "PosePriorMeter",
+]
+
+THRESHOLDS_2D_PX = np.linspace(0, 30, 20)
+THRESHOLDS_3D_MM = np.linspace(0, 50, 20)
+AUC_3D_FROM = 8  # THRESHOLDS_3D_MM[8:] = 21.05 ... 50 mm, the paper's "20-50 mm"
+
+
+def _np(x) -> np.ndarray:
+    if torch.is_tensor(x):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
+    return float(((y[1:] + y[:-1]) / 2 * np.diff(x)).sum())  # np.trapz is gone in NumPy 2.4
+
+
+def keypoint_protocol(pred, gt, visible=None, thresholds=THRESHOLDS_2D_PX) -> dict:
+    """hand3d's ``EvalUtil.get_measures`` for ``(N, J, D)`` predictions.
+
+    Returns ``epe_mean`` and ``epe_median`` (averaged over keypoints), ``auc`` (averaged over
+    keypoints), ``pck`` (the averaged curve at ``thresholds``), ``thresholds``,
+    ``per_keypoint_mean`` (J,) and ``count`` (visible keypoints scored). Keypoints never visible
+    are left out of the averages, as hand3d does.
+    """
+    pred, gt = _np(pred), _np(gt)
+    if pred.shape != gt.shape or pred.ndim != 3:
+        raise ValueError(f"pred and gt must both be (N, J, D), got {pred.shape} and {gt.shape}")
+    vis = np.ones(gt.shape[:2], bool) if visible is None else _np(visible) > 0.5
+    t = np.asarray(thresholds, dtype=np.float64)
+    dist = np.linalg.norm(pred - gt, axis=-1)
+    means, medians, aucs, curves, per_kp = [], [], [], [], np.full(gt.shape[1], np.nan)
+    for j in range(gt.shape[1]):
+        d = dist[vis[:, j], j]
+        if d.size == 0:
+            continue
+        per_kp[j] = d.mean()
+        means.append(d.mean())
+        medians.append(np.median(d))
+        curve = (d[None, :] <= t[:, None]).mean(1)
+        curves.append(curve)
+        aucs.append(_trapezoid(curve, t) / (t[-1] - t[0]))
+    if not means:
+        nan = math.nan
+        return {"epe_mean": nan, "epe_median": nan, "auc": nan, "pck": np.full(len(t), nan),
+                "thresholds": t, "per_keypoint_mean": per_kp, "count": 0}
+    return {"epe_mean": float(np.mean(means)), "epe_median": float(np.mean(medians)),
+            "auc": float(np.mean(aucs)), "pck": np.mean(curves, 0), "thresholds": t,
+            "per_keypoint_mean": per_kp, "count": int(vis.sum())}
+
+
+def eval_2d(pred_uv, gt_uv, visible) -> dict:
+    """2D protocol in original-image pixels: EPE mean/median and AUC over 0-30 px."""
+    return keypoint_protocol(pred_uv, gt_uv, visible, THRESHOLDS_2D_PX)
+
+
+def eval_3d(pred_mm, gt_mm, visible=None) -> dict:
+    """3D protocol on root-relative millimetres: EPE mean/median, ``auc`` over 0-50 mm and
+    ``auc_20_50`` over the paper's 20-50 mm (21.05-50, see the module docstring)."""
+    out = keypoint_protocol(pred_mm, gt_mm, visible, THRESHOLDS_3D_MM)
+    t = out["thresholds"][AUC_3D_FROM:]
+    part = keypoint_protocol(pred_mm, gt_mm, visible, t)
+    out["auc_20_50"] = part["auc"]
+    return out
+
+
+def segmentation_iou(pred_mask, gt_mask) -> dict:
+    """Hand-class IoU of ``(N, H, W)`` boolean masks: ``iou`` pooled over all pixels of all
+    images (sum of intersections / sum of unions) and ``iou_per_image`` (N,) (NaN where both
+    masks are empty)."""
+    p, g = torch.as_tensor(pred_mask).bool(), torch.as_tensor(gt_mask).bool()
+    inter = (p & g).flatten(1).sum(1).double()
+    union = (p | g).flatten(1).sum(1).double()
+    per = torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(union, math.nan))
+    total = float(union.sum())
+    return {"iou": float(inter.sum()) / total if total else math.nan,
+            "iou_per_image": per.numpy()}
+
+
+# --------------------------------------------------------------------------------------------
+# Meters for the engine (reset / update(outputs, targets, extras) / compute)
+
+
+class SegmentationMeter:
+    """HandSegNet validation: pooled hand IoU and pixel accuracy."""
+
+    log_items = [("iou", "IoU", "{:.3f}")]
+
+    def reset(self):
+        self.inter = self.union = self.correct = self.total = 0
+
+    def __init__(self):
+        self.reset()
+
+    @torch.no_grad()
+    def update(self, outputs, targets, extras=None):
+        pred = outputs.argmax(1) == 1
+        gt = targets == 1
+        self.inter += int((pred & gt).sum())
+        self.union += int((pred | gt).sum())
+        self.correct += int((pred == gt).sum())
+        self.total += gt.numel()
+
+    def compute(self) -> dict:
+        return {"iou": self.inter / self.union if self.union else math.nan,
+                "pixel_acc": self.correct / max(self.total, 1)}
+
+
+class PoseNetMeter:
+    """PoseNet validation on ground-truth crops: the last stage's score maps decoded to
+    original-image pixels; EPE mean/median and AUC 0-30 px over visible keypoints."""
+
+    log_items = [("epe_px", "EPE", "{:.2f}px"), ("auc_2d", "AUC", "{:.3f}")]
+
+    def __init__(self, crop_size: int):
+        self.crop_size = crop_size
+        self.reset()
+
+    def reset(self):
+        self.pred, self.gt, self.vis = [], [], []
+
+    @torch.no_grad()
+    def update(self, outputs, targets, extras):
+        uv_crop, _ = decode_scoremaps(outputs[:, -1], self.crop_size)
+        self.pred.append(from_crop(uv_crop, extras["boxes"].float(), self.crop_size).cpu())
+        self.gt.append(extras["keypoints"].cpu())
+        self.vis.append(extras["visible"].cpu())
+
+    def arrays(self) -> dict:
+        """Everything accumulated: ``pred``, ``gt`` (N, 21, 2) image pixels, ``visible``."""
+        return {"pred": torch.cat(self.pred), "gt": torch.cat(self.gt),
+                "visible": torch.cat(self.vis)}
+
+    def compute(self) -> dict:
+        m = eval_2d(torch.cat(self.pred), torch.cat(self.gt), torch.cat(self.vis))
+        return {"epe_px": m["epe_mean"], "epe_median_px": m["epe_median"], "auc_2d": m["auc"]}
+
+
+class PosePriorMeter:
+    """PosePrior validation on ground-truth score maps: root-relative 3D error in mm (prediction
+    times the ground-truth bone length), EPE mean/median and AUC 20-50 mm."""
+
+    log_items = [("epe_mm", "EPE", "{:.1f}mm"), ("auc_20_50", "AUC20-50", "{:.3f}")]
+
+    def reset(self):
+        self.pred, self.gt, self.vis = [], [], []
+
+    def __init__(self):
+        self.reset()
+
+    @torch.no_grad()
+    def update(self, outputs, targets, extras=None):
+        s = targets["scale"][:, None, None] * 1000.0
+        self.pred.append((outputs["xyz"] * s).cpu())
+        self.gt.append((targets["xyz"] * s).cpu())
+        self.vis.append(targets["visible"].cpu())
+
+    def arrays(self) -> dict:
+        """Everything accumulated: ``pred``, ``gt`` (N, 21, 3) root-relative mm, ``visible``."""
+        return {"pred": torch.cat(self.pred), "gt": torch.cat(self.gt),
+                "visible": torch.cat(self.vis)}
+
+    def compute(self) -> dict:
+        m = eval_3d(torch.cat(self.pred), torch.cat(self.gt), torch.cat(self.vis))
+        return {"epe_mm": m["epe_mean"], "epe_median_mm": m["epe_median"],
+                "auc_20_50": m["auc_20_50"]}

@@ -1,0 +1,149 @@
+"""The whole method at test time: image -> hand mask -> crop -> score maps -> 3D pose.
+
+:class:`Hand3DPipeline` chains the three trained networks; :func:`run_pipeline` runs it over a
+dataset and collects everything the paper's evaluation needs. Passing ``crops="ground_truth"``
+replaces HandSegNet's boxes by boxes from the annotated keypoints, which isolates PoseNet and
+PosePrior from segmentation errors (the paper's Table 1 compares both settings).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import env
+from .crops import (
+    DEFAULT_SIDE_RANGE,
+    boxes_from_keypoints,
+    boxes_from_segmentation,
+    crop_images,
+    decode_scoremaps,
+    from_crop,
+    normalize_images,
+)
+from .data import make_loader
+
+__all__ = ["Hand3DPipeline", "run_pipeline"]
+
+
+class Hand3DPipeline(nn.Module):
+    """HandSegNet -> crop -> PoseNet -> PosePrior.
+
+    ``forward(images, hand_side, boxes=None)``: ``images`` (B, 3, H, W), uint8 or already
+    normalised; ``hand_side`` (B,) 0 left / 1 right (the paper gives the network the hand side;
+    in RHD's evaluation it is the annotated one). Without ``boxes`` the crop comes from the
+    segmentation. Returns a dict: ``boxes`` (B, 3), ``crops``, ``scoremaps`` (B, 21, S, S, the
+    last stage), ``uv_crop`` and ``uv`` (B, 21, 2 pixels of the crop and of the image),
+    ``confidence`` (B, 21), ``xyz`` (B, 21, 3 root-relative, in bone lengths), PosePrior's
+    ``canonical`` / ``rotation`` when it predicts them, and with segmentation ``hand_prob`` and
+    ``hand_mask`` (B, H, W).
+
+    ``seg_size`` (H, W) runs HandSegNet at another resolution than the data (its logits are
+    resized back), e.g. a small one on a CPU.
+    """
+
+    def __init__(self, segnet: nn.Module, posenet: nn.Module, prior: nn.Module,
+                 crop_size: int = 256, seg_size: tuple[int, int] | None = None,
+                 side_range=DEFAULT_SIDE_RANGE, margin: float = 1.25):
+        super().__init__()
+        self.segnet, self.posenet, self.prior = segnet, posenet, prior
+        self.crop_size = crop_size
+        self.seg_size = tuple(seg_size) if seg_size is not None else None
+        self.side_range = side_range
+        self.margin = margin
+
+    def segment(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised images -> hand logits (B, 2, H, W) at the images' own size."""
+        h, w = x.shape[-2:]
+        inp = x
+        if self.seg_size is not None and self.seg_size != (h, w):
+            inp = F.interpolate(x, size=self.seg_size, mode="bilinear", align_corners=False,
+                                antialias=True)
+        logits = self.segnet(inp)
+        if logits.shape[-2:] != (h, w):
+            logits = F.interpolate(logits.float(), size=(h, w), mode="bilinear",
+                                   align_corners=False)
+        return logits
+
+    def forward(self, images: torch.Tensor, hand_side: torch.Tensor,
+                boxes: torch.Tensor | None = None) -> dict:
+        x = normalize_images(images)
+        out: dict = {}
+        if boxes is None:
+            logits = self.segment(x)
+            boxes, prob, mask = boxes_from_segmentation(logits, self.crop_size, self.side_range,
+                                                        self.margin)
+            out.update(hand_prob=prob, hand_mask=mask)
+        crops = crop_images(x, boxes, self.crop_size)
+        maps = self.posenet(crops)[:, -1]
+        uv_crop, conf = decode_scoremaps(maps, self.crop_size)
+        lifted = self.prior(maps, hand_side)
+        out.update(boxes=boxes, crops=crops, scoremaps=maps, uv_crop=uv_crop,
+                   uv=from_crop(uv_crop, boxes.float(), self.crop_size), confidence=conf,
+                   **{k: v for k, v in lifted.items()})
+        return out
+
+
+@torch.no_grad()
+def run_pipeline(pipeline: Hand3DPipeline, dataset, batch_size: int = 16,
+                 crops: str = "segmentation", device=None, progress: bool = True,
+                 num_workers: int | None = None) -> dict:
+    """Run ``pipeline`` over an :class:`~handpose_utils.hand3d.data.RHDSamples` dataset.
+
+    ``crops``: ``"segmentation"`` (the full method) or ``"ground_truth"`` (boxes from the
+    annotated keypoints, no jitter). Returns numpy arrays: ``uv_pred`` / ``uv_gt`` (N, 21, 2)
+    original-image pixels, ``visible`` (N, 21), ``xyz_pred_mm`` / ``xyz_gt_mm`` (N, 21, 3)
+    root-relative millimetres (the prediction times the ground-truth bone length), ``boxes``,
+    ``hand_side``, ``confidence`` and ``index``; with segmentation also ``intersection`` and
+    ``union`` (N,) hand-pixel counts against the ground-truth mask (both hands, as HandSegNet
+    is trained).
+    """
+    if crops not in ("segmentation", "ground_truth"):
+        raise ValueError(f"crops must be 'segmentation' or 'ground_truth', got {crops!r}")
+    from tqdm.auto import tqdm
+
+    device = torch.device(device) if device is not None else env.pick_device()
+    pipeline = pipeline.to(device).eval()
+    loader = make_loader(dataset, batch_size, iterations=None, device=device,
+                         num_workers=num_workers)
+    keys = ("uv_pred", "uv_gt", "visible", "xyz_pred_mm", "xyz_gt_mm", "boxes", "hand_side",
+            "confidence", "index", "intersection", "union")
+    acc: dict[str, list] = {k: [] for k in keys}
+    for batch in tqdm(loader, desc=f"pipeline ({crops} crops)", disable=not progress,
+                      leave=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        boxes = None
+        if crops == "ground_truth":
+            h, w = batch["image"].shape[-2:]
+            boxes = boxes_from_keypoints(batch["keypoints"], batch["visible"],
+                                         pipeline.crop_size, (w, h))
+        out = pipeline(batch["image"], batch["hand_side"], boxes=boxes)
+        xyz = batch["xyz"]
+        scale_mm = torch.linalg.vector_norm(xyz[:, 10] - xyz[:, 9], dim=-1)[:, None, None] * 1000
+        acc["uv_pred"].append(out["uv"])
+        acc["uv_gt"].append(batch["keypoints"])
+        acc["visible"].append(batch["visible"])
+        acc["xyz_pred_mm"].append(out["xyz"].float() * scale_mm)
+        acc["xyz_gt_mm"].append((xyz - xyz[:, :1]) * 1000)
+        acc["boxes"].append(out["boxes"])
+        acc["hand_side"].append(batch["hand_side"])
+        acc["confidence"].append(out["confidence"])
+        acc["index"].append(batch["index"])
+        if "hand_mask" in out and "mask" in batch:
+            pred = out["hand_prob"] > 0.5
+            gt = batch["mask"] > 1
+            acc["intersection"].append((pred & gt).flatten(1).sum(1))
+            acc["union"].append((pred | gt).flatten(1).sum(1))
+    result: dict = {"crops": crops}
+    for k, v in acc.items():
+        if not v:
+            continue
+        t = torch.cat(v).cpu()
+        if k == "visible":
+            result[k] = t.numpy().astype(bool)
+        elif k in ("hand_side", "index", "intersection", "union"):
+            result[k] = t.long().numpy()
+        else:
+            result[k] = t.float().numpy()
+    return result

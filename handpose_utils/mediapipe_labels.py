@@ -1,0 +1,328 @@
+"""The teacher: MediaPipe's Hand Landmarker labels images, and we keep its answers as landmark files.
+
+MediaPipe is **optional**: it is not a requirement of the course. The notebook installs it in
+Colab (``%pip install -q mediapipe``) and downloads the model file
+:data:`HAND_LANDMARKER_URL`; offline, the course trains on landmark files already on disk (the
+synthetic default writes them from the renderer's ground truth).
+
+Pieces, from pure to impure:
+
+* :func:`result_to_landmark_record` turns one ``HandLandmarkerResult`` into the content of a
+  landmark file (pure: no files, no model), which is what the tests check with real mediapipe
+  result types.
+* :func:`create_hand_landmarker` builds the Tasks-API detector (``RunningMode.IMAGE``).
+* :func:`label_folder` runs it over images and writes ``<stem>_landmarks.json`` files;
+  :func:`label_ouhands` does the three OUHANDS splits and writes ``extraction_report.json``
+  (images seen, hands found, images with no hand by name).
+* :func:`compare_with_ground_truth` measures the teacher against known labels (the synthetic
+  data's): detection rate, pixel error and handedness agreement.
+
+**Handedness and mirrored images.** The legacy ``mp.solutions.hands`` (used by the reference
+project; removed from mediapipe >= 0.10.30) *assumed a mirrored selfie image*: on an ordinary
+camera image its "Left" meant the subject's right hand. The Tasks API documents the opposite
+(``HandLandmarkerResult``: "Left and Right handedness correspond to the subject's hands, not
+the viewer. Passing a horizontally mirrored image will invert these outputs"), and users have
+reported either behaviour across versions. So the label stored in our files is always **the
+subject's hand**: :func:`handedness_swap_needed` decides from whether *your images* are mirrored
+and which convention *the API* follows, and :func:`compare_with_ground_truth` on images of
+known handedness checks the decision for the version you have installed.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from .datasets.ouhands import (
+    SPLITS,
+    LandmarkFileError,
+    landmark_file_path,
+    landmark_record,
+    list_ouhands_images,
+    load_landmark_files,
+    write_extraction_report,
+    write_landmark_file,
+)
+from .images import ImageReadError, read_image
+
+HAND_LANDMARKER_URL = ("https://storage.googleapis.com/mediapipe-models/hand_landmarker/"
+                       "hand_landmarker/float16/latest/hand_landmarker.task")
+# Which input each API's handedness assumes (see the module docstring).
+LEGACY_ASSUMES_MIRRORED = True  # mp.solutions.hands: "assuming the input image is mirrored"
+TASKS_ASSUMES_MIRRORED = False  # tasks HandLandmarker: "the subject's hands, not the viewer"
+NUM_LANDMARKS = 21
+
+_INSTALL_HINT = (
+    "MediaPipe is optional and not installed. In Colab the notebook runs "
+    "`%pip install -q mediapipe`; elsewhere `pip install mediapipe`. Without it, train on the "
+    "landmark files already on disk (the synthetic default writes them)."
+)
+
+
+class MediaPipeUnavailableError(ImportError):
+    """mediapipe cannot be imported; the message says how to install it or do without."""
+
+
+def mediapipe_available() -> bool:
+    """True when ``mediapipe`` and its Tasks vision API can be imported."""
+    try:
+        _vision()
+    except MediaPipeUnavailableError:
+        return False
+    return True
+
+
+def _vision():
+    try:
+        import mediapipe as mp
+        from mediapipe.tasks.python import BaseOptions, vision
+    except ImportError as err:
+        raise MediaPipeUnavailableError(f"{_INSTALL_HINT} ({err})") from err
+    return mp, BaseOptions, vision
+
+
+# --------------------------------------------------------------------------------------------
+# Handedness
+
+
+def swap_handedness_label(label: str) -> str:
+    """"Left" <-> "Right"."""
+    if label not in ("Left", "Right"):
+        raise ValueError(f"handedness label must be 'Left' or 'Right', got {label!r}")
+    return "Right" if label == "Left" else "Left"
+
+
+def handedness_swap_needed(image_mirrored: bool = False,
+                           api_assumes_mirrored: bool = TASKS_ASSUMES_MIRRORED) -> bool:
+    """Whether the API's label must be swapped to name the subject's hand: exactly when the
+    images are mirrored and the API expects them not to be, or the other way round.
+
+    OUHANDS images are ordinary (unmirrored) camera images: no swap with the Tasks API, a swap
+    with the legacy ``mp.solutions.hands`` (``api_assumes_mirrored=LEGACY_ASSUMES_MIRRORED``)."""
+    return bool(image_mirrored) != bool(api_assumes_mirrored)
+
+
+# --------------------------------------------------------------------------------------------
+# Result objects -> landmark files (pure)
+
+
+def result_to_landmark_record(result, image_path: str | Path, image_shape, hand_index: int = 0,
+                              swap_handedness: bool = False) -> dict | None:
+    """The landmark-file content for one hand of a ``HandLandmarkerResult``, or None when no
+    hand was found.
+
+    ``result.hand_landmarks[hand_index]`` gives the 21 normalised landmarks (x, y in [0, 1] of
+    the width and height, z relative to the wrist on x's scale); ``result.handedness[hand_index]``
+    its top category, whose label is swapped when ``swap_handedness`` (see
+    :func:`handedness_swap_needed`). Like the reference we keep the first hand (the detector's
+    order; with ``num_hands=1`` there is only one). Raises :class:`LandmarkFileError` naming
+    the image if MediaPipe returned other than 21 landmarks or non-finite values."""
+    hands = getattr(result, "hand_landmarks", None) or []
+    if not hands:
+        return None
+    if hand_index >= len(hands):
+        raise IndexError(f"{image_path}: hand {hand_index} requested, {len(hands)} found")
+    points = hands[hand_index]
+    if len(points) != NUM_LANDMARKS:
+        raise LandmarkFileError(
+            f"{image_path}: MediaPipe returned {len(points)} landmarks, expected "
+            f"{NUM_LANDMARKS}; is the model a hand landmarker?")
+    landmarks = [(p.x, p.y, p.z) for p in points]
+    handedness = None
+    categories = getattr(result, "handedness", None) or []
+    if hand_index < len(categories) and categories[hand_index]:
+        top = categories[hand_index][0]
+        label = top.category_name or top.display_name
+        if swap_handedness:
+            label = swap_handedness_label(label)
+        handedness = {"label": label, "score": float(top.score)}
+    return landmark_record(Path(image_path).as_posix(), image_shape, landmarks, handedness)
+
+
+# --------------------------------------------------------------------------------------------
+# Running the teacher
+
+
+def download_hand_landmarker(dest_dir: str | Path, url: str = HAND_LANDMARKER_URL,
+                             timeout: float = 60.0) -> Path:
+    """Download MediaPipe's ``hand_landmarker.task`` model bundle (once) into ``dest_dir``.
+    A partial download never has the final name."""
+    dest = Path(dest_dir) / "hand_landmarker.task"
+    if dest.is_file() and dest.stat().st_size > 0:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+    except OSError as err:
+        part.unlink(missing_ok=True)
+        raise OSError(f"could not download the MediaPipe hand landmarker from {url}: {err}. "
+                      "It needs internet access (Colab has it).") from err
+    os.replace(part, dest)
+    return dest
+
+
+def create_hand_landmarker(model_path: str | Path, num_hands: int = 1,
+                           min_hand_detection_confidence: float = 0.7,
+                           min_hand_presence_confidence: float = 0.5):
+    """MediaPipe's ``HandLandmarker`` (Tasks API) for still images. ``num_hands=1`` and a
+    detection confidence of 0.7 are the reference's settings (its ``max_num_hands=1,
+    min_detection_confidence=0.7``). Use it as a context manager or call ``.close()``."""
+    _, BaseOptions, vision = _vision()
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise FileNotFoundError(f"MediaPipe model not found: {model_path}. Get it with "
+                                f"download_hand_landmarker(folder) ({HAND_LANDMARKER_URL}).")
+    options = vision.HandLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=str(model_path)),
+        running_mode=vision.RunningMode.IMAGE,
+        num_hands=num_hands,
+        min_hand_detection_confidence=min_hand_detection_confidence,
+        min_hand_presence_confidence=min_hand_presence_confidence,
+    )
+    return vision.HandLandmarker.create_from_options(options)
+
+
+def detect(landmarker, image_rgb: np.ndarray):
+    """Run the landmarker on an ``(H, W, 3)`` uint8 RGB array (no flip: see handedness)."""
+    mp, _, _ = _vision()
+    data = np.ascontiguousarray(image_rgb, dtype=np.uint8)
+    return landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=data))
+
+
+def _empty_stats() -> dict:
+    return {"images_seen": 0, "hands_found": 0, "no_hand": [], "unreadable": []}
+
+
+def label_folder(images: str | Path | Iterable[str | Path], out_dir: str | Path, landmarker,
+                 image_mirrored: bool = False, swap_handedness: bool | None = None,
+                 skip_bad: bool = False, progress: bool = True, desc: str = "MediaPipe") -> dict:
+    """Run ``landmarker`` over ``images`` (a folder of PNG/JPEG files, or a list of paths) and
+    write ``<out_dir>/<stem>_landmarks.json`` for each image where a hand is found.
+
+    Returns the statistics: ``images_seen``, ``hands_found``, ``no_hand`` (image names) and
+    ``unreadable`` (with ``skip_bad=True``; otherwise an unreadable image raises
+    :class:`~handpose_utils.images.ImageReadError` naming it). ``swap_handedness=None`` decides
+    from ``image_mirrored`` with :func:`handedness_swap_needed` (Tasks API convention)."""
+    if isinstance(images, (str, Path)):
+        folder = Path(images)
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    else:
+        paths = [Path(p) for p in images]
+    if swap_handedness is None:
+        swap_handedness = handedness_swap_needed(image_mirrored)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stats = _empty_stats()
+    from tqdm.auto import tqdm
+
+    for path in tqdm(paths, desc=desc, unit="image", disable=not progress):
+        stats["images_seen"] += 1
+        try:
+            image = read_image(path)
+        except ImageReadError as err:
+            if not skip_bad:
+                raise
+            stats["unreadable"].append(f"{path.name}: {err}")
+            continue
+        record = result_to_landmark_record(detect(landmarker, image), path, image.shape,
+                                           swap_handedness=swap_handedness)
+        if record is None:
+            stats["no_hand"].append(path.name)
+            continue
+        write_landmark_file(out_dir / f"{path.stem}_landmarks.json", path.resolve(),
+                            record["image_shape"], record["landmarks"], record["handedness"])
+        stats["hands_found"] += 1
+    return stats
+
+
+def label_ouhands(root: str | Path, model_path: str | Path, landmarks_dir: str | Path,
+                  splits: Iterable[str] = SPLITS, image_mirrored: bool = False,
+                  swap_handedness: bool | None = None,
+                  min_hand_detection_confidence: float = 0.7, skip_bad: bool = False,
+                  progress: bool = True) -> dict:
+    """Label OUHANDS (real, or the synthetic layout) with MediaPipe, the reference's way:
+    ``train`` and ``validation`` from the intermediate-test split lists, ``test`` from the test
+    folder; one hand per image. Writes ``landmarks_dir/{split}/<stem>_landmarks.json`` and
+    ``landmarks_dir/extraction_report.json`` and returns the report."""
+    mp, _, _ = _vision()
+    if swap_handedness is None:
+        swap_handedness = handedness_swap_needed(image_mirrored)
+    report = {
+        "teacher": f"MediaPipe HandLandmarker (Tasks API), mediapipe {mp.__version__}",
+        "model": str(model_path),
+        "dataset_path": str(root),
+        "min_hand_detection_confidence": min_hand_detection_confidence,
+        "num_hands": 1,
+        "image_mirrored": bool(image_mirrored),
+        "handedness": ("labels swapped to name the subject's hand" if swap_handedness else
+                       "MediaPipe's labels kept (Tasks API: the subject's hand on unmirrored "
+                       "images)"),
+        "splits": {},
+    }
+    with create_hand_landmarker(model_path,
+                                min_hand_detection_confidence=min_hand_detection_confidence) as lm:
+        for split in splits:
+            images = list_ouhands_images(root, split)
+            out = landmark_file_path(landmarks_dir, split, "x").parent
+            report["splits"][split] = label_folder(
+                images, out, lm, image_mirrored, swap_handedness, skip_bad, progress,
+                desc=f"MediaPipe ({split})")
+    stats = report["splits"].values()
+    report["total"] = {"images_seen": sum(s["images_seen"] for s in stats),
+                       "hands_found": sum(s["hands_found"] for s in stats),
+                       "no_hand": sum(len(s["no_hand"]) for s in stats)}
+    write_extraction_report(landmarks_dir, report)
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# How good is the teacher?
+
+
+def compare_with_ground_truth(teacher_dir: str | Path, truth_dir: str | Path, split: str,
+                              image_size=(640, 480)) -> dict:
+    """Compare teacher landmark files with ground-truth ones (e.g. MediaPipe on the synthetic
+    data against the renderer's joints), matched by file name.
+
+    Returns ``images`` (ground-truth files), ``detected`` and ``detection_rate``,
+    ``mpjpe_2d_px`` (mean Euclidean x,y error in pixels of ``image_size``), ``z_mae`` (mean |dz|
+    in MediaPipe's z unit; note that z's scale differs between teachers),
+    ``handedness_agreement`` (fraction of detected hands whose label matches; near 0 means the
+    labels are swapped: use the other ``swap_handedness``) and ``per_joint_px`` (21 values)."""
+    truth = {Path(r["landmark_file"]).name: r
+             for r in load_landmark_files(truth_dir, split, check_images=False)}
+    try:
+        teacher = {Path(r["landmark_file"]).name: r
+                   for r in load_landmark_files(teacher_dir, split, check_images=False)}
+    except FileNotFoundError:
+        teacher = {}
+    common = sorted(set(truth) & set(teacher))
+    out = {"images": len(truth), "detected": len(common),
+           "detection_rate": len(common) / max(len(truth), 1)}
+    if not common:
+        return out
+
+    def arr(r):
+        return np.array([[p["x"], p["y"], p["z"]] for p in r["landmarks"]])
+
+    t = np.stack([arr(teacher[n]) for n in common])
+    g = np.stack([arr(truth[n]) for n in common])
+    size = np.asarray(image_size, float)
+    d_px = np.linalg.norm((t[..., :2] - g[..., :2]) * size, axis=-1)  # (N, 21)
+    agree = [teacher[n]["handedness"]["label"] == truth[n]["handedness"]["label"]
+             for n in common if teacher[n]["handedness"] and truth[n]["handedness"]]
+    out.update(
+        mpjpe_2d_px=float(d_px.mean()),
+        z_mae=float(np.abs(t[..., 2] - g[..., 2]).mean()),
+        handedness_agreement=float(np.mean(agree)) if agree else float("nan"),
+        per_joint_px=d_px.mean(0).tolist(),
+    )
+    return out
+

@@ -1,0 +1,172 @@
+"""SimpleBaseline (Xiao et al., ECCV 2018): a ResNet, three deconvolutions, a 1x1 head.
+
+The simplest strong heatmap model: the backbone's stride-32 features (2048 channels for
+ResNet-50) are upsampled 8x by three transposed convolutions (4x4, stride 2, BatchNorm, ReLU),
+and a 1x1 convolution predicts one heatmap per joint at 1/4 of the input resolution: 256x192 in,
+17 x 64x48 out.
+
+* ``deconv_channels=(256, 256, 256)`` is the paper's head (default); ``(1024, 512, 256)`` is the
+  reference project's 2048->1024->512->256 variant (about 4x more head parameters).
+* ``pretrained=True`` loads torchvision's ImageNet weights for the backbone. Where they cannot be
+  downloaded (no internet), :func:`build_simple_baseline` says so and trains from random
+  initialisation instead, which needs many more epochs for the same accuracy.
+* :class:`KeypointMSELoss` is the per-pixel MSE with target weights: joints that are unlabelled or
+  out of the crop (weight 0) contribute nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .skeletons import NUM_COCO_KEYPOINTS
+
+__all__ = [
+    "SimpleBaseline",
+    "build_simple_baseline",
+    "resnet_backbone",
+    "KeypointMSELoss",
+    "step_lr",
+    "BACKBONES",
+    "REFERENCE_DECONV",
+]
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+REFERENCE_DECONV = (1024, 512, 256)  # the reference project's 2048->1024->512->256 head
+
+
+def resnet_backbone(name: str = "resnet50", pretrained: bool = True,
+                    log=print) -> tuple[nn.Module, int, bool]:
+    """A torchvision ResNet without its pooling and classifier: ``(module, out_channels,
+    loaded_pretrained)``. With ``pretrained``, the ImageNet weights are downloaded once (to
+    torch's hub cache); if that fails, ``log`` says why and the backbone stays randomly
+    initialised."""
+    import torchvision
+
+    if name not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, got {name!r}")
+    builder = getattr(torchvision.models, name)
+    loaded = False
+    model = None
+    if pretrained:
+        try:
+            model = builder(weights="DEFAULT")
+            loaded = True
+        except Exception as err:  # no internet, a proxy, a corrupt cache file...
+            if log:
+                log(f"Could not load ImageNet weights for {name} ({type(err).__name__}: "
+                    f"{str(err)[:120]}). Falling back to RANDOM initialisation: expect much slower "
+                    "learning and lower accuracy. In Colab the weights download automatically.")
+    if model is None:
+        model = builder(weights=None)
+    channels = model.fc.in_features
+    body = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool,
+                         model.layer1, model.layer2, model.layer3, model.layer4)
+    return body, channels, loaded
+
+
+class SimpleBaseline(nn.Module):
+    """``backbone`` -> deconvolutions (``deconv_channels``, 4x4, stride 2, BN, ReLU) -> 1x1 conv
+    to ``num_keypoints`` heatmaps. Output stride: 32 / 2^len(deconv_channels) (4 by default)."""
+
+    def __init__(self, backbone: nn.Module, in_channels: int,
+                 num_keypoints: int = NUM_COCO_KEYPOINTS,
+                 deconv_channels: Sequence[int] = (256, 256, 256), deconv_kernel: int = 4):
+        super().__init__()
+        if deconv_kernel not in (2, 3, 4):
+            raise ValueError(f"deconv_kernel must be 2, 3 or 4, got {deconv_kernel}")
+        # Output size doubles exactly: (n - 1) * 2 - 2 * padding + kernel + output_padding = 2n.
+        padding, output_padding = {4: (1, 0), 3: (1, 1), 2: (0, 0)}[deconv_kernel]
+        self.backbone = backbone
+        layers = []
+        cin = in_channels
+        for cout in deconv_channels:
+            layers += [
+                nn.ConvTranspose2d(cin, cout, deconv_kernel, stride=2, padding=padding,
+                                   output_padding=output_padding, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
+            cin = cout
+        self.deconv = nn.Sequential(*layers)
+        self.head = nn.Conv2d(cin, num_keypoints, kernel_size=1)
+        self.num_keypoints = num_keypoints
+        self.stride = 32 // 2 ** len(deconv_channels)
+        self._init_head()
+
+    def _init_head(self) -> None:
+        # As the reference implementation: tiny initial heatmaps (std 0.001), so training starts
+        # near the all-zero map instead of large random outputs.
+        for m in self.deconv.modules():
+            if isinstance(m, nn.ConvTranspose2d):
+                nn.init.normal_(m.weight, std=0.001)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.head.weight, std=0.001)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % 32 or x.shape[-2] % 32:
+            # Otherwise the backbone rounds up and the heatmaps no longer line up with the input.
+            raise ValueError(f"input height and width must be multiples of 32 (the backbone's "
+                             f"stride), got {tuple(x.shape[-2:])}; e.g. 256x192 or 128x96")
+        return self.head(self.deconv(self.backbone(x)))
+
+
+def build_simple_baseline(backbone: str = "resnet50", pretrained: bool = True,
+                          num_keypoints: int = NUM_COCO_KEYPOINTS,
+                          deconv_channels: Sequence[int] = (256, 256, 256),
+                          deconv_kernel: int = 4, log=print) -> SimpleBaseline:
+    """SimpleBaseline on a torchvision ResNet (``"resnet50"`` by default). ``pretrained`` asks
+    for ImageNet weights and falls back, with a printed message, to random initialisation when
+    they cannot be loaded; ``model.pretrained`` records which happened."""
+    body, channels, loaded = resnet_backbone(backbone, pretrained, log=log)
+    model = SimpleBaseline(body, channels, num_keypoints, deconv_channels, deconv_kernel)
+    model.pretrained = loaded
+    model.backbone_name = backbone
+    return model
+
+
+class KeypointMSELoss(nn.Module):
+    """Mean squared error between predicted and target heatmaps, each joint's map multiplied by
+    its target weight (MMPose's ``KeypointMSELoss``; SimpleBaseline's ``JointsMSELoss`` has an
+    extra factor 0.5).
+
+    Called as ``loss(outputs, targets)`` with ``targets`` a dict ``{"heatmaps": (B, J, h, w),
+    "target_weight": (B, J)}`` (what :func:`handpose_utils.topdown.prepare_topdown_batch` gives)
+    or a ``(heatmaps, target_weight)`` pair; a bare tensor means all weights 1.
+    """
+
+    def __init__(self, use_target_weight: bool = True, loss_weight: float = 1.0):
+        super().__init__()
+        self.use_target_weight = use_target_weight
+        self.loss_weight = loss_weight
+
+    def forward(self, output: torch.Tensor, target) -> torch.Tensor:
+        if isinstance(target, dict):
+            heatmaps, weight = target["heatmaps"], target.get("target_weight")
+        elif isinstance(target, (tuple, list)):
+            heatmaps, weight = target
+        else:
+            heatmaps, weight = target, None
+        if output.shape != heatmaps.shape:
+            raise ValueError(f"output heatmaps {tuple(output.shape)} and targets "
+                             f"{tuple(heatmaps.shape)} differ: check the codec's heatmap_size "
+                             "against the model's output stride")
+        loss = (output - heatmaps) ** 2
+        if self.use_target_weight and weight is not None:
+            loss = loss * weight.reshape(*weight.shape[:2], 1, 1)
+        return loss.mean() * self.loss_weight
+
+
+def step_lr(step_size: int = 10, gamma: float = 0.5):
+    """The reference's schedule as a factory for ``engine.fit(scheduler=...)``: the learning rate
+    times ``gamma`` every ``step_size`` epochs (StepLR(10, 0.5))."""
+
+    def make(optimizer):
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+    return make

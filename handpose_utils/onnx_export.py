@@ -1,0 +1,123 @@
+"""Exporting a trained model to ONNX, and checking that ONNX Runtime computes the same thing.
+
+ONNX is the common file format for running a network outside PyTorch (ONNX Runtime on a server,
+a phone or a browser). The export needs the optional ``onnx`` package (and ``onnxscript`` for
+PyTorch's current exporter); the check needs ``onnxruntime``. Neither is a course requirement:
+without them both functions print what to install and return None, so a notebook runs either way::
+
+    pip install onnx onnxscript onnxruntime
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["onnx_status", "export_onnx", "check_onnx"]
+
+INSTALL_HINT = "pip install onnx onnxscript onnxruntime"
+
+
+def onnx_status() -> dict:
+    """Which optional ONNX packages are importable: ``{"onnx", "onnxscript", "onnxruntime"}``."""
+    return {name: importlib.util.find_spec(name) is not None
+            for name in ("onnx", "onnxscript", "onnxruntime")}
+
+
+def export_onnx(model: nn.Module, path, input_size=(256, 192), dynamic_batch: bool = True,
+                dynamo: bool | None = None, log=print) -> Path | None:
+    """Export ``model`` (on the CPU, in eval mode) for ``(B, 3, H, W)`` inputs, ``input_size`` =
+    ``(H, W)``, with a variable batch size when ``dynamic_batch``. Input and output are named
+    ``image`` and ``heatmaps``. Returns the path, or None (with a message) if ``onnx`` is not
+    installed.
+
+    ``dynamo`` picks PyTorch's exporter: the current ``torch.export``-based one (needs
+    ``onnxscript``; the default when it is installed) or the older TorchScript one.
+    """
+    status = onnx_status()
+    if not status["onnx"]:
+        if log:
+            log(f"ONNX export skipped: the 'onnx' package is not installed ({INSTALL_HINT}).")
+        return None
+    if dynamo is None:
+        dynamo = status["onnxscript"]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    device = next(model.parameters()).device
+    model = model.cpu().eval()
+    h, w = input_size
+    example = torch.zeros(2, 3, h, w)  # batch 2: a dynamic dimension must not be specialised to 1
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's progress chatter and deprecations
+            if dynamo:
+                dims = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+                torch.onnx.export(model, (example,), str(path), dynamo=True, verbose=False,
+                                  input_names=["image"], output_names=["heatmaps"],
+                                  dynamic_shapes=dims)
+            else:
+                axes = {"image": {0: "batch"}, "heatmaps": {0: "batch"}} if dynamic_batch else None
+                torch.onnx.export(model, (example,), str(path), dynamo=False,
+                                  input_names=["image"], output_names=["heatmaps"],
+                                  dynamic_axes=axes, opset_version=17)
+    finally:
+        model.to(device).train(was_training)
+    if log:
+        # The torch.export exporter stores large weights next to the graph, in <name>.data.
+        data = path.with_name(path.name + ".data")
+        size = path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
+        log(f"exported {type(model).__name__} to {path} ({size / 1e6:.1f} MB"
+            + (f" with {data.name}" if data.is_file() else "")
+            + f", {'torch.export' if dynamo else 'TorchScript'} exporter)")
+    return path
+
+
+@torch.no_grad()
+def check_onnx(path, model: nn.Module, inputs: torch.Tensor | None = None, input_size=(256, 192),
+               atol: float = 1e-3, log=print) -> dict | None:
+    """Run the ONNX file with ONNX Runtime (CPU) and ``model`` in PyTorch on the same ``inputs``
+    (default: 2 random images of ``input_size``) and compare. Returns ``{"max_abs_diff",
+    "max_abs_output", "match"}``, or None (with a message) when onnxruntime or the file is
+    missing. Float32 on different kernels agrees to about 1e-5 relative; ``atol`` is the
+    accepted absolute difference."""
+    if path is None:
+        if log:
+            log("ONNX check skipped: there is no exported file.")
+        return None
+    if not onnx_status()["onnxruntime"]:
+        if log:
+            log(f"ONNX Runtime check skipped: 'onnxruntime' is not installed ({INSTALL_HINT}).")
+        return None
+    import onnxruntime as ort
+
+    if inputs is None:
+        inputs = torch.randn(2, 3, *input_size, generator=torch.Generator().manual_seed(0))
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval()
+    try:
+        expected = model(inputs.to(device)).float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    got = session.run(None, {name: inputs.cpu().numpy().astype(np.float32)})[0]
+    if got.shape != expected.shape:
+        raise ValueError(f"{path}: ONNX Runtime returned shape {got.shape}, PyTorch "
+                         f"{expected.shape}; export again for this input size")
+    diff = float(np.abs(got - expected).max())
+    scale = float(np.abs(expected).max())
+    out = {"max_abs_diff": diff, "max_abs_output": scale, "match": bool(diff <= atol)}
+    if log:
+        log(f"ONNX Runtime vs PyTorch on {tuple(inputs.shape)}: max |difference| = {diff:.2e} "
+            f"({diff / max(scale, 1e-12):.1e} of the largest output, {scale:.3g}) -> "
+            + ("match" if out["match"] else f"MISMATCH (above {atol})"))
+    return out

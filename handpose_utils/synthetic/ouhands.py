@@ -1,0 +1,381 @@
+"""Synthetic hands written in OUHANDS' native layout, with landmark files in MediaPipe's format.
+
+::
+
+    root/
+      OUHANDS_train/train/hand_data/colour/{CLASS}-{subject}-{NNNN}.png    640 x 480
+      OUHANDS_train/data_split_for_intermediate_tests/training_files.txt  (whole subjects)
+      OUHANDS_train/data_split_for_intermediate_tests/validation_files.txt
+      OUHANDS_test/test/hand_data/colour/{CLASS}-{subject}-{NNNN}.png      other subjects
+      landmarks/{train,validation,test}/<stem>_landmarks.json              the "teacher" labels
+      landmarks/extraction_report.json
+      synthetic_meta.json                                                  written last
+
+Each of the ten OUHANDS classes is drawn as one of the renderer's gestures
+(:data:`CLASS_GESTURES`; the mapping is ours, not OUHANDS' own class definitions). A *subject*
+is one synthetic person: a fixed hand shape, skin tone and hand side (a quarter are
+left-handed; validation gets both), so images of one subject share a hand, like a real person's. Every image gets its
+own camera, pose variation, orientation (mostly palm towards the camera, upright), placement,
+lighting and procedural background.
+
+The landmark files hold the renderer's ground truth in **MediaPipe's normalisation**: ``x, y``
+are the projected joints divided by the image width and height (pixel-centre convention,
+``x = (u + 0.5) / W``), and ``z`` is the depth relative to the wrist **on the scale of x**::
+
+    z_j = (Z_j - Z_wrist) * f_x / (Z_wrist * W)
+
+i.e. the depth offset measured in the same unit as x (negative = closer to the camera).
+Handedness is the subject's true hand with score 1.0; the images are not mirrored.
+
+Everything derives from seeds ``(seed, split, subject, class, sample)``, so a dataset is
+reproducible bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..camera import project
+from ..datasets.ouhands import (
+    OUHANDS_CLASSES,
+    SPLIT_LISTS,
+    landmark_file_path,
+    ouhands_colour_dir,
+    split_list_path,
+    write_extraction_report,
+    write_landmark_file,
+)
+from .backgrounds import random_background
+from .hand_model import HandShape, gesture_pose, sample_shape
+from .render import Skin, sample_skin
+from .scene import HandSpec, composite, place_hand, render_hands
+
+GENERATOR_VERSION = 3
+WIDTH, HEIGHT = 640, 480
+
+# OUHANDS class -> renderer gesture (synthetic/hand_model.GESTURES). Ten distinct gestures.
+CLASS_GESTURES = {
+    "A": "open", "B": "fist", "C": "point", "D": "peace", "E": "three",
+    "F": "four", "H": "thumbs_up", "I": "call", "J": "rock", "K": "ok",
+}  # fmt: skip
+LEFT_HANDED_FRACTION = 0.25
+_SPLIT_CODE = {"train": 0, "test": 1}
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+@dataclass
+class Subject:
+    """One synthetic person: a three-letter id, a hand and the side they gesture with."""
+
+    id: str
+    shape: HandShape
+    skin: Skin
+    side: str  # "right" or "left"
+
+
+def subject_ids(n: int, seed: int = 0) -> list[str]:
+    """``n`` distinct three-letter ids like OUHANDS' (``"ima"``, ``"jha"``), reproducible."""
+    rng = np.random.default_rng([seed, 99])
+    ids: list[str] = []
+    while len(ids) < n:
+        sid = "".join(_LETTERS[i] for i in rng.integers(0, 26, 3))
+        if sid not in ids:
+            ids.append(sid)
+    return ids
+
+
+def make_subject(seed: int, index: int, sid: str) -> Subject:
+    """Subject ``index``: a random hand and skin; every fourth subject (index 1, 5, 9, ...) is
+    left-handed, so every split of a few subjects has both hands."""
+    rng = np.random.default_rng([seed, 7, index])
+    side = "left" if index % round(1 / LEFT_HANDED_FRACTION) == 1 else "right"
+    return Subject(sid, sample_shape(rng), sample_skin(rng), side)
+
+
+def pick_validation_subjects(subjects: list[Subject], n_val: int, seed: int) -> set[int]:
+    """``n_val`` subject indices for validation, at random but stratified by hand side: left-
+    and right-handed people in proportion, and at least one of each when ``n_val >= 2``."""
+    perm = np.random.default_rng([seed, 5]).permutation(len(subjects)).tolist()
+    lefts = [i for i in perm if subjects[i].side == "left"]
+    rights = [i for i in perm if subjects[i].side == "right"]
+    n_left = round(n_val * len(lefts) / max(len(subjects), 1))
+    if n_val >= 2 and lefts:
+        n_left = max(n_left, 1)
+    if n_val >= 2 and rights:
+        n_left = min(n_left, n_val - 1)
+    n_left = min(n_left, len(lefts))
+    return set(lefts[:n_left] + rights[: n_val - n_left])
+
+
+def _rotation(axis: str, angle: float) -> np.ndarray:
+    """Right-handed rotation by ``angle`` radians about the x, y or z axis."""
+    c, s = np.cos(angle), np.sin(angle)
+    return {
+        "x": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]),
+        "y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
+        "z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]),
+    }[axis]
+
+
+def gesture_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A hand orientation for gesture images: fingers up, palm towards the camera (the back of
+    the hand one time in five), turned up to 50 degrees about the finger axis, tilted up to 25
+    degrees and rolled up to 30 degrees in the image plane."""
+    # Hand frame -> camera frame: fingers (+y) to image up (-y), palm normal (+z) to the camera.
+    base = np.array([[1.0, 0, 0], [0, -1, 0], [0, 0, -1]])
+    spin = np.deg2rad(rng.uniform(-50, 50)) + (np.pi if rng.uniform() < 0.2 else 0.0)
+    tilt = np.deg2rad(rng.uniform(-25, 25))
+    roll = np.deg2rad(rng.uniform(-30, 30))
+    return _rotation("z", roll) @ _rotation("x", tilt) @ base @ _rotation("y", spin)
+
+
+def sample_webcam(rng: np.random.Generator, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
+    """Intrinsics of a 640 x 480 RGB-D camera such as OUHANDS' (a horizontal field of view of
+    about 55-65 degrees): f about 0.85-1.05 image widths, principal point near the centre."""
+    f = rng.uniform(0.85, 1.05) * width
+    cx = width / 2 - 0.5 + rng.uniform(-0.02, 0.02) * width
+    cy = height / 2 - 0.5 + rng.uniform(-0.02, 0.02) * height
+    return np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
+
+
+def mediapipe_landmarks(joints: np.ndarray, K: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Camera-frame joints (21, 3) in metres -> MediaPipe's normalised landmarks (21, 3):
+    ``x = (u + 0.5) / W``, ``y = (v + 0.5) / H`` and ``z = (Z - Z_wrist) * fx / (Z_wrist * W)``,
+    the depth offset from the wrist in the unit of x (negative = closer to the camera)."""
+    joints = np.asarray(joints, float)
+    uv = project(joints, K)
+    z_wrist = joints[0, 2]
+    out = np.empty((len(joints), 3))
+    out[:, 0] = (uv[:, 0] + 0.5) / width
+    out[:, 1] = (uv[:, 1] + 0.5) / height
+    out[:, 2] = (joints[:, 2] - z_wrist) * K[0, 0] / (z_wrist * width)
+    return out
+
+
+def render_ouhands_sample(seed: int, split: str, subject_index: int, subject: Subject, cls: str,
+                          number: int) -> dict:
+    """Render one image: ``image`` (480, 640, 3) uint8, ``landmarks`` (21, 3) in MediaPipe's
+    normalisation, ``xyz`` (metres, camera frame), ``K`` and ``handedness`` ("Left"/"Right")."""
+    rng = np.random.default_rng(
+        [seed, _SPLIT_CODE[split], subject_index, OUHANDS_CLASSES.index(cls), number])
+    K = sample_webcam(rng)
+    gesture = CLASS_GESTURES[cls]
+    spec = HandSpec(subject.shape, gesture_pose(gesture, rng), gesture, gesture_rotation(rng),
+                    subject.skin, subject.side)
+    for _ in range(20):
+        geometry = place_hand(spec, K, WIDTH, HEIGHT, rng, size_range=(0.3, 0.55))
+        # place_hand's fit is approximate under this wide-angle camera's perspective: draw
+        # another placement until every joint lies inside the image.
+        uv = project(geometry.joints, K)
+        if (uv >= 2).all() and (uv[:, 0] <= WIDTH - 3).all() and (uv[:, 1] <= HEIGHT - 3).all():
+            break
+    rendering = render_hands([geometry], [spec.skin], K, WIDTH, HEIGHT, rng)
+    background = random_background(rng, HEIGHT, WIDTH)
+    image = composite(rendering, background, rng, harmonize=rng.uniform(0.0, 0.2), noise=0.008)
+    return {
+        "image": image,
+        "landmarks": mediapipe_landmarks(geometry.joints, K, WIDTH, HEIGHT),
+        "xyz": geometry.joints,
+        "K": K,
+        "handedness": subject.side.capitalize(),
+    }
+
+
+def _image_name(cls: str, sid: str, number: int) -> str:
+    return f"{cls}-{sid}-{number:04d}.png"
+
+
+def _write_sample(args) -> str:
+    root, seed, split, label_split, subject_index, subject, cls, number = args
+    sample = render_ouhands_sample(seed, split, subject_index, subject, cls, number)
+    name = _image_name(cls, subject.id, number)
+    image_path = ouhands_colour_dir(root, "test" if split == "test" else "train") / name
+    # compress_level 3: the sensor noise makes PNGs hard to compress; level 6 is 3x slower.
+    Image.fromarray(sample["image"]).save(image_path, compress_level=3)
+    write_landmark_file(landmark_file_path(root / "landmarks", label_split, name), image_path,
+                        (HEIGHT, WIDTH, 3), np.round(sample["landmarks"], 6),
+                        {"label": sample["handedness"], "score": 1.0})
+    return name
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def make_ouhands(
+    root: str | Path,
+    n_subjects: int = 20,
+    n_test_subjects: int = 10,
+    samples_per_class: int = 10,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write a synthetic OUHANDS under ``root`` and return ``root``.
+
+    ``n_subjects`` people make the training folder (``n_subjects * 10 * samples_per_class``
+    images), of whom a ``val_fraction`` go to ``validation_files.txt`` *as whole subjects* (so no
+    person is on both sides); ``n_test_subjects`` other people make the test folder. The
+    defaults give real OUHANDS' counts: 1,600 training, 400 validation and 1,000 test images.
+    ``workers`` processes render in parallel (default: up to 2, and 1 for small sets).
+    """
+    root = Path(root)
+    if n_subjects < 1 or samples_per_class < 1 or n_test_subjects < 0:
+        raise ValueError("need n_subjects >= 1, samples_per_class >= 1, n_test_subjects >= 0")
+    n_val = int(round(val_fraction * n_subjects))
+    if n_subjects >= 2:
+        n_val = min(max(n_val, 1), n_subjects - 1)  # both lists non-empty
+    else:
+        n_val = 0
+    ids = subject_ids(n_subjects + n_test_subjects, seed)
+    subjects = [make_subject(seed, i, sid) for i, sid in enumerate(ids)]
+    train_subjects, test_subjects = subjects[:n_subjects], subjects[n_subjects:]
+    val_index = pick_validation_subjects(train_subjects, n_val, seed)
+
+    for split in ("train", "test"):
+        ouhands_colour_dir(root, split).mkdir(parents=True, exist_ok=True)
+    split_list_path(root, "train").parent.mkdir(parents=True, exist_ok=True)
+    meta_path = root / "synthetic_meta.json"
+    meta_path.unlink(missing_ok=True)  # the stamp is written last: no stamp means "incomplete"
+
+    start = time.perf_counter()
+    jobs = []
+    for i, subject in enumerate(train_subjects):
+        label_split = "validation" if i in val_index else "train"
+        for cls in OUHANDS_CLASSES:
+            for number in range(1, samples_per_class + 1):
+                jobs.append((root, seed, "train", label_split, i, subject, cls, number))
+    for i, subject in enumerate(test_subjects):
+        for cls in OUHANDS_CLASSES:
+            for number in range(1, samples_per_class + 1):
+                jobs.append((root, seed, "test", "test", n_subjects + i, subject, cls, number))
+    if workers is None:
+        workers = 1 if len(jobs) < 64 else min(2, os.cpu_count() or 1)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc="rendering OUHANDS-style hands", unit="image")
+    names = []
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for name in pool.map(_write_sample, jobs, chunksize=8):
+                names.append(name)
+                if bar:
+                    bar.update()
+    else:
+        for job in jobs:
+            names.append(_write_sample(job))
+            if bar:
+                bar.update()
+    if bar:
+        bar.close()
+
+    by_split: dict[str, list[str]] = {"train": [], "validation": [], "test": []}
+    for job, name in zip(jobs, names):
+        by_split[job[3]].append(name)
+    for split in SPLIT_LISTS:
+        split_list_path(root, split).write_text("".join(f"{n}\n" for n in sorted(by_split[split])))
+    write_extraction_report(root / "landmarks", {
+        "teacher": "synthetic ground truth (the renderer's joints in MediaPipe's normalisation)",
+        "image_mirrored": False,
+        "handedness": "the subject's true hand (score 1.0)",
+        "splits": {split: {"images_seen": len(v), "hands_found": len(v), "no_hand": []}
+                   for split, v in by_split.items()},
+        "total": {"images_seen": len(names), "hands_found": len(names), "no_hand": 0},
+    })
+    meta = {
+        "generator": "handpose_utils.synthetic.ouhands",
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "n_subjects": n_subjects,
+        "n_test_subjects": n_test_subjects,
+        "samples_per_class": samples_per_class,
+        "val_fraction": val_fraction,
+        "image_size": [WIDTH, HEIGHT],
+        "class_gestures": CLASS_GESTURES,
+        "subjects": {s.id: {"side": s.side, "split": ("test" if i >= n_subjects else
+                                                      "validation" if i in val_index else "train")}
+                     for i, s in enumerate(subjects)},
+        "counts": {k: len(v) for k, v in by_split.items()},
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    _write_json(meta_path, meta)
+    return root
+
+
+def synthetic_ouhands_meta(root: str | Path) -> dict | None:
+    """The generator's stamp, or None if ``root`` holds no complete synthetic OUHANDS."""
+    path = Path(root) / "synthetic_meta.json"
+    if not path.is_file():
+        return None
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return meta if meta.get("generator") == "handpose_utils.synthetic.ouhands" else None
+
+
+def ensure_synthetic_ouhands(
+    root: str | Path,
+    n_subjects: int = 20,
+    n_test_subjects: int = 10,
+    samples_per_class: int = 10,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Return ``root`` holding a complete synthetic OUHANDS with these settings, generating it
+    only if it is missing or was made with other settings.
+
+    As :func:`~handpose_utils.synthetic.freihand.ensure_synthetic_freihand`: generation goes to a
+    temporary sibling folder renamed into place at the end, so an interrupted run never leaves
+    a half-written dataset and two notebooks asking at once both get a complete one. (Landmark
+    files store image paths relative to themselves, so the rename keeps them valid.)
+    """
+    root = Path(root)
+    want = {"n_subjects": n_subjects, "n_test_subjects": n_test_subjects,
+            "samples_per_class": samples_per_class, "val_fraction": val_fraction, "seed": seed,
+            "generator_version": GENERATOR_VERSION}
+
+    def complete() -> bool:
+        meta = synthetic_ouhands_meta(root)
+        return meta is not None and all(meta.get(k) == v for k, v in want.items())
+
+    if complete():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    make_ouhands(tmp, n_subjects, n_test_subjects, samples_per_class, val_fraction, seed,
+                 progress=progress)
+    if complete():
+        shutil.rmtree(tmp)  # someone else finished first; theirs is identical
+        return root
+    if root.exists():
+        old = root.with_name(f".{root.name}.old-{os.getpid()}")
+        os.replace(root, old)
+        shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.replace(tmp, root)
+    except OSError:
+        # Another process put its (identical) dataset in place between our check and rename.
+        if not complete():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root

@@ -1,0 +1,305 @@
+"""The embedded default for notebook 07: synthetic hands written in RHD's exact native layout.
+
+::
+
+    root/
+      training/color/%05d.png      RGB, image_size x image_size (RHD: 320)
+      training/mask/%05d.png       class ids: 0 background, 1 person (here: the forearms),
+                                   2-17 left hand, 18-33 right hand (three per finger, tip -> palm,
+                                   then the palm)
+      training/depth/%05d.png      depth in metres, (R * 256 + G) / 65535 * 5
+      training/anno_training.pickle  {id: {"xyz": (42, 3), "uv_vis": (42, 3), "K": (3, 3)}}
+      evaluation/...               the same for the evaluation split (its own scenes)
+      synthetic_meta.json          seed, counts, hands per image; written last
+
+Each image shows one hand (left or right) or both, placed so that they overlap little. As in
+RHD, both hands are annotated in every image: a hand that is not in the picture sits outside
+the field of view with all its keypoints marked invisible. The renderer's part ids already
+follow RHD's mask layout (part p of a left hand is id 1 + p, of a right hand 17 + p).
+
+Every image is generated from its own seed ``(seed, split, idx)``, so a dataset is reproducible
+bit for bit and the first k images of a larger set equal a set of k images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..camera import project
+from ..datasets.rhd import encode_depth
+from ..skeletons import HAND21_TO_RHD
+from .backgrounds import random_background
+from .freihand import synthetic_meta
+from .render import FOREARM_PART, PALM_PART
+from .scene import composite, place_hand, render_hands, sample_hand
+
+__all__ = ["GENERATOR_VERSION", "sample_rhd_camera", "render_rhd_sample", "make_rhd",
+           "ensure_synthetic_rhd", "part_to_rhd_mask"]
+
+GENERATOR_VERSION = 1
+_SPLIT_CODE = {"training": 0, "evaluation": 1}
+SIDES = ("left", "right")
+
+
+def _rng(seed: int, split: str, idx: int) -> np.random.Generator:
+    return np.random.default_rng([seed, 7, _SPLIT_CODE[split], idx])  # 7: not FreiHAND's stream
+
+
+def sample_rhd_camera(rng: np.random.Generator, size: int) -> np.ndarray:
+    """RHD-like intrinsics: focal length about 0.8-0.95 image widths (RHD: 263-306 px at 320),
+    principal point at the image centre, as in RHD."""
+    f = rng.uniform(0.8, 0.95) * size
+    return np.array([[f, 0.0, size / 2], [0.0, f, size / 2], [0.0, 0.0, 1.0]])
+
+
+def part_to_rhd_mask(part: np.ndarray, hand: np.ndarray, sides: list[str],
+                     covered: np.ndarray) -> np.ndarray:
+    """RHD class ids from the renderer's per-pixel part ids and hand indices.
+
+    Part ``p`` (1-15 finger segments, 16 palm) of a left hand -> ``1 + p`` (2-17), of a right
+    hand -> ``17 + p`` (18-33); the forearm -> 1 (RHD's "person"); uncovered pixels -> 0.
+    """
+    mask = np.zeros(part.shape, np.uint8)
+    for i, side in enumerate(sides):
+        on = covered & (hand == i)
+        is_hand = on & (part >= 1) & (part <= PALM_PART)
+        mask[is_hand] = part[is_hand] + (1 if side == "left" else 17)
+        mask[on & (part == FOREARM_PART)] = 1
+    return mask
+
+
+def _box(uv: np.ndarray) -> np.ndarray:
+    return np.r_[uv.min(0), uv.max(0)]
+
+
+def _box_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over the smaller box's area (0 = apart, 1 = one inside the other)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    area = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return float(w * h / max(area, 1e-6))
+
+
+def _background_depth(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A tilted plane 1.5-4.5 m away: RHD's depth has a scene behind the person everywhere."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    d0 = rng.uniform(1.5, 4.5)
+    gx, gy = rng.uniform(-0.8, 0.8, 2)
+    return np.clip(d0 + gx * xs + gy * ys, 0.5, 4.9).astype(np.float32)
+
+
+def render_rhd_sample(seed: int, split: str, idx: int, image_size: int = 320,
+                      two_hand_fraction: float = 0.35, max_overlap: float = 0.15) -> dict:
+    """Render one RHD-style sample: ``color`` (H, W, 3) uint8, ``mask`` (H, W) class ids,
+    ``depth`` (H, W) metres, ``xyz`` (42, 3), ``uv_vis`` (42, 3), ``K``, and ``sides`` (the
+    hands in the picture)."""
+    rng = _rng(seed, split, idx)
+    W = H = image_size
+    K = sample_rhd_camera(rng, image_size)
+    if rng.uniform() < two_hand_fraction:
+        sides = ["left", "right"]
+    else:
+        sides = [SIDES[int(rng.integers(2))]]
+    specs = {side: sample_hand(rng, side) for side in SIDES}
+    geometries = {}
+    if len(sides) == 1:
+        geometries[sides[0]] = place_hand(specs[sides[0]], K, W, H, rng, size_range=(0.3, 0.6))
+    else:
+        # Two hands side by side. RHD's hands face the camera from one body, so the left hand is
+        # usually on the image's right; sometimes they cross. Retry until they overlap little.
+        for _attempt in range(12):
+            left_on_right = rng.uniform() < 0.8
+            xs = [rng.uniform(0.2, 0.4), rng.uniform(0.6, 0.8)]
+            if left_on_right:
+                xs = xs[::-1]
+            for side, x in zip(SIDES, xs):
+                center = (x * W, rng.uniform(0.3, 0.7) * H)
+                geometries[side] = place_hand(specs[side], K, W, H, rng, size_range=(0.25, 0.42),
+                                              center=center)
+            boxes = [_box(project(geometries[s].joints, K)) for s in SIDES]
+            if _box_overlap(*boxes) <= max_overlap:
+                break
+    present = [geometries[s] for s in sides]
+    rendering = render_hands(present, [specs[s].skin for s in sides], K, W, H, rng)
+    color = composite(rendering, random_background(rng, H, W), rng)
+    covered = rendering.cover > 0.5
+    mask = part_to_rhd_mask(rendering.part, rendering.hand, sides, covered)
+    depth = np.where(covered & np.isfinite(rendering.depth), rendering.depth,
+                     _background_depth(rng, image_size))
+
+    xyz42 = np.zeros((42, 3))
+    vis42 = np.zeros(42)
+    for side in SIDES:
+        sl = slice(0, 21) if side == "left" else slice(21, 42)
+        if side in geometries:
+            joints = geometries[side].joints
+            vis = rendering.visible[sides.index(side)] if side in sides else np.zeros(21, bool)
+        else:
+            # Annotated but out of view, like an RHD hand behind the body or off-screen.
+            off = place_hand(specs[side], K, W, H, rng, size_range=(0.3, 0.5), forearm=False,
+                             center=(-0.9 * W if side == "right" else 1.9 * W, 0.5 * H))
+            joints, vis = off.joints, np.zeros(21, bool)
+        xyz42[sl] = joints[list(HAND21_TO_RHD)]
+        vis42[sl] = vis[list(HAND21_TO_RHD)]
+    uv = project(xyz42, K)
+    return {
+        "color": color,
+        "mask": mask,
+        "depth": depth.astype(np.float32),
+        "xyz": xyz42.astype(np.float32),
+        "uv_vis": np.c_[uv, vis42].astype(np.float32),
+        "K": K.astype(np.float32),
+        "sides": sides,
+    }
+
+
+def _write_sample(args) -> tuple[int, dict, list[str]]:
+    root, seed, split, idx, image_size = args
+    s = render_rhd_sample(seed, split, idx, image_size)
+    name = f"{idx:05d}.png"
+    base = root / split
+    Image.fromarray(s["color"]).save(base / "color" / name, compress_level=3)
+    Image.fromarray(s["mask"]).save(base / "mask" / name, compress_level=3)
+    Image.fromarray(encode_depth(s["depth"])).save(base / "depth" / name, compress_level=3)
+    return idx, {"xyz": s["xyz"], "uv_vis": s["uv_vis"], "K": s["K"]}, s["sides"]
+
+
+def _write_atomic(path: Path, write, mode: str = "wb") -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, mode) as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def make_rhd(
+    root: str | Path,
+    n_train: int,
+    n_eval: int | None = None,
+    seed: int = 0,
+    image_size: int = 320,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write a synthetic RHD under ``root``: ``n_train`` training and ``n_eval`` evaluation
+    images (default: 10% of ``n_train``, at least 2; RHD's ratio is 6.6%). Returns ``root``.
+
+    ``workers`` processes render in parallel (default: up to 2, and 1 for small sets).
+    """
+    root = Path(root)
+    if n_train < 1:
+        raise ValueError(f"n_train must be at least 1, got {n_train}")
+    if n_eval is None:
+        n_eval = max(2, round(0.1 * n_train))
+    if image_size < 32:
+        raise ValueError(f"image_size must be at least 32 px, got {image_size}")
+    if workers is None:
+        workers = 1 if n_train + n_eval < 64 else min(2, os.cpu_count() or 1)
+    for split in ("training", "evaluation"):
+        for kind in ("color", "mask", "depth"):
+            (root / split / kind).mkdir(parents=True, exist_ok=True)
+    meta_path = root / "synthetic_meta.json"
+    if meta_path.exists():
+        meta_path.unlink()  # the stamp is written last: no stamp means "incomplete"
+
+    start = time.perf_counter()
+    jobs = [(root, seed, "training", i, image_size) for i in range(n_train)]
+    jobs += [(root, seed, "evaluation", i, image_size) for i in range(n_eval)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc="rendering RHD scenes", unit="image")
+    results = []
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for res in pool.map(_write_sample, jobs, chunksize=16):
+                results.append(res)
+                if bar:
+                    bar.update()
+    else:
+        for job in jobs:
+            results.append(_write_sample(job))
+            if bar:
+                bar.update()
+    if bar:
+        bar.close()
+
+    hands = {}
+    for split, part in (("training", results[:n_train]), ("evaluation", results[n_train:])):
+        anno = {idx: entry for idx, entry, _ in part}
+        _write_atomic(root / split / f"anno_{split}.pickle",
+                      lambda f, a=anno: pickle.dump(a, f, protocol=4))
+        hands[split] = [sides for _, _, sides in part]
+    meta = {
+        "generator": "handpose_utils.synthetic.rhd",
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "n_train": n_train,
+        "n_eval": n_eval,
+        "image_size": image_size,
+        "seconds": round(time.perf_counter() - start, 2),
+        "two_hand_images": {k: sum(len(v) == 2 for v in vs) for k, vs in hands.items()},
+        "hands": hands,
+    }
+    _write_atomic(meta_path, lambda f: json.dump(meta, f), mode="w")
+    return root
+
+
+def ensure_synthetic_rhd(
+    root: str | Path,
+    n_train: int,
+    n_eval: int | None = None,
+    seed: int = 0,
+    image_size: int = 320,
+    progress: bool = True,
+) -> Path:
+    """Return ``root`` holding a complete synthetic RHD with these settings, generating it only
+    if it is missing or was made with other settings.
+
+    Generation goes to a temporary sibling folder that is renamed into place at the end, so an
+    interrupted run never leaves a half-written dataset, and two notebooks that ask at the same
+    time both end up with a complete one.
+    """
+    root = Path(root)
+    if n_eval is None:
+        n_eval = max(2, round(0.1 * n_train))
+    want = {"n_train": n_train, "n_eval": n_eval, "seed": seed, "image_size": image_size,
+            "generator_version": GENERATOR_VERSION, "generator": "handpose_utils.synthetic.rhd"}
+
+    def complete() -> bool:
+        meta = synthetic_meta(root)
+        return meta is not None and all(meta.get(k) == v for k, v in want.items())
+
+    if complete():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    make_rhd(tmp, n_train, n_eval=n_eval, seed=seed, image_size=image_size, progress=progress)
+    if complete():
+        shutil.rmtree(tmp)  # someone else finished first; theirs is identical
+        return root
+    if root.exists():
+        old = root.with_name(f".{root.name}.old-{os.getpid()}")
+        os.replace(root, old)
+        shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.replace(tmp, root)
+    except OSError:
+        # Another process put its (identical) dataset in place between our check and rename.
+        if not complete():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root

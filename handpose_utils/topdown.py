@@ -1,0 +1,306 @@
+"""The top-down pipeline: cut each person out by its box, predict in the crop, map back.
+
+A top-down model never sees the whole image. Every annotated person is one sample: its box is
+widened to the model's aspect ratio (192:256 by default) and padded by 25%, and an affine warp cuts
+that region out at the input size. Keypoints predicted in the crop are mapped back to the
+original image with the inverse warp (:func:`back_project`) before they are scored.
+
+Coordinates follow the course's convention (pixel centres at integers, see
+:mod:`handpose_utils.data`): the box ``[cx - w/2, cx + w/2]`` maps onto the crop's extent
+``[-0.5, W - 0.5]``, so
+
+    x_crop = s * R(rotation) (x - c) + ((W - 1) / 2, (H - 1) / 2),     s = W / w = H / h.
+
+Augmentation (training only) changes that warp, never the image on disk: a random scale of the
+box, a rotation about its centre, a horizontal flip of the crop (which also swaps left and right
+joints, ``COCO_FLIP_INDEX``: a flipped left wrist *is* a right wrist) and, optionally, the
+half-body box of HRNet (upper or lower body only, so the model also learns from partial people).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .data import IMAGENET_MEAN, IMAGENET_STD
+from .heatmaps import HeatmapCodec
+from .images import read_image
+from .skeletons import COCO_FLIP_INDEX
+
+__all__ = [
+    "box_to_center_size",
+    "crop_matrix",
+    "invert_affine",
+    "apply_affine",
+    "warp_image",
+    "back_project",
+    "half_body_box",
+    "TopDownAugment",
+    "TopDownDataset",
+    "prepare_topdown_batch",
+    "normalize_images",
+    "UPPER_BODY",
+    "LOWER_BODY",
+]
+
+# COCO17 indices: head and arms, and hips and legs (for half-body augmentation).
+UPPER_BODY = tuple(range(11))
+LOWER_BODY = tuple(range(11, 17))
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry
+
+
+def box_to_center_size(bbox, aspect: float = 192 / 256, padding: float = 1.25):
+    """A COCO box ``[x, y, w, h]`` as its centre ``(cx, cy)`` and a size ``(w, h)`` widened to
+    ``aspect`` (= width / height of the model input) and multiplied by ``padding``.
+
+    Widening, not stretching: the longer side relative to the aspect is kept and the other one
+    grows, so the person keeps their proportions in the crop (the reference squashed whole
+    images to 256x256 instead).
+    """
+    x, y, w, h = (float(v) for v in bbox)
+    center = np.array([x + w / 2, y + h / 2])
+    w, h = max(w, 1.0), max(h, 1.0)
+    if w > aspect * h:
+        h = w / aspect
+    else:
+        w = h * aspect
+    return center, np.array([w, h]) * padding
+
+
+def crop_matrix(center, size, output_size, rotation: float = 0.0, flip: bool = False) -> np.ndarray:
+    """The ``(2, 3)`` affine map from image pixels to crop pixels.
+
+    The box of ``size = (w, h)`` around ``center`` fills the crop of ``output_size = (W, H)``;
+    ``rotation`` (degrees, counter-clockwise on screen) turns the image about the centre;
+    ``flip`` mirrors the crop (``x -> W - 1 - x``).
+    """
+    W, H = output_size
+    s = W / float(size[0])
+    a = math.radians(rotation)
+    # y points down on screen, so a counter-clockwise turn on screen is R(-a) in x-right/y-down.
+    cos, sin = math.cos(a), math.sin(a)
+    R = np.array([[cos, sin], [-sin, cos]]) * s
+    t = np.array([(W - 1) / 2, (H - 1) / 2]) - R @ np.asarray(center, float)
+    M = np.c_[R, t]
+    if flip:
+        F = np.array([[-1.0, 0.0, W - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        M = (F @ np.r_[M, [[0, 0, 1]]])[:2]
+    return M
+
+
+def invert_affine(M) -> np.ndarray:
+    """The inverse of a ``(2, 3)`` affine map."""
+    M = np.asarray(M, float)
+    return np.linalg.inv(np.r_[M, [[0, 0, 1]]])[:2]
+
+
+def apply_affine(points, M) -> np.ndarray:
+    """Apply a ``(2, 3)`` affine map to ``(..., 2)`` points."""
+    p = np.asarray(points, float)
+    M = np.asarray(M, float)
+    return p @ M[:, :2].T + M[:, 2]
+
+
+def warp_image(image: np.ndarray, M, output_size, fill=(0, 0, 0)) -> np.ndarray:
+    """Cut out ``output_size = (W, H)`` pixels of ``image`` (uint8 ``(h, w, 3)``) through the
+    image->crop affine ``M`` with bilinear sampling; outside the image is ``fill``."""
+    inv = invert_affine(M)  # crop -> image
+    # PIL samples the input at A (x + 0.5) + c for output pixel x, with pixel centres at +0.5;
+    # shifting by half a pixel on both sides gives our integer-centre convention.
+    A, t = inv[:, :2], inv[:, 2]
+    c = t + 0.5 - A @ np.array([0.5, 0.5])
+    coeffs = (A[0, 0], A[0, 1], c[0], A[1, 0], A[1, 1], c[1])
+    im = Image.fromarray(image)
+    out = im.transform(tuple(int(v) for v in output_size), Image.AFFINE, coeffs,
+                       resample=Image.BILINEAR, fillcolor=tuple(fill))
+    return np.array(out)  # a writable copy (torch.from_numpy warns about read-only arrays)
+
+
+def back_project(keypoints, center, size, output_size, rotation=0.0) -> np.ndarray:
+    """Crop pixels ``(N, J, 2)`` back to original image pixels, for ``N`` crops made with
+    ``center`` and ``size`` ``(N, 2)`` (and ``rotation`` ``(N,)``, 0 at test time).
+
+    Vectorised: ``x = c + R(-rotation) (x_crop - ((W - 1) / 2, (H - 1) / 2)) / s``.
+    """
+    kp = np.asarray(keypoints.cpu() if isinstance(keypoints, torch.Tensor) else keypoints, float)
+    single = kp.ndim == 2
+    if single:
+        kp = kp[None]
+    n = len(kp)
+    center = np.broadcast_to(np.asarray(center, float).reshape(-1, 2), (n, 2))
+    size = np.broadcast_to(np.asarray(size, float).reshape(-1, 2), (n, 2))
+    rot = np.broadcast_to(np.radians(np.asarray(rotation, float)).reshape(-1), (n,))
+    W, H = output_size
+    s = W / size[:, 0]
+    d = (kp - np.array([(W - 1) / 2, (H - 1) / 2])) / s[:, None, None]
+    cos, sin = np.cos(rot)[:, None], np.sin(rot)[:, None]
+    # Inverse of R = [[cos, sin], [-sin, cos]] is its transpose.
+    x = cos * d[..., 0] - sin * d[..., 1]
+    y = sin * d[..., 0] + cos * d[..., 1]
+    out = np.stack([x, y], -1) + center[:, None, :]
+    return out[0] if single else out
+
+
+def half_body_box(keypoints, visibility, aspect: float, rng: torch.Generator | None = None,
+                  min_joints: int = 3, padding: float = 1.5):
+    """HRNet's half-body box: the box of the visible upper-body (or lower-body) joints, padded by
+    ``padding``. Returns ``(center, size)``, or None when fewer than ``min_joints`` joints of the
+    chosen half are labelled."""
+    kp = np.asarray(keypoints, float).reshape(-1, 2)
+    v = np.asarray(visibility).reshape(-1) > 0
+    upper = [j for j in UPPER_BODY if v[j]]
+    lower = [j for j in LOWER_BODY if v[j]]
+    pick_upper = float(torch.rand((), generator=rng)) < 0.5
+    joints = upper if (pick_upper and len(upper) >= min_joints) or len(lower) < min_joints else lower
+    if len(joints) < min_joints:
+        return None
+    pts = kp[joints]
+    lo, hi = pts.min(0), pts.max(0)
+    w, h = hi - lo
+    center = (lo + hi) / 2
+    if w > aspect * h:
+        h = w / aspect
+    else:
+        w = h * aspect
+    return center, np.array([w, h]) * padding
+
+
+# --------------------------------------------------------------------------------------------
+# Augmentation and the dataset
+
+
+@dataclass
+class TopDownAugment:
+    """Random changes of the crop, drawn per sample from torch's RNG (so DataLoader workers and
+    the engine's per-epoch seeding both apply).
+
+    Defaults are SimpleBaseline's COCO recipe: flip with p 0.5, scale ``clip(1 + 0.3 N, 0.7,
+    1.3)`` (``scale_factor``), rotation ``clip(40 N, -80, 80)`` degrees with p 0.6
+    (``rotation_factor``, ``rotation_p``). ``half_body_p`` > 0 switches on HRNet's half-body
+    boxes for people with more than ``half_body_min_joints`` labelled joints (HRNet: 0.3, 8).
+    """
+
+    flip_p: float = 0.5
+    scale_factor: float = 0.3
+    rotation_factor: float = 40.0
+    rotation_p: float = 0.6
+    half_body_p: float = 0.0
+    half_body_min_joints: int = 8
+
+    def sample(self, generator: torch.Generator | None = None) -> dict:
+        r = torch.rand(3, generator=generator)
+        n = torch.randn(2, generator=generator)
+        scale = float(np.clip(1 + self.scale_factor * float(n[0]), 1 - self.scale_factor,
+                              1 + self.scale_factor))
+        rot = 0.0
+        if float(r[0]) < self.rotation_p:
+            limit = 2 * self.rotation_factor
+            rot = float(np.clip(self.rotation_factor * float(n[1]), -limit, limit))
+        return {"scale": scale, "rotation": rot, "flip": float(r[1]) < self.flip_p,
+                "half_body": float(r[2]) < self.half_body_p}
+
+
+class TopDownDataset(Dataset):
+    """One item per annotated person: ``(image, heatmaps, target_weight, meta)``.
+
+    * ``image``: ``(3, H, W)`` uint8, the person's crop (normalised later, on the device, by
+      :func:`prepare_topdown_batch`: a uint8 batch is 4x cheaper to move than a float one);
+    * ``heatmaps``: ``(J, h, w)`` float32 and ``target_weight``: ``(J,)`` float32, from
+      ``codec.encode`` of the keypoints in crop pixels;
+    * ``meta``: a dict of tensors: ``index`` (into ``samples``), ``image_id``, ``ann_id``,
+      ``center`` and ``size`` of the crop box (for :func:`back_project`), ``rotation``,
+      ``flip``, ``area``, and ``keypoints`` ``(J, 3)``, the ground truth in image pixels.
+
+    ``samples`` are the records of :func:`handpose_utils.datasets.coco.load_coco_keypoints`
+    (``image_path``, ``bbox``, ``keypoints`` flat ``[x1, y1, ...]``, ``visible`` = COCO's v).
+    ``train=True`` applies ``augment`` (default :class:`TopDownAugment`).
+    """
+
+    def __init__(self, samples: Sequence[dict], codec: HeatmapCodec, train: bool = False,
+                 augment: TopDownAugment | None = None, padding: float = 1.25,
+                 flip_index: Sequence[int] = COCO_FLIP_INDEX):
+        self.samples = list(samples)
+        self.codec = codec
+        self.train = train
+        self.augment = augment if augment is not None else TopDownAugment()
+        self.padding = padding
+        self.flip_index = list(flip_index)
+        self.output_size = codec.input_size
+        self.aspect = self.output_size[0] / self.output_size[1]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def crop_params(self, i: int) -> dict:
+        """The crop of sample ``i`` (augmented when training): center, size, rotation, flip."""
+        rec = self.samples[i]
+        center, size = box_to_center_size(rec["bbox"], self.aspect, self.padding)
+        params = {"center": center, "size": size, "rotation": 0.0, "flip": False}
+        if self.train:
+            aug = self.augment.sample()
+            if aug["half_body"]:
+                v = np.asarray(rec["visible"])
+                if (v > 0).sum() > self.augment.half_body_min_joints:
+                    half = half_body_box(rec["keypoints"], v, self.aspect)
+                    if half is not None:
+                        center, size = half
+            params = {"center": center, "size": size * aug["scale"],
+                      "rotation": aug["rotation"], "flip": aug["flip"]}
+        return params
+
+    def __getitem__(self, i: int):
+        rec = self.samples[i]
+        p = self.crop_params(i)
+        M = crop_matrix(p["center"], p["size"], self.output_size, p["rotation"], p["flip"])
+        crop = warp_image(read_image(rec["image_path"]), M, self.output_size)
+        kp = np.asarray(rec["keypoints"], float).reshape(-1, 2)
+        v = np.asarray(rec["visible"], float)
+        kp_crop = apply_affine(kp, M)
+        if p["flip"]:
+            kp_crop, v_crop = kp_crop[self.flip_index], v[self.flip_index]
+        else:
+            v_crop = v
+        heatmaps, weight = self.codec.encode(kp_crop, v_crop)
+        meta = {
+            "index": torch.tensor(i),
+            "image_id": torch.tensor(int(rec["image_id"])),
+            "ann_id": torch.tensor(int(rec.get("ann_id", -1))),
+            "center": torch.tensor(p["center"], dtype=torch.float32),
+            "size": torch.tensor(p["size"], dtype=torch.float32),
+            "rotation": torch.tensor(float(p["rotation"])),
+            "flip": torch.tensor(bool(p["flip"])),
+            "area": torch.tensor(float(rec.get("area", 0.0))),
+            "keypoints": torch.tensor(np.c_[kp, v], dtype=torch.float32),
+        }
+        image = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)
+        return image, torch.from_numpy(heatmaps), torch.from_numpy(weight), meta
+
+
+def normalize_images(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """uint8 ``(B, 3, H, W)`` to float32 with ImageNet normalisation (what a pretrained backbone
+    expects; the reference fed ``x / 255`` to an ImageNet ResNet)."""
+    mean = torch.tensor(mean, device=images.device).view(1, -1, 1, 1) * 255
+    std = torch.tensor(std, device=images.device).view(1, -1, 1, 1) * 255
+    return (images.float() - mean) / std
+
+
+def prepare_topdown_batch(batch, device, train: bool):
+    """The engine's ``prepare_batch`` for :class:`TopDownDataset` batches: images normalised on
+    ``device``, targets ``{"heatmaps", "target_weight"}`` for :class:`KeypointMSELoss`, and
+    ``meta`` as the extras (the COCO meter back-projects with it)."""
+    images, heatmaps, weight, meta = batch
+    images = normalize_images(images.to(device, non_blocking=True))
+    targets = {"heatmaps": heatmaps.to(device, non_blocking=True),
+               "target_weight": weight.to(device, non_blocking=True)}
+    extras = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+              for k, v in meta.items()}
+    return images, targets, extras

@@ -1,0 +1,45 @@
+"""Optional Weights & Biases logging for ``engine.fit``: off by default, never required.
+
+:func:`wandb_callback` returns a callback for ``fit(..., callbacks=[...])`` that logs each
+epoch's row of the history (losses, validation metrics, learning rate, time) to a W&B run. It
+does nothing unless it is switched on *and* ``wandb`` is installed (``pip install wandb``, then
+``wandb login`` once); otherwise it says why and returns None, so a notebook can always write::
+
+    cb = hp.wandb_callback(USE_WANDB, project="handpose-course", config={...})
+    fit(..., callbacks=[cb] if cb else [])
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+__all__ = ["wandb_callback"]
+
+
+def wandb_callback(enabled: bool = False, project: str = "handpose-course",
+                   name: str | None = None, config: dict | None = None, log=print):
+    """A ``cb(epoch, history)`` that logs ``history[-1]`` to W&B, or None when ``enabled`` is
+    False or ``wandb`` is not installed. The run is started here; call ``cb.finish()`` at the
+    end (``wandb.finish``)."""
+    if not enabled:
+        return None
+    if importlib.util.find_spec("wandb") is None:
+        if log:
+            log("Weights & Biases logging is switched on but 'wandb' is not installed "
+                "(pip install wandb); training continues without it.")
+        return None
+    import wandb
+
+    if wandb.run is not None:  # a new training run gets a new W&B run
+        wandb.run.finish()
+    run = wandb.init(project=project, name=name, config=dict(config or {}))
+
+    def callback(epoch: int, history) -> None:
+        row = {k: v for k, v in history[-1].items()
+               if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))}
+        run.log(row, step=epoch)
+
+    callback.run = run
+    callback.finish = run.finish
+    return callback
