@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +44,8 @@ from PIL import Image
 
 from ..skeletons import COCO17_NAMES, coco_category
 from .backgrounds import random_background
-from .freihand import _write_json, synthetic_meta
+from .freihand import synthetic_meta
+from .jobs import run_jobs, write_json
 from .render import SKIN_TONES, Canvas, Capsule
 from .scene import Rendering, composite
 
@@ -468,8 +468,6 @@ def make_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0, width: 
     root = Path(root)
     if n_train < 1 or n_val < 1:
         raise ValueError(f"n_train and n_val must be at least 1, got {n_train} and {n_val}")
-    if workers is None:
-        workers = 1 if n_train + n_val < 64 else min(2, os.cpu_count() or 1)
     for split in SPLITS:
         (root / f"{split}2017").mkdir(parents=True, exist_ok=True)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
@@ -479,25 +477,7 @@ def make_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0, width: 
     start = time.perf_counter()
     jobs = [(root, seed, "train", i, width, height, max_people) for i in range(n_train)]
     jobs += [(root, seed, "val", i, width, height, max_people) for i in range(n_val)]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc="rendering people", unit="image")
-    results = []
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            for res in pool.map(_write_image, jobs, chunksize=8):
-                results.append(res)
-                if bar:
-                    bar.update()
-    else:
-        for job in jobs:
-            results.append(_write_image(job))
-            if bar:
-                bar.update()
-    if bar:
-        bar.close()
+    results = run_jobs(_write_image, jobs, workers, progress, desc="rendering people", chunksize=8)
     counts = {}
     for split, part in (("train", results[:n_train]), ("val", results[n_train:])):
         anns = [a for r in part for a in r["annotations"]]
@@ -511,7 +491,7 @@ def make_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0, width: 
             "annotations": anns,
             "categories": [coco_category()],
         }
-        _write_json(root / "annotations" / f"person_keypoints_{split}2017.json", data)
+        write_json(root / "annotations" / f"person_keypoints_{split}2017.json", data)
         counts[split] = {"images": len(part), "annotations": len(anns),
                          "with_keypoints": sum(a["num_keypoints"] > 0 for a in anns)}
     meta = {
@@ -521,7 +501,7 @@ def make_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0, width: 
         "max_people": max_people, "counts": counts,
         "seconds": round(time.perf_counter() - start, 2),
     }
-    _write_json(meta_path, meta)
+    write_json(meta_path, meta)
     return root
 
 

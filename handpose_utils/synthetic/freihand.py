@@ -29,13 +29,13 @@ import json
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from .backgrounds import green_screen, random_background
+from .jobs import run_jobs, write_json
 from .render import PALM_PART
 from .scene import composite, place_hand, render_hands, sample_camera, sample_hand
 
@@ -98,13 +98,6 @@ def _write_pose(args) -> dict:
     }
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
-
-
 def make_freihand(
     root: str | Path,
     n_poses: int,
@@ -128,8 +121,6 @@ def make_freihand(
         raise ValueError(f"versions must be 1..4 (FreiHAND has 4), got {versions}")
     if n_eval_poses is None:
         n_eval_poses = max(1, round(0.12 * n_poses))
-    if workers is None:
-        workers = 1 if n_poses + n_eval_poses < 64 else min(2, os.cpu_count() or 1)
     (root / "training" / "rgb").mkdir(parents=True, exist_ok=True)
     (root / "training" / "mask").mkdir(parents=True, exist_ok=True)
     (root / "evaluation" / "rgb").mkdir(parents=True, exist_ok=True)
@@ -140,32 +131,15 @@ def make_freihand(
     start = time.perf_counter()
     jobs = [(root, seed, "training", i, n_poses, versions, image_size) for i in range(n_poses)]
     jobs += [(root, seed, "evaluation", i, n_eval_poses, 1, image_size) for i in range(n_eval_poses)]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc="rendering hands", unit="pose")
-    results = []
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            for res in pool.map(_write_pose, jobs, chunksize=16):
-                results.append(res)
-                if bar:
-                    bar.update()
-    else:
-        for job in jobs:
-            results.append(_write_pose(job))
-            if bar:
-                bar.update()
-    if bar:
-        bar.close()
+    results = run_jobs(_write_pose, jobs, workers, progress, desc="rendering hands", unit="pose",
+                       chunksize=16)
 
     gestures = {}
     for split, part in (("training", results[:n_poses]), ("evaluation", results[n_poses:])):
-        _write_json(root / f"{split}_xyz.json", [r["xyz"] for r in part])
-        _write_json(root / f"{split}_K.json", [r["K"] for r in part])
-        _write_json(root / f"{split}_scale.json", [r["scale"] for r in part])
-        _write_json(root / f"{split}_visibility.json", [r["visible"] for r in part])
+        write_json(root / f"{split}_xyz.json", [r["xyz"] for r in part])
+        write_json(root / f"{split}_K.json", [r["K"] for r in part])
+        write_json(root / f"{split}_scale.json", [r["scale"] for r in part])
+        write_json(root / f"{split}_visibility.json", [r["visible"] for r in part])
         gestures[split] = [r["gesture"] for r in part]
     meta = {
         "generator": "handpose_utils.synthetic.freihand",
@@ -179,7 +153,7 @@ def make_freihand(
         "seconds": round(time.perf_counter() - start, 2),
         "gestures": gestures,
     }
-    _write_json(meta_path, meta)
+    write_json(meta_path, meta)
     return root
 
 

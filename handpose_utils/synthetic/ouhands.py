@@ -37,7 +37,6 @@ import json
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +55,7 @@ from ..datasets.ouhands import (
 )
 from .backgrounds import random_background
 from .hand_model import HandShape, gesture_pose, sample_shape
+from .jobs import run_jobs, write_json
 from .render import Skin, sample_skin
 from .scene import HandSpec, composite, place_hand, render_hands
 
@@ -207,13 +207,6 @@ def _write_sample(args) -> str:
     return name
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
 def make_ouhands(
     root: str | Path,
     n_subjects: int = 20,
@@ -262,27 +255,7 @@ def make_ouhands(
         for cls in OUHANDS_CLASSES:
             for number in range(1, samples_per_class + 1):
                 jobs.append((root, seed, "test", "test", n_subjects + i, subject, cls, number))
-    if workers is None:
-        workers = 1 if len(jobs) < 64 else min(2, os.cpu_count() or 1)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc="rendering OUHANDS-style hands", unit="image")
-    names = []
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            for name in pool.map(_write_sample, jobs, chunksize=8):
-                names.append(name)
-                if bar:
-                    bar.update()
-    else:
-        for job in jobs:
-            names.append(_write_sample(job))
-            if bar:
-                bar.update()
-    if bar:
-        bar.close()
+    names = run_jobs(_write_sample, jobs, workers, progress, desc="rendering OUHANDS-style hands")
 
     by_split: dict[str, list[str]] = {"train": [], "validation": [], "test": []}
     for job, name in zip(jobs, names):
@@ -313,7 +286,7 @@ def make_ouhands(
         "counts": {k: len(v) for k, v in by_split.items()},
         "seconds": round(time.perf_counter() - start, 2),
     }
-    _write_json(meta_path, meta)
+    write_json(meta_path, meta, indent=1)
     return root
 
 

@@ -28,7 +28,6 @@ import os
 import pickle
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ from ..datasets.rhd import encode_depth
 from ..skeletons import HAND21_TO_RHD
 from .backgrounds import random_background
 from .freihand import synthetic_meta
+from .jobs import run_jobs
 from .render import FOREARM_PART, PALM_PART
 from .scene import composite, place_hand, render_hands, sample_hand
 
@@ -203,8 +203,6 @@ def make_rhd(
         n_eval = max(2, round(0.1 * n_train))
     if image_size < 32:
         raise ValueError(f"image_size must be at least 32 px, got {image_size}")
-    if workers is None:
-        workers = 1 if n_train + n_eval < 64 else min(2, os.cpu_count() or 1)
     for split in ("training", "evaluation"):
         for kind in ("color", "mask", "depth"):
             (root / split / kind).mkdir(parents=True, exist_ok=True)
@@ -215,25 +213,7 @@ def make_rhd(
     start = time.perf_counter()
     jobs = [(root, seed, "training", i, image_size) for i in range(n_train)]
     jobs += [(root, seed, "evaluation", i, image_size) for i in range(n_eval)]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc="rendering RHD scenes", unit="image")
-    results = []
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            for res in pool.map(_write_sample, jobs, chunksize=16):
-                results.append(res)
-                if bar:
-                    bar.update()
-    else:
-        for job in jobs:
-            results.append(_write_sample(job))
-            if bar:
-                bar.update()
-    if bar:
-        bar.close()
+    results = run_jobs(_write_sample, jobs, workers, progress, desc="rendering RHD scenes", chunksize=16)
 
     hands = {}
     for split, part in (("training", results[:n_train]), ("evaluation", results[n_train:])):
