@@ -280,6 +280,24 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scal
     return path
 
 
+# Settings that may change between an interrupted run and its resumption without changing what
+# is trained: the hardware (AMP, memory layout) and the planned length.
+RESUMABLE_CHANGES = ("amp", "channels_last", "epochs")
+
+
+def _check_resume_config(path: Path, saved: dict, current: dict) -> None:
+    """Refuse to resume a checkpoint made with other settings (another input size, dataset or
+    learning rate would silently continue a different experiment)."""
+    diff = {k: (saved[k], current[k]) for k in saved.keys() & current.keys()
+            if k not in RESUMABLE_CHANGES and saved[k] != current[k]}
+    if diff:
+        changes = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(diff.items()))
+        raise CheckpointError(
+            f"{path} was saved by a run with other settings ({changes}). Resuming would mix two "
+            "experiments. Use another checkpoint_dir for the new settings, pass resume=False to "
+            "start over, or delete the folder.")
+
+
 def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, scheduler=None,
                     scaler=None, restore_rng: bool = False, map_location="cpu") -> dict:
     """Load a checkpoint with ``torch.load(weights_only=True)`` (no arbitrary code runs) and
@@ -756,6 +774,7 @@ def fit(
             if (drive / "best.pth").is_file() and not (ckpt_dir / "best.pth").is_file():
                 shutil.copyfile(drive / "best.pth", ckpt_dir / "best.pth")
         if last.is_file():
+            _check_resume_config(last, load_checkpoint(last).get("config", {}), run_config)
             ckpt = load_checkpoint(last, model, optimizer, sched, scaler, restore_rng=True)
             history = History(ckpt["history"])
             best = ckpt.get("best")

@@ -24,9 +24,7 @@ flipping the image maps ``x' -> -x'``, keeps z and turns a right hand into a lef
 from __future__ import annotations
 
 import math
-import socket
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +38,7 @@ from torch.utils.data import Dataset
 
 from .data import IMAGENET_MEAN, IMAGENET_STD, build_image_cache
 from .datasets.ouhands import load_landmark_files
+from .downloads import imagenet_state_dict
 from .images import read_image
 from .metrics import bbox_size, epe, joint_distances, pck
 from .skeletons import HAND21_NAMES, NUM_HAND_JOINTS
@@ -251,18 +250,6 @@ class LandmarkDataset(Dataset):
 # Model
 
 
-@contextmanager
-def _socket_timeout(seconds: float):
-    """A default socket timeout while active: torch's download takes no timeout argument, and
-    on a machine without internet a connection attempt could otherwise hang."""
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(old)
-
-
 def load_imagenet_weights(model: nn.Module, timeout: float = 30.0, log=print) -> bool:
     """Load torchvision's ImageNet MobileNetV2 weights (``IMAGENET1K_V1``, 14 MB, cached in
     ``~/.cache/torch/hub/checkpoints``) into ``model`` (a torchvision ``mobilenet_v2``; the
@@ -271,16 +258,8 @@ def load_imagenet_weights(model: nn.Module, timeout: float = 30.0, log=print) ->
     from torchvision.models import MobileNet_V2_Weights
 
     weights = MobileNet_V2_Weights.IMAGENET1K_V1
-    try:
-        with _socket_timeout(timeout):
-            state = weights.get_state_dict(progress=False, check_hash=True)
-    except Exception as err:  # no network, DNS failure, HTTP error, bad hash, corrupt file ...
-        if log:
-            log(f"ImageNet weights for MobileNetV2 unavailable ({type(err).__name__}: {err}).\n"
-                f"Continuing with RANDOM initialisation: the backbone trains from scratch (as in "
-                f"the reference, which used pretrained=False); expect slower learning. To use "
-                f"them offline, put {weights.url.rsplit('/', 1)[1]} in "
-                "~/.cache/torch/hub/checkpoints/.")
+    state = imagenet_state_dict(weights, "the MobileNetV2 backbone", timeout, log)
+    if state is None:  # the reference itself used pretrained=False: slower, but it learns
         return False
     state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -30,8 +30,6 @@ known handedness checks the decision for the version you have installed.
 
 from __future__ import annotations
 
-import os
-import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -47,6 +45,7 @@ from .datasets.ouhands import (
     write_extraction_report,
     write_landmark_file,
 )
+from .downloads import download_file
 from .images import ImageReadError, read_image
 
 HAND_LANDMARKER_URL = ("https://storage.googleapis.com/mediapipe-models/hand_landmarker/"
@@ -151,21 +150,7 @@ def download_hand_landmarker(dest_dir: str | Path, url: str = HAND_LANDMARKER_UR
                              timeout: float = 60.0) -> Path:
     """Download MediaPipe's ``hand_landmarker.task`` model bundle (once) into ``dest_dir``.
     A partial download never has the final name."""
-    dest = Path(dest_dir) / "hand_landmarker.task"
-    if dest.is_file() and dest.stat().st_size > 0:
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
-            while chunk := response.read(1 << 20):
-                f.write(chunk)
-    except OSError as err:
-        part.unlink(missing_ok=True)
-        raise OSError(f"could not download the MediaPipe hand landmarker from {url}: {err}. "
-                      "It needs internet access (Colab has it).") from err
-    os.replace(part, dest)
-    return dest
+    return download_file(url, Path(dest_dir) / "hand_landmarker.task", timeout=timeout)
 
 
 def create_hand_landmarker(model_path: str | Path, num_hands: int = 1,

@@ -28,9 +28,7 @@ batch 64, 15 epochs. This module keeps that recipe and runs it on the shared eng
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,6 +47,7 @@ from .data import (
     build_image_cache,
     make_loaders,
 )
+from .downloads import imagenet_state_dict
 from .engine import CheckpointError, evaluate, fit, load_checkpoint
 from .images import read_image
 from .metrics import (
@@ -279,17 +278,6 @@ def pose3d_prepare_batch(codec: RootRelativeCodec, augment: DeviceAugment | None
 # Model and loss
 
 
-@contextmanager
-def _socket_timeout(seconds: float):
-    """torch's download takes no timeout; offline, a connection attempt could hang."""
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(old)
-
-
 ARCHS = {"resnet50": "ResNet50_Weights", "resnet34": "ResNet34_Weights",
          "resnet18": "ResNet18_Weights"}
 
@@ -339,15 +327,8 @@ def load_imagenet_backbone(model: ResNetPose3D, weights: str = "IMAGENET1K_V1",
 
     enum = getattr(torchvision.models, ARCHS[model.arch])
     w = enum[weights]
-    try:
-        with _socket_timeout(timeout):
-            state = w.get_state_dict(progress=False, check_hash=True)
-    except Exception as err:  # no network, DNS failure, HTTP error, bad hash, corrupt file ...
-        if log:
-            log(f"ImageNet weights for {model.arch} unavailable ({type(err).__name__}: {err}).\n"
-                "Continuing with RANDOM initialisation: the backbone trains from scratch and "
-                "learns much more slowly than the reference's pretrained one. To use them "
-                f"offline, put {w.url.rsplit('/', 1)[1]} in ~/.cache/torch/hub/checkpoints/.")
+    state = imagenet_state_dict(w, f"the {model.arch} backbone", timeout, log)
+    if state is None:
         return False
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     missing, unexpected = model.backbone.load_state_dict(state, strict=False)

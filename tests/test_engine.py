@@ -133,6 +133,20 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert len(again) == 4
 
 
+def test_resume_refuses_a_checkpoint_from_other_settings(tmp_path):
+    """Another input size (or lr, dataset...) must not silently continue the old run; a longer
+    plan (epochs) may."""
+    train, val, kw = keypoint_setup()
+    E.fit(model_and_seed(), train, val, epochs=1, checkpoint_dir=tmp_path, log=None,
+          config={"input_size": 16}, **kw)
+    with pytest.raises(E.CheckpointError, match=r"input_size: 16 -> 32.*resume=False"):
+        E.fit(model_and_seed(), train, val, epochs=1, checkpoint_dir=tmp_path, resume=True,
+              log=None, config={"input_size": 32}, **kw)
+    history = E.fit(model_and_seed(), train, val, epochs=2, checkpoint_dir=tmp_path, resume=True,
+                    log=None, config={"input_size": 16}, **kw)
+    assert [row["epoch"] for row in history] == [1, 2]
+
+
 def test_nan_loss_names_epoch_and_batch():
     loader = DataLoader(TensorDataset(torch.randn(16, 3, 8, 8), torch.randn(16, 42)), batch_size=4)
     calls = {"n": 0}

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ..downloads import download_file
 from ..images import ImageReadError
 from .freihand import DatasetNotFoundError
 
@@ -199,22 +199,6 @@ def load_coco_keypoints(
 # Download (Colab)
 
 
-def _download(url: str, dest: Path) -> Path:
-    """Download ``url`` to ``dest`` with a progress bar; a partial file never has the final name."""
-    from tqdm.auto import tqdm
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file():
-        return dest
-    part = dest.with_name(dest.name + ".part")
-    with urllib.request.urlopen(url) as response, open(part, "wb") as f:
-        total = int(response.headers.get("Content-Length") or 0)
-        with tqdm(total=total or None, unit="B", unit_scale=True, desc=dest.name) as bar:
-            while chunk := response.read(1 << 20):
-                f.write(chunk)
-                bar.update(len(chunk))
-    part.replace(dest)
-    return dest
 
 
 def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> Path:
@@ -234,7 +218,7 @@ def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> 
             raise ValueError(f"splits must be among {SPLITS}, got {split!r}")
     wanted = [root / "annotations" / f"person_keypoints_{s}2017.json" for s in SPLITS]
     if not all(p.is_file() for p in wanted):
-        zpath = _download(COCO_URLS["annotations"], root / "annotations_trainval2017.zip")
+        zpath = download_file(COCO_URLS["annotations"], root / "annotations_trainval2017.zip")
         (root / "annotations").mkdir(exist_ok=True)
         with zipfile.ZipFile(zpath) as zf:
             for s in SPLITS:
@@ -249,7 +233,7 @@ def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> 
         if stamp.is_file():
             continue
         key = f"{split}2017"
-        zpath = _download(COCO_URLS[key], root / f"{key}.zip")
+        zpath = download_file(COCO_URLS[key], root / f"{key}.zip")
         with zipfile.ZipFile(zpath) as zf:
             zf.extractall(root)  # the zip holds the folder val2017/ (or train2017/)
         stamp.touch()

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..camera import project
+from ..downloads import download_file
 from ..images import image_size
 
 FREIHAND_URL = "https://lmb.informatik.uni-freiburg.de/data/freihand/FreiHAND_pub_v2.zip"
@@ -180,22 +180,6 @@ def load_freihand(
     return records
 
 
-def _download(url: str, dest: Path) -> Path:
-    """Download ``url`` to ``dest`` with a progress bar; a partial file never has the final name."""
-    from tqdm.auto import tqdm
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file():
-        return dest
-    part = dest.with_name(dest.name + ".part")
-    with urllib.request.urlopen(url) as response, open(part, "wb") as f:
-        total = int(response.headers.get("Content-Length") or 0)
-        with tqdm(total=total or None, unit="B", unit_scale=True, desc=dest.name) as bar:
-            while chunk := response.read(1 << 20):
-                f.write(chunk)
-                bar.update(len(chunk))
-    part.replace(dest)
-    return dest
 
 
 def _find_file(top: Path, name: str) -> Path | None:
@@ -224,7 +208,7 @@ def download_freihand(
     for url, marker in archives:
         if (target / marker).is_file():
             continue
-        zpath = _download(url, root / url.rsplit("/", 1)[1])
+        zpath = download_file(url, root / url.rsplit("/", 1)[1])
         staging = root / (zpath.stem + ".extract")
         with zipfile.ZipFile(zpath) as zf:
             zf.extractall(staging)

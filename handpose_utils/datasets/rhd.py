@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..downloads import download_file
 from ..skeletons import (
     RHD_LEFT,
     RHD_MASK_LEFT,
@@ -40,7 +41,7 @@ from ..skeletons import (
     RHD_RIGHT,
     rhd_hand_to_hand21,
 )
-from .freihand import DatasetNotFoundError, _download
+from .freihand import DatasetNotFoundError
 
 __all__ = [
     "RHD_URL",
@@ -313,7 +314,7 @@ def download_rhd(root: str | Path, keep_zip: bool = False) -> Path:
     target = root / "RHD_published_v2"
     marker = target / "training" / "anno_training.pickle"
     if not marker.is_file():
-        zpath = _download(RHD_URL, root / RHD_URL.rsplit("/", 1)[1])
+        zpath = download_file(RHD_URL, root / RHD_URL.rsplit("/", 1)[1])
         with zipfile.ZipFile(zpath) as zf:
             zf.extractall(root)
         if not marker.is_file():
