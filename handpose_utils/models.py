@@ -223,10 +223,17 @@ class SoftArgmaxRegressor(nn.Module):
 def _resnet(name: str, num_outputs: int, pretrained: bool) -> nn.Module:
     import torchvision
 
+    from .downloads import imagenet_state_dict
+
     # weights=None by default: tests and smoke runs have no network. In Colab, pretrained=True
-    # downloads the ImageNet weights once (they need the ImageNet normalisation we apply anyway).
-    weights = "DEFAULT" if pretrained else None
-    model = getattr(torchvision.models, name)(weights=weights)
+    # downloads the ImageNet weights once (they need the ImageNet normalisation we apply anyway);
+    # offline it says so and keeps the random initialisation.
+    model = getattr(torchvision.models, name)(weights=None)
+    if pretrained:
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+        state = imagenet_state_dict(weights, f"the {name} backbone")
+        if state is not None:
+            model.load_state_dict(state)
     model.fc = nn.Linear(model.fc.in_features, num_outputs)
     return model
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .downloads import imagenet_state_dict
 from .skeletons import NUM_COCO_KEYPOINTS
 
 __all__ = [
@@ -47,20 +48,14 @@ def resnet_backbone(name: str = "resnet50", pretrained: bool = True,
 
     if name not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}, got {name!r}")
-    builder = getattr(torchvision.models, name)
+    model = getattr(torchvision.models, name)(weights=None)
     loaded = False
-    model = None
     if pretrained:
-        try:
-            model = builder(weights="DEFAULT")
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+        state = imagenet_state_dict(weights, f"the {name} backbone", log=log)
+        if state is not None:
+            model.load_state_dict(state)
             loaded = True
-        except Exception as err:  # no internet, a proxy, a corrupt cache file...
-            if log:
-                log(f"Could not load ImageNet weights for {name} ({type(err).__name__}: "
-                    f"{str(err)[:120]}). Falling back to RANDOM initialisation: expect much slower "
-                    "learning and lower accuracy. In Colab the weights download automatically.")
-    if model is None:
-        model = builder(weights=None)
     channels = model.fc.in_features
     body = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool,
                          model.layer1, model.layer2, model.layer3, model.layer4)
