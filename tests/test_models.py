@@ -137,3 +137,39 @@ def test_soft_argmax_regressor_trains_like_the_others():
     assert out.shape == (2, 42) and (out > 0).all() and (out < 1).all()
     out.sum().backward()
     assert model.features[0][0].weight.grad is not None
+
+
+def test_unet_soft_argmax_shapes_and_gradients():
+    from handpose_utils.models import UNetSoftArgmax
+
+    torch.manual_seed(0)
+    model = build_model("unet_softargmax")
+    assert isinstance(model, UNetSoftArgmax)
+    for size in (64, 80, 96):  # any multiple of 16: the decoder upsamples to the skip's size
+        x = torch.randn(2, 3, size, size)
+        assert model.logits(x).shape == (2, 21, size // 4, size // 4)
+        out = model(x)
+        assert out.shape == (2, 42) and (out > 0).all() and (out < 1).all()
+    out.sum().backward()
+    # the gradient reaches the first layer through both the deep path and the skips
+    assert model.down2[0][0].weight.grad.abs().sum() > 0
+    assert build_model("unet_softargmax", width=8)(torch.randn(1, 3, 64, 64)).shape == (1, 42)
+    with pytest.raises(ValueError, match="even"):
+        UNetSoftArgmax(num_outputs=43)
+
+
+def test_unet_soft_argmax_learns_a_fixed_point():
+    # A sanity check that the whole path (U-Net, soft-argmax, L1) can fit: every joint of every
+    # image at one known position; a few Adam steps must move the prediction most of the way.
+    torch.manual_seed(0)
+    model = build_model("unet_softargmax", width=8)
+    x = torch.randn(4, 3, 64, 64)
+    target = torch.full((4, 42), 0.2)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    start = (model(x) - target).abs().mean().item()
+    for _ in range(60):
+        loss = (model(x) - target).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.3 * start
