@@ -616,7 +616,8 @@ def make_scheduler(optimizer, scheduler, epochs: int, warmup_epochs: int = 0):
     references):
 
     * ``"cosine"``: cosine decay to 0 over ``epochs - warmup_epochs``, after an optional linear
-      warm-up from 1% of the learning rate over ``warmup_epochs``;
+      warm-up: warm-up epoch ``e`` (0-based) runs at ``(e + 1) / (warmup_epochs + 1)`` of the
+      learning rate, so even a single warm-up epoch trains (at half the rate), never idles at 1%;
     * ``"step"``: ``StepLR``, lr x 0.1 every ``epochs // 3`` epochs (after the warm-up);
     * ``None``: constant (or only the warm-up);
     * a callable ``f(optimizer) -> scheduler``, or a scheduler object, used as is.
@@ -638,7 +639,7 @@ def make_scheduler(optimizer, scheduler, epochs: int, warmup_epochs: int = 0):
             f"unknown scheduler {scheduler!r}: use 'cosine', 'step', None or a callable")
     if not warmup_epochs:
         return main
-    warm = sch.LinearLR(optimizer, start_factor=0.01, total_iters=warmup_epochs)
+    warm = sch.LinearLR(optimizer, start_factor=1 / (warmup_epochs + 1), total_iters=warmup_epochs)
     return sch.SequentialLR(optimizer, [warm, main], milestones=[warmup_epochs])
 
 

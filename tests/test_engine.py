@@ -222,7 +222,7 @@ def test_warmup_then_cosine_and_drive_copy(tmp_path):
     hist = E.fit(model_and_seed(), loader, epochs=4, warmup_epochs=2, lr=1e-3,
                  checkpoint_dir=tmp_path / "local", drive_dir=tmp_path / "drive", **kw)
     lrs = hist.column("lr")
-    assert lrs[0] == pytest.approx(1e-5) and lrs[1] == pytest.approx(1e-5 + (1e-3 - 1e-5) / 2)
+    assert lrs[0] == pytest.approx(1e-3 / 3) and lrs[1] == pytest.approx(2e-3 / 3)  # ramp
     assert lrs[2] == pytest.approx(1e-3) and lrs[3] == pytest.approx(0.5e-3)  # cosine over 2
     assert sorted(p.name for p in (tmp_path / "drive").iterdir()) == ["best.pth", "last.pth"]
     # a new runtime lost the local folder: resume falls back to the copy on Drive
