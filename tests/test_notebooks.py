@@ -63,9 +63,11 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path_factory):
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        # shutdown_kernel="immediate": with the default graceful shutdown, the run sometimes sat
-        # idle for exactly the 300 s timeout after the last cell (seen here in 01 and 02)
-        client = NotebookClient(nb, timeout=300, kernel_name="python3", shutdown_kernel="immediate",
+        # Now and then nbclient sits idle after a notebook's last cell (a widget browser) for
+        # exactly the cell timeout, and then goes on: the kernel is idle meanwhile (seen with
+        # py-spy). Smoke cells take seconds, so a 120 s timeout bounds that wait; the kernel is
+        # shut down at once.
+        client = NotebookClient(nb, timeout=120, kernel_name="python3", shutdown_kernel="immediate",
                                 resources={"metadata": {"path": str(path.parent)}})
         client.execute()
     finally:
