@@ -545,14 +545,13 @@ def _meter(metrics):
 
 @torch.no_grad()
 def evaluate(model, loader, *, loss_fn=None, prepare_batch=None, metrics=None, device=None,
-             amp=None, channels_last: bool | None = None, progress: bool = True,
+             amp=None, channels_last: bool = True, progress: bool = True,
              desc: str = "eval") -> dict:
     """Loss (if ``loss_fn``) and ``metrics`` over ``loader`` in eval mode. Returns a dict, e.g.
     ``{"loss": 0.03, "pck": 0.72, "pck@0.05": 0.72, "auc": 0.81, "epe": 4.1}``. The meter keeps
     its accumulated arrays afterwards (``KeypointMeter.arrays()``) for deeper analysis."""
     device = torch.device(device) if device is not None else env.pick_device()
     amp = _amp(amp, device)
-    channels_last = True if channels_last is None else channels_last
     prepare_batch = prepare_batch or default_prepare_batch
     meter = _meter(metrics)
     if meter is not None:
@@ -581,14 +580,13 @@ def evaluate(model, loader, *, loss_fn=None, prepare_batch=None, metrics=None, d
 
 @torch.no_grad()
 def predict(model, loader, *, prepare_batch=None, device=None, amp=None,
-            channels_last: bool | None = None, return_extras: bool = False,
+            channels_last: bool = True, return_extras: bool = False,
             progress: bool = True):
     """Model outputs for every batch of ``loader`` (eval mode, no augmentation), concatenated on
     the CPU as float32. With ``return_extras=True`` also the concatenated tensor ``extras`` (e.g.
     ``index``, ``orig_size``, ``keypoints``) to map outputs back to records and pixels."""
     device = torch.device(device) if device is not None else env.pick_device()
     amp = _amp(amp, device)
-    channels_last = True if channels_last is None else channels_last
     prepare_batch = prepare_batch or default_prepare_batch
     model.eval()
     outs, extras_all = [], {}
@@ -683,7 +681,7 @@ def fit(
     warmup_epochs: int = 0,
     grad_clip: float | None = None,
     amp=None,
-    channels_last: bool | None = None,
+    channels_last: bool = True,
     compile: bool = False,
     device=None,
     best_metric: str | None = None,
@@ -710,10 +708,10 @@ def fit(
       :func:`make_scheduler`), stepped per epoch after ``warmup_epochs`` of linear warm-up;
       ``grad_clip`` clips the global gradient norm.
     * **Speed.** ``amp=None`` takes :func:`env.amp_settings`: fp16 with a GradScaler on a T4, bf16
-      on Ampere and newer, off on CPU. ``channels_last`` defaults to on, everywhere: tensor cores
-      like NHWC, and so does the CPU's oneDNN (measured on a 2-core CPU, training at 128 px:
-      SimpleCNN +27 %, MobileLite +68 %, ResNet-50 +14 % images/s). ``compile=True`` wraps the model in ``torch.compile`` (slow first epoch; worth it for
-      long runs). On CUDA, cuDNN autotuning is switched on (fixed input sizes).
+      on Ampere and newer, off on CPU. ``channels_last`` (NHWC) is on by default, everywhere:
+      tensor cores like it, and so does the CPU's oneDNN (measured on a 2-core CPU, training at
+      128 px: SimpleCNN +27 %, MobileLite +68 %, ResNet-50 +14 % images/s). ``compile=True``
+      wraps the model in ``torch.compile`` (slow first epoch; worth it for long runs). On CUDA, cuDNN autotuning is switched on (fixed input sizes).
     * **Best model.** ``best_metric`` (default ``"val_pck"`` when the metrics give one, else
       ``"val_loss"``) with ``mode`` ``"max"``/``"min"`` (default: min for losses and errors).
     * **Checkpoints.** With ``checkpoint_dir``: ``last.pth`` after every epoch and ``best.pth``
@@ -739,7 +737,6 @@ def fit(
     """
     device = torch.device(device) if device is not None else env.pick_device()
     amp = _amp(amp, device)
-    channels_last = True if channels_last is None else channels_last
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     model = model.to(device)

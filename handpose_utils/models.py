@@ -189,9 +189,14 @@ class SoftArgmax2d(nn.Module):
         super().__init__()
         self.beta = beta
 
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """The softmax over each map's pixels: ``(B, J, H, W)`` maps that each sum to 1."""
+        b, j, h, w = logits.shape
+        return torch.softmax(self.beta * logits.float().flatten(2), dim=-1).view(b, j, h, w)
+
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         b, j, h, w = logits.shape
-        prob = torch.softmax(self.beta * logits.float().flatten(2), dim=-1).view(b, j, h, w)
+        prob = self.probabilities(logits)
         xs = (torch.arange(w, device=logits.device, dtype=prob.dtype) + 0.5) / w
         ys = (torch.arange(h, device=logits.device, dtype=prob.dtype) + 0.5) / h
         x = (prob.sum(2) * xs).sum(-1)
@@ -290,8 +295,8 @@ MODEL_NAMES = ("simple", "mobile", "mobile_se", "simple_softargmax", "unet_softa
 def build_model(name: str, num_outputs: int = NUM_OUTPUTS_2D, pretrained: bool = False,
                 **kwargs) -> nn.Module:
     """A regressor by name: ``"simple"``, ``"mobile"``, ``"mobile_se"``, ``"simple_softargmax"``,
-    ``"unet_softargmax"`` (the course's own, always from scratch), or ``"resnet18"`` / ``"resnet50"`` (torchvision, ``fc`` replaced by a
-    ``num_outputs`` layer; ``pretrained=True`` loads ImageNet weights). ``kwargs`` go to the
+    ``"unet_softargmax"`` (the course's own, always from scratch), or ``"resnet18"`` /
+    ``"resnet50"`` (torchvision, ``fc`` replaced by a ``num_outputs`` layer; ``pretrained=True`` loads ImageNet weights). ``kwargs`` go to the
     constructor (e.g. ``dropout=0.1``, ``se_gate="sigmoid"``)."""
     key = name.lower().replace("-", "_")
     if key == "simple":
