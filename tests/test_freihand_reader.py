@@ -97,3 +97,72 @@ def test_real_freihand_samples(realdata):
         assert r["image_path"].endswith(f"{r['pose_id'] + 2 * r['version']:08d}.jpg")
         assert read_image(r["image_path"]).shape == (224, 224, 3)
         assert r["visible"] == [1] * 21  # real FreiHAND labels every joint
+
+
+def _broken_copy(tmp_path, synthetic_root, name, edit):
+    """A copy of the synthetic FreiHAND whose ``name`` JSON is replaced by ``edit(content)``."""
+    root = tmp_path / "fh"
+    shutil.copytree(synthetic_root, root)
+    data = json.loads((root / name).read_text())
+    (root / name).write_text(json.dumps(edit(data)))  # json writes NaN as NaN, as it reads it
+    return root
+
+
+def _set(data, index, value):
+    data[index] = value
+    return data
+
+
+@pytest.mark.parametrize("bad_K,what", [
+    ([[np.nan, 0, 112], [0, 500, 112], [0, 0, 1]], "non-finite"),
+    ([[0, 0, 0], [0, 0, 0], [0, 0, 0]], "singular"),
+    ([[500, 0, 112], [1000, 0, 224], [0, 0, 1]], "singular"),  # rows 1 and 2 dependent
+])
+def test_unusable_K_names_the_file_and_pose(tmp_path, synthetic_root, bad_K, what):
+    root = _broken_copy(tmp_path, synthetic_root, "training_K.json", lambda K: _set(K, 4, bad_K))
+    with pytest.raises(ValueError, match=rf"training_K\.json.*pose\(s\) \[4\].*{what}"):
+        load_freihand(root)
+
+
+def test_ragged_or_wrongly_shaped_xyz_is_named(tmp_path, synthetic_root):
+    root = _broken_copy(tmp_path, synthetic_root, "training_xyz.json",
+                        lambda xyz: _set(xyz, 2, xyz[2][:20]))  # pose 2 lost a joint
+    with pytest.raises(ValueError, match=r"training_xyz\.json.*entry 2 has shape \(20, 3\)"):
+        load_freihand(root)
+    root = _broken_copy(tmp_path / "b", synthetic_root, "training_xyz.json",
+                        lambda xyz: {str(i): p for i, p in enumerate(xyz)})
+    with pytest.raises(ValueError, match=r"training_xyz\.json.*JSON list.*got a dict"):
+        load_freihand(root)
+
+
+@pytest.mark.parametrize("name", ["training_scale.json", "training_visibility.json"])
+def test_too_short_scale_or_visibility_file_is_named(tmp_path, synthetic_root, name):
+    root = _broken_copy(tmp_path, synthetic_root, name, lambda values: values[:-1])
+    with pytest.raises(ValueError, match=rf"{name}.*5 entries.*6 poses"):
+        load_freihand(root)
+
+
+@pytest.mark.parametrize("value", [float("nan"), 0.0, -0.02])
+def test_non_positive_or_nan_scale_is_rejected(tmp_path, synthetic_root, value):
+    root = _broken_copy(tmp_path, synthetic_root, "training_scale.json",
+                        lambda scale: _set(scale, 3, value))
+    with pytest.raises(ValueError, match=r"training_scale\.json.*pose\(s\) \[3\]"):
+        load_freihand(root)
+
+
+def test_visibility_values_other_than_0_1_are_rejected(tmp_path, synthetic_root):
+    def edit(vis):
+        vis[1][5] = 2
+        return vis
+    root = _broken_copy(tmp_path, synthetic_root, "training_visibility.json", edit)
+    with pytest.raises(ValueError, match=r"training_visibility\.json.*pose\(s\) \[1\].*0 or 1"):
+        load_freihand(root)
+
+
+def test_joint_behind_the_camera_is_rejected(tmp_path, synthetic_root):
+    def edit(xyz):
+        xyz[5][0][2] = 0.0  # z = 0: the projection would divide by zero
+        return xyz
+    root = _broken_copy(tmp_path, synthetic_root, "training_xyz.json", edit)
+    with pytest.raises(ValueError, match=r"training_xyz\.json.*pose\(s\) \[5\].*z <= 0"):
+        load_freihand(root)

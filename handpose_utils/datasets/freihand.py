@@ -73,6 +73,58 @@ def _read_json(path: Path):
         raise ValueError(f"{path} is not valid JSON ({err}); download or generate it again") from err
 
 
+def _read_array(path: Path, what: str) -> np.ndarray:
+    """The JSON list in ``path`` as a float array, with errors that name the file and the first
+    entry whose shape differs from entry 0 (a raw NumPy error names neither)."""
+    data = _read_json(path)
+    if not isinstance(data, list):
+        raise ValueError(
+            f"{path}: expected a JSON list with one entry of {what} per pose, got a "
+            f"{type(data).__name__}. The file is not in FreiHAND's format: download or generate "
+            "it again."
+        )
+    try:
+        return np.asarray(data, dtype=np.float64)
+    except (ValueError, TypeError):
+        pass
+    shapes = [_entry_shape(entry) for entry in data]
+    i = next(i for i, shape in enumerate(shapes) if shape is None or shape != shapes[0])
+    got = f"has shape {shapes[i]}" if shapes[i] is not None else "is ragged or holds non-numbers"
+    than = f", but entry 0 has shape {shapes[0]}" if i > 0 else ""
+    raise ValueError(
+        f"{path}: entry {i} {got}{than}; every entry must be {what}. The file is corrupt or was "
+        "edited: download or generate it again."
+    )
+
+
+def _entry_shape(entry) -> tuple | None:
+    try:
+        return np.asarray(entry, dtype=np.float64).shape
+    except (ValueError, TypeError):
+        return None
+
+
+def _check_count(path: Path, values: np.ndarray, n: int, xyz_path: Path) -> None:
+    if len(values) != n:
+        raise ValueError(
+            f"{path} has {len(values)} entries but {xyz_path.name} has {n} poses: one entry per "
+            "pose is needed. The files come from different downloads or one is truncated: "
+            "download or generate the dataset again."
+        )
+
+
+def _reject(path: Path, bad: np.ndarray, what: str, values: np.ndarray) -> None:
+    """Raise naming ``path``, the first bad pose indices and their values, if any is ``bad``."""
+    idx = np.flatnonzero(bad)
+    if len(idx):
+        first = np.asarray(values[idx[0]]).tolist()
+        raise ValueError(
+            f"{path}: pose(s) {idx[:8].tolist()}{' ...' if len(idx) > 8 else ''} "
+            f"({len(idx)} in all) have {what}; pose {idx[0]} holds {first}. The file is corrupt: "
+            "download or generate the dataset again."
+        )
+
+
 def load_freihand(
     root: str | Path,
     split: str = "training",
@@ -109,21 +161,9 @@ def load_freihand(
             f"archive: download_freihand(root, evaluation=True) fetches {FREIHAND_EVAL_URL} "
             f"({FREIHAND_EVAL_SIZE})."
         )
-    xyz = np.asarray(_read_json(xyz_path), dtype=np.float64)
-    K = np.asarray(_read_json(root / f"{split}_K.json"), dtype=np.float64)
+    xyz = _read_array(xyz_path, "21 x 3 joint positions")
     if xyz.ndim != 3 or xyz.shape[1:] != (21, 3):
         raise ValueError(f"{xyz_path}: expected N x 21 x 3 joints, got shape {xyz.shape}")
-    if K.shape != (len(xyz), 3, 3):
-        raise ValueError(
-            f"{root / f'{split}_K.json'}: expected {len(xyz)} 3x3 matrices (one per pose in "
-            f"{xyz_path.name}), got shape {K.shape}"
-        )
-    scale_path = root / f"{split}_scale.json"
-    scale = (np.asarray(_read_json(scale_path), dtype=np.float64) if scale_path.is_file()
-             else np.linalg.norm(xyz[:, 9] - xyz[:, 10], axis=-1))
-    vis_path = root / f"{split}_visibility.json"  # synthetic extra; real FreiHAND has none
-    visible = (np.asarray(_read_json(vis_path), dtype=int) if vis_path.is_file()
-               else np.ones((len(xyz), 21), int))
     n = len(xyz)
     bad = np.flatnonzero(~np.isfinite(xyz).all(axis=(1, 2)) | (xyz[:, :, 2] <= 0).any(axis=1))
     if len(bad):
@@ -131,6 +171,43 @@ def load_freihand(
             f"{xyz_path}: pose(s) {bad[:8].tolist()} have non-finite coordinates or joints behind "
             "the camera (z <= 0). The file is corrupt: download or generate it again."
         )
+    K_path = root / f"{split}_K.json"
+    K = _read_array(K_path, "3 x 3 camera matrices")
+    if K.shape != (n, 3, 3):
+        raise ValueError(
+            f"{K_path}: expected {n} 3x3 matrices (one per pose in {xyz_path.name}), got shape "
+            f"{K.shape}"
+        )
+    # Projection divides by K's third row and needs an invertible K; a broken K would only
+    # surface later as a NaN loss that names no file.
+    finite = np.isfinite(K).all(axis=(1, 2))
+    _reject(K_path, ~finite, "non-finite (NaN or inf) camera matrices", K)
+    _reject(K_path, np.linalg.matrix_rank(np.where(finite[:, None, None], K, 0.0)) < 3,
+            "singular camera matrices (all zero, or rows that depend on each other)", K)
+    scale_path = root / f"{split}_scale.json"
+    if scale_path.is_file():
+        scale = _read_array(scale_path, "one bone length")
+        _check_count(scale_path, scale, n, xyz_path)
+        if scale.ndim == 2 and scale.shape[1] == 1:  # [[s], [s], ...] holds the same numbers
+            scale = scale[:, 0]
+        if scale.ndim != 1:
+            raise ValueError(f"{scale_path}: expected one bone length per pose, got shape "
+                             f"{scale.shape}")
+        _reject(scale_path, ~(np.isfinite(scale) & (scale > 0)),
+                "a scale (bone length) that is NaN, zero or negative", scale)
+    else:
+        scale = np.linalg.norm(xyz[:, 9] - xyz[:, 10], axis=-1)
+    vis_path = root / f"{split}_visibility.json"  # synthetic extra; real FreiHAND has none
+    if vis_path.is_file():
+        visible = _read_array(vis_path, "21 visibility flags")
+        _check_count(vis_path, visible, n, xyz_path)
+        if visible.shape != (n, 21):
+            raise ValueError(f"{vis_path}: expected {n} x 21 flags, got shape {visible.shape}")
+        _reject(vis_path, ~np.isin(visible, (0, 1)).all(axis=1),
+                "visibility flags other than 0 or 1", visible)
+        visible = visible.astype(int)
+    else:
+        visible = np.ones((n, 21), int)
     uv = project(xyz, K)
 
     # A version is on disk when its first image is; then all its images must be.
