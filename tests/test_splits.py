@@ -55,3 +55,33 @@ def test_bad_arguments():
         grouped_split(make_records(), (0.8, 0.3))
     with pytest.raises(KeyError, match="pose_id"):
         grouped_split([{"x": 1}])
+
+
+@pytest.mark.parametrize("fractions", [(float("nan"), 0.5, 0.5), (0.8, float("inf"), 0.1),
+                                       (1.2, -0.1, -0.1), (0.5, 0.3)])
+def test_bad_fractions_are_rejected(fractions):
+    for split in (grouped_split, random_split):
+        with pytest.raises(ValueError, match=r"fractions .*finite.*sum to 1"):
+            split(make_records(), fractions)
+
+
+def test_too_few_groups_for_the_requested_splits():
+    recs = make_records(2)  # 2 poses, 8 records
+    with pytest.raises(ValueError, match=r"2 groups .*'pose_id'.* 3 .*splits"):
+        grouped_split(recs, (0.8, 0.1, 0.1))
+    with pytest.raises(ValueError, match=r"0 groups"):
+        grouped_split([], (0.8, 0.1, 0.1))
+    with pytest.raises(ValueError, match=r"2 records .* 3 .*splits"):
+        random_split(recs[:2], (0.8, 0.1, 0.1))
+    # A zero fraction asks for an empty split: two groups are enough for two non-empty ones.
+    train, val, test = grouped_split(recs, (0.9, 0.1, 0.0))
+    assert len(train) == 4 and len(val) == 4 and test == []
+
+
+def test_keys_differing_only_in_type_are_not_two_groups():
+    recs = [{"pose_id": 0, "id": 0}, {"pose_id": 1, "id": 1}, {"pose_id": 2, "id": 2},
+            {"pose_id": "0", "id": 3}]  # record 3 is pose 0 written as a string
+    with pytest.raises(ValueError, match=r"record 0 and record 3 .*0 \(int\).*'0' \(str\)"):
+        grouped_split(recs, (0.5, 0.25, 0.25))
+    with pytest.raises(ValueError, match=r"0 \(int\).*'0' \(str\)"):
+        count_pose_leak(recs[:1], recs[3:])
