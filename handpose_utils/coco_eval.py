@@ -8,7 +8,10 @@ predicted person and one ground-truth person,
 where ``d_i`` is the distance between predicted and true joint ``i``, ``s^2`` the person's
 segmented *area*, and ``sigma_i`` a per-joint tolerance measured from how much human annotators
 disagree (``COCO_OKS_SIGMAS``: 0.025 for eyes, 0.107 for hips). Only labelled joints count. An OKS
-of 1 is perfect; 0.5 means a typical joint is off by about one "annotator spread".
+of 1 is perfect; 0.5 means a typical joint is off by about one "annotator spread". For a person
+with **no** labelled joint, pycocotools measures each predicted joint's distance to the person's
+box enlarged to three times its width and height (zero inside it) instead, over all joints; such
+people are ignored by AP, but the OKS exists and :func:`object_keypoint_similarity` matches it.
 
 **AP** ranks all predictions by their score, matches each greedily to the unmatched ground
 truth of highest OKS, and averages precision over recall for OKS thresholds 0.50, 0.55, ..., 0.95
@@ -206,23 +209,42 @@ def ground_truth_results(ann_file, image_ids=None, min_keypoints: int = 1) -> li
     return out
 
 
-def object_keypoint_similarity(pred, gt, area: float, sigmas=COCO_OKS_SIGMAS) -> float:
+def object_keypoint_similarity(pred, gt, area: float, sigmas=COCO_OKS_SIGMAS,
+                               bbox=None) -> float:
     """OKS between one predicted person ``(J, 2)`` and one ground-truth person ``(J, 3)`` (x, y,
-    v) of segmented ``area``, exactly as pycocotools computes it. NaN when no joint is labelled."""
+    v) of segmented ``area``, exactly as pycocotools' ``COCOeval.computeOks`` computes it.
+
+    With labelled joints (v > 0), the mean of ``exp(-d^2 / (2 area (2 sigma)^2))`` over them.
+    Without any, pycocotools uses the annotation box ``bbox`` ``[x, y, w, h]`` instead: ``d`` is
+    each predicted joint's distance to the box enlarged to ``[x - w, x + 2w] x [y - h, y + 2h]``
+    (0 inside it), averaged over **all** joints. Such a person needs ``bbox``; without it a
+    ``ValueError`` says so."""
     pred = np.asarray(pred, float).reshape(-1, 2)
     g = np.asarray(gt, float).reshape(-1, 3)
     labelled = g[:, 2] > 0
-    if not labelled.any():
-        return math.nan
     var = (2 * np.asarray(sigmas, float)) ** 2
-    d2 = ((pred - g[:, :2]) ** 2).sum(-1)
-    e = d2 / var / (area + np.spacing(1)) / 2
-    return float(np.exp(-e[labelled]).mean())
+    if labelled.any():
+        d2 = ((pred - g[:, :2]) ** 2).sum(-1)
+        e = d2 / var / (area + np.spacing(1)) / 2
+        return float(np.exp(-e[labelled]).mean())
+    if bbox is None:
+        raise ValueError(
+            "object_keypoint_similarity: the ground-truth person has no labelled joint (every "
+            "v is 0), so pycocotools measures the distance to its box instead; pass the "
+            "annotation's bbox=[x, y, w, h]")
+    x, y, w, h = (float(v) for v in bbox)
+    # pycocotools: distance to the box enlarged to 3x its width and height, zero inside it
+    dx = np.maximum(0.0, (x - w) - pred[:, 0]) + np.maximum(0.0, pred[:, 0] - (x + 2 * w))
+    dy = np.maximum(0.0, (y - h) - pred[:, 1]) + np.maximum(0.0, pred[:, 1] - (y + 2 * h))
+    e = (dx**2 + dy**2) / var / (area + np.spacing(1)) / 2
+    return float(np.exp(-e).mean())
 
 
 def per_person_oks(records, results, sigmas=COCO_OKS_SIGMAS) -> np.ndarray:
     """OKS of each prediction against its own ground-truth person (top-down with ground-truth
-    boxes: ``results[i]`` was predicted in the box of ``records[i]``)."""
+    boxes: ``results[i]`` was predicted in the box of ``records[i]``). A person without labelled
+    joints is scored against its ``bbox`` as pycocotools does (the records' box is clipped to the
+    image, so it can differ slightly from pycocotools' raw annotation box there)."""
     if len(records) != len(results):
         raise ValueError(f"{len(records)} records but {len(results)} results: pass the results "
                          "of the same loader, in order")
@@ -233,7 +255,7 @@ def per_person_oks(records, results, sigmas=COCO_OKS_SIGMAS) -> np.ndarray:
                              f"{res['image_id']}: the lists are not in the same order")
         gt = np.c_[np.asarray(rec["keypoints"], float).reshape(-1, 2), rec["visible"]]
         pred = np.asarray(res["keypoints"], float).reshape(-1, 3)[:, :2]
-        out.append(object_keypoint_similarity(pred, gt, rec["area"], sigmas))
+        out.append(object_keypoint_similarity(pred, gt, rec["area"], sigmas, rec.get("bbox")))
     return np.asarray(out)
 
 

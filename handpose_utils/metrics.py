@@ -8,8 +8,17 @@ Conventions shared by every function here:
 * ``visible`` is an optional ``(N, J)`` mask; invisible joints are left out of every average
   (a prediction for a joint nobody could annotate cannot be scored).
 * Distances are Euclidean over the last dimension, and a joint is "correct" when its distance is
-  **strictly less** than the threshold, as in the reference project (FreiHAND's and hand3d's
-  evaluation use ``<=``; the difference only matters for exact ties).
+  **at most** the threshold (``<=``), as in FreiHAND's and Zimmermann & Brox's (hand3d)
+  evaluation. With thresholds starting at 0, a perfect prediction then has PCK 1 everywhere and
+  an AUC of exactly 1 (with a strict ``<``, as MMPose and the reference project count, PCK at 0
+  is 0 and the AUC of a perfect prediction over 31 thresholds is 0.983). Otherwise the two only
+  differ for exact ties.
+* **The PCK normaliser must be named with every PCK figure** (:data:`PCK_NORMALISERS`): the
+  image size (the reference project), the **annotation bounding box** (MMPose: the box stored
+  with the annotation, e.g. OneHand10K's or COCO-WholeBody's) or the tight **keypoint box**
+  (the box around the labelled joints, all a dataset without boxes such as FreiHAND offers).
+  The keypoint box is smaller than the annotation box (by 8-27 % on the real OneHand10K
+  samples), so its PCK is stricter than MMPose's.
 * **Pooled averages.** :func:`pck` and :func:`epe` average over every visible joint of every
   sample at once (the reference's ``mean`` over an ``(N, 21)`` array). ``per_joint=True`` /
   :func:`per_joint_epe` give one value per joint instead; their mean is MMPose's "per joint,
@@ -27,7 +36,10 @@ import torch
 __all__ = [
     "pck",
     "pck_curve",
+    "PCK_NORMALISERS",
     "bbox_size",
+    "keypoint_box_size",
+    "annotation_box_size",
     "epe",
     "per_joint_epe",
     "per_sample_epe",
@@ -65,9 +77,14 @@ def joint_distances(pred, gt) -> torch.Tensor:
 
 
 def bbox_size(gt, visible=None) -> torch.Tensor:
-    """Longer side of each sample's keypoint bounding box (over visible joints, x and y only):
-    MMPose's PCK normaliser for hands. ``(N,)``; 0 for samples with fewer than two distinct
-    visible joints."""
+    """Longer side of each sample's tight **keypoint box**, the box around its visible joints
+    (x and y only). ``(N,)``; 0 for samples with fewer than two distinct visible joints.
+
+    This is *not* MMPose's hand normaliser: MMPose divides by the longer side of the
+    annotation's own bounding box (:func:`annotation_box_size`), which includes the hand's skin
+    around the joints and is larger, so PCK with the keypoint box is stricter. Use it where the
+    dataset has no boxes (FreiHAND, RHD), and call it "keypoint box" when reporting.
+    ``keypoint_box_size`` is the same function under its precise name."""
     gt = _tensor(gt)[..., :2]
     mask = _mask(visible, gt.shape[:2])[..., None]
     big = torch.finfo(gt.dtype).max
@@ -75,6 +92,28 @@ def bbox_size(gt, visible=None) -> torch.Tensor:
     hi = torch.where(mask, gt, -big).amax(1)
     side = (hi - lo).amax(-1)
     return torch.where(mask.any(1)[:, 0], side, torch.zeros_like(side))
+
+
+keypoint_box_size = bbox_size
+
+
+def annotation_box_size(boxes) -> torch.Tensor:
+    """Longer side ``max(w, h)`` of each annotation bounding box, ``boxes`` ``(N, 4)`` as COCO's
+    ``[x, y, w, h]``: MMPose's PCK normaliser (``norm_item="bbox"``) for datasets that store a
+    box with each hand or person (OneHand10K, COCO-WholeBody, the COCO records' ``"bbox"``)."""
+    b = _tensor(boxes)
+    if b.dim() != 2 or b.shape[-1] != 4:
+        raise ValueError(f"boxes must be (N, 4) [x, y, w, h] annotation boxes, got shape "
+                         f"{tuple(b.shape)}")
+    return b[:, 2:].amax(-1)
+
+
+# The normalisers KeypointMeter knows, and the words to print next to a PCK figure.
+PCK_NORMALISERS = {
+    "image": "image size",
+    "bbox": "annotation bbox",
+    "keypoint_box": "keypoint box",
+}
 
 
 def _norm_column(norm, n: int) -> torch.Tensor:
@@ -94,20 +133,25 @@ def _correct(pred, gt, thresholds, norm, visible):
     norm_col = _norm_column(norm, d.shape[0])
     mask = mask & (norm_col > 0)  # a zero normaliser (one visible joint) cannot be scored
     thr = _tensor(thresholds).reshape(-1, 1, 1) * norm_col  # (T, N, 1)
-    return (d[None] < thr) & mask, mask
+    return (d[None] <= thr) & mask, mask
 
 
 def pck(pred, gt, alpha: float, norm=1.0, visible=None, per_joint: bool = False):
     """Percentage of correct keypoints: the fraction of visible joints with
-    ``||pred - gt|| < alpha * norm``.
+    ``||pred - gt|| <= alpha * norm``.
 
     ``norm`` sets what ``alpha`` is relative to:
 
     * a number: the same length for every sample. The reference project uses the input size,
       ``pck(pred_px, gt_px, 0.05, norm=224)``: a joint is correct within 11.2 px of a 224 image.
       ``norm=1`` makes ``alpha`` a threshold in the points' own unit (px, mm).
-    * an ``(N,)`` array: one length per sample, e.g. :func:`bbox_size` (MMPose's hand PCK, where
-      PCK@0.2 of a 100 px hand accepts errors under 20 px). Samples with ``norm <= 0`` are skipped.
+    * an ``(N,)`` array: one length per sample: :func:`annotation_box_size` of the dataset's
+      boxes (MMPose's hand PCK, where PCK@0.2 of a hand in a 100 px box accepts errors up to
+      20 px) or, without boxes, :func:`bbox_size`, the tighter keypoint box. Samples with
+      ``norm <= 0`` are skipped.
+
+    Say which normaliser a figure used ("PCK@0.2 (annotation bbox)", "(keypoint box)",
+    "(image size)"): the same predictions score differently under each.
 
     Returns the pooled fraction over all visible joints as a float (NaN if none is visible), or
     with ``per_joint=True`` a ``(J,)`` tensor (NaN for a joint never visible).
@@ -125,7 +169,8 @@ def pck_curve(pred, gt, thresholds: Sequence[float], norm=1.0, visible=None):
     ``thresholds`` are in units of ``norm`` (see :func:`pck`); with ``norm=1`` they are pixels,
     e.g. ``np.linspace(0, 30, 31)``, the 0-30 px range of hand papers. The AUC is the trapezoidal
     area under PCK over ``[thresholds[0], thresholds[-1]]`` divided by that range, so it lies in
-    [0, 1] and 1 means every joint within the smallest threshold.
+    [0, 1] and 1 means every joint within the smallest threshold (``<=``: a perfect prediction
+    has AUC exactly 1, also when the thresholds start at 0).
 
     Returns ``(curve, auc)``: a ``(T,)`` tensor and a float.
     """
@@ -203,12 +248,17 @@ class KeypointMeter:
 
     * ``"image"`` (default): the longer side of the original image (``extras["orig_size"]``),
       the reference convention: PCK@0.05 on 224 px FreiHAND images is "within 11.2 px".
-    * ``"bbox"``: the longer side of the ground-truth keypoint box (MMPose).
+    * ``"bbox"``: the longer side of each sample's **annotation** bounding box,
+      ``extras["bbox"]`` ``(B, 4)`` ``[x, y, w, h]`` in the points' pixels (MMPose's hand PCK);
+      a batch without boxes raises an error.
+    * ``"keypoint_box"``: the longer side of the tight box around the visible ground-truth
+      joints (:func:`bbox_size`), for datasets without boxes; stricter than ``"bbox"``.
     * a number, e.g. ``1.0`` to make ``alphas`` absolute (px, mm).
 
     ``compute()`` returns ``pck@<alpha>`` for each alpha, ``pck`` (the first alpha), ``auc``
     (trapezoidal over ``auc_thresholds`` in the points' unit, default 0-30 px) and ``epe``.
-    ``log_items`` tells the engine what to print: ``PCK@0.05=72.3%`` by default.
+    ``norm_label`` names the normaliser ("image size", "annotation bbox", "keypoint box", or the
+    absolute unit), and ``log_items`` prints it: ``PCK@0.05 (image size)=72.3%`` by default.
     """
 
     def __init__(
@@ -219,14 +269,19 @@ class KeypointMeter:
         to_points: Callable | None = None,
         unit: str = "px",
     ):
+        if isinstance(norm, str) and norm not in PCK_NORMALISERS:
+            raise ValueError(f"KeypointMeter norm must be one of {sorted(PCK_NORMALISERS)} or a "
+                             f"number, got {norm!r}")
         self.alphas = tuple(alphas)
         self.norm = norm
         self.auc_thresholds = auc_thresholds
         self.to_points = to_points or _default_points
         self.unit = unit
+        self.norm_label = (PCK_NORMALISERS[norm] if isinstance(norm, str) else
+                           f"{float(norm):g} {unit}")
         self.log_items = (
-            [("pck", f"PCK@{self.alphas[0]:g}", "{:.1%}")] if self.alphas else
-            [("epe", "EPE", "{:.2f}" + unit)]
+            [("pck", f"PCK@{self.alphas[0]:g} ({self.norm_label})", "{:.1%}")] if self.alphas
+            else [("epe", "EPE", "{:.2f}" + unit)]
         )
         self.reset()
 
@@ -248,6 +303,14 @@ class KeypointMeter:
                     "original image); pass norm=<input size> or norm='bbox' instead")
             norm = _tensor(extras["orig_size"]).amax(-1)
         elif self.norm == "bbox":
+            if "bbox" not in extras:
+                raise KeyError(
+                    "KeypointMeter(norm='bbox') normalises by the annotation bounding box and "
+                    "needs extras['bbox'] ((B, 4) [x, y, w, h] per sample, in the points' "
+                    "pixels); this batch has none. For a dataset without boxes use "
+                    "norm='keypoint_box' (the tight box around the joints) or norm='image'")
+            norm = annotation_box_size(extras["bbox"])
+        elif self.norm == "keypoint_box":
             norm = bbox_size(gt, vis)
         else:
             norm = torch.full((gt.shape[0],), float(self.norm))
@@ -290,14 +353,16 @@ class KeypointMeter:
 
 
 # ============================================================================================
-# 3D metrics (notebook 05, issue 5): MPJPE, PA-MPJPE, the 3D PCK curve, reprojection error
+# 3D metrics (notebook 05): MPJPE, PA-MPJPE, the 3D PCK curve, reprojection error
 # ============================================================================================
 #
 # Inputs are ``(N, J, 3)`` arrays or tensors in one unit (metres or millimetres); results come
 # back in that unit. They are computed in float64: Procrustes alignment takes an SVD, and
 # millimetre errors of points a metre away lose digits in float32. The course's convention is
-# **root-relative millimetres** (joint 9, the middle MCP, at the origin), as in FreiHAND's
-# evaluation.
+# **root-relative millimetres** (joint 9, the middle MCP, at the origin). FreiHAND's official
+# evaluation differs in two ways: its unaligned "keypoint error" compares **absolute**
+# camera-frame xyz (a submission predicts where the hand is, too), and its Procrustes alignment
+# allows reflections (see :func:`procrustes_align`).
 
 PCK3D_THRESHOLDS_MM = np.linspace(0.0, 50.0, 100)  # FreiHAND's eval: 0-50 mm in 100 steps
 
@@ -339,8 +404,10 @@ def mpjpe(pred, gt, visible=None) -> float:
     joints over all (visible) joints of all samples, in the input's unit.
 
     Pass root-relative points for the usual "root-relative MPJPE" (both skeletons with their
-    root at the origin); absolute camera-frame points give the error including the root's own
-    position, which one image cannot pin down (see notebook 05)."""
+    root at the origin), which is what the course reports; absolute camera-frame points give the
+    error including the root's own position, which one image cannot pin down (see notebook 05).
+    FreiHAND's official unaligned "keypoint error" is the latter, on absolute camera-frame xyz,
+    so the course's root-relative MPJPE is not the same number: it forgives where the hand is."""
     pred, gt = _points3d(pred, gt)
     return _masked_mean(torch.linalg.vector_norm(pred - gt, dim=-1), visible)
 
@@ -386,29 +453,38 @@ def procrustes_align(pred, gt, allow_reflection: bool = False,
 def pa_mpjpe(pred, gt, visible=None, allow_reflection: bool = False) -> float:
     """Procrustes-aligned MPJPE: :func:`mpjpe` after :func:`procrustes_align` (scale, rotation and
     translation fitted per sample on all joints). It scores the **shape** of the pose only:
-    global size, orientation and position errors are forgiven. FreiHAND's "aligned keypoint
-    error". In the input's unit."""
+    global size, orientation and position errors are forgiven. In the input's unit.
+
+    The course's default fits a rotation; FreiHAND's "aligned keypoint error" (its ``eval.py``,
+    scipy's ``orthogonal_procrustes``) also accepts a reflection: pass
+    ``allow_reflection=True`` for its number. The two agree unless the best fit is a mirror
+    image; a mirrored hand (a left hand predicted for a right one) scores 0 with reflections
+    and tens of millimetres without."""
     return mpjpe(procrustes_align(pred, gt, allow_reflection), gt, visible)
 
 
 def pck3d_curve(pred, gt, thresholds=PCK3D_THRESHOLDS_MM, visible=None):
-    """3D PCK: the fraction of joints whose 3D error is below each threshold, and the normalised
-    area under that curve (trapezoidal, divided by the threshold range, so in [0, 1]).
+    """3D PCK: the fraction of joints whose 3D error is at most each threshold (``<=``), and the
+    normalised area under that curve (trapezoidal, divided by the threshold range, so in
+    [0, 1]; exactly 1 for a perfect prediction).
 
     ``thresholds`` are in the input's unit: the default is FreiHAND's 0-50 **mm** in 100 steps,
     so pass millimetres (or thresholds in your unit). Pass Procrustes-aligned predictions for the
-    aligned AUC. Returns ``(curve (T,) tensor, auc float)``; see :func:`pck_curve` (strict ``<``).
+    aligned AUC. Returns ``(curve (T,) tensor, auc float)``; see :func:`pck_curve`. FreiHAND
+    averages its curve per joint first; with every joint scored, as here by default, the pooled
+    curve is the same.
     """
     pred, gt = _points3d(pred, gt)
     return pck_curve(pred, gt, thresholds, norm=1.0, visible=visible)
 
 
 def fraction_within(pred, gt, threshold: float = 50.0, visible=None) -> float:
-    """The fraction of joints whose 3D error is below ``threshold`` (input's unit; 50 mm by
+    """The fraction of joints whose 3D error is at most ``threshold`` (input's unit; 50 mm by
     default): one point of the 3D PCK curve.
 
     This is what the reference project printed as "accuracy" (``error < 0.05`` with metres, i.e.
-    **within 5 cm**, averaged per batch; here over all joints at once). 5 cm is about the length
+    **within 5 cm**, averaged per batch; here over all joints at once, and counting ``<=`` like
+    the curve). 5 cm is about the length
     of a finger, so the number saturates early and says little: prefer MPJPE and the AUC."""
     pred, gt = _points3d(pred, gt)
     return pck(pred, gt, threshold, norm=1.0, visible=visible)

@@ -29,13 +29,13 @@ def offsets(dist_per_joint, n=1):
     return pred, gt
 
 
-def test_pck_strict_threshold_and_scalar_norm():
+def test_pck_inclusive_threshold_and_scalar_norm():
     pred, gt = offsets([3.0, 5.0, 10.0, 20.0])
-    # strict "<": a joint exactly at the threshold (0.25 * 40 = 10 px) is wrong
-    assert pck(pred, gt, 0.25, norm=40) == pytest.approx(2 / 4)
+    # "<=": a joint exactly at the threshold (0.25 * 40 = 10 px) is correct
+    assert pck(pred, gt, 0.25, norm=40) == pytest.approx(3 / 4)
     # the reference's 224-px convention: alpha 0.05 -> 11.2 px
     assert pck(pred, gt, 0.05, norm=224) == pytest.approx(3 / 4)
-    assert pck(pred, gt, 5.0) == pytest.approx(1 / 4)  # norm=1: alpha in pixels
+    assert pck(pred, gt, 5.0) == pytest.approx(2 / 4)  # norm=1: alpha in pixels
     assert pck(pred.numpy(), gt.numpy(), 0.1, norm=224) == 1.0  # numpy too; 22.4 px
 
 
@@ -71,10 +71,10 @@ def test_pck_curve_auc_of_a_step():
     pred, gt = offsets([10.0] * 4, n=3)  # every error is exactly 10 px
     t = np.linspace(0, 30, 31)
     curve, auc = pck_curve(pred, gt, t)
-    # strict "<": 0 up to and including 10 px, 1 from 11 px
-    assert curve[:11].sum() == 0 and (curve[11:] == 1).all()
-    # trapezoid: a ramp from 10 to 11 (area 0.5) plus 19 px at 1, over a 30 px range
-    assert auc == pytest.approx(19.5 / 30)
+    # "<=": 0 below 10 px, 1 from 10 px on
+    assert curve[:10].sum() == 0 and (curve[10:] == 1).all()
+    # trapezoid: a ramp from 9 to 10 (area 0.5) plus 20 px at 1, over a 30 px range
+    assert auc == pytest.approx(20.5 / 30)
     # thresholds in units of norm: the same curve with norm 100 and t / 100
     curve2, auc2 = pck_curve(pred, gt, t / 100, norm=100)
     assert torch.equal(curve, curve2) and auc2 == pytest.approx(auc)
@@ -130,4 +130,4 @@ def test_keypoint_meter_accumulates_batches_in_original_pixels():
         meter.compute()
     with pytest.raises(KeyError, match="orig_size"):
         meter.update(torch.zeros(1, 42), torch.zeros(1, 42), {})
-    assert meter.log_items[0][1] == "PCK@0.05"
+    assert meter.log_items[0][1] == "PCK@0.05 (image size)"

@@ -130,10 +130,10 @@ def test_pck3d_curve_and_auc_by_hand():
     pred[0, :, 2] = [5.0, 15.0, 30.0, 60.0]  # errors in mm
     t = [0, 10, 20, 30, 40, 50]
     curve, auc = pck3d_curve(pred, gt, t)
-    # strict "<": 30 is not within 30
-    assert curve.tolist() == pytest.approx([0, 0.25, 0.5, 0.5, 0.75, 0.75])
-    # trapezoids of width 10: (0+.25)/2 + (.25+.5)/2 + .5 + (.5+.75)/2 + .75 = 2.375, / 5 widths
-    assert auc == pytest.approx(2.375 / 5)
+    # "<=": 30 is within 30
+    assert curve.tolist() == pytest.approx([0, 0.25, 0.5, 0.75, 0.75, 0.75])
+    # trapezoids of width 10: (0+.25)/2 + (.25+.5)/2 + (.5+.75)/2 + .75 + .75 = 2.625, / 5 widths
+    assert auc == pytest.approx(2.625 / 5)
     # default: FreiHAND's 0-50 mm in 100 steps; the area tends to mean((50 - d)+) / 50
     curve, auc = pck3d_curve(pred, gt)
     assert len(curve) == len(PCK3D_THRESHOLDS_MM) == 100
@@ -144,8 +144,9 @@ def test_fraction_within_is_the_reference_accuracy():
     gt = np.zeros((1, 4, 3))
     pred = gt.copy()
     pred[0, :, 0] = [10.0, 49.9, 50.0, 80.0]
-    assert fraction_within(pred, gt) == pytest.approx(0.5)  # within 50 mm, strictly
-    assert fraction_within(pred / 1000, gt / 1000, 0.05) == pytest.approx(0.5)  # in metres
+    assert fraction_within(pred, gt) == pytest.approx(0.75)  # within 50 mm, 50 included
+    assert fraction_within(pred, gt, 49.99) == pytest.approx(0.5)
+    assert fraction_within(pred / 1000, gt / 1000, 0.05) == pytest.approx(0.75)  # in metres
     assert fraction_within(pred, gt, 100.0) == 1.0
 
 
