@@ -23,13 +23,11 @@ keypoints and crowd regions have no keypoints to learn from; COCO's evaluation i
 from __future__ import annotations
 
 import json
-import shutil
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ..downloads import download_file
+from ..downloads import download_file, extract_zip
 from ..images import ImageReadError
 from .freihand import DatasetNotFoundError
 
@@ -220,11 +218,8 @@ def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> 
     if not all(p.is_file() for p in wanted):
         zpath = download_file(COCO_URLS["annotations"], root / "annotations_trainval2017.zip")
         (root / "annotations").mkdir(exist_ok=True)
-        with zipfile.ZipFile(zpath) as zf:
-            for s in SPLITS:
-                member = f"annotations/person_keypoints_{s}2017.json"
-                with zf.open(member) as src, open(root / member, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
+        # only the two keypoint files: they land in root/annotations/
+        extract_zip(zpath, root, [f"annotations/person_keypoints_{s}2017.json" for s in SPLITS])
         if not keep_zip:
             zpath.unlink()
     for split in splits:
@@ -234,8 +229,7 @@ def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> 
             continue
         key = f"{split}2017"
         zpath = download_file(COCO_URLS[key], root / f"{key}.zip")
-        with zipfile.ZipFile(zpath) as zf:
-            zf.extractall(root)  # the zip holds the folder val2017/ (or train2017/)
+        extract_zip(zpath, root)  # the zip holds the folder val2017/ (or train2017/)
         stamp.touch()
         if not keep_zip:
             zpath.unlink()

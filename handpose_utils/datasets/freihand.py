@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..camera import project
-from ..downloads import download_file
+from ..downloads import download_file, extract_zip
 from ..images import image_size
 
 FREIHAND_URL = "https://lmb.informatik.uni-freiburg.de/data/freihand/FreiHAND_pub_v2.zip"
@@ -287,8 +286,7 @@ def download_freihand(
             continue
         zpath = download_file(url, root / url.rsplit("/", 1)[1])
         staging = root / (zpath.stem + ".extract")
-        with zipfile.ZipFile(zpath) as zf:
-            zf.extractall(staging)
+        extract_zip(zpath, staging)
         found = _find_file(staging, marker)
         if found is None:
             raise DatasetNotFoundError(f"{zpath} did not contain {marker}; the download is broken")

@@ -41,9 +41,9 @@ import json
 import math
 import os
 import re
-import zipfile
 from pathlib import Path
 
+from ..downloads import BrokenArchiveError, extract_zip
 from .freihand import DatasetNotFoundError
 
 OUHANDS_PAGE = "https://www.oulu.fi/cmvs/node/41445"
@@ -182,12 +182,9 @@ def install_ouhands(archives, root: str | Path, keep_archives: bool = True) -> P
         if not archive.is_file():
             raise DatasetNotFoundError(f"archive not found: {archive}. " + HOW_TO_GET_OUHANDS)
         try:
-            with zipfile.ZipFile(archive) as zf:
-                zf.extractall(root)
-        except zipfile.BadZipFile as err:
-            raise DatasetNotFoundError(
-                f"{archive} is not a valid zip archive ({err}): the download or copy is "
-                "incomplete; fetch it again") from err
+            extract_zip(archive, root)
+        except BrokenArchiveError as err:
+            raise DatasetNotFoundError(str(err)) from err
         if not keep_archives:
             archive.unlink()
     found = find_ouhands_root(root)

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import pickle
 import shutil
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..downloads import download_file
+from ..downloads import download_file, extract_zip
 from ..skeletons import (
     RHD_LEFT,
     RHD_MASK_LEFT,
@@ -45,6 +44,7 @@ from .freihand import DatasetNotFoundError
 
 __all__ = [
     "RHD_URL",
+    "RHD_BYTES",
     "RHD_SIZE",
     "RHD_PAGE",
     "RHD_SPLITS",
@@ -67,6 +67,7 @@ RHD_URL = "https://lmb.informatik.uni-freiburg.de/data/RenderedHandpose/RHD_v1-1
 # The official page lists 7.1 GB (Content-Length 7,080,690,299 bytes, as recorded by a third-party
 # dataset survey); it could not be checked from the machine this course was written on.
 RHD_SIZE = "7.1 GB"
+RHD_BYTES = 7_080_690_299
 RHD_PAGE = "https://lmb.informatik.uni-freiburg.de/resources/datasets/RenderedHandposeDataset.en.html"
 RHD_SPLITS = ("training", "evaluation")
 RHD_DEPTH_MAX_M = 5.0  # depth PNGs span 0..5 m in 65,536 steps (about 0.08 mm)
@@ -314,9 +315,12 @@ def download_rhd(root: str | Path, keep_zip: bool = False) -> Path:
     target = root / "RHD_published_v2"
     marker = target / "training" / "anno_training.pickle"
     if not marker.is_file():
-        zpath = download_file(RHD_URL, root / RHD_URL.rsplit("/", 1)[1])
-        with zipfile.ZipFile(zpath) as zf:
-            zf.extractall(root)
+        # The byte count recorded above: a short or different archive is caught before it is
+        # opened, including one an older version of this course left under the final name. Were
+        # the server's file ever to change size, the error says so before downloading anything;
+        # setting rhd.RHD_BYTES = None then skips the check.
+        zpath = download_file(RHD_URL, root / RHD_URL.rsplit("/", 1)[1], size=RHD_BYTES)
+        extract_zip(zpath, root)
         if not marker.is_file():
             found = next(root.glob("**/training/anno_training.pickle"), None)
             if found is None:
