@@ -69,8 +69,9 @@ def download_file(url: str, dest: str | Path, timeout: float = 60.0, progress: b
 
 
 def file_sha256(path: str | Path) -> str:
-    """The SHA-256 hex digest of a file, read in 1 MiB chunks (a multi-GB archive never sits
-    in memory; hashing runs at a few hundred MB/s, so about a minute for 18 GB)."""
+    """The SHA-256 hex digest of a file, read in 1 MiB chunks, so a multi-GB archive never sits
+    in memory. About 1 GB/s from cached files on a recent CPU; reading from disk is usually
+    slower, so an 18 GB archive takes from 20 s to a few minutes."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
@@ -283,7 +284,7 @@ def _of(total: int | None) -> str:
     return f" of {total:,}" if total is not None else ""
 
 
-# A SHA-256 check reads the whole file: about a minute for an 18 GB archive, too slow to repeat
+# A SHA-256 check reads the whole file: up to minutes for an 18 GB archive, too slow to repeat
 # whenever a notebook calls download_file again, while comparing sizes alone misses a file of
 # the right length with damaged bytes. So a file that matched its hash gets a small record
 # ``<dest>.verified`` (hash, size, modification time); later calls trust it without hashing
