@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import handpose_utils as hp
 from handpose_utils.datasets.coco import find_coco_files, prepare_coco
@@ -236,3 +237,86 @@ def test_prepare_coco_splits_val2017_by_image(realdata, tmp_path):
     assert train_ids.isdisjoint(data["val_image_ids"])
     assert len(data["train"]) + len(data["val"]) == 12
     assert "not comparable" in data["protocol"]
+
+
+# --------------------------------------------------------------------------------------------
+# Malformed annotation files fail loudly, naming the file, the entry and what is wrong
+
+
+def _tiny_coco(tmp_path, edit=None):
+    """One 64 x 48 image with one person (annotation id 7), in the standard layout; ``edit``
+    changes the JSON content before it is written."""
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    (root / "val2017").mkdir()
+    Image.new("RGB", (64, 48), (120, 80, 40)).save(root / "val2017" / "000000000001.jpg")
+    data = {
+        "images": [{"id": 1, "file_name": "000000000001.jpg", "width": 64, "height": 48}],
+        "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                         "keypoints": [20, 20, 2] * 16 + [30, 25, 1], "num_keypoints": 17,
+                         "bbox": [10.0, 5.0, 30.0, 35.0], "area": 600.0}],
+        "categories": [hp.skeletons.coco_category()],
+    }
+    if edit is not None:
+        edit(data)
+    (root / "annotations" / "person_keypoints_val2017.json").write_text(json.dumps(data))
+    return root
+
+
+def _ann(data):
+    return data["annotations"][0]
+
+
+def test_tiny_coco_reads(tmp_path):
+    (r,) = hp.load_coco_keypoints(_tiny_coco(tmp_path), "val")
+    assert r["ann_id"] == 7 and r["visible"][-1] == 1 and r["bbox"] == [10.0, 5.0, 30.0, 35.0]
+
+
+@pytest.mark.parametrize("bbox", [[10.0, float("nan"), 30.0, 35.0], [10.0, 5.0, 30.0],
+                                  [10.0, 5.0, "wide", 35.0]])
+def test_unusable_bbox_names_the_annotation(tmp_path, bbox):
+    root = _tiny_coco(tmp_path, lambda d: _ann(d).update(bbox=bbox))
+    with pytest.raises(ValueError, match=r"person_keypoints_val2017\.json: annotation 7 "
+                                         r"\(image 1\).*bbox"):
+        hp.load_coco_keypoints(root, "val")
+
+
+@pytest.mark.parametrize("v", [-1, 7, 1.5])
+def test_visibility_outside_0_1_2_is_rejected(tmp_path, v):
+    def edit(d):
+        _ann(d)["keypoints"][3 * 4 + 2] = v  # joint 4
+    with pytest.raises(ValueError, match=rf"annotation 7 .*joint\(s\) \[4\].*{v}.*0, 1 or 2"):
+        hp.load_coco_keypoints(_tiny_coco(tmp_path, edit), "val")
+
+
+def test_wrong_number_of_keypoint_values_is_explained(tmp_path):
+    root = _tiny_coco(tmp_path, lambda d: _ann(d)["keypoints"].append(0))
+    with pytest.raises(ValueError, match=r"annotation 7 .*52 keypoint values.*51 = 17 x 3"):
+        hp.load_coco_keypoints(root, "val")
+
+
+@pytest.mark.parametrize("where,key", [
+    ("annotations", "bbox"), ("annotations", "id"), ("annotations", "image_id"),
+    ("annotations", "keypoints"), ("images", "width"), ("images", "height"), ("images", "id"),
+    ("images", "file_name"),
+])
+def test_missing_key_names_the_entry_and_the_key(tmp_path, where, key):
+    root = _tiny_coco(tmp_path, lambda d: d[where][0].pop(key))
+    with pytest.raises(ValueError, match=rf"person_keypoints_val2017\.json: {where}\[0\].*"
+                                         rf"no '{key}'"):
+        hp.load_coco_keypoints(root, "val")
+
+
+def test_missing_num_keypoints_is_explained(tmp_path):
+    root = _tiny_coco(tmp_path, lambda d: _ann(d).pop("num_keypoints"))
+    with pytest.raises(ValueError, match=r"annotation 7 .*no 'num_keypoints'.*v > 0"):
+        hp.load_coco_keypoints(root, "val")
+
+
+def test_no_person_kept_from_a_non_empty_file_is_explained(tmp_path):
+    root = _tiny_coco(tmp_path, lambda d: _ann(d).update(iscrowd=1))
+    with pytest.raises(ValueError, match=r"none of its 1 annotation.*1 crowd"):
+        hp.load_coco_keypoints(root, "val")
+    root = _tiny_coco(tmp_path / "b")
+    with pytest.raises(ValueError, match=r"1 with fewer than 18 labelled joints"):
+        hp.load_coco_keypoints(root, "val", min_keypoints=18)

@@ -106,6 +106,66 @@ def coco_image_ids(samples: list[dict]) -> list[int]:
     return sorted({int(s["image_id"]) for s in samples})
 
 
+_IMAGE_KEYS = ("id", "file_name", "width", "height")
+_PERSON_KEYS = ("id", "image_id", "keypoints", "bbox")  # and num_keypoints, checked on its own
+
+
+def _require(entry, keys, where: str, ann_file: Path) -> None:
+    """Raise naming the entry and the first missing key (a bare KeyError names neither)."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"{ann_file}: {where} is a {type(entry).__name__}, not a JSON object; "
+                         "the file is not a COCO annotation file")
+    for key in keys:
+        if key not in entry:
+            ident = f" (id {entry['id']})" if "id" in entry else ""
+            needs = (f"every image entry needs {', '.join(_IMAGE_KEYS)}" if keys == _IMAGE_KEYS
+                     else f"every person annotation needs {', '.join(_PERSON_KEYS)}")
+            raise ValueError(f"{ann_file}: {where}{ident} has no {key!r}; {needs}. Fix the "
+                             "entry, or download or generate the file again.")
+
+
+def _checked_person(ann: dict, index: int, ann_file: Path):
+    """``(keypoints (17, 3), num_keypoints, bbox, area)`` of a non-crowd annotation, checked.
+
+    Every problem raises naming the annotation: a NaN box would otherwise be clipped into a
+    made-up one, and a visibility of 7 would pass as "visible"."""
+    _require(ann, _PERSON_KEYS, f"annotations[{index}]", ann_file)
+    where = f"{ann_file}: annotation {ann['id']} (image {ann['image_id']})"
+    if "num_keypoints" not in ann:
+        raise ValueError(
+            f"{where} has no 'num_keypoints'. COCO stores it with every annotation (the number "
+            "of joints with v > 0) and pycocotools' COCOeval needs it too: add it, e.g. "
+            "ann['num_keypoints'] = sum(v > 0 for v in ann['keypoints'][2::3])."
+        )
+    try:
+        kp = np.asarray(ann["keypoints"], dtype=np.float64)
+        box = np.asarray(ann["bbox"], dtype=np.float64)
+        area = float(ann.get("area", 1.0))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{where}: keypoints, bbox and area must be numbers ({err})") from None
+    if kp.shape != (51,):
+        raise ValueError(
+            f"{where} has {kp.size} keypoint values; expected 51 = 17 x 3 (x, y, v for each of "
+            "COCO's 17 person joints). Is this a person-keypoints file with the COCO-17 skeleton?"
+        )
+    kp = kp.reshape(17, 3)
+    if not np.isfinite(kp).all():
+        raise ValueError(f"{where}: keypoints hold NaN or inf: {kp.tolist()}")
+    bad_v = np.flatnonzero(~np.isin(kp[:, 2], (0, 1, 2)))
+    if len(bad_v):
+        raise ValueError(
+            f"{where}: joint(s) {bad_v.tolist()} have visibility {ann['keypoints'][2::3][bad_v[0]]}"
+            f"{' (and more)' if len(bad_v) > 1 else ''}; COCO's "
+            "v must be 0, 1 or 2 (unlabelled, labelled but occluded, visible)"
+        )
+    if box.shape != (4,) or not np.isfinite(box).all():
+        raise ValueError(f"{where}: bbox must be 4 finite numbers [x, y, w, h], got "
+                         f"{ann['bbox']}")
+    if not np.isfinite(area):
+        raise ValueError(f"{where}: area is {area}, expected a finite number of pixels")
+    return kp, int(ann["num_keypoints"]), box.tolist(), area
+
+
 def load_coco_keypoints(
     root: str | Path | None = None,
     split: str = "val",
@@ -127,6 +187,11 @@ def load_coco_keypoints(
     joints and a box of positive size. ``check_images`` checks that every image file exists.
     ``max_samples`` keeps the people of the first images up to that many people (whole images,
     so no image is split between subsets).
+
+    Malformed entries raise a ``ValueError`` that names the file, the entry and what is wrong: a
+    missing key, a box that is not 4 finite numbers, other than 51 keypoint values, a
+    visibility other than 0, 1 or 2, no ``num_keypoints``. A file from which no person is kept
+    raises too, counting why each annotation was left out.
     """
     if ann_file is None or image_dir is None:
         if root is None:
@@ -138,32 +203,39 @@ def load_coco_keypoints(
     if not image_dir.is_dir():
         raise DatasetNotFoundError(f"COCO image folder not found: {image_dir}. " + _HOW_TO_GET)
     data = read_coco_json(ann_file)
-    images = {im["id"]: im for im in data["images"]}
+    images = {}
+    for i, im in enumerate(data["images"]):
+        _require(im, _IMAGE_KEYS, f"images[{i}]", ann_file)
+        images[im["id"]] = im
     source = "synthetic-COCO" if (ann_file.parent.parent / "synthetic_meta.json").is_file() \
         else "COCO"
-    by_image: dict[int, list[dict]] = {}
-    for ann in data["annotations"]:
-        by_image.setdefault(ann["image_id"], []).append(ann)
+    by_image: dict[int, list[tuple[int, dict]]] = {}  # image id -> (index in file, annotation)
+    for i, ann in enumerate(data["annotations"]):
+        _require(ann, ("id", "image_id"), f"annotations[{i}]", ann_file)
+        by_image.setdefault(ann["image_id"], []).append((i, ann))
     records = []
+    dropped = {"crowd": 0, "few": 0, "box": 0}  # why people were left out, for an empty result
     for image_id in sorted(by_image):
         im = images.get(image_id)
         if im is None:
-            raise ValueError(f"{ann_file}: annotation(s) {[a['id'] for a in by_image[image_id]][:5]}"
-                             f" refer to image_id {image_id}, which is not in 'images'")
+            ids = [a["id"] for _, a in by_image[image_id]][:5]
+            raise ValueError(f"{ann_file}: annotation(s) {ids} refer to image_id {image_id}, "
+                             "which is not in 'images'")
         w_img, h_img = im["width"], im["height"]
         people = []
-        for ann in by_image[image_id]:
-            if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) < min_keypoints:
+        for index, ann in by_image[image_id]:
+            if ann.get("iscrowd", 0):
+                dropped["crowd"] += 1
                 continue
-            kp = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
-            if len(kp) != 17 or not np.isfinite(kp).all():
-                raise ValueError(f"{ann_file}: annotation {ann['id']} (image {image_id}) has "
-                                 f"{kp.size} keypoint values or non-finite ones; expected 51")
-            x, y, w, h = ann["bbox"]
+            kp, num_keypoints, (x, y, w, h), area = _checked_person(ann, index, ann_file)
+            if num_keypoints < min_keypoints:
+                dropped["few"] += 1
+                continue
             # Clip the box to the image (as MMPose does); drop boxes with nothing left.
             x0, y0 = max(0.0, x), max(0.0, y)
             x1, y1 = min(w_img - 1.0, x + max(0.0, w)), min(h_img - 1.0, y + max(0.0, h))
-            if x1 <= x0 or y1 <= y0 or ann.get("area", 1) <= 0:
+            if x1 <= x0 or y1 <= y0 or area <= 0:
+                dropped["box"] += 1
                 continue
             people.append({
                 "image_path": str(image_dir / im["file_name"]),
@@ -172,8 +244,8 @@ def load_coco_keypoints(
                 "keypoints": kp[:, :2].reshape(-1).round(3).tolist(),
                 "visible": kp[:, 2].astype(int).tolist(),
                 "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "area": float(ann["area"]),
-                "num_keypoints": int(ann["num_keypoints"]),
+                "area": area,
+                "num_keypoints": num_keypoints,
                 "width": int(w_img),
                 "height": int(h_img),
                 "split": split,
@@ -183,6 +255,17 @@ def load_coco_keypoints(
         if max_samples is not None and records and len(records) + len(people) > max_samples:
             break
         records.extend(people)
+    if not records:
+        n = len(data["annotations"])
+        why = ("it has no annotations" if not n else
+               f"none of its {n} annotation(s) is usable ({dropped['crowd']} crowd region(s), "
+               f"{dropped['few']} with fewer than {min_keypoints} labelled joints, "
+               f"{dropped['box']} with an empty box or area)")
+        raise ValueError(
+            f"{ann_file}: no person kept from this file: {why}. Check that this is a "
+            "person-keypoints file (person_keypoints_*.json, not instances_*.json or "
+            "image_info_*.json), or lower min_keypoints."
+        )
     if check_images:
         missing = sorted({r["image_path"] for r in records if not Path(r["image_path"]).is_file()})
         if missing:
