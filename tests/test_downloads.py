@@ -274,4 +274,4 @@ def test_dataset_downloads_report_a_broken_archive(tmp_path):
     rz.write_bytes(b"PK\x03\x04 cut short")
     with pytest.raises(OSError, match="[Dd]elete") as err:
         rhd.download_rhd(rz.parent)
-    assert str(rz) in str(err.value) and "7,080,690,299" in str(err.value)
+    assert str(rz) in str(err.value)

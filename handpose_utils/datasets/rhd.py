@@ -44,7 +44,6 @@ from .freihand import DatasetNotFoundError
 
 __all__ = [
     "RHD_URL",
-    "RHD_BYTES",
     "RHD_SIZE",
     "RHD_PAGE",
     "RHD_SPLITS",
@@ -64,10 +63,10 @@ __all__ = [
 ]
 
 RHD_URL = "https://lmb.informatik.uni-freiburg.de/data/RenderedHandpose/RHD_v1-1.zip"
-# The official page lists 7.1 GB (Content-Length 7,080,690,299 bytes, as recorded by a third-party
-# dataset survey); it could not be checked from the machine this course was written on.
+# The official page lists 7.1 GB. A third-party dataset survey recorded a Content-Length of
+# 7,080,690,299 bytes, which could not be checked from here: it is not enforced, the server's own
+# Content-Length is (a cut download fails, and a damaged zip is reported when it is opened).
 RHD_SIZE = "7.1 GB"
-RHD_BYTES = 7_080_690_299
 RHD_PAGE = "https://lmb.informatik.uni-freiburg.de/resources/datasets/RenderedHandposeDataset.en.html"
 RHD_SPLITS = ("training", "evaluation")
 RHD_DEPTH_MAX_M = 5.0  # depth PNGs span 0..5 m in 65,536 steps (about 0.08 mm)
@@ -315,11 +314,7 @@ def download_rhd(root: str | Path, keep_zip: bool = False) -> Path:
     target = root / "RHD_published_v2"
     marker = target / "training" / "anno_training.pickle"
     if not marker.is_file():
-        # The byte count recorded above: a short or different archive is caught before it is
-        # opened, including one an older version of this course left under the final name. Were
-        # the server's file ever to change size, the error says so before downloading anything;
-        # setting rhd.RHD_BYTES = None then skips the check.
-        zpath = download_file(RHD_URL, root / RHD_URL.rsplit("/", 1)[1], size=RHD_BYTES)
+        zpath = download_file(RHD_URL, root / RHD_URL.rsplit("/", 1)[1])
         extract_zip(zpath, root)
         if not marker.is_file():
             found = next(root.glob("**/training/anno_training.pickle"), None)
