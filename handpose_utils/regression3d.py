@@ -365,12 +365,24 @@ def pose3d_loss(kind: str = "mse") -> nn.Module:
 # Metrics over a whole set
 
 
-def pose3d_metrics(pred_mm, gt_mm, xyz=None, K=None, root: int = ROOT_JOINT) -> dict:
+def pose3d_metrics(pred_mm, gt_mm, xyz=None, K=None, root: int = ROOT_JOINT,
+                   allow_reflection: bool = False) -> dict:
     """Every 3D number of the notebook for root-relative predictions and ground truth in mm
     (``(N, 21, 3)``): ``mpjpe``, ``pa_mpjpe``, ``pck3d_auc`` and ``pa_pck3d_auc`` (0-50 mm),
     ``pck3d@20mm``, ``within_50mm`` (the reference's "accuracy") and, with the absolute ground
-    truth ``xyz`` and cameras ``K``, ``reproj_px``."""
-    aligned = procrustes_align(pred_mm, gt_mm)
+    truth ``xyz`` and cameras ``K``, ``reproj_px``.
+
+    What these are, precisely, next to FreiHAND's official ``eval.py``:
+
+    * ``mpjpe`` is **root-relative** (both skeletons with joint 9, the middle MCP, at the
+      origin). FreiHAND's unaligned "keypoint error" compares **absolute** camera-frame xyz
+      instead, so it also counts where the hand is; the two are not the same number.
+    * ``pa_mpjpe`` / ``pa_pck3d_auc``: after a similarity Procrustes alignment that is a
+      **rotation** by default; FreiHAND's aligned error also allows a **reflection** (scipy's
+      ``orthogonal_procrustes``). ``allow_reflection=True`` gives FreiHAND's alignment: a
+      mirror-image prediction then scores 0 instead of tens of millimetres.
+    * PCK counts errors ``<=`` the threshold, as FreiHAND does."""
+    aligned = procrustes_align(pred_mm, gt_mm, allow_reflection)
     out = {
         "mpjpe": mpjpe(pred_mm, gt_mm),
         "pa_mpjpe": mpjpe(aligned, gt_mm),
@@ -433,10 +445,10 @@ def mean_pose(records: Sequence[dict], root: int = ROOT_JOINT) -> np.ndarray:
 def metrics_table(results: dict[str, dict]) -> str:
     """A Markdown table of :func:`pose3d_metrics` results, one column per model or split
     (``{"ResNet-50": {...}, "mean pose": {...}}``); display with ``IPython.display.Markdown``."""
-    rows = [("mpjpe", "MPJPE, root-relative (mm)", "{:.1f}"),
-            ("pa_mpjpe", "PA-MPJPE, Procrustes-aligned (mm)", "{:.1f}"),
-            ("pck3d_auc", "3D PCK AUC, 0-50 mm", "{:.3f}"),
-            ("pa_pck3d_auc", "3D PCK AUC, aligned", "{:.3f}"),
+    rows = [("mpjpe", "MPJPE, root-relative: joint 9 at the origin (mm)", "{:.1f}"),
+            ("pa_mpjpe", "PA-MPJPE, Procrustes-aligned, rotations only (mm)", "{:.1f}"),
+            ("pck3d_auc", "3D PCK AUC, 0-50 mm, root-relative", "{:.3f}"),
+            ("pa_pck3d_auc", "3D PCK AUC, 0-50 mm, aligned", "{:.3f}"),
             ("pck3d@20mm", "joints within 20 mm", "{:.1%}"),
             ("within_50mm", "joints within 50 mm (reference's \"accuracy\")", "{:.1%}"),
             ("reproj_px", "2D reprojection error, GT root (px)", "{:.1f}")]

@@ -126,7 +126,7 @@ def test_boxes_from_keypoints_and_clamp():
     torch.testing.assert_close(boxes[:, :2], uv[:, 9])  # centred on the middle MCP
     half = 128 / boxes[0, 2]
     assert ((uv[0] - boxes[0, :2]).abs().amax() <= half + 1e-3)  # every keypoint inside
-    assert boxes[1, 2] == pytest.approx(256 / (0.08 * 320))  # side clamped: scale 10, not more
+    assert boxes[1, 2] == pytest.approx(256 / 50)  # side clamped at the reader's 50 px
     assert (boxes[:, 2] >= 1.0).all()  # the paper's scale >= 1 at 256/320
     none = boxes_from_keypoints(uv, torch.zeros_like(vis), 256, (320, 320))
     torch.testing.assert_close(none[:, :2], torch.full((2, 2), 159.5))
@@ -197,10 +197,15 @@ def test_eval_protocol():
     assert m["epe_mean"] == pytest.approx(10.0) and m["epe_median"] == pytest.approx(10.0)
     assert m["count"] == 63 and m["pck"][-1] == 1.0 and m["pck"][0] == pytest.approx(1 / 3)
     assert m["auc"] == pytest.approx(1 - 10 / 30, abs=0.03)
-    m3 = h3.eval_3d(pred * 2, gt)  # 0, 20, 40, 60 mm
-    assert m3["epe_mean"] == pytest.approx(30.0)
-    # From 21 mm on, PCK is 0.5 (below 40 mm) then 0.75: the 20-50 area lies between them.
-    assert 0.5 < m3["auc_20_50"] < 0.75 and m3["auc"] < m3["auc_20_50"]
+    gt3 = torch.zeros(4, 21, 3)
+    pred3 = gt3.clone()
+    moved = [j for j in range(21) if j not in (0, 9)]  # the palm point (joints 0, 9) stays put
+    pred3[:, moved, 0] = torch.arange(4.0)[:, None] * 20  # 0, 20, 40, 60 mm for 19 joints
+    m3 = h3.eval_3d(pred3, gt3)
+    assert m3["epe_mean"] == pytest.approx(30.0 * 19 / 21)
+    # From 21 mm on, PCK of the 19 is 0.5 (below 40 mm) then 0.75, of the other 2 it is 1.
+    assert (0.5 * 19 + 2) / 21 < m3["auc_20_50"] < (0.75 * 19 + 2) / 21
+    assert m3["auc"] < m3["auc_20_50"]
     iou = h3.segmentation_iou(torch.tensor([[[1, 1, 0, 0]]]), torch.tensor([[[0, 1, 1, 0]]]))
     assert iou["iou"] == pytest.approx(1 / 3)
 

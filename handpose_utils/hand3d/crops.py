@@ -11,10 +11,21 @@ pixels per image pixel). With pixel centres at integers (the course's convention
 Boxes come from the **ground truth** when training PoseNet and PosePrior
 (:func:`boxes_from_keypoints`, centred on the middle MCP like the paper, with optional jitter
 that mimics an imperfect detector), and from **HandSegNet's hand channel** at test time
-(:func:`boxes_from_segmentation`). Either way the box side is clamped to a range of fractions of
-the image size, the paper's scale clamp: with C = 256 on 320 px images, ``(0.08, 0.8)`` is the
-official clamp of the scale to [1, 10]. The scale is a float (the reference divided with ``//``,
-which makes it 0 for every box smaller than the crop).
+(:func:`boxes_from_segmentation`). The box side is clamped as in the paper's code, which clamps
+the two kinds differently (numbers for its C = 256 crops of 320 px RHD images):
+
+* ground truth (``data/BinaryDbReader.py``): the side is clamped to 50-500 px, then the scale
+  ``256 / side`` to [1, 10], i.e. the side to 25.6-256 px; together **50-256 px**
+  (:data:`GT_SIDE_RANGE`);
+* segmentation (``nets/ColorHandPose3DNetwork.py``: the mask's box side times 1.25, then the
+  scale clamped to [0.25, 5]): **51.2-1024 px** (:data:`SEG_SIDE_RANGE`). A big hand keeps its
+  fingertips: the 1.25x box of a 240 px mask is 300 px, not cut to 256.
+
+The ranges are stored as fractions of the image side, so the same geometry holds for other image
+and crop sizes (e.g. the CPU default's 128 px crops of 320 px images). A ground-truth box still
+never zooms out (scale >= 1 at 256/320): a hand whose keypoints reach more than 128 px from the
+middle MCP loses its extremes there, in the paper too. The scale is a float (the reference
+divided with ``//``, which makes it 0 for every box smaller than the crop).
 
 **Score maps** (an MMPose-style codec, encode and decode side by side): PoseNet predicts one
 ``S x S`` map per keypoint (S = C / 8); :func:`encode_scoremaps` renders Gaussian targets
@@ -29,7 +40,9 @@ import torch.nn.functional as F
 
 __all__ = [
     "CENTER_JOINT",
-    "DEFAULT_SIDE_RANGE",
+    "REFERENCE_IMAGE_SIZE",
+    "GT_SIDE_RANGE",
+    "SEG_SIDE_RANGE",
     "normalize_images",
     "to_crop",
     "from_crop",
@@ -45,7 +58,11 @@ __all__ = [
 ]
 
 CENTER_JOINT = 9  # middle MCP (RHD's kp 12): the paper's crop centre
-DEFAULT_SIDE_RANGE = (0.08, 0.8)  # box side as a fraction of the image size (paper: 25.6-256 px)
+REFERENCE_IMAGE_SIZE = 320  # RHD's image side, in which the paper's pixel numbers are given
+# Box side as a fraction of the image side. Ground truth: side 50-500 px, then scale 256/side in
+# [1, 10] (side 25.6-256 px): 50-256 px. Segmentation: scale in [0.25, 5]: side 51.2-1024 px.
+GT_SIDE_RANGE = (50 / REFERENCE_IMAGE_SIZE, 256 / REFERENCE_IMAGE_SIZE)
+SEG_SIDE_RANGE = (256 / 5 / REFERENCE_IMAGE_SIZE, 256 / 0.25 / REFERENCE_IMAGE_SIZE)
 
 
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
@@ -69,7 +86,7 @@ def from_crop(uv_crop: torch.Tensor, boxes: torch.Tensor, crop_size: int) -> tor
 
 
 def clamp_scale(side: torch.Tensor, crop_size: int, image_size: float,
-                side_range=DEFAULT_SIDE_RANGE) -> torch.Tensor:
+                side_range=GT_SIDE_RANGE) -> torch.Tensor:
     """Box side (image pixels) -> crop scale ``C / side``, with the side clamped to
     ``side_range`` times the image size."""
     lo, hi = side_range[0] * image_size, side_range[1] * image_size
@@ -81,7 +98,7 @@ def boxes_from_keypoints(
     visible: torch.Tensor,
     crop_size: int,
     image_size: tuple[int, int],
-    side_range=DEFAULT_SIDE_RANGE,
+    side_range=GT_SIDE_RANGE,
     margin: float = 1.0,
     center_noise: float = 0.0,
     offset_noise: float = 0.0,
@@ -91,7 +108,8 @@ def boxes_from_keypoints(
     """Ground-truth crop boxes ``(B, 3)``, as the paper's data reader makes them.
 
     Centre: the middle MCP. Side: twice the largest distance from the centre to a visible
-    keypoint (clipped to the image), times ``margin``, clamped (:func:`clamp_scale`). Training
+    keypoint (clipped to the image), times ``margin``, clamped to the paper's ground-truth range
+    (:data:`GT_SIDE_RANGE`: 50-256 px on 320 px images; :func:`clamp_scale`). Training
     jitter, each a fraction of the image size (paper at 320 px: 20 px, 10 px, x1.0-1.2):
     ``center_noise`` moves the centre **before** the side is measured (the hand stays inside),
     ``offset_noise`` shifts the box after (keypoints may leave it), ``scale_noise`` zooms in by a
@@ -148,11 +166,13 @@ def single_object(mask: torch.Tensor, score: torch.Tensor, max_iter: int | None 
     return blob[:, 0] > 0.5
 
 
-def boxes_from_mask(mask: torch.Tensor, crop_size: int, side_range=DEFAULT_SIDE_RANGE,
+def boxes_from_mask(mask: torch.Tensor, crop_size: int, side_range=SEG_SIDE_RANGE,
                     margin: float = 1.25) -> torch.Tensor:
     """Crop boxes ``(B, 3)`` from ``(B, H, W)`` boolean hand masks: centred on the mask's
-    bounding box, side = its longer side times ``margin`` (room for fingertips the mask
-    missed), clamped. An empty mask gives a centred box of the largest allowed side."""
+    bounding box, side = its longer side times ``margin`` (the paper's 1.25: room for fingertips
+    the mask missed), clamped to the paper's segmentation range (:data:`SEG_SIDE_RANGE`: scale
+    0.25-5 at 256/320). An empty mask gives a centred box of the whole image (at most the
+    largest allowed side)."""
     b, h, w = mask.shape
     ref = float(max(h, w))
     ys = torch.arange(h, device=mask.device, dtype=torch.float32)
@@ -167,11 +187,11 @@ def boxes_from_mask(mask: torch.Tensor, crop_size: int, side_range=DEFAULT_SIDE_
     cx = torch.where(found, (x0 + x1) / 2, torch.full_like(x0, (w - 1) / 2))
     cy = torch.where(found, (y0 + y1) / 2, torch.full_like(y0, (h - 1) / 2))
     side = torch.maximum(x1 - x0 + 1, y1 - y0 + 1) * margin
-    side = torch.where(found, side, torch.full_like(side, side_range[1] * ref))
+    side = torch.where(found, side, torch.full_like(side, min(side_range[1], 1.0) * ref))
     return torch.stack([cx, cy, clamp_scale(side, crop_size, ref, side_range)], dim=1)
 
 
-def boxes_from_segmentation(logits: torch.Tensor, crop_size: int, side_range=DEFAULT_SIDE_RANGE,
+def boxes_from_segmentation(logits: torch.Tensor, crop_size: int, side_range=SEG_SIDE_RANGE,
                             margin: float = 1.25, threshold: float = 0.5
                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """HandSegNet logits ``(B, 2, H, W)`` -> ``(boxes, hand_prob, hand_mask)``.

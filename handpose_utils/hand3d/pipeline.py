@@ -14,7 +14,7 @@ from torch import nn
 
 from .. import env
 from .crops import (
-    DEFAULT_SIDE_RANGE,
+    SEG_SIDE_RANGE,
     boxes_from_keypoints,
     boxes_from_segmentation,
     crop_images,
@@ -40,12 +40,15 @@ class Hand3DPipeline(nn.Module):
     ``hand_mask`` (B, H, W).
 
     ``seg_size`` (H, W) runs HandSegNet at another resolution than the data (its logits are
-    resized back), e.g. a small one on a CPU.
+    resized back), e.g. a small one on a CPU. ``side_range`` and ``margin`` shape the boxes
+    from the segmentation: by default the paper's (the mask's box times 1.25, scale clamped to
+    [0.25, 5] at 256/320, :data:`~handpose_utils.hand3d.crops.SEG_SIDE_RANGE`); ground-truth
+    boxes use the reader's clamp (:data:`~handpose_utils.hand3d.crops.GT_SIDE_RANGE`).
     """
 
     def __init__(self, segnet: nn.Module, posenet: nn.Module, prior: nn.Module,
                  crop_size: int = 256, seg_size: tuple[int, int] | None = None,
-                 side_range=DEFAULT_SIDE_RANGE, margin: float = 1.25):
+                 side_range=SEG_SIDE_RANGE, margin: float = 1.25):
         super().__init__()
         self.segnet, self.posenet, self.prior = segnet, posenet, prior
         self.crop_size = crop_size
@@ -94,7 +97,10 @@ def run_pipeline(pipeline: Hand3DPipeline, dataset, batch_size: int = 16,
     ``crops``: ``"segmentation"`` (the full method) or ``"ground_truth"`` (boxes from the
     annotated keypoints, no jitter). Returns numpy arrays: ``uv_pred`` / ``uv_gt`` (N, 21, 2)
     original-image pixels, ``visible`` (N, 21), ``xyz_pred_mm`` / ``xyz_gt_mm`` (N, 21, 3)
-    root-relative millimetres (the prediction times the ground-truth bone length), ``boxes``,
+    millimetres in the networks' wrist-relative frame (the prediction as PosePrior gives it,
+    times the ground-truth bone length; the ground truth minus its wrist); pass them to
+    :func:`~handpose_utils.hand3d.evaluate.eval_3d`, which re-roots both at the palm point for
+    Zimmermann & Brox's protocol (with ``visible``, as their full-pipeline evaluation), ``boxes``,
     ``hand_side``, ``confidence`` and ``index``; with segmentation also ``intersection`` and
     ``union`` (N,) hand-pixel counts against the ground-truth mask (both hands, as HandSegNet
     is trained).

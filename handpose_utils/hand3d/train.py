@@ -31,7 +31,7 @@ from .data import (
     SegmentationBatch,
     make_loader,
 )
-from .evaluate import PoseNetMeter, PosePriorMeter, SegmentationMeter, eval_2d, eval_3d
+from .evaluate import PoseNetMeter, PosePriorMeter, SegmentationMeter
 from .nets import HandSegNet, PoseNet, PosePrior
 
 __all__ = [
@@ -309,7 +309,8 @@ def evaluate_stage(model: nn.Module, config: Hand3DConfig, records: list[dict], 
                    progress: bool = True) -> dict:
     """Evaluate one stage on its own, on ground-truth inputs: HandSegNet on whole images (hand
     IoU), PoseNet on ground-truth crops (2D protocol, original-image pixels), PosePrior on score
-    maps rendered from the ground-truth 2D keypoints (3D protocol, mm). Returns the meter's
+    maps rendered from the ground-truth 2D keypoints (3D, mm: Zimmermann & Brox's protocol for
+    PosePrior, palm root and all 21 joints). Returns the meter's
     numbers (``iou`` / ``epe_px`` / ``epe_mm`` ...) and, for PoseNet and PosePrior, the full
     protocol dict under ``"protocol"`` (with the PCK curve for plotting)."""
     parts = stage_parts(config)
@@ -321,7 +322,5 @@ def evaluate_stage(model: nn.Module, config: Hand3DConfig, records: list[dict], 
                    prepare_batch=parts["prepare_batch"], metrics=meter, device=device,
                    progress=progress, desc=f"evaluate {config.ID}")
     if config.stage != "handsegnet":
-        a = meter.arrays()
-        protocol = eval_2d if config.stage == "posenet" else eval_3d
-        out["protocol"] = protocol(a["pred"], a["gt"], a["visible"])
+        out["protocol"] = meter.protocol()  # PosePrior: palm root, all 21 joints (the paper's)
     return out
