@@ -7,16 +7,20 @@ package ask these functions instead of reading ``os.environ`` or ``sys.modules``
 Environment variables:
 
 * ``HANDPOSE_SMOKE=1``: smoke mode, used by the test suite. Tiny data, one epoch, small images and
-  ``num_workers=0``: every notebook runs top to bottom in seconds.
+  ``num_workers=0``: every notebook runs top to bottom in seconds. ``1``, ``true``, ``yes``,
+  ``on`` turn it on; ``0``, ``false``, ``no``, ``off`` or empty (or unset) leave it off; case is
+  ignored. Anything else raises, rather than silently running at full size.
 * ``HANDPOSE_DATA``: where datasets are generated and downloaded (default: the repo's ``data/``
   folder, or ``/content/data`` in Colab).
-* ``HANDPOSE_DEVICE``: force a device, e.g. ``cpu`` to compare with a GPU run.
+* ``HANDPOSE_DEVICE``: force a device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, e.g. ``cpu`` to
+  compare with a GPU run. Other names, or a device this machine does not have, raise.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +32,9 @@ SMOKE_VAR = "HANDPOSE_SMOKE"
 DATA_VAR = "HANDPOSE_DATA"
 DEVICE_VAR = "HANDPOSE_DEVICE"
 
-_TRUE = {"1", "true", "yes", "on"}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+DEVICE_NAMES = "cpu, cuda, cuda:N, mps"
 
 
 def in_colab() -> bool:
@@ -37,8 +43,22 @@ def in_colab() -> bool:
 
 
 def is_smoke() -> bool:
-    """True when ``HANDPOSE_SMOKE`` is set: tiny data, one epoch, small images, no workers."""
-    return os.environ.get(SMOKE_VAR, "").strip().lower() in _TRUE
+    """True when ``HANDPOSE_SMOKE`` is on: tiny data, one epoch, small images, no workers.
+
+    Only the documented values are accepted: a typo such as ``2`` or ``y`` raises instead of
+    quietly starting a full-size run.
+    """
+    raw = os.environ.get(SMOKE_VAR, "")
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(
+        f"{SMOKE_VAR}={raw!r} is not understood. Use one of {', '.join(_TRUE)} for smoke mode, "
+        f"or one of {', '.join(v for v in _FALSE if v)} (or an empty value, or unset it) for the "
+        "full-size run; case does not matter."
+    )
 
 
 def smoke_or(default, smoke):
@@ -46,11 +66,46 @@ def smoke_or(default, smoke):
     return smoke if is_smoke() else default
 
 
+def _checked_device(raw: str, setting: str) -> torch.device:
+    """The device named by ``raw`` (given as ``setting``, for the message), once it is a known name
+    and present on this machine; torch itself would accept ``cuda`` here and fail much later,
+    on the first tensor moved there, with a message that does not name the setting."""
+    name = raw.strip().lower()
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
+        raise ValueError(f"{setting} is not a device name. Use one of {DEVICE_NAMES} "
+                         "(N = GPU index), or leave it unset to pick the best one available.")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"{setting}, but no CUDA GPU is available here (torch "
+                f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}). In Colab, "
+                "choose a GPU runtime (Runtime > Change runtime type); otherwise set it to cpu "
+                "or leave it unset.")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise RuntimeError(
+                f"{setting}, but this machine has {count} CUDA GPU(s): "
+                f"{', '.join(f'cuda:{i}' for i in range(count))}. Pick one of those.")
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise RuntimeError(f"{setting}, but Apple's MPS backend is not available "
+                               "here. Set it to cpu (or cuda) or leave it unset.")
+    return device
+
+
 def pick_device(prefer: str | None = None) -> torch.device:
-    """The device to train on: ``prefer`` or ``HANDPOSE_DEVICE`` if given, else CUDA, MPS, CPU."""
-    name = prefer or os.environ.get(DEVICE_VAR)
-    if name:
-        return torch.device(name)
+    """The device to train on: ``prefer`` or ``HANDPOSE_DEVICE`` if given, else CUDA, MPS, CPU.
+
+    A given name must be one of ``cpu``, ``cuda``, ``cuda:N``, ``mps`` and present on this
+    machine, else this raises, naming the setting.
+    """
+    if prefer:
+        return _checked_device(str(prefer), f"pick_device(prefer={str(prefer)!r})")
+    if os.environ.get(DEVICE_VAR, "").strip():
+        raw = os.environ[DEVICE_VAR]
+        return _checked_device(raw, f"{DEVICE_VAR}={raw!r}")
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

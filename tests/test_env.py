@@ -1,5 +1,6 @@
 """The environment module: smoke mode, AMP choice, device, seeding, data folder."""
 
+import pytest
 import torch
 
 from handpose_utils import env
@@ -51,3 +52,43 @@ def test_data_dir(monkeypatch, tmp_path):
 
 def test_in_colab_false_here():
     assert env.in_colab() is False
+
+
+def test_smoke_flag_accepts_only_documented_values(monkeypatch):
+    for value, smoke in [("1", True), ("TRUE", True), (" yes ", True), ("On", True),
+                         ("0", False), ("false", False), ("No", False), ("off", False), ("", False)]:
+        monkeypatch.setenv(env.SMOKE_VAR, value)
+        assert env.is_smoke() is smoke, value
+    for value in ["2", "y", "enabled", "smoke"]:
+        monkeypatch.setenv(env.SMOKE_VAR, value)
+        with pytest.raises(ValueError, match=rf"HANDPOSE_SMOKE='{value}'.*1, true, yes, on.*0"):
+            env.is_smoke()
+
+
+def test_device_names_are_validated(monkeypatch):
+    for value in ["gpu", "cuda0", "cuda:x", "tpu"]:
+        monkeypatch.setenv(env.DEVICE_VAR, value)
+        with pytest.raises(ValueError, match=rf"HANDPOSE_DEVICE='{value}'.*cpu, cuda, cuda:N, mps"):
+            env.pick_device()
+    monkeypatch.setenv(env.DEVICE_VAR, " CPU ")
+    assert env.pick_device() == torch.device("cpu")
+
+
+def test_an_unavailable_device_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv(env.DEVICE_VAR, "cuda")
+    with pytest.raises(RuntimeError, match=r"HANDPOSE_DEVICE='cuda'.*no CUDA GPU"):
+        env.pick_device()
+    with pytest.raises(RuntimeError, match=r"pick_device\(prefer='cuda:0'\).*no CUDA GPU"):
+        env.pick_device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv(env.DEVICE_VAR, "cuda:1")
+    with pytest.raises(RuntimeError, match=r"HANDPOSE_DEVICE='cuda:1'.*1 CUDA GPU.*cuda:0"):
+        env.pick_device()
+    monkeypatch.setenv(env.DEVICE_VAR, "cuda:0")
+    assert env.pick_device() == torch.device("cuda", 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setenv(env.DEVICE_VAR, "mps")
+    with pytest.raises(RuntimeError, match=r"HANDPOSE_DEVICE='mps'.*not available"):
+        env.pick_device()
