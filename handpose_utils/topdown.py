@@ -222,7 +222,8 @@ class TopDownDataset(Dataset):
 
     ``samples`` are the records of :func:`handpose_utils.datasets.coco.load_coco_keypoints`
     (``image_path``, ``bbox``, ``keypoints`` flat ``[x1, y1, ...]``, ``visible`` = COCO's v).
-    ``train=True`` applies ``augment`` (default :class:`TopDownAugment`).
+    ``train=True`` applies ``augment`` (default :class:`TopDownAugment`). An image whose size on
+    disk differs from its record's ``width`` x ``height`` raises a ``ValueError`` naming it.
     """
 
     def __init__(self, samples: Sequence[dict], codec: HeatmapCodec, train: bool = False,
@@ -261,7 +262,9 @@ class TopDownDataset(Dataset):
         rec = self.samples[i]
         p = self.crop_params(i)
         M = crop_matrix(p["center"], p["size"], self.output_size, p["rotation"], p["flip"])
-        crop = warp_image(read_image(rec["image_path"]), M, self.output_size)
+        image = read_image(rec["image_path"])
+        _check_image_size(image, rec)
+        crop = warp_image(image, M, self.output_size)
         kp = np.asarray(rec["keypoints"], float).reshape(-1, 2)
         v = np.asarray(rec["visible"], float)
         kp_crop = apply_affine(kp, M)
@@ -283,6 +286,23 @@ class TopDownDataset(Dataset):
         }
         image = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)
         return image, torch.from_numpy(heatmaps), torch.from_numpy(weight), meta
+
+
+def _check_image_size(image: np.ndarray, rec: dict) -> None:
+    """The annotation's coordinates only fit the image it was made on: a resized or swapped file
+    would be cut into a wrong, often all-black, crop without a word."""
+    if "width" not in rec or "height" not in rec:
+        return
+    h, w = image.shape[:2]
+    if (w, h) != (int(rec["width"]), int(rec["height"])):
+        ann = f", annotation {rec['ann_id']}" if "ann_id" in rec else ""
+        source = f" in {rec['ann_file']}" if "ann_file" in rec else ""
+        raise ValueError(
+            f"{rec['image_path']} (image {rec.get('image_id', '?')}{ann}) is {w} x {h} pixels, "
+            f"but its annotation{source} says {rec['width']} x {rec['height']}: the keypoints "
+            "and box would land in the wrong place. Use the original, unresized images (extract "
+            "the images zip again), or the annotation file that belongs to these images."
+        )
 
 
 def normalize_images(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:

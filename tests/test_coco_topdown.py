@@ -318,3 +318,25 @@ def test_wandb_is_off_by_default_and_optional(monkeypatch, capsys):
     monkeypatch.setattr(wandb_logging.importlib.util, "find_spec", lambda name: None)
     assert hp.wandb_callback(True) is None
     assert "'wandb' is not installed" in capsys.readouterr().out
+
+
+def test_image_whose_size_differs_from_its_annotation_is_named(tmp_path):
+    """A resized or swapped image would be cut at the annotation's coordinates into a wrong
+    (often all-black) crop; the dataset stops and names the file and both sizes instead."""
+    import json
+
+    from PIL import Image
+
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "val2017").mkdir()
+    Image.new("RGB", (40, 30), (90, 60, 30)).save(tmp_path / "val2017" / "000000000005.jpg")
+    data = {"images": [{"id": 5, "file_name": "000000000005.jpg", "width": 400, "height": 300}],
+            "annotations": [{"id": 9, "image_id": 5, "category_id": 1, "iscrowd": 0,
+                             "keypoints": [250, 200, 2] * 17, "num_keypoints": 17,
+                             "bbox": [200.0, 150.0, 100.0, 120.0], "area": 9000.0}],
+            "categories": [hp.skeletons.coco_category()]}
+    (tmp_path / "annotations" / "person_keypoints_val2017.json").write_text(json.dumps(data))
+    records = hp.load_coco_keypoints(tmp_path, "val")
+    ds = TopDownDataset(records, hp.HeatmapCodec())
+    with pytest.raises(ValueError, match=r"000000000005\.jpg.*annotation 9.*40 x 30.*400 x 300"):
+        ds[0]
