@@ -277,3 +277,26 @@ def test_oks_without_labelled_joints_matches_pycocotools(tmp_path):
     assert ours == pytest.approx(theirs, abs=1e-12)
     with pytest.raises(ValueError, match="bbox"):
         object_keypoint_similarity(pred, np.zeros((17, 3)), 2400.0)
+
+
+def test_pck_figures_name_their_protocol(tmp_path):
+    """The 3D curves carry the protocol in the title; the pipeline view roots at the palm."""
+    import matplotlib.pyplot as plt
+
+    from handpose_utils import make_rhd
+    from handpose_utils.datasets.rhd import load_rhd
+
+    gt = _flat_hand().expand(3, 21, 3).clone()
+    pred = gt + torch.randn(3, 21, 3, dtype=gt.dtype)
+    ax = h3.plot_pck_curves({"a": h3.eval_3d(pred, gt), "b": h3.eval_3d(pred * 1.1, gt)},
+                            unit="mm", title="3D PCK")
+    assert ax.axes[0].get_title() == "3D PCK\nZ&B protocol: palm root, all 21 joints"
+    plt.close("all")
+    root = make_rhd(tmp_path / "rhd", n_train=1, n_eval=1, seed=0, image_size=48,
+                    progress=False)
+    ds = h3.RHDSamples(load_rhd(root, "evaluation"))
+    pipe = h3.Hand3DPipeline(h3.HandSegNet(0.0625), h3.PoseNet(0.0625), h3.PosePrior(map_size=2),
+                             crop_size=16)
+    fig = h3.show_pipeline(pipe, ds, 0, device="cpu")
+    assert "palm root" in fig.axes[3].get_title()
+    plt.close("all")

@@ -19,6 +19,7 @@ from ..plots import GT_COLOR, PRED_COLOR, draw_hand, plot_skeleton_3d, sample_br
 from ..skeletons import FINGER_COLORS, FINGERS, HAND21_NAMES
 from .canonical import to_canonical
 from .crops import boxes_from_keypoints
+from .evaluate import root_relative
 
 __all__ = ["rhd_mask_colormap", "show_rhd_sample", "show_canonical_frame", "show_segmentation",
            "show_scoremaps", "show_posenet_stages",
@@ -209,7 +210,9 @@ def show_scoremaps(crop: torch.Tensor, stage_maps: torch.Tensor, joints=(4, 8, 1
 def show_pipeline(pipeline, dataset, index: int, device=None, crops: str = "segmentation"):
     """Run the pipeline on ``dataset[index]`` and show every stage: the hand probability and the
     crop boxes (predicted red, ground truth green) on the image, the crop with 2D keypoints, the
-    score maps (maximum over joints), and the 3D pose (root-relative mm, ground-truth scale)."""
+    score maps (maximum over joints), and the 3D pose (mm, ground-truth scale, both skeletons
+    rooted at their palm point as in Zimmermann & Brox's protocol; the title's error is over
+    the visible joints, as their full-pipeline evaluation)."""
     device = device or next(pipeline.parameters()).device
     pipeline.eval()
     item = dataset[index]
@@ -253,8 +256,8 @@ def show_pipeline(pipeline, dataset, index: int, device=None, crops: str = "segm
         a.axis("off")
     xyz = item["xyz"]
     scale = torch.linalg.vector_norm(xyz[10] - xyz[9]) * 1000
-    gt3 = ((xyz - xyz[:1]) * 1000).numpy()
-    pred3 = (out["xyz"][0].float().cpu() * scale).numpy()
+    gt3 = root_relative(xyz[None] * 1000, "palm")[0].numpy()
+    pred3 = root_relative(out["xyz"][:1].float().cpu() * scale, "palm")[0].numpy()
     plot_skeleton_3d(ax[3], gt3, color=GT_COLOR, label="ground truth")
     plot_skeleton_3d(ax[3], pred3, color=PRED_COLOR, label="prediction")
     both = np.concatenate([gt3, pred3])
@@ -264,8 +267,8 @@ def show_pipeline(pipeline, dataset, index: int, device=None, crops: str = "segm
     ax[3].set_zlim(-mid[1] - span, -mid[1] + span)
     for setter in ("set_xlabel", "set_ylabel", "set_zlabel"):
         getattr(ax[3], setter)("")
-    e3 = np.linalg.norm(pred3 - gt3, axis=-1).mean()
-    ax[3].set_title(f"3D, root-relative (mm): EPE {e3:.1f} mm", fontsize=9)
+    e3 = np.linalg.norm(pred3 - gt3, axis=-1)[vis].mean() if vis.any() else float("nan")
+    ax[3].set_title(f"3D (mm), palm root: EPE {e3:.1f} mm, visible joints", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -277,12 +280,19 @@ def pipeline_browser(pipeline, dataset, device=None, crops: str = "segmentation"
 
 
 def plot_pck_curves(results: dict[str, dict], unit: str = "px", ax=None, title: str = ""):
-    """PCK curves of evaluation results (``eval_2d`` / ``eval_3d`` dicts), AUC in the legend."""
+    """PCK curves of evaluation results (``eval_2d`` / ``eval_3d`` dicts), AUC in the legend.
+    The protocol each result was measured with (its ``protocol`` label) goes into the title
+    when all share one, else into each legend entry."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.6))
+    protocols = {res.get("protocol") for res in results.values()} - {None}
+    if len(protocols) == 1:
+        title = f"{title}\n{protocols.pop()}" if title else protocols.pop()
     for name, res in results.items():
         auc = res.get("auc_20_50", res["auc"])
         label = f"{name} (AUC{' 20-50' if 'auc_20_50' in res else ''} = {auc:.3f})"
+        if len(protocols) > 1 and res.get("protocol"):
+            label += f"\n{res['protocol']}"
         ax.plot(res["thresholds"], res["pck"], "-o", ms=3, label=label)
     ax.set(xlabel=f"threshold ({unit})", ylabel="PCK", ylim=(0, 1.02), title=title)
     ax.grid(alpha=0.3)
