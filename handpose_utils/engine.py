@@ -26,12 +26,15 @@ those workers keep their own RNG streams).
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import random
+import re
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -49,6 +52,7 @@ __all__ = [
     "predict",
     "save_checkpoint",
     "load_checkpoint",
+    "remove_stale_temporaries",
     "rng_state",
     "set_rng_state",
     "make_scheduler",
@@ -64,11 +68,14 @@ __all__ = [
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file cannot be read or does not fit the model. The message names the file."""
+    """A checkpoint file cannot be read or written, or does not fit the model. The message names
+    the file."""
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite. The message names the epoch and batch."""
+    """Training produced NaN or infinite numbers: the loss, the weights after an optimiser step,
+    or the validation loss / best metric. The message names the epoch (and the batch), and says
+    which weights the model holds afterwards."""
 
 
 class StopTraining(Exception):
@@ -232,20 +239,37 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
+def _write_error(path: Path, err: Exception) -> str:
+    full = (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or \
+        "unexpected pos" in str(err)
+    hint = ("The disk (or the Drive quota) is probably full; torch reports a write that ran out "
+            "of space as 'unexpected pos'. Free some space (delete old runs or previous-* "
+            "folders) or choose a checkpoint_dir on another disk."
+            if full else "Check that the folder exists, is writable and has free disk space.")
+    return (f"could not write {path}: {type(err).__name__}: {err}. {path.name} was left as it "
+            f"was (the previous save, if any, is intact). {hint}")
+
+
 def _atomic_write(path: Path, write: Callable) -> None:
     """Write through a temporary file in the same folder, fsync, then ``os.replace``: readers
-    see the old file or the new one, never half of one, even if the runtime dies mid-save."""
+    see the old file or the new one, never half of one, even if the runtime dies mid-save.
+    The temporary's name, ``.<name>.<pid>.<random>.tmp``, lets a later run tell the leftovers
+    of a killed save from a save in progress (:func:`remove_stale_temporaries`). A failed write
+    raises :class:`CheckpointError` naming the file and the reason."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, Exception):  # not KeyboardInterrupt: that stays what it is
+            raise CheckpointError(_write_error(path, err)) from err
         raise
     try:  # make the rename itself durable (POSIX); harmless where unsupported
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -262,11 +286,22 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scal
                     config: dict | None = None) -> Path:
     """Save everything needed to resume, atomically: model, optimiser, scheduler and GradScaler
     states, the last finished ``epoch``, RNG states, ``history``, the ``best`` metric record and
-    a small ``config`` dict (numbers and strings). Returns the path."""
+    a small ``config`` dict (numbers and strings). Returns the path.
+
+    Refuses (:class:`CheckpointError`) to write a model with NaN or infinite weights or floating
+    buffers: a checkpoint is something to go back to. A write that fails (disk full) raises
+    :class:`CheckpointError` naming the file; the previous file stays intact."""
     path = Path(path)
+    weights = _unwrap(model).state_dict()
+    bad = _nonfinite_names(weights)
+    if bad:
+        raise CheckpointError(
+            f"refusing to write {path}: the model holds NaN/inf values in "
+            f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}. A checkpoint must be worth "
+            f"going back to; the previous {path.name}, if any, is left as it was.")
     state = {
         "format": 1,
-        "model": _unwrap(model).state_dict(),
+        "model": weights,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -278,6 +313,116 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scal
     }
     _atomic_write(path, lambda f: torch.save(state, f))
     return path
+
+
+def _finiteness(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """A 0-dim tensor on the tensors' device that is NaN or inf when any of their values is:
+    the sum of all magnitudes (L1 norm). Finite values could only overflow it beyond 3e38, far
+    past any trained network. One fused foreach reduction on CUDA (per tensor on the CPU: about
+    2x faster there than the largest magnitude) and no device-to-host copy, so it can run after
+    every optimiser step; the value is read back with the loss, every ``check_every`` steps."""
+    if not tensors:
+        return torch.zeros(())
+    return nn.utils.get_total_norm(tensors, norm_type=1.0)
+
+
+def _float_tensors(model: nn.Module) -> list[torch.Tensor]:
+    """Parameters and floating buffers (BatchNorm's running statistics): what a checkpoint must
+    hold finite. ``num_batches_tracked`` and other integer buffers cannot be NaN."""
+    return [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+
+
+def _nonfinite_names(state: dict) -> list[str]:
+    """The names of the floating tensors in ``state`` that hold a NaN or an infinity."""
+    floats = {k: v for k, v in state.items()
+              if isinstance(v, torch.Tensor) and v.is_floating_point()}
+    if not floats or math.isfinite(float(_finiteness(list(floats.values())))):
+        return []
+    return [k for k, v in floats.items() if not bool(torch.isfinite(v).all())]
+
+
+# Leftovers of a killed save: ".last.pth.<pid>.<random>.tmp" (save_checkpoint),
+# ".last.pth.<pid>.tmp" (Drive copies), and the same without the pid (older versions).
+_TEMPORARY = re.compile(r"^\.[^/]+\.pth\.(?:(?P<pid>\d+)\.)?(?:[a-z0-9_]+\.)?tmp$")
+STALE_TEMPORARY_S = 60
+
+
+def _pid_alive(pid: int | None) -> bool:
+    """Whether ``pid`` is a running process on this machine (False when unknown: no pid in the
+    name, or no safe way to ask, as on Windows where ``os.kill`` terminates)."""
+    if pid is None or pid <= 0 or os.name != "posix":
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except (OverflowError, OSError):
+        return False
+    return True
+
+
+def remove_stale_temporaries(folder, log: Callable | None = print,
+                             min_age_s: float = STALE_TEMPORARY_S) -> list[Path]:
+    """Delete the temporary files that killed checkpoint saves left in ``folder`` (a checkpoint
+    each, e.g. 48 MB). Only the course's own names (``.<name>.pth.<pid>.<random>.tmp``, see
+    :func:`save_checkpoint`), and only when nobody can still be writing them: unchanged for
+    ``min_age_s`` seconds and not named after a live process of this machine (a folder on
+    Drive may be shared with another runtime, whose saves keep their file's time fresh).
+    Returns the removed paths; ``fit`` calls it for its checkpoint and Drive folders."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    now, removed, size = time.time(), [], 0
+    for path in sorted(folder.iterdir()):
+        match = _TEMPORARY.match(path.name)
+        if not match or not path.is_file():
+            continue
+        pid = int(match["pid"]) if match["pid"] else None
+        try:
+            stat = path.stat()
+            if now - stat.st_mtime < min_age_s or _pid_alive(pid):
+                continue
+            path.unlink()
+        except OSError:  # gone meanwhile, or not ours to delete: leave it
+            continue
+        removed.append(path)
+        size += stat.st_size
+    if removed and log:
+        log(f"removed {len(removed)} stale temporary file(s) of interrupted checkpoint saves "
+            f"from {folder} ({size / 1e6:.0f} MB): {', '.join(p.name for p in removed)}")
+    return removed
+
+
+CHECKPOINT_FILES = ("best.pth", "last.pth")
+
+
+def _set_aside_previous_run(folder: Path, stamp: str, log) -> Path | None:
+    """Move ``folder``'s best.pth and last.pth into a new ``folder/previous-<stamp>/`` so a new
+    run cannot overwrite them. Returns that folder, or None when there was nothing to move."""
+    files = [folder / name for name in CHECKPOINT_FILES if (folder / name).is_file()]
+    if not files:
+        return None
+    dest, n = folder / f"previous-{stamp}", 1
+    while dest.exists():  # two starts within one second
+        n += 1
+        dest = folder / f"previous-{stamp}-{n}"
+    try:
+        dest.mkdir(parents=True)
+        for f in files:
+            os.replace(f, dest / f.name)
+    except OSError as err:
+        raise CheckpointError(
+            f"could not move the previous run's {', '.join(f.name for f in files)} in {folder} "
+            f"to {dest} ({err}); nothing was overwritten. Move them yourself, pass another "
+            "checkpoint_dir / drive_dir, or resume=True to continue that run.") from err
+    if log:
+        log(f"new run: moved the previous run's {' and '.join(f.name for f in files)} from "
+            f"{folder} to {dest} (resume=True would have continued it)")
+    return dest
 
 
 # Settings that may change between an interrupted run and its resumption without changing what
@@ -294,8 +439,8 @@ def _check_resume_config(path: Path, saved: dict, current: dict) -> None:
         changes = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(diff.items()))
         raise CheckpointError(
             f"{path} was saved by a run with other settings ({changes}). Resuming would mix two "
-            "experiments. Use another checkpoint_dir for the new settings, pass resume=False to "
-            "start over, or delete the folder.")
+            "experiments. Use another checkpoint_dir for the new settings, or pass resume=False "
+            "to start over (the old best.pth and last.pth move to a previous-<time> folder).")
 
 
 def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, scheduler=None,
@@ -430,17 +575,36 @@ def _nonfinite_message(epoch, batch, n_batches, value, amp: env.AmpSettings) -> 
     )
 
 
+def _nonfinite_weights_message(epoch, batch, n_batches, value, loss) -> str:
+    return (
+        f"the weights became NaN/inf (the sum of their magnitudes is {value}) in the optimizer "
+        f"step of epoch {epoch}, batch {batch}" + (f"/{n_batches}" if n_batches else "")
+        + f", although that batch's loss was finite ({loss:.4g}). Training stopped. Likely "
+        "causes: a NaN/inf gradient from a finite loss (a square root, log or division at 0 in "
+        "the loss or the model), or a learning rate so high that the weights overflow (try 10x "
+        "lower, or grad_clip=1.0)."
+    )
+
+
 def _check_finite(pending: list, checked: int, epoch: int, n_batches, amp) -> int:
-    """Raise if any loss in ``pending`` (device tensors) is NaN/inf, naming its batch; else
-    empty ``pending`` and return the new count of checked batches."""
+    """``pending`` holds, per batch, ``(loss, finiteness of the weights after its step)`` as
+    device tensors (:func:`_finiteness`). Raise :class:`NonFiniteLossError` at the first batch
+    whose loss or weights are NaN/inf, naming it; else empty ``pending`` and return the new
+    count of checked batches."""
     if not pending:
         return checked
-    window = torch.stack(pending).float().cpu()  # one device-to-host copy for the whole window
-    bad = (~torch.isfinite(window)).nonzero()
+    losses = torch.stack([loss for loss, _ in pending]).float()
+    weights = torch.stack([w for _, w in pending]).float()
+    window = torch.stack([losses, weights], 1).cpu()  # one device-to-host copy per window
+    bad = (~torch.isfinite(window)).any(1).nonzero()
     if len(bad):
         i = int(bad[0])
+        loss, weight = float(window[i, 0]), float(window[i, 1])
+        if not math.isfinite(loss):  # checked first: its step ran before the weights' check
+            raise NonFiniteLossError(
+                _nonfinite_message(epoch, checked + i + 1, n_batches, loss, amp))
         raise NonFiniteLossError(
-            _nonfinite_message(epoch, checked + i + 1, n_batches, float(window[i]), amp))
+            _nonfinite_weights_message(epoch, checked + i + 1, n_batches, weight, loss))
     checked += len(pending)
     pending.clear()
     return checked
@@ -453,9 +617,13 @@ def train_one_epoch(model, loader, *, loss_fn, optimizer, device, prepare_batch=
     """Train for one pass over ``loader`` (or ``max_steps`` batches). Returns the mean loss per
     sample.
 
-    The loss is checked for NaN/inf every ``check_every`` steps (default: every step on CPU,
-    every 20 on CUDA, where reading a value back forces the CPU to wait for the GPU; the check
-    still names the exact batch). A non-finite loss raises :class:`NonFiniteLossError`.
+    The loss, and the weights after each optimiser step, are checked for NaN/inf every
+    ``check_every`` steps (default: every step on CPU, every 20 on CUDA, where reading a value
+    back forces the CPU to wait for the GPU; the check still names the exact batch). A step
+    adds one reduction over the parameters and floating buffers (:func:`_finiteness`), left on
+    the device until the check: a step that turns the weights into NaN is caught even when its
+    own loss was finite (e.g. the last step of an epoch). Either raises
+    :class:`NonFiniteLossError`.
     """
     device = torch.device(device)
     amp = _amp(amp, device)
@@ -467,8 +635,9 @@ def train_one_epoch(model, loader, *, loss_fn, optimizer, device, prepare_batch=
         n_batches = max_steps if n_batches is None else min(n_batches, max_steps)
     total = torch.zeros((), device=device, dtype=torch.float64)
     count = 0
-    pending: list[torch.Tensor] = []  # losses not yet checked, still on the device
+    pending: list[tuple] = []  # (loss, weights' finiteness) not yet checked, on the device
     checked = 0
+    weights = _float_tensors(model)
     bar = _progress(loader, n_batches, f"epoch {epoch} train", progress)
     step = 0
     for step, batch in enumerate(bar, start=1):
@@ -493,7 +662,7 @@ def train_one_epoch(model, loader, *, loss_fn, optimizer, device, prepare_batch=
         bs = _batch_size(inputs)
         total += loss.detach().double() * bs
         count += bs
-        pending.append(loss.detach())
+        pending.append((loss.detach(), _finiteness(weights)))
         if step % check_every == 0 or step == n_batches:
             checked = _check_finite(pending, checked, epoch, n_batches, amp)
             bar.set_postfix(loss=f"{float(total) / count:.4f}")
@@ -641,6 +810,92 @@ def make_scheduler(optimizer, scheduler, epochs: int, warmup_epochs: int = 0):
     return sch.SequentialLR(optimizer, [warm, main], milestones=[warmup_epochs])
 
 
+def _cosine_tail(optimizer, start: int, factor: float, epochs: int, done: int):
+    """The cosine of a run whose length changed after ``start`` epochs: from ``factor`` x the
+    base rate (epoch ``start``'s rate) down towards 0 over epochs ``start + 1 .. epochs``,
+    positioned for epoch ``done + 1``. The last epoch still trains (at a small rate), as in
+    :func:`make_scheduler`'s cosine."""
+    from torch.optim.lr_scheduler import LambdaLR
+
+    remaining = epochs - start
+
+    def lr_factor(k):  # k = 0 for epoch start + 1
+        return factor * (1 + math.cos(math.pi * (k + 1) / (remaining + 1))) / 2
+
+    # last_epoch = k - 1 makes the constructor's own step land on k (needs initial_lr, which
+    # the restored optimiser state carries)
+    return LambdaLR(optimizer, lr_factor, last_epoch=done - start - 1)
+
+
+def _resume_scheduler(sched, scheduler, optimizer, ckpt: dict, epochs: int, warmup_epochs: int,
+                      run_config: dict, log):
+    """The LR scheduler to continue a run with, after its optimiser state was restored.
+
+    With an unchanged plan, the saved scheduler state, exactly. When ``epochs`` changed, a
+    schedule built for the old length would follow the old curve (a 2-epoch cosine resumed to
+    5 epochs would run 1e-2, 5e-3, 0, 5e-3, 1e-2), so a ``"cosine"`` schedule is re-planned:
+    still in its warm-up, it follows the fresh plan for the new length (the warm-up does not
+    depend on it); after that, a cosine from the last finished epoch's rate down over the
+    remaining epochs (:func:`_cosine_tail`; recorded in the config as ``cosine_tail_epoch`` /
+    ``cosine_tail_factor`` so a later resume rebuilds it). ``"step"`` keeps its step interval
+    and None stays constant (neither rises nor hits 0); a custom scheduler continues from its
+    saved state, with a note in the log.
+    """
+    saved = ckpt.get("config") or {}
+    done, old_epochs = int(ckpt["epoch"]), saved.get("epochs", epochs)
+    tail = saved.get("cosine_tail_epoch"), saved.get("cosine_tail_factor")
+    if sched is None or done >= epochs:  # nothing left to schedule
+        return sched
+    if scheduler != "cosine" or (old_epochs == epochs and tail[0] is None):
+        if ckpt.get("scheduler"):
+            sched.load_state_dict(ckpt["scheduler"])
+        if old_epochs != epochs and log:
+            kind = (f"{scheduler!r} schedule" if isinstance(scheduler, str) or scheduler is None
+                    else "custom scheduler")
+            log(f"epochs changed from {old_epochs} to {epochs}: the {kind} continues from its "
+                "saved state (built for the old length; if it depends on the number of epochs, "
+                "start a new run with resume=False)")
+        return sched
+    if old_epochs == epochs:  # a re-planned cosine, interrupted again
+        start, factor = int(tail[0]), float(tail[1])
+    elif done <= warmup_epochs:
+        for group in optimizer.param_groups:  # the chained schedulers start from the base rate
+            group["lr"] = group["initial_lr"]
+        fresh = make_scheduler(optimizer, "cosine", epochs, warmup_epochs)
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": on purpose
+            warnings.simplefilter("ignore")
+            for _ in range(done):
+                fresh.step()
+        if log:
+            log(f"epochs changed from {old_epochs} to {epochs} during the warm-up: the "
+                f"schedule follows the plan for {epochs} epochs")
+        return fresh
+    else:
+        start = done
+        factor = ckpt["history"][-1]["lr"] / optimizer.param_groups[0]["initial_lr"]
+        if log:
+            log(f"epochs changed from {old_epochs} to {epochs}: the cosine continues from the "
+                f"last epoch's learning rate ({ckpt['history'][-1]['lr']:.2e}) down over the "
+                f"remaining {epochs - done} epoch(s)")
+    run_config.update(cosine_tail_epoch=start, cosine_tail_factor=factor)
+    return _cosine_tail(optimizer, start, factor, epochs, done)
+
+
+def _restore_last_good(model: nn.Module, ckpt_dir: Path | None) -> str:
+    """After a non-finite stop: load the last checkpoint's weights into ``model`` and say so."""
+    last = ckpt_dir / "last.pth" if ckpt_dir is not None else None
+    if last is None or not last.is_file():
+        why = "fit ran without checkpoint_dir" if ckpt_dir is None else "no epoch finished yet"
+        return (f"The model's weights were not restored ({why}): they hold NaN/inf; rebuild the "
+                "model before using it.")
+    try:
+        ckpt = load_checkpoint(last, model)
+    except (CheckpointError, OSError) as err:
+        return f"The model's weights were not restored: {err}"
+    return (f"The model now holds the weights of epoch {ckpt['epoch']} from {last}; that file "
+            "and best.pth are left as they were.")
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % 2**63
 
@@ -657,9 +912,13 @@ def _copy_to_drive(src: Path, drive_dir: Path | None, log) -> None:
     try:
         drive_dir.mkdir(parents=True, exist_ok=True)
         dst = drive_dir / src.name
-        tmp = drive_dir / f".{src.name}.tmp"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        tmp = drive_dir / f".{src.name}.{os.getpid()}.tmp"
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
     except OSError as err:  # Drive hiccups must not kill a long run; the local copy is intact
         if log:
             log(f"warning: could not copy {src.name} to {drive_dir}: {err}")
@@ -718,8 +977,16 @@ def fit(
       when ``best_metric`` improves, written atomically (see :func:`save_checkpoint`).
       ``resume=True`` continues from ``last.pth`` (model, optimiser, scheduler, scaler, epoch,
       RNG, history); with the per-epoch seeding (``seed``) the result equals an uninterrupted
-      run. ``drive_dir`` (Colab) copies each checkpoint there after saving, and ``resume`` falls
-      back to it when the local file is gone (a new runtime). Mount Drive first::
+      run. A finished run resumed with more ``epochs`` trains on: a cosine schedule continues
+      from the last epoch's rate down over the added epochs (see :func:`_resume_scheduler`).
+      A run that starts from scratch (``resume=False``, or nothing to resume) never overwrites
+      an earlier one: its ``best.pth`` and ``last.pth`` move to a new
+      ``<checkpoint_dir>/previous-<YYYYmmdd-HHMMSS>/`` folder (and the Drive copies to
+      ``<drive_dir>/previous-<...>/``), named in the log; nothing is deleted. Temporary files
+      of killed saves (``.last.pth.<pid>.<random>.tmp``) are removed at the start
+      (:func:`remove_stale_temporaries`). ``drive_dir`` (Colab) copies each checkpoint there
+      after saving, and ``resume`` falls back to it when the local file is gone (a new
+      runtime). Mount Drive first::
 
           from google.colab import drive
           drive.mount("/content/drive")
@@ -733,7 +1000,12 @@ def fit(
       :class:`StopTraining` in one to stop early.
     * ``max_steps`` limits the batches per epoch (smoke runs, benchmarks).
 
-    A NaN or infinite loss raises :class:`NonFiniteLossError` naming the epoch and batch.
+    A NaN or infinite loss, weights that turn NaN/inf in an optimiser step (checked after every
+    step, see :func:`train_one_epoch`), or a NaN/inf validation loss or best metric stop the run
+    with :class:`NonFiniteLossError`, naming the epoch (and batch). Nothing of that epoch is
+    saved, so ``last.pth`` and ``best.pth`` keep the last good epoch, and the model in memory
+    gets that epoch's weights back (the message says so; without ``checkpoint_dir`` it says
+    they were not restored).
     """
     device = torch.device(device) if device is not None else env.pick_device()
     amp = _amp(amp, device)
@@ -774,7 +1046,9 @@ def fit(
                 shutil.copyfile(drive / "best.pth", ckpt_dir / "best.pth")
         if last.is_file():
             _check_resume_config(last, load_checkpoint(last).get("config", {}), run_config)
-            ckpt = load_checkpoint(last, model, optimizer, sched, scaler, restore_rng=True)
+            ckpt = load_checkpoint(last, model, optimizer, None, scaler, restore_rng=True)
+            sched = _resume_scheduler(sched, scheduler, optimizer, ckpt, epochs, warmup_epochs,
+                                      run_config, log)
             history = History(ckpt["history"])
             best = ckpt.get("best")
             start = ckpt["epoch"] + 1
@@ -782,6 +1056,14 @@ def fit(
                 log(f"resumed from {last}: {ckpt['epoch']} epoch(s) done")
         elif log:
             log(f"resume: no checkpoint in {ckpt_dir}, starting from scratch")
+    if ckpt_dir is not None:
+        folders = [f for f in (ckpt_dir, drive) if f is not None]
+        for folder in folders:
+            remove_stale_temporaries(folder, log)
+        if start == 1:  # a new run: keep the files of an earlier one out of its way
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for folder in folders:
+                _set_aside_previous_run(folder, stamp, log)
     if start > epochs and log:
         log(f"nothing to do: {start - 1} of {epochs} epochs already done")
 
@@ -791,10 +1073,14 @@ def fit(
             env.seed_everything(_epoch_seed(seed, epoch))
         t0 = time.perf_counter()
         lr_now = optimizer.param_groups[0]["lr"]
-        train_loss = train_one_epoch(
-            run_model, train_loader, loss_fn=loss_fn, optimizer=optimizer, device=device,
-            prepare_batch=prepare_batch, scaler=scaler, amp=amp, channels_last=channels_last,
-            grad_clip=grad_clip, epoch=epoch, max_steps=max_steps, progress=progress)
+        try:
+            train_loss = train_one_epoch(
+                run_model, train_loader, loss_fn=loss_fn, optimizer=optimizer, device=device,
+                prepare_batch=prepare_batch, scaler=scaler, amp=amp,
+                channels_last=channels_last, grad_clip=grad_clip, epoch=epoch,
+                max_steps=max_steps, progress=progress)
+        except NonFiniteLossError as err:  # nothing of this epoch is saved
+            raise NonFiniteLossError(f"{err} {_restore_last_good(model, ckpt_dir)}") from err
         train_s = time.perf_counter() - t0
         if sched is not None:
             sched.step()
@@ -817,6 +1103,14 @@ def fit(
         if best["metric"] not in row:
             raise KeyError(f"best_metric {best['metric']!r} is not among this epoch's values "
                            f"{sorted(row)}")
+        for key in dict.fromkeys(("val_loss", best["metric"])):
+            if key in row and not math.isfinite(row[key]):
+                raise NonFiniteLossError(
+                    f"validation {key} is {row[key]} at epoch {epoch} (the weights are finite). "
+                    "Training stopped; nothing of this epoch was saved. Likely causes: outputs "
+                    "that overflow in evaluation (fp16 AMP: try amp=False), NaN targets in the "
+                    "validation set, or a validation set without labelled keypoints. "
+                    + _restore_last_good(model, ckpt_dir))
         value = row[best["metric"]]
         improved = math.isfinite(value) and (
             best["value"] is None

@@ -64,7 +64,8 @@ def test_fit_logs_the_reference_line_and_saves_checkpoints(tmp_path):
     hist = E.fit(model_and_seed(), train, val, epochs=3, checkpoint_dir=tmp_path, log=lines.append,
                  **kw)
     assert len(hist) == 3 and [r["epoch"] for r in hist] == [1, 2, 3]
-    pattern = (r"\[00\d/003\] train=\d\.\d{4} \| val=\d\.\d{4} \| PCK@0\.05=\d+\.\d% "
+    pattern = (r"\[00\d/003\] train=\d\.\d{4} \| val=\d\.\d{4} \| "
+               r"PCK@0\.05 \(image size\)=\d+\.\d% "
                r"\| lr=\d\.\d\de-0\d")
     epoch_lines = [s for s in lines if s.startswith("[")]
     assert len(epoch_lines) == 3 and all(re.fullmatch(pattern, s) for s in epoch_lines), lines
@@ -231,6 +232,9 @@ def test_warmup_then_cosine_and_drive_copy(tmp_path):
                  checkpoint_dir=tmp_path / "new_local", drive_dir=tmp_path / "drive",
                  **{**kw, "log": logs.append})
     assert len(more) == 5 and any("resumed" in s for s in logs)
+    # one more epoch continues the cosine downwards (the old 2-epoch cosine would give 0)
+    assert more.column("lr")[:4] == pytest.approx(lrs)
+    assert 0 < more.column("lr")[4] < lrs[3]
 
 
 def test_evaluate_predict_and_history_helpers():
@@ -256,3 +260,215 @@ def test_evaluate_predict_and_history_helpers():
     assert hist.best("val_pck")["epoch"] == 3
     fig = E.plot_history(hist)
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == 1
+
+
+def tiny_loader(n=8, batch_size=4):
+    """Two batches per epoch of random images and targets."""
+    g = torch.Generator().manual_seed(0)
+    return DataLoader(TensorDataset(torch.randn(n, 3, 8, 8, generator=g),
+                                    torch.randn(n, 42, generator=g)), batch_size=batch_size)
+
+
+QUIET = dict(loss_fn=nn.MSELoss(), device="cpu", progress=False, live_plot=False)
+
+
+def model_tensors(state):
+    return {k: v for k, v in state.items() if v.is_floating_point()}
+
+
+def assert_same_tensors(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_starting_over_moves_the_previous_run_aside(tmp_path):
+    """resume=False never overwrites a finished run: its best.pth and last.pth (local and on
+    Drive) move to a previous-<time> folder that the log names."""
+    loader = tiny_loader()
+    run, drive = tmp_path / "run", tmp_path / "drive"
+    E.fit(model_and_seed(), loader, loader, epochs=2, checkpoint_dir=run, drive_dir=drive,
+          log=None, **QUIET)
+    first = {name: E.load_checkpoint(run / name)["model"] for name in ("best.pth", "last.pth")}
+    logs = []
+    E.fit(model_and_seed(1), loader, loader, epochs=1, checkpoint_dir=run, drive_dir=drive,
+          resume=False, log=logs.append, **QUIET)
+    text = "\n".join(logs)
+    for folder in (run, drive):
+        previous = [p for p in folder.iterdir() if p.is_dir()]
+        assert len(previous) == 1 and previous[0].name.startswith("previous-"), previous
+        assert str(previous[0]) in text
+        assert sorted(p.name for p in previous[0].iterdir()) == ["best.pth", "last.pth"]
+        for name, state in first.items():
+            assert_same_tensors(E.load_checkpoint(previous[0] / name)["model"], state)
+        assert E.load_checkpoint(folder / "last.pth")["epoch"] == 1  # the new run
+    # a third start (within the same second) gets its own folder
+    E.fit(model_and_seed(2), loader, loader, epochs=1, checkpoint_dir=run, resume=False,
+          log=None, **QUIET)
+    assert len([p for p in run.iterdir() if p.name.startswith("previous-")]) == 2
+
+
+class PoisonAt:
+    """An optimizer step hook that fills one weight with NaN after step ``at`` (1-based): the
+    loss of that step was finite, the weights after it are not."""
+
+    def __init__(self, model, at):
+        self.model, self.at, self.steps = model, at, 0
+
+    def __call__(self, optimizer, args, kwargs):
+        self.steps += 1
+        if self.steps == self.at:
+            with torch.no_grad():
+                self.model.net[6].weight.fill_(float("nan"))
+
+
+def test_weights_turning_nan_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
+    loader = tiny_loader()  # 2 steps per epoch
+    model = model_and_seed()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    optimizer.register_step_post_hook(PoisonAt(model, at=4))  # the last step of epoch 2
+    after_epoch_1 = {}
+
+    def snapshot(epoch, history):
+        if epoch == 1:
+            after_epoch_1.update({k: v.clone() for k, v in model.state_dict().items()})
+
+    with pytest.raises(E.NonFiniteLossError, match=r"weights .*epoch 2, batch 2/2") as err:
+        E.fit(model, loader, loader, epochs=3, optimizer=optimizer, checkpoint_dir=tmp_path,
+              callbacks=[snapshot], log=None, **QUIET)
+    assert str(tmp_path / "last.pth") in str(err.value) and "epoch 1" in str(err.value)
+    for name in ("best.pth", "last.pth"):
+        ckpt = E.load_checkpoint(tmp_path / name)
+        assert ckpt["epoch"] == 1 and len(ckpt["history"]) == 1
+        assert_same_tensors(ckpt["model"], after_epoch_1)
+    assert_same_tensors(model.state_dict(), after_epoch_1)  # the model in memory is usable
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pth", "last.pth"]
+
+
+def test_nan_weights_without_checkpoints_say_the_model_is_not_restored():
+    loader = tiny_loader()
+    model = model_and_seed()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    optimizer.register_step_post_hook(PoisonAt(model, at=1))
+    with pytest.raises(E.NonFiniteLossError, match=r"epoch 1, batch 1/2.*not restored"):
+        E.fit(model, loader, epochs=2, optimizer=optimizer, log=None, **QUIET)
+
+
+def test_nan_validation_metric_is_never_checkpointed(tmp_path):
+    loader = tiny_loader()
+    values = iter([0.5, math.nan, 0.9])
+
+    def fake_metric(outputs, targets, extras):
+        return {"score": next(values)}
+
+    model = model_and_seed()
+    with pytest.raises(E.NonFiniteLossError, match=r"val_score is nan at epoch 2"):
+        E.fit(model, loader, loader, epochs=3, metrics=fake_metric, best_metric="val_score",
+              checkpoint_dir=tmp_path, log=None, **QUIET)
+    for name in ("best.pth", "last.pth"):
+        assert E.load_checkpoint(tmp_path / name)["epoch"] == 1
+    assert_same_tensors(model.state_dict(), E.load_checkpoint(tmp_path / "last.pth")["model"])
+
+
+def test_save_checkpoint_refuses_non_finite_weights(tmp_path):
+    model = model_and_seed()
+    path = E.save_checkpoint(tmp_path / "last.pth", model)
+    before = path.read_bytes()
+    with torch.no_grad():
+        model.net[1].running_var[0] = float("inf")  # a floating buffer counts too
+    with pytest.raises(E.CheckpointError, match=r"last\.pth.*net\.1\.running_var"):
+        E.save_checkpoint(path, model)
+    assert path.read_bytes() == before
+
+
+def test_more_epochs_on_resume_continue_the_cosine_downwards(tmp_path):
+    """2 epochs, then resumed to 5: the learning rate keeps falling from where it was, and is
+    never 0 (the old 2-epoch cosine would give 1e-2, 5e-3, 0, 5e-3, 1e-2)."""
+    loader = tiny_loader()
+    kw = dict(lr=1e-2, log=None, **QUIET)
+    E.fit(model_and_seed(), loader, epochs=2, checkpoint_dir=tmp_path / "a", **kw)
+    lrs = E.fit(model_and_seed(), loader, epochs=5, checkpoint_dir=tmp_path / "a", resume=True,
+                **kw).column("lr")
+    assert lrs[:2] == pytest.approx([1e-2, 5e-3])
+    assert all(lr > 0 for lr in lrs), lrs
+    assert all(b < a for a, b in zip(lrs, lrs[1:])), lrs
+    # the continued schedule survives another interruption
+    E.fit(model_and_seed(), loader, epochs=2, checkpoint_dir=tmp_path / "b", **kw)
+
+    def crash_after_three(epoch, history):
+        if epoch == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        E.fit(model_and_seed(), loader, epochs=5, checkpoint_dir=tmp_path / "b", resume=True,
+              callbacks=[crash_after_three], **kw)
+    again = E.fit(model_and_seed(), loader, epochs=5, checkpoint_dir=tmp_path / "b",
+                  resume=True, **kw).column("lr")
+    assert again == pytest.approx(lrs)
+
+
+def test_more_epochs_during_warmup_follow_the_new_plan(tmp_path):
+    """Resumed while still warming up, the run follows the fresh plan for the new length."""
+    loader = tiny_loader()
+    kw = dict(lr=1e-2, warmup_epochs=2, log=None, **QUIET)
+
+    def crash_after_one(epoch, history):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        E.fit(model_and_seed(), loader, epochs=3, checkpoint_dir=tmp_path / "a",
+              callbacks=[crash_after_one], **kw)
+    resumed = E.fit(model_and_seed(), loader, epochs=6, checkpoint_dir=tmp_path / "a",
+                    resume=True, **kw).column("lr")
+    fresh = E.fit(model_and_seed(), loader, epochs=6, **kw).column("lr")
+    assert resumed == pytest.approx(fresh)
+
+
+def test_stale_temporaries_of_killed_saves_are_removed(tmp_path):
+    """Only the course's own temporaries, only when old and not written by a live process."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run, drive = tmp_path / "run", tmp_path / "drive"
+    stale = [run / f".last.pth.{dead.pid}.k2j4h5g6.tmp", run / ".best.pth.abcd_123.tmp",
+             drive / f".last.pth.{dead.pid}.tmp", drive / ".best.pth.tmp"]
+    kept = [run / f".last.pth.{os.getpid()}.q1w2e3r4.tmp",  # a live process's save
+            run / "notes.tmp", run / ".other.tmp", drive / "last.pth.txt"]
+    recent = run / f".best.pth.{dead.pid}.zzzzzzzz.tmp"  # too recent to be sure
+    for path in [*stale, *kept, recent]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 10)
+    old = time.time() - 3600
+    for path in [*stale, *kept]:
+        os.utime(path, (old, old))
+    logs = []
+    loader = tiny_loader()
+    E.fit(model_and_seed(), loader, epochs=1, checkpoint_dir=run, drive_dir=drive,
+          log=logs.append, **QUIET)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in [*kept, recent])
+    assert any("stale" in s and str(run) in s for s in logs), logs
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
+                                   RuntimeError("[enforce fail at inline_container.cc:664] . "
+                                                "unexpected pos 4480 vs 4374")])
+def test_a_failed_save_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch, error):
+    model = model_and_seed()
+    path = E.save_checkpoint(tmp_path / "last.pth", model)
+    before = path.read_bytes()
+
+    def full_disk(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise error
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(E.CheckpointError, match=rf"could not write {re.escape(str(path))}: "
+                                                 r".*(No space left|unexpected pos).*disk"):
+        E.save_checkpoint(path, model)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]

@@ -261,3 +261,19 @@ def test_pipeline_end_to_end(tiny_rhd):
         np.testing.assert_allclose(res["xyz_gt_mm"][:, 0], 0, atol=1e-4)  # root-relative
     m = h3.eval_3d(res["xyz_pred_mm"], res["xyz_gt_mm"], res["visible"])
     assert 0 <= m["auc_20_50"] <= 1
+
+
+def test_stage_checkpoints_are_read_through_the_checked_loader(tmp_path):
+    """A damaged checkpoint gives the course's error naming the file, not a raw unpickling
+    error."""
+    from handpose_utils.engine import CheckpointError
+
+    cfg = h3.default_config("poseprior", ID="damaged")
+    folder = h3.run_dir(cfg, tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "last.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"damaged/last\.pth"):
+        h3.train_stage(cfg, [], [], runs=tmp_path, device="cpu", log=None)
+    (folder / "best.pth").write_bytes(b"PK\x03\x04 half a zip")
+    with pytest.raises(CheckpointError, match=r"damaged/best\.pth"):
+        h3.load_stage(folder, device="cpu")

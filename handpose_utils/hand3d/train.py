@@ -251,8 +251,7 @@ def train_stage(
         return model, history
     last = ckpt_dir / "last.pth"
     if last.is_file():
-        saved = torch.load(last, map_location="cpu", weights_only=True).get("config", {})
-        _check_compatible(saved, config, last)
+        _check_compatible(load_checkpoint(last).get("config", {}), config, last)
     parts = stage_parts(config)
     device = torch.device(device) if device is not None else env.pick_device()
     load = dict(load_images=parts["load_images"], load_masks=parts["load_masks"])
@@ -287,7 +286,7 @@ def load_stage(path: str | Path, device=None, expect: Hand3DConfig | None = None
             f"no checkpoint at {path}: train the stage first (training=True), or point to the "
             "run folder that holds best.pth"
         )
-    saved = torch.load(path, map_location="cpu", weights_only=True).get("config", {})
+    saved = load_checkpoint(path).get("config", {})
     if "stage" not in saved:
         raise ValueError(f"{path} was not saved by hand3d.train_stage (no stage in its config)")
     config = Hand3DConfig.from_dict({k: v for k, v in saved.items()
@@ -299,7 +298,7 @@ def load_stage(path: str | Path, device=None, expect: Hand3DConfig | None = None
     history = ckpt.get("history", [])
     last = path.with_name("last.pth")
     if last != path and last.is_file():  # best.pth holds the history up to its epoch only
-        history = torch.load(last, map_location="cpu", weights_only=True).get("history", history)
+        history = load_checkpoint(last).get("history", history)
     device = torch.device(device) if device is not None else env.pick_device()
     return model.to(device).eval(), config, History(history)
 
