@@ -31,7 +31,24 @@ def test_round_trip_with_relative_paths(tmp_path, synthetic_root):
         (lambda r: r["keypoints"].__setitem__(7, math.nan), r"record 1 .*position\(s\) \[7\].*NaN"),
         (lambda r: r.pop("keypoints"), r"record 1: missing key"),
         (lambda r: r.update(image_path="nope.jpg"), r"record 1 .*image file not found"),
+        (lambda r: r.update(image_path=7), r"record 1: 'image_path' must be a file path.*7 \(int\)"),
         (lambda r: r.update(visible=[1] * 20), r"record 1 .*'visible' has 20"),
+        # strings are truthy: ["0"] * 21 would count every joint as visible
+        (lambda r: r.update(visible=["0"] * 21), r"record 1 .*'visible'.*position 0.*'0' \(str\)"),
+        (lambda r: r["visible"].__setitem__(4, 2), r"record 1 .*'visible'.*position 4.*2 \(int\)"),
+        (lambda r: r["visible"].__setitem__(3, 0.5), r"record 1 .*'visible'.*0.5 \(float\)"),
+        (lambda r: r.update(visible="1" * 21), r"record 1 .*'visible' must be a list"),
+        (lambda r: r.update(width="64"), r"record 1 .*'width' must be a positive integer.*'64' \(str\)"),
+        (lambda r: r.update(height=0), r"record 1 .*'height' must be a positive integer.*0 \(int\)"),
+        (lambda r: r.update(width=224.0), r"record 1 .*'width' must be a positive integer.*224.0"),
+        (lambda r: r.update(height=True), r"record 1 .*'height' must be a positive integer"),
+        (lambda r: r.update(xyz=r["xyz"][:20]), r"record 1 .*'xyz' .*20 joints.*21 x 3"),
+        (lambda r: r["xyz"][5].pop(), r"record 1 .*'xyz' joint 5 has 2 values.*21 x 3"),
+        (lambda r: r["xyz"][2].__setitem__(1, math.nan), r"record 1 .*'xyz' joint 2 .*NaN"),
+        (lambda r: r["xyz"][2].__setitem__(1, "0.1"), r"record 1 .*'xyz' joint 2 .*'0.1' \(str\)"),
+        (lambda r: r.update(xyz=None), r"record 1 .*'xyz' .*None"),
+        (lambda r: r["keypoints"].__setitem__(3, "12.5"), r"record 1 .*'keypoints'.*position 3.*'12.5' \(str\)"),
+        (lambda r: r["keypoints"].__setitem__(0, math.inf), r"record 1 .*position\(s\) \[0\].*infinite"),
     ],
 )
 def test_validation_names_the_record(tmp_path, synthetic_root, mutate, message):
@@ -55,3 +72,12 @@ def test_missing_file_and_bad_json(tmp_path):
 def test_save_is_atomic(tmp_path, synthetic_root):
     path = save_records(load_freihand(synthetic_root)[:2], tmp_path / "r.json")
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_well_formed_optional_fields_pass(tmp_path, synthetic_root):
+    recs = load_freihand(synthetic_root)[:2]
+    recs[0]["visible"] = [True] * 20 + [False]  # bools are fine, and so are 0/1 ints
+    recs[1].pop("xyz")  # optional fields may be absent
+    path = save_records(recs, tmp_path / "r.json")
+    back = load_records(path)
+    assert back[0]["visible"][-1] is False and "xyz" not in back[1]
