@@ -1,0 +1,90 @@
+"""Checked exercises, CS231n style: the learner fills in a stub, then ``hp.check("03.2", answer)``
+runs the exercise's check on it and prints what is right or wrong.
+
+A check tests *behaviour*, never text: it calls the learner's function on inputs whose answer is
+known by a property (a rotated copy aligns to zero error; a mirror image does not), or compares
+it with an independent implementation (OKS with ``pycocotools``). ``check`` never raises, so
+*Run all* still reaches the end of a notebook whose exercises are not done yet.
+
+The checks of notebook ``NN`` live in ``chNN.py`` beside this file; each is a function that
+receives the answer and raises :class:`Wrong` with a message that says what is wrong, or returns
+a short note on what passed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class Wrong(AssertionError):
+    """Raised by a check: the answer runs but does not do what the exercise asks."""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str
+    title: str
+    hint: str
+    run: Callable
+
+
+_REGISTRY: dict[str, Exercise] = {}
+
+
+def exercise(id: str, title: str, hint: str):
+    """Register the decorated function as the check of exercise ``id`` ("03.2")."""
+
+    def register(run: Callable) -> Callable:
+        _REGISTRY[id] = Exercise(id, title, hint, run)
+        return run
+
+    return register
+
+
+def _load(exercise_id: str) -> Exercise | None:
+    notebook = exercise_id.split(".")[0]
+    try:
+        importlib.import_module(f"{__name__}.ch{notebook}")
+    except ModuleNotFoundError:
+        return None
+    return _REGISTRY.get(exercise_id)
+
+
+def exercise_ids() -> list[str]:
+    """Every registered exercise id, in order (loads all notebooks' checks)."""
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("ch"):
+            importlib.import_module(f"{__name__}.{info.name}")
+    return sorted(_REGISTRY, key=lambda k: tuple(int(p) for p in k.split(".")))
+
+
+def check(exercise_id: str, answer) -> bool:
+    """Check the learner's ``answer`` to exercise ``exercise_id`` and print the verdict.
+
+    Returns True when it passes, False otherwise; never raises, so a notebook keeps running.
+    """
+    ex = _load(str(exercise_id))
+    if ex is None:
+        print(f"There is no exercise {exercise_id!r}. Exercises: {', '.join(exercise_ids())}")
+        return False
+    try:
+        note = ex.run(answer)
+    except NotImplementedError:
+        print(f"[ ] {ex.id} {ex.title}: not done yet. Replace the `raise NotImplementedError` "
+              f"with your code, run the cell, then this check again.\n    Hint: {ex.hint}")
+        return False
+    except Wrong as err:
+        print(f"[x] {ex.id} {ex.title}: not yet. {err}\n    Hint: {ex.hint}")
+        return False
+    except Exception as err:  # noqa: BLE001 - the learner's code may raise anything
+        where = traceback.extract_tb(err.__traceback__)[-1]
+        print(f"[x] {ex.id} {ex.title}: your code raised {type(err).__name__}: {err} "
+              f"(line {where.lineno}: {where.line}).\n    Hint: {ex.hint}")
+        return False
+    print(f"[ok] {ex.id} {ex.title}: passed." + (f" {note}" if note else ""))
+    return True

@@ -1,0 +1,105 @@
+"""Write the package modules that notebooks own, from the notebooks' ``#@save`` cells.
+
+The course keeps each idea in one place. A lesson's code is written, explained and run in its
+notebook; what later notebooks need too is marked there with a first line ``#@save <module>``
+(d2l's convention) and this script copies it into ``handpose_utils/<module>.py``:
+
+    python -m handpose_utils.export           # rewrite the exported modules
+    python -m handpose_utils.export --check   # exit 1 if a module differs from its notebooks
+
+An exported module is *generated*: edit the notebook, never the module (the test suite runs
+``--check``). Cells are taken in notebook order (01, 02, ...). Their leading ``import`` lines
+are gathered at the top of the module; an exported cell must not use ``hp.`` (the package
+itself) nor IPython magics, so that the module imports on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+NOTEBOOKS = PACKAGE.parent / "notebooks"
+MARK = re.compile(r"^#@save\s+([a-z_][a-z0-9_]*)\s*$")
+
+
+def saved_cells(notebook: Path) -> list[tuple[str, str]]:
+    """``(module, code)`` of every ``#@save <module>`` cell of ``notebook``, in order."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    out = []
+    for i, cell in enumerate(cells):
+        if cell["cell_type"] != "code":
+            continue
+        lines = "".join(cell["source"]).splitlines()
+        if not lines or not (m := MARK.match(lines[0].strip())):
+            continue
+        code = "\n".join(lines[1:]).strip("\n")
+        for bad in ("hp.", "\n%", "\n!"):
+            if bad in "\n" + code:
+                raise ValueError(f"{notebook.name}, cell {i}: an exported cell must not use "
+                                 f"{bad.strip()!r} (the module must import on its own)")
+        out.append((m.group(1), code))
+    return out
+
+
+def _is_import(line: str) -> bool:
+    return line.startswith(("import ", "from ")) and not line.rstrip().endswith("(")
+
+
+def render(module: str, parts: list[tuple[str, str]]) -> str:
+    """The text of ``handpose_utils/<module>.py`` made of ``parts`` (``(notebook, code)``)."""
+    sources = sorted({nb for nb, _ in parts})
+    imports: list[str] = ["from __future__ import annotations"]
+    bodies: list[str] = []
+    for notebook, code in parts:
+        lines = code.splitlines()
+        k = 0
+        while k < len(lines) and (_is_import(lines[k]) or not lines[k].strip()):
+            if lines[k].strip() and lines[k] not in imports:
+                imports.append(lines[k])
+            k += 1
+        bodies.append(f"# --- from notebooks/{notebook} ---\n" + "\n".join(lines[k:]).strip("\n"))
+    header = (f'"""Generated from {", ".join("notebooks/" + s for s in sources)} by '
+              "`python -m handpose_utils.export`.\n\nEdit the notebook's `#@save "
+              f'{module}` cells, not this file: the tests check that the two agree."""\n')
+    return header + "\n" + "\n".join(imports) + "\n\n\n" + "\n\n\n".join(bodies) + "\n"
+
+
+def exported_modules(notebooks: Path = NOTEBOOKS) -> dict[str, str]:
+    """Module name -> generated text, for every module that some notebook exports."""
+    parts: dict[str, list[tuple[str, str]]] = {}
+    for nb in sorted(notebooks.glob("[0-9][0-9]_*.ipynb")):
+        for module, code in saved_cells(nb):
+            parts.setdefault(module, []).append((nb.name, code))
+    return {module: render(module, p) for module, p in parts.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="do not write; exit 1 when a module differs from its notebooks")
+    args = parser.parse_args(argv)
+    stale = []
+    for module, text in exported_modules().items():
+        path = PACKAGE / f"{module}.py"
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == text:
+            continue
+        if args.check:
+            stale.append(path)
+        else:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(PACKAGE.parent)}")
+    if stale:
+        print("These modules differ from their notebooks' #@save cells; run "
+              "`python -m handpose_utils.export` (and never edit them by hand):\n  "
+              + "\n  ".join(str(p.relative_to(PACKAGE.parent)) for p in stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
