@@ -165,3 +165,48 @@ def test_malformed_annotations_are_named(tmp_path, rhd_root):
     path.write_bytes(b"not a pickle")
     with pytest.raises(ValueError, match="not a readable pickle"):
         load_rhd(root)
+
+
+@pytest.mark.parametrize("kind,size", [("color", (64, 64)), ("mask", (96, 80)),
+                                       ("depth", (48, 48))])
+def test_image_of_another_size_is_named(tmp_path, rhd_root, kind, size):
+    """One file of another size used to surface only in the DataLoader, as torch.stack's
+    "stack expects each tensor to be equal size", naming no file."""
+    root = tmp_path / "odd"
+    shutil.copytree(rhd_root, root)
+    path = root / "training" / kind / "00003.png"
+    with Image.open(path) as im:
+        im.resize(size, Image.NEAREST).save(path)  # NEAREST keeps mask ids
+    w, h = size
+    with pytest.raises(ValueError, match=rf"{kind} file of sample 3.*00003\.png.*{w} x {h}.*"
+                                         r"96 x 96"):
+        load_rhd(root)
+
+
+def test_samples_check_image_and_mask_sizes(tmp_path, rhd_root):
+    """Records read before a file changed (or with check_images=False) are checked again when
+    the sample is decoded."""
+    root = tmp_path / "later"
+    shutil.copytree(rhd_root, root)
+    recs = load_rhd(root)
+    for kind in ("color", "mask"):
+        path = root / "training" / kind / "00004.png"
+        with Image.open(path) as im:
+            im.resize((50, 40), Image.NEAREST).save(path)  # NEAREST keeps mask ids
+        with pytest.raises(ValueError, match=r"00004\.png.*sample 4.*50 x 40.*96 x 96"):
+            RHDSamples(recs, load_images=kind == "color", load_masks=kind == "mask")[4]
+        shutil.copy(rhd_root / "training" / kind / "00004.png", path)
+    assert RHDSamples(recs)[4]["image"].shape == (3, 96, 96)
+
+
+def test_pickle_warning_and_unloadable_pickle_is_named(tmp_path, rhd_root):
+    # Loading a pickle runs code: the reader's documentation tells the learner which to trust.
+    for doc in (read_rhd_annotations.__doc__, load_rhd.__doc__):
+        assert "pickle" in doc and "official" in doc and "run" in doc
+    root = tmp_path / "bad"
+    shutil.copytree(rhd_root, root)
+    path = root / "training" / "anno_training.pickle"
+    # A pickle that refers to a module this Python lacks (e.g. written by a newer NumPy).
+    path.write_bytes(b"\x80\x03cno_such_module_here\nthing\nq\x00.")
+    with pytest.raises(ValueError, match=r"anno_training\.pickle.*no_such_module_here"):
+        read_rhd_annotations(root)

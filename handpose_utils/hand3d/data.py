@@ -50,8 +50,9 @@ class RHDSamples(Dataset):
     Each item: ``image`` (3, H, W) uint8 (if ``load_images``), ``mask`` (H, W) uint8 class ids
     (if ``load_masks``), ``keypoints`` (21, 2) float32 image pixels, ``visible`` (21,) bool,
     ``xyz`` (21, 3) float32 metres, ``K`` (3, 3), ``hand_side`` (0 left, 1 right), ``scale``
-    (bone length, metres), ``size`` (W, H) and ``index``. Unreadable files raise an error that
-    names them; nothing is replaced by a blank image.
+    (bone length, metres), ``size`` (W, H) and ``index``. Unreadable files, and images or masks
+    whose size differs from the record's ``width`` x ``height``, raise an error that names them;
+    nothing is replaced by a blank image.
     """
 
     def __init__(self, records: list[dict], load_images: bool = True, load_masks: bool = True):
@@ -85,12 +86,30 @@ class RHDSamples(Dataset):
             "index": torch.tensor(i),
         }
         if self.load_images:
-            item["image"] = torch.from_numpy(read_image(rec["image_path"])).permute(2, 0, 1)
+            image = read_image(rec["image_path"])
+            _check_size(image, rec, "image_path")
+            item["image"] = torch.from_numpy(image).permute(2, 0, 1)
         if self.load_masks:
             from ..datasets.rhd import read_mask
 
-            item["mask"] = torch.from_numpy(read_mask(rec["mask_path"]))
+            mask = read_mask(rec["mask_path"])
+            _check_size(mask, rec, "mask_path")
+            item["mask"] = torch.from_numpy(mask)
         return item
+
+
+def _check_size(array: np.ndarray, rec: dict, key: str) -> None:
+    """Batches stack samples, so one file of another size would fail in the DataLoader as
+    "stack expects each tensor to be equal size", naming no file; name it here instead."""
+    h, w = array.shape[:2]
+    want = (int(rec.get("width", 320)), int(rec.get("height", 320)))
+    if (w, h) != want:
+        raise ValueError(
+            f"{rec[key]} (sample {rec.get('sample_id', '?')}) is {w} x {h} pixels, but its record "
+            f"says {want[0]} x {want[1]}, the size of every image of its split: a batch needs "
+            "one size. The file changed after load_rhd read the dataset, or is corrupt: extract "
+            "or generate the dataset again and reload the records."
+        )
 
 
 def make_loader(dataset: Dataset, batch_size: int, iterations: int | None = None,
