@@ -23,6 +23,7 @@ keypoints and crowd regions have no keypoints to learn from; COCO's evaluation i
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -110,60 +111,66 @@ _IMAGE_KEYS = ("id", "file_name", "width", "height")
 _PERSON_KEYS = ("id", "image_id", "keypoints", "bbox")  # and num_keypoints, checked on its own
 
 
-def _require(entry, keys, where: str, ann_file: Path) -> None:
-    """Raise naming the entry and the first missing key (a bare KeyError names neither)."""
+def _require(entry, keys, where: str, index: int, ann_file: Path) -> None:
+    """Raise naming the entry (``<where>[<index>]``) and the first missing key (a bare KeyError
+    names neither)."""
     if not isinstance(entry, dict):
-        raise ValueError(f"{ann_file}: {where} is a {type(entry).__name__}, not a JSON object; "
-                         "the file is not a COCO annotation file")
+        raise ValueError(f"{ann_file}: {where}[{index}] is a {type(entry).__name__}, not a JSON "
+                         "object; the file is not a COCO annotation file")
     for key in keys:
         if key not in entry:
             ident = f" (id {entry['id']})" if "id" in entry else ""
             needs = (f"every image entry needs {', '.join(_IMAGE_KEYS)}" if keys == _IMAGE_KEYS
                      else f"every person annotation needs {', '.join(_PERSON_KEYS)}")
-            raise ValueError(f"{ann_file}: {where}{ident} has no {key!r}; {needs}. Fix the "
-                             "entry, or download or generate the file again.")
+            raise ValueError(f"{ann_file}: {where}[{index}]{ident} has no {key!r}; {needs}. "
+                             "Fix the entry, or download or generate the file again.")
 
 
 def _checked_person(ann: dict, index: int, ann_file: Path):
     """``(keypoints (17, 3), num_keypoints, bbox, area)`` of a non-crowd annotation, checked.
 
     Every problem raises naming the annotation: a NaN box would otherwise be clipped into a
-    made-up one, and a visibility of 7 would pass as "visible"."""
-    _require(ann, _PERSON_KEYS, f"annotations[{index}]", ann_file)
-    where = f"{ann_file}: annotation {ann['id']} (image {ann['image_id']})"
+    made-up one, and a visibility of 7 would pass as "visible". The checks are plain Python on
+    purpose: NumPy's per-call overhead would add half a minute over train2017's 262k people."""
+    _require(ann, _PERSON_KEYS, "annotations", index, ann_file)
+
+    def where():
+        return f"{ann_file}: annotation {ann['id']} (image {ann['image_id']})"
+
     if "num_keypoints" not in ann:
         raise ValueError(
-            f"{where} has no 'num_keypoints'. COCO stores it with every annotation (the number "
+            f"{where()} has no 'num_keypoints'. COCO stores it with every annotation (the number "
             "of joints with v > 0) and pycocotools' COCOeval needs it too: add it, e.g. "
             "ann['num_keypoints'] = sum(v > 0 for v in ann['keypoints'][2::3])."
         )
     try:
-        kp = np.asarray(ann["keypoints"], dtype=np.float64)
-        box = np.asarray(ann["bbox"], dtype=np.float64)
+        kp = [float(v) for v in ann["keypoints"]]
+        box = [float(v) for v in ann["bbox"]]
         area = float(ann.get("area", 1.0))
     except (ValueError, TypeError) as err:
-        raise ValueError(f"{where}: keypoints, bbox and area must be numbers ({err})") from None
-    if kp.shape != (51,):
+        raise ValueError(f"{where()}: keypoints, bbox and area must be lists of numbers and a "
+                         f"number ({err})") from None
+    if len(kp) != 51:
         raise ValueError(
-            f"{where} has {kp.size} keypoint values; expected 51 = 17 x 3 (x, y, v for each of "
-            "COCO's 17 person joints). Is this a person-keypoints file with the COCO-17 skeleton?"
+            f"{where()} has {len(kp)} keypoint values; expected 51 = 17 x 3 (x, y, v for each "
+            "of COCO's 17 person joints). Is this a person-keypoints file with the COCO-17 "
+            "skeleton?"
         )
-    kp = kp.reshape(17, 3)
-    if not np.isfinite(kp).all():
-        raise ValueError(f"{where}: keypoints hold NaN or inf: {kp.tolist()}")
-    bad_v = np.flatnonzero(~np.isin(kp[:, 2], (0, 1, 2)))
-    if len(bad_v):
+    if not all(map(math.isfinite, kp)):
+        raise ValueError(f"{where()}: keypoints hold NaN or inf: {ann['keypoints']}")
+    bad_v = [j for j, v in enumerate(kp[2::3]) if v not in (0.0, 1.0, 2.0)]
+    if bad_v:
         raise ValueError(
-            f"{where}: joint(s) {bad_v.tolist()} have visibility {ann['keypoints'][2::3][bad_v[0]]}"
-            f"{' (and more)' if len(bad_v) > 1 else ''}; COCO's "
-            "v must be 0, 1 or 2 (unlabelled, labelled but occluded, visible)"
+            f"{where()}: joint(s) {bad_v} have visibility "
+            f"{[ann['keypoints'][3 * j + 2] for j in bad_v]}; COCO's v must be 0, 1 or 2 "
+            "(unlabelled, labelled but occluded, visible)"
         )
-    if box.shape != (4,) or not np.isfinite(box).all():
-        raise ValueError(f"{where}: bbox must be 4 finite numbers [x, y, w, h], got "
+    if len(box) != 4 or not all(map(math.isfinite, box)):
+        raise ValueError(f"{where()}: bbox must be 4 finite numbers [x, y, w, h], got "
                          f"{ann['bbox']}")
-    if not np.isfinite(area):
-        raise ValueError(f"{where}: area is {area}, expected a finite number of pixels")
-    return kp, int(ann["num_keypoints"]), box.tolist(), area
+    if not math.isfinite(area):
+        raise ValueError(f"{where()}: area is {area}, expected a finite number of pixels")
+    return np.array(kp).reshape(17, 3), int(ann["num_keypoints"]), box, area
 
 
 def load_coco_keypoints(
@@ -205,13 +212,13 @@ def load_coco_keypoints(
     data = read_coco_json(ann_file)
     images = {}
     for i, im in enumerate(data["images"]):
-        _require(im, _IMAGE_KEYS, f"images[{i}]", ann_file)
+        _require(im, _IMAGE_KEYS, "images", i, ann_file)
         images[im["id"]] = im
     source = "synthetic-COCO" if (ann_file.parent.parent / "synthetic_meta.json").is_file() \
         else "COCO"
     by_image: dict[int, list[tuple[int, dict]]] = {}  # image id -> (index in file, annotation)
     for i, ann in enumerate(data["annotations"]):
-        _require(ann, ("id", "image_id"), f"annotations[{i}]", ann_file)
+        _require(ann, ("id", "image_id"), "annotations", i, ann_file)
         by_image.setdefault(ann["image_id"], []).append((i, ann))
     records = []
     dropped = {"crowd": 0, "few": 0, "box": 0}  # why people were left out, for an empty result
