@@ -35,11 +35,15 @@ Both paths yield dict batches with the same keys:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
+import re
+import socket
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +83,9 @@ __all__ = [
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CACHE_FORMAT = 1
+# A cache temporary left unmodified this long belongs to no running build: a build writes its
+# temporary continuously (and the metadata one within seconds).
+STALE_TMP_SECONDS = 3600
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,6 +218,115 @@ def _meta_path(path: Path) -> Path:
     return path.with_name(path.name + ".meta.npz")
 
 
+def _check_record_size(rec: dict, w: int, h: int) -> None:
+    """Raise unless the image's actual ``w x h`` is the size its record (if it has one) states.
+    Keypoints are pixels of the image their annotation was made on: resizing them by another
+    image's size would train on wrong labels without any sign of it."""
+    for name in ("width", "height"):
+        v = rec.get(name)
+        if v is not None and (isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))):
+            raise ValueError(
+                f"{rec['image_path']}: its record's '{name}' is {v!r} ({type(v).__name__}), not an "
+                f"integer number of pixels (the file is {w}x{h}). Fix the code that made these "
+                "records, or re-create them.")
+    rw, rh = rec.get("width"), rec.get("height")
+    if rw not in (None, w) or rh not in (None, h):
+        raise ValueError(
+            f"{rec['image_path']}: the file is {w}x{h} but its record says "
+            f"{'?' if rw is None else rw}x{'?' if rh is None else rh}; its keypoints belong to "
+            "another resolution. Re-create the records for these images.")
+
+
+# Temporary files of a disk cache are named ".<cache name>.<pid>-<host>.<random>.tmp" (or .npz for
+# the metadata), so that a later build can tell an abandoned one from one being written.
+
+
+def _host_tag() -> str:
+    """Eight hex digits naming this machine: a pid means something only on the machine that
+    wrote it (a cache folder could be shared, e.g. on a network drive)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _temp_name(path: Path, suffix: str) -> str:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-{_host_tag()}.",
+                                suffix=suffix, dir=path.parent)
+    os.close(fd)
+    return name
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, but belongs to someone else
+    return True
+
+
+def _remove_stale_temporaries(path: Path, log=print) -> None:
+    """Delete temporaries that an interrupted build of the cache ``path`` left behind (a killed
+    kernel never runs its clean-up), each as large as the whole cache.
+
+    A temporary is stale when the process named in it has exited (same machine only; not on
+    Windows, where probing a pid this way would kill it), or when it has not been modified for
+    :data:`STALE_TMP_SECONDS`, which also covers names without a pid and other machines. One
+    being written by a running build is neither, so two builds can run side by side."""
+    if not path.parent.is_dir():
+        return
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)-([0-9a-f]{{8}})\.)?"
+                         r"[a-z0-9_]{8}\.(?:tmp|npz)")
+    removed, freed = [], 0
+    for candidate in path.parent.iterdir():
+        match = pattern.fullmatch(candidate.name)
+        if match is None:
+            continue
+        try:
+            st = candidate.stat()
+        except FileNotFoundError:
+            continue  # its build just finished or cleaned up
+        pid, host = match.group(1), match.group(2)
+        writer_gone = (pid is not None and host == _host_tag() and os.name != "nt"
+                       and not _pid_running(int(pid)))
+        if writer_gone or time.time() - st.st_mtime > STALE_TMP_SECONDS:
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate.name)
+            freed += st.st_size
+    if removed and log:
+        log(f"image cache {path}: removed {len(removed)} stale temporary file(s) of an "
+            f"interrupted build ({freed / 1e6:.1f} MB): {', '.join(removed)}")
+
+
+def _write_error(path: Path, err: OSError, nbytes: int) -> OSError:
+    need = f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.1f} MB"
+    return OSError(
+        f"could not write {path}: {err.strerror or err}. The cache needs about {need} in "
+        f"{path.parent}: free space there, pass another path, or path=None to keep the cache "
+        "in memory.")
+
+
+def _new_array_file(path: Path, shape: tuple) -> tuple[str, np.memmap]:
+    """A temporary ``.npy`` beside ``path``, memory-mapped for writing, its disk space reserved.
+
+    ``open_memmap`` makes a sparse file; writing through the map into a hole the disk cannot
+    fill kills the process with SIGBUS (a Colab kernel simply dies). Reserving the blocks first
+    turns a full disk into an ``OSError`` here, before any decoding."""
+    tmp = _temp_name(path, ".tmp")
+    try:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        if hasattr(os, "posix_fallocate"):
+            with open(tmp, "r+b") as f:
+                try:
+                    os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+                except OSError as err:
+                    if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                        raise  # else the filesystem cannot reserve space; carry on without
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp, array
+
+
 def _fsync_replace(tmp: str, final: Path) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
@@ -248,7 +364,10 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
       keypoints) and memory-mapped, so RAM holds only what the OS caches. A later call with the
       same records and size reuses the file; any change to the records, image files or size
       rebuilds it. Files are written to a temporary name and renamed, so an interrupted build
-      never leaves a half-written cache behind. Use local disk (``/content``), not Drive.
+      never leaves a half-written cache behind; the next build deletes temporaries that a
+      killed run left (see :func:`_remove_stale_temporaries`). The disk space is reserved before
+      decoding starts: a full disk raises ``OSError("could not write <path>: <reason> ...")``
+      and leaves no file. Use local disk (``/content``), not Drive.
 
     Keypoints are mapped to the cache frame with ``x' = (x + 0.5) * size / W - 0.5`` (see the
     module docstring). Images are squashed to a square like the reference (no padding), so
@@ -256,12 +375,14 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
 
     An unreadable image raises :class:`~handpose_utils.images.ImageReadError` naming the file.
     With ``skip_bad=True`` it is left out instead, counted in ``cache.report`` and reported
-    through ``log``; ``cache.record_index`` says which records were kept.
+    through ``log``; ``cache.record_index`` says which records were kept. An image whose size
+    is not its record's ``width`` x ``height`` raises ``ValueError`` naming the file and both.
     """
     if not records:
         raise ValueError("build_image_cache: no records")
     path = Path(path) if path is not None else None
     if path is not None:
+        _remove_stale_temporaries(path, log)
         key = _cache_key(records, size)
         cached = _load_cache(path, key, size)
         if cached is not None:
@@ -273,14 +394,15 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
     kp_all = np.stack([keypoints_array(r) for r in records]).astype(np.float32)
     vis_all = np.stack([visible_array(r) for r in records])
     tmp_images = None
+    nbytes = n * size * size * 3
     if path is None:
         images = np.empty((n, size, size, 3), np.uint8)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_images = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        images = np.lib.format.open_memmap(tmp_images, mode="w+", dtype=np.uint8,
-                                           shape=(n, size, size, 3))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp_images, images = _new_array_file(path, (n, size, size, 3))
+        except OSError as err:
+            raise _write_error(path, err, nbytes) from err
     try:
         keep, orig_size, report = [], [], SkipReport()
         threads = num_threads or max(1, env.default_num_workers())
@@ -310,12 +432,7 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
                 report.skipped.append((records[i]["image_path"], str(res)))
                 continue
             array, (w, h) = res
-            rec = records[i]
-            if rec.get("width") not in (None, w) or rec.get("height") not in (None, h):
-                raise ValueError(
-                    f"{rec['image_path']}: the file is {w}x{h} but its record says "
-                    f"{rec.get('width')}x{rec.get('height')}; its keypoints belong to another "
-                    "resolution. Re-create the records for these images.")
+            _check_record_size(records[i], w, h)
             images[len(keep)] = array
             keep.append(i)
             orig_size.append((w, h))
@@ -333,29 +450,35 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
             images = images[:k] if k < n else images
             return ImageCache(images, kps, vis_all[keep_arr], orig, keep_arr, size, None, report)
 
-        if k < n:  # rewrite without the holes left by skipped images
-            images.flush()
-            fd, tmp2 = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            compact = np.lib.format.open_memmap(tmp2, mode="w+", dtype=np.uint8,
-                                                shape=(k, size, size, 3))
-            compact[:] = images[:k]
-            compact.flush()
-            del compact, images
-            os.unlink(tmp_images)
-            tmp_images = tmp2
-        else:
-            images.flush()
-            del images
-        _fsync_replace(tmp_images, path)
-        tmp_images = None
-        # The metadata goes last: the key inside it is what marks the cache as complete.
-        fd, tmp_meta = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, key=np.array(key), keypoints=kps, visible=vis_all[keep_arr],
-                     orig_size=orig, record_index=keep_arr, seen=np.array(report.seen),
-                     skipped=np.array(json.dumps(report.skipped)))
-        _fsync_replace(tmp_meta, _meta_path(path))
+        tmp_meta = None
+        try:
+            if k < n:  # rewrite without the holes left by skipped images
+                images.flush()
+                tmp2, compact = _new_array_file(path, (k, size, size, 3))
+                compact[:] = images[:k]
+                compact.flush()
+                del compact, images
+                os.unlink(tmp_images)
+                tmp_images = tmp2
+            else:
+                images.flush()
+                del images
+            _fsync_replace(tmp_images, path)
+            tmp_images = None
+            # The metadata goes last: the key inside it is what marks the cache as complete.
+            tmp_meta = _temp_name(path, ".npz")
+            with open(tmp_meta, "wb") as f:
+                np.savez(f, key=np.array(key), keypoints=kps, visible=vis_all[keep_arr],
+                         orig_size=orig, record_index=keep_arr, seen=np.array(report.seen),
+                         skipped=np.array(json.dumps(report.skipped)))
+            _fsync_replace(tmp_meta, _meta_path(path))
+            tmp_meta = None
+        except OSError as err:
+            if tmp_images is None:  # the images reached their final name, the metadata did not
+                path.unlink(missing_ok=True)
+            if tmp_meta is not None:
+                Path(tmp_meta).unlink(missing_ok=True)
+            raise _write_error(path, err, nbytes) from err
         return _load_cache(path, key, size)
     finally:
         if tmp_images is not None and os.path.exists(tmp_images):
@@ -625,6 +748,7 @@ class KeypointDataset(Dataset):
         rec = self.records[idx]
         array = read_image(rec["image_path"])
         h, w = array.shape[:2]
+        _check_record_size(rec, w, h)
         image = TF.resize(torch.from_numpy(array).permute(2, 0, 1), [self.size, self.size],
                           antialias=True)
         kp = resize_keypoints(keypoints_array(rec), (w, h), self.size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -323,3 +324,78 @@ def test_prepare_batch_targets_and_extras():
     fbatch = dict(batch, image=torch.zeros(4, 3, 16, 16))
     images, _, _ = prep(fbatch, "cpu", train=True)
     assert torch.equal(images, fbatch["image"])
+
+
+# --------------------------------------------------------------------------------------------
+# Failures: interrupted builds, failed writes, images whose size disagrees with their record
+
+
+def dead_pid() -> int:
+    """The pid of a process that has finished."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_temporaries_of_an_interrupted_build_are_removed(tmp_path):
+    records = make_records(tmp_path, n=2, fmt="PNG")
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    path = folder / "train_32.npy"
+    host = D._host_tag()
+    gone = dead_pid()
+    with pytest.MonkeyPatch.context() as mp:  # named as the build of a process that has exited
+        mp.setattr(os, "getpid", lambda: gone)
+        left = Path(D._temp_name(path, ".tmp"))
+    stale = [left, folder / ".train_32.npy.a8d7f6g7.tmp"]  # the second: unmodified for hours
+    kept = [folder / f".train_32.npy.{os.getppid()}-{host}.q1w2e3r4.tmp",  # its writer still runs
+            folder / ".train_32.npy.z9x8c7v6.tmp",                         # recent, writer unknown
+            folder / f".other_32.npy.{dead_pid()}-{host}.r5t6y7u8.tmp"]    # another cache's
+    for p in stale + kept:
+        p.write_bytes(b"\0" * 1000)
+    old = os.path.getmtime(stale[1]) - 2 * 3600
+    os.utime(stale[1], (old, old))
+    logged = []
+    D.build_image_cache(records, 32, path=path, progress=False, log=logged.append)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept)
+    assert any("removed 2 stale temporary file(s)" in line for line in logged), logged
+
+
+def test_a_failed_write_raises_and_leaves_no_file(tmp_path, monkeypatch):
+    import errno
+
+    records = make_records(tmp_path, n=2, fmt="PNG")
+    path = tmp_path / "cache" / "train_32.npy"
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np.lib.format, "open_memmap", disk_full)
+    with pytest.raises(OSError, match=r"could not write .*train_32.npy: No space left on device"):
+        D.build_image_cache(records, 32, path=path, progress=False)
+    assert list(path.parent.iterdir()) == []
+    monkeypatch.undo()
+    monkeypatch.setattr(np, "savez", disk_full)  # the keypoints file, written last
+    with pytest.raises(OSError, match=r"could not write .*train_32.npy.*: No space left on device"):
+        D.build_image_cache(records, 32, path=path, progress=False)
+    assert list(path.parent.iterdir()) == []
+
+
+def test_image_size_must_match_its_record(tmp_path):
+    records = make_records(tmp_path, n=2, fmt="PNG")  # 256x192 files
+    records[1]["width"] = 224
+    ds = D.KeypointDataset(records, 32)
+    ds[0]
+    with pytest.raises(ValueError, match=r"001.png.* 256x192 .* 224x192"):
+        ds[1]
+    with pytest.raises(ValueError, match=r"001.png.* 256x192 .* 224x192"):
+        D.build_image_cache(records, 32, progress=False)
+    records[1]["width"] = "256"  # a string, not a size: say so instead of "256x192 vs 256x192"
+    for build in (lambda: D.KeypointDataset(records, 32)[1],
+                  lambda: D.build_image_cache(records, 32, progress=False)):
+        with pytest.raises(ValueError, match=r"001.png.*'width' is '256' \(str\).*integer"):
+            build()
