@@ -1047,13 +1047,13 @@ def fit(
         if last.is_file():
             _check_resume_config(last, load_checkpoint(last).get("config", {}), run_config)
             ckpt = load_checkpoint(last, model, optimizer, None, scaler, restore_rng=True)
+            if log:
+                log(f"resumed from {last}: {ckpt['epoch']} epoch(s) done")
             sched = _resume_scheduler(sched, scheduler, optimizer, ckpt, epochs, warmup_epochs,
                                       run_config, log)
             history = History(ckpt["history"])
             best = ckpt.get("best")
             start = ckpt["epoch"] + 1
-            if log:
-                log(f"resumed from {last}: {ckpt['epoch']} epoch(s) done")
         elif log:
             log(f"resume: no checkpoint in {ckpt_dir}, starting from scratch")
     if ckpt_dir is not None:
