@@ -44,7 +44,17 @@ def visible_array(record: dict) -> np.ndarray:
     """A record's per-joint visibility as a bool array (all True when the record has none)."""
     n = len(record["keypoints"]) // 2
     vis = record.get("visible")
-    return np.ones(n, bool) if vis is None else np.asarray(vis, dtype=bool)
+    if vis is None:
+        return np.ones(n, bool)
+    flags = np.asarray(vis)
+    # Converting anything else to bool would be silently wrong: "0" and 2 both become True.
+    if flags.dtype.kind not in "biu" or (flags.dtype.kind != "b" and flags.size and (
+            flags.min() < 0 or flags.max() > 1)):
+        raise RecordError(
+            f"{record.get('image_path')}: 'visible' must hold true/false or 0/1 flags, got "
+            f"{list(vis)[:6]}{' ...' if len(vis) > 6 else ''}. Fix the code that made this "
+            "record, or re-create the records.")
+    return flags.astype(bool)
 
 
 _PLAIN_NUMBERS = {int, float}  # what json.load gives for numbers

@@ -81,3 +81,18 @@ def test_well_formed_optional_fields_pass(tmp_path, synthetic_root):
     path = save_records(recs, tmp_path / "r.json")
     back = load_records(path)
     assert back[0]["visible"][-1] is False and "xyz" not in back[1]
+
+
+def test_visible_array_refuses_flags_that_are_not_booleans():
+    """Records handed straight to the data pipeline skip load_records: the flags are checked
+    where they are turned into booleans too."""
+    from handpose_utils.records import visible_array
+
+    rec = {"image_path": "a.jpg", "keypoints": [0.0] * 42, "visible": [1] * 20 + [0]}
+    assert visible_array(rec).tolist() == [True] * 20 + [False]
+    rec["visible"] = ["0"] * 21
+    with pytest.raises(RecordError, match=r"a.jpg.*'visible'.*'0'"):
+        visible_array(rec)
+    rec["visible"] = [2] * 21
+    with pytest.raises(RecordError, match=r"a.jpg.*'visible'.*2"):
+        visible_array(rec)
