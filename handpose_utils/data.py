@@ -83,8 +83,8 @@ __all__ = [
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CACHE_FORMAT = 1
-# A cache temporary left unmodified this long belongs to no running build: a build writes its
-# temporary continuously (and the metadata one within seconds).
+# A cache temporary whose writer cannot be asked (see _remove_stale_temporaries) and that was left
+# unmodified this long belongs to no running build: a build writes its temporary continuously.
 STALE_TMP_SECONDS = 3600
 
 
@@ -268,10 +268,11 @@ def _remove_stale_temporaries(path: Path, log=print) -> None:
     """Delete temporaries that an interrupted build of the cache ``path`` left behind (a killed
     kernel never runs its clean-up), each as large as the whole cache.
 
-    A temporary is stale when the process named in it has exited (same machine only; not on
-    Windows, where probing a pid this way would kill it), or when it has not been modified for
-    :data:`STALE_TMP_SECONDS`, which also covers names without a pid and other machines. One
-    being written by a running build is neither, so two builds can run side by side."""
+    A temporary named by this machine is stale when the process named in it has exited; one
+    whose writer is still running is never touched, however old, so two builds can run side by
+    side. Other temporaries (from another machine sharing the folder, from Windows, where
+    probing a pid this way would kill the process, or without a pid in the name) are stale once
+    unmodified for :data:`STALE_TMP_SECONDS`."""
     if not path.parent.is_dir():
         return
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)-([0-9a-f]{{8}})\.)?"
@@ -286,9 +287,11 @@ def _remove_stale_temporaries(path: Path, log=print) -> None:
         except FileNotFoundError:
             continue  # its build just finished or cleaned up
         pid, host = match.group(1), match.group(2)
-        writer_gone = (pid is not None and host == _host_tag() and os.name != "nt"
-                       and not _pid_running(int(pid)))
-        if writer_gone or time.time() - st.st_mtime > STALE_TMP_SECONDS:
+        if pid is not None and host == _host_tag() and os.name != "nt":
+            stale = not _pid_running(int(pid))
+        else:
+            stale = time.time() - st.st_mtime > STALE_TMP_SECONDS
+        if stale:
             candidate.unlink(missing_ok=True)
             removed.append(candidate.name)
             freed += st.st_size
