@@ -56,8 +56,13 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path_factory):
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    # One data folder for all notebooks of this run, outside the repo; the kernel inherits env.
-    data = tmp_path_factory.getbasetemp().parent / "notebook-data"
+    # One data folder for all notebooks of this test session, outside the repo; the kernel
+    # inherits env. Under xdist each worker's basetemp sits in the session's folder; without it,
+    # basetemp is the session's folder. Either way a new session starts with no runs to resume.
+    session = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        session = session.parent
+    data = session / "notebook-data"
     env = {"HANDPOSE_SMOKE": "1", "HANDPOSE_DATA": str(data), "TQDM_DISABLE": "1",
            "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     old = {k: os.environ.get(k) for k in env}
