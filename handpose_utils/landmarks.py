@@ -364,7 +364,8 @@ class LandmarkMeter:
     * ``mean_abs``: the reference's "MPJPE", mean |delta| over the 63 coordinates, same units;
     * ``err_x_px``, ``err_y_px``, ``err_z_px``: mean |delta| per axis in pixels (z on x's scale);
     * ``pck@0.1``, ``pck@0.2`` (and ``pck`` = PCK@0.2): 2D, a joint is correct within that
-      fraction of the teacher's hand box (its longer side), MMPose's hand convention;
+      fraction of the teacher's keypoint box (the longer side of the tight box around its 21
+      landmarks; MMPose divides by the annotation's box, which is larger, so this is stricter);
     * ``handedness_acc`` when the model predicts handedness and the labels have it.
     """
 
@@ -372,7 +373,7 @@ class LandmarkMeter:
         self.z_scale, self.alphas = z_scale, tuple(alphas)
         self.log_items = [("mpjpe", "MPJPE", "{:.4f}"), ("mpjpe_px", "MPJPE2D", "{:.1f}px"),
                           ("mean_abs", "mean|Δ|(ref 'MPJPE')", "{:.4f}"),
-                          ("pck", f"PCK@{self.alphas[-1]:g}", "{:.1%}")]
+                          ("pck", f"PCK@{self.alphas[-1]:g} (keypoint box)", "{:.1%}")]
         self.reset()
 
     def reset(self) -> None:
