@@ -1,150 +1,92 @@
-"""handpose_utils: the shared package of the hand pose course.
+"""handpose_utils: the thin shared package of the hand pose course.
 
-One module per concept:
+The notebooks are the course; this package holds what several of them share, one module per
+concept. A lesson's own idea (its codec, model, loss, metric) is written in its notebook; where
+tests or a later notebook import it, the notebook's ``#@save <module>`` cells generate that module
+(``python -m handpose_utils.export``; such modules say so in their first line).
 
-* ``env``         where we run: Colab, smoke mode, device, AMP dtype, seeding, data folder
+Where we run and what we read:
+
+* ``env``         Colab, smoke mode, device, AMP dtype, seeding, data and runs folders
 * ``skeletons``   keypoint conventions: HAND21 (FreiHAND/MediaPipe), RHD42, COCO17
-* ``camera``      pinhole projection uv = K xyz
+* ``camera``      the pinhole projection uv = K xyz / z
 * ``images``      image reading with errors that name the file
 * ``records``     the JSON keypoint records, saved and validated
 * ``splits``      random and grouped (leak-free) splits, and leak counting
-* ``synthetic``   the embedded default data: a procedural hand renderer writing native layouts
-* ``datasets``    readers and Colab downloads per source (FreiHAND, ...)
-* ``prepare``     one-call dataset, records and split preparation for the notebooks
-* ``plots``       skeleton drawing, sample grids and widget browsers
+* ``datasets``    readers and Colab downloads per source (FreiHAND, OUHANDS, COCO, RHD)
+* ``synthetic``   the embedded default data: procedural hands and people in native layouts
+* ``prepare``     one call that makes the data, records and splits a notebook needs
+* ``downloads``   verified, resumable downloads
+
+Training and evaluation:
+
+* ``data``        feeding batches: the decode-once image cache, device augmentation, loaders
+* ``engine``      ``TrainConfig`` and ``fit``: the training loop with AMP, checkpoints, resume
+* ``metrics``     PCK, AUC, EPE, MPJPE, Procrustes, and an epoch meter
+* ``models``      the coordinate regressors notebooks share, and torchvision backbones
+* ``plots``       skeletons on images, grids, 3D skeletons, widget browsers, ``show_source``
+* ``exercises``   ``check``: the checked exercises of every notebook
+
+Per lesson, loaded on first use (``hp.heatmaps``, ``hp.hand3d``, ...): ``landmarks`` and
+``mediapipe_labels`` (04), ``regression3d`` (05), ``heatmaps``, ``topdown``, ``models_heatmap``,
+``coco_eval``, ``coco_plots``, ``onnx_export``, ``wandb_logging`` (06), ``hand3d`` (07), and the
+tools ``bench`` and ``export``.
 """
 
-from . import camera, env, images, plots, records, skeletons, splits
-from .camera import project
-from .datasets.freihand import (
-    DatasetNotFoundError,
-    download_freihand,
-    freihand_image_path,
-    load_freihand,
-)
-from .env import (
-    amp_settings,
-    data_dir,
-    in_colab,
-    is_smoke,
-    pick_device,
-    seed_everything,
-    smoke_or,
-)
-from .images import ImageReadError, read_image
-from .prepare import prepare_freihand, prepare_records, prepare_splits
-from .records import RecordError, load_records, save_records
-from .splits import count_pose_leak, grouped_split, random_split
-from .synthetic.freihand import ensure_synthetic_freihand, make_freihand
-
-# --- engine, metrics, models (issue 3): exports are added below this line ---
-from .data import (  # isort: skip
-    CachedKeypointDataset,
-    DeviceAugment,
-    ImageCache,
-    KeypointDataset,
-    PrepareBatch,
-    build_image_cache,
-    cached_loader,
-    input_to_original,
-    make_loaders,
-    per_sample_transforms,
-    pixels_to_normalized,
-    to_original_pixels,
-)
-from .engine import (  # isort: skip
-    CheckpointError,
-    History,
-    NonFiniteLossError,
-    StopTraining,
-    evaluate,
-    fit,
-    load_checkpoint,
-    plot_history,
-    predict,
-    save_checkpoint,
-)
-from .metrics import (  # isort: skip
-    KeypointMeter,
-    bbox_size,
-    epe,
-    normalized_to_pixels,
-    pck,
-    pck_curve,
-    per_joint_epe,
-    per_sample_epe,
-)
-from .models import (  # isort: skip
-    MobileLiteRegressor,
-    MobileLiteSE,
-    SimpleCNN,
-    as_keypoints,
-    build_model,
-    count_parameters,
-)
-
-# --- notebook 04, OUHANDS + MediaPipe landmarks (issue 4): exports below this line ---
-from . import landmarks, mediapipe_labels  # isort: skip
-from .datasets.ouhands import (  # isort: skip
-    LandmarkFileError,
-    install_ouhands,
-    list_ouhands_images,
-    load_landmark_files,
-    load_ouhands,
-    read_landmark_file,
-    write_landmark_file,
-)
-from .landmarks import (  # isort: skip
-    LandmarkDataset,
-    LandmarkLoss,
-    LandmarkMeter,
-    MobileNetV2Landmarks,
-    build_landmark_model,
-    load_landmark_labels,
-)
-from .synthetic.ouhands import ensure_synthetic_ouhands, make_ouhands  # isort: skip
-
-# --- notebook 05, ResNet-50 3D regression (issue 5): exports below this line ---
-from . import regression3d  # isort: skip
-from .metrics import (  # isort: skip
-    fraction_within,
-    mpjpe,
-    pa_mpjpe,
-    pck3d_curve,
-    procrustes_align,
-    reprojection_error,
-)
-from .regression3d import (  # isort: skip
-    Pose3DMeter,
-    RootRelativeCodec,
-    build_pose3d_model,
-    compare_splits,
-    load_pose3d_model,
-    predict_image,
-)
-
-# --- notebook 06, COCO heatmaps (issue 6): exports below this line ---
-from . import coco_eval, coco_plots, heatmaps, models_heatmap, onnx_export, topdown  # isort: skip
-from .coco_eval import (  # isort: skip
-    CocoKeypointMeter,
-    evaluate_coco_keypoints,
-    ground_truth_results,
-    keypoints_to_coco_results,
-    predict_coco_results,
-    write_coco_results,
-)
-from .datasets.coco import download_coco, load_coco_keypoints, prepare_coco  # isort: skip
-from .heatmaps import HeatmapCodec  # isort: skip
-from .models_heatmap import KeypointMSELoss, SimpleBaseline, build_simple_baseline  # isort: skip
-from .onnx_export import check_onnx, export_onnx  # isort: skip
-from .synthetic.coco import ensure_synthetic_coco, make_coco  # isort: skip
-from .topdown import TopDownAugment, TopDownDataset, prepare_topdown_batch  # isort: skip
-from .wandb_logging import wandb_callback  # isort: skip
-
-# --- notebook 07, RHD 3D hand pose (issue 7): exports below this line ---
-from . import hand3d
+from . import camera, data, datasets, engine, env, exercises, images, metrics, models, plots
+from . import prepare, records, skeletons, splits, synthetic
+from .data import build_image_cache, make_loaders
+from .datasets.coco import download_coco, load_coco_keypoints, prepare_coco
+from .datasets.freihand import download_freihand, load_freihand
+from .datasets.ouhands import install_ouhands, load_ouhands
 from .datasets.rhd import download_rhd, load_rhd, prepare_rhd
-from .synthetic.rhd import ensure_synthetic_rhd, make_rhd
+from .engine import TrainConfig, evaluate, fit, load_checkpoint, plot_history, predict
+from .env import data_dir, in_colab, pick_device, runs_dir, seed_everything, smoke_or
+from .exercises import check
+from .images import read_image
+from .metrics import epe, mpjpe, pa_mpjpe, pck, pck_curve
+from .models import build_model, count_parameters
+from .plots import show_source
+from .prepare import prepare_freihand, prepare_splits
+from .records import load_records, save_records
+from .synthetic.coco import make_coco
+from .synthetic.freihand import make_freihand
+from .synthetic.ouhands import make_ouhands
+from .synthetic.rhd import make_rhd
+
+_LAZY_MODULES = (
+    "bench", "coco_eval", "coco_plots", "export", "hand3d", "heatmaps", "landmarks",
+    "mediapipe_labels", "models_heatmap", "onnx_export", "regression3d", "topdown",
+    "wandb_logging",
+)
+
+__all__ = [
+    # modules
+    "camera", "data", "datasets", "engine", "env", "exercises", "images", "metrics", "models",
+    "plots", "prepare", "records", "skeletons", "splits", "synthetic",
+    # where we run
+    "data_dir", "in_colab", "pick_device", "runs_dir", "seed_everything", "smoke_or",
+    # data
+    "load_freihand", "download_freihand", "make_freihand", "load_ouhands", "install_ouhands",
+    "make_ouhands", "load_coco_keypoints", "download_coco", "make_coco", "prepare_coco",
+    "load_rhd", "download_rhd", "make_rhd", "prepare_rhd", "prepare_freihand", "prepare_splits",
+    "load_records", "save_records", "read_image",
+    # training
+    "build_image_cache", "make_loaders", "build_model", "count_parameters", "TrainConfig", "fit",
+    "evaluate", "predict", "load_checkpoint", "plot_history",
+    # metrics
+    "pck", "pck_curve", "epe", "mpjpe", "pa_mpjpe",
+    # lessons
+    "check", "show_source",
+]
 
 __version__ = "0.1.0"
-COURSE_REPO = "handpose-course/handpose-course"
+
+
+def __getattr__(name: str):
+    """Load a lesson's module on first use: ``hp.heatmaps`` imports ``handpose_utils.heatmaps``."""
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

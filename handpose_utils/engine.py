@@ -36,6 +36,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,7 @@ from . import env
 
 __all__ = [
     "History",
+    "TrainConfig",
     "fit",
     "train_one_epoch",
     "evaluate",
@@ -900,12 +902,6 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % 2**63
 
 
-def _default_mode(metric: str) -> str:
-    lower = metric.lower()
-    lower_is_better = ("loss", "epe", "err", "mpjpe", "mae", "mse")
-    return "min" if any(s in lower for s in lower_is_better) else "max"
-
-
 def _copy_to_drive(src: Path, drive_dir: Path | None, log) -> None:
     if drive_dir is None:
         return
@@ -924,81 +920,129 @@ def _copy_to_drive(src: Path, drive_dir: Path | None, log) -> None:
             log(f"warning: could not copy {src.name} to {drive_dir}: {err}")
 
 
+LOSS_METRICS = ("val_loss", "train_loss")  # the only metrics whose direction fit knows
+
+
+@dataclass
+class TrainConfig:
+    """Everything :func:`fit` needs besides the model, the data and the task's callables.
+
+    One object instead of two dozen keyword arguments, in the style of nanoGPT's config: make one,
+    print it, change a field with ``dataclasses.replace(cfg, epochs=20)`` or ``cfg.replace(...)``.
+
+    * Optimisation: ``epochs``; AdamW with ``lr`` and ``weight_decay`` (unless ``fit`` gets an
+      ``optimizer``); ``scheduler`` ``"cosine"`` (default), ``"step"``, None or a callable
+      ``f(optimizer, epochs)`` (see :func:`make_scheduler`), stepped per epoch after
+      ``warmup_epochs`` of linear warm-up; ``grad_clip`` clips the global gradient norm.
+    * Speed: ``amp`` None takes :func:`env.amp_settings` (fp16 + GradScaler on a T4, bf16 on
+      Ampere and newer, off on CPU); ``channels_last`` (NHWC, on by default: faster on GPUs and
+      on the CPU's oneDNN); ``compile`` wraps the model in ``torch.compile``; ``device`` None
+      picks CUDA when there is one.
+    * Best model: ``best_metric`` is a key of the epoch's row (``"val_pck"``, ``"val_mpjpe"``,
+      ...) and ``mode`` says whether ``"max"`` or ``"min"`` is better. Only the losses have a
+      known direction (min); any other metric needs ``mode`` spelled out.
+    * Checkpoints: ``checkpoint_dir`` (``last.pth`` every epoch, ``best.pth`` when the best metric
+      improves), ``resume`` (continue from ``last.pth``), ``drive_dir`` (copies on a mounted
+      Google Drive).
+    * ``seed`` (per-epoch seeding, so a resumed run repeats an uninterrupted one), ``max_steps``
+      (batches per epoch: smoke runs, benchmarks).
+    * Feedback: ``live_plot``, ``progress`` (tqdm bars), ``log`` (a function that takes a line,
+      None for silence), ``log_items`` (what each epoch's line shows).
+    * ``settings``: whatever else defines the run (model name, input size, dataset, ...).
+      Numbers and strings; they are saved in every checkpoint, and resuming with different
+      settings is refused with a message naming them.
+    """
+
+    epochs: int = 10
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    scheduler: str | Callable | None = "cosine"
+    warmup_epochs: int = 0
+    grad_clip: float | None = None
+    amp: bool | None = None
+    channels_last: bool = True
+    compile: bool = False
+    device: str | torch.device | None = None
+    best_metric: str = "val_loss"
+    mode: str | None = None
+    checkpoint_dir: str | Path | None = None
+    resume: bool = False
+    drive_dir: str | Path | None = None
+    seed: int | None = 0
+    max_steps: int | None = None
+    live_plot: bool = True
+    progress: bool = True
+    log: Callable | None = print
+    log_items: Sequence[tuple] | None = None
+    settings: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.mode is None:
+            if self.best_metric not in LOSS_METRICS:
+                raise ValueError(
+                    f"TrainConfig(best_metric={self.best_metric!r}) needs mode='max' or "
+                    "mode='min': say whether a higher or a lower value is better")
+            self.mode = "min"
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"TrainConfig(mode={self.mode!r}): use 'max' or 'min'")
+        if self.resume and self.checkpoint_dir is None:
+            raise ValueError("TrainConfig(resume=True) needs a checkpoint_dir to resume from")
+        if self.epochs < 0:
+            raise ValueError(f"TrainConfig(epochs={self.epochs}): needs 0 or more")
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with some fields changed (``dataclasses.replace``)."""
+        return replace(self, **changes)
+
+
 def fit(
     model: nn.Module,
     train_loader,
     val_loader=None,
+    config: TrainConfig | None = None,
     *,
-    epochs: int,
     loss_fn: Callable,
     prepare_batch: Callable | None = None,
     metrics=None,
     optimizer: torch.optim.Optimizer | None = None,
-    lr: float = 3e-4,
-    weight_decay: float = 1e-4,
-    scheduler="cosine",
-    warmup_epochs: int = 0,
-    grad_clip: float | None = None,
-    amp=None,
-    channels_last: bool = True,
-    compile: bool = False,
-    device=None,
-    best_metric: str | None = None,
-    mode: str | None = None,
-    checkpoint_dir=None,
-    resume: bool = False,
-    drive_dir=None,
-    seed: int | None = 0,
-    max_steps: int | None = None,
     callbacks: Sequence[Callable] = (),
-    live_plot: bool = True,
-    progress: bool = True,
-    log: Callable | None = print,
-    log_items: Sequence[tuple] | None = None,
-    config: dict | None = None,
 ) -> History:
-    """Train ``model`` for ``epochs`` epochs, validating after each. Returns the :class:`History`.
+    """Train ``model`` as ``config`` (a :class:`TrainConfig`) says, validating after each epoch.
+    Returns the :class:`History`: one row per epoch.
 
-    Task-specific parts are the callables described in the module docstring: ``prepare_batch``,
-    ``loss_fn`` and ``metrics``. The rest:
+    Each epoch is the plain loop a notebook writes by hand (forward, loss, ``backward()``, step,
+    then evaluate), plus what a long run needs:
 
-    * **Optimisation.** ``optimizer`` defaults to AdamW(``lr``=3e-4, ``weight_decay``=1e-4), the
-      reference's; ``scheduler`` is ``"cosine"`` (default), ``"step"``, None or a callable (see
-      :func:`make_scheduler`), stepped per epoch after ``warmup_epochs`` of linear warm-up;
-      ``grad_clip`` clips the global gradient norm.
-    * **Speed.** ``amp=None`` takes :func:`env.amp_settings`: fp16 with a GradScaler on a T4, bf16
-      on Ampere and newer, off on CPU. ``channels_last`` (NHWC) is on by default, everywhere:
-      tensor cores like it, and so does the CPU's oneDNN (measured on a 2-core CPU, training at
-      128 px: SimpleCNN +27 %, MobileLite +68 %, ResNet-50 +14 % images/s). ``compile=True``
-      wraps the model in ``torch.compile`` (slow first epoch; worth it for long runs). On CUDA, cuDNN autotuning is switched on (fixed input sizes).
-    * **Best model.** ``best_metric`` (default ``"val_pck"`` when the metrics give one, else
-      ``"val_loss"``) with ``mode`` ``"max"``/``"min"`` (default: min for losses and errors).
-    * **Checkpoints.** With ``checkpoint_dir``: ``last.pth`` after every epoch and ``best.pth``
-      when ``best_metric`` improves, written atomically (see :func:`save_checkpoint`).
-      ``resume=True`` continues from ``last.pth`` (model, optimiser, scheduler, scaler, epoch,
-      RNG, history); with the per-epoch seeding (``seed``) the result equals an uninterrupted
-      run. A finished run resumed with more ``epochs`` trains on: a cosine schedule continues
-      from the last epoch's rate down over the added epochs (see :func:`_resume_scheduler`).
-      A run that starts from scratch (``resume=False``, or nothing to resume) never overwrites
-      an earlier one: its ``best.pth`` and ``last.pth`` move to a new
+    * The task's parts are the callables of the module docstring: ``prepare_batch``, ``loss_fn``
+      and ``metrics``. ``optimizer`` replaces the default AdamW(``config.lr``,
+      ``config.weight_decay``).
+    * **Mixed precision** (``config.amp``), **channels-last**, optional ``torch.compile``; on
+      CUDA, cuDNN autotuning is switched on (fixed input sizes).
+    * **Checkpoints.** With ``config.checkpoint_dir``: ``last.pth`` after every epoch and
+      ``best.pth`` when ``config.best_metric`` improves in the direction ``config.mode``, written
+      atomically (see :func:`save_checkpoint`). ``config.resume`` continues from ``last.pth``
+      (model, optimiser, scheduler, scaler, epoch, RNG, history); with the per-epoch seeding the
+      result equals an uninterrupted run. A finished run resumed with more epochs trains on: a
+      cosine schedule continues from the last epoch's rate down over the added epochs (see
+      :func:`_resume_scheduler`). A run that starts from scratch never overwrites an earlier
+      one: its ``best.pth`` and ``last.pth`` move to a new
       ``<checkpoint_dir>/previous-<YYYYmmdd-HHMMSS>/`` folder (and the Drive copies to
       ``<drive_dir>/previous-<...>/``), named in the log; nothing is deleted. Temporary files
       of killed saves (``.last.pth.<pid>.<random>.tmp``) are removed at the start
-      (:func:`remove_stale_temporaries`). ``drive_dir`` (Colab) copies each checkpoint there
-      after saving, and ``resume`` falls back to it when the local file is gone (a new
+      (:func:`remove_stale_temporaries`). ``config.drive_dir`` (Colab) copies each checkpoint
+      there after saving, and resuming falls back to it when the local file is gone (a new
       runtime). Mount Drive first::
 
           from google.colab import drive
           drive.mount("/content/drive")
-          fit(..., checkpoint_dir="/content/runs/03",
-              drive_dir="/content/drive/MyDrive/handpose/03")
+          cfg = TrainConfig(checkpoint_dir="/content/runs/03",
+                            drive_dir="/content/drive/MyDrive/handpose/03")
 
-    * **Feedback.** tqdm bars with the running loss, one ``log`` line per epoch (the reference's
-      ``[003/050] train=0.0421 | val=0.0385 | PCK@0.05=72.3% | lr=2.99e-04``; ``log_items``
-      overrides the metric pieces), and a live plot in notebooks (``live_plot``).
+    * **Feedback.** tqdm bars with the running loss, one log line per epoch (the reference's
+      ``[003/050] train=0.0421 | val=0.0385 | PCK@0.05=72.3% | lr=2.99e-04``) and a live plot in
+      notebooks.
     * ``callbacks``: functions ``cb(epoch, history)`` called after each epoch's checkpoint; raise
       :class:`StopTraining` in one to stop early.
-    * ``max_steps`` limits the batches per epoch (smoke runs, benchmarks).
 
     A NaN or infinite loss, weights that turn NaN/inf in an optimiser step (checked after every
     step, see :func:`train_one_epoch`), or a NaN/inf validation loss or best metric stop the run
@@ -1007,37 +1051,46 @@ def fit(
     gets that epoch's weights back (the message says so; without ``checkpoint_dir`` it says
     they were not restored).
     """
-    device = torch.device(device) if device is not None else env.pick_device()
-    amp = _amp(amp, device)
+    cfg = config if config is not None else TrainConfig()
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"fit's config must be a hp.TrainConfig, not {type(cfg).__name__}")
+    epochs, log, seed, channels_last = cfg.epochs, cfg.log, cfg.seed, cfg.channels_last
+    scheduler, warmup_epochs = cfg.scheduler, cfg.warmup_epochs
+    if val_loader is None and cfg.best_metric.startswith("val_"):
+        raise ValueError(
+            f"best_metric {cfg.best_metric!r} needs a validation loader; without one use "
+            "TrainConfig(best_metric='train_loss')")
+    device = torch.device(cfg.device) if cfg.device is not None else env.pick_device()
+    amp = _amp(cfg.amp, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    run_model = torch.compile(model) if compile else model
+    run_model = torch.compile(model) if cfg.compile else model
     if optimizer is None:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr,
+                                      weight_decay=cfg.weight_decay)
     sched = make_scheduler(optimizer, scheduler, epochs, warmup_epochs)
     scaler = torch.amp.GradScaler("cuda" if device.type == "cuda" else "cpu",
                                   enabled=amp.use_scaler)
     meter = _meter(metrics)
-    items = list(log_items) if log_items is not None else list(getattr(meter, "log_items", []))
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    drive = Path(drive_dir) if drive_dir is not None else None
+    items = (list(cfg.log_items) if cfg.log_items is not None
+             else list(getattr(meter, "log_items", [])))
+    ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir is not None else None
+    drive = Path(cfg.drive_dir) if cfg.drive_dir is not None else None
     run_config = {
-        "epochs": epochs, "lr": optimizer.param_groups[0]["lr"], "weight_decay": weight_decay,
+        "epochs": epochs, "lr": optimizer.param_groups[0]["lr"], "weight_decay": cfg.weight_decay,
         "scheduler": scheduler if isinstance(scheduler, str) or scheduler is None else "custom",
-        "warmup_epochs": warmup_epochs, "grad_clip": grad_clip, "amp": amp.describe(),
+        "warmup_epochs": warmup_epochs, "grad_clip": cfg.grad_clip, "amp": amp.describe(),
         "channels_last": channels_last, "seed": seed, "model": type(model).__name__,
-        **(config or {}),
+        **cfg.settings,
     }
 
     history = History()
     best: dict | None = None
     start = 1
-    if resume:
-        if ckpt_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir")
+    if cfg.resume:
         last = ckpt_dir / "last.pth"
         if not last.is_file() and drive is not None and (drive / "last.pth").is_file():
             ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -1067,7 +1120,7 @@ def fit(
     if start > epochs and log:
         log(f"nothing to do: {start - 1} of {epochs} epochs already done")
 
-    plot = LivePlot(live_plot)
+    plot = LivePlot(cfg.live_plot)
     for epoch in range(start, epochs + 1):
         if seed is not None:
             env.seed_everything(_epoch_seed(seed, epoch))
@@ -1077,8 +1130,8 @@ def fit(
             train_loss = train_one_epoch(
                 run_model, train_loader, loss_fn=loss_fn, optimizer=optimizer, device=device,
                 prepare_batch=prepare_batch, scaler=scaler, amp=amp,
-                channels_last=channels_last, grad_clip=grad_clip, epoch=epoch,
-                max_steps=max_steps, progress=progress)
+                channels_last=channels_last, grad_clip=cfg.grad_clip, epoch=epoch,
+                max_steps=cfg.max_steps, progress=cfg.progress)
         except NonFiniteLossError as err:  # nothing of this epoch is saved
             raise NonFiniteLossError(f"{err} {_restore_last_good(model, ckpt_dir)}") from err
         train_s = time.perf_counter() - t0
@@ -1088,7 +1141,7 @@ def fit(
         if val_loader is not None:
             val = evaluate(run_model, val_loader, loss_fn=loss_fn, prepare_batch=prepare_batch,
                            metrics=meter, device=device, amp=amp, channels_last=channels_last,
-                           progress=progress, desc=f"epoch {epoch} val")
+                           progress=cfg.progress, desc=f"epoch {epoch} val")
             row.update({f"val_{k}": float(v) for k, v in val.items()})
         row["lr"] = lr_now
         row["train_s"] = train_s  # training steps only: images/s = images per epoch / train_s
@@ -1096,13 +1149,10 @@ def fit(
         history.append(row)
 
         if best is None or best.get("metric") is None:
-            metric = best_metric or ("val_pck" if "val_pck" in row else
-                                     "val_loss" if "val_loss" in row else "train_loss")
-            best = {"metric": metric, "mode": mode or _default_mode(metric), "value": None,
-                    "epoch": None}
+            best = {"metric": cfg.best_metric, "mode": cfg.mode, "value": None, "epoch": None}
         if best["metric"] not in row:
             raise KeyError(f"best_metric {best['metric']!r} is not among this epoch's values "
-                           f"{sorted(row)}")
+                           f"{sorted(row)}: set TrainConfig(best_metric=...) to one of them")
         for key in dict.fromkeys(("val_loss", best["metric"])):
             if key in row and not math.isfinite(row[key]):
                 raise NonFiniteLossError(

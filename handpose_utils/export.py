@@ -2,7 +2,8 @@
 
 The course keeps each idea in one place. A lesson's code is written, explained and run in its
 notebook; what later notebooks need too is marked there with a first line ``#@save <module>``
-(d2l's convention) and this script copies it into ``handpose_utils/<module>.py``:
+(d2l's convention; ``#@save hand3d.nets`` for a module in a sub-package) and this script copies
+it into ``handpose_utils/<module>.py``:
 
     python -m handpose_utils.export           # rewrite the exported modules
     python -m handpose_utils.export --check   # exit 1 if a module differs from its notebooks
@@ -23,7 +24,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 NOTEBOOKS = PACKAGE.parent / "notebooks"
-MARK = re.compile(r"^#@save\s+([a-z_][a-z0-9_]*)\s*$")
+MARK = re.compile(r"^#@save\s+([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)\s*$")
 
 
 def saved_cells(notebook: Path) -> list[tuple[str, str]]:
@@ -68,6 +69,11 @@ def render(module: str, parts: list[tuple[str, str]]) -> str:
     return header + "\n" + "\n".join(imports) + "\n\n\n" + "\n\n\n".join(bodies) + "\n"
 
 
+def module_path(module: str) -> Path:
+    """``hand3d.nets`` -> ``handpose_utils/hand3d/nets.py``."""
+    return PACKAGE.joinpath(*module.split(".")).with_suffix(".py")
+
+
 def exported_modules(notebooks: Path = NOTEBOOKS) -> dict[str, str]:
     """Module name -> generated text, for every module that some notebook exports."""
     parts: dict[str, list[tuple[str, str]]] = {}
@@ -84,7 +90,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     stale = []
     for module, text in exported_modules().items():
-        path = PACKAGE / f"{module}.py"
+        path = module_path(module)
         current = path.read_text(encoding="utf-8") if path.exists() else None
         if current == text:
             continue

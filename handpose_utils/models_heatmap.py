@@ -158,7 +158,7 @@ class KeypointMSELoss(nn.Module):
 
 
 def step_lr(step_size: int = 10, gamma: float = 0.5):
-    """The reference's schedule as a factory for ``engine.fit(scheduler=...)``: the learning rate
+    """The reference's schedule as a factory for ``TrainConfig(scheduler=...)``: the learning rate
     times ``gamma`` every ``step_size`` epochs (StepLR(10, 0.5))."""
 
     def make(optimizer):

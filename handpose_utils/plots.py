@@ -311,3 +311,22 @@ def results_table(rows: dict[str, dict], floatfmt: str = "{:.3f}") -> str:
     lines += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
               for row in cells]
     return "\n".join(lines)
+
+
+def show_source(*objects) -> None:
+    """Show the source code of functions or classes of the package, so a notebook can let the
+    learner read the code it is about to use (``hp.show_source(hp.metrics.pck)``). In a notebook
+    it is rendered as a highlighted code block; elsewhere it is printed."""
+    import inspect
+
+    text = "\n\n".join(inspect.getsource(obj).rstrip() for obj in objects)
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+
+        if get_ipython() is not None:
+            display(Markdown(f"```python\n{text}\n```"))
+            return
+    except ImportError:
+        pass
+    print(text)

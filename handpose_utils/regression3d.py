@@ -48,7 +48,7 @@ from .data import (
     make_loaders,
 )
 from .downloads import imagenet_state_dict
-from .engine import CheckpointError, evaluate, fit, load_checkpoint
+from .engine import CheckpointError, TrainConfig, evaluate, fit, load_checkpoint
 from .images import read_image
 from .metrics import (
     PCK3D_THRESHOLDS_MM,
@@ -468,7 +468,7 @@ def metrics_table(results: dict[str, dict]) -> str:
 def run_config(codec: RootRelativeCodec, image_size: int, model: ResNetPose3D,
                **extra) -> dict:
     """What :func:`load_pose3d_model` needs to rebuild the model and decode its outputs; pass it
-    as ``fit(config=...)`` so every checkpoint carries it (numbers and strings only)."""
+    as ``TrainConfig(settings=...)`` so every checkpoint carries it (numbers and strings only)."""
     return {"task": "pose3d", "image_size": int(image_size), "arch": model.arch,
             "hidden": model.hidden, "dropout": model.dropout, **codec.to_config(), **extra}
 
@@ -481,7 +481,7 @@ def load_pose3d_model(path, device=None, log=print):
     cfg = ckpt.get("config") or {}
     if cfg.get("task") != "pose3d":
         raise CheckpointError(f"{path} was not written by notebook 05's training (its config has "
-                              f"task={cfg.get('task')!r}); pass fit(config=run_config(...))")
+                              f"task={cfg.get('task')!r}); pass TrainConfig(settings=run_config(...))")
     model = ResNetPose3D(hidden=cfg["hidden"], dropout=cfg["dropout"],
                          arch=cfg.get("arch", "resnet50"))
     try:
@@ -867,10 +867,12 @@ def compare_splits(records: Sequence[dict], *, fractions=(0.6, 0.2, 0.2), image_
             CachedKeypointDataset(cache, [position[id(r)] for r in train], extras),
             CachedKeypointDataset(cache, [position[id(r)] for r in test], extras),
             batch_size=batch_size, device=device)
-        history = fit(model, train_loader, None, epochs=epochs, loss_fn=pose3d_loss(loss),
-                      prepare_batch=prep, lr=lr, weight_decay=weight_decay, device=device,
-                      seed=seed, max_steps=max_steps, live_plot=False, progress=progress,
-                      log=None)
+        train_config = TrainConfig(
+            epochs=epochs, lr=lr, weight_decay=weight_decay, device=device, seed=seed,
+            best_metric="train_loss", max_steps=max_steps, live_plot=False, progress=progress,
+            log=None)
+        history = fit(model, train_loader, None, train_config, loss_fn=pose3d_loss(loss),
+                      prepare_batch=prep)
         meter = Pose3DMeter(codec)
         metrics = evaluate(model, test_loader, prepare_batch=prep, metrics=meter, device=device,
                            progress=progress)

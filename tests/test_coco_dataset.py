@@ -18,7 +18,7 @@ from handpose_utils.synthetic.coco import GENERATOR_VERSION, mask_to_polygons, r
 @pytest.fixture(scope="module")
 def synthetic_coco(tmp_path_factory):
     root = tmp_path_factory.mktemp("coco") / "synthetic_coco"
-    return hp.ensure_synthetic_coco(root, n_train=6, n_val=3, seed=5, width=160, height=128,
+    return hp.synthetic.coco.ensure_synthetic_coco(root, n_train=6, n_val=3, seed=5, width=160, height=128,
                                     progress=False)
 
 
@@ -103,7 +103,7 @@ def test_missing_image_is_named(synthetic_coco, tmp_path):
     for img in images.iterdir():
         if str(img) != victim:
             os.symlink(img, tmp_path / "val2017" / img.name)
-    with pytest.raises(hp.ImageReadError, match=os.path.basename(victim)):
+    with pytest.raises(hp.images.ImageReadError, match=os.path.basename(victim)):
         hp.load_coco_keypoints(tmp_path, "val")
 
 
@@ -165,7 +165,7 @@ def test_synthetic_masks_polygons_and_visibility_are_consistent(synthetic_coco):
 
 def test_synthetic_ground_truth_scores_ap_one(synthetic_coco):
     ann = synthetic_coco / "annotations" / "person_keypoints_val2017.json"
-    stats = hp.evaluate_coco_keypoints(ann, hp.ground_truth_results(ann))
+    stats = hp.coco_eval.evaluate_coco_keypoints(ann, hp.coco_eval.ground_truth_results(ann))
     assert stats["AP"] == pytest.approx(1.0)
 
 
@@ -207,13 +207,13 @@ def test_mask_to_polygons_traces_the_outline():
 def test_ensure_is_idempotent_and_regenerates_on_new_settings(synthetic_coco, tmp_path):
     stamp = synthetic_coco / "synthetic_meta.json"
     before = stamp.stat().st_mtime_ns
-    again = hp.ensure_synthetic_coco(synthetic_coco, n_train=6, n_val=3, seed=5, width=160,
+    again = hp.synthetic.coco.ensure_synthetic_coco(synthetic_coco, n_train=6, n_val=3, seed=5, width=160,
                                      height=128, progress=False)
     assert again == synthetic_coco and stamp.stat().st_mtime_ns == before
     root = tmp_path / "other"
-    hp.ensure_synthetic_coco(root, n_train=2, n_val=1, seed=0, width=64, height=64,
+    hp.synthetic.coco.ensure_synthetic_coco(root, n_train=2, n_val=1, seed=0, width=64, height=64,
                              progress=False)
-    hp.ensure_synthetic_coco(root, n_train=3, n_val=1, seed=0, width=64, height=64,
+    hp.synthetic.coco.ensure_synthetic_coco(root, n_train=3, n_val=1, seed=0, width=64, height=64,
                              progress=False)
     meta = json.loads((root / "synthetic_meta.json").read_text())
     assert meta["n_train"] == 3

@@ -42,7 +42,7 @@ def _perturbed(results, sigma_px, seed=0):
 def test_ground_truth_as_prediction_gives_ap_one(ann_file):
     gt = ground_truth_results(ann_file)
     assert len(gt) == 12  # 14 annotations, 2 of them without keypoints
-    stats = hp.evaluate_coco_keypoints(ann_file, gt)
+    stats = hp.coco_eval.evaluate_coco_keypoints(ann_file, gt)
     assert set(STAT_NAMES) <= set(stats)
     for key in ("AP", "AP50", "AP75", "APm", "APl", "AR"):
         assert stats[key] == pytest.approx(1.0)
@@ -50,29 +50,29 @@ def test_ground_truth_as_prediction_gives_ap_one(ann_file):
 
 def test_perturbed_predictions_score_lower_and_monotonically(ann_file):
     gt = ground_truth_results(ann_file)
-    aps = [hp.evaluate_coco_keypoints(ann_file, _perturbed(gt, s))["AP"] for s in (1, 4, 12)]
+    aps = [hp.coco_eval.evaluate_coco_keypoints(ann_file, _perturbed(gt, s))["AP"] for s in (1, 4, 12)]
     assert aps[0] < 1.0
     assert aps[0] > aps[1] > aps[2]
     # A uniform shift of every joint costs AP too.
     shifted = copy.deepcopy(gt)
     for r in shifted:
         r["keypoints"] = [v + 8 if i % 3 == 0 else v for i, v in enumerate(r["keypoints"])]
-    assert hp.evaluate_coco_keypoints(ann_file, shifted)["AP75"] < 1.0
+    assert hp.coco_eval.evaluate_coco_keypoints(ann_file, shifted)["AP75"] < 1.0
 
 
 def test_missing_people_lower_recall(ann_file):
     gt = ground_truth_results(ann_file)
-    stats = hp.evaluate_coco_keypoints(ann_file, gt[: len(gt) // 2])
+    stats = hp.coco_eval.evaluate_coco_keypoints(ann_file, gt[: len(gt) // 2])
     assert stats["AR"] < 0.75
     # Restricted to the images that have predictions, nobody is missing.
     ids = {r["image_id"] for r in gt[:3]}
     part = [r for r in gt if r["image_id"] in ids]
-    assert hp.evaluate_coco_keypoints(ann_file, part, image_ids=ids)["AR"] == pytest.approx(1.0)
+    assert hp.coco_eval.evaluate_coco_keypoints(ann_file, part, image_ids=ids)["AR"] == pytest.approx(1.0)
 
 
 def test_empty_results_give_a_clear_message(ann_file):
     with pytest.raises(ValueError, match="empty: there are no predictions") as info:
-        hp.evaluate_coco_keypoints(ann_file, [])
+        hp.coco_eval.evaluate_coco_keypoints(ann_file, [])
     assert "IndexError" in str(info.value)
 
 
@@ -80,13 +80,13 @@ def test_results_file_round_trip(ann_file, tmp_path):
     gt = _perturbed(ground_truth_results(ann_file), 3)
     path = write_coco_results(gt, tmp_path / "sub" / "results.json")
     assert json.loads(path.read_text()) == gt
-    from_list = hp.evaluate_coco_keypoints(ann_file, gt)
-    from_file = hp.evaluate_coco_keypoints(ann_file, path)
+    from_list = hp.coco_eval.evaluate_coco_keypoints(ann_file, gt)
+    from_file = hp.coco_eval.evaluate_coco_keypoints(ann_file, path)
     assert from_file == from_list
     assert gt == json.loads(path.read_text())  # evaluation did not modify the caller's dicts
     empty = write_coco_results([], tmp_path / "empty.json")
     with pytest.raises(ValueError, match="empty.json is empty"):
-        hp.evaluate_coco_keypoints(ann_file, empty)
+        hp.coco_eval.evaluate_coco_keypoints(ann_file, empty)
 
 
 def test_bad_results_name_the_problem(ann_file, tmp_path):
@@ -94,20 +94,20 @@ def test_bad_results_name_the_problem(ann_file, tmp_path):
     wrong_id = copy.deepcopy(gt[:1])
     wrong_id[0]["image_id"] = 123456789
     with pytest.raises(ValueError, match="not in the ground truth"):
-        hp.evaluate_coco_keypoints(ann_file, wrong_id)
+        hp.coco_eval.evaluate_coco_keypoints(ann_file, wrong_id)
     short = copy.deepcopy(gt[:1])
     short[0]["keypoints"] = short[0]["keypoints"][:42]
     with pytest.raises(ValueError, match="has 42 keypoint values"):
-        hp.evaluate_coco_keypoints(ann_file, short)
+        hp.coco_eval.evaluate_coco_keypoints(ann_file, short)
     with pytest.raises(FileNotFoundError):
-        hp.evaluate_coco_keypoints(ann_file, tmp_path / "nope.json")
+        hp.coco_eval.evaluate_coco_keypoints(ann_file, tmp_path / "nope.json")
 
 
 def test_oks_matches_pycocotools(ann_file):
     coco = load_coco_gt(ann_file)
     gt = ground_truth_results(ann_file)
     preds = _perturbed(gt, 6, seed=3)
-    _, ev = hp.evaluate_coco_keypoints(ann_file, preds, return_eval=True)
+    _, ev = hp.coco_eval.evaluate_coco_keypoints(ann_file, preds, return_eval=True)
     anns = {a["id"]: a for a in coco.loadAnns(coco.getAnnIds())}
     checked = unlabelled = 0
     for (image_id, _cat), ious in ev.ious.items():

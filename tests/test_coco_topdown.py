@@ -97,7 +97,7 @@ def test_half_body_box_covers_one_half():
 
 @pytest.mark.realdata
 def test_dataset_item_and_targets_match_the_ground_truth(coco_records):
-    codec = hp.HeatmapCodec()
+    codec = hp.heatmaps.HeatmapCodec()
     ds = TopDownDataset(coco_records, codec)
     image, heatmaps, weight, meta = ds[0]
     assert image.shape == (3, 256, 192) and image.dtype == torch.uint8
@@ -125,7 +125,7 @@ def test_dataset_item_and_targets_match_the_ground_truth(coco_records):
 
 @pytest.mark.realdata
 def test_flip_augmentation_mirrors_and_swaps_left_right(coco_records):
-    codec = hp.HeatmapCodec()
+    codec = hp.heatmaps.HeatmapCodec()
     plain = TopDownDataset(coco_records, codec)
     flipped = TopDownDataset(coco_records, codec, train=True,
                              augment=TopDownAugment(flip_p=1.0, scale_factor=0.0, rotation_p=0.0))
@@ -145,7 +145,7 @@ def test_flip_augmentation_mirrors_and_swaps_left_right(coco_records):
 
 @pytest.mark.realdata
 def test_augmentation_is_random_but_seeded(coco_records):
-    ds = TopDownDataset(coco_records, hp.HeatmapCodec(), train=True,
+    ds = TopDownDataset(coco_records, hp.heatmaps.HeatmapCodec(), train=True,
                         augment=TopDownAugment(half_body_p=0.5))
     torch.manual_seed(0)
     a = [ds.crop_params(0) for _ in range(20)]
@@ -162,10 +162,10 @@ def test_augmentation_is_random_but_seeded(coco_records):
 @pytest.mark.realdata
 def test_perfect_heatmaps_through_the_meter_give_ap_one(coco_records, ann_file):
     """Targets -> decode -> back-projection -> COCO results -> COCOeval: the whole chain."""
-    codec = hp.HeatmapCodec(decode_mode="dark")
+    codec = hp.heatmaps.HeatmapCodec(decode_mode="dark")
     ds = TopDownDataset(coco_records, codec)
     loader = torch.utils.data.DataLoader(ds, batch_size=5)
-    meter = hp.CocoKeypointMeter(ann_file, codec)
+    meter = hp.coco_eval.CocoKeypointMeter(ann_file, codec)
     meter.reset()
     for batch in loader:
         _, targets, extras = prepare_topdown_batch(batch, "cpu", False)
@@ -175,7 +175,7 @@ def test_perfect_heatmaps_through_the_meter_give_ap_one(coco_records, ann_file):
     assert stats["AP"] > 0.95
     assert len(meter.results) == len(coco_records)
     # The same heatmaps with plain argmax lose accuracy at strict OKS thresholds.
-    meter_argmax = hp.CocoKeypointMeter(ann_file, hp.HeatmapCodec(decode_mode="argmax"))
+    meter_argmax = hp.coco_eval.CocoKeypointMeter(ann_file, hp.heatmaps.HeatmapCodec(decode_mode="argmax"))
     for batch in loader:
         _, targets, extras = prepare_topdown_batch(batch, "cpu", False)
         meter_argmax.update(targets["heatmaps"], targets, extras)
@@ -184,7 +184,7 @@ def test_perfect_heatmaps_through_the_meter_give_ap_one(coco_records, ann_file):
 
 @pytest.mark.realdata
 def test_prepare_batch_normalises_and_builds_targets(coco_records):
-    ds = TopDownDataset(coco_records[:2], hp.HeatmapCodec())
+    ds = TopDownDataset(coco_records[:2], hp.heatmaps.HeatmapCodec())
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2)))
     images, targets, extras = prepare_topdown_batch(batch, "cpu", True)
     assert images.dtype == torch.float32 and images.shape == (2, 3, 256, 192)
@@ -264,24 +264,24 @@ def test_keypoint_mse_loss_ignores_zero_weight_joints():
 
 @pytest.mark.realdata
 def test_fit_one_epoch_with_the_coco_meter(coco_records, ann_file, tmp_path):
-    codec = hp.HeatmapCodec.for_input((64, 96))
+    codec = hp.heatmaps.HeatmapCodec.for_input((64, 96))
     train = TopDownDataset(coco_records, codec, train=True)
     val = TopDownDataset(coco_records, codec)
     tl = torch.utils.data.DataLoader(train, batch_size=4, shuffle=True, drop_last=True)
     vl = torch.utils.data.DataLoader(val, batch_size=6)
     model = tiny_simple_baseline()
-    history = hp.fit(model, tl, vl, epochs=1, loss_fn=KeypointMSELoss(),
+    config = hp.TrainConfig(epochs=1, scheduler=hp.models_heatmap.step_lr(10, 0.5),
+                            best_metric="val_AP", mode="max", checkpoint_dir=tmp_path,
+                            device="cpu", progress=False, live_plot=False, log=None)
+    history = hp.fit(model, tl, vl, config, loss_fn=KeypointMSELoss(),
                      prepare_batch=prepare_topdown_batch,
-                     metrics=hp.CocoKeypointMeter(ann_file, codec),
-                     optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
-                     scheduler=hp.models_heatmap.step_lr(10, 0.5), best_metric="val_AP",
-                     checkpoint_dir=tmp_path, device="cpu", progress=False, live_plot=False,
-                     log=None)
+                     metrics=hp.coco_eval.CocoKeypointMeter(ann_file, codec),
+                     optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
     row = history[-1]
     assert {"train_loss", "val_loss", "val_AP", "val_AR"} <= set(row)
     assert 0 <= row["val_AP"] <= 1 and np.isfinite(row["train_loss"])
     assert (tmp_path / "last.pth").is_file()
-    results = hp.predict_coco_results(model, vl, codec, modes=("quarter", "dark"), flip_test=True,
+    results = hp.coco_eval.predict_coco_results(model, vl, codec, modes=("quarter", "dark"), flip_test=True,
                                       device="cpu", progress=False)
     assert set(results) == {("quarter", False), ("quarter", True), ("dark", False), ("dark", True)}
     assert all(len(r) == len(coco_records) for r in results.values())
@@ -295,9 +295,9 @@ def test_onnx_steps_are_skipped_with_a_message(monkeypatch, tmp_path, capsys):
     model = tiny_simple_baseline()
     monkeypatch.setattr(onnx_export, "onnx_status",
                         lambda: {"onnx": False, "onnxscript": False, "onnxruntime": False})
-    assert hp.export_onnx(model, tmp_path / "m.onnx") is None
-    assert hp.check_onnx(tmp_path / "m.onnx", model) is None
-    assert hp.check_onnx(None, model) is None
+    assert hp.onnx_export.export_onnx(model, tmp_path / "m.onnx") is None
+    assert hp.onnx_export.check_onnx(tmp_path / "m.onnx", model) is None
+    assert hp.onnx_export.check_onnx(None, model) is None
     out = capsys.readouterr().out
     assert "'onnx' package is not installed" in out and "'onnxruntime' is not installed" in out
     assert not (tmp_path / "m.onnx").exists()
@@ -307,16 +307,16 @@ def test_onnx_export_matches_pytorch(tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     model = tiny_simple_baseline()
-    path = hp.export_onnx(model, tmp_path / "m.onnx", input_size=(64, 64), log=None)
-    check = hp.check_onnx(path, model, inputs=torch.randn(3, 3, 64, 64), log=None)
+    path = hp.onnx_export.export_onnx(model, tmp_path / "m.onnx", input_size=(64, 64), log=None)
+    check = hp.onnx_export.check_onnx(path, model, inputs=torch.randn(3, 3, 64, 64), log=None)
     assert check["match"] and check["max_abs_diff"] < 1e-3
 
 
 def test_wandb_is_off_by_default_and_optional(monkeypatch, capsys):
-    assert hp.wandb_callback() is None
-    assert hp.wandb_callback(False, project="x") is None
+    assert hp.wandb_logging.wandb_callback() is None
+    assert hp.wandb_logging.wandb_callback(False, project="x") is None
     monkeypatch.setattr(wandb_logging.importlib.util, "find_spec", lambda name: None)
-    assert hp.wandb_callback(True) is None
+    assert hp.wandb_logging.wandb_callback(True) is None
     assert "'wandb' is not installed" in capsys.readouterr().out
 
 
@@ -337,6 +337,6 @@ def test_image_whose_size_differs_from_its_annotation_is_named(tmp_path):
             "categories": [hp.skeletons.coco_category()]}
     (tmp_path / "annotations" / "person_keypoints_val2017.json").write_text(json.dumps(data))
     records = hp.load_coco_keypoints(tmp_path, "val")
-    ds = TopDownDataset(records, hp.HeatmapCodec())
+    ds = TopDownDataset(records, hp.heatmaps.HeatmapCodec())
     with pytest.raises(ValueError, match=r"000000000005\.jpg.*annotation 9.*40 x 30.*400 x 300"):
         ds[0]

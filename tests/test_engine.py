@@ -30,6 +30,19 @@ class Tiny(nn.Module):
         return self.net(x)
 
 
+def fit_with(model, train_loader, val_loader=None, *, loss_fn, prepare_batch=None, metrics=None,
+             optimizer=None, callbacks=(), config=None, **fields):
+    """``E.fit`` with the :class:`TrainConfig` fields as keywords (``config`` = settings), so the
+    tests below read like the runs they make."""
+    if val_loader is None:
+        fields.setdefault("best_metric", "train_loss")
+    cfg = E.TrainConfig(**fields, settings=config or {})
+    return E.fit(model, train_loader, val_loader, cfg, loss_fn=loss_fn,
+                 prepare_batch=prepare_batch, metrics=metrics, optimizer=optimizer,
+                 callbacks=callbacks)
+
+
+
 def keypoint_setup(n=24, size=16):
     """A fake image cache with the course pipeline: shuffled cached loader, device augmentation,
     L1 on normalised coordinates, KeypointMeter."""
@@ -61,7 +74,7 @@ def without_time(history):
 def test_fit_logs_the_reference_line_and_saves_checkpoints(tmp_path):
     train, val, kw = keypoint_setup()
     lines = []
-    hist = E.fit(model_and_seed(), train, val, epochs=3, checkpoint_dir=tmp_path, log=lines.append,
+    hist = fit_with(model_and_seed(), train, val, epochs=3, checkpoint_dir=tmp_path, log=lines.append,
                  **kw)
     assert len(hist) == 3 and [r["epoch"] for r in hist] == [1, 2, 3]
     pattern = (r"\[00\d/003\] train=\d\.\d{4} \| val=\d\.\d{4} \| "
@@ -87,8 +100,8 @@ def test_best_checkpoint_follows_the_metric(tmp_path):
     def fake_metric(outputs, targets, extras):
         return {"score": next(values)}
 
-    hist = E.fit(model_and_seed(), loader, loader, epochs=5, loss_fn=nn.MSELoss(),
-                 metrics=fake_metric, best_metric="val_score", checkpoint_dir=tmp_path,
+    hist = fit_with(model_and_seed(), loader, loader, epochs=5, loss_fn=nn.MSELoss(),
+                 metrics=fake_metric, best_metric="val_score", mode="max", checkpoint_dir=tmp_path,
                  device="cpu", progress=False, live_plot=False, log=None)
     assert hist.column("val_score") == [0.5, 0.9, 0.7, 0.95, 0.1]
     best = E.load_checkpoint(tmp_path / "best.pth")
@@ -110,26 +123,26 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     Shuffling, dropout and device augmentation all draw random numbers."""
     train, val, kw = keypoint_setup()
     full_model = model_and_seed()
-    full = E.fit(full_model, train, val, epochs=4, checkpoint_dir=tmp_path / "a", log=None, **kw)
+    full = fit_with(full_model, train, val, epochs=4, checkpoint_dir=tmp_path / "a", log=None, **kw)
 
     def crash_after_two(epoch, history):
         if epoch == 2:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        E.fit(model_and_seed(), train, val, epochs=4, checkpoint_dir=tmp_path / "b", log=None,
+        fit_with(model_and_seed(), train, val, epochs=4, checkpoint_dir=tmp_path / "b", log=None,
               callbacks=[crash_after_two], **kw)
     torch.manual_seed(123)  # a fresh session: different RNG, different initial weights
     resumed_model = model_and_seed(seed=99)
     logs = []
-    resumed = E.fit(resumed_model, train, val, epochs=4, checkpoint_dir=tmp_path / "b",
+    resumed = fit_with(resumed_model, train, val, epochs=4, checkpoint_dir=tmp_path / "b",
                     resume=True, log=logs.append, **kw)
     assert any("resumed" in s and "2 epoch" in s for s in logs)
     assert without_time(resumed) == without_time(full)
     for key, value in full_model.state_dict().items():
         assert torch.equal(value, resumed_model.state_dict()[key]), key
     # resuming a finished run does nothing
-    again = E.fit(model_and_seed(), train, val, epochs=4, checkpoint_dir=tmp_path / "b",
+    again = fit_with(model_and_seed(), train, val, epochs=4, checkpoint_dir=tmp_path / "b",
                   resume=True, log=None, **kw)
     assert len(again) == 4
 
@@ -138,12 +151,12 @@ def test_resume_refuses_a_checkpoint_from_other_settings(tmp_path):
     """Another input size (or lr, dataset...) must not silently continue the old run; a longer
     plan (epochs) may."""
     train, val, kw = keypoint_setup()
-    E.fit(model_and_seed(), train, val, epochs=1, checkpoint_dir=tmp_path, log=None,
+    fit_with(model_and_seed(), train, val, epochs=1, checkpoint_dir=tmp_path, log=None,
           config={"input_size": 16}, **kw)
     with pytest.raises(E.CheckpointError, match=r"input_size: 16 -> 32.*resume=False"):
-        E.fit(model_and_seed(), train, val, epochs=1, checkpoint_dir=tmp_path, resume=True,
+        fit_with(model_and_seed(), train, val, epochs=1, checkpoint_dir=tmp_path, resume=True,
               log=None, config={"input_size": 32}, **kw)
-    history = E.fit(model_and_seed(), train, val, epochs=2, checkpoint_dir=tmp_path, resume=True,
+    history = fit_with(model_and_seed(), train, val, epochs=2, checkpoint_dir=tmp_path, resume=True,
                     log=None, config={"input_size": 16}, **kw)
     assert [row["epoch"] for row in history] == [1, 2]
 
@@ -158,7 +171,7 @@ def test_nan_loss_names_epoch_and_batch():
         return loss * float("nan") if calls["n"] == 4 + 3 else loss  # epoch 2, batch 3
 
     with pytest.raises(E.NonFiniteLossError, match=r"epoch 2, batch 3/4") as err:
-        E.fit(model_and_seed(), loader, epochs=3, loss_fn=loss_fn, device="cpu",
+        fit_with(model_and_seed(), loader, epochs=3, loss_fn=loss_fn, device="cpu",
               progress=False, live_plot=False, log=None)
     assert "learning rate" in str(err.value)
     # a coarser check interval still reports the exact batch
@@ -220,7 +233,7 @@ def test_rng_state_round_trip_through_a_weights_only_checkpoint(tmp_path):
 def test_warmup_then_cosine_and_drive_copy(tmp_path):
     loader = DataLoader(TensorDataset(torch.randn(8, 3, 8, 8), torch.randn(8, 42)), batch_size=4)
     kw = dict(loss_fn=nn.MSELoss(), device="cpu", progress=False, live_plot=False, log=None)
-    hist = E.fit(model_and_seed(), loader, epochs=4, warmup_epochs=2, lr=1e-3,
+    hist = fit_with(model_and_seed(), loader, epochs=4, warmup_epochs=2, lr=1e-3,
                  checkpoint_dir=tmp_path / "local", drive_dir=tmp_path / "drive", **kw)
     lrs = hist.column("lr")
     assert lrs[0] == pytest.approx(1e-3 / 3) and lrs[1] == pytest.approx(2e-3 / 3)  # ramp
@@ -228,7 +241,7 @@ def test_warmup_then_cosine_and_drive_copy(tmp_path):
     assert sorted(p.name for p in (tmp_path / "drive").iterdir()) == ["best.pth", "last.pth"]
     # a new runtime lost the local folder: resume falls back to the copy on Drive
     logs = []
-    more = E.fit(model_and_seed(), loader, epochs=5, warmup_epochs=2, lr=1e-3, resume=True,
+    more = fit_with(model_and_seed(), loader, epochs=5, warmup_epochs=2, lr=1e-3, resume=True,
                  checkpoint_dir=tmp_path / "new_local", drive_dir=tmp_path / "drive",
                  **{**kw, "log": logs.append})
     assert len(more) == 5 and any("resumed" in s for s in logs)
@@ -287,11 +300,11 @@ def test_starting_over_moves_the_previous_run_aside(tmp_path):
     Drive) move to a previous-<time> folder that the log names."""
     loader = tiny_loader()
     run, drive = tmp_path / "run", tmp_path / "drive"
-    E.fit(model_and_seed(), loader, loader, epochs=2, checkpoint_dir=run, drive_dir=drive,
+    fit_with(model_and_seed(), loader, loader, epochs=2, checkpoint_dir=run, drive_dir=drive,
           log=None, **QUIET)
     first = {name: E.load_checkpoint(run / name)["model"] for name in ("best.pth", "last.pth")}
     logs = []
-    E.fit(model_and_seed(1), loader, loader, epochs=1, checkpoint_dir=run, drive_dir=drive,
+    fit_with(model_and_seed(1), loader, loader, epochs=1, checkpoint_dir=run, drive_dir=drive,
           resume=False, log=logs.append, **QUIET)
     text = "\n".join(logs)
     for folder in (run, drive):
@@ -303,7 +316,7 @@ def test_starting_over_moves_the_previous_run_aside(tmp_path):
             assert_same_tensors(E.load_checkpoint(previous[0] / name)["model"], state)
         assert E.load_checkpoint(folder / "last.pth")["epoch"] == 1  # the new run
     # a third start (within the same second) gets its own folder
-    E.fit(model_and_seed(2), loader, loader, epochs=1, checkpoint_dir=run, resume=False,
+    fit_with(model_and_seed(2), loader, loader, epochs=1, checkpoint_dir=run, resume=False,
           log=None, **QUIET)
     assert len([p for p in run.iterdir() if p.name.startswith("previous-")]) == 2
 
@@ -334,7 +347,7 @@ def test_weights_turning_nan_stop_the_run_and_keep_the_last_good_checkpoint(tmp_
             after_epoch_1.update({k: v.clone() for k, v in model.state_dict().items()})
 
     with pytest.raises(E.NonFiniteLossError, match=r"weights .*epoch 2, batch 2/2") as err:
-        E.fit(model, loader, loader, epochs=3, optimizer=optimizer, checkpoint_dir=tmp_path,
+        fit_with(model, loader, loader, epochs=3, optimizer=optimizer, checkpoint_dir=tmp_path,
               callbacks=[snapshot], log=None, **QUIET)
     assert str(tmp_path / "last.pth") in str(err.value) and "epoch 1" in str(err.value)
     for name in ("best.pth", "last.pth"):
@@ -351,7 +364,7 @@ def test_nan_weights_without_checkpoints_say_the_model_is_not_restored():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     optimizer.register_step_post_hook(PoisonAt(model, at=1))
     with pytest.raises(E.NonFiniteLossError, match=r"epoch 1, batch 1/2.*not restored"):
-        E.fit(model, loader, epochs=2, optimizer=optimizer, log=None, **QUIET)
+        fit_with(model, loader, epochs=2, optimizer=optimizer, log=None, **QUIET)
 
 
 def test_nan_validation_metric_is_never_checkpointed(tmp_path):
@@ -363,7 +376,7 @@ def test_nan_validation_metric_is_never_checkpointed(tmp_path):
 
     model = model_and_seed()
     with pytest.raises(E.NonFiniteLossError, match=r"val_score is nan at epoch 2"):
-        E.fit(model, loader, loader, epochs=3, metrics=fake_metric, best_metric="val_score",
+        fit_with(model, loader, loader, epochs=3, metrics=fake_metric, best_metric="val_score", mode="max",
               checkpoint_dir=tmp_path, log=None, **QUIET)
     for name in ("best.pth", "last.pth"):
         assert E.load_checkpoint(tmp_path / name)["epoch"] == 1
@@ -386,23 +399,23 @@ def test_more_epochs_on_resume_continue_the_cosine_downwards(tmp_path):
     never 0 (the old 2-epoch cosine would give 1e-2, 5e-3, 0, 5e-3, 1e-2)."""
     loader = tiny_loader()
     kw = dict(lr=1e-2, log=None, **QUIET)
-    E.fit(model_and_seed(), loader, epochs=2, checkpoint_dir=tmp_path / "a", **kw)
-    lrs = E.fit(model_and_seed(), loader, epochs=5, checkpoint_dir=tmp_path / "a", resume=True,
+    fit_with(model_and_seed(), loader, epochs=2, checkpoint_dir=tmp_path / "a", **kw)
+    lrs = fit_with(model_and_seed(), loader, epochs=5, checkpoint_dir=tmp_path / "a", resume=True,
                 **kw).column("lr")
     assert lrs[:2] == pytest.approx([1e-2, 5e-3])
     assert all(lr > 0 for lr in lrs), lrs
     assert all(b < a for a, b in zip(lrs, lrs[1:])), lrs
     # the continued schedule survives another interruption
-    E.fit(model_and_seed(), loader, epochs=2, checkpoint_dir=tmp_path / "b", **kw)
+    fit_with(model_and_seed(), loader, epochs=2, checkpoint_dir=tmp_path / "b", **kw)
 
     def crash_after_three(epoch, history):
         if epoch == 3:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        E.fit(model_and_seed(), loader, epochs=5, checkpoint_dir=tmp_path / "b", resume=True,
+        fit_with(model_and_seed(), loader, epochs=5, checkpoint_dir=tmp_path / "b", resume=True,
               callbacks=[crash_after_three], **kw)
-    again = E.fit(model_and_seed(), loader, epochs=5, checkpoint_dir=tmp_path / "b",
+    again = fit_with(model_and_seed(), loader, epochs=5, checkpoint_dir=tmp_path / "b",
                   resume=True, **kw).column("lr")
     assert again == pytest.approx(lrs)
 
@@ -416,11 +429,11 @@ def test_more_epochs_during_warmup_follow_the_new_plan(tmp_path):
         raise Interrupt
 
     with pytest.raises(Interrupt):
-        E.fit(model_and_seed(), loader, epochs=3, checkpoint_dir=tmp_path / "a",
+        fit_with(model_and_seed(), loader, epochs=3, checkpoint_dir=tmp_path / "a",
               callbacks=[crash_after_one], **kw)
-    resumed = E.fit(model_and_seed(), loader, epochs=6, checkpoint_dir=tmp_path / "a",
+    resumed = fit_with(model_and_seed(), loader, epochs=6, checkpoint_dir=tmp_path / "a",
                     resume=True, **kw).column("lr")
-    fresh = E.fit(model_and_seed(), loader, epochs=6, **kw).column("lr")
+    fresh = fit_with(model_and_seed(), loader, epochs=6, **kw).column("lr")
     assert resumed == pytest.approx(fresh)
 
 
@@ -447,7 +460,7 @@ def test_stale_temporaries_of_killed_saves_are_removed(tmp_path):
         os.utime(path, (old, old))
     logs = []
     loader = tiny_loader()
-    E.fit(model_and_seed(), loader, epochs=1, checkpoint_dir=run, drive_dir=drive,
+    fit_with(model_and_seed(), loader, epochs=1, checkpoint_dir=run, drive_dir=drive,
           log=logs.append, **QUIET)
     assert not any(p.exists() for p in stale)
     assert all(p.exists() for p in [*kept, recent])
@@ -472,3 +485,29 @@ def test_a_failed_save_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatc
         E.save_checkpoint(path, model)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]
+
+
+def test_train_config_names_the_direction_of_the_best_metric():
+    assert E.TrainConfig().mode == "min" and E.TrainConfig(best_metric="train_loss").mode == "min"
+    with pytest.raises(ValueError, match="val_pck.*mode='max' or mode='min'"):
+        E.TrainConfig(best_metric="val_pck")  # fit never guesses whether higher is better
+    assert E.TrainConfig(best_metric="val_pck", mode="max").mode == "max"
+    with pytest.raises(ValueError, match="'best'"):
+        E.TrainConfig(mode="best")
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        E.TrainConfig(resume=True)
+    cfg = E.TrainConfig(epochs=3)
+    assert cfg.replace(epochs=5).epochs == 5 and cfg.epochs == 3
+
+
+def test_fit_takes_a_config_and_at_most_ten_parameters():
+    import inspect
+
+    params = inspect.signature(E.fit).parameters
+    assert len(params) <= 10 and list(params)[:4] == ["model", "train_loader", "val_loader",
+                                                      "config"]
+    loader = DataLoader(TensorDataset(torch.zeros(4, 3, 8, 8), torch.zeros(4, 42)), batch_size=2)
+    with pytest.raises(TypeError, match="TrainConfig"):
+        E.fit(Tiny(), loader, loader, {"epochs": 1}, loss_fn=nn.MSELoss())
+    with pytest.raises(ValueError, match="best_metric='train_loss'"):
+        E.fit(Tiny(), loader, None, E.TrainConfig(epochs=1), loss_fn=nn.MSELoss())

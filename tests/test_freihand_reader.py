@@ -6,8 +6,10 @@ import shutil
 import numpy as np
 import pytest
 
-from handpose_utils import DatasetNotFoundError, ImageReadError, load_freihand, project, read_image
-from handpose_utils.images import check_images
+from handpose_utils import load_freihand, read_image
+from handpose_utils.camera import project
+from handpose_utils.datasets.freihand import DatasetNotFoundError
+from handpose_utils.images import ImageReadError, check_images
 
 
 def test_records_from_generated_data(synthetic_root):

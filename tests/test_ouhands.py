@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handpose_utils import DatasetNotFoundError, project, read_image
+from handpose_utils import read_image
+from handpose_utils.camera import project
+from handpose_utils.datasets.freihand import DatasetNotFoundError
 from handpose_utils.datasets.ouhands import (
     OUHANDS_CLASSES,
     LandmarkFileError,

@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from handpose_utils import RecordError, load_freihand, load_records, save_records
+from handpose_utils import load_freihand, load_records, save_records
+from handpose_utils.records import RecordError
 
 
 def test_round_trip_with_relative_paths(tmp_path, synthetic_root):

@@ -169,9 +169,11 @@ def test_inference_checkpoint_round_trip_and_evaluate_only(records, dataset, tmp
     prep = R.pose3d_prepare_batch(codec)
     few = CachedKeypointDataset(dataset.cache, range(8), dataset.extras)
     train_loader, test_loader = make_loaders(few, few, batch_size=8, device="cpu")
-    E.fit(model, train_loader, test_loader, epochs=1, loss_fn=R.pose3d_loss(), prepare_batch=prep,
-          metrics=R.Pose3DMeter(codec), device="cpu", max_steps=1, checkpoint_dir=tmp_path,
-          config=R.run_config(codec, SIZE, model), live_plot=False, progress=False, log=None)
+    config = E.TrainConfig(epochs=1, device="cpu", max_steps=1, checkpoint_dir=tmp_path,
+                           settings=R.run_config(codec, SIZE, model), live_plot=False,
+                           progress=False, log=None)
+    E.fit(model, train_loader, test_loader, config, loss_fn=R.pose3d_loss(), prepare_batch=prep,
+          metrics=R.Pose3DMeter(codec))
     expected = E.predict(model, test_loader, prepare_batch=prep, device="cpu", progress=False)
 
     loaded, loaded_codec, ckpt = R.load_pose3d_model(tmp_path / "last.pth", device="cpu",

@@ -9,7 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from handpose_utils import DatasetNotFoundError, ensure_synthetic_rhd, load_rhd, make_rhd, project
+from handpose_utils import load_rhd, make_rhd
+from handpose_utils.camera import project
+from handpose_utils.datasets.freihand import DatasetNotFoundError
 from handpose_utils.datasets.rhd import (
     decode_depth,
     encode_depth,
@@ -20,6 +22,7 @@ from handpose_utils.datasets.rhd import (
 )
 from handpose_utils.hand3d import RHDSamples
 from handpose_utils.skeletons import RHD_TO_HAND21
+from handpose_utils.synthetic.rhd import ensure_synthetic_rhd
 
 
 @pytest.fixture(scope="module")

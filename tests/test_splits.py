@@ -2,7 +2,7 @@
 
 import pytest
 
-from handpose_utils import count_pose_leak, grouped_split, random_split
+from handpose_utils.splits import count_pose_leak, grouped_split, random_split
 
 
 def make_records(n_poses=50, versions=4):

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from handpose_utils import load_freihand, make_freihand, project, read_image
+from handpose_utils import load_freihand, make_freihand, read_image
+from handpose_utils.camera import project
 from handpose_utils.synthetic.freihand import ensure_synthetic_freihand, synthetic_meta
 from handpose_utils.synthetic.hand_model import (
     GESTURE_NAMES,

@@ -8,7 +8,14 @@ it with an independent implementation (OKS with ``pycocotools``). ``check`` neve
 
 The checks of notebook ``NN`` live in ``chNN.py`` beside this file; each is a function that
 receives the answer and raises :class:`Wrong` with a message that says what is wrong, or returns
-a short note on what passed.
+a short note on what passed. Each also registers ``wrong`` answers: typical mistakes (a missing
+softmax, a mirror allowed in Procrustes) that the check must refuse.
+
+In a notebook an exercise is a stub cell (``raise NotImplementedError``) followed by
+``hp.check("NN.K", answer)``; its solution is a self-contained cell in the notebook's
+*Solutions* section whose first line is ``#@title Solution NN.K { display-mode: "form" }``
+(Colab shows it collapsed). The tests run every solution cell on its own and check it passes,
+and check that every registered wrong answer fails.
 """
 
 from __future__ import annotations
@@ -29,16 +36,18 @@ class Exercise:
     title: str
     hint: str
     run: Callable
+    wrong: tuple = ()
 
 
 _REGISTRY: dict[str, Exercise] = {}
 
 
-def exercise(id: str, title: str, hint: str):
-    """Register the decorated function as the check of exercise ``id`` ("03.2")."""
+def exercise(id: str, title: str, hint: str, wrong=()):
+    """Register the decorated function as the check of exercise ``id`` ("03.2"). ``wrong``: answers
+    with a typical mistake, which the check must refuse (the tests make sure it does)."""
 
     def register(run: Callable) -> Callable:
-        _REGISTRY[id] = Exercise(id, title, hint, run)
+        _REGISTRY[id] = Exercise(id, title, hint, run, tuple(wrong))
         return run
 
     return register
@@ -51,6 +60,11 @@ def _load(exercise_id: str) -> Exercise | None:
     except ModuleNotFoundError:
         return None
     return _REGISTRY.get(exercise_id)
+
+
+def get(exercise_id: str) -> Exercise | None:
+    """The registered :class:`Exercise` ``exercise_id``, or None."""
+    return _load(str(exercise_id))
 
 
 def exercise_ids() -> list[str]:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import env
-from ..engine import History, evaluate, fit, load_checkpoint
+from ..engine import History, TrainConfig, evaluate, fit, load_checkpoint
 from .data import (
     PoseNetBatch,
     PosePriorBatch,
@@ -260,15 +260,14 @@ def train_stage(
                                device=device)
     val_loader = make_loader(RHDSamples(val_records, **load), max(config.n_batch, 16),
                              num_workers=num_workers, device=device)
-    history = fit(
-        model, train_loader, val_loader, epochs=config.epochs, loss_fn=parts["loss_fn"],
-        prepare_batch=parts["prepare_batch"], metrics=parts["metrics"], lr=config.LR,
-        weight_decay=config.weight_decay, scheduler=config.scheduler, device=device,
-        best_metric=parts["best_metric"], mode=parts["mode"], checkpoint_dir=ckpt_dir,
-        resume=True, seed=config.seed, live_plot=live_plot, progress=progress, log=log,
-        config=config.to_dict(),
+    train_config = TrainConfig(
+        epochs=config.epochs, lr=config.LR, weight_decay=config.weight_decay,
+        scheduler=config.scheduler, device=device, best_metric=parts["best_metric"],
+        mode=parts["mode"], checkpoint_dir=ckpt_dir, resume=True, seed=config.seed,
         drive_dir=Path(drive_dir) / config.ID if drive_dir is not None else None,
-    )
+        live_plot=live_plot, progress=progress, log=log, settings=config.to_dict())
+    history = fit(model, train_loader, val_loader, train_config, loss_fn=parts["loss_fn"],
+                  prepare_batch=parts["prepare_batch"], metrics=parts["metrics"])
     load_checkpoint(ckpt_dir / "best.pth", model)
     return model.eval(), history
 

@@ -1,0 +1,80 @@
+"""The checked exercises: every notebook has at least three; each solution cell of a notebook,
+run on its own, passes its check; every registered wrong answer and an untouched stub fail; and
+the generated modules agree with the notebooks' ``#@save`` cells."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import handpose_utils as hp
+from handpose_utils import exercises, export
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SOLUTION = re.compile(r"^#@title Solution (\d\d\.\d+)\b")
+CHECK_CALL = re.compile(r"hp\.check\(\s*\"(\d\d\.\d+)\"\s*,\s*([A-Za-z_]\w*)\s*\)")
+
+
+def code_cells(notebook: Path) -> list[str]:
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+
+
+def solution_cells() -> list[tuple[str, str, str]]:
+    """``(notebook, exercise id, code)`` of every solution cell."""
+    out = []
+    for nb in NOTEBOOKS:
+        for code in code_cells(nb):
+            if m := SOLUTION.match(code.strip()):
+                out.append((nb.name, m.group(1), code))
+    return out
+
+
+def test_every_notebook_has_three_checked_exercises_with_solutions():
+    ids = set(exercises.exercise_ids())
+    solved = {ex_id for _, ex_id, _ in solution_cells()}
+    for nb in NOTEBOOKS:
+        prefix = nb.name[:2]
+        asked = {m.group(1) for code in code_cells(nb) if not SOLUTION.match(code.strip())
+                 for m in CHECK_CALL.finditer(code)}
+        assert len(asked) >= 3, f"{nb.name} asks {sorted(asked)}: needs at least 3 exercises"
+        assert all(a.startswith(prefix + ".") for a in asked), (nb.name, sorted(asked))
+        assert asked <= ids, f"{nb.name}: no check registered for {sorted(asked - ids)}"
+        assert asked <= solved, f"{nb.name}: no solution cell for {sorted(asked - solved)}"
+
+
+@pytest.mark.parametrize("notebook,exercise_id,code", solution_cells(),
+                         ids=[ex_id for _, ex_id, _ in solution_cells()])
+def test_solution_passes_and_wrong_answers_fail(notebook, exercise_id, code, capsys):
+    calls = [(m.group(1), m.group(2)) for m in CHECK_CALL.finditer(code)]
+    assert calls and calls[-1][0] == exercise_id, (
+        f"{notebook}: the solution cell of {exercise_id} must end with "
+        f'hp.check("{exercise_id}", <answer>)')
+    body = code[: code.rindex("hp.check(")]
+    namespace = {"hp": hp, "__name__": "solution"}
+    exec(compile(body, f"{notebook}:solution {exercise_id}", "exec"), namespace)  # noqa: S102
+    answer = namespace[calls[-1][1]]
+    assert hp.check(exercise_id, answer), capsys.readouterr().out
+
+    ex = exercises.get(exercise_id)
+    assert ex.wrong, f"exercise {exercise_id} registers no wrong answers"
+    for wrong in ex.wrong:
+        assert hp.check(exercise_id, wrong) is False, f"{exercise_id} accepted {wrong}"
+
+    def stub(*args, **kwargs):
+        raise NotImplementedError
+
+    assert hp.check(exercise_id, stub) is False
+    assert "not done yet" in capsys.readouterr().out
+
+
+def test_check_never_raises_and_names_unknown_exercises(capsys):
+    assert hp.check("99.9", None) is False
+    assert "no exercise '99.9'" in capsys.readouterr().out
+
+
+def test_generated_modules_agree_with_the_notebooks():
+    assert export.main(["--check"]) == 0, "run `python -m handpose_utils.export`"
