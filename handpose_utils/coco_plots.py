@@ -281,5 +281,5 @@ def prediction_browser(images: Sequence[dict]):
                     title=f"image {e['image_id']}: {len(e['people'])} people")
         plt.show()
 
-    return interact(_show, index=IntSlider(value=0, min=0, max=len(images) - 1, step=1,
+    interact(_show, index=IntSlider(value=0, min=0, max=len(images) - 1, step=1,
                                            continuous_update=False))

@@ -552,7 +552,7 @@ def prediction_browser(image_paths: Sequence[str], gt, pred):
                         title=f"{Path(image_paths[index]).name}")
         plt.show()
 
-    return interact(_show, index=IntSlider(value=0, min=0, max=len(image_paths) - 1, step=1,
+    interact(_show, index=IntSlider(value=0, min=0, max=len(image_paths) - 1, step=1,
                                            continuous_update=False))
 
 

@@ -220,7 +220,7 @@ def sample_browser(records: Sequence[dict], show=show_sample, **kwargs):
         show(records[index], **kwargs)
         plt.show()
 
-    return interact(_show, index=IntSlider(value=0, min=0, max=len(records) - 1, step=1,
+    interact(_show, index=IntSlider(value=0, min=0, max=len(records) - 1, step=1,
                                            continuous_update=False))
 
 
@@ -284,7 +284,7 @@ def prediction_browser(records: Sequence[dict], preds):
         show(records[index], index)
         plt.show()
 
-    return interact(_show, index=IntSlider(value=0, min=0, max=len(records) - 1, step=1,
+    interact(_show, index=IntSlider(value=0, min=0, max=len(records) - 1, step=1,
                                            continuous_update=False))
 
 

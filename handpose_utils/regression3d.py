@@ -807,7 +807,7 @@ def pose_browser(records: Sequence[dict], pred_rel, root: int = ROOT_JOINT):
         plt.show()
 
     slider = dict(continuous_update=False)
-    return interact(_show, index=IntSlider(value=0, min=0, max=len(records) - 1, **slider),
+    interact(_show, index=IntSlider(value=0, min=0, max=len(records) - 1, **slider),
                     elev=IntSlider(value=20, min=-90, max=90, step=5, **slider),
                     azim=IntSlider(value=-70, min=-180, max=180, step=5, **slider))
 

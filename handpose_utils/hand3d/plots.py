@@ -275,7 +275,7 @@ def show_pipeline(pipeline, dataset, index: int, device=None, crops: str = "segm
 
 def pipeline_browser(pipeline, dataset, device=None, crops: str = "segmentation"):
     """An ipywidgets slider over ``dataset`` showing :func:`show_pipeline` for each sample."""
-    return sample_browser(list(range(len(dataset))),
+    sample_browser(list(range(len(dataset))),
                           show=lambda i: show_pipeline(pipeline, dataset, i, device, crops))
 
 
