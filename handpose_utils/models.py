@@ -1,46 +1,15 @@
-"""Keypoint regressors: the reference project's backbones, plus torchvision ResNets.
+"""Generated from notebooks/03_cnn_regression.ipynb by `python -m handpose_utils.export`.
 
-Every model maps a ``(B, 3, S, S)`` normalised image batch to ``(B, num_outputs)`` numbers; for 2D
-hand keypoints ``num_outputs = 21 * 2 = 42`` (x1, y1, x2, y2, ...), and :func:`as_keypoints`
-reshapes them to ``(B, 21, 2)``. Later notebooks reuse the blocks with other heads: 63 outputs for
-3D, or the feature extractor (``model.features``) under a heatmap decoder.
-
-* :class:`SimpleCNN`: five conv-BN-ReLU layers and a small MLP head (DataMas/hand-pose-regression).
-* :class:`MobileLiteRegressor`: a small MobileNetV2-style network of inverted bottlenecks.
-* :class:`MobileLiteSE`: the same layout with squeeze-and-excitation in every bottleneck (the
-  reference's roadmap item, as in MobileNetV3).
-* :class:`SoftArgmaxRegressor`: SimpleCNN's convolutions without the last pooling, and a
-  soft-argmax head instead of global pooling + MLP (integral regression, Sun et al. 2018): it
-  still outputs coordinates and trains with the same loss, but keeps *where* features are.
-* :class:`UNetSoftArgmax`: a small encoder-decoder (U-Net) in front of the same soft-argmax: the
-  encoder sees the whole hand at stride 16 (which finger is which), skip connections bring back
-  stride-4 detail (where exactly each joint is). The fastest to train well on a CPU.
-"""
+Edit the notebook's `#@save models` cells, not this file: the tests check that the two agree."""
 
 from __future__ import annotations
-
 import torch
 from torch import nn
+from handpose_utils.skeletons import NUM_HAND_JOINTS
 
-from .skeletons import NUM_HAND_JOINTS
 
-NUM_OUTPUTS_2D = 2 * NUM_HAND_JOINTS  # 42
-
-__all__ = [
-    "SimpleCNN",
-    "InvertedResidual",
-    "SqueezeExcite",
-    "MobileLiteRegressor",
-    "MobileLiteSE",
-    "SoftArgmax2d",
-    "SoftArgmaxRegressor",
-    "UNetSoftArgmax",
-    "MOBILE_LITE_LAYOUT",
-    "build_model",
-    "count_parameters",
-    "as_keypoints",
-    "MODEL_NAMES",
-]
+# --- from notebooks/03_cnn_regression.ipynb ---
+NUM_OUTPUTS_2D = 2 * NUM_HAND_JOINTS  # 42 numbers: x1, y1, x2, y2, ...
 
 
 def conv_bn_act(cin: int, cout: int, stride: int = 1,
@@ -54,11 +23,10 @@ def conv_bn_act(cin: int, cout: int, stride: int = 1,
 
 
 class SimpleCNN(nn.Module):
-    """The reference's plain CNN: 5 conv layers (each conv-BN-ReLU), global average pool, MLP.
+    """The reference's plain CNN: 5 conv-BN-ReLU layers, global average pool, a small MLP.
 
-    Layout (224 input -> 14x14 before pooling):
-    conv s2 3->32, conv 32->64, maxpool, conv 64->128, maxpool, conv 128->128, maxpool,
-    conv 128->256, global average pool; head FC 256->256, ReLU, Dropout 0.2, FC 256->num_outputs.
+    224 input -> 14x14 before pooling: conv s2 3->32, conv 32->64, maxpool, conv 64->128,
+    maxpool, conv 128->128, maxpool, conv 128->256; head FC 256->256, ReLU, Dropout, FC -> 42.
     """
 
     def __init__(self, num_outputs: int = NUM_OUTPUTS_2D, dropout: float = 0.2):
@@ -73,8 +41,8 @@ class SimpleCNN(nn.Module):
             nn.MaxPool2d(2),
             conv_bn_act(128, 256),
         )
-        self.out_channels = 256
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out_channels = 256  # later notebooks put other heads on self.features
+        self.pool = nn.AdaptiveAvgPool2d(1)  # (B, 256, h, w) -> (B, 256, 1, 1): *where* is lost
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.Linear(256, 256),
@@ -87,6 +55,7 @@ class SimpleCNN(nn.Module):
         return self.head(self.pool(self.features(x)))
 
 
+# --- from notebooks/03_cnn_regression.ipynb ---
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation: rescale each channel by a gate computed from the global average.
 
@@ -104,8 +73,8 @@ class SqueezeExcite(nn.Module):
         self.gate = nn.Hardsigmoid() if gate == "hardsigmoid" else nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.mean((2, 3), keepdim=True)
-        return x * self.gate(self.fc2(self.act(self.fc1(s))))
+        s = x.mean((2, 3), keepdim=True)  # squeeze: one number per channel
+        return x * self.gate(self.fc2(self.act(self.fc1(s))))  # excite: a gate in [0, 1] each
 
 
 class InvertedResidual(nn.Module):
@@ -119,16 +88,17 @@ class InvertedResidual(nn.Module):
         hidden = cin * expansion
         self.use_residual = stride == 1 and cin == cout
         layers = [
-            nn.Conv2d(cin, hidden, 1, bias=False),
+            nn.Conv2d(cin, hidden, 1, bias=False),  # expand: cin -> hidden channels
             nn.BatchNorm2d(hidden),
             nn.ReLU6(inplace=True),
+            # depthwise: groups=hidden gives each channel its own 3x3 filter (9 weights each)
             nn.Conv2d(hidden, hidden, 3, stride=stride, padding=1, groups=hidden, bias=False),
             nn.BatchNorm2d(hidden),
             nn.ReLU6(inplace=True),
         ]
         if se:
             layers.append(SqueezeExcite(hidden, gate=se_gate))
-        layers += [nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        layers += [nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]  # linear
         self.block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,9 +112,8 @@ MOBILE_LITE_LAYOUT = ((32, 1), (48, 2), (48, 1), (64, 2), (64, 1), (96, 2), (128
 
 class MobileLiteRegressor(nn.Module):
     """The reference's MobileLite: stem conv s2 3->32 (BN, ReLU6), seven inverted bottlenecks
-    (expansion 4; 32 s1, 48 s2, 48 s1, 64 s2, 64 s1, 96 s2, 128 s2), then global average pool,
-    FC 128->256, ReLU6, Dropout 0.2, FC 256->num_outputs. ``se=True`` gives :class:`MobileLiteSE`.
-    """
+    (expansion 4, :data:`MOBILE_LITE_LAYOUT`), global average pool, FC 128->256, ReLU6,
+    Dropout 0.2, FC 256->num_outputs. ``se=True`` gives :class:`MobileLiteSE`."""
 
     def __init__(self, num_outputs: int = NUM_OUTPUTS_2D, expansion: int = 4, dropout: float = 0.2,
                  se: bool = False, se_gate: str = "hardsigmoid", layout=MOBILE_LITE_LAYOUT):
@@ -176,6 +145,7 @@ class MobileLiteSE(MobileLiteRegressor):
         super().__init__(num_outputs, se=True, se_gate=se_gate, **kwargs)
 
 
+# --- from notebooks/03_cnn_regression.ipynb ---
 class SoftArgmax2d(nn.Module):
     """Heatmap logits ``(B, J, H, W)`` -> expected coordinates ``(B, 2J)`` (x1, y1, x2, ...).
 
@@ -187,7 +157,7 @@ class SoftArgmax2d(nn.Module):
 
     def __init__(self, beta: float = 1.0):
         super().__init__()
-        self.beta = beta
+        self.beta = beta  # a larger beta sharpens the softmax (beta -> inf: the argmax)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """The softmax over each map's pixels: ``(B, J, H, W)`` maps that each sum to 1."""
@@ -197,47 +167,22 @@ class SoftArgmax2d(nn.Module):
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         b, j, h, w = logits.shape
         prob = self.probabilities(logits)
+        # pixel centres in normalised coordinates: column j covers [j/W, (j+1)/W]
         xs = (torch.arange(w, device=logits.device, dtype=prob.dtype) + 0.5) / w
         ys = (torch.arange(h, device=logits.device, dtype=prob.dtype) + 0.5) / h
-        x = (prob.sum(2) * xs).sum(-1)
+        x = (prob.sum(2) * xs).sum(-1)  # marginal over rows, then its mean column
         y = (prob.sum(3) * ys).sum(-1)
         return torch.stack([x, y], dim=-1).flatten(1)
 
 
-class SoftArgmaxRegressor(nn.Module):
-    """SimpleCNN's convolutions at stride 8 (no last pooling) + a 1x1 conv to one map per joint
-    + :class:`SoftArgmax2d`. Outputs ``(B, 2J)`` normalised coordinates, like the others."""
-
-    def __init__(self, num_outputs: int = NUM_OUTPUTS_2D):
-        super().__init__()
-        if num_outputs % 2:
-            raise ValueError("SoftArgmaxRegressor outputs (x, y) pairs: num_outputs must be even")
-        self.features = nn.Sequential(
-            conv_bn_act(3, 32, stride=2),
-            conv_bn_act(32, 64),
-            nn.MaxPool2d(2),
-            conv_bn_act(64, 128),
-            nn.MaxPool2d(2),
-            conv_bn_act(128, 128),
-            conv_bn_act(128, 256),
-        )
-        self.out_channels = 256
-        self.heatmaps = nn.Conv2d(256, num_outputs // 2, 1)
-        self.soft_argmax = SoftArgmax2d()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.soft_argmax(self.heatmaps(self.features(x)))
-
-
+# --- from notebooks/03_cnn_regression.ipynb ---
 class UNetSoftArgmax(nn.Module):
     """A small U-Net with a soft-argmax head: ``(B, 3, S, S)`` -> ``(B, 2J)`` normalised (x, y).
 
     Encoder: two conv-BN-ReLU layers per level at strides 2, 4, 8 and 16 (``width`` x 1, 2, 4, 8
-    channels); its receptive field covers the whole hand, so it can tell the fingers apart.
-    Decoder: upsample, concatenate the encoder's map of the same stride (the skip connection),
-    one conv, back to stride 4, where a 1x1 conv makes one logit map per joint for
-    :class:`SoftArgmax2d`. Outputs are the same normalised coordinates as every regressor here,
-    so the same L1 loss, metrics and plots apply.
+    channels). Decoder: upsample, concatenate the encoder's map of the same stride (the skip
+    connection), one conv, back to stride 4, where a 1x1 conv makes one logit map per joint for
+    :class:`SoftArgmax2d`.
     """
 
     def __init__(self, num_outputs: int = NUM_OUTPUTS_2D, width: int = 16):
@@ -260,24 +205,44 @@ class UNetSoftArgmax(nn.Module):
         """The per-joint logit maps at stride 4, before the soft-argmax (for plotting)."""
         x4 = self.down4(self.down2(x))
         x8 = self.down8(x4)
-        x16 = self.down16(x8)
+        x16 = self.down16(x8)  # each unit here sees the whole hand: which finger is which
         up = nn.functional.interpolate
-        u8 = self.up8(torch.cat([x8, up(x16, size=x8.shape[-2:])], 1))
-        u4 = self.up4(torch.cat([x4, up(u8, size=x4.shape[-2:])], 1))
+        u8 = self.up8(torch.cat([x8, up(x16, size=x8.shape[-2:])], 1))  # skip: stride-8 detail
+        u4 = self.up4(torch.cat([x4, up(u8, size=x4.shape[-2:])], 1))  # skip: stride-4 detail
         return self.heatmaps(u4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.soft_argmax(self.logits(x))
 
 
+# --- from notebooks/03_cnn_regression.ipynb ---
+class SoftArgmaxRegressor(nn.Module):
+    """SimpleCNN's convolutions at stride 8 (no last pooling), a 1x1 conv to one map per joint
+    and :class:`SoftArgmax2d`: the soft-argmax head without the U-Net's context and detail."""
+
+    def __init__(self, num_outputs: int = NUM_OUTPUTS_2D):
+        super().__init__()
+        if num_outputs % 2:
+            raise ValueError("SoftArgmaxRegressor outputs (x, y) pairs: num_outputs must be even")
+        self.features = nn.Sequential(
+            conv_bn_act(3, 32, stride=2), conv_bn_act(32, 64), nn.MaxPool2d(2),
+            conv_bn_act(64, 128), nn.MaxPool2d(2), conv_bn_act(128, 128), conv_bn_act(128, 256))
+        self.out_channels = 256
+        self.heatmaps = nn.Conv2d(256, num_outputs // 2, 1)
+        self.soft_argmax = SoftArgmax2d()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.soft_argmax(self.heatmaps(self.features(x)))
+
+
 def _resnet(name: str, num_outputs: int, pretrained: bool) -> nn.Module:
+    """A torchvision ResNet with ``fc`` replaced by a ``num_outputs`` layer. Random weights by
+    default (tests and smoke runs have no network); ``pretrained=True`` loads ImageNet weights
+    once, or says it is offline and keeps the random initialisation."""
     import torchvision
 
-    from .downloads import imagenet_state_dict
+    from handpose_utils.downloads import imagenet_state_dict
 
-    # weights=None by default: tests and smoke runs have no network. In Colab, pretrained=True
-    # downloads the ImageNet weights once (they need the ImageNet normalisation we apply anyway);
-    # offline it says so and keeps the random initialisation.
     model = getattr(torchvision.models, name)(weights=None)
     if pretrained:
         weights = torchvision.models.get_model_weights(name).DEFAULT
@@ -288,16 +253,15 @@ def _resnet(name: str, num_outputs: int, pretrained: bool) -> nn.Module:
     return model
 
 
-MODEL_NAMES = ("simple", "mobile", "mobile_se", "simple_softargmax", "unet_softargmax", "resnet18",
-               "resnet50")
+MODEL_NAMES = ("simple", "mobile", "mobile_se", "simple_softargmax", "unet_softargmax",
+               "resnet18", "resnet50")
 
 
 def build_model(name: str, num_outputs: int = NUM_OUTPUTS_2D, pretrained: bool = False,
                 **kwargs) -> nn.Module:
-    """A regressor by name: ``"simple"``, ``"mobile"``, ``"mobile_se"``, ``"simple_softargmax"``,
-    ``"unet_softargmax"`` (the course's own, always from scratch), or ``"resnet18"`` /
-    ``"resnet50"`` (torchvision, ``fc`` replaced by a ``num_outputs`` layer; ``pretrained=True`` loads ImageNet weights). ``kwargs`` go to the
-    constructor (e.g. ``dropout=0.1``, ``se_gate="sigmoid"``)."""
+    """A regressor by name (:data:`MODEL_NAMES`); the course's own always start from scratch,
+    ``pretrained=True`` loads ImageNet weights into a ResNet. ``kwargs`` go to the constructor
+    (``dropout=0.1``, ``se_gate="sigmoid"``, ``width=24``)."""
     key = name.lower().replace("-", "_")
     if key == "simple":
         return SimpleCNN(num_outputs, **kwargs)
