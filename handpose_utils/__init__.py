@@ -77,16 +77,22 @@ __all__ = [
     # metrics
     "pck", "pck_curve", "epe", "mpjpe", "pa_mpjpe",
     # lessons
-    "check", "show_source",
+    "check", "show_source", "detect_hands",
 ]
 
 __version__ = "0.1.0"
 
 
+# names whose module loads on first use, like the lesson modules
+_LAZY_NAMES = {"detect_hands": "mediapipe_labels"}
+
+
 def __getattr__(name: str):
-    """Load a lesson's module on first use: ``hp.heatmaps`` imports ``handpose_utils.heatmaps``."""
-    if name in _LAZY_MODULES:
+    """Load a lesson's module on first use: ``hp.heatmaps`` imports ``handpose_utils.heatmaps``;
+    ``hp.detect_hands`` imports the teacher's module (MediaPipe itself loads when it runs)."""
+    if name in _LAZY_MODULES or name in _LAZY_NAMES:
         import importlib
 
-        return importlib.import_module(f"{__name__}.{name}")
+        module = importlib.import_module(f"{__name__}.{_LAZY_NAMES.get(name, name)}")
+        return getattr(module, name) if name in _LAZY_NAMES else module
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

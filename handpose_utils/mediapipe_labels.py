@@ -268,6 +268,113 @@ def label_ouhands(root: str | Path, model_path: str | Path, landmarks_dir: str |
 
 
 # --------------------------------------------------------------------------------------------
+# One call: the hands in an image
+
+
+def _legacy_hands():
+    """``mp.solutions.hands``: the palm-detection and landmark models bundled with mediapipe
+    (0.10.21 and older; no download). None when this mediapipe has no legacy solutions."""
+    try:
+        import mediapipe as mp
+
+        return mp.solutions.hands
+    except (ImportError, AttributeError):
+        return None
+
+
+_DETECTORS: dict = {}
+
+
+def _detector(api: str, model_path: Path | None, max_hands: int, min_confidence: float):
+    """A cached detector: building one loads the models, which takes longer than a detection."""
+    key = (api, str(model_path), max_hands, min_confidence)
+    if key not in _DETECTORS:
+        if api == "tasks":
+            _DETECTORS[key] = create_hand_landmarker(
+                model_path, num_hands=max_hands, min_hand_detection_confidence=min_confidence)
+        else:
+            _DETECTORS[key] = _legacy_hands().Hands(
+                static_image_mode=True, max_num_hands=max_hands,
+                min_detection_confidence=min_confidence)
+    return _DETECTORS[key]
+
+
+def teacher_api(model_path: str | Path | None = None) -> str:
+    """Which MediaPipe API :func:`detect_hands` uses: ``"tasks"`` when a ``.task`` model file is
+    at ``model_path`` and the Tasks API imports, else ``"solutions"`` (the models bundled with
+    mediapipe <= 0.10.21, offline). Raises :class:`MediaPipeUnavailableError` when neither works."""
+    if model_path is not None and Path(model_path).is_file():
+        _vision()  # raises with the install hint
+        return "tasks"
+    if _legacy_hands() is not None:
+        return "solutions"
+    if model_path is not None:
+        raise FileNotFoundError(
+            f"MediaPipe model not found: {model_path}, and this mediapipe has no bundled "
+            f"models (mp.solutions). Get the model with download_hand_landmarker(folder) "
+            f"({HAND_LANDMARKER_URL}).")
+    _vision()
+    raise MediaPipeUnavailableError(
+        "this mediapipe has no bundled hand models (mp.solutions was removed in 0.10.30): "
+        f"pass model_path= a hand_landmarker.task file ({HAND_LANDMARKER_URL}).")
+
+
+def detect_hands(image, *, max_hands: int = 2, min_confidence: float = 0.5,
+                 model_path: str | Path | None = None, image_mirrored: bool = False
+                 ) -> list[dict]:
+    """The hands MediaPipe finds in ``image`` (a path or an ``(H, W, 3)`` uint8 RGB array).
+
+    Returns a list (empty when there is no hand), best first, of dicts with ``keypoints``
+    (``(21, 2)`` float32 pixels, 0 = the image's left/top edge, MediaPipe's = FreiHAND's joint
+    order), ``z`` (``(21,)``, relative to the wrist, in units of about the image width),
+    ``handedness`` (``"Left"``/``"Right"``: **the subject's** hand, whichever API ran; see the
+    module docstring; set ``image_mirrored`` for selfie images) and ``score`` (of the
+    handedness label, MediaPipe's hand confidence).
+
+    With ``model_path`` a ``hand_landmarker.task`` file (Colab downloads it) the Tasks API runs;
+    without, the models bundled with mediapipe 0.10.21 (``mp.solutions.hands``) do, offline.
+    Detectors are built once per setting and reused."""
+    if isinstance(image, (str, Path)):
+        rgb = read_image(image)
+    else:
+        rgb = np.asarray(image)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"detect_hands needs an (H, W, 3) uint8 RGB image, got shape "
+                             f"{rgb.shape} and dtype {rgb.dtype}")
+    rgb = np.ascontiguousarray(rgb)
+    h, w = rgb.shape[:2]
+    api = teacher_api(model_path)
+    detector = _detector(api, Path(model_path) if api == "tasks" else None, int(max_hands),
+                         float(min_confidence))
+    if api == "tasks":
+        result = detect(detector, rgb)
+        landmarks = [[(p.x, p.y, p.z) for p in hand] for hand in result.hand_landmarks]
+        labels = [(c[0].category_name or c[0].display_name, c[0].score)
+                  for c in result.handedness]
+        swap = handedness_swap_needed(image_mirrored, TASKS_ASSUMES_MIRRORED)
+    else:
+        result = detector.process(rgb)
+        landmarks = [[(p.x, p.y, p.z) for p in hand.landmark]
+                     for hand in (result.multi_hand_landmarks or [])]
+        labels = [(c.classification[0].label, c.classification[0].score)
+                  for c in (result.multi_handedness or [])]
+        swap = handedness_swap_needed(image_mirrored, LEGACY_ASSUMES_MIRRORED)
+    hands = []
+    for points, (label, score) in zip(landmarks, labels):
+        xyz = np.asarray(points, np.float32)
+        if xyz.shape != (NUM_LANDMARKS, 3) or not np.isfinite(xyz).all():
+            raise LandmarkFileError(f"MediaPipe returned landmarks of shape {xyz.shape} (or "
+                                    "non-finite values); is the model a hand landmarker?")
+        hands.append({
+            "keypoints": xyz[:, :2] * np.array([w, h], np.float32),
+            "z": xyz[:, 2].copy(),
+            "handedness": swap_handedness_label(label) if swap else label,
+            "score": float(score),
+        })
+    return sorted(hands, key=lambda hand: -hand["score"])
+
+
+# --------------------------------------------------------------------------------------------
 # How good is the teacher?
 
 
