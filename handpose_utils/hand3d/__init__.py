@@ -7,15 +7,19 @@
 
 * ``canonical``  the canonical hand frame and the viewpoint rotation (encode / decode)
 * ``nets``       HandSegNet, PoseNet, PosePrior
+* ``losses``     their losses: cross-entropy, the score-map loss over stages, the lifting loss
 * ``crops``      crop boxes (from keypoints or the segmentation), crops, score-map codec
 * ``data``       RHD records as tensors, iteration-based loaders, one prepare_batch per stage
-* ``train``      the config dataclass, losses, per-stage training with the engine, checkpoints
+* ``train``      the config dataclass, per-stage training with the engine, checkpoints
 * ``pipeline``   the three networks chained, run over a dataset
 * ``evaluate``   the paper's protocol: 2D/3D EPE, PCK and AUC, segmentation IoU; engine meters
 * ``plots``      samples, canonical frame, score maps, the pipeline on one image, PCK curves
+
+``canonical``, ``nets`` and ``losses`` are generated from notebook 07's ``#@save`` cells
+(``python -m handpose_utils.export``); edit the notebook, not those files.
 """
 
-from . import canonical, crops, data, evaluate, nets, pipeline, plots, train
+from . import canonical, crops, data, evaluate, losses, nets, pipeline, plots, train
 from .canonical import axis_angle_to_matrix, from_canonical, to_canonical
 from .data import PoseNetBatch, PosePriorBatch, RHDSamples, SegmentationBatch, make_loader
 from .evaluate import eval_2d, eval_3d, segmentation_iou
@@ -43,7 +47,7 @@ from .train import (
 )
 
 __all__ = [
-    "canonical", "crops", "data", "evaluate", "nets", "pipeline", "plots", "train",
+    "canonical", "crops", "data", "evaluate", "losses", "nets", "pipeline", "plots", "train",
     "axis_angle_to_matrix", "from_canonical", "to_canonical",
     "PoseNetBatch", "PosePriorBatch", "RHDSamples", "SegmentationBatch", "make_loader",
     "eval_2d", "eval_3d", "segmentation_iou",

@@ -1,55 +1,16 @@
-"""The canonical hand frame and the viewpoint: how PosePrior splits 3D pose into two easy parts.
+"""Generated from notebooks/07_rhd_3d_hand_pose.ipynb by `python -m handpose_utils.export`.
 
-A hand seen from the camera has two things mixed together: its **articulation** (how the
-fingers bend) and the **viewpoint** (how the whole hand is turned towards the camera). Raw
-root-relative 3D coordinates change completely when the hand turns, even for the same
-articulation, so a network regressing them must learn every articulation under every rotation.
-Zimmermann & Brox factor the pose instead:
-
-    w_rel = (w - w_root) / s                      root-relative, scale-normalised (s: a bone length)
-    w_rel = w_c · R        (rows are points)      w_c: canonical coordinates, R: viewpoint rotation
-
-The canonical frame is fixed to the hand itself (all HAND21 indices):
-
-1. the root (wrist, joint 0) is the origin;
-2. the middle finger's MCP (joint 9) lies on the +y axis;
-3. the little finger's MCP (joint 17) lies in the x-y plane with x > 0;
-4. a right hand is mirrored (z -> -z), so left and right hands share one canonical shape.
-
-``R``'s rows are the canonical axes expressed in camera coordinates, a proper rotation
-(det = +1) that PosePrior predicts as 3 numbers (axis-angle). Encoding (:func:`to_canonical`)
-and decoding (:func:`from_canonical`) sit side by side here, as codecs do in MMPose.
-
-The scale ``s`` is the length of the bone from the middle MCP (9) to the middle PIP (10):
-RHD's ``|kp12 - kp11|`` in the paper, and FreiHAND's ``training_scale``. Evaluation multiplies
-the normalised prediction by the ground-truth ``s`` ("with GT bone scale"), because the absolute
-size of a hand cannot be read from one image.
-"""
+Edit the notebook's `#@save hand3d.canonical` cells, not this file: the tests check that the two agree."""
 
 from __future__ import annotations
-
 import torch
 
-__all__ = [
-    "ROOT_JOINT",
-    "ALIGN_JOINT",
-    "PLANE_JOINT",
-    "SCALE_BONE",
-    "bone_scale",
-    "normalize_pose",
-    "canonical_rotation",
-    "mirror_right_hands",
-    "to_canonical",
-    "from_canonical",
-    "axis_angle_to_matrix",
-    "matrix_to_axis_angle",
-]
 
+# --- from notebooks/07_rhd_3d_hand_pose.ipynb ---
 ROOT_JOINT = 0  # wrist: the origin of root-relative coordinates
 ALIGN_JOINT = 9  # middle MCP: on the canonical +y axis
 PLANE_JOINT = 17  # little-finger MCP: in the canonical x-y plane, x > 0
 SCALE_BONE = (9, 10)  # middle MCP -> PIP: the bone every 3D pose is normalised by
-
 _EPS = 1e-8
 
 
@@ -59,37 +20,37 @@ def _as_tensor(x) -> torch.Tensor:
 
 
 def bone_scale(xyz) -> torch.Tensor:
-    """``(...,)`` length of the scale bone (middle MCP -> PIP) of ``(..., 21, 3)`` joints."""
+    """(...,) length of the scale bone (middle MCP -> PIP) of (..., 21, 3) joints."""
     xyz = _as_tensor(xyz)
     a, b = SCALE_BONE
     return torch.linalg.vector_norm(xyz[..., b, :] - xyz[..., a, :], dim=-1)
 
 
 def normalize_pose(xyz) -> tuple[torch.Tensor, torch.Tensor]:
-    """Root-relative joints divided by the bone scale: ``((..., 21, 3), (...,) scale)``."""
+    """Root-relative joints divided by the bone scale: ((..., 21, 3), (...,) scale)."""
     xyz = _as_tensor(xyz)
     scale = bone_scale(xyz)
     rel = xyz - xyz[..., ROOT_JOINT : ROOT_JOINT + 1, :]
     return rel / scale.clamp_min(_EPS)[..., None, None], scale
 
 
+# --- from notebooks/07_rhd_3d_hand_pose.ipynb ---
 def canonical_rotation(xyz_rel) -> torch.Tensor:
-    """The viewpoint ``R`` (..., 3, 3) of root-relative joints: rows are the canonical x, y, z
-    axes in camera coordinates, so ``canonical = xyz_rel @ R.T`` and ``xyz_rel = canonical @ R``.
-    """
+    """The viewpoint R (..., 3, 3) of root-relative joints: its rows are the canonical x, y, z
+    axes in camera coordinates, so canonical = xyz_rel @ R.T and xyz_rel = canonical @ R."""
     xyz_rel = _as_tensor(xyz_rel)
     ey = xyz_rel[..., ALIGN_JOINT, :]
     ey = ey / torch.linalg.vector_norm(ey, dim=-1, keepdim=True).clamp_min(_EPS)
     p = xyz_rel[..., PLANE_JOINT, :]
     ex = p - (p * ey).sum(-1, keepdim=True) * ey  # Gram-Schmidt: the part of p orthogonal to y
     ex = ex / torch.linalg.vector_norm(ex, dim=-1, keepdim=True).clamp_min(_EPS)
-    ez = torch.linalg.cross(ex, ey, dim=-1)  # right-handed: x cross y = z
+    ez = torch.linalg.cross(ex, ey, dim=-1)  # right-handed: x cross y = z, so det R = +1
     return torch.stack([ex, ey, ez], dim=-2)
 
 
 def mirror_right_hands(coords, is_right) -> torch.Tensor:
-    """Negate canonical z where ``is_right`` (``(...,)`` bool): a mirrored right hand looks like
-    a left hand in the canonical frame. The mirror is its own inverse."""
+    """Negate z where is_right ((...,) bool): a mirrored right hand looks like a left hand. The
+    mirror is its own inverse."""
     coords = _as_tensor(coords)
     is_right = torch.as_tensor(is_right, device=coords.device).bool()
     sign = torch.ones(coords.shape[:-2] + (1, 3), dtype=coords.dtype, device=coords.device)
@@ -98,12 +59,9 @@ def mirror_right_hands(coords, is_right) -> torch.Tensor:
 
 
 def to_canonical(xyz, is_right) -> dict[str, torch.Tensor]:
-    """Encode camera-frame joints ``(..., 21, 3)`` into PosePrior's targets.
-
-    Returns ``canonical`` (root-relative, normalised, rotated into the hand's frame and mirrored
-    for right hands), ``rotation`` (the viewpoint R), ``xyz`` (root-relative, normalised, camera
-    frame) and ``scale`` (the bone length, in the input's unit).
-    """
+    """Encode camera-frame joints (..., 21, 3) into PosePrior's targets: canonical (normalised,
+    rotated into the hand's frame, right hands mirrored), rotation (the viewpoint R), xyz
+    (root-relative, normalised, camera frame) and scale (the bone length, in the input's unit)."""
     rel, scale = normalize_pose(xyz)
     R = canonical_rotation(rel)
     canonical = mirror_right_hands(rel @ R.transpose(-1, -2), is_right)
@@ -111,22 +69,21 @@ def to_canonical(xyz, is_right) -> dict[str, torch.Tensor]:
 
 
 def from_canonical(canonical, rotation, is_right) -> torch.Tensor:
-    """Decode: canonical coordinates and viewpoint back to root-relative normalised camera-frame
-    joints, ``xyz_rel = mirror(canonical) @ R``."""
+    """Decode: xyz_rel = mirror(canonical) @ R, root-relative and normalised, camera frame."""
     return mirror_right_hands(canonical, is_right) @ _as_tensor(rotation)
 
 
+# --- from notebooks/07_rhd_3d_hand_pose.ipynb ---
 def axis_angle_to_matrix(axis_angle) -> torch.Tensor:
-    """Rodrigues' formula: ``(..., 3)`` axis * angle (radians) -> ``(..., 3, 3)`` rotation,
-    ``R = I + sin(t) K + (1 - cos(t)) K^2`` with K the cross-product matrix of the unit axis.
-    Differentiable everywhere (a tiny epsilon keeps t = 0 finite)."""
+    """Rodrigues: (..., 3) axis * angle (radians) -> (..., 3, 3), R = I + sin(t) K + (1 - cos t) K^2.
+    Differentiable everywhere (the epsilon keeps t = 0 finite)."""
     v = _as_tensor(axis_angle)
     theta = torch.sqrt((v * v).sum(-1, keepdim=True) + _EPS)
     k = v / theta
     kx, ky, kz = k.unbind(-1)
     zero = torch.zeros_like(kx)
     K = torch.stack([zero, -kz, ky, kz, zero, -kx, -ky, kx, zero], dim=-1).reshape(
-        v.shape[:-1] + (3, 3))
+        v.shape[:-1] + (3, 3))  # the cross-product matrix of the unit axis: K w = k x w
     eye = torch.eye(3, dtype=v.dtype, device=v.device).expand_as(K)
     s = torch.sin(theta)[..., None]
     c = torch.cos(theta)[..., None]
@@ -134,8 +91,8 @@ def axis_angle_to_matrix(axis_angle) -> torch.Tensor:
 
 
 def matrix_to_axis_angle(R) -> torch.Tensor:
-    """Inverse of :func:`axis_angle_to_matrix` for angles in [0, pi) (used to read a
-    viewpoint as "turned t degrees about this axis")."""
+    """Inverse of axis_angle_to_matrix for angles in [0, pi): read a viewpoint as "turned t
+    radians about this axis"."""
     R = _as_tensor(R)
     cos = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
     theta = torch.acos(cos)

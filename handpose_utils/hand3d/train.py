@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import env
@@ -32,6 +31,7 @@ from .data import (
     make_loader,
 )
 from .evaluate import PoseNetMeter, PosePriorMeter, SegmentationMeter
+from .losses import posenet_loss, poseprior_loss, segmentation_loss
 from .nets import HandSegNet, PoseNet, PosePrior
 
 __all__ = [
@@ -152,36 +152,6 @@ def build_model(config: Hand3DConfig) -> nn.Module:
         return PoseNet(width=config.width, batch_norm=config.batch_norm, stages=config.stages)
     return PosePrior(variant=config.variant, map_size=config.crop_size // 8,
                      dropout=config.dropout)
-
-
-# --------------------------------------------------------------------------------------------
-# Losses
-
-
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Softmax cross-entropy over the 2 classes, averaged over pixels (the paper's loss; the
-    official script also multiplied it by the batch size, which only rescales the LR)."""
-    return F.cross_entropy(logits, target)
-
-
-def posenet_loss(maps: torch.Tensor, targets: dict) -> torch.Tensor:
-    """The paper's PoseNet loss, summed over stages (intermediate supervision): per keypoint the
-    root-mean-square difference between predicted and target score map, averaged over the
-    **visible** keypoints (an invisible keypoint has no target to learn)."""
-    gt = targets["scoremaps"][:, None]
-    vis = targets["visible"][:, None]  # (B, 1, J)
-    rmse = torch.sqrt(((maps - gt) ** 2).mean((-2, -1)) + 1e-8)  # (B, S, J)
-    per_stage = (rmse * vis).sum((0, 2)) / (vis.sum() + 1e-3)
-    return per_stage.sum()
-
-
-def poseprior_loss(outputs: dict, targets: dict) -> torch.Tensor:
-    """The paper's lifting loss: squared error of the canonical coordinates plus squared error
-    of the viewpoint matrix ("proposed"), or of the camera-frame coordinates ("direct")."""
-    if "canonical" in outputs:
-        return (F.mse_loss(outputs["canonical"], targets["canonical"])
-                + F.mse_loss(outputs["rotation"], targets["rotation"]))
-    return F.mse_loss(outputs["xyz"], targets["xyz"])
 
 
 def stage_parts(config: Hand3DConfig) -> dict:
@@ -310,7 +280,9 @@ def evaluate_stage(model: nn.Module, config: Hand3DConfig, records: list[dict], 
     maps rendered from the ground-truth 2D keypoints (3D, mm: Zimmermann & Brox's protocol for
     PosePrior, palm root and all 21 joints). Returns the meter's
     numbers (``iou`` / ``epe_px`` / ``epe_mm`` ...) and, for PoseNet and PosePrior, the full
-    protocol dict under ``"protocol"`` (with the PCK curve for plotting)."""
+    protocol dict under ``"protocol"`` (with the PCK curve for plotting); for PosePrior also
+    ``"arrays"``, the per-image predictions and targets (``pred``, ``gt`` in wrist-relative mm,
+    ``visible``)."""
     parts = stage_parts(config)
     device = torch.device(device) if device is not None else env.pick_device()
     data = RHDSamples(records, load_images=parts["load_images"], load_masks=parts["load_masks"])
@@ -321,4 +293,6 @@ def evaluate_stage(model: nn.Module, config: Hand3DConfig, records: list[dict], 
                    progress=progress, desc=f"evaluate {config.ID}")
     if config.stage != "handsegnet":
         out["protocol"] = meter.protocol()  # PosePrior: palm root, all 21 joints (the paper's)
+    if config.stage == "poseprior":
+        out["arrays"] = meter.arrays()  # per-image predictions, for paired comparisons
     return out
