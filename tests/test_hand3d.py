@@ -1,5 +1,5 @@
 """hand3d: canonical frame, crops and score maps, networks, losses, metrics, per-stage training
-and checkpoints, the pipeline."""
+and checkpoints, the pipeline. (canonical, nets and losses are generated from notebook 07.)"""
 
 import dataclasses
 import math
@@ -187,6 +187,16 @@ def test_losses_prefer_the_truth():
     assert h3.train.segmentation_loss(logits, y) == pytest.approx(math.log(2), abs=1e-5)
 
 
+def test_poseprior_loss_per_variant():
+    t = to_canonical(torch.randn(3, 21, 3), torch.tensor([True, False, True]))
+    exact = {"xyz": t["xyz"], "canonical": t["canonical"], "rotation": t["rotation"]}
+    assert h3.losses.poseprior_loss(exact, t) < 1e-10
+    off = {**exact, "rotation": t["rotation"] + 0.5}  # only the viewpoint is wrong
+    assert h3.losses.poseprior_loss(off, t) == pytest.approx(0.25)
+    assert h3.losses.poseprior_loss({"xyz": t["xyz"] + 1.0}, t) == pytest.approx(1.0)
+    assert h3.train.poseprior_loss is h3.losses.poseprior_loss  # the engine uses the same one
+
+
 def test_eval_protocol():
     gt = torch.zeros(4, 21, 2)
     pred = gt.clone()
@@ -233,6 +243,10 @@ def test_each_stage_trains_saves_and_loads(stage, tiny_rhd, tmp_path):
     key = {"handsegnet": "val_iou", "posenet": "val_epe_px", "poseprior": "val_epe_mm"}[stage]
     assert key in history[-1]
     assert (h3.run_dir(cfg, tmp_path) / "best.pth").is_file()
+    if stage == "poseprior":  # per-image predictions, for paired comparisons of two variants
+        arrays = h3.evaluate_stage(model, cfg, val, device="cpu", num_workers=0,
+                                   progress=False)["arrays"]
+        assert arrays["pred"].shape == arrays["gt"].shape == (len(val), 21, 3)
     loaded, config, hist = h3.load_stage(h3.run_dir(cfg, tmp_path), device="cpu")
     assert config == cfg and len(hist) == 2
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
