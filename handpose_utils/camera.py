@@ -1,24 +1,21 @@
-"""The pinhole camera: projecting 3D points (camera frame, metres) to pixels.
+"""Generated from notebooks/01_data_prep.ipynb by `python -m handpose_utils.export`.
 
-    [u·z, v·z, z]^T = K · [x, y, z]^T,   K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]
-
-so u = fx·x/z + cx and v = fy·y/z + cy. The camera looks along +z, x points right and y down.
-"""
+Edit the notebook's `#@save camera` cells, not this file: the tests check that the two agree."""
 
 from __future__ import annotations
-
 import numpy as np
 
 
+# --- from notebooks/01_data_prep.ipynb ---
 def project(xyz, K) -> np.ndarray:
     """Project ``(..., N, 3)`` points through ``K`` (``(3, 3)`` or ``(..., 3, 3)``) to ``(..., N, 2)``
     pixels. Points must be in front of the camera (z > 0)."""
     xyz = np.asarray(xyz, dtype=np.float64)
     K = np.asarray(K, dtype=np.float64)
-    if np.any(xyz[..., 2] <= 0):
+    if np.any(xyz[..., 2] <= 0):  # behind the camera: the division below would flip the point
         raise ValueError("cannot project points behind the camera (z <= 0)")
-    uvw = xyz @ np.swapaxes(K, -1, -2)
-    return uvw[..., :2] / uvw[..., 2:3]
+    uvw = xyz @ np.swapaxes(K, -1, -2)  # each row is K @ [x, y, z] = [u*z, v*z, z]
+    return uvw[..., :2] / uvw[..., 2:3]  # the perspective division
 
 
 def backproject(uv, z, K) -> np.ndarray:
@@ -28,6 +25,8 @@ def backproject(uv, z, K) -> np.ndarray:
     z = np.asarray(z, dtype=np.float64)
     K = np.asarray(K, dtype=np.float64)
     fx, fy, cx, cy = K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2]
-    x = (uv[..., 0] - cx[..., None]) / fx[..., None] * z if K.ndim > 2 else (uv[..., 0] - cx) / fx * z
-    y = (uv[..., 1] - cy[..., None]) / fy[..., None] * z if K.ndim > 2 else (uv[..., 1] - cy) / fy * z
+    if K.ndim > 2:  # one camera per image: (...,) -> (..., 1), to broadcast over its N points
+        fx, fy, cx, cy = fx[..., None], fy[..., None], cx[..., None], cy[..., None]
+    x = (uv[..., 0] - cx) / fx * z
+    y = (uv[..., 1] - cy) / fy * z
     return np.stack([x, y, z], axis=-1)

@@ -1,18 +1,13 @@
-"""Splitting records into train/val/test, and measuring leakage between splits.
+"""Generated from notebooks/02_dataset_splitting.ipynb by `python -m handpose_utils.export`.
 
-FreiHAND shows every pose four times, on four backgrounds. A random split *per image* puts most
-validation poses in train as well, with another background: the model is then graded on poses it
-has already been fitted to, and the score says little about new hands. A **grouped** split
-assigns whole groups (here, all images of one ``pose_id``) to one side, so no pose is on both.
-"""
+Edit the notebook's `#@save splits` cells, not this file: the tests check that the two agree."""
 
 from __future__ import annotations
-
 from collections.abc import Sequence
-
 import numpy as np
 
 
+# --- from notebooks/02_dataset_splitting.ipynb ---
 def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
     try:
         f = np.asarray(fractions, dtype=float)
@@ -52,6 +47,18 @@ def _counts(n: int, fractions: np.ndarray, what: str) -> np.ndarray:
     return counts
 
 
+def random_split(
+    records: Sequence[dict], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> tuple[list[dict], ...]:
+    """Split per record, ignoring groups: leaky when records repeat a group (FreiHAND's four
+    versions of each pose)."""
+    f = _check_fractions(fractions)
+    order = np.random.default_rng(seed).permutation(len(records))
+    bounds = np.cumsum(_counts(len(records), f, "records"))[:-1]
+    return tuple([records[i] for i in part] for part in np.split(order, bounds))
+
+
+# --- from notebooks/02_dataset_splitting.ipynb ---
 def _check_key_types(labelled_keys, key: str) -> None:
     """Raise when two keys differ only in type, such as pose 0 and pose "0": as Python values
     they are two groups, so one pose would land in two splits (a leak). Records from two
@@ -69,49 +76,6 @@ def _check_key_types(labelled_keys, key: str) -> None:
                 f"'{key}' to one type in all records first."
             )
         seen.setdefault(text, (label, k))
-
-
-def random_split(
-    records: Sequence[dict], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
-) -> tuple[list[dict], ...]:
-    """Split per record, ignoring groups (the reference project's split, and the leaky one)."""
-    f = _check_fractions(fractions)
-    order = np.random.default_rng(seed).permutation(len(records))
-    bounds = np.cumsum(_counts(len(records), f, "records"))[:-1]
-    return tuple([records[i] for i in part] for part in np.split(order, bounds))
-
-
-def grouped_split(
-    records: Sequence[dict],
-    fractions: Sequence[float] = (0.8, 0.1, 0.1),
-    key: str = "pose_id",
-    seed: int = 0,
-) -> tuple[list[dict], ...]:
-    """Split so that all records sharing ``record[key]`` land in the same part.
-
-    Groups (not records) are shuffled with ``seed`` and dealt out by ``fractions``; a part's
-    share of records therefore matches ``fractions`` only as closely as group sizes allow.
-    """
-    f = _check_fractions(fractions)
-    try:
-        keys = [r[key] for r in records]
-    except KeyError as err:
-        raise KeyError(
-            f"grouped_split needs '{key}' in every record; records from load_freihand have "
-            "'pose_id'. Pass key=... to group by another field."
-        ) from err
-    _check_key_types(((f"record {i}", k) for i, k in enumerate(keys)), key)
-    groups = sorted(set(keys), key=lambda k: (str(type(k)), k))
-    order = np.random.default_rng(seed).permutation(len(groups))
-    bounds = np.cumsum(_counts(len(groups), f, f"groups (distinct '{key}' values)"))[:-1]
-    part_of = {}
-    for part, idx in enumerate(np.split(order, bounds)):
-        for i in idx:
-            part_of[groups[i]] = part
-    parts: tuple[list[dict], ...] = tuple([] for _ in f)
-    for rec, k in zip(records, keys):
-        parts[part_of[k]].append(rec)
-    return parts
 
 
 def count_pose_leak(train: Sequence[dict], other: Sequence[dict], key: str = "pose_id") -> dict:
@@ -133,3 +97,37 @@ def count_pose_leak(train: Sequence[dict], other: Sequence[dict], key: str = "po
         "leaked_fraction": len(leaked) / len(distinct) if distinct else 0.0,
         "leaked_records": sum(k in train_keys for k in other_keys),
     }
+
+
+# --- from notebooks/02_dataset_splitting.ipynb ---
+def grouped_split(
+    records: Sequence[dict],
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    key: str = "pose_id",
+    seed: int = 0,
+) -> tuple[list[dict], ...]:
+    """Split so that all records sharing ``record[key]`` land in the same part.
+
+    Groups (not records) are shuffled with ``seed`` and dealt out by ``fractions``; a part's
+    share of records therefore matches ``fractions`` only as closely as group sizes allow.
+    """
+    f = _check_fractions(fractions)
+    try:
+        keys = [r[key] for r in records]
+    except KeyError as err:
+        raise KeyError(
+            f"grouped_split needs '{key}' in every record; records from load_freihand have "
+            "'pose_id'. Pass key=... to group by another field."
+        ) from err
+    _check_key_types(((f"record {i}", k) for i, k in enumerate(keys)), key)
+    groups = sorted(set(keys), key=lambda k: (str(type(k)), k))  # input order must not matter
+    order = np.random.default_rng(seed).permutation(len(groups))
+    bounds = np.cumsum(_counts(len(groups), f, f"groups (distinct '{key}' values)"))[:-1]
+    part_of = {}
+    for part, idx in enumerate(np.split(order, bounds)):
+        for i in idx:
+            part_of[groups[i]] = part
+    parts: tuple[list[dict], ...] = tuple([] for _ in f)
+    for rec, k in zip(records, keys):
+        parts[part_of[k]].append(rec)
+    return parts
