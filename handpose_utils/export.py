@@ -66,7 +66,28 @@ def render(module: str, parts: list[tuple[str, str]]) -> str:
     header = (f'"""Generated from {", ".join("notebooks/" + s for s in sources)} by '
               "`python -m handpose_utils.export`.\n\nEdit the notebook's `#@save "
               f'{module}` cells, not this file: the tests check that the two agree."""\n')
-    return header + "\n" + "\n".join(imports) + "\n\n\n" + "\n\n\n".join(bodies) + "\n"
+    text = header + "\n" + "\n".join(imports) + "\n\n\n" + "\n\n\n".join(bodies) + "\n"
+    return sort_imports(text, module)
+
+
+def sort_imports(text: str, module: str) -> str:
+    """The gathered imports in isort's order, as the linter wants them: ``ruff check --select I
+    --fix`` on the text (ruff is a dev tool, pinned in ``pyproject.toml``, so every machine that
+    runs the export or its check sorts alike)."""
+    import shutil
+    import subprocess
+
+    ruff = shutil.which("ruff")
+    command = [ruff] if ruff else [sys.executable, "-m", "ruff"]
+    try:
+        done = subprocess.run(
+            [*command, "check", "--select", "I", "--fix", "--quiet", "--exit-zero",
+             "--stdin-filename", str(module_path(module)), "-"],
+            input=text, capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise RuntimeError("the export sorts imports with ruff: pip install -e '.[dev]' "
+                           f"({err})") from err
+    return done.stdout
 
 
 def module_path(module: str) -> Path:

@@ -3,24 +3,27 @@
 Edit the notebook's `#@save landmarks` cells, not this file: the tests check that the two agree."""
 
 from __future__ import annotations
+
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.utils.data import Dataset
+
+from handpose_utils.data import IMAGENET_MEAN, IMAGENET_STD, build_image_cache
+from handpose_utils.datasets.ouhands import load_landmark_files
+from handpose_utils.downloads import imagenet_state_dict
 from handpose_utils.images import read_image
+from handpose_utils.metrics import bbox_size, epe, joint_distances, pck
 from handpose_utils.plots import GT_COLOR, PRED_COLOR, draw_hand
 from handpose_utils.skeletons import HAND21_NAMES, NUM_HAND_JOINTS, hand21_joint_colors
-import torch
-from dataclasses import dataclass
-from handpose_utils.datasets.ouhands import load_landmark_files
-from PIL import Image
-from torch.utils.data import Dataset
-from handpose_utils.data import IMAGENET_MEAN, IMAGENET_STD, build_image_cache
-from torch import nn
-from handpose_utils.downloads import imagenet_state_dict
-import torch.nn.functional as F
-from handpose_utils.metrics import bbox_size, epe, joint_distances, pck
 
 
 # --- from notebooks/04_mobilenetv2_landmarks.ipynb ---

@@ -3,10 +3,11 @@
 Edit the notebook's `#@save models` cells, not this file: the tests check that the two agree."""
 
 from __future__ import annotations
+
 import torch
 from torch import nn
-from handpose_utils.skeletons import NUM_HAND_JOINTS
 
+from handpose_utils.skeletons import NUM_HAND_JOINTS
 
 # --- from notebooks/03_cnn_regression.ipynb ---
 NUM_OUTPUTS_2D = 2 * NUM_HAND_JOINTS  # 42 numbers: x1, y1, x2, y2, ...

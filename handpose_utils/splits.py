@@ -3,7 +3,9 @@
 Edit the notebook's `#@save splits` cells, not this file: the tests check that the two agree."""
 
 from __future__ import annotations
+
 from collections.abc import Sequence
+
 import numpy as np
 
 

@@ -3,8 +3,8 @@
 Edit the notebook's `#@save hand3d.canonical` cells, not this file: the tests check that the two agree."""
 
 from __future__ import annotations
-import torch
 
+import torch
 
 # --- from notebooks/07_rhd_3d_hand_pose.ipynb ---
 ROOT_JOINT = 0  # wrist: the origin of root-relative coordinates

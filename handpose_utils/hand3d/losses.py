@@ -3,6 +3,7 @@
 Edit the notebook's `#@save hand3d.losses` cells, not this file: the tests check that the two agree."""
 
 from __future__ import annotations
+
 import torch
 import torch.nn.functional as F  # noqa: F811 (the same F as above; the module needs its own)
 

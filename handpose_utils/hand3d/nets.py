@@ -3,12 +3,14 @@
 Edit the notebook's `#@save hand3d.nets` cells, not this file: the tests check that the two agree."""
 
 from __future__ import annotations
+
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-from handpose_utils.hand3d.canonical import axis_angle_to_matrix, from_canonical
 
+from handpose_utils.hand3d.canonical import axis_angle_to_matrix, from_canonical
 
 # --- from notebooks/07_rhd_3d_hand_pose.ipynb ---
 NUM_KEYPOINTS = 21
