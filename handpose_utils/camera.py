@@ -3,6 +3,7 @@
 Edit the notebook's `#@save camera` cells, not this file: the tests check that the two agree."""
 
 from __future__ import annotations
+
 import numpy as np
 
 
