@@ -1,41 +1,6 @@
-"""Gaussian heatmap targets for top-down keypoint estimation: encoding and decoding in one codec.
+"""Generated from notebooks/06_coco_heatmap_training.ipynb by `python -m handpose_utils.export`.
 
-In the MMPose style, everything that turns keypoints into training targets and network outputs
-back into keypoints lives in one object, :class:`HeatmapCodec`, so the two directions can never
-disagree about a convention.
-
-Coordinates
------------
-The course's convention (see :mod:`handpose_utils.data`): pixel *centres* sit at integer
-coordinates, an image of width ``W`` spans ``[-0.5, W - 0.5]``. The heatmap is the input crop
-downsampled by ``stride`` (4 for 256x192 -> 64x48), so an input coordinate ``x`` maps to the
-heatmap coordinate
-
-    h = (x + 0.5) / stride - 0.5        and back        x = (h + 0.5) * stride - 0.5.
-
-With this mapping a horizontal flip of the input (``x' = W - 1 - x``) is exactly a flip of the
-heatmap array (``h' = w - 1 - h``), so the flip test needs no shift. SimpleBaseline maps
-``h = x / stride`` instead; there a flipped heatmap lands ``(stride - 1) / stride`` = 0.75 of a
-heatmap pixel off, which is why its flip test shifts the flipped heatmaps by one pixel
-(``SHIFT_HEATMAP``). ``flip_heatmaps(..., shift=1)`` reproduces that for comparison.
-
-Encoding
---------
-Each labelled joint becomes a Gaussian ``exp(-d^2 / (2 sigma^2))`` (sigma = 2 heatmap pixels)
-centred at its *exact* sub-pixel heatmap position: no rounding of the centre to an integer, which
-would put up to half a heatmap pixel (2 input pixels) of error into the targets themselves (the
-"unbiased" encoding of DARK). Joints that are unlabelled (v = 0) or fall outside the heatmap get
-an all-zero map and target weight 0, so the loss ignores them.
-
-Decoding
---------
-``argmax`` takes the hottest heatmap pixel: the error is up to half a heatmap pixel, i.e. up to
-``stride / 2`` input pixels (the *quantisation error*). ``quarter`` (SimpleBaseline's
-``POST_PROCESS``, the default) moves a quarter pixel towards the hotter neighbour in x and in y.
-``dark`` (Zhang et al., CVPR 2020) blurs the heatmap, takes its logarithm and does one Newton step
-of a second-order Taylor expansion around the maximum; on a Gaussian, whose logarithm is a
-quadratic, that step lands on the true centre.
-"""
+Edit the notebook's `#@save heatmaps` cells, not this file: the tests check that the two agree."""
 
 from __future__ import annotations
 
@@ -45,17 +10,29 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .skeletons import COCO_FLIP_INDEX
+from handpose_utils.skeletons import COCO_FLIP_INDEX
 
-__all__ = ["HeatmapCodec", "gaussian_blur", "measure_decoding_error", "DECODE_MODES"]
 
+# --- from notebooks/06_coco_heatmap_training.ipynb ---
+def gaussian_heatmaps(centres, weight, heatmap_size, sigma: float = 2.0) -> np.ndarray:
+    """``(J, h, w)`` float32 heatmaps, one Gaussian ``exp(-d^2 / (2 sigma^2))`` per joint at its
+    sub-pixel ``centres`` ``(J, 2)`` (heatmap pixels, not rounded); all zero where ``weight`` is 0.
+    """
+    w, h = heatmap_size
+    centres = np.where(np.asarray(weight)[:, None] > 0, centres, 0.0)  # no NaNs from empty joints
+    xs = np.arange(w, dtype=np.float64)
+    ys = np.arange(h, dtype=np.float64)
+    # Separable: exp(-(dx^2 + dy^2) / 2s^2) = exp(-dx^2 / 2s^2) * exp(-dy^2 / 2s^2), so two 1D
+    # profiles and an outer product instead of a 2D exp per pixel.
+    gx = np.exp(-((xs[None, :] - centres[:, :1]) ** 2) / (2 * sigma**2))
+    gy = np.exp(-((ys[None, :] - centres[:, 1:]) ** 2) / (2 * sigma**2))
+    heatmaps = gy[:, :, None] * gx[:, None, :]
+    heatmaps *= (np.asarray(weight) > 0)[:, None, None]
+    return heatmaps.astype(np.float32)
+
+
+# --- from notebooks/06_coco_heatmap_training.ipynb ---
 DECODE_MODES = ("argmax", "quarter", "dark")
-
-
-def _as_tensor(x) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        return x.detach().float()
-    return torch.as_tensor(np.asarray(x), dtype=torch.float32)
 
 
 def gaussian_blur(heatmaps: torch.Tensor, kernel: int = 11) -> torch.Tensor:
@@ -78,6 +55,69 @@ def gaussian_blur(heatmaps: torch.Tensor, kernel: int = 11) -> torch.Tensor:
     x = F.conv2d(F.pad(x, (0, 0, r, r)), g.view(1, 1, -1, 1))
     x = x * peak / x.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
     return x.reshape(b, j, h, w)
+
+
+def argmax_2d(heatmaps: torch.Tensor):
+    """The hottest pixel of each ``(B, J, h, w)`` map: ``(px, py, scores, flat_index)``."""
+    b, j, h, w = heatmaps.shape
+    scores, idx = heatmaps.reshape(b, j, -1).max(dim=-1)
+    px = (idx % w).float()
+    py = torch.div(idx, w, rounding_mode="floor").float()
+    return px, py, scores, idx
+
+
+def quarter_offsets(heatmaps: torch.Tensor, px, py, idx):
+    """SimpleBaseline: a quarter pixel towards the hotter neighbour, in x and in y, where both
+    neighbours exist."""
+    b, j, h, w = heatmaps.shape
+    flat = heatmaps.reshape(b, j, -1)
+
+    def at(dx, dy):
+        k = (idx + dx + dy * w).clamp(0, w * h - 1)
+        return flat.gather(-1, k[..., None])[..., 0]
+
+    in_x = (px > 0) & (px < w - 1)
+    in_y = (py > 0) & (py < h - 1)
+    ox = torch.where(in_x, 0.25 * torch.sign(at(1, 0) - at(-1, 0)), torch.zeros_like(px))
+    oy = torch.where(in_y, 0.25 * torch.sign(at(0, 1) - at(0, -1)), torch.zeros_like(py))
+    return ox, oy
+
+
+def dark_offsets(heatmaps: torch.Tensor, px, py, blur_kernel: int = 11):
+    """DARK: the Newton step ``-H^-1 g`` of the log of the blurred heatmap at the argmax."""
+    b, j, h, w = heatmaps.shape
+    log = torch.log(gaussian_blur(heatmaps.clamp_min(0), blur_kernel).clamp(1e-3, 50.0))
+    pad = F.pad(log.reshape(b * j, 1, h, w), (2, 2, 2, 2), mode="replicate").reshape(b, j, -1)
+    wp = w + 4
+    x = px.long() + 2
+    y = py.long() + 2
+
+    def at(dx, dy):
+        return pad.gather(-1, ((y + dy) * wp + (x + dx))[..., None])[..., 0]
+
+    # Central differences: the gradient g and the Hessian H of D = log(heatmap) at the argmax.
+    c = at(0, 0)
+    dx = 0.5 * (at(1, 0) - at(-1, 0))
+    dy = 0.5 * (at(0, 1) - at(0, -1))
+    dxx = 0.25 * (at(2, 0) - 2 * c + at(-2, 0))
+    dyy = 0.25 * (at(0, 2) - 2 * c + at(0, -2))
+    dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
+    det = dxx * dyy - dxy**2
+    # Only step where the quadratic has a maximum (negative definite Hessian); a step longer
+    # than one pixel means the quadratic model does not hold there, so it is clipped.
+    ok = (det > 1e-12) & (dxx < 0)
+    safe = torch.where(ok, det, torch.ones_like(det))
+    ox = -(dyy * dx - dxy * dy) / safe  # -H^-1 g with H^-1 = [[dyy, -dxy], [-dxy, dxx]] / det
+    oy = -(dxx * dy - dxy * dx) / safe
+    zero = torch.zeros_like(ox)
+    return torch.where(ok, ox, zero).clamp(-1, 1), torch.where(ok, oy, zero).clamp(-1, 1)
+
+
+# --- from notebooks/06_coco_heatmap_training.ipynb ---
+def _as_tensor(x) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach().float()
+    return torch.as_tensor(np.asarray(x), dtype=torch.float32)
 
 
 @dataclass
@@ -113,7 +153,7 @@ class HeatmapCodec:
         self.flip_index = tuple(self.flip_index)
 
     @classmethod
-    def for_input(cls, input_size=(192, 256), stride: int = 4, **kwargs) -> HeatmapCodec:
+    def for_input(cls, input_size=(192, 256), stride: int = 4, **kwargs):
         """A codec for an input of ``(width, height)`` with heatmaps ``stride`` times smaller."""
         w, h = input_size
         if w % stride or h % stride:
@@ -128,9 +168,6 @@ class HeatmapCodec:
     def num_keypoints(self) -> int:
         return len(self.flip_index)
 
-    # ---------------------------------------------------------------------------------------
-    # coordinates
-
     def to_heatmap_coords(self, xy):
         """Input-crop pixels to heatmap pixels: ``h = (x + 0.5) / stride - 0.5``."""
         return (xy + 0.5) / self.stride - 0.5
@@ -139,17 +176,11 @@ class HeatmapCodec:
         """Heatmap pixels to input-crop pixels: ``x = (h + 0.5) * stride - 0.5``."""
         return (hxy + 0.5) * self.stride - 0.5
 
-    # ---------------------------------------------------------------------------------------
-    # encode
-
     def encode(self, keypoints, visibility=None) -> tuple[np.ndarray, np.ndarray]:
-        """Heatmaps ``(J, h, w)`` float32 and target weights ``(J,)`` float32 for one person.
-
-        ``keypoints`` are ``(J, 2)`` input-crop pixels (or ``(J, 3)`` with COCO's v in the last
-        column); ``visibility`` is COCO's v per joint (0 unlabelled, 1 occluded, 2 visible;
-        booleans work too). A joint gets weight 0 and an empty map when it is unlabelled or
-        outside the heatmap.
-        """
+        """Heatmaps ``(J, h, w)`` and target weights ``(J,)`` (float32) for one person:
+        ``keypoints`` ``(J, 2)`` in input-crop pixels (or ``(J, 3)`` with COCO's v last),
+        ``visibility`` COCO's v (0 unlabelled, 1 occluded, 2 visible; booleans work too).
+        A joint that is unlabelled or outside the heatmap gets weight 0 and an empty map."""
         kp = np.asarray(keypoints, dtype=np.float64)
         if kp.ndim != 2 or kp.shape[1] not in (2, 3):
             raise ValueError(f"keypoints must be (J, 2) or (J, 3), got shape {kp.shape}")
@@ -164,23 +195,12 @@ class HeatmapCodec:
         inside = (hxy[:, 0] >= -0.5) & (hxy[:, 0] < w - 0.5) & (hxy[:, 1] >= -0.5) & \
                  (hxy[:, 1] < h - 0.5) & np.isfinite(hxy).all(1)
         weight = np.where(v >= 2, 1.0, np.where(v > 0, self.occluded_weight, 0.0)) * inside
-        xs = np.arange(w, dtype=np.float64)
-        ys = np.arange(h, dtype=np.float64)
-        # Separable: exp(-(dx^2 + dy^2) / 2s^2) = exp(-dx^2 / 2s^2) * exp(-dy^2 / 2s^2).
-        centres = np.where(inside[:, None], hxy, 0.0)
-        gx = np.exp(-((xs[None, :] - centres[:, :1]) ** 2) / (2 * self.sigma**2))
-        gy = np.exp(-((ys[None, :] - centres[:, 1:]) ** 2) / (2 * self.sigma**2))
-        heatmaps = gy[:, :, None] * gx[:, None, :]
-        heatmaps *= (weight > 0)[:, None, None]
-        return heatmaps.astype(np.float32), weight.astype(np.float32)
-
-    # ---------------------------------------------------------------------------------------
-    # decode
+        return gaussian_heatmaps(hxy, weight, self.heatmap_size, self.sigma), weight.astype(np.float32)
 
     def decode(self, heatmaps, mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Keypoints ``(B, J, 2)`` in input-crop pixels and scores ``(B, J)`` (the heatmap maxima)
-        from heatmaps ``(B, J, h, w)`` (a tensor or an array; ``(J, h, w)`` gives ``(J, 2)``).
-        ``mode`` overrides ``decode_mode``. Returns float32 tensors on the heatmaps' device."""
+        from heatmaps ``(B, J, h, w)`` (``(J, h, w)`` gives ``(J, 2)``); ``mode`` overrides
+        ``decode_mode``. Returns float32 tensors on the heatmaps' device."""
         hm = _as_tensor(heatmaps)
         single = hm.dim() == 3
         if single:
@@ -190,70 +210,19 @@ class HeatmapCodec:
         mode = mode or self.decode_mode
         if mode not in DECODE_MODES:
             raise ValueError(f"decode mode must be one of {DECODE_MODES}, got {mode!r}")
-        b, j, h, w = hm.shape
-        flat = hm.reshape(b, j, -1)
-        scores, idx = flat.max(dim=-1)
-        px = (idx % w).float()
-        py = torch.div(idx, w, rounding_mode="floor").float()
+        px, py, scores, idx = argmax_2d(hm)
         if mode == "quarter":
-            ox, oy = self._quarter_offsets(flat, idx, px, py, w, h)
+            ox, oy = quarter_offsets(hm, px, py, idx)
             px, py = px + ox, py + oy
         elif mode == "dark":
-            ox, oy = self._dark_offsets(hm, px, py)
+            ox, oy = dark_offsets(hm, px, py, self.blur_kernel)
             px, py = px + ox, py + oy
         xy = self.to_input_coords(torch.stack([px, py], dim=-1))
-        if single:
-            return xy[0], scores[0]
-        return xy, scores
-
-    @staticmethod
-    def _quarter_offsets(flat, idx, px, py, w, h):
-        """SimpleBaseline: a quarter pixel towards the hotter neighbour, where both exist."""
-        def at(dx, dy):
-            j = (idx + dx + dy * w).clamp(0, w * h - 1)
-            return flat.gather(-1, j[..., None])[..., 0]
-
-        in_x = (px > 0) & (px < w - 1)
-        in_y = (py > 0) & (py < h - 1)
-        ox = torch.where(in_x, 0.25 * torch.sign(at(1, 0) - at(-1, 0)), torch.zeros_like(px))
-        oy = torch.where(in_y, 0.25 * torch.sign(at(0, 1) - at(0, -1)), torch.zeros_like(py))
-        return ox, oy
-
-    def _dark_offsets(self, hm, px, py):
-        """DARK: offset = -H^-1 g of the log of the blurred heatmap at the argmax."""
-        b, j, h, w = hm.shape
-        log = torch.log(gaussian_blur(hm.clamp_min(0), self.blur_kernel).clamp(1e-3, 50.0))
-        pad = F.pad(log.reshape(b * j, 1, h, w), (2, 2, 2, 2), mode="replicate")
-        pad = pad.reshape(b, j, -1)
-        wp = w + 4
-        x = px.long() + 2
-        y = py.long() + 2
-
-        def at(dx, dy):
-            return pad.gather(-1, ((y + dy) * wp + (x + dx))[..., None])[..., 0]
-
-        c = at(0, 0)
-        dx = 0.5 * (at(1, 0) - at(-1, 0))
-        dy = 0.5 * (at(0, 1) - at(0, -1))
-        dxx = 0.25 * (at(2, 0) - 2 * c + at(-2, 0))
-        dyy = 0.25 * (at(0, 2) - 2 * c + at(0, -2))
-        dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
-        det = dxx * dyy - dxy**2
-        # Only step where the quadratic has a maximum (negative definite Hessian); a step longer
-        # than one pixel means the quadratic model does not hold there, so it is clipped.
-        ok = (det > 1e-12) & (dxx < 0)
-        safe = torch.where(ok, det, torch.ones_like(det))
-        ox = -(dyy * dx - dxy * dy) / safe
-        oy = -(dxx * dy - dxy * dx) / safe
-        zero = torch.zeros_like(ox)
-        return (torch.where(ok, ox, zero).clamp(-1, 1), torch.where(ok, oy, zero).clamp(-1, 1))
-
-    # ---------------------------------------------------------------------------------------
-    # flip test
+        return (xy[0], scores[0]) if single else (xy, scores)
 
     def flip_keypoints(self, keypoints, visibility=None):
-        """Keypoints ``(J, 2)`` of the input crop as they are in its mirror image: ``x -> W - 1 -
-        x`` and left/right joints swapped. Returns ``(keypoints, visibility)`` (arrays)."""
+        """Keypoints ``(J, 2)`` of the crop as they are in its mirror image: ``x -> W - 1 - x``
+        and left/right joints swapped. Returns ``(keypoints, visibility)`` (arrays)."""
         kp = np.array(keypoints, dtype=np.float64).reshape(-1, 2)
         kp[:, 0] = self.input_size[0] - 1 - kp[:, 0]
         idx = list(self.flip_index)
@@ -261,13 +230,9 @@ class HeatmapCodec:
         return kp[idx], v
 
     def flip_heatmaps(self, heatmaps: torch.Tensor, shift: int = 0) -> torch.Tensor:
-        """Heatmaps predicted for a horizontally flipped input, mapped back to the unflipped
-        frame: mirror the x axis and swap left/right channels with ``flip_index``.
-
-        ``shift`` moves the result right by that many heatmap pixels. With this codec's
-        pixel-centre mapping a flip is exact and ``shift=0`` is right; ``shift=1`` is
-        SimpleBaseline's ``SHIFT_HEATMAP``, needed there because it maps ``h = x / stride``.
-        """
+        """Heatmaps predicted for a mirrored input, mapped back: mirror the x axis and swap
+        left/right channels. ``shift`` moves the result right by that many heatmap pixels
+        (``shift=1`` is SimpleBaseline's ``SHIFT_HEATMAP``; this codec needs ``shift=0``)."""
         out = heatmaps.flip(-1)[:, list(self.flip_index)]
         if shift:
             out = torch.roll(out, shifts=shift, dims=-1)
@@ -287,7 +252,7 @@ class HeatmapCodec:
     def predict_heatmaps(self, model, images: torch.Tensor, flip_test: bool = True,
                          shift: int = 0) -> torch.Tensor:
         """Run ``model`` on normalised ``images`` ``(B, 3, H, W)``; with ``flip_test`` also on the
-        mirrored images, averaging as in :meth:`flip_average`. Returns float32 heatmaps."""
+        mirrored images, averaged as in :meth:`flip_average`. Returns float32 heatmaps."""
         out = model(images).float()
         if flip_test:
             out = self.flip_average(out, model(images.flip(-1)).float(), shift)
@@ -297,9 +262,8 @@ class HeatmapCodec:
 def measure_decoding_error(codec: HeatmapCodec, n: int = 2000, modes=DECODE_MODES,
                            margin: float = 3.0, seed: int = 0) -> dict[str, np.ndarray]:
     """How far each decoding lands from the truth on *perfect* heatmaps: ``n`` random sub-pixel
-    keypoints (at least ``margin`` heatmap pixels from the border) are encoded and decoded again.
-    Returns ``{mode: (n,) errors in input pixels}``: the floor that decoding alone puts under any
-    model's error."""
+    keypoints (at least ``margin`` heatmap pixels from the border) encoded and decoded again.
+    Returns ``{mode: (n,) errors in input pixels}``."""
     rng = np.random.default_rng(seed)
     w, h = codec.heatmap_size
     hxy = np.c_[rng.uniform(margin, w - 1 - margin, n), rng.uniform(margin, h - 1 - margin, n)]

@@ -1,18 +1,6 @@
-"""SimpleBaseline (Xiao et al., ECCV 2018): a ResNet, three deconvolutions, a 1x1 head.
+"""Generated from notebooks/06_coco_heatmap_training.ipynb by `python -m handpose_utils.export`.
 
-The simplest strong heatmap model: the backbone's stride-32 features (2048 channels for
-ResNet-50) are upsampled 8x by three transposed convolutions (4x4, stride 2, BatchNorm, ReLU),
-and a 1x1 convolution predicts one heatmap per joint at 1/4 of the input resolution: 256x192 in,
-17 x 64x48 out.
-
-* ``deconv_channels=(256, 256, 256)`` is the paper's head (default); ``(1024, 512, 256)`` is the
-  reference project's 2048->1024->512->256 variant (about 4x more head parameters).
-* ``pretrained=True`` loads torchvision's ImageNet weights for the backbone. Where they cannot be
-  downloaded (no internet), :func:`build_simple_baseline` says so and trains from random
-  initialisation instead, which needs many more epochs for the same accuracy.
-* :class:`KeypointMSELoss` is the per-pixel MSE with target weights: joints that are unlabelled or
-  out of the crop (weight 0) contribute nothing.
-"""
+Edit the notebook's `#@save models_heatmap` cells, not this file: the tests check that the two agree."""
 
 from __future__ import annotations
 
@@ -21,19 +9,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .downloads import imagenet_state_dict
-from .skeletons import NUM_COCO_KEYPOINTS
+from handpose_utils.downloads import imagenet_state_dict
+from handpose_utils.skeletons import NUM_COCO_KEYPOINTS
 
-__all__ = [
-    "SimpleBaseline",
-    "build_simple_baseline",
-    "resnet_backbone",
-    "KeypointMSELoss",
-    "step_lr",
-    "BACKBONES",
-    "REFERENCE_DECONV",
-]
-
+# --- from notebooks/06_coco_heatmap_training.ipynb ---
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 REFERENCE_DECONV = (1024, 512, 256)  # the reference project's 2048->1024->512->256 head
 
@@ -41,9 +20,8 @@ REFERENCE_DECONV = (1024, 512, 256)  # the reference project's 2048->1024->512->
 def resnet_backbone(name: str = "resnet50", pretrained: bool = True,
                     log=print) -> tuple[nn.Module, int, bool]:
     """A torchvision ResNet without its pooling and classifier: ``(module, out_channels,
-    loaded_pretrained)``. With ``pretrained``, the ImageNet weights are downloaded once (to
-    torch's hub cache); if that fails, ``log`` says why and the backbone stays randomly
-    initialised."""
+    loaded_pretrained)``. ImageNet weights are downloaded once; if that fails, ``log`` says why
+    and the backbone stays randomly initialised."""
     import torchvision
 
     if name not in BACKBONES:
@@ -56,10 +34,9 @@ def resnet_backbone(name: str = "resnet50", pretrained: bool = True,
         if state is not None:
             model.load_state_dict(state)
             loaded = True
-    channels = model.fc.in_features
     body = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool,
-                         model.layer1, model.layer2, model.layer3, model.layer4)
-    return body, channels, loaded
+                         model.layer1, model.layer2, model.layer3, model.layer4)  # stride 32
+    return body, model.fc.in_features, loaded
 
 
 class SimpleBaseline(nn.Module):
@@ -115,9 +92,8 @@ def build_simple_baseline(backbone: str = "resnet50", pretrained: bool = True,
                           num_keypoints: int = NUM_COCO_KEYPOINTS,
                           deconv_channels: Sequence[int] = (256, 256, 256),
                           deconv_kernel: int = 4, log=print) -> SimpleBaseline:
-    """SimpleBaseline on a torchvision ResNet (``"resnet50"`` by default). ``pretrained`` asks
-    for ImageNet weights and falls back, with a printed message, to random initialisation when
-    they cannot be loaded; ``model.pretrained`` records which happened."""
+    """SimpleBaseline on a torchvision ResNet. ``pretrained`` asks for ImageNet weights and falls
+    back, with a printed message, to random initialisation; ``model.pretrained`` records which."""
     body, channels, loaded = resnet_backbone(backbone, pretrained, log=log)
     model = SimpleBaseline(body, channels, num_keypoints, deconv_channels, deconv_kernel)
     model.pretrained = loaded
@@ -125,15 +101,12 @@ def build_simple_baseline(backbone: str = "resnet50", pretrained: bool = True,
     return model
 
 
+# --- from notebooks/06_coco_heatmap_training.ipynb ---
 class KeypointMSELoss(nn.Module):
     """Mean squared error between predicted and target heatmaps, each joint's map multiplied by
     its target weight (MMPose's ``KeypointMSELoss``; SimpleBaseline's ``JointsMSELoss`` has an
-    extra factor 0.5).
-
-    Called as ``loss(outputs, targets)`` with ``targets`` a dict ``{"heatmaps": (B, J, h, w),
-    "target_weight": (B, J)}`` (what :func:`handpose_utils.topdown.prepare_topdown_batch` gives)
-    or a ``(heatmaps, target_weight)`` pair; a bare tensor means all weights 1.
-    """
+    extra factor 0.5). ``targets``: ``{"heatmaps": (B, J, h, w), "target_weight": (B, J)}``, a
+    ``(heatmaps, target_weight)`` pair, or a bare tensor (all weights 1)."""
 
     def __init__(self, use_target_weight: bool = True, loss_weight: float = 1.0):
         super().__init__()
@@ -153,13 +126,14 @@ class KeypointMSELoss(nn.Module):
                              "against the model's output stride")
         loss = (output - heatmaps) ** 2
         if self.use_target_weight and weight is not None:
+            # w_j = 0 (unlabelled, out of the crop): that joint's pixels count for nothing.
             loss = loss * weight.reshape(*weight.shape[:2], 1, 1)
         return loss.mean() * self.loss_weight
 
 
 def step_lr(step_size: int = 10, gamma: float = 0.5):
     """The reference's schedule as a factory for ``TrainConfig(scheduler=...)``: the learning rate
-    times ``gamma`` every ``step_size`` epochs (StepLR(10, 0.5))."""
+    times ``gamma`` every ``step_size`` epochs."""
 
     def make(optimizer):
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)

@@ -1,21 +1,6 @@
-"""The top-down pipeline: cut each person out by its box, predict in the crop, map back.
+"""Generated from notebooks/06_coco_heatmap_training.ipynb by `python -m handpose_utils.export`.
 
-A top-down model never sees the whole image. Every annotated person is one sample: its box is
-widened to the model's aspect ratio (192:256 by default) and padded by 25%, and an affine warp cuts
-that region out at the input size. Keypoints predicted in the crop are mapped back to the
-original image with the inverse warp (:func:`back_project`) before they are scored.
-
-Coordinates follow the course's convention (pixel centres at integers, see
-:mod:`handpose_utils.data`): the box ``[cx - w/2, cx + w/2]`` maps onto the crop's extent
-``[-0.5, W - 0.5]``, so
-
-    x_crop = s * R(rotation) (x - c) + ((W - 1) / 2, (H - 1) / 2),     s = W / w = H / h.
-
-Augmentation (training only) changes that warp, never the image on disk: a random scale of the
-box, a rotation about its centre, a horizontal flip of the crop (which also swaps left and right
-joints, ``COCO_FLIP_INDEX``: a flipped left wrist *is* a right wrist) and, optionally, the
-half-body box of HRNet (upper or lower body only, so the model also learns from partial people).
-"""
+Edit the notebook's `#@save topdown` cells, not this file: the tests check that the two agree."""
 
 from __future__ import annotations
 
@@ -28,47 +13,21 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .data import IMAGENET_MEAN, IMAGENET_STD
-from .heatmaps import HeatmapCodec
-from .images import read_image
-from .skeletons import COCO_FLIP_INDEX
-
-__all__ = [
-    "box_to_center_size",
-    "crop_matrix",
-    "invert_affine",
-    "apply_affine",
-    "warp_image",
-    "back_project",
-    "half_body_box",
-    "TopDownAugment",
-    "TopDownDataset",
-    "prepare_topdown_batch",
-    "normalize_images",
-    "UPPER_BODY",
-    "LOWER_BODY",
-]
-
-# COCO17 indices: head and arms, and hips and legs (for half-body augmentation).
-UPPER_BODY = tuple(range(11))
-LOWER_BODY = tuple(range(11, 17))
+from handpose_utils.data import IMAGENET_MEAN, IMAGENET_STD
+from handpose_utils.heatmaps import HeatmapCodec
+from handpose_utils.images import read_image
+from handpose_utils.skeletons import COCO_FLIP_INDEX
 
 
-# --------------------------------------------------------------------------------------------
-# Geometry
-
-
+# --- from notebooks/06_coco_heatmap_training.ipynb ---
 def box_to_center_size(bbox, aspect: float = 192 / 256, padding: float = 1.25):
     """A COCO box ``[x, y, w, h]`` as its centre ``(cx, cy)`` and a size ``(w, h)`` widened to
-    ``aspect`` (= width / height of the model input) and multiplied by ``padding``.
-
-    Widening, not stretching: the longer side relative to the aspect is kept and the other one
-    grows, so the person keeps their proportions in the crop (the reference squashed whole
-    images to 256x256 instead).
-    """
+    ``aspect`` (= width / height of the model input) and multiplied by ``padding``."""
     x, y, w, h = (float(v) for v in bbox)
     center = np.array([x + w / 2, y + h / 2])
     w, h = max(w, 1.0), max(h, 1.0)
+    # Widen, never stretch: the side that is too short for the aspect grows, so the person keeps
+    # their proportions in the crop.
     if w > aspect * h:
         h = w / aspect
     else:
@@ -77,21 +36,19 @@ def box_to_center_size(bbox, aspect: float = 192 / 256, padding: float = 1.25):
 
 
 def crop_matrix(center, size, output_size, rotation: float = 0.0, flip: bool = False) -> np.ndarray:
-    """The ``(2, 3)`` affine map from image pixels to crop pixels.
-
-    The box of ``size = (w, h)`` around ``center`` fills the crop of ``output_size = (W, H)``;
-    ``rotation`` (degrees, counter-clockwise on screen) turns the image about the centre;
-    ``flip`` mirrors the crop (``x -> W - 1 - x``).
-    """
+    """The ``(2, 3)`` affine map from image pixels to crop pixels: the box of ``size = (w, h)``
+    around ``center`` fills the crop of ``output_size = (W, H)``; ``rotation`` (degrees,
+    counter-clockwise on screen) turns the image about the centre; ``flip`` mirrors the crop."""
     W, H = output_size
-    s = W / float(size[0])
+    s = W / float(size[0])  # = H / size[1], since the box already has the crop's aspect
     a = math.radians(rotation)
     # y points down on screen, so a counter-clockwise turn on screen is R(-a) in x-right/y-down.
     cos, sin = math.cos(a), math.sin(a)
     R = np.array([[cos, sin], [-sin, cos]]) * s
+    # Pixel centres sit at integers, so the crop's centre is ((W - 1) / 2, (H - 1) / 2).
     t = np.array([(W - 1) / 2, (H - 1) / 2]) - R @ np.asarray(center, float)
     M = np.c_[R, t]
-    if flip:
+    if flip:  # then mirror the crop: x -> W - 1 - x
         F = np.array([[-1.0, 0.0, W - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
         M = (F @ np.r_[M, [[0, 0, 1]]])[:2]
     return M
@@ -113,7 +70,7 @@ def apply_affine(points, M) -> np.ndarray:
 def warp_image(image: np.ndarray, M, output_size, fill=(0, 0, 0)) -> np.ndarray:
     """Cut out ``output_size = (W, H)`` pixels of ``image`` (uint8 ``(h, w, 3)``) through the
     image->crop affine ``M`` with bilinear sampling; outside the image is ``fill``."""
-    inv = invert_affine(M)  # crop -> image
+    inv = invert_affine(M)  # PIL wants crop -> image: where to sample each output pixel
     # PIL samples the input at A (x + 0.5) + c for output pixel x, with pixel centres at +0.5;
     # shifting by half a pixel on both sides gives our integer-centre convention.
     A, t = inv[:, :2], inv[:, 2]
@@ -126,11 +83,9 @@ def warp_image(image: np.ndarray, M, output_size, fill=(0, 0, 0)) -> np.ndarray:
 
 
 def back_project(keypoints, center, size, output_size, rotation=0.0) -> np.ndarray:
-    """Crop pixels ``(N, J, 2)`` back to original image pixels, for ``N`` crops made with
-    ``center`` and ``size`` ``(N, 2)`` (and ``rotation`` ``(N,)``, 0 at test time).
-
-    Vectorised: ``x = c + R(-rotation) (x_crop - ((W - 1) / 2, (H - 1) / 2)) / s``.
-    """
+    """Crop pixels ``(N, J, 2)`` back to image pixels, for ``N`` crops made with ``center`` and
+    ``size`` ``(N, 2)`` (and ``rotation`` ``(N,)``, 0 at test time): the inverse warp,
+    ``x = c + R(-rotation) (x_crop - ((W - 1) / 2, (H - 1) / 2)) / s``, vectorised."""
     kp = np.asarray(keypoints.cpu() if isinstance(keypoints, torch.Tensor) else keypoints, float)
     single = kp.ndim == 2
     if single:
@@ -143,51 +98,39 @@ def back_project(keypoints, center, size, output_size, rotation=0.0) -> np.ndarr
     s = W / size[:, 0]
     d = (kp - np.array([(W - 1) / 2, (H - 1) / 2])) / s[:, None, None]
     cos, sin = np.cos(rot)[:, None], np.sin(rot)[:, None]
-    # Inverse of R = [[cos, sin], [-sin, cos]] is its transpose.
+    # The inverse of the rotation R = [[cos, sin], [-sin, cos]] is its transpose.
     x = cos * d[..., 0] - sin * d[..., 1]
     y = sin * d[..., 0] + cos * d[..., 1]
     out = np.stack([x, y], -1) + center[:, None, :]
     return out[0] if single else out
 
 
+# --- from notebooks/06_coco_heatmap_training.ipynb ---
+UPPER_BODY = tuple(range(11))  # COCO17: head and arms
+LOWER_BODY = tuple(range(11, 17))  # hips and legs
+
+
 def half_body_box(keypoints, visibility, aspect: float, rng: torch.Generator | None = None,
                   min_joints: int = 3, padding: float = 1.5):
-    """HRNet's half-body box: the box of the visible upper-body (or lower-body) joints, padded by
-    ``padding``. Returns ``(center, size)``, or None when fewer than ``min_joints`` joints of the
-    chosen half are labelled."""
+    """HRNet's half-body box: ``(center, size)`` of the labelled upper- (or lower-) body joints,
+    padded by ``padding``; None when the chosen half has fewer than ``min_joints``."""
     kp = np.asarray(keypoints, float).reshape(-1, 2)
     v = np.asarray(visibility).reshape(-1) > 0
-    upper = [j for j in UPPER_BODY if v[j]]
-    lower = [j for j in LOWER_BODY if v[j]]
+    upper, lower = [j for j in UPPER_BODY if v[j]], [j for j in LOWER_BODY if v[j]]
     pick_upper = float(torch.rand((), generator=rng)) < 0.5
     joints = upper if (pick_upper and len(upper) >= min_joints) or len(lower) < min_joints else lower
     if len(joints) < min_joints:
         return None
-    pts = kp[joints]
-    lo, hi = pts.min(0), pts.max(0)
-    w, h = hi - lo
-    center = (lo + hi) / 2
-    if w > aspect * h:
-        h = w / aspect
-    else:
-        w = h * aspect
-    return center, np.array([w, h]) * padding
-
-
-# --------------------------------------------------------------------------------------------
-# Augmentation and the dataset
+    lo, hi = kp[joints].min(0), kp[joints].max(0)
+    return box_to_center_size([*lo, *(hi - lo)], aspect, padding)
 
 
 @dataclass
 class TopDownAugment:
-    """Random changes of the crop, drawn per sample from torch's RNG (so DataLoader workers and
-    the engine's per-epoch seeding both apply).
-
-    Defaults are SimpleBaseline's COCO recipe: flip with p 0.5, scale ``clip(1 + 0.3 N, 0.7,
-    1.3)`` (``scale_factor``), rotation ``clip(40 N, -80, 80)`` degrees with p 0.6
-    (``rotation_factor``, ``rotation_p``). ``half_body_p`` > 0 switches on HRNet's half-body
-    boxes for people with more than ``half_body_min_joints`` labelled joints (HRNet: 0.3, 8).
-    """
+    """Random crop changes, drawn from torch's RNG (so DataLoader workers and the engine's seeding
+    apply). SimpleBaseline's COCO recipe: flip p 0.5, scale ``clip(1 + 0.3 N, 0.7, 1.3)``,
+    rotation ``clip(40 N, -80, 80)``° with p 0.6; ``half_body_p`` > 0: HRNet's half-body boxes
+    for people with more than ``half_body_min_joints`` labelled joints (HRNet: 0.3, 8)."""
 
     flip_p: float = 0.5
     scale_factor: float = 0.3
@@ -210,21 +153,12 @@ class TopDownAugment:
 
 
 class TopDownDataset(Dataset):
-    """One item per annotated person: ``(image, heatmaps, target_weight, meta)``.
-
-    * ``image``: ``(3, H, W)`` uint8, the person's crop (normalised later, on the device, by
-      :func:`prepare_topdown_batch`: a uint8 batch is 4x cheaper to move than a float one);
-    * ``heatmaps``: ``(J, h, w)`` float32 and ``target_weight``: ``(J,)`` float32, from
-      ``codec.encode`` of the keypoints in crop pixels;
-    * ``meta``: a dict of tensors: ``index`` (into ``samples``), ``image_id``, ``ann_id``,
-      ``center`` and ``size`` of the crop box (for :func:`back_project`), ``rotation``,
-      ``flip``, ``area``, and ``keypoints`` ``(J, 3)``, the ground truth in image pixels.
-
-    ``samples`` are the records of :func:`handpose_utils.datasets.coco.load_coco_keypoints`
-    (``image_path``, ``bbox``, ``keypoints`` flat ``[x1, y1, ...]``, ``visible`` = COCO's v).
-    ``train=True`` applies ``augment`` (default :class:`TopDownAugment`). An image whose size on
-    disk differs from its record's ``width`` x ``height`` raises a ``ValueError`` naming it.
-    """
+    """One item per annotated person: ``(image (3, H, W) uint8, heatmaps (J, h, w),
+    target_weight (J,), meta)``; ``meta`` holds ``index``, ``image_id``, ``ann_id``, the crop's
+    ``center``, ``size``, ``rotation``, ``flip`` (for :func:`back_project`), ``area`` and
+    ``keypoints`` ``(J, 3)`` in image pixels. ``samples`` are COCO person records (``image_path``,
+    ``bbox``, flat ``keypoints``, ``visible``); ``train=True`` applies ``augment``. An image whose
+    size differs from its record's raises a ``ValueError`` naming it."""
 
     def __init__(self, samples: Sequence[dict], codec: HeatmapCodec, train: bool = False,
                  augment: TopDownAugment | None = None, padding: float = 1.25,
@@ -245,18 +179,16 @@ class TopDownDataset(Dataset):
         """The crop of sample ``i`` (augmented when training): center, size, rotation, flip."""
         rec = self.samples[i]
         center, size = box_to_center_size(rec["bbox"], self.aspect, self.padding)
-        params = {"center": center, "size": size, "rotation": 0.0, "flip": False}
-        if self.train:
-            aug = self.augment.sample()
-            if aug["half_body"]:
-                v = np.asarray(rec["visible"])
-                if (v > 0).sum() > self.augment.half_body_min_joints:
-                    half = half_body_box(rec["keypoints"], v, self.aspect)
-                    if half is not None:
-                        center, size = half
-            params = {"center": center, "size": size * aug["scale"],
-                      "rotation": aug["rotation"], "flip": aug["flip"]}
-        return params
+        if not self.train:
+            return {"center": center, "size": size, "rotation": 0.0, "flip": False}
+        aug = self.augment.sample()
+        v = np.asarray(rec["visible"])
+        if aug["half_body"] and (v > 0).sum() > self.augment.half_body_min_joints:
+            half = half_body_box(rec["keypoints"], v, self.aspect)
+            if half is not None:
+                center, size = half
+        return {"center": center, "size": size * aug["scale"], "rotation": aug["rotation"],
+                "flip": aug["flip"]}
 
     def __getitem__(self, i: int):
         rec = self.samples[i]
@@ -267,11 +199,9 @@ class TopDownDataset(Dataset):
         crop = warp_image(image, M, self.output_size)
         kp = np.asarray(rec["keypoints"], float).reshape(-1, 2)
         v = np.asarray(rec["visible"], float)
-        kp_crop = apply_affine(kp, M)
-        if p["flip"]:
+        kp_crop, v_crop = apply_affine(kp, M), v
+        if p["flip"]:  # a mirrored left wrist is a right wrist
             kp_crop, v_crop = kp_crop[self.flip_index], v[self.flip_index]
-        else:
-            v_crop = v
         heatmaps, weight = self.codec.encode(kp_crop, v_crop)
         meta = {
             "index": torch.tensor(i),
@@ -289,8 +219,7 @@ class TopDownDataset(Dataset):
 
 
 def _check_image_size(image: np.ndarray, rec: dict) -> None:
-    """The annotation's coordinates only fit the image it was made on: a resized or swapped file
-    would be cut into a wrong, often all-black, crop without a word."""
+    """A resized or swapped image file would be cut into a wrong crop without a word."""
     if "width" not in rec or "height" not in rec:
         return
     h, w = image.shape[:2]
@@ -301,22 +230,19 @@ def _check_image_size(image: np.ndarray, rec: dict) -> None:
             f"{rec['image_path']} (image {rec.get('image_id', '?')}{ann}) is {w} x {h} pixels, "
             f"but its annotation{source} says {rec['width']} x {rec['height']}: the keypoints "
             "and box would land in the wrong place. Use the original, unresized images (extract "
-            "the images zip again), or the annotation file that belongs to these images."
-        )
+            "the images zip again), or the annotation file that belongs to these images.")
 
 
 def normalize_images(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """uint8 ``(B, 3, H, W)`` to float32 with ImageNet normalisation (what a pretrained backbone
-    expects; the reference fed ``x / 255`` to an ImageNet ResNet)."""
+    """uint8 ``(B, 3, H, W)`` to float32 with ImageNet normalisation."""
     mean = torch.tensor(mean, device=images.device).view(1, -1, 1, 1) * 255
     std = torch.tensor(std, device=images.device).view(1, -1, 1, 1) * 255
     return (images.float() - mean) / std
 
 
 def prepare_topdown_batch(batch, device, train: bool):
-    """The engine's ``prepare_batch`` for :class:`TopDownDataset` batches: images normalised on
-    ``device``, targets ``{"heatmaps", "target_weight"}`` for :class:`KeypointMSELoss`, and
-    ``meta`` as the extras (the COCO meter back-projects with it)."""
+    """The engine's ``prepare_batch``: images normalised on ``device`` (uint8 travels 4x cheaper),
+    targets ``{"heatmaps", "target_weight"}``, and ``meta`` as the extras."""
     images, heatmaps, weight, meta = batch
     images = normalize_images(images.to(device, non_blocking=True))
     targets = {"heatmaps": heatmaps.to(device, non_blocking=True),
