@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data.distributed import DistributedSampler
 
 from . import env
 from .images import ImageReadError, SkipReport, check_images, read_image
@@ -534,9 +535,28 @@ class CachedKeypointDataset(Dataset):
         return sample
 
 
+def _shuffling_sampler(ds, generator, distributed, seed: int):
+    """A ``DistributedSampler`` (this process's shard, reshuffled by ``set_epoch``) when
+    ``distributed`` says so, else a ``RandomSampler``. ``distributed``: None asks
+    :func:`env.distributed` (a running process group), a bool forces it, an
+    :class:`env.Distributed` gives the rank and world size explicitly."""
+    state = distributed if isinstance(distributed, env.Distributed) else env.distributed()
+    use = (distributed if isinstance(distributed, bool)
+           else state.world_size > 1)
+    if not use:
+        return RandomSampler(ds, generator=generator)
+    if state.world_size == 1 and isinstance(distributed, bool):
+        raise ValueError("distributed=True needs a running process group (env.init_distributed "
+                         "under torchrun), or pass an env.Distributed(rank=..., world_size=...)")
+    # pads the last shard with repeated samples, so every process runs the same number of
+    # batches (a process with one batch fewer would leave the others waiting)
+    return DistributedSampler(ds, num_replicas=state.world_size, rank=state.rank, shuffle=True,
+                              seed=seed)
+
+
 def cached_loader(data, batch_size: int = 32, shuffle: bool = False, drop_last: bool = False,
                   num_workers: int = 0, pin_memory: bool | None = None,
-                  generator=None) -> DataLoader:
+                  generator=None, distributed=None, seed: int = 0) -> DataLoader:
     """A DataLoader whose sampler yields whole batches of indices, each fetched with one slice of
     the cache. ``data`` is an :class:`ImageCache` or a :class:`CachedKeypointDataset`.
 
@@ -544,9 +564,17 @@ def cached_loader(data, batch_size: int = 32, shuffle: bool = False, drop_last: 
     The shuffle draws from torch's global RNG unless ``generator`` is given, so ``fit``'s
     per-epoch seeding fixes the order of every epoch (and makes resumed runs repeat it).
     ``pin_memory`` defaults to "CUDA is available".
+
+    Several processes (``torchrun``): a shuffled loader gets a ``DistributedSampler`` when a
+    process group with more than one process runs (``distributed=None``; ``True``/``False``
+    force it, an :class:`env.Distributed` names the rank and world size): each process draws
+    ``batch_size`` samples per step from its own ``1/world_size`` of the data, in an order
+    fixed by ``seed`` and the epoch (``fit`` calls ``set_epoch``). Unshuffled (validation)
+    loaders always cover the whole set.
     """
     ds = data if isinstance(data, CachedKeypointDataset) else CachedKeypointDataset(data)
-    base = RandomSampler(ds, generator=generator) if shuffle else SequentialSampler(ds)
+    base = (_shuffling_sampler(ds, generator, distributed, seed) if shuffle
+            else SequentialSampler(ds))
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
     return DataLoader(ds, sampler=BatchSampler(base, batch_size, drop_last), batch_size=None,
@@ -776,7 +804,7 @@ class KeypointDataset(Dataset):
 
 
 def make_loaders(train, val=None, *, batch_size: int = 32, num_workers: int | None = None,
-                 device=None, drop_last: bool = True):
+                 device=None, drop_last: bool = True, distributed=None, seed: int = 0):
     """Train and validation loaders for either path.
 
     ``train`` / ``val`` are :class:`ImageCache` or :class:`CachedKeypointDataset` (batches sliced
@@ -785,6 +813,11 @@ def make_loaders(train, val=None, *, batch_size: int = 32, num_workers: int | No
     pinned memory on CUDA). The training loader shuffles and drops the last partial batch (a
     batch of 1 upsets BatchNorm). Returns ``(train_loader, val_loader)``; ``val_loader`` is None
     when ``val`` is.
+
+    Under ``torchrun`` (a process group of several processes, or ``distributed`` as in
+    :func:`cached_loader`) the training loader samples this process's shard through a
+    ``DistributedSampler`` and ``batch_size`` is the batch **per process**: the global batch is
+    ``batch_size * world_size``. The validation loader covers the whole set (rank 0 evaluates).
     """
     device = torch.device(device) if device is not None else env.pick_device()
     pin = device.type == "cuda"
@@ -794,11 +827,14 @@ def make_loaders(train, val=None, *, batch_size: int = 32, num_workers: int | No
             return None
         if isinstance(data, (ImageCache, CachedKeypointDataset)):
             return cached_loader(data, batch_size, shuffle=shuffle, drop_last=drop_last and shuffle,
-                                 pin_memory=pin)
+                                 pin_memory=pin, distributed=distributed, seed=seed)
         workers = env.default_num_workers() if num_workers is None else num_workers
-        return DataLoader(data, batch_size=batch_size, shuffle=shuffle,
-                          drop_last=drop_last and shuffle, num_workers=workers, pin_memory=pin,
-                          persistent_workers=workers > 0)
+        sampler = _shuffling_sampler(data, None, distributed, seed) if shuffle else None
+        if isinstance(sampler, RandomSampler):
+            sampler = None  # DataLoader's own shuffle: the same RandomSampler as before
+        return DataLoader(data, batch_size=batch_size, shuffle=shuffle and sampler is None,
+                          sampler=sampler, drop_last=drop_last and shuffle, num_workers=workers,
+                          pin_memory=pin, persistent_workers=workers > 0)
 
     return one(train, True), one(val, False)
 

@@ -22,6 +22,18 @@ Reproducibility: at the start of each epoch ``fit`` seeds Python, NumPy and torc
 dropout and device augmentation therefore depend only on the epoch, so a resumed run repeats the
 uninterrupted one exactly (CPU augmentation in *persistent* DataLoader workers is the exception:
 those workers keep their own RNG streams).
+
+Several processes (``torchrun``, see :func:`handpose_utils.env.init_distributed`): when a
+process group runs, ``fit`` wraps the model in ``DistributedDataParallel`` (gradients are
+averaged over the processes in every ``backward()``), optionally converts BatchNorm to
+``SyncBatchNorm`` (``TrainConfig(sync_bn=True)``, CUDA only), calls ``set_epoch`` on the
+training loader's ``DistributedSampler`` (each process trains on its own shard, reshuffled each
+epoch) and offsets the per-epoch seed by the rank (the processes augment differently). The
+training loss is averaged over the processes; rank 0 alone evaluates the whole validation set,
+logs, plots, writes checkpoints and runs the callbacks, and sends its epoch row (and a callback's
+decision to stop) to the others, so every process holds the same history and takes the same
+decisions. Checkpoints hold the plain module's weights, so a run saved by N processes resumes in
+any number of them.
 """
 
 from __future__ import annotations
@@ -41,7 +53,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as torch_dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from . import env
 
@@ -237,8 +251,20 @@ def set_rng_state(state: dict) -> None:
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    """The plain module behind ``torch.compile`` (whose state_dict keys carry a prefix)."""
-    return getattr(model, "_orig_mod", model)
+    """The plain module behind ``torch.compile`` and ``DistributedDataParallel`` (whose
+    state_dict keys carry an ``_orig_mod.`` / ``module.`` prefix)."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def _is_ddp(model: nn.Module) -> bool:
+    """Whether ``model`` is (or compiles) a ``DistributedDataParallel`` wrapper."""
+    return isinstance(getattr(model, "_orig_mod", model), DistributedDataParallel)
 
 
 def _write_error(path: Path, err: Exception) -> str:
@@ -428,8 +454,8 @@ def _set_aside_previous_run(folder: Path, stamp: str, log) -> Path | None:
 
 
 # Settings that may change between an interrupted run and its resumption without changing what
-# is trained: the hardware (AMP, memory layout) and the planned length.
-RESUMABLE_CHANGES = ("amp", "channels_last", "epochs")
+# is trained: the hardware (AMP, memory layout, number of processes) and the planned length.
+RESUMABLE_CHANGES = ("amp", "channels_last", "epochs", "world_size")
 
 
 def _check_resume_config(path: Path, saved: dict, current: dict) -> None:
@@ -588,25 +614,34 @@ def _nonfinite_weights_message(epoch, batch, n_batches, value, loss) -> str:
     )
 
 
-def _check_finite(pending: list, checked: int, epoch: int, n_batches, amp) -> int:
+def _check_finite(pending: list, checked: int, epoch: int, n_batches, amp,
+                  sync: bool = False) -> int:
     """``pending`` holds, per batch, ``(loss, finiteness of the weights after its step)`` as
     device tensors (:func:`_finiteness`). Raise :class:`NonFiniteLossError` at the first batch
     whose loss or weights are NaN/inf, naming it; else empty ``pending`` and return the new
-    count of checked batches."""
+    count of checked batches. With ``sync`` (several processes) the window is summed over the
+    processes first, so a NaN in any of them stops all of them at the same batch (one alone
+    would leave the others waiting for its gradients)."""
     if not pending:
         return checked
     losses = torch.stack([loss for loss, _ in pending]).float()
     weights = torch.stack([w for _, w in pending]).float()
-    window = torch.stack([losses, weights], 1).cpu()  # one device-to-host copy per window
+    window = torch.stack([losses, weights], 1)
+    if sync:
+        local = window.clone()
+        torch_dist.all_reduce(window)
+        window = torch.where(torch.isfinite(window), local, window)
+    window = window.cpu()  # one device-to-host copy per window
     bad = (~torch.isfinite(window)).any(1).nonzero()
     if len(bad):
         i = int(bad[0])
         loss, weight = float(window[i, 0]), float(window[i, 1])
+        where = f" (in process {env.distributed().rank} or another)" if sync else ""
         if not math.isfinite(loss):  # checked first: its step ran before the weights' check
             raise NonFiniteLossError(
-                _nonfinite_message(epoch, checked + i + 1, n_batches, loss, amp))
+                _nonfinite_message(epoch, checked + i + 1, n_batches, loss, amp) + where)
         raise NonFiniteLossError(
-            _nonfinite_weights_message(epoch, checked + i + 1, n_batches, weight, loss))
+            _nonfinite_weights_message(epoch, checked + i + 1, n_batches, weight, loss) + where)
     checked += len(pending)
     pending.clear()
     return checked
@@ -625,12 +660,14 @@ def train_one_epoch(model, loader, *, loss_fn, optimizer, device, prepare_batch=
     adds one reduction over the parameters and floating buffers (:func:`_finiteness`), left on
     the device until the check: a step that turns the weights into NaN is caught even when its
     own loss was finite (e.g. the last step of an epoch). Either raises
-    :class:`NonFiniteLossError`.
+    :class:`NonFiniteLossError`. A ``DistributedDataParallel`` model makes the check
+    collective: every process stops at the first bad batch of any of them.
     """
     device = torch.device(device)
     amp = _amp(amp, device)
     prepare_batch = prepare_batch or default_prepare_batch
     check_every = check_every or (20 if device.type == "cuda" else 1)
+    sync = _is_ddp(model)
     model.train()
     n_batches = _len(loader)
     if max_steps is not None:
@@ -666,11 +703,11 @@ def train_one_epoch(model, loader, *, loss_fn, optimizer, device, prepare_batch=
         count += bs
         pending.append((loss.detach(), _finiteness(weights)))
         if step % check_every == 0 or step == n_batches:
-            checked = _check_finite(pending, checked, epoch, n_batches, amp)
+            checked = _check_finite(pending, checked, epoch, n_batches, amp, sync)
             bar.set_postfix(loss=f"{float(total) / count:.4f}")
         if max_steps is not None and step >= max_steps:
             break
-    _check_finite(pending, checked, epoch, n_batches, amp)  # a loader shorter than its len()
+    _check_finite(pending, checked, epoch, n_batches, amp, sync)  # a loader shorter than len()
     bar.close()
     if count == 0:
         raise ValueError("the training loader produced no batches (dataset smaller than one "
@@ -951,6 +988,10 @@ class TrainConfig:
     * ``settings``: whatever else defines the run (model name, input size, dataset, ...).
       Numbers and strings; they are saved in every checkpoint, and resuming with different
       settings is refused with a message naming them.
+    * Several processes (``torchrun``): ``sync_bn`` converts BatchNorm layers to
+      ``SyncBatchNorm``, whose batch statistics pool every process's samples (worth it when the
+      per-process batch is small); CUDA only, ignored (with a note) on the CPU or in a single
+      process. Everything else about DDP is automatic (see the module docstring).
     """
 
     epochs: int = 10
@@ -975,6 +1016,7 @@ class TrainConfig:
     log: Callable | None = print
     log_items: Sequence[tuple] | None = None
     settings: dict = field(default_factory=dict)
+    sync_bn: bool = False
 
     def __post_init__(self):
         if self.mode is None:
@@ -1054,20 +1096,43 @@ def fit(
     cfg = config if config is not None else TrainConfig()
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"fit's config must be a hp.TrainConfig, not {type(cfg).__name__}")
-    epochs, log, seed, channels_last = cfg.epochs, cfg.log, cfg.seed, cfg.channels_last
+    dist = env.distributed()
+    main = dist.is_main
+    epochs, seed, channels_last = cfg.epochs, cfg.seed, cfg.channels_last
+    log = cfg.log if main else None  # one voice: rank 0's
+    progress = cfg.progress and main
     scheduler, warmup_epochs = cfg.scheduler, cfg.warmup_epochs
     if val_loader is None and cfg.best_metric.startswith("val_"):
         raise ValueError(
             f"best_metric {cfg.best_metric!r} needs a validation loader; without one use "
             "TrainConfig(best_metric='train_loss')")
     device = torch.device(cfg.device) if cfg.device is not None else env.pick_device()
+    if dist.enabled and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # init_distributed's GPU
     amp = _amp(cfg.amp, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    run_model = torch.compile(model) if cfg.compile else model
+    if cfg.sync_bn and dist.enabled and device.type == "cuda":
+        # in place below the top level; the new layers keep the same Parameter objects, so an
+        # optimizer built on model.parameters() before fit still holds them
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    elif cfg.sync_bn and log:
+        log("sync_bn: ignored (SyncBatchNorm needs CUDA and several processes; this run has "
+            f"{dist.world_size} process(es) on {device.type})")
+    train_model = model
+    if dist.world_size > 1:
+        train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+        if log and _distributed_sampler(train_loader) is None:
+            log(f"warning: the training loader has no DistributedSampler, so each of the "
+                f"{dist.world_size} processes trains on the whole data set; build it with "
+                "hp.make_loaders / hp.data.cached_loader after init_distributed")
+    run_model = torch.compile(train_model) if cfg.compile else train_model
+    # rank 0 evaluates alone: with the plain module (DDP's forward would wait for the others)
+    eval_model = run_model if dist.world_size == 1 else model
     if optimizer is None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr,
                                       weight_decay=cfg.weight_decay)
@@ -1083,8 +1148,8 @@ def fit(
         "epochs": epochs, "lr": optimizer.param_groups[0]["lr"], "weight_decay": cfg.weight_decay,
         "scheduler": scheduler if isinstance(scheduler, str) or scheduler is None else "custom",
         "warmup_epochs": warmup_epochs, "grad_clip": cfg.grad_clip, "amp": amp.describe(),
-        "channels_last": channels_last, "seed": seed, "model": type(model).__name__,
-        **cfg.settings,
+        "channels_last": channels_last, "seed": seed, "model": type(_unwrap(model)).__name__,
+        "world_size": dist.world_size, **cfg.settings,
     }
 
     history = History()
@@ -1092,16 +1157,20 @@ def fit(
     start = 1
     if cfg.resume:
         last = ckpt_dir / "last.pth"
-        if not last.is_file() and drive is not None and (drive / "last.pth").is_file():
+        if main and not last.is_file() and drive is not None and (drive / "last.pth").is_file():
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(drive / "last.pth", last)
             if (drive / "best.pth").is_file() and not (ckpt_dir / "best.pth").is_file():
                 shutil.copyfile(drive / "best.pth", ckpt_dir / "best.pth")
+        env.barrier()  # every process reads the same last.pth
         if last.is_file():
             _check_resume_config(last, load_checkpoint(last).get("config", {}), run_config)
             ckpt = load_checkpoint(last, model, optimizer, None, scaler, restore_rng=True)
             if log:
-                log(f"resumed from {last}: {ckpt['epoch']} epoch(s) done")
+                saved_ws = (ckpt.get("config") or {}).get("world_size", 1)
+                by = (f", saved by {saved_ws} process(es), resumed by {dist.world_size}"
+                      if saved_ws != dist.world_size else "")
+                log(f"resumed from {last}: {ckpt['epoch']} epoch(s) done{by}")
             sched = _resume_scheduler(sched, scheduler, optimizer, ckpt, epochs, warmup_epochs,
                                       run_config, log)
             history = History(ckpt["history"])
@@ -1109,7 +1178,8 @@ def fit(
             start = ckpt["epoch"] + 1
         elif log:
             log(f"resume: no checkpoint in {ckpt_dir}, starting from scratch")
-    if ckpt_dir is not None:
+        env.barrier()  # all have read it before rank 0 may move it aside
+    if ckpt_dir is not None and main:
         folders = [f for f in (ckpt_dir, drive) if f is not None]
         for folder in folders:
             remove_stale_temporaries(folder, log)
@@ -1117,13 +1187,15 @@ def fit(
             stamp = time.strftime("%Y%m%d-%H%M%S")
             for folder in folders:
                 _set_aside_previous_run(folder, stamp, log)
+    env.barrier()
     if start > epochs and log:
         log(f"nothing to do: {start - 1} of {epochs} epochs already done")
 
-    plot = LivePlot(cfg.live_plot)
+    plot = LivePlot(cfg.live_plot and main)
     for epoch in range(start, epochs + 1):
-        if seed is not None:
-            env.seed_everything(_epoch_seed(seed, epoch))
+        if seed is not None:  # each process its own augmentation; rank 0 that of a single one
+            env.seed_everything((_epoch_seed(seed, epoch) + dist.rank * _RANK_SEED) % 2**63)
+        _set_sampler_epoch(train_loader, epoch)
         t0 = time.perf_counter()
         lr_now = optimizer.param_groups[0]["lr"]
         try:
@@ -1131,21 +1203,26 @@ def fit(
                 run_model, train_loader, loss_fn=loss_fn, optimizer=optimizer, device=device,
                 prepare_batch=prepare_batch, scaler=scaler, amp=amp,
                 channels_last=channels_last, grad_clip=cfg.grad_clip, epoch=epoch,
-                max_steps=cfg.max_steps, progress=cfg.progress)
+                max_steps=cfg.max_steps, progress=progress)
         except NonFiniteLossError as err:  # nothing of this epoch is saved
             raise NonFiniteLossError(f"{err} {_restore_last_good(model, ckpt_dir)}") from err
+        if dist.world_size > 1:  # equal shards (DistributedSampler): the mean of the means
+            total = torch.tensor([train_loss], device=device, dtype=torch.float64)
+            torch_dist.all_reduce(total)
+            train_loss = float(total) / dist.world_size
         train_s = time.perf_counter() - t0
         if sched is not None:
             sched.step()
         row = {"epoch": epoch, "train_loss": train_loss}
-        if val_loader is not None:
-            val = evaluate(run_model, val_loader, loss_fn=loss_fn, prepare_batch=prepare_batch,
+        if val_loader is not None and main:
+            val = evaluate(eval_model, val_loader, loss_fn=loss_fn, prepare_batch=prepare_batch,
                            metrics=meter, device=device, amp=amp, channels_last=channels_last,
-                           progress=cfg.progress, desc=f"epoch {epoch} val")
+                           progress=progress, desc=f"epoch {epoch} val")
             row.update({f"val_{k}": float(v) for k, v in val.items()})
         row["lr"] = lr_now
         row["train_s"] = train_s  # training steps only: images/s = images per epoch / train_s
         row["time_s"] = time.perf_counter() - t0
+        row = _from_rank0(row)  # every process holds rank 0's row, and decides alike
         history.append(row)
 
         if best is None or best.get("metric") is None:
@@ -1169,22 +1246,59 @@ def fit(
             best.update(value=value, epoch=epoch)
 
         if ckpt_dir is not None:
-            state = dict(model=model, optimizer=optimizer, scheduler=sched, scaler=scaler,
-                         epoch=epoch, history=history, best=best, config=run_config)
-            if improved:
-                _copy_to_drive(save_checkpoint(ckpt_dir / "best.pth", **state), drive, log)
-            _copy_to_drive(save_checkpoint(ckpt_dir / "last.pth", **state), drive, log)
+            if main:
+                state = dict(model=model, optimizer=optimizer, scheduler=sched, scaler=scaler,
+                             epoch=epoch, history=history, best=best, config=run_config)
+                if improved:
+                    _copy_to_drive(save_checkpoint(ckpt_dir / "best.pth", **state), drive, log)
+                _copy_to_drive(save_checkpoint(ckpt_dir / "last.pth", **state), drive, log)
+            env.barrier()  # nobody runs ahead of a checkpoint being written
 
         if log:
             log(format_epoch(row, epochs, items))
         plot.update(history)
-        try:
-            for cb in callbacks:
-                cb(epoch, history)
-        except StopTraining as stop:
+        stop = None
+        if main:
+            try:
+                for cb in callbacks:
+                    cb(epoch, history)
+            except StopTraining as err:
+                stop = str(err)
+        stop = _from_rank0(stop)
+        if stop is not None:
             if log:
                 log(f"stopped after epoch {epoch}: {stop}")
             break
     if log and best and best.get("epoch") is not None and len(history) > 1:
         log(f"best {best['metric']} = {best['value']:.4g} at epoch {best['epoch']}")
     return history
+
+
+_RANK_SEED = 0x9E3779B97F4A7C15  # a large odd constant: rank r's epoch seeds differ from rank 0's
+
+
+def _from_rank0(obj):
+    """``obj`` as rank 0 has it, in every process (a no-op in a single process)."""
+    if not env.distributed().enabled:
+        return obj
+    box = [obj]
+    torch_dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _distributed_sampler(loader):
+    """The ``DistributedSampler`` (or any sampler with ``set_epoch``) behind ``loader``, or None:
+    a plain ``sampler``, one inside a ``BatchSampler`` (:func:`handpose_utils.data.cached_loader`),
+    or the loader's ``batch_sampler``."""
+    for top in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        for candidate in (top, getattr(top, "sampler", None)):
+            if candidate is not None and hasattr(candidate, "set_epoch"):
+                return candidate
+    return None
+
+
+def _set_sampler_epoch(loader, epoch: int) -> None:
+    """``DistributedSampler.set_epoch``: without it every epoch repeats the first one's order."""
+    sampler = _distributed_sampler(loader)
+    if sampler is not None:
+        sampler.set_epoch(epoch)

@@ -14,6 +14,9 @@ Environment variables:
   folder, or ``/content/data`` in Colab).
 * ``HANDPOSE_DEVICE``: force a device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, e.g. ``cpu`` to
   compare with a GPU run. Other names, or a device this machine does not have, raise.
+* ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (and ``MASTER_ADDR``/``MASTER_PORT``): set by
+  ``torchrun`` for each process of a distributed run; :func:`init_distributed` reads them, every
+  other function asks :func:`distributed`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import random
 import re
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +219,126 @@ def describe() -> str:
         f"torch {torch.__version__} | device {dev}{gpu} | AMP {amp.describe()} | "
         f"colab={in_colab()} | smoke={is_smoke()} | data={data_dir()}"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Several processes: torch.distributed under torchrun
+
+DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """Where this process stands in a distributed run: its ``rank`` among ``world_size``
+    processes, its ``local_rank`` on this machine (the GPU it drives), the ``backend``
+    (``"nccl"`` on CUDA, ``"gloo"`` on the CPU) and ``enabled`` (a process group is running).
+    A single process is ``Distributed()``: rank 0 of 1, not enabled."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    backend: str | None = None
+    enabled: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that logs, evaluates and writes checkpoints."""
+        return self.rank == 0
+
+
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer. It is set by torchrun for each "
+                         "process; unset it, or launch with torchrun.") from None
+
+
+def distributed() -> Distributed:
+    """The current distributed state: the running process group's rank and size, or
+    ``Distributed()`` (rank 0 of 1) when none was started (plain ``python``, a notebook)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return Distributed()
+    local = _env_int("LOCAL_RANK")
+    return Distributed(rank=dist.get_rank(), local_rank=local if local is not None else 0,
+                       world_size=dist.get_world_size(), backend=str(dist.get_backend()),
+                       enabled=True)
+
+
+def init_distributed(device: torch.device | str | None = None,
+                     timeout_s: float = 1800) -> tuple[Distributed, torch.device]:
+    """Start the process group when this process was launched by ``torchrun`` (``WORLD_SIZE``
+    > 1), and return ``(state, device)``: the :class:`Distributed` state and the device this
+    process trains on.
+
+    ``device`` (default :func:`pick_device`) decides the backend: on CUDA, NCCL, with this
+    process on GPU ``LOCAL_RANK`` (``torch.cuda.set_device``), so ``torchrun --nproc_per_node
+    N`` drives N GPUs; on the CPU, gloo. Without torchrun's variables, or with ``WORLD_SIZE=1``,
+    nothing is started: ``(Distributed(), device)``. Calling it again returns the running state.
+    ``timeout_s`` bounds how long a process waits for the others at a collective (rank 0
+    evaluating alone, for instance) before the run fails.
+    """
+    import torch.distributed as dist
+
+    device = torch.device(device) if device is not None else pick_device()
+    world = _env_int("WORLD_SIZE")
+    rank, local = _env_int("RANK"), _env_int("LOCAL_RANK")
+    if world is None or world <= 1:
+        if rank not in (None, 0):
+            raise ValueError(f"RANK={rank} but WORLD_SIZE is {world}: these variables come from "
+                             "torchrun; unset them, or launch with torchrun --nproc_per_node N.")
+        return Distributed(), device
+    if rank is None:
+        raise ValueError(f"WORLD_SIZE={world} but RANK is not set: launch with torchrun "
+                         "(it sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT).")
+    if not (0 <= rank < world):
+        raise ValueError(f"RANK={rank} is outside 0..{world - 1} (WORLD_SIZE={world}).")
+    local = rank if local is None else local
+    if dist.is_initialized():
+        return distributed(), _process_device(device, local)
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        if not os.environ.get(name):
+            raise ValueError(f"{name} is not set, so the {world} processes cannot find each "
+                             "other: launch with torchrun (e.g. torchrun --standalone "
+                             "--nproc_per_node 2 -m handpose_utils.train hands).")
+    device = _process_device(device, local)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    kwargs = {"device_id": device} if device.type == "cuda" else {}
+    dist.init_process_group(backend, rank=rank, world_size=world,
+                            timeout=timedelta(seconds=timeout_s), **kwargs)
+    return Distributed(rank=rank, local_rank=local, world_size=world, backend=backend,
+                       enabled=True), device
+
+
+def _process_device(device: torch.device, local_rank: int) -> torch.device:
+    """On CUDA, GPU ``local_rank`` (one GPU per process); elsewhere ``device`` as it is."""
+    if device.type != "cuda":
+        return device
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise RuntimeError(
+            f"LOCAL_RANK={local_rank}, but this machine has {count} CUDA GPU(s): start at most "
+            f"{count} processes per machine (torchrun --nproc_per_node {count}).")
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
+def barrier() -> None:
+    """Wait for every process (nothing to wait for in a single process)."""
+    import torch.distributed as dist
+
+    if distributed().enabled:
+        dist.barrier()
+
+
+def cleanup_distributed() -> None:
+    """Stop the process group, if one runs (at the end of a torchrun script)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
