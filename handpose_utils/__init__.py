@@ -55,7 +55,7 @@ from .synthetic.ouhands import make_ouhands
 from .synthetic.rhd import make_rhd
 
 _LAZY_MODULES = (
-    "bench", "coco_eval", "coco_plots", "export", "hand3d", "heatmaps", "landmarks",
+    "bench", "capstone", "coco_eval", "coco_plots", "export", "hand3d", "heatmaps", "landmarks",
     "mediapipe_labels", "models_heatmap", "onnx_export", "regression3d", "topdown",
     "wandb_logging",
 )

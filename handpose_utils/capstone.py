@@ -1,0 +1,309 @@
+"""Generated from notebooks/08_real_hands_capstone.ipynb by `python -m handpose_utils.export`.
+
+Edit the notebook's `#@save capstone` cells, not this file: the tests check that the two agree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from handpose_utils.data import DeviceAugment
+from handpose_utils.heatmaps import HeatmapCodec
+from handpose_utils.models import UNetSoftArgmax
+from handpose_utils.skeletons import HAND21_FLIP_INDEX
+
+# --- from notebooks/08_real_hands_capstone.ipynb ---
+MEAN_COLOUR = (124, 116, 104)  # ImageNet's mean in uint8: 0 after normalisation
+
+
+def hand_box(keypoints, visible=None, scale: float = 1.5) -> tuple[float, float, int]:
+    """A square crop box ``(x0, y0, side)`` around a hand: centred on the box around the visible
+    keypoints ``(J, 2)``, with ``side = ceil(scale * longer side of that box)`` pixels. Joints
+    that are not visible (unlabelled ones are often stored as (0, 0)) are left out."""
+    kp = np.asarray(keypoints, np.float64).reshape(-1, 2)
+    vis = np.ones(len(kp), bool) if visible is None else np.asarray(visible).reshape(-1).astype(bool)
+    if vis.sum() < 2:
+        raise ValueError(f"hand_box needs at least 2 visible keypoints, got {int(vis.sum())}")
+    lo, hi = kp[vis].min(0), kp[vis].max(0)
+    side = int(np.ceil(scale * max(hi - lo)))
+    side = max(side, 8)
+    cx, cy = (lo + hi) / 2
+    return float(cx - side / 2), float(cy - side / 2), side
+
+
+def to_crop(keypoints, box, size: int) -> np.ndarray:
+    """Image pixels ``(..., 2)`` to pixels of the ``size x size`` crop of ``box``."""
+    x0, y0, side = box
+    return (np.asarray(keypoints, np.float64) - (x0, y0) + 0.5) * (size / side) - 0.5
+
+
+def from_crop(keypoints, box, size: int) -> np.ndarray:
+    """The inverse of :func:`to_crop`: crop pixels back to image pixels."""
+    x0, y0, side = box
+    return (np.asarray(keypoints, np.float64) + 0.5) * (side / size) - 0.5 + (x0, y0)
+
+
+def crop_image(image: np.ndarray, box, size: int) -> np.ndarray:
+    """The ``size x size`` uint8 crop of ``box`` from an RGB ``image``: a sub-pixel translation
+    (bilinear), then an area-averaging resize; outside the image, the mean colour."""
+    x0, y0, side = box
+    shift = np.array([[1, 0, -x0], [0, 1, -y0]], np.float64)
+    square = cv2.warpAffine(np.ascontiguousarray(image), shift, (side, side), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=MEAN_COLOUR)
+    interp = cv2.INTER_AREA if size < side else cv2.INTER_LINEAR
+    return cv2.resize(square, (size, size), interpolation=interp)
+
+
+# --- from notebooks/08_real_hands_capstone.ipynb ---
+REAL_SOURCES = ("freihand", "rhd", "onehand10k")
+
+
+def load_onehand10k(root) -> list[dict]:
+    """OneHand10K's COCO-style ``annotations.json`` (21 keypoints, ``x, y, v``) and ``images/``
+    into samples; a missing file or a malformed annotation raises, naming it."""
+    root = Path(root)
+    ann_path = root / "annotations.json"
+    try:
+        data = json.loads(ann_path.read_text())
+        images = {im["id"]: im for im in data["images"]}
+        annotations = data["annotations"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{ann_path}: not a readable OneHand10K annotation file ({err!r}); it "
+                         "needs 'images' and 'annotations' as in COCO") from err
+    samples = []
+    for ann in annotations:
+        kp = np.asarray(ann.get("keypoints", []), np.float64)
+        if kp.shape != (63,) or ann.get("image_id") not in images:
+            raise ValueError(f"{ann_path}: annotation {ann.get('id')} needs 63 keypoint numbers "
+                             f"and a known image_id, got {kp.shape[0]} and {ann.get('image_id')}")
+        path = root / "images" / images[ann["image_id"]]["file_name"]
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} (annotation {ann.get('id')} of {ann_path}) is missing")
+        kp = kp.reshape(21, 3)
+        samples.append({"image_path": str(path), "keypoints": kp[:, :2], "visible": kp[:, 2] > 0,
+                        "source": "onehand10k", "group": f"onehand10k-{ann['image_id']}"})
+    return samples
+
+
+def load_real_hands(real_dir, max_per_source: int | None = None) -> list[dict]:
+    """Real hand samples from the native layouts found in ``real_dir``: ``freihand/`` (or a
+    ``FreiHAND_pub_v2`` folder itself; the evaluation split when it is there, else the training
+    split), ``rhd/`` and ``onehand10k/``. Each sample: ``image_path``, ``keypoints`` (21, 2),
+    ``visible`` (21,) bool, ``source``, ``group`` (one per FreiHAND pose or image)."""
+    from handpose_utils.datasets.freihand import find_freihand_root, load_freihand
+    from handpose_utils.datasets.rhd import load_rhd
+    from handpose_utils.records import keypoints_array, visible_array
+
+    real_dir = Path(real_dir)
+    if not real_dir.is_dir():
+        raise FileNotFoundError(f"REAL_DIR {real_dir} is not a folder: point it to a folder with "
+                                f"any of {', '.join(REAL_SOURCES)} in their native layouts")
+    found = {}
+    for folder in (real_dir / "freihand", real_dir):
+        root = find_freihand_root(folder)
+        if (root / "evaluation_xyz.json").is_file() or (root / "training_xyz.json").is_file():
+            split = "evaluation" if (root / "evaluation_xyz.json").is_file() else "training"
+            found["freihand"] = [
+                {"image_path": r["image_path"], "keypoints": keypoints_array(r),
+                 "visible": np.ones(21, bool), "source": "freihand",
+                 "group": f"freihand-{split}-{r['pose_id']}"}
+                for r in load_freihand(root, split)]
+            break
+    if (real_dir / "rhd").is_dir():
+        found["rhd"] = [
+            {"image_path": r["image_path"], "keypoints": keypoints_array(r),
+             "visible": visible_array(r).astype(bool), "source": "rhd",
+             "group": f"rhd-{r['sample_id']}"}
+            for r in load_rhd(real_dir / "rhd", "training")]
+    if (real_dir / "onehand10k" / "annotations.json").is_file():
+        found["onehand10k"] = load_onehand10k(real_dir / "onehand10k")
+    if not found:
+        raise FileNotFoundError(f"no real hand data in {real_dir}: expected any of "
+                                f"{', '.join(f'{s}/' for s in REAL_SOURCES)} in native layouts")
+    samples = []
+    for source in REAL_SOURCES:
+        picked = found.get(source, [])
+        if max_per_source is not None and len(picked) > max_per_source:
+            # whole groups, spread over the set: never one FreiHAND pose cut in two
+            groups = list(dict.fromkeys(s["group"] for s in picked))
+            keep, n = set(), 0
+            for g in groups[:: max(1, len(groups) * 4 // max_per_source)] + groups:
+                if n >= max_per_source:
+                    break
+                if g not in keep:
+                    keep.add(g)
+                    n += sum(s["group"] == g for s in picked)
+            picked = [s for s in picked if s["group"] in keep]
+        samples += picked
+    return samples
+
+
+# --- from notebooks/08_real_hands_capstone.ipynb ---
+def crop_cache(samples, boxes, size: int, frame: int = 224, keypoints=None):
+    """An ``ImageCache`` of ``size x size`` crops of ``samples`` (dicts with
+    ``image_path``, ``keypoints``, ``visible``) at ``boxes``; keypoints (default: the samples')
+    in the cache's pixels, ``orig_size`` ``frame x frame``, so predictions come back in pixels
+    of a ``frame x frame`` crop."""
+    from handpose_utils.data import ImageCache
+    from handpose_utils.images import read_image
+
+    n = len(samples)
+    images = np.zeros((n, size, size, 3), np.uint8)
+    kps = np.zeros((n, 21, 2), np.float32)
+    vis = np.zeros((n, 21), bool)
+    for i, (sample, box) in enumerate(zip(samples, boxes)):
+        images[i] = crop_image(read_image(sample["image_path"]), box, size)
+        kp = sample["keypoints"] if keypoints is None else keypoints[i]
+        kps[i] = to_crop(kp, box, size)
+        vis[i] = sample["visible"] if keypoints is None else True
+    return ImageCache(images=images, keypoints=kps, visible=vis,
+                      orig_size=np.full((n, 2), frame, np.int64), record_index=np.arange(n), size=size)
+
+
+# --- from notebooks/08_real_hands_capstone.ipynb ---
+class UNetDirect(UNetSoftArgmax):
+    """Direct regression on the U-Net's encoder: stride-16 features, global average pooling, a
+    two-layer MLP to ``(B, 2J)`` normalised coordinates (the decoder is not used)."""
+
+    def __init__(self, num_outputs: int = 42, width: int = 16):
+        super().__init__(num_outputs, width)
+        del self.up8, self.up4, self.heatmaps  # unused: no parameters counted that do nothing
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8 * width, 256),
+                                  nn.ReLU(inplace=True), nn.Linear(256, num_outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.down16(self.down8(self.down4(self.down2(x)))))
+
+
+class UNetHeatmap(UNetSoftArgmax):
+    """The U-Net's stride-4 maps as heatmaps ``(B, J, S/4, S/4)``, trained toward Gaussians."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x)
+
+
+def hand_codec(input_size: int, sigma: float = 1.5, stride: int = 4) -> HeatmapCodec:
+    """Notebook 06's codec for square hand crops: DARK decoding, HAND21 (no left/right swap)."""
+    return HeatmapCodec.for_input((input_size, input_size), stride=stride, sigma=sigma,
+                                  decode_mode="dark", flip_index=HAND21_FLIP_INDEX)
+
+
+def gaussian_targets(keypoints: torch.Tensor, codec: HeatmapCodec):
+    """Heatmaps ``(B, J, h, w)`` and weights ``(B, J)`` for input-pixel ``keypoints`` ``(B, J, 2)``,
+    on their device: separable Gaussians at the sub-pixel heatmap coordinates; a joint whose
+    centre is off the map gets weight 0 and an empty map."""
+    w, h = codec.heatmap_size
+    hxy = codec.to_heatmap_coords(keypoints.float())  # (B, J, 2) heatmap pixels
+    xs = torch.arange(w, device=keypoints.device, dtype=torch.float32)
+    ys = torch.arange(h, device=keypoints.device, dtype=torch.float32)
+    gx = torch.exp(-(xs - hxy[..., :1]) ** 2 / (2 * codec.sigma**2))  # (B, J, w)
+    gy = torch.exp(-(ys - hxy[..., 1:]) ** 2 / (2 * codec.sigma**2))  # (B, J, h)
+    inside = ((hxy[..., 0] >= -0.5) & (hxy[..., 0] < w - 0.5) & (hxy[..., 1] >= -0.5)
+              & (hxy[..., 1] < h - 0.5))
+    weight = inside.float()
+    return gy[..., :, None] * gx[..., None, :] * weight[..., None, None], weight
+
+
+def weighted_heatmap_mse(outputs: torch.Tensor, targets) -> torch.Tensor:
+    """Mean squared error between predicted and target heatmaps, each joint's map weighted."""
+    heatmaps, weight = targets
+    return ((outputs - heatmaps) ** 2 * weight[..., None, None]).mean()
+
+
+# --- from notebooks/08_real_hands_capstone.ipynb ---
+def score_points(pred, gt, visible=None, frame: int = 224, alpha: float = 0.05,
+                 thresholds=tuple(range(31))) -> dict:
+    """PCK@alpha (of the ``frame``), AUC of the PCK curve over ``thresholds`` (px, divided by the
+    largest), EPE (px) and the detection rate of ``pred`` ``(N, J, 2)`` against ``gt``, over the
+    ``visible`` joints. A missed image has NaN predictions: its joints count as wrong for PCK and
+    AUC, and it is left out of the EPE."""
+    pred, gt = torch.as_tensor(pred, dtype=torch.float32), torch.as_tensor(gt, dtype=torch.float32)
+    vis = torch.ones(gt.shape[:2], dtype=torch.bool) if visible is None else torch.as_tensor(visible).bool()
+    found = torch.isfinite(pred).all(-1).all(-1)  # (N,)
+    dist = torch.linalg.vector_norm(pred - gt, dim=-1)  # (N, J), NaN for a miss
+    dist = torch.where(found[:, None], dist, torch.full_like(dist, float("inf")))
+    n = vis.sum().clamp(min=1)
+    curve = [float(((dist <= t) & vis).sum() / n) for t in thresholds]
+    auc = float(np.trapezoid(curve, thresholds) / (thresholds[-1] - thresholds[0]))
+    seen = vis & found[:, None]
+    return {"PCK@0.05": float(((dist <= alpha * frame) & vis).sum() / n), "AUC": auc,
+            "EPE px": float(dist[seen].mean()) if seen.any() else float("nan"),
+            "detected": float(found.float().mean()), "curve": curve}
+
+
+@torch.no_grad()
+def predict_points(model, cache, to_points, batch_size: int = 64, channels_last: bool = True):
+    """Keypoints ``(N, J, 2)`` in the cache's original-size pixels for every image of ``cache``
+    (normalised as in training, no augmentation), and the images per second."""
+    import time
+
+    from handpose_utils.data import DeviceAugment, PrepareBatch, cached_loader
+
+    device = next(model.parameters()).device
+    prepare = PrepareBatch(DeviceAugment())
+    model.eval()
+    out, start = [], time.perf_counter()
+    for batch in cached_loader(cache, batch_size):
+        inputs, _, extras = prepare(batch, device, train=False)
+        if channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        out.append(to_points(model(inputs), extras).float().cpu())
+    seconds = time.perf_counter() - start
+    return torch.cat(out), len(cache) / max(seconds, 1e-9)
+
+
+def teacher_points(samples, boxes, frame: int = 224, **kwargs) -> np.ndarray:
+    """MediaPipe's keypoints ``(N, 21, 2)`` on each whole image, in pixels of the ``frame``
+    crop of ``boxes``: of the hands it finds, the one whose centre is nearest the box's; NaN
+    where it finds none. ``kwargs`` go to ``mediapipe_labels.detect_hands``."""
+    from handpose_utils.images import read_image
+    from handpose_utils.mediapipe_labels import detect_hands
+
+    out = np.full((len(samples), 21, 2), np.nan)
+    for i, (sample, box) in enumerate(zip(samples, boxes)):
+        image = sample["image"] if "image" in sample else read_image(sample["image_path"])
+        hands = detect_hands(image, **kwargs)
+        if hands:
+            centre = np.array(box[:2]) + box[2] / 2
+            best = min(hands, key=lambda h: np.linalg.norm(h["keypoints"].mean(0) - centre))
+            out[i] = to_crop(best["keypoints"], box, frame)
+    return out
+
+
+# --- from notebooks/08_real_hands_capstone.ipynb ---
+class AppearanceAugment(DeviceAugment):
+    """:class:`~handpose_utils.data.DeviceAugment` plus stronger appearance changes that do not
+    move any pixel: a random 3x3 colour mix (``mix`` from the identity), a gamma in
+    ``1 +- gamma``, grey with ``gray_p``, a 3x3 box blur with ``blur_p``, Gaussian noise up to
+    ``noise`` (images in [0, 1])."""
+
+    def __init__(self, *args, mix: float = 0.25, gamma: float = 0.4, gray_p: float = 0.15,
+                 blur_p: float = 0.3, noise: float = 0.04, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mix, self.gamma, self.gray_p, self.blur_p, self.noise = mix, gamma, gray_p, blur_p, noise
+
+    def _jitter(self, x: torch.Tensor, generator) -> torch.Tensor:
+        x = super()._jitter(x, generator)  # brightness, contrast, saturation
+        b = x.shape[0]
+
+        def rand(*shape):
+            return torch.rand(*shape, generator=generator).to(x.device)
+
+        mix = torch.eye(3, device=x.device) + self.mix * (2 * rand(b, 3, 3) - 1)
+        mix = mix / mix.sum(-1, keepdim=True)  # each output channel keeps grey grey
+        x = torch.einsum("bij,bjhw->bihw", mix, x).clamp(0, 1)
+        gamma = 1 + self.gamma * (2 * rand(b, 1, 1, 1) - 1)
+        x = x.clamp_min(1e-6) ** gamma
+        gray = (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        x = torch.where(rand(b, 1, 1, 1) < self.gray_p, gray.expand_as(x), x)
+        blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        x = torch.where(rand(b, 1, 1, 1) < self.blur_p, blurred, x)
+        sigma = self.noise * rand(b, 1, 1, 1)
+        x = x + sigma * torch.randn(x.shape, generator=generator).to(x.device)
+        return x.clamp(0, 1)
