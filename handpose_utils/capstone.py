@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from handpose_utils.data import DeviceAugment
@@ -53,11 +53,12 @@ def crop_image(image: np.ndarray, box, size: int) -> np.ndarray:
     """The ``size x size`` uint8 crop of ``box`` from an RGB ``image``: a sub-pixel translation
     (bilinear), then an area-averaging resize; outside the image, the mean colour."""
     x0, y0, side = box
-    shift = np.array([[1, 0, -x0], [0, 1, -y0]], np.float64)
-    square = cv2.warpAffine(np.ascontiguousarray(image), shift, (side, side), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=MEAN_COLOUR)
-    interp = cv2.INTER_AREA if size < side else cv2.INTER_LINEAR
-    return cv2.resize(square, (size, size), interpolation=interp)
+    # PIL's affine map sends each output pixel (x, y) to the input point (x + x0, y + y0)
+    square = Image.fromarray(np.ascontiguousarray(image, np.uint8)).transform(
+        (side, side), Image.Transform.AFFINE, (1, 0, x0, 0, 1, y0),
+        resample=Image.Resampling.BILINEAR, fillcolor=MEAN_COLOUR)
+    resample = Image.Resampling.BOX if size < side else Image.Resampling.BILINEAR  # BOX: area mean
+    return np.asarray(square.resize((size, size), resample))
 
 
 # --- from notebooks/08_real_hands_capstone.ipynb ---

@@ -96,15 +96,16 @@ def _no_shift(keypoints, box, size):
 
 def _spot_centroid(point, image_size, box, size):
     """Where a small Gaussian spot at ``point`` (image pixels) lands in a real crop: cut the box
-    (integer corner), resize it with OpenCV's bilinear resize, take the spot's centroid."""
-    import cv2
+    (integer corner), resize it with PIL's bilinear resize, take the spot's centroid."""
+    from PIL import Image
 
     h = w = image_size
     ys, xs = np.mgrid[:h, :w]
     spot = np.exp(-((xs - point[0]) ** 2 + (ys - point[1]) ** 2) / (2 * 1.5**2)).astype(np.float32)
     x0, y0, side = box
     square = spot[y0:y0 + side, x0:x0 + side]
-    crop = cv2.resize(square, (size, size), interpolation=cv2.INTER_LINEAR)
+    crop = np.asarray(Image.fromarray(np.ascontiguousarray(square, np.float32)).resize(
+        (size, size), Image.Resampling.BILINEAR))
     cy, cx = np.mgrid[:size, :size]
     return np.array([(crop * cx).sum(), (crop * cy).sum()]) / crop.sum()
 
