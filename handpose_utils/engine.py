@@ -1145,7 +1145,10 @@ def fit(
     ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir is not None else None
     drive = Path(cfg.drive_dir) if cfg.drive_dir is not None else None
     run_config = {
-        "epochs": epochs, "lr": optimizer.param_groups[0]["lr"], "weight_decay": cfg.weight_decay,
+        # the base rate: a scheduler's constructor has already applied its first factor to "lr"
+        "epochs": epochs, "lr": optimizer.param_groups[0].get("initial_lr",
+                                                              optimizer.param_groups[0]["lr"]),
+        "weight_decay": cfg.weight_decay,
         "scheduler": scheduler if isinstance(scheduler, str) or scheduler is None else "custom",
         "warmup_epochs": warmup_epochs, "grad_clip": cfg.grad_clip, "amp": amp.describe(),
         "channels_last": channels_last, "seed": seed, "model": type(_unwrap(model)).__name__,

@@ -97,8 +97,8 @@ class HandsSettings(_Common):
                       "unet_softargmax", default="unet_softargmax")
     n_poses: int = _opt("synthetic data: unique poses (x4 versions)", default=3000)
     input_size: int = _opt("side of the cached, resized input images (pixels)", default=128)
-    warmup_epochs: int | None = _opt("linear warm-up epochs before the cosine (default: 1 when "
-                                     "more than 2 epochs, else 0)", default=None)
+    warmup_epochs: int = _opt("linear warm-up epochs before the cosine (the same for any "
+                              "--epochs, so a resumed run may add epochs)", default=1)
 
     @classmethod
     def defaults(cls, on_gpu: bool, smoke: bool) -> HandsSettings:
@@ -374,9 +374,8 @@ def _run_hands(s: HandsSettings, dist, device, plan, log):
     model = models.build_model(s.model)
     run_dir = Path(s.run_dir) if s.run_dir else (
         env.runs_dir() / f"train_hands_{s.dataset}_{s.model}_{s.input_size}px")
-    warmup = s.warmup_epochs if s.warmup_epochs is not None else (1 if s.epochs > 2 else 0)
     config = engine.TrainConfig(
-        epochs=s.epochs, lr=plan["lr"], warmup_epochs=warmup, device=device,
+        epochs=s.epochs, lr=plan["lr"], warmup_epochs=s.warmup_epochs, device=device,
         best_metric="val_pck", mode="max", checkpoint_dir=run_dir, resume=s.resume,
         max_steps=s.max_steps, seed=s.seed, live_plot=False, log=log, sync_bn=s.sync_bn,
         progress=dist.is_main,
@@ -396,19 +395,23 @@ def _run_hands(s: HandsSettings, dist, device, plan, log):
                              device=device, progress=False)
     pred = D.to_original_pixels(out, ex["orig_size"])
     gt = torch.tensor(np.stack([records.keypoints_array(r) for r in val_recs]))
+    vis = torch.tensor(np.stack([records.visible_array(r) for r in val_recs]))
     side = ex["orig_size"].max(1).values  # PCK@0.05 of the image size (notebook 03's)
     mean_pose = torch.tensor(np.stack([records.keypoints_array(r) for r in train_recs]).mean(0))
     baseline = mean_pose.expand_as(gt).clone()
     thresholds = np.linspace(0, 30, 31)
     result["metrics"] = {
-        "PCK@0.05 (image size)": float(metrics.pck(pred, gt, 0.05, norm=side)),
-        "PCK@0.1 (keypoint box)": float(metrics.pck(pred, gt, 0.1, norm=metrics.bbox_size(gt))),
-        "EPE px": float(metrics.epe(pred, gt)),
-        "AUC 0-30px": float(metrics.pck_curve(pred, gt, thresholds)[1]),
+        "PCK@0.05 (image size, all joints)": float(metrics.pck(pred, gt, 0.05, norm=side)),
+        "PCK@0.05 (image size, visible joints)": float(metrics.pck(pred, gt, 0.05, norm=side,
+                                                                   visible=vis)),
+        "PCK@0.1 (keypoint box, all joints)": float(
+            metrics.pck(pred, gt, 0.1, norm=metrics.bbox_size(gt))),
+        "EPE px (all joints)": float(metrics.epe(pred, gt)),
+        "AUC 0-30px (all joints)": float(metrics.pck_curve(pred, gt, thresholds)[1]),
     }
     result["baseline"] = {
-        "PCK@0.05 (image size)": float(metrics.pck(baseline, gt, 0.05, norm=side)),
-        "EPE px": float(metrics.epe(baseline, gt)),
+        "PCK@0.05 (image size, all joints)": float(metrics.pck(baseline, gt, 0.05, norm=side)),
+        "EPE px (all joints)": float(metrics.epe(baseline, gt)),
     }
     return history, result
 
@@ -510,6 +513,12 @@ RUNNERS = {"hands": _run_hands, "coco": _run_coco}
 
 
 def _finite(v):
+    """``v`` with every non-finite float (COCO's AP of an empty area range is NaN) as None, so
+    the RESULT line is strict JSON."""
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_finite(x) for x in v]
     return v if not isinstance(v, float) or math.isfinite(v) else None
 
 
@@ -560,8 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                       "final_train_loss": history[-1]["train_loss"] if history else None,
                       "train_s": sum(r["train_s"] for r in trained),
                       "wall_s": time.perf_counter() - t0}
-            result = {k: _finite(v) for k, v in result.items()}
-            log("RESULT " + json.dumps(result, default=_finite))
+            log("RESULT " + json.dumps(_finite(result), allow_nan=False))
         return 0
     finally:
         env.cleanup_distributed()
