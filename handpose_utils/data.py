@@ -590,6 +590,40 @@ def _rand(n: int, lo: float, hi: float, generator) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
 
 
+_GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as PIL's and torchvision's grayscale
+
+
+def colour_jitter(x: torch.Tensor, brightness: float = 0.0, contrast: float = 0.0,
+                  saturation: float = 0.0, grayscale_p: float = 0.0,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-sample colour changes of a float ``(B, 3, H, W)`` batch in ``[0, 1]``, on its device;
+    no pixel moves, so keypoints and heatmaps stay valid. Each factor is drawn uniformly from
+    ``[1 - amount, 1 + amount]``: brightness scales the pixels, contrast scales them about the
+    image's mean grey, saturation about each pixel's grey; then a sample turns grey with
+    probability ``grayscale_p``. Random numbers come from ``generator`` (default: torch's global
+    RNG) on the CPU, so a seed gives the same changes on every device."""
+    b = x.shape[0]
+
+    def factors(amount):
+        return _rand(b, max(0.0, 1 - amount), 1 + amount, generator).float().to(
+            x.device).view(b, 1, 1, 1)
+
+    gray_w = torch.tensor(_GRAY_WEIGHTS, device=x.device).view(1, 3, 1, 1)
+    if brightness:
+        x = x * factors(brightness)
+    if contrast:
+        m = (x * gray_w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+        x = (x - m) * factors(contrast) + m
+    if saturation:
+        g = (x * gray_w).sum(1, keepdim=True)
+        x = (x - g) * factors(saturation) + g
+    if grayscale_p:
+        gray = torch.rand(b, generator=generator) < grayscale_p
+        g = (x * gray_w).sum(1, keepdim=True).expand_as(x)
+        x = torch.where(gray.to(x.device).view(b, 1, 1, 1), g, x)
+    return x.clamp(0, 1)
+
+
 class DeviceAugment(nn.Module):
     """Augment a whole uint8 batch on its device, moving keypoints with the pixels.
 
@@ -663,22 +697,8 @@ class DeviceAugment(nn.Module):
         return torch.where(flip, values[:, self.flip_index.to(values.device)], values)
 
     def _jitter(self, x: torch.Tensor, generator) -> torch.Tensor:
-        b = x.shape[0]
-
-        def factors(amount):
-            return _rand(b, max(0.0, 1 - amount), 1 + amount, generator).float().to(
-                x.device).view(b, 1, 1, 1)
-
-        gray_w = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
-        if self.brightness:
-            x = x * factors(self.brightness)
-        if self.contrast:
-            m = (x * gray_w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
-            x = (x - m) * factors(self.contrast) + m
-        if self.saturation:
-            g = (x * gray_w).sum(1, keepdim=True)
-            x = (x - g) * factors(self.saturation) + g
-        return x.clamp(0, 1)
+        return colour_jitter(x, self.brightness, self.contrast, self.saturation,
+                             generator=generator)
 
     def forward(self, images: torch.Tensor, keypoints: torch.Tensor | None = None,
                 generator: torch.Generator | None = None, return_params: bool = False):

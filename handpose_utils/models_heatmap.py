@@ -9,23 +9,37 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from handpose_utils.downloads import imagenet_state_dict
+from handpose_utils.downloads import imagenet_state_dict, socket_timeout
 from handpose_utils.skeletons import NUM_COCO_KEYPOINTS
 
 # --- from notebooks/06_coco_heatmap_training.ipynb ---
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+MOBILENETS = ("mobilenet_v2", "mobilenet_v3_large")  # torchvision, phone-sized
+HRNETS = ("hrnet_w32",)  # timm (optional package), high resolution throughout
+BACKBONES = RESNETS + MOBILENETS + HRNETS
 REFERENCE_DECONV = (1024, 512, 256)  # the reference project's 2048->1024->512->256 head
 
 
-def resnet_backbone(name: str = "resnet50", pretrained: bool = True,
-                    log=print) -> tuple[nn.Module, int, bool]:
-    """A torchvision ResNet without its pooling and classifier: ``(module, out_channels,
-    loaded_pretrained)``. ImageNet weights are downloaded once; if that fails, ``log`` says why
-    and the backbone stays randomly initialised."""
+def make_backbone(name: str = "resnet50", pretrained: bool = True,
+                  log=print) -> tuple[nn.Module, int, int, bool]:
+    """A feature extractor for the heatmap model: ``(module, out_channels, stride,
+    loaded_pretrained)``.
+
+    * ResNets (torchvision) without their pooling and classifier: stride 32, SimpleBaseline's.
+    * MobileNetV2 / MobileNetV3-Large (torchvision): their ``features``, stride 32. Depthwise
+      convolutions make them a fraction of a ResNet's size and multiply-adds.
+    * HRNet-W32 (timm): keeps a stride-4 branch from start to end and fuses the lower
+      resolutions into it again and again; its stride-4 output (32 channels) is what HRNet's
+      pose head reads.
+
+    ImageNet weights are downloaded once; if that fails, ``log`` says why and the backbone stays
+    randomly initialised."""
     import torchvision
 
     if name not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}, got {name!r}")
+    if name in HRNETS:
+        return _hrnet_backbone(name, pretrained, log)
     model = getattr(torchvision.models, name)(weights=None)
     loaded = False
     if pretrained:
@@ -34,18 +48,63 @@ def resnet_backbone(name: str = "resnet50", pretrained: bool = True,
         if state is not None:
             model.load_state_dict(state)
             loaded = True
+    if name in MOBILENETS:
+        return model.features, model.features[-1].out_channels, 32, loaded
     body = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool,
                          model.layer1, model.layer2, model.layer3, model.layer4)  # stride 32
-    return body, model.fc.in_features, loaded
+    return body, model.fc.in_features, 32, loaded
+
+
+class HighResolutionBranch(nn.Module):
+    """timm's HRNet as a backbone: only its stride-4 branch, in which the other branches have
+    been fused at every stage."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[1]  # the features at strides 2 (stem), 4, 8, 16, 32
+
+
+def _hrnet_backbone(name: str, pretrained: bool, log) -> tuple[nn.Module, int, int, bool]:
+    try:
+        import timm
+    except ImportError:
+        raise ImportError(f"the {name} backbone comes from timm, a well-kept library of image "
+                          "models: `pip install timm` (Colab has it), or choose a ResNet or a "
+                          "MobileNet") from None
+
+    def create(weights: bool) -> nn.Module:
+        # feature_location="": the branches themselves, not timm's classification neck
+        return timm.create_model(name, pretrained=weights, features_only=True,
+                                 feature_location="")
+
+    net, loaded = None, False
+    if pretrained:
+        try:
+            with socket_timeout(30.0):
+                net, loaded = create(True), True
+        except Exception as err:  # noqa: BLE001 - any failure means the same fallback
+            if log:
+                log(f"ImageNet weights for the {name} backbone unavailable ({type(err).__name__}:"
+                    f" {str(err)[:160]}).\nContinuing with RANDOM initialisation: it trains "
+                    "from scratch and learns much more slowly.")
+    if net is None:
+        net = create(False)
+    return HighResolutionBranch(net), net.feature_info.channels()[1], 4, loaded
 
 
 class SimpleBaseline(nn.Module):
     """``backbone`` -> deconvolutions (``deconv_channels``, 4x4, stride 2, BN, ReLU) -> 1x1 conv
-    to ``num_keypoints`` heatmaps. Output stride: 32 / 2^len(deconv_channels) (4 by default)."""
+    to ``num_keypoints`` heatmaps. Output stride: ``backbone_stride / 2^len(deconv_channels)``
+    (32 / 8 = 4 by default). On HRNet's stride-4 features there are no deconvolutions: the 1x1
+    convolution alone is HRNet's own pose head."""
 
     def __init__(self, backbone: nn.Module, in_channels: int,
                  num_keypoints: int = NUM_COCO_KEYPOINTS,
-                 deconv_channels: Sequence[int] = (256, 256, 256), deconv_kernel: int = 4):
+                 deconv_channels: Sequence[int] = (256, 256, 256), deconv_kernel: int = 4,
+                 backbone_stride: int = 32):
         super().__init__()
         if deconv_kernel not in (2, 3, 4):
             raise ValueError(f"deconv_kernel must be 2, 3 or 4, got {deconv_kernel}")
@@ -65,7 +124,7 @@ class SimpleBaseline(nn.Module):
         self.deconv = nn.Sequential(*layers)
         self.head = nn.Conv2d(cin, num_keypoints, kernel_size=1)
         self.num_keypoints = num_keypoints
-        self.stride = 32 // 2 ** len(deconv_channels)
+        self.stride = backbone_stride // 2 ** len(deconv_channels)
         self._init_head()
 
     def _init_head(self) -> None:
@@ -88,14 +147,17 @@ class SimpleBaseline(nn.Module):
         return self.head(self.deconv(self.backbone(x)))
 
 
-def build_simple_baseline(backbone: str = "resnet50", pretrained: bool = True,
-                          num_keypoints: int = NUM_COCO_KEYPOINTS,
-                          deconv_channels: Sequence[int] = (256, 256, 256),
-                          deconv_kernel: int = 4, log=print) -> SimpleBaseline:
-    """SimpleBaseline on a torchvision ResNet. ``pretrained`` asks for ImageNet weights and falls
-    back, with a printed message, to random initialisation; ``model.pretrained`` records which."""
-    body, channels, loaded = resnet_backbone(backbone, pretrained, log=log)
-    model = SimpleBaseline(body, channels, num_keypoints, deconv_channels, deconv_kernel)
+def build_heatmap_model(backbone: str = "resnet50", pretrained: bool = True,
+                        num_keypoints: int = NUM_COCO_KEYPOINTS,
+                        deconv_channels: Sequence[int] = (256, 256, 256),
+                        deconv_kernel: int = 4, log=print) -> SimpleBaseline:
+    """The heatmap model on any of ``BACKBONES``: SimpleBaseline's deconvolution head on a
+    stride-32 backbone (ResNet, MobileNet), HRNet's 1x1 head on HRNet (``deconv_channels`` is
+    then not used). ``pretrained`` asks for ImageNet weights and falls back, with a printed
+    message, to random initialisation; ``model.pretrained`` records which."""
+    body, channels, stride, loaded = make_backbone(backbone, pretrained, log=log)
+    deconv = tuple(deconv_channels) if stride == 32 else ()  # HRNet is at stride 4 already
+    model = SimpleBaseline(body, channels, num_keypoints, deconv, deconv_kernel, stride)
     model.pretrained = loaded
     model.backbone_name = backbone
     return model

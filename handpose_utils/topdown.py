@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from handpose_utils.data import IMAGENET_MEAN, IMAGENET_STD
+from handpose_utils.data import IMAGENET_MEAN, IMAGENET_STD, colour_jitter
 from handpose_utils.heatmaps import HeatmapCodec
 from handpose_utils.images import read_image
 from handpose_utils.skeletons import COCO_FLIP_INDEX
@@ -240,13 +240,55 @@ def normalize_images(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return (images.float() - mean) / std
 
 
-def prepare_topdown_batch(batch, device, train: bool):
-    """The engine's ``prepare_batch``: images normalised on ``device`` (uint8 travels 4x cheaper),
-    targets ``{"heatmaps", "target_weight"}``, and ``meta`` as the extras."""
-    images, heatmaps, weight, meta = batch
-    images = normalize_images(images.to(device, non_blocking=True))
-    targets = {"heatmaps": heatmaps.to(device, non_blocking=True),
-               "target_weight": weight.to(device, non_blocking=True)}
-    extras = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-              for k, v in meta.items()}
-    return images, targets, extras
+@dataclass
+class PrepareTopDown:
+    """The engine's ``prepare_batch`` for top-down batches: images moved to ``device`` as uint8
+    (4x cheaper than float), in training changed in colour (:func:`colour_jitter`: brightness,
+    contrast and saturation factors in ``[1 - a, 1 + a]``, grey with probability
+    ``grayscale_p``), then ImageNet-normalised; targets ``{"heatmaps", "target_weight"}``; ``meta``
+    as the extras. The defaults change no colour: SimpleBaseline's recipe."""
+
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    grayscale_p: float = 0.0
+
+    def colour(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, 3, H, W)`` -> float in ``[0, 255]`` with random colour changes."""
+        x = colour_jitter(images.float() / 255, self.brightness, self.contrast, self.saturation,
+                          self.grayscale_p)
+        return x * 255
+
+    def __call__(self, batch, device, train: bool):
+        images, heatmaps, weight, meta = batch
+        images = images.to(device, non_blocking=True)
+        if train and (self.brightness or self.contrast or self.saturation or self.grayscale_p):
+            images = self.colour(images)
+        targets = {"heatmaps": heatmaps.to(device, non_blocking=True),
+                   "target_weight": weight.to(device, non_blocking=True)}
+        extras = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                  for k, v in meta.items()}
+        return normalize_images(images), targets, extras
+
+
+prepare_topdown_batch = PrepareTopDown()  # no colour changes
+
+
+# --- from notebooks/06_coco_heatmap_training.ipynb ---
+def mean_pose_results(train_records, val_records, aspect: float) -> list[dict]:
+    """The image-blind baseline as COCO results: the mean training pose, in crop-box units
+    (labelled joints only), placed in every validation box."""
+    def to_box(r):
+        center, size = box_to_center_size(r["bbox"], aspect)
+        return (np.asarray(r["keypoints"], float).reshape(-1, 2) - center) / size
+
+    poses = np.stack([to_box(r) for r in train_records])
+    labelled = np.stack([np.asarray(r["visible"]) > 0 for r in train_records])[..., None]
+    mean_pose = (poses * labelled).sum(0) / np.maximum(labelled.sum(0), 1)
+    results = []
+    for r in val_records:
+        center, size = box_to_center_size(r["bbox"], aspect)
+        kp = np.c_[mean_pose * size + center, np.ones(len(mean_pose))]
+        results.append({"image_id": int(r["image_id"]), "category_id": 1,
+                        "keypoints": kp.reshape(-1).tolist(), "score": 1.0})
+    return results

@@ -120,7 +120,11 @@ class CocoSettings(_Common):
     input_size: tuple = _opt("model input WxH, multiples of 32", default=(192, 256))
     sigma: float = _opt("heatmap Gaussian sigma, in heatmap pixels", default=2.0)
     half_body_p: float = _opt("HRNet's half-body augmentation probability", default=0.0)
-    backbone: str = _opt("torchvision ResNet: resnet18/34/50/101/152", default="resnet50")
+    backbone: str = _opt("resnet18 ... resnet152 (SimpleBaseline's), mobilenet_v2, "
+                         "mobilenet_v3_large (phone-sized) or hrnet_w32 (needs timm)",
+                         default="resnet50")
+    colour_aug: bool = _opt("colour changes in training (brightness, contrast, saturation "
+                            "0.3, grey 10 %%), as notebook 06", default=True)
     pretrained: bool = _opt("ImageNet weights (downloaded once; without a network the "
                             "backbone starts from random weights, and says so)", default=True)
     deconv: tuple = _opt("deconvolution channels, e.g. 256,256,256", default=(256, 256, 256))
@@ -154,7 +158,10 @@ DESCRIPTIONS = {
 }
 CHOICES = {"dataset": {"hands": ("synthetic", "freihand"), "coco": ("synthetic", "coco")},
            "schedule": {"coco": ("step", "cosine")},
-           "decode": {"coco": ("argmax", "quarter", "dark")}}
+           "decode": {"coco": ("argmax", "quarter", "dark")},
+           "backbone": {"coco": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                                 "mobilenet_v2", "mobilenet_v3_large", "hrnet_w32")}}
+COLOUR_AUG = {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "grayscale_p": 0.1}
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,34 +423,13 @@ def _run_hands(s: HandsSettings, dist, device, plan, log):
     return history, result
 
 
-def _mean_pose_results(train_records, val_records, aspect: float) -> list[dict]:
-    """Notebook 06's image-blind baseline: the mean training pose, in crop-box units, placed in
-    every validation box."""
-    from .topdown import box_to_center_size
-
-    def to_box(r):
-        center, size = box_to_center_size(r["bbox"], aspect)
-        return (np.asarray(r["keypoints"], float).reshape(-1, 2) - center) / size
-
-    poses = np.stack([to_box(r) for r in train_records])
-    labelled = np.stack([np.asarray(r["visible"]) > 0 for r in train_records])[..., None]
-    mean_pose = (poses * labelled).sum(0) / np.maximum(labelled.sum(0), 1)
-    results = []
-    for r in val_records:
-        center, size = box_to_center_size(r["bbox"], aspect)
-        kp = np.c_[mean_pose * size + center, np.ones(len(mean_pose))]
-        results.append({"image_id": int(r["image_id"]), "category_id": 1,
-                        "keypoints": kp.reshape(-1).tolist(), "score": 1.0})
-    return results
-
-
 def _run_coco(s: CocoSettings, dist, device, plan, log):
     from . import coco_eval, engine
     from .data import make_loaders
     from .datasets.coco import prepare_coco
     from .heatmaps import HeatmapCodec
-    from .models_heatmap import KeypointMSELoss, build_simple_baseline, step_lr
-    from .topdown import TopDownAugment, TopDownDataset, prepare_topdown_batch
+    from .models_heatmap import KeypointMSELoss, build_heatmap_model, step_lr
+    from .topdown import PrepareTopDown, TopDownAugment, TopDownDataset, mean_pose_results
 
     quiet = None if not dist.is_main else log
     data_root = Path(s.data) if s.data else env.data_dir()
@@ -467,18 +453,19 @@ def _run_coco(s: CocoSettings, dist, device, plan, log):
     env.seed_everything(s.seed)
     # Only rank 0 asks for ImageNet weights (one download); DDP copies its weights to the
     # others when it wraps the model.
-    model = build_simple_baseline(s.backbone, pretrained=s.pretrained and dist.is_main,
+    model = build_heatmap_model(s.backbone, pretrained=s.pretrained and dist.is_main,
                                   deconv_channels=tuple(s.deconv), log=quiet or (lambda m: None))
     pretrained = bool(_from_rank0(model.pretrained))
     if log:
-        log(f"SimpleBaseline on {s.backbone}: ImageNet weights: {pretrained}")
+        log(f"heatmap model on {s.backbone}: ImageNet weights: {pretrained}")
     input_name = f"{s.input_size[0]}x{s.input_size[1]}"
     run_dir = Path(s.run_dir) if s.run_dir else (
         env.runs_dir() / f"train_coco_{s.dataset}_{s.backbone}_{input_name}")
     settings = {"dataset": s.dataset, "backbone": s.backbone, "pretrained": pretrained,
                 "input": input_name, "deconv": ",".join(map(str, s.deconv)), "sigma": s.sigma,
                 "global_batch": plan["global_batch"], "schedule": s.schedule,
-                "train_people": len(train_ds)}
+                "train_people": len(train_ds), "colour_aug": s.colour_aug}
+    prepare = PrepareTopDown(**COLOUR_AUG) if s.colour_aug else PrepareTopDown()
     optimizer = torch.optim.Adam(model.parameters(), lr=plan["lr"])  # as the reference
     scheduler = step_lr(10, 0.5) if s.schedule == "step" else s.schedule
     meter = coco_eval.CocoKeypointMeter(ann_file, codec, image_ids=val_ids)
@@ -488,7 +475,7 @@ def _run_coco(s: CocoSettings, dist, device, plan, log):
         live_plot=False, log=log, sync_bn=s.sync_bn, progress=dist.is_main, settings=settings)
     point = _resume_point(run_dir, s.resume)
     history = engine.fit(model, train_loader, val_loader, config, loss_fn=KeypointMSELoss(),
-                         prepare_batch=prepare_topdown_batch, metrics=meter,
+                         prepare_batch=prepare, metrics=meter,
                          optimizer=optimizer)
     result = {"run_dir": str(run_dir), **point}
     if not dist.is_main:
@@ -501,7 +488,7 @@ def _run_coco(s: CocoSettings, dist, device, plan, log):
     stats = coco_eval.evaluate_coco_keypoints(ann_file, preds[(s.decode, s.flip_test)],
                                               image_ids=val_ids)
     baseline = coco_eval.evaluate_coco_keypoints(
-        ann_file, _mean_pose_results(train_records, val_records,
+        ann_file, mean_pose_results(train_records, val_records,
                                      s.input_size[0] / s.input_size[1]), image_ids=val_ids)
     result["metrics"] = {k: stats[k] for k in ("AP", "AP50", "AP75", "APm", "APl", "AR")}
     result["metrics"]["decode"] = s.decode + (" + flip test" if s.flip_test else "")

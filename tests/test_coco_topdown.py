@@ -13,7 +13,7 @@ from handpose_utils.models_heatmap import (
     REFERENCE_DECONV,
     KeypointMSELoss,
     SimpleBaseline,
-    build_simple_baseline,
+    build_heatmap_model,
 )
 from handpose_utils.topdown import (
     TopDownAugment,
@@ -202,7 +202,7 @@ def test_prepare_batch_normalises_and_builds_targets(coco_records):
 
 @pytest.fixture(scope="module")
 def small_model():
-    return build_simple_baseline("resnet18", pretrained=False)
+    return build_heatmap_model("resnet18", pretrained=False)
 
 
 def tiny_simple_baseline() -> SimpleBaseline:
@@ -224,7 +224,7 @@ def test_simple_baseline_output_is_a_quarter_of_the_input(small_model):
 
 
 def test_reference_deconv_variant(small_model):
-    ref = build_simple_baseline("resnet18", pretrained=False, deconv_channels=REFERENCE_DECONV)
+    ref = build_heatmap_model("resnet18", pretrained=False, deconv_channels=REFERENCE_DECONV)
     assert ref.eval()(torch.zeros(1, 3, 128, 96)).shape == (1, 17, 32, 24)
     channels = [m.out_channels for m in ref.deconv if isinstance(m, torch.nn.ConvTranspose2d)]
     assert channels == list(REFERENCE_DECONV)
@@ -238,12 +238,12 @@ def test_pretrained_weights_fall_back_with_a_message(monkeypatch, capsys):
         raise OSError("no network")
 
     monkeypatch.setattr(torchvision.models.ResNet18_Weights, "get_state_dict", offline)
-    model = build_simple_baseline("resnet18", pretrained=True)
+    model = build_heatmap_model("resnet18", pretrained=True)
     assert model.pretrained is False
     out = capsys.readouterr().out
     assert "RANDOM initialisation" in out and "no network" in out
     with pytest.raises(ValueError, match="backbone must be one of"):
-        build_simple_baseline("vgg16", pretrained=False)
+        build_heatmap_model("vgg16", pretrained=False)
 
 
 def test_keypoint_mse_loss_ignores_zero_weight_joints():
@@ -340,3 +340,88 @@ def test_image_whose_size_differs_from_its_annotation_is_named(tmp_path):
     ds = TopDownDataset(records, hp.heatmaps.HeatmapCodec())
     with pytest.raises(ValueError, match=r"000000000005\.jpg.*annotation 9.*40 x 30.*400 x 300"):
         ds[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Other backbones, and colour augmentation on the device
+
+
+@pytest.mark.parametrize("backbone,deconvs", [("mobilenet_v3_large", 3), ("mobilenet_v2", 3),
+                                              ("hrnet_w32", 0)])
+def test_every_backbone_gives_stride_4_heatmaps(backbone, deconvs):
+    if backbone.startswith("hrnet"):
+        pytest.importorskip("timm")
+    model = build_heatmap_model(backbone, pretrained=False, deconv_channels=(32, 32, 32))
+    assert model.stride == 4 and model.pretrained is False
+    n = sum(isinstance(m, torch.nn.ConvTranspose2d) for m in model.deconv.modules())
+    assert n == deconvs  # HRNet is at stride 4 already: a 1x1 head and nothing else
+    with torch.no_grad():
+        out = model.eval()(torch.zeros(2, 3, 128, 96))
+    assert out.shape == (2, 17, 32, 24)
+
+
+def test_hrnet_without_timm_says_how_to_get_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm now raises ImportError
+    with pytest.raises(ImportError, match="pip install timm"):
+        build_heatmap_model("hrnet_w32", pretrained=False)
+
+
+def test_hrnet_weights_fall_back_with_a_message(monkeypatch):
+    timm = pytest.importorskip("timm")
+    real = timm.create_model
+
+    def offline(name, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("no network")
+        return real(name, pretrained=False, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    said = []
+    model = build_heatmap_model("hrnet_w32", pretrained=True, log=said.append)
+    assert model.pretrained is False
+    assert "RANDOM initialisation" in said[0] and "no network" in said[0]
+
+
+def test_colour_jitter_changes_colours_only_and_is_seeded():
+    from handpose_utils.data import colour_jitter
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 6, 5, generator=g)
+    assert torch.equal(colour_jitter(x), x.clamp(0, 1))  # nothing asked, nothing changed
+    bright = colour_jitter(x, brightness=0.5, generator=torch.Generator().manual_seed(1))
+    ratio = bright / x  # one factor per image, the same for every pixel and channel
+    per_image = ratio.flatten(1)
+    unclipped = bright.flatten(1) < 1
+    for k in range(8):
+        r = per_image[k][unclipped[k]]
+        assert 0.5 - 1e-6 <= r.min() and r.max() <= 1.5 + 1e-6 and r.max() - r.min() < 1e-5
+    gray = colour_jitter(x, grayscale_p=1.0)
+    assert torch.allclose(gray[:, 0], gray[:, 1]) and torch.allclose(gray[:, 1], gray[:, 2])
+    luma = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
+    assert torch.allclose(gray[:, 0], luma)
+    again = colour_jitter(x, 0.3, 0.3, 0.3, 0.5, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(again, colour_jitter(x, 0.3, 0.3, 0.3, 0.5,
+                                            generator=torch.Generator().manual_seed(4)))
+    assert 0 <= float(again.min()) and float(again.max()) <= 1
+
+
+def test_prepare_topdown_changes_colour_in_training_only():
+    from handpose_utils.topdown import PrepareTopDown, normalize_images
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (4, 3, 16, 12), generator=g, dtype=torch.uint8)
+    heatmaps, weight = torch.rand(4, 17, 4, 3), torch.ones(4, 17)
+    batch = (images, heatmaps, weight, {"image_id": torch.arange(4)})
+    prepare = PrepareTopDown(brightness=0.3, contrast=0.3, saturation=0.3, grayscale_p=0.5)
+    plain = normalize_images(images)
+    x, targets, extras = prepare(batch, "cpu", False)
+    assert torch.allclose(x, plain)  # evaluation: no colour change
+    torch.manual_seed(1)
+    x, targets, extras = prepare(batch, "cpu", True)
+    assert not torch.allclose(x, plain)
+    assert torch.equal(targets["heatmaps"], heatmaps)  # no pixel moves: targets untouched
+    assert torch.equal(extras["image_id"], torch.arange(4))
+    x0, _, _ = prepare_topdown_batch(batch, "cpu", True)  # the default changes no colour
+    assert torch.allclose(x0, plain)
