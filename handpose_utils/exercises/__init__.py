@@ -80,7 +80,8 @@ def exercise_ids() -> list[str]:
 def check(exercise_id: str, answer) -> bool:
     """Check the learner's ``answer`` to exercise ``exercise_id`` and print the verdict.
 
-    Returns True when it passes, False otherwise; never raises, so a notebook keeps running.
+    Returns True when it passes, False otherwise; never raises, so a notebook keeps running. The
+    hint is printed with a wrong answer (or an error in the answer), not with an untouched stub.
     """
     ex = _load(str(exercise_id))
     if ex is None:
@@ -89,8 +90,10 @@ def check(exercise_id: str, answer) -> bool:
     try:
         note = ex.run(answer)
     except NotImplementedError:
+        # no hint yet: the exercise text is enough to start, and a hint that came first would
+        # be read before trying; it comes with the first answer that runs but is wrong
         print(f"[ ] {ex.id} {ex.title}: not done yet. Replace the `raise NotImplementedError` "
-              f"with your code, run the cell, then this check again.\n    Hint: {ex.hint}")
+              f"with your code, run the cell, then this check again.")
         return False
     except Wrong as err:
         print(f"[x] {ex.id} {ex.title}: not yet. {err}\n    Hint: {ex.hint}")

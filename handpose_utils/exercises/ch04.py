@@ -165,10 +165,17 @@ def _flip_z_too(image, target):
     return image.flip(-1), t
 
 
+def _flip_in_place(image, target):
+    """A typical mistake: the right flip, written into the caller's tensors."""
+    target[0:63:3] *= -1
+    target[63] = 1 - target[63]
+    return image.flip(-1), target
+
+
 @exercise("04.3", "horizontal flip of a sample",
           hint="flip the image's last axis; x' -> -x' (x -> 1 - x in [0, 1]), y' and z' stay, "
                "p_right -> 1 - p_right (NaN stays NaN); the joint order stays.",
-          wrong=[_flip_no_label, _flip_one_minus, _flip_z_too])
+          wrong=[_flip_no_label, _flip_one_minus, _flip_z_too, _flip_in_place])
 def _(hflip):
     h, w = 6, 8
     rng = np.random.default_rng(0)
@@ -179,7 +186,12 @@ def _(hflip):
     target = torch.tensor(np.append(np.stack([x, y, z], 1).reshape(-1), 0.8), dtype=torch.float32)
     image = torch.zeros(3, h, w)
     image[0, rows[3], cols[3]] = 1.0  # a bright pixel under joint 3
-    img2, t2 = hflip(image.clone(), target.clone())
+    image_in, target_in = image.clone(), target.clone()
+    img2, t2 = hflip(image_in, target_in)
+    if not (torch.equal(image_in, image) and torch.equal(target_in, target)):
+        raise Wrong("hflip changed its inputs: build a new image and a new target (e.g. "
+                    "target.clone() first). A dataset hands out its cached samples, and an "
+                    "in-place flip would corrupt them for the next epoch")
     img2, t2 = torch.as_tensor(img2), torch.as_tensor(t2, dtype=torch.float32)
     if img2.shape != image.shape or t2.shape != target.shape:
         raise Wrong(f"hflip must return an image {tuple(image.shape)} and a target "

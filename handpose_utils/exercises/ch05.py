@@ -162,10 +162,23 @@ def _(procrustes):
             raise Wrong(f"procrustes must return the aligned (21, 3) prediction, got {out.shape}")
         return out
 
-    err = _mpjpe(run(copy), gt)
+    out = run(copy)
+    err = _mpjpe(out, gt)
     if err > 1e-6:
-        raise Wrong(f"a rotated, scaled (0.8) and shifted copy of the ground truth must align "
-                    f"to 0 error, got {err:.3f} mm: fit the scale and the translation too")
+        p0, g0 = out - out.mean(0), gt - gt.mean(0)
+        ratio = np.linalg.norm(p0) / np.linalg.norm(g0)
+        aligned_shape = _mpjpe(_reference_procrustes(out, gt), gt) < 1e-6
+        if abs(out.mean(0) - gt.mean(0)).max() > 1e-6:
+            raise Wrong(f"a rotated, scaled (0.8) and shifted copy must align to 0 error, got "
+                        f"{err:.3f} mm; your result's centroid is not gt's: add mean(gt) back")
+        if aligned_shape and abs(ratio - 1) > 1e-6:
+            raise Wrong(f"a rotated, scaled (0.8) and shifted copy must align to 0 error, got "
+                        f"{err:.3f} mm: the rotation is right but your result is {ratio:.3f} "
+                        "times gt's size; s = trace(S D) / ||P0||^2 (not a ratio of norms)")
+        raise Wrong(f"a rotated, scaled (0.8) and shifted copy must align to 0 error, got "
+                    f"{err:.3f} mm, and your result is not a similar copy of gt: with rows as "
+                    "points, aligned = s * P0 @ R with R = U D Vt from svd(P0.T @ G0) (R, not "
+                    "R.T; P0 first in the product)")
     mirror = gt * np.array([-1.0, 1.0, 1.0])
     err = _mpjpe(run(mirror), gt)
     if err < 1.0:
@@ -173,14 +186,16 @@ def _(procrustes):
                     "(det = -1); flip the sign of the last singular direction when det(U Vt) < 0")
     want = _mpjpe(_reference_procrustes(mirror, gt), gt)
     if abs(err - want) > 1e-6:
-        raise Wrong(f"the mirror image should align to {want:.3f} mm with the best rotation, got "
-                    f"{err:.3f} mm")
+        raise Wrong(f"the mirror image should align to {want:.3f} mm with the best rotation and "
+                    f"scale, got {err:.3f} mm. When the shapes do not fit exactly, the "
+                    "least-squares scale is trace(S D) / ||P0||^2, not the ratio of their sizes")
     noisy = 1.1 * gt @ rot + rng.normal(0, 5, gt.shape) + 20.0
     err = _mpjpe(run(noisy), gt)
     best = _mpjpe(_reference_procrustes(noisy, gt), gt)
     if err > best + 1e-6:
         raise Wrong(f"on a noisy prediction your alignment leaves {err:.3f} mm; the best "
-                    f"similarity leaves {best:.3f} mm")
+                    f"similarity leaves {best:.3f} mm. With noise the least-squares scale is "
+                    "trace(S D) / ||P0||^2, smaller than the ratio of the two sizes")
     return (f"a similar copy aligns to 0, a mirror image does not ({want:.1f} mm), a noisy "
             f"prediction to {best:.2f} mm.")
 
@@ -245,6 +260,10 @@ def _(rotate_sample):
         moved = uv @ _warp(theta, size)[:2, :2].T + _warp(theta, size)[:2, 2]
         got = _project(xyz2, K2)
         err = np.linalg.norm(got - moved, axis=1).max()
+        if err > 1e-6 and np.allclose(xyz2, xyz @ _rz(-theta).T, atol=1e-9):
+            raise Wrong(f"theta = {np.degrees(theta):.0f} deg: your keypoints turn by -theta, the "
+                        "opposite way from the image: xyz' = xyz @ Rz.T (each row times Rz "
+                        "transposed), not xyz @ Rz")
         if err > 1e-6:
             raise Wrong(f"theta = {np.degrees(theta):.0f} deg: projecting xyz' through K' misses "
                         f"the moved keypoints by up to {err:.2f} px (the principal point is not "

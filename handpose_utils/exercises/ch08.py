@@ -64,7 +64,10 @@ def _(hand_box):
         except (TypeError, ValueError) as err:
             raise Wrong(f"hand_box must return (x0, y0, side), got {out!r}") from err
         ex0, ey0, eside = _reference_box(kp, vis, scale)
-        if int(side) != side or side != eside:
+        if not isinstance(out[2], int | np.integer):
+            raise Wrong(f"side must be an int (a number of pixels, used to cut and resize the "
+                        f"crop), got {type(out[2]).__name__} {out[2]!r}: int(np.ceil(...))")
+        if side != eside:
             raise Wrong(f"case {case}: side should be ceil({scale:.3f} x longer side of the "
                         f"visible keypoints' box) = {eside}, got {side}")
         if not (abs(x0 - ex0) < 1e-6 and abs(y0 - ey0) < 1e-6):
