@@ -63,6 +63,7 @@ def crop_image(image: np.ndarray, box, size: int) -> np.ndarray:
 
 # --- from notebooks/08_real_hands_capstone.ipynb ---
 REAL_SOURCES = ("freihand", "rhd", "onehand10k")
+PHOTO_SOURCES = ("freihand", "onehand10k")  # RHD is rendered, like our training data
 
 
 def load_onehand10k(root) -> list[dict]:
@@ -249,12 +250,18 @@ def predict_points(model, cache, to_points, batch_size: int = 64, channels_last:
     device = next(model.parameters()).device
     prepare = PrepareBatch(DeviceAugment())
     model.eval()
+    warm = next(iter(cached_loader(cache, batch_size)))  # the first batch pays for set-up
+    model(prepare(warm, device, train=False)[0])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     out, start = [], time.perf_counter()
     for batch in cached_loader(cache, batch_size):
         inputs, _, extras = prepare(batch, device, train=False)
         if channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         out.append(to_points(model(inputs), extras).float().cpu())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     return torch.cat(out), len(cache) / max(seconds, 1e-9)
 
@@ -288,6 +295,10 @@ class AppearanceAugment(DeviceAugment):
                  blur_p: float = 0.3, noise: float = 0.04, **kwargs):
         super().__init__(*args, **kwargs)
         self.mix, self.gamma, self.gray_p, self.blur_p, self.noise = mix, gamma, gray_p, blur_p, noise
+
+    def extra_repr(self) -> str:
+        return (super().extra_repr() + f", mix={self.mix}, gamma={self.gamma}, "
+                f"gray_p={self.gray_p}, blur_p={self.blur_p}, noise={self.noise}")
 
     def _jitter(self, x: torch.Tensor, generator) -> torch.Tensor:
         x = super()._jitter(x, generator)  # brightness, contrast, saturation

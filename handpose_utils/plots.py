@@ -37,16 +37,22 @@ def draw_hand(
     label: str | None = None,
     hidden_style: str = "hollow",
 ) -> None:
-    """Draw a HAND21 skeleton on ``ax``. Joints not ``visible`` are drawn hollow (occluded).
+    """Draw a HAND21 skeleton on ``ax``. Joints not ``visible`` are drawn hollow (occluded), or
+    with ``hidden_style="skip"`` not at all, with their bones: for joints that are not labelled
+    (OneHand10K and RHD store them at (0, 0), which is no position).
 
     ``color`` draws everything in one colour (e.g. green for GT, red for a prediction);
     by default each finger has its own colour.
     """
+    if hidden_style not in ("hollow", "skip"):
+        raise ValueError(f"hidden_style must be 'hollow' or 'skip', got {hidden_style!r}")
     kp = np.asarray(keypoints, dtype=float).reshape(-1, 2)
     vis = np.ones(len(kp), bool) if visible is None else np.asarray(visible, bool)
     bone_colors = [color] * len(HAND21_BONES) if color else hand21_bone_colors()
     joint_colors = [color] * len(kp) if color else hand21_joint_colors()
     for (a, b), c in zip(HAND21_BONES, bone_colors):
+        if hidden_style == "skip" and not (vis[a] and vis[b]):
+            continue
         ax.plot(kp[[a, b], 0], kp[[a, b], 1], "-", color=c, lw=linewidth, alpha=0.9,
                 solid_capstyle="round")
     face = np.array(joint_colors, dtype=object)
