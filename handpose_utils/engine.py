@@ -141,8 +141,10 @@ class History(list):
 def plot_history(history: Sequence[dict], keys: Sequence[str] | None = None, fig=None):
     """Loss curves (left) and validation metrics (right) against the epoch. Returns the figure.
 
-    ``keys`` picks the metrics for the right panel (default: every ``val_*`` except the loss;
-    percentages such as PCK share one axis with AUC). Passing ``fig`` redraws into it (live plot).
+    ``keys`` picks the metrics for the right panel (default: every ``val_*`` except the loss).
+    Fractions (PCK, AUC, AP: every value in [0, 1]) share its left axis; metrics in other units
+    (EPE in pixels, MPJPE in mm) go on a second axis at its right, so neither flattens the other.
+    Passing ``fig`` redraws into it (live plot).
     """
     import matplotlib.pyplot as plt
 
@@ -164,11 +166,24 @@ def plot_history(history: Sequence[dict], keys: Sequence[str] | None = None, fig
         keys = []
         for r in history:
             keys += [k for k in r if k.startswith("val_") and k != "val_loss" and k not in keys]
-    for key in keys:
-        ax_metric.plot(epochs, [r.get(key, math.nan) for r in history], "o-", ms=3, label=key[4:])
+    series = {k: [r.get(k, math.nan) for r in history] for k in keys}
+    fractions = [k for k, v in series.items()
+                 if all(0.0 <= x <= 1.0 for x in v if math.isfinite(x))]
+    others = [k for k in keys if k not in fractions]
+    lines = []
+    for key in fractions:
+        lines += ax_metric.plot(epochs, series[key], "o-", ms=3, label=key[4:])
     ax_metric.set(xlabel="epoch", title="validation metrics")
-    if keys and history:
-        ax_metric.legend(fontsize=8)
+    if fractions:
+        ax_metric.set_ylabel("fraction")
+    if others:
+        ax_other = fig.axes[2] if len(fig.axes) > 2 else ax_metric.twinx()
+        for key in others:
+            lines += ax_other.plot(epochs, series[key], "s--", ms=3, label=key[4:],
+                                   color=f"C{(len(lines)) % 10}")
+        ax_other.set_ylabel(", ".join(k[4:] for k in others) + " (dashed)")
+    if lines and history:
+        ax_metric.legend(lines, [ln.get_label() for ln in lines], fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -188,8 +203,9 @@ class LivePlot:
     ``clear_output``) leaves the tqdm bars and printed lines of the same cell alone. Outside a
     notebook it does nothing."""
 
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool = True, keys: Sequence[str] | None = None):
         self.enabled = enabled and _in_notebook()
+        self.keys = keys  # the metrics to draw (default: every val_* metric)
         self.fig = None
         self.handle = None
 
@@ -198,7 +214,7 @@ class LivePlot:
             return
         from IPython.display import display
 
-        self.fig = plot_history(history, fig=self.fig)
+        self.fig = plot_history(history, keys=self.keys, fig=self.fig)
         if self.handle is None:
             self.handle = display(self.fig, display_id=True)
         else:
@@ -1194,7 +1210,8 @@ def fit(
     if start > epochs and log:
         log(f"nothing to do: {start - 1} of {epochs} epochs already done")
 
-    plot = LivePlot(cfg.live_plot and main)
+    # the metrics of the epoch line (the meter's log_items), not every number it computes
+    plot = LivePlot(cfg.live_plot and main, keys=[f"val_{key}" for key, _, _ in items] or None)
     for epoch in range(start, epochs + 1):
         if seed is not None:  # each process its own augmentation; rank 0 that of a single one
             env.seed_everything((_epoch_seed(seed, epoch) + dist.rank * _RANK_SEED) % 2**63)
