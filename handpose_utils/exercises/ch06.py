@@ -152,11 +152,11 @@ def _pycocotools_oks(pred, gt, area):
                          "num_keypoints": int((gt[:, 2] > 0).sum()),
                          "keypoints": gt.reshape(-1).tolist()}],
     }
-    coco.createIndex()
     import contextlib
     import io
 
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        coco.createIndex()
         dt = coco.loadRes([{"image_id": 1, "category_id": 1, "score": 1.0,
                             "keypoints": np.c_[pred, np.ones(len(pred))].reshape(-1).tolist()}])
         E = COCOeval(coco, dt, "keypoints")
