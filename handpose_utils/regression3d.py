@@ -618,6 +618,7 @@ def _sem_over_poses(errors: torch.Tensor, pose_ids: Sequence) -> float:
 def compare_splits(records: Sequence[dict], *, fractions=(0.6, 0.2, 0.2), image_size: int = 128,
                    epochs: int = 5, batch_size: int = 32, lr: float = 1e-4,
                    weight_decay: float = 1e-4, pretrained: bool = False, loss: str = "mse",
+                   dropout: float = 0.5,
                    geometric_aug: bool = True, codec: RootRelativeCodec | None = None,
                    arch: str = "resnet50", seed: int = 0, device=None,
                    max_steps: int | None = None, progress: bool = False,
@@ -651,7 +652,7 @@ def compare_splits(records: Sequence[dict], *, fractions=(0.6, 0.2, 0.2), image_
             train = [train[i] for i in keep]
         leak = count_pose_leak(train, test)
         env.seed_everything(seed)  # same initial weights for both
-        model = build_pose3d_model(pretrained, arch=arch, log=None)
+        model = build_pose3d_model(pretrained, dropout=dropout, arch=arch, log=None)
         prep = pose3d_prepare_batch(codec, pose3d_augment(geometric_aug))
         train_loader, test_loader = make_loaders(
             CachedKeypointDataset(cache, [position[id(r)] for r in train], extras),
