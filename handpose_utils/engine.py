@@ -1242,7 +1242,7 @@ def fit(
         row["lr"] = lr_now
         row["train_s"] = train_s  # training steps only: images/s = images per epoch / train_s
         row["time_s"] = time.perf_counter() - t0
-        row = _from_rank0(row)  # every process holds rank 0's row, and decides alike
+        row = env.from_rank0(row)  # every process holds rank 0's row, and decides alike
         history.append(row)
 
         if best is None or best.get("metric") is None:
@@ -1284,7 +1284,7 @@ def fit(
                     cb(epoch, history)
             except StopTraining as err:
                 stop = str(err)
-        stop = _from_rank0(stop)
+        stop = env.from_rank0(stop)
         if stop is not None:
             if log:
                 log(f"stopped after epoch {epoch}: {stop}")
@@ -1295,15 +1295,6 @@ def fit(
 
 
 _RANK_SEED = 0x9E3779B97F4A7C15  # a large odd constant: rank r's epoch seeds differ from rank 0's
-
-
-def _from_rank0(obj):
-    """``obj`` as rank 0 has it, in every process (a no-op in a single process)."""
-    if not env.distributed().enabled:
-        return obj
-    box = [obj]
-    torch_dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def _distributed_sampler(loader):

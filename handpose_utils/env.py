@@ -328,6 +328,18 @@ def _process_device(device: torch.device, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
+def from_rank0(obj):
+    """``obj`` as rank 0 has it, in every process (a pickled broadcast; a no-op in a single
+    process): one decision, one download result, one epoch row for all."""
+    import torch.distributed as dist
+
+    if not distributed().enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier() -> None:
     """Wait for every process (nothing to wait for in a single process)."""
     import torch.distributed as dist

@@ -327,16 +327,6 @@ def _in_turn(fn, dist: env.Distributed):
     return result
 
 
-def _from_rank0(obj):
-    if not env.distributed().enabled:
-        return obj
-    import torch.distributed as torch_dist
-
-    box = [obj]
-    torch_dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def _resume_point(run_dir: Path, resume: bool) -> dict:
     """What ``last.pth`` says before training: epochs done and by how many processes."""
     from .engine import CheckpointError, load_checkpoint
@@ -455,7 +445,7 @@ def _run_coco(s: CocoSettings, dist, device, plan, log):
     # others when it wraps the model.
     model = build_heatmap_model(s.backbone, pretrained=s.pretrained and dist.is_main,
                                   deconv_channels=tuple(s.deconv), log=quiet or (lambda m: None))
-    pretrained = bool(_from_rank0(model.pretrained))
+    pretrained = bool(env.from_rank0(model.pretrained))
     if log:
         log(f"heatmap model on {s.backbone}: ImageNet weights: {pretrained}")
     input_name = f"{s.input_size[0]}x{s.input_size[1]}"

@@ -5,13 +5,13 @@ misses, the appearance augmentation; and the notebook itself run on the real sam
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
 import torch
+from conftest import execute_notebook
 
 from handpose_utils import capstone
 from handpose_utils.data import DeviceAugment
@@ -134,24 +134,11 @@ def test_load_real_hands_fails_loudly(tmp_path):
 def test_notebook_runs_on_the_real_samples(realdata, tmp_path):
     """The smoke run of tests/test_notebooks.py has no real images; this one points REAL_DIR at
     ../shared/realdata, so the real-image tables, the fine-tuning and the photo run too."""
-    from nbclient import NotebookClient
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     params = next(c for c in nb.cells if c.cell_type == "code" and "REAL_DIR = None" in c.source)
     params.source = params.source.replace("REAL_DIR = None", f"REAL_DIR = {str(realdata)!r}", 1)
-    env = {"HANDPOSE_SMOKE": "1", "HANDPOSE_DATA": str(tmp_path / "data"), "TQDM_DISABLE": "1",
-           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        NotebookClient(nb, timeout=120, kernel_name="python3", shutdown_kernel="immediate",
-                       resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    execute_notebook(nb, NOTEBOOK, tmp_path / "data")
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "onehand10k" in text and "real photos: 12 images" in text  # 8 FreiHAND + 4 OneHand10K
     assert "RHD, rendered (3)" in text  # the other renderer, scored on its own

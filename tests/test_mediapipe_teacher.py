@@ -5,12 +5,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import execute_notebook
 from PIL import Image
 
 from handpose_utils.datasets.ouhands import (
@@ -148,7 +148,6 @@ def test_notebook_04_trains_on_the_teachers_labels(tmp_path):
     """Notebook 04 in smoke mode with ``TRAIN_LABELS = "teacher"``: the student learns
     MediaPipe's labels, and section 12 also scores it against the true joints."""
     import nbformat
-    from nbclient import NotebookClient
 
     path = Path(__file__).resolve().parent.parent / "notebooks" / "04_mobilenetv2_landmarks.ipynb"
     nb = nbformat.read(path, as_version=4)
@@ -156,19 +155,7 @@ def test_notebook_04_trains_on_the_teachers_labels(tmp_path):
     assert len(params) == 1
     params[0].source = params[0].source.replace('TRAIN_LABELS = "truth"',
                                                 'TRAIN_LABELS = "teacher"')
-    env = {"HANDPOSE_SMOKE": "1", "HANDPOSE_DATA": str(tmp_path / "data"), "TQDM_DISABLE": "1",
-           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        NotebookClient(nb, timeout=120, kernel_name="python3", shutdown_kernel="immediate",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    execute_notebook(nb, path, tmp_path / "data")
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                      for o in c.outputs)
     assert "training labels:" in text and "landmarks_mediapipe" in text

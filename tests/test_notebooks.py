@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import execute_notebook
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -53,7 +54,6 @@ def test_notebook_header_contract(path):
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
 def test_notebook_runs_in_smoke_mode(path, tmp_path_factory):
-    from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
     # One data folder for all notebooks of this test session, outside the repo; the kernel
@@ -63,24 +63,7 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path_factory):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         session = session.parent
     data = session / "notebook-data"
-    env = {"HANDPOSE_SMOKE": "1", "HANDPOSE_DATA": str(data), "TQDM_DISABLE": "1",
-           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        # Now and then nbclient sits idle after a notebook's last cell (a widget browser) for
-        # exactly the cell timeout, and then goes on: the kernel is idle meanwhile (seen with
-        # py-spy). Smoke cells take seconds, so a 120 s timeout bounds that wait; the kernel is
-        # shut down at once.
-        client = NotebookClient(nb, timeout=120, kernel_name="python3", shutdown_kernel="immediate",
-                                resources={"metadata": {"path": str(path.parent)}})
-        client.execute()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    execute_notebook(nb, path, data)
     # The notebook showed at least one figure, and no cell only printed "done".
     images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
                  for o in c.outputs)
