@@ -260,12 +260,24 @@ def per_person_oks(records, results, sigmas=COCO_OKS_SIGMAS) -> np.ndarray:
 
 
 def format_ap_table(rows: dict[str, dict], keys=("AP", "AP50", "AP75", "APm", "APl", "AR")) -> str:
-    """A fixed-width text table: one row per named evaluation, one column per statistic."""
+    """A fixed-width text table: one row per named evaluation, one column per statistic. A
+    statistic COCO could not compute (no person of that size: NaN, or pycocotools' -1) shows as
+    "-", with a line saying so under the table."""
     name_w = max([len(n) for n in rows] + [10])
     lines = [" " * name_w + "".join(f"{k:>8s}" for k in keys)]
+    missing = set()
+
+    def cell(key, value) -> str:
+        if value is None or not math.isfinite(value) or value < 0:
+            missing.add(key)
+            return f"{'-':>8s}"
+        return f"{value:8.3f}"
+
     for name, stats in rows.items():
-        cells = "".join(f"{stats.get(k, math.nan):8.3f}" for k in keys)
-        lines.append(f"{name:<{name_w}s}{cells}")
+        lines.append(f"{name:<{name_w}s}" + "".join(cell(k, stats.get(k, math.nan)) for k in keys))
+    if missing:
+        lines.append(f"- : not defined here ({', '.join(k for k in keys if k in missing)}: no "
+                     "person of that size, or no statistic)")
     return "\n".join(lines)
 
 

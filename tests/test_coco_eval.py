@@ -149,6 +149,9 @@ def test_per_person_oks_pairs_records_with_results(realdata):
         per_person_oks(records, results[::-1])
 
 
-def test_ap_table_formats_nan():
-    table = format_ap_table({"run": {"AP": 0.5, "APl": float("nan")}})
-    assert "0.500" in table and "nan" in table
+def test_ap_table_shows_undefined_statistics_as_a_dash_and_says_why():
+    table = format_ap_table({"run": {"AP": 0.5, "APl": float("nan"), "APm": -1.0}})
+    assert "0.500" in table and "nan" not in table and "-1.000" not in table
+    header, row, note = table.splitlines()
+    assert row.split()[1:] == ["0.500", "-", "-", "-", "-", "-"]  # AP, then the missing ones
+    assert note.startswith("- :") and "APm, APl" in note
