@@ -1131,21 +1131,7 @@ def fit(
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if cfg.sync_bn and dist.enabled and device.type == "cuda":
-        # in place below the top level; the new layers keep the same Parameter objects, so an
-        # optimizer built on model.parameters() before fit still holds them
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    elif cfg.sync_bn and log:
-        log("sync_bn: ignored (SyncBatchNorm needs CUDA and several processes; this run has "
-            f"{dist.world_size} process(es) on {device.type})")
-    train_model = model
-    if dist.world_size > 1:
-        train_model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-        if log and _distributed_sampler(train_loader) is None:
-            log(f"warning: the training loader has no DistributedSampler, so each of the "
-                f"{dist.world_size} processes trains on the whole data set; build it with "
-                "hp.make_loaders / hp.data.cached_loader after init_distributed")
+    model, train_model = wrap_distributed(model, device, cfg.sync_bn, train_loader, log)
     run_model = torch.compile(train_model) if cfg.compile else train_model
     # rank 0 evaluates alone: with the plain module (DDP's forward would wait for the others)
     eval_model = run_model if dist.world_size == 1 else model
@@ -1295,6 +1281,36 @@ def fit(
 
 
 _RANK_SEED = 0x9E3779B97F4A7C15  # a large odd constant: rank r's epoch seeds differ from rank 0's
+
+
+def wrap_distributed(model: nn.Module, device: torch.device, sync_bn: bool = False,
+                     train_loader=None, log=print) -> tuple[nn.Module, nn.Module]:
+    """What ``fit`` does for several processes (``torchrun``): ``(model, train_model)``.
+
+    In a single process both are ``model``. With a process group of N > 1 processes,
+    ``train_model`` is ``DistributedDataParallel(model)``: every ``backward()`` averages the
+    gradients over the processes, so each takes the same step. ``sync_bn`` first converts
+    BatchNorm to ``SyncBatchNorm`` (batch statistics over every process's samples; CUDA only).
+    ``model`` stays the plain module: rank 0 evaluates with it alone (DDP's forward would wait
+    for the others) and checkpoints hold its weights, so a run resumes on any number of
+    processes. Each epoch ``fit`` also calls ``set_epoch`` on the loader's
+    ``DistributedSampler``, so that every process draws a new 1/N of the data."""
+    dist = env.distributed()
+    if sync_bn and dist.enabled and device.type == "cuda":
+        # in place below the top level; the new layers keep the same Parameter objects, so an
+        # optimizer built on model.parameters() before fit still holds them
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    elif sync_bn and log:
+        log("sync_bn: ignored (SyncBatchNorm needs CUDA and several processes; this run has "
+            f"{dist.world_size} process(es) on {device.type})")
+    if dist.world_size == 1:
+        return model, model
+    if log and train_loader is not None and _distributed_sampler(train_loader) is None:
+        log(f"warning: the training loader has no DistributedSampler, so each of the "
+            f"{dist.world_size} processes trains on the whole data set; build it with "
+            "hp.make_loaders / hp.data.cached_loader after init_distributed")
+    return model, DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def _distributed_sampler(loader):

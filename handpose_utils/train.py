@@ -13,8 +13,8 @@ CPU sizes without one, the tiny ones with ``HANDPOSE_SMOKE=1``):
     python -m handpose_utils.train hands                      # one process (GPU if there is one)
     python -m handpose_utils.train coco --epochs 40 --batch-size 64
     torchrun --standalone --nproc_per_node 4 -m handpose_utils.train coco   # 4 GPUs, one machine
-    torchrun --nnodes 2 --node_rank 0 --nproc_per_node 4 --rdzv_backend c10d \\
-        --rdzv_endpoint HOST:29500 -m handpose_utils.train coco             # node 0 of 2
+    torchrun --nnodes 2 --nproc_per_node 4 --rdzv_id pose1 --rdzv_backend c10d \\
+        --rdzv_endpoint HOST:29500 -m handpose_utils.train coco  # the same on both machines
 
 What changes with N processes: each trains on its own 1/N of the images (a
 ``DistributedSampler``, reshuffled each epoch), ``DistributedDataParallel`` averages the
@@ -307,7 +307,7 @@ def batch_plan(batch_size: int, lr: float, world_size: int, per_process: bool) -
     per = batch_size // world_size
     return {"global_batch": batch_size, "per_process_batch": per, "lr": lr,
             "rule": (f"global batch {batch_size} = {world_size} process(es) x {per}; lr {lr:g} "
-                     "as given (the optimisation of one process with this batch)")}
+                     f"as given: the same steps as one process with a batch of {batch_size}")}
 
 
 # --------------------------------------------------------------------------------------------
