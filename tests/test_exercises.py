@@ -78,3 +78,19 @@ def test_check_never_raises_and_names_unknown_exercises(capsys):
 
 def test_generated_modules_agree_with_the_notebooks():
     assert export.main(["--check"]) == 0, "run `python -m handpose_utils.export`"
+
+
+def test_the_hint_comes_with_the_second_wrong_answer(capsys, monkeypatch):
+    monkeypatch.setattr(exercises, "_WRONG_SO_FAR", {})
+    ex = exercises.get("06.3")
+
+    def stub(*args):
+        raise NotImplementedError
+
+    assert hp.check("06.3", stub) is False
+    assert "Hint" not in capsys.readouterr().out  # an untouched stub: no hint
+    assert hp.check("06.3", ex.wrong[0]) is False
+    first = capsys.readouterr().out
+    assert "[x]" in first and "Hint" not in first and "next wrong answer" in first
+    assert hp.check("06.3", ex.wrong[1]) is False
+    assert f"Hint: {ex.hint}" in capsys.readouterr().out

@@ -77,11 +77,24 @@ def exercise_ids() -> list[str]:
     return sorted(_REGISTRY, key=lambda k: tuple(int(p) for p in k.split(".")))
 
 
+_WRONG_SO_FAR: dict[str, int] = {}  # wrong answers per exercise in this session
+
+
+def _hint(ex: Exercise) -> str:
+    """The hint from the second wrong answer on: the first time, the message alone says what
+    is wrong, and the learner gets one more try before the recipe is shown."""
+    _WRONG_SO_FAR[ex.id] = _WRONG_SO_FAR.get(ex.id, 0) + 1
+    if _WRONG_SO_FAR[ex.id] < 2:
+        return "\n    Fix it and run the check again; a hint comes with the next wrong answer."
+    return f"\n    Hint: {ex.hint}"
+
+
 def check(exercise_id: str, answer) -> bool:
     """Check the learner's ``answer`` to exercise ``exercise_id`` and print the verdict.
 
     Returns True when it passes, False otherwise; never raises, so a notebook keeps running. The
-    hint is printed with a wrong answer (or an error in the answer), not with an untouched stub.
+    hint is printed from the second wrong answer (or error in the answer) on, never with an
+    untouched stub: the first time the message alone says what is wrong.
     """
     ex = _load(str(exercise_id))
     if ex is None:
@@ -91,17 +104,17 @@ def check(exercise_id: str, answer) -> bool:
         note = ex.run(answer)
     except NotImplementedError:
         # no hint yet: the exercise text is enough to start, and a hint that came first would
-        # be read before trying; it comes with the first answer that runs but is wrong
+        # be read before trying
         print(f"[ ] {ex.id} {ex.title}: not done yet. Replace the `raise NotImplementedError` "
               f"with your code, run the cell, then this check again.")
         return False
     except Wrong as err:
-        print(f"[x] {ex.id} {ex.title}: not yet. {err}\n    Hint: {ex.hint}")
+        print(f"[x] {ex.id} {ex.title}: not yet. {err}" + _hint(ex))
         return False
     except Exception as err:  # noqa: BLE001 - the learner's code may raise anything
         where = traceback.extract_tb(err.__traceback__)[-1]
         print(f"[x] {ex.id} {ex.title}: your code raised {type(err).__name__}: {err} "
-              f"(line {where.lineno}: {where.line}).\n    Hint: {ex.hint}")
+              f"(line {where.lineno}: {where.line})." + _hint(ex))
         return False
     print(f"[ok] {ex.id} {ex.title}: passed." + (f" {note}" if note else ""))
     return True
