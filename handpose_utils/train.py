@@ -528,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         if dry_run:
             if log:
                 log("RESULT " + json.dumps({**base, "dry_run": True}))
+            env.barrier()  # tear the group down together (see below)
             return 0
         from .engine import CheckpointError
 
@@ -547,6 +548,10 @@ def main(argv: list[str] | None = None) -> int:
                       "train_s": sum(r["train_s"] for r in trained),
                       "wall_s": time.perf_counter() - t0}
             log("RESULT " + json.dumps(_finite(result), allow_nan=False))
+        # The others wait here while rank 0 evaluates, so that every process tears the group
+        # down together: a process that destroyed its gloo group while rank 0 was still busy
+        # now and then aborted on exit ("terminate called without an active exception").
+        env.barrier()
         return 0
     finally:
         env.cleanup_distributed()
