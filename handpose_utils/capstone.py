@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from handpose_utils.data import DeviceAugment
+from handpose_utils.data import DeviceAugment, colour_jitter
 from handpose_utils.heatmaps import HeatmapCodec
 from handpose_utils.models import UNetSoftArgmax
 from handpose_utils.skeletons import HAND21_FLIP_INDEX
@@ -212,12 +212,6 @@ def gaussian_targets(keypoints: torch.Tensor, codec: HeatmapCodec):
     return gy[..., :, None] * gx[..., None, :] * weight[..., None, None], weight
 
 
-def weighted_heatmap_mse(outputs: torch.Tensor, targets) -> torch.Tensor:
-    """Mean squared error between predicted and target heatmaps, each joint's map weighted."""
-    heatmaps, weight = targets
-    return ((outputs - heatmaps) ** 2 * weight[..., None, None]).mean()
-
-
 # --- from notebooks/08_real_hands_capstone.ipynb ---
 def score_points(pred, gt, visible=None, frame: int = 224, alpha: float = 0.05,
                  thresholds=tuple(range(31))) -> dict:
@@ -312,8 +306,7 @@ class AppearanceAugment(DeviceAugment):
         x = torch.einsum("bij,bjhw->bihw", mix, x).clamp(0, 1)
         gamma = 1 + self.gamma * (2 * rand(b, 1, 1, 1) - 1)
         x = x.clamp_min(1e-6) ** gamma
-        gray = (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-        x = torch.where(rand(b, 1, 1, 1) < self.gray_p, gray.expand_as(x), x)
+        x = colour_jitter(x, grayscale_p=self.gray_p, generator=generator)
         blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
         x = torch.where(rand(b, 1, 1, 1) < self.blur_p, blurred, x)
         sigma = self.noise * rand(b, 1, 1, 1)

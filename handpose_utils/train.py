@@ -342,6 +342,21 @@ def _resume_point(run_dir: Path, resume: bool) -> dict:
             "resumed_world_size": (ckpt.get("config") or {}).get("world_size", 1)}
 
 
+def _fit(model, train_loader, val_loader, config, dist, **fit_kwargs):
+    """``engine.fit`` with what both recipes report around it: ``(history, result)`` where
+    ``result`` holds the run folder, where training resumed from and, on rank 0, the best epoch,
+    whose weights ``model`` then holds (for the final evaluation)."""
+    from .engine import fit, load_checkpoint
+
+    run_dir = Path(config.checkpoint_dir)
+    result = {"run_dir": str(run_dir), **_resume_point(run_dir, config.resume)}
+    history = fit(model, train_loader, val_loader, config, **fit_kwargs)
+    best = run_dir / "best.pth"
+    if dist.is_main and best.is_file():
+        result["best_epoch"] = load_checkpoint(best, model)["best"]["epoch"]
+    return history, result
+
+
 # --------------------------------------------------------------------------------------------
 # The recipes
 
@@ -378,16 +393,11 @@ def _run_hands(s: HandsSettings, dist, device, plan, log):
         progress=dist.is_main,
         settings={"model": s.model, "input_size": s.input_size, "dataset": s.dataset,
                   "n_poses": s.n_poses, "global_batch": plan["global_batch"]})
-    point = _resume_point(run_dir, s.resume)
-    history = engine.fit(model, train_loader, val_loader, config, loss_fn=nn.L1Loss(),
-                         prepare_batch=prepare,
-                         metrics=metrics.KeypointMeter(alphas=(0.05, 0.1, 0.2)))
-    result = {"run_dir": str(run_dir), **point}
+    history, result = _fit(model, train_loader, val_loader, config, dist, loss_fn=nn.L1Loss(),
+                           prepare_batch=prepare,
+                           metrics=metrics.KeypointMeter(alphas=(0.05, 0.1, 0.2)))
     if not dist.is_main:
         return history, result
-    best = run_dir / "best.pth"
-    if best.is_file():
-        result["best_epoch"] = engine.load_checkpoint(best, model)["best"]["epoch"]
     out, ex = engine.predict(model, val_loader, prepare_batch=prepare, return_extras=True,
                              device=device, progress=False)
     pred = D.to_original_pixels(out, ex["orig_size"])
@@ -463,16 +473,11 @@ def _run_coco(s: CocoSettings, dist, device, plan, log):
         epochs=s.epochs, scheduler=scheduler, device=device, best_metric="val_AP", mode="max",
         checkpoint_dir=run_dir, resume=s.resume, max_steps=s.max_steps, seed=s.seed,
         live_plot=False, log=log, sync_bn=s.sync_bn, progress=dist.is_main, settings=settings)
-    point = _resume_point(run_dir, s.resume)
-    history = engine.fit(model, train_loader, val_loader, config, loss_fn=KeypointMSELoss(),
-                         prepare_batch=prepare, metrics=meter,
-                         optimizer=optimizer)
-    result = {"run_dir": str(run_dir), **point}
+    history, result = _fit(model, train_loader, val_loader, config, dist,
+                           loss_fn=KeypointMSELoss(), prepare_batch=prepare, metrics=meter,
+                           optimizer=optimizer)
     if not dist.is_main:
         return history, result
-    best = run_dir / "best.pth"
-    if best.is_file():
-        result["best_epoch"] = engine.load_checkpoint(best, model)["best"]["epoch"]
     preds = coco_eval.predict_coco_results(model, val_loader, codec, modes=(s.decode,),
                                            flip_test=s.flip_test, device=device, progress=False)
     stats = coco_eval.evaluate_coco_keypoints(ann_file, preds[(s.decode, s.flip_test)],

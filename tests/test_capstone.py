@@ -15,6 +15,7 @@ from conftest import execute_notebook
 
 from handpose_utils import capstone
 from handpose_utils.data import DeviceAugment
+from handpose_utils.models_heatmap import KeypointMSELoss
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "08_real_hands_capstone.ipynb"
 
@@ -62,7 +63,7 @@ def test_gaussian_targets_match_the_codec_and_decode_back():
     decoded, _ = codec.decode(maps)
     ok = weight.bool()
     assert float((decoded - kp).norm(dim=-1)[ok].max()) < 0.3
-    loss = capstone.weighted_heatmap_mse(maps, (maps, weight))
+    loss = KeypointMSELoss()(maps, (maps, weight))  # the loss the heatmap head trains with
     assert float(loss) == 0.0
 
 
