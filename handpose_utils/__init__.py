@@ -25,7 +25,7 @@ Training and evaluation:
 * ``metrics``     PCK, AUC, EPE, MPJPE, Procrustes, and an epoch meter
 * ``models``      the coordinate regressors notebooks share, and torchvision backbones
 * ``plots``       skeletons on images, grids, 3D skeletons, widget browsers, ``show_source``
-* ``exercises``   ``check``: the checked exercises of every notebook
+* ``exercises``   ``check`` and ``use``: the checked exercises of every notebook
 
 Per lesson, loaded on first use (``hp.heatmaps``, ``hp.hand3d``, ...): ``landmarks`` and
 ``mediapipe_labels`` (04), ``regression3d`` (05), ``heatmaps``, ``topdown``, ``models_heatmap``,
@@ -42,7 +42,7 @@ from .datasets.ouhands import install_ouhands, load_ouhands
 from .datasets.rhd import download_rhd, load_rhd, prepare_rhd
 from .engine import TrainConfig, evaluate, fit, load_checkpoint, plot_history, predict
 from .env import data_dir, in_colab, pick_device, runs_dir, seed_everything, smoke_or
-from .exercises import check
+from .exercises import check, use
 from .images import read_image
 from .metrics import epe, mpjpe, pa_mpjpe, pck, pck_curve
 from .models import build_model, count_parameters
@@ -77,7 +77,7 @@ __all__ = [
     # metrics
     "pck", "pck_curve", "epe", "mpjpe", "pa_mpjpe",
     # lessons
-    "check", "show_source", "detect_hands",
+    "check", "use", "show_source", "detect_hands",
 ]
 
 __version__ = "0.1.0"

@@ -12,6 +12,8 @@ Environment variables:
   ignored. Anything else raises, rather than silently running at full size.
 * ``HANDPOSE_DATA``: where datasets are generated and downloaded (default: the repo's ``data/``
   folder, or ``/content/data`` in Colab).
+* ``HANDPOSE_RUNS``: where checkpoints and training logs go (default: ``runs/`` beside the data
+  folder; ``<data>/smoke/runs`` in smoke mode). The tests give each run of a notebook its own.
 * ``HANDPOSE_DEVICE``: force a device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, e.g. ``cpu`` to
   compare with a GPU run. Other names, or a device this machine does not have, raise.
 * ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (and ``MASTER_ADDR``/``MASTER_PORT``): set by
@@ -35,6 +37,7 @@ import torch
 SMOKE_VAR = "HANDPOSE_SMOKE"
 DATA_VAR = "HANDPOSE_DATA"
 DEVICE_VAR = "HANDPOSE_DEVICE"
+RUNS_VAR = "HANDPOSE_RUNS"
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -204,7 +207,9 @@ def data_dir() -> Path:
 
 
 def runs_dir() -> Path:
-    """Where checkpoints and training logs go (next to ``data/``)."""
+    """Where checkpoints and training logs go: ``HANDPOSE_RUNS``, else next to ``data/``."""
+    if os.environ.get(RUNS_VAR):
+        return Path(os.environ[RUNS_VAR]).expanduser()
     return data_dir().parent / "runs" if not is_smoke() else data_dir() / "runs"
 
 

@@ -31,16 +31,18 @@ def synthetic_root(tmp_path_factory) -> Path:
     return make_freihand(root, n_poses=6, seed=3, n_eval_poses=2, progress=False)
 
 
-def execute_notebook(nb, path: Path, data: Path, timeout: int = 120) -> None:
+def execute_notebook(nb, path: Path, data: Path, timeout: int = 120, runs: Path | None = None) -> None:
     """Run the nbformat notebook ``nb`` (read from ``path``) in smoke mode with ``data`` as its
     data folder; the kernel inherits the environment, restored afterwards. Now and then nbclient
     sits idle after a notebook's last cell (a widget browser) for exactly the cell timeout and
     then goes on, the kernel idle meanwhile (seen with py-spy): smoke cells take seconds, so a
-    120 s timeout bounds that wait, and the kernel is shut down at once."""
+    120 s timeout bounds that wait, and the kernel is shut down at once. ``runs``: the run folder
+    (``HANDPOSE_RUNS``), else the data folder's."""
     from nbclient import NotebookClient
 
     env = {"HANDPOSE_SMOKE": "1", "HANDPOSE_DATA": str(data), "TQDM_DISABLE": "1",
-           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+           "HANDPOSE_RUNS": str(runs) if runs else ""}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:

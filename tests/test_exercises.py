@@ -80,7 +80,7 @@ def test_generated_modules_agree_with_the_notebooks():
     assert export.main(["--check"]) == 0, "run `python -m handpose_utils.export`"
 
 
-def test_the_hint_comes_with_the_second_wrong_answer(capsys, monkeypatch):
+def test_help_comes_in_steps_a_nudge_then_the_recipe(capsys, monkeypatch):
     monkeypatch.setattr(exercises, "_WRONG_SO_FAR", {})
     ex = exercises.get("06.3")
 
@@ -88,9 +88,38 @@ def test_the_hint_comes_with_the_second_wrong_answer(capsys, monkeypatch):
         raise NotImplementedError
 
     assert hp.check("06.3", stub) is False
-    assert "Hint" not in capsys.readouterr().out  # an untouched stub: no hint
+    assert "Nudge" not in capsys.readouterr().out  # an untouched stub: no help yet
     assert hp.check("06.3", ex.wrong[0]) is False
     first = capsys.readouterr().out
-    assert "[x]" in first and "Hint" not in first and "next wrong answer" in first
+    assert "[x]" in first and "Nudge" not in first and "Recipe" not in first
     assert hp.check("06.3", ex.wrong[1]) is False
-    assert f"Hint: {ex.hint}" in capsys.readouterr().out
+    second = capsys.readouterr().out
+    assert f"Nudge: {ex.nudge}" in second and "Recipe" not in second
+    assert hp.check("06.3", ex.wrong[0]) is False
+    assert f"Recipe: {ex.hint}" in capsys.readouterr().out
+
+
+def test_use_runs_the_learners_answer_only_when_it_passes(capsys, monkeypatch):
+    monkeypatch.setattr(exercises, "_WRONG_SO_FAR", {})
+    ex = exercises.get("06.3")
+    solution = dict(solution_cells_by_id())["06.3"]
+    namespace = {"hp": hp, "__name__": "solution"}
+    exec(compile(solution[: solution.rindex("hp.check(")], "solution 06.3", "exec"), namespace)
+    answer = namespace[CHECK_CALL.findall(solution)[-1][1]]
+
+    def reference(*args):
+        return "reference"
+
+    def stub(*args):
+        raise NotImplementedError
+
+    assert hp.use("06.3", answer, reference=reference) is answer
+    assert "runs YOUR" in capsys.readouterr().out
+    for learner in (stub, ex.wrong[0], None):
+        assert hp.use("06.3", learner, reference=reference) is reference
+        said = capsys.readouterr().out.strip().splitlines()
+        assert said[-1].startswith("-> 06.3: from here on the notebook runs the course's reference")
+
+
+def solution_cells_by_id():
+    return [(ex_id, code) for _, ex_id, code in solution_cells()]

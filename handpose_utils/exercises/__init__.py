@@ -11,11 +11,20 @@ receives the answer and raises :class:`Wrong` with a message that says what is w
 a short note on what passed. Each also registers ``wrong`` answers: typical mistakes (a missing
 softmax, a mirror allowed in Procrustes) that the check must refuse.
 
-In a notebook an exercise is a stub cell (``raise NotImplementedError``) followed by
-``hp.check("NN.K", answer)``; its solution is a self-contained cell in the notebook's
+In a notebook an exercise is a stub cell (``raise NotImplementedError``) that ends with
+``hp.check("NN.K", answer)``, or, when the rest of the notebook runs the learner's code, with
+``name = hp.use("NN.K", answer, reference=<the course's version>)``: :func:`use` returns the
+learner's answer when its check passes and the course's reference otherwise, and says which one
+runs, so *Run all* always finishes. Such an exercise stands where the idea is introduced, before
+the course's own version is shown. Its solution is a self-contained cell in the notebook's
 *Solutions* section whose first line is ``#@title Solution NN.K { display-mode: "form" }``
-(Colab shows it collapsed). The tests run every solution cell on its own and check it passes,
-and check that every registered wrong answer fails.
+(Colab shows it collapsed) and which defines the same name as the stub. The tests run every
+solution cell on its own and check it passes, check that every registered wrong answer fails,
+and run every notebook twice: with the stubs untouched and with the solutions in their place.
+
+Hints come in two steps: the first wrong answer gets only what is wrong with it, the second a
+``nudge`` (where to look), the third and later the ``hint`` (the recipe). The solution itself
+stays in *Solutions*. A ``transfer`` exercise asks for something the notebook has not shown.
 """
 
 from __future__ import annotations
@@ -37,17 +46,22 @@ class Exercise:
     hint: str
     run: Callable
     wrong: tuple = ()
+    nudge: str = ""
+    transfer: bool = False
 
 
 _REGISTRY: dict[str, Exercise] = {}
 
 
-def exercise(id: str, title: str, hint: str, wrong=()):
+def exercise(id: str, title: str, hint: str, wrong=(), *, nudge: str = "",
+             transfer: bool = False):
     """Register the decorated function as the check of exercise ``id`` ("03.2"). ``wrong``: answers
-    with a typical mistake, which the check must refuse (the tests make sure it does)."""
+    with a typical mistake, which the check must refuse (the tests make sure it does). ``nudge``:
+    the first hint, where to look; ``hint``: the second, the recipe. ``transfer``: the exercise
+    asks for something its notebook has not shown."""
 
     def register(run: Callable) -> Callable:
-        _REGISTRY[id] = Exercise(id, title, hint, run, tuple(wrong))
+        _REGISTRY[id] = Exercise(id, title, hint, run, tuple(wrong), nudge, transfer)
         return run
 
     return register
@@ -81,20 +95,23 @@ _WRONG_SO_FAR: dict[str, int] = {}  # wrong answers per exercise in this session
 
 
 def _hint(ex: Exercise) -> str:
-    """The hint from the second wrong answer on: the first time, the message alone says what
-    is wrong, and the learner gets one more try before the recipe is shown."""
+    """Help in steps: the first wrong answer gets what is wrong and nothing more, the second a
+    nudge (where to look), the third and later the recipe. The solution stays in *Solutions*."""
     _WRONG_SO_FAR[ex.id] = _WRONG_SO_FAR.get(ex.id, 0) + 1
-    if _WRONG_SO_FAR[ex.id] < 2:
+    n = _WRONG_SO_FAR[ex.id]
+    if n == 1 or (n == 2 and not ex.nudge):
         return "\n    Fix it and run the check again; a hint comes with the next wrong answer."
-    return f"\n    Hint: {ex.hint}"
+    if n == 2:
+        return f"\n    Nudge: {ex.nudge}"
+    return f"\n    Recipe: {ex.hint}"
 
 
 def check(exercise_id: str, answer) -> bool:
     """Check the learner's ``answer`` to exercise ``exercise_id`` and print the verdict.
 
-    Returns True when it passes, False otherwise; never raises, so a notebook keeps running. The
-    hint is printed from the second wrong answer (or error in the answer) on, never with an
-    untouched stub: the first time the message alone says what is wrong.
+    Returns True when it passes, False otherwise; never raises, so a notebook keeps running. Help
+    comes in steps (:func:`_hint`), never with an untouched stub: the first time the message
+    alone says what is wrong.
     """
     ex = _load(str(exercise_id))
     if ex is None:
@@ -118,3 +135,25 @@ def check(exercise_id: str, answer) -> bool:
         return False
     print(f"[ok] {ex.id} {ex.title}: passed." + (f" {note}" if note else ""))
     return True
+
+
+def _name(obj) -> str:
+    return getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or repr(obj)
+
+
+def use(exercise_id: str, answer, *, reference):
+    """Check the learner's ``answer`` to exercise ``exercise_id`` and return what the rest of the
+    notebook runs: ``answer`` when it passes, else the course's ``reference``. Prints the check's
+    verdict and then one line saying which of the two runs from here on, and why; never raises,
+    so *Run all* always finishes::
+
+        soft_argmax = hp.use("03.1", my_soft_argmax, reference=hp.models.soft_argmax)
+    """
+    ok = check(exercise_id, answer)
+    if ok:
+        print(f"-> {exercise_id}: from here on the notebook runs YOUR {_name(answer)}.")
+        return answer
+    print(f"-> {exercise_id}: from here on the notebook runs the course's {_name(reference)} "
+          f"(yours has not passed its check yet; once it does, run this cell and the ones after "
+          f"it again).")
+    return reference

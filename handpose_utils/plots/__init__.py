@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .images import read_image
-from .records import keypoints_array, visible_array
-from .skeletons import (
+from ..images import read_image
+from ..records import keypoints_array, visible_array
+from ..skeletons import (
     COCO17_NAMES,
     COCO_SKELETON,
     HAND21_BONES,
@@ -154,7 +154,7 @@ def plot_skeleton_3d(ax, xyz, color: str | None = None, label: str | None = None
 
 def show_projection(record: dict):
     """The camera-frame 3D joints next to the image with their projection ``uv = K xyz``."""
-    from .camera import project
+    from ..camera import project
 
     fig = plt.figure(figsize=(9, 4.2))
     ax3 = fig.add_subplot(1, 2, 1, projection="3d")
@@ -251,7 +251,7 @@ def show_predictions(records: Sequence[dict], preds, indices=None, cols: int = 4
 
 def plot_per_joint_error(errors: dict[str, np.ndarray], ax=None, unit: str = "px"):
     """Grouped bars: mean error per HAND21 joint for each model (``{name: (21,) errors}``)."""
-    from .skeletons import HAND21_NAMES
+    from ..skeletons import HAND21_NAMES
 
     ax = _axes(ax, figsize=(12, 3.2))
     n = len(errors)
@@ -336,3 +336,14 @@ def show_source(*objects) -> None:
     except ImportError:
         pass
     print(text)
+
+
+def __getattr__(name: str):
+    """A lesson's figures load on first use: ``hp.plots.landmarks`` imports
+    ``handpose_utils/plots/landmarks.py`` (one module per lesson topic, beside these shared ones)."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec(f"{__name__}.{name}") is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return importlib.import_module(f"{__name__}.{name}")
