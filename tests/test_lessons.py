@@ -5,8 +5,18 @@ learner predicts before cells print, and the lesson stays light."""
 from __future__ import annotations
 
 import pytest
-from lessons import (MAX_LESSON_LINES, MAX_PARAMETERS, NOTEBOOKS, asked, definitions,
-                     lesson_lines, parameters, predict_cells, solution_body, solutions)
+from lessons import (
+    MAX_LESSON_LINES,
+    MAX_PARAMETERS,
+    NOTEBOOKS,
+    asked,
+    definitions,
+    lesson_lines,
+    parameters,
+    predict_cells,
+    solution_body,
+    solutions,
+)
 
 from handpose_utils import exercises
 
