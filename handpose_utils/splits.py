@@ -101,6 +101,11 @@ def count_pose_leak(train: Sequence[dict], other: Sequence[dict], key: str = "po
     }
 
 
+def pose_leak_fraction(train: Sequence[dict], other: Sequence[dict], key: str = "pose_id") -> float:
+    """The fraction of the distinct groups of ``other`` that also appear in ``train``."""
+    return count_pose_leak(train, other, key)["leaked_fraction"]
+
+
 # --- from notebooks/02_dataset_splitting.ipynb ---
 def grouped_split(
     records: Sequence[dict],
