@@ -58,12 +58,13 @@ def mirror_right_hands(coords, is_right) -> torch.Tensor:
     return coords * sign
 
 
-def to_canonical(xyz, is_right) -> dict[str, torch.Tensor]:
+def to_canonical(xyz, is_right, viewpoint=None) -> dict[str, torch.Tensor]:
     """Encode camera-frame joints (..., 21, 3) into PosePrior's targets: canonical (normalised,
     rotated into the hand's frame, right hands mirrored), rotation (the viewpoint R), xyz
-    (root-relative, normalised, camera frame) and scale (the bone length, in the input's unit)."""
+    (root-relative, normalised, camera frame) and scale (the bone length, in the input's unit).
+    ``viewpoint``: the function that computes R (default :func:`canonical_rotation`)."""
     rel, scale = normalize_pose(xyz)
-    R = canonical_rotation(rel)
+    R = (viewpoint or canonical_rotation)(rel)
     canonical = mirror_right_hands(rel @ R.transpose(-1, -2), is_right)
     return {"canonical": canonical, "rotation": R, "xyz": rel, "scale": scale}
 

@@ -228,12 +228,15 @@ def cell_centers(map_size: int, crop_size: int, device=None) -> torch.Tensor:
 
 
 def encode_scoremaps(uv_crop: torch.Tensor, visible: torch.Tensor, crop_size: int,
-                     map_size: int, sigma: float) -> torch.Tensor:
-    """Gaussian score maps ``(B, J, S, S)`` for keypoints ``(B, J, 2)`` in crop pixels.
+                     map_size, sigma: float) -> torch.Tensor:
+    """Gaussian score maps ``(B, J, S, S)`` for keypoints ``(B, J, 2)`` in crop pixels
+    (``map_size`` S, or ``(H, W)`` for maps of H rows and W columns: ``(B, J, H, W)``).
     ``sigma`` is in crop pixels; invisible keypoints get an all-zero map (nothing to learn)."""
-    c = cell_centers(map_size, crop_size, uv_crop.device)
-    dx2 = (c[None, None, :] - uv_crop[..., 0:1].float()) ** 2  # (B, J, S) along x
-    dy2 = (c[None, None, :] - uv_crop[..., 1:2].float()) ** 2  # along y
+    h, w = (map_size, map_size) if isinstance(map_size, int) else map_size
+    cx = cell_centers(w, crop_size, uv_crop.device)
+    cy = cell_centers(h, crop_size, uv_crop.device)
+    dx2 = (cx[None, None, :] - uv_crop[..., 0:1].float()) ** 2  # (B, J, W) along x
+    dy2 = (cy[None, None, :] - uv_crop[..., 1:2].float()) ** 2  # (B, J, H) along y
     maps = torch.exp(-(dy2[..., :, None] + dx2[..., None, :]) / (2 * sigma**2))
     return maps * visible.float()[..., None, None]
 

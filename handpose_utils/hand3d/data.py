@@ -204,13 +204,15 @@ class PoseNetBatch:
 
     def __init__(self, crop_size: int = 256, sigma: float = 0.07, jitter: float = 0.2,
                  center_noise: float = 20 / 320, offset_noise: float = 10 / 320,
-                 scale_noise: tuple[float, float] = (1.0, 1.2), margin: float = 1.0):
+                 scale_noise: tuple[float, float] = (1.0, 1.2), margin: float = 1.0,
+                 encode=encode_scoremaps):
         self.crop_size = crop_size
         self.map_size = crop_size // 8
         self.sigma = sigma * crop_size  # crop pixels
         self.jitter = jitter
         self.noise = (center_noise, offset_noise, scale_noise)
         self.margin = margin
+        self.encode = encode  # the score-map encoder (the notebook may pass the learner's)
 
     def __call__(self, batch: dict, device, train: bool):
         batch = _to(batch, device)
@@ -225,7 +227,7 @@ class PoseNetBatch:
         uv_crop = to_crop(batch["keypoints"], boxes, self.crop_size)
         inside = ((uv_crop >= -0.5) & (uv_crop <= self.crop_size - 0.5)).all(-1)
         vis = batch["visible"] & inside  # a keypoint pushed out of the crop has no target
-        maps = encode_scoremaps(uv_crop, vis, self.crop_size, self.map_size, self.sigma)
+        maps = self.encode(uv_crop, vis, self.crop_size, self.map_size, self.sigma)
         batch["boxes"] = boxes
         return crops, {"scoremaps": maps, "visible": vis.float()}, batch
 
@@ -243,12 +245,15 @@ class PosePriorBatch:
 
     def __init__(self, crop_size: int = 256, sigma: float = 0.07, uv_noise: float = 2.5 / 320,
                  center_noise: float = 20 / 320, offset_noise: float = 10 / 320,
-                 scale_noise: tuple[float, float] = (1.0, 1.2)):
+                 scale_noise: tuple[float, float] = (1.0, 1.2), encode=encode_scoremaps,
+                 viewpoint=None):
         self.crop_size = crop_size
         self.map_size = crop_size // 8
         self.sigma = sigma * crop_size
         self.uv_noise = uv_noise
         self.noise = (center_noise, offset_noise, scale_noise)
+        self.encode = encode  # score-map encoder and viewpoint R (the notebook may pass the
+        self.viewpoint = viewpoint  # learner's; None: canonical_rotation)
 
     def __call__(self, batch: dict, device, train: bool):
         batch = _to(batch, device)
@@ -261,10 +266,9 @@ class PosePriorBatch:
         if train and self.uv_noise:
             uv = uv + torch.randn_like(uv).clamp(-2, 2) * self.uv_noise * max(w, h)
         uv_crop = to_crop(uv, boxes, self.crop_size)
-        maps = encode_scoremaps(uv_crop, batch["visible"], self.crop_size, self.map_size,
-                                self.sigma)
+        maps = self.encode(uv_crop, batch["visible"], self.crop_size, self.map_size, self.sigma)
         side = batch["hand_side"]
-        targets = to_canonical(batch["xyz"], side == 1)
+        targets = to_canonical(batch["xyz"], side == 1, viewpoint=self.viewpoint)
         targets["visible"] = batch["visible"].float()
         batch["boxes"] = boxes
         return {"scoremaps": maps, "hand_side": side}, targets, batch

@@ -10,8 +10,7 @@ import torch.nn.functional as F  # noqa: F811 (the same F as above; the module n
 
 # --- from notebooks/07_rhd_3d_hand_pose.ipynb ---
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Softmax cross-entropy over (background, hand), averaged over pixels. (The paper's script
-    also multiplied it by the batch size, which only rescales the learning rate.)"""
+    """Softmax cross-entropy over (background, hand), averaged over pixels."""
     return F.cross_entropy(logits, target)
 
 

@@ -131,8 +131,9 @@ class PosePrior(nn.Module):
     "rotation" (B, 3, 3)}. Also takes one dict {"scoremaps", "hand_side"} (what the engine passes)."""
 
     def __init__(self, variant: str = "proposed", map_size: int = 32, dropout: float = 0.2,
-                 batch_norm: bool = False, num_keypoints: int = NUM_KEYPOINTS):
+                 batch_norm: bool = False, num_keypoints: int = NUM_KEYPOINTS, decode=None):
         super().__init__()
+        self.decode = decode or from_canonical  # canonical pose + viewpoint -> camera frame
         if variant not in POSE_PRIOR_VARIANTS:
             raise ValueError(f"variant must be one of {POSE_PRIOR_VARIANTS}, got {variant!r}")
         self.variant = variant
@@ -167,5 +168,5 @@ class PosePrior(nn.Module):
             return {"xyz": pose}
         axis_angle = self.view_fc(torch.cat([self.view_conv(scoremaps).flatten(1), side], 1))
         rotation = axis_angle_to_matrix(axis_angle.float()).to(pose.dtype)
-        xyz = from_canonical(pose, rotation, side[:, 1] > 0.5)  # the way back, differentiable
+        xyz = self.decode(pose, rotation, side[:, 1] > 0.5)  # the way back, differentiable
         return {"xyz": xyz, "canonical": pose, "rotation": rotation}

@@ -78,14 +78,15 @@ def show_rhd_sample(record: dict, crop_size: int = 256, axes=None):
     return fig
 
 
-def show_canonical_frame(records: list[dict], n: int = 12):
+def show_canonical_frame(records: list[dict], n: int = 12, viewpoint=None):
     """The same hands twice: root-relative and scale-normalised in the camera frame (every hand
     turned its own way), and in the canonical frame (aligned, right hands mirrored). Also the
-    spread of each joint across the hands in both frames: what is left for a network to learn."""
+    spread of each joint across the hands in both frames: what is left for a network to learn.
+    ``viewpoint``: the function that computes R (default ``canonical_rotation``)."""
     recs = records[:n]
     xyz = torch.tensor(np.array([r["xyz"] for r in records]), dtype=torch.float32)
     right = torch.tensor([r["hand_side"] == "right" for r in records])
-    enc = to_canonical(xyz, right)
+    enc = to_canonical(xyz, right, viewpoint=viewpoint)
     fig = plt.figure(figsize=(13, 4.2))
     for k, (key, title) in enumerate((("xyz", "camera frame (root-relative / bone)"),
                                       ("canonical", "canonical frame (+ mirrored right hands)"))):

@@ -23,6 +23,7 @@ from torch import nn
 
 from .. import env
 from ..engine import History, TrainConfig, evaluate, fit, load_checkpoint
+from .crops import encode_scoremaps
 from .data import (
     PoseNetBatch,
     PosePriorBatch,
@@ -144,31 +145,36 @@ def default_config(stage: str, **overrides) -> Hand3DConfig:
     return Hand3DConfig(**{"stage": stage, **_STAGE_DEFAULTS[stage], **overrides})
 
 
-def build_model(config: Hand3DConfig) -> nn.Module:
-    """The network of ``config.stage``, untrained."""
+def build_model(config: Hand3DConfig, decode=None) -> nn.Module:
+    """The network of ``config.stage``, untrained. ``decode``: PosePrior's way back from the
+    canonical frame (default ``from_canonical``)."""
     if config.stage == "handsegnet":
         return HandSegNet(width=config.width, batch_norm=config.batch_norm)
     if config.stage == "posenet":
         return PoseNet(width=config.width, batch_norm=config.batch_norm, stages=config.stages)
     return PosePrior(variant=config.variant, map_size=config.crop_size // 8,
-                     dropout=config.dropout)
+                     dropout=config.dropout, decode=decode)
 
 
-def stage_parts(config: Hand3DConfig) -> dict:
+def stage_parts(config: Hand3DConfig, encode=None, viewpoint=None, loss_fn=None) -> dict:
     """The engine's parts for ``config.stage``: ``prepare_batch``, ``loss_fn``, ``metrics``,
-    ``best_metric``, ``mode``, and what the dataset must load."""
+    ``best_metric``, ``mode``, and what the dataset must load. ``encode`` (the score-map
+    encoder), ``viewpoint`` (the canonical rotation R) and ``loss_fn`` replace the course's
+    functions when given: the notebook passes the learner's."""
+    encode = encode or encode_scoremaps
     if config.stage == "handsegnet":
         side = min(config.input_h, config.input_w)
         return dict(prepare_batch=SegmentationBatch((config.input_h, config.input_w),
                                                     config.random_crop, crop=round(0.8 * side)),
-                    loss_fn=segmentation_loss, metrics=SegmentationMeter(),
+                    loss_fn=loss_fn or segmentation_loss, metrics=SegmentationMeter(),
                     best_metric="val_iou", mode="max", load_images=True, load_masks=True)
     if config.stage == "posenet":
-        return dict(prepare_batch=PoseNetBatch(config.crop_size, config.sigma),
-                    loss_fn=posenet_loss, metrics=PoseNetMeter(config.crop_size),
+        return dict(prepare_batch=PoseNetBatch(config.crop_size, config.sigma, encode=encode),
+                    loss_fn=loss_fn or posenet_loss, metrics=PoseNetMeter(config.crop_size),
                     best_metric="val_epe_px", mode="min", load_images=True, load_masks=False)
-    return dict(prepare_batch=PosePriorBatch(config.crop_size, config.sigma),
-                loss_fn=poseprior_loss, metrics=PosePriorMeter(),
+    return dict(prepare_batch=PosePriorBatch(config.crop_size, config.sigma, encode=encode,
+                                             viewpoint=viewpoint),
+                loss_fn=loss_fn or poseprior_loss, metrics=PosePriorMeter(),
                 best_metric="val_epe_mm", mode="min", load_images=False, load_masks=False)
 
 
@@ -205,6 +211,10 @@ def train_stage(
     live_plot: bool = True,
     log=print,
     drive_dir: str | Path | None = None,
+    encode=None,
+    viewpoint=None,
+    decode=None,
+    loss_fn=None,
 ) -> tuple[nn.Module, History]:
     """Train one stage with :func:`handpose_utils.engine.fit` and return ``(model, history)``
     with the best checkpoint's weights loaded, in eval mode.
@@ -213,16 +223,18 @@ def train_stage(
     where it stopped; a finished run is just loaded). With ``config.training=False`` nothing is
     trained: the stage's ``best.pth`` is loaded. ``drive_dir`` (Colab, Drive mounted) keeps a
     copy of the checkpoints in ``drive_dir/<ID>`` and resumes from it in a new runtime.
+    ``encode``, ``viewpoint``, ``decode`` and ``loss_fn`` replace the course's score-map encoder,
+    viewpoint R, way back from the canonical frame and loss (:func:`stage_parts`).
     """
     ckpt_dir = run_dir(config, runs)
-    model = build_model(config)
+    model = build_model(config, decode=decode)
     if not config.training:
-        model, _, history = load_stage(ckpt_dir, device=device, expect=config)
+        model, _, history = load_stage(ckpt_dir, device=device, expect=config, decode=decode)
         return model, history
     last = ckpt_dir / "last.pth"
     if last.is_file():
         _check_compatible(load_checkpoint(last).get("config", {}), config, last)
-    parts = stage_parts(config)
+    parts = stage_parts(config, encode=encode, viewpoint=viewpoint, loss_fn=loss_fn)
     device = torch.device(device) if device is not None else env.pick_device()
     load = dict(load_images=parts["load_images"], load_masks=parts["load_masks"])
     train_loader = make_loader(RHDSamples(train_records, **load), config.n_batch,
@@ -242,7 +254,7 @@ def train_stage(
     return model.eval(), history
 
 
-def load_stage(path: str | Path, device=None, expect: Hand3DConfig | None = None
+def load_stage(path: str | Path, device=None, expect: Hand3DConfig | None = None, decode=None
                ) -> tuple[nn.Module, Hand3DConfig, History]:
     """Load a stage from a checkpoint file or a run folder (its ``best.pth``): rebuilds the
     network from the config saved with it. Returns ``(model, config, history)``, the model in
@@ -262,7 +274,7 @@ def load_stage(path: str | Path, device=None, expect: Hand3DConfig | None = None
                                      if k in {f.name for f in dataclasses.fields(Hand3DConfig)}})
     if expect is not None:
         _check_compatible(saved, expect, path)
-    model = build_model(config)
+    model = build_model(config, decode=decode)
     ckpt = load_checkpoint(path, model)
     history = ckpt.get("history", [])
     last = path.with_name("last.pth")
@@ -274,7 +286,7 @@ def load_stage(path: str | Path, device=None, expect: Hand3DConfig | None = None
 
 def evaluate_stage(model: nn.Module, config: Hand3DConfig, records: list[dict], device=None,
                    batch_size: int = 32, num_workers: int | None = None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, encode=None, viewpoint=None, loss_fn=None) -> dict:
     """Evaluate one stage on its own, on ground-truth inputs: HandSegNet on whole images (hand
     IoU), PoseNet on ground-truth crops (2D protocol, original-image pixels), PosePrior on score
     maps rendered from the ground-truth 2D keypoints (3D, mm: Zimmermann & Brox's protocol for
@@ -282,8 +294,8 @@ def evaluate_stage(model: nn.Module, config: Hand3DConfig, records: list[dict], 
     numbers (``iou`` / ``epe_px`` / ``epe_mm`` ...) and, for PoseNet and PosePrior, the full
     protocol dict under ``"protocol"`` (with the PCK curve for plotting); for PosePrior also
     ``"arrays"``, the per-image predictions and targets (``pred``, ``gt`` in wrist-relative mm,
-    ``visible``)."""
-    parts = stage_parts(config)
+    ``visible``). ``encode``, ``viewpoint``, ``loss_fn``: as in :func:`stage_parts`."""
+    parts = stage_parts(config, encode=encode, viewpoint=viewpoint, loss_fn=loss_fn)
     device = torch.device(device) if device is not None else env.pick_device()
     data = RHDSamples(records, load_images=parts["load_images"], load_masks=parts["load_masks"])
     loader = make_loader(data, batch_size, num_workers=num_workers, device=device)
