@@ -4,6 +4,8 @@ Edit the notebook's `#@save models` cells, not this file: the tests check that t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -24,7 +26,7 @@ def conv_bn_act(cin: int, cout: int, stride: int = 1,
 
 
 class SimpleCNN(nn.Module):
-    """The reference's plain CNN: 5 conv-BN-ReLU layers, global average pool, a small MLP.
+    """A plain CNN: 5 conv-BN-ReLU layers, global average pool, a small MLP.
 
     224 input -> 14x14 before pooling: conv s2 3->32, conv 32->64, maxpool, conv 64->128,
     maxpool, conv 128->128, maxpool, conv 128->256; head FC 256->256, ReLU, Dropout, FC -> 42.
@@ -112,7 +114,7 @@ MOBILE_LITE_LAYOUT = ((32, 1), (48, 2), (48, 1), (64, 2), (64, 1), (96, 2), (128
 
 
 class MobileLiteRegressor(nn.Module):
-    """The reference's MobileLite: stem conv s2 3->32 (BN, ReLU6), seven inverted bottlenecks
+    """MobileLite: stem conv s2 3->32 (BN, ReLU6), seven inverted bottlenecks
     (expansion 4, :data:`MOBILE_LITE_LAYOUT`), global average pool, FC 128->256, ReLU6,
     Dropout 0.2, FC 256->num_outputs. ``se=True`` gives :class:`MobileLiteSE`."""
 
@@ -147,18 +149,33 @@ class MobileLiteSE(MobileLiteRegressor):
 
 
 # --- from notebooks/03_cnn_regression.ipynb ---
-class SoftArgmax2d(nn.Module):
-    """Heatmap logits ``(B, J, H, W)`` -> expected coordinates ``(B, 2J)`` (x1, y1, x2, ...).
+def soft_argmax(logits: torch.Tensor) -> torch.Tensor:
+    """Heatmap logits ``(B, J, H, W)`` -> expected coordinates ``(B, J, 2)``, normalised.
 
     A softmax over each map's pixels gives a probability map ``p``; the output is its mean
-    position, ``u = sum_ij p_ij (j + 0.5) / W`` (and likewise ``v``): the same normalised
-    coordinates as the regression targets, and differentiable, so an L1 loss on coordinates
-    trains it. Unlike an argmax it is not quantised to the map's grid.
+    position, ``x = sum_rc p_rc (c + 0.5) / W`` and ``y = sum_rc p_rc (r + 0.5) / H``: the same
+    normalised coordinates as the regression targets, and differentiable, so an L1 loss on
+    coordinates trains it. Unlike an argmax it is not quantised to the map's grid.
     """
+    b, j, h, w = logits.shape
+    prob = torch.softmax(logits.flatten(2), dim=-1).view(b, j, h, w)  # each map sums to 1
+    # pixel centres in normalised coordinates: column c covers [c/W, (c+1)/W]
+    xs = (torch.arange(w, device=logits.device, dtype=prob.dtype) + 0.5) / w
+    ys = (torch.arange(h, device=logits.device, dtype=prob.dtype) + 0.5) / h
+    x = (prob.sum(2) * xs).sum(-1)  # marginal over rows, then its mean column
+    y = (prob.sum(3) * ys).sum(-1)
+    return torch.stack([x, y], dim=-1)
 
-    def __init__(self, beta: float = 1.0):
+
+class SoftArgmax2d(nn.Module):
+    """Heatmap logits ``(B, J, H, W)`` -> ``(B, 2J)`` (x1, y1, x2, ...), the layout of the
+    regression targets, through ``soft_argmax`` (a function like :func:`soft_argmax`)."""
+
+    def __init__(self, beta: float = 1.0,
+                 soft_argmax: Callable[[torch.Tensor], torch.Tensor] = soft_argmax):
         super().__init__()
         self.beta = beta  # a larger beta sharpens the softmax (beta -> inf: the argmax)
+        self.fn = soft_argmax
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """The softmax over each map's pixels: ``(B, J, H, W)`` maps that each sum to 1."""
@@ -166,14 +183,7 @@ class SoftArgmax2d(nn.Module):
         return torch.softmax(self.beta * logits.float().flatten(2), dim=-1).view(b, j, h, w)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        b, j, h, w = logits.shape
-        prob = self.probabilities(logits)
-        # pixel centres in normalised coordinates: column j covers [j/W, (j+1)/W]
-        xs = (torch.arange(w, device=logits.device, dtype=prob.dtype) + 0.5) / w
-        ys = (torch.arange(h, device=logits.device, dtype=prob.dtype) + 0.5) / h
-        x = (prob.sum(2) * xs).sum(-1)  # marginal over rows, then its mean column
-        y = (prob.sum(3) * ys).sum(-1)
-        return torch.stack([x, y], dim=-1).flatten(1)
+        return self.fn(self.beta * logits.float()).flatten(1)
 
 
 # --- from notebooks/03_cnn_regression.ipynb ---
@@ -183,10 +193,11 @@ class UNetSoftArgmax(nn.Module):
     Encoder: two conv-BN-ReLU layers per level at strides 2, 4, 8 and 16 (``width`` x 1, 2, 4, 8
     channels). Decoder: upsample, concatenate the encoder's map of the same stride (the skip
     connection), one conv, back to stride 4, where a 1x1 conv makes one logit map per joint for
-    :class:`SoftArgmax2d`.
+    :class:`SoftArgmax2d`, which runs ``soft_argmax`` (a function like :func:`soft_argmax`).
     """
 
-    def __init__(self, num_outputs: int = NUM_OUTPUTS_2D, width: int = 16):
+    def __init__(self, num_outputs: int = NUM_OUTPUTS_2D, width: int = 16,
+                 soft_argmax: Callable[[torch.Tensor], torch.Tensor] = soft_argmax):
         super().__init__()
         if num_outputs % 2:
             raise ValueError("UNetSoftArgmax outputs (x, y) pairs: num_outputs must be even")
@@ -200,7 +211,7 @@ class UNetSoftArgmax(nn.Module):
         self.up8 = conv_bn_act(8 * w + 4 * w, 4 * w)
         self.up4 = conv_bn_act(4 * w + 2 * w, 2 * w)
         self.heatmaps = nn.Conv2d(2 * w, num_outputs // 2, 1)
-        self.soft_argmax = SoftArgmax2d()
+        self.soft_argmax = SoftArgmax2d(soft_argmax=soft_argmax)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The per-joint logit maps at stride 4, before the soft-argmax (for plotting)."""
@@ -221,7 +232,8 @@ class SoftArgmaxRegressor(nn.Module):
     """SimpleCNN's convolutions at stride 8 (no last pooling), a 1x1 conv to one map per joint
     and :class:`SoftArgmax2d`: the soft-argmax head without the U-Net's context and detail."""
 
-    def __init__(self, num_outputs: int = NUM_OUTPUTS_2D):
+    def __init__(self, num_outputs: int = NUM_OUTPUTS_2D,
+                 soft_argmax: Callable[[torch.Tensor], torch.Tensor] = soft_argmax):
         super().__init__()
         if num_outputs % 2:
             raise ValueError("SoftArgmaxRegressor outputs (x, y) pairs: num_outputs must be even")
@@ -230,7 +242,7 @@ class SoftArgmaxRegressor(nn.Module):
             conv_bn_act(64, 128), nn.MaxPool2d(2), conv_bn_act(128, 128), conv_bn_act(128, 256))
         self.out_channels = 256
         self.heatmaps = nn.Conv2d(256, num_outputs // 2, 1)
-        self.soft_argmax = SoftArgmax2d()
+        self.soft_argmax = SoftArgmax2d(soft_argmax=soft_argmax)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.soft_argmax(self.heatmaps(self.features(x)))
@@ -259,11 +271,16 @@ MODEL_NAMES = ("simple", "mobile", "mobile_se", "simple_softargmax", "unet_softa
 
 
 def build_model(name: str, num_outputs: int = NUM_OUTPUTS_2D, pretrained: bool = False,
+                soft_argmax: Callable[[torch.Tensor], torch.Tensor] | None = None,
                 **kwargs) -> nn.Module:
     """A regressor by name (:data:`MODEL_NAMES`); the course's own always start from scratch,
-    ``pretrained=True`` loads ImageNet weights into a ResNet. ``kwargs`` go to the constructor
-    (``dropout=0.1``, ``se_gate="sigmoid"``, ``width=24``)."""
+    ``pretrained=True`` loads ImageNet weights into a ResNet. ``soft_argmax`` replaces the
+    function of the soft-argmax heads (the other models have none and ignore it). ``kwargs`` go
+    to the constructor (``dropout=0.1``, ``se_gate="sigmoid"``, ``width=24``)."""
     key = name.lower().replace("-", "_")
+    if soft_argmax is not None and key in ("simple_softargmax", "softargmax", "unet_softargmax",
+                                           "unet"):
+        kwargs["soft_argmax"] = soft_argmax
     if key == "simple":
         return SimpleCNN(num_outputs, **kwargs)
     if key in ("mobile", "mobilelite"):
