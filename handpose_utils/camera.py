@@ -31,3 +31,19 @@ def backproject(uv, z, K) -> np.ndarray:
     x = (uv[..., 0] - cx) / fx * z
     y = (uv[..., 1] - cy) / fy * z
     return np.stack([x, y, z], axis=-1)
+
+
+# --- from notebooks/01_data_prep.ipynb ---
+def to_normalised(kp, width, height) -> np.ndarray:
+    """``(..., 2)`` pixels of a ``width x height`` image, which spans ``[-0.5, width - 0.5]`` (pixel
+    centres at integers), to normalised ``(u, v)``: 0 at the left / top edge, 1 at the right / bottom."""
+    return (np.asarray(kp, dtype=np.float64) + 0.5) / np.array([width, height], dtype=np.float64)
+
+
+def to_pixels(uv, width, height) -> np.ndarray:
+    """Inverse of :func:`to_normalised`: normalised ``(..., 2)`` to pixels of a ``width x height``
+    image."""
+    return np.asarray(uv, dtype=np.float64) * np.array([width, height], dtype=np.float64) - 0.5
+
+
+normalised_coordinates = (to_normalised, to_pixels)  # the pair, as exercise 01.2 asks for it

@@ -32,6 +32,21 @@ def test_version_selection(synthetic_root):
     assert len(recs) == 6 and all(r["version"] == 0 for r in recs)
 
 
+def test_keypoints_come_from_the_projection_passed_in(synthetic_root):
+    """Notebook 01 hands the reader the learner's projection: one pose at a time, (21, 3) and (3, 3)."""
+    calls = []
+
+    def one_pose(xyz, K):
+        assert np.shape(xyz) == (21, 3) and np.shape(K) == (3, 3)
+        calls.append(1)
+        return project(xyz, K) + 1.0
+
+    course = load_freihand(synthetic_root, versions=[0])
+    theirs = load_freihand(synthetic_root, versions=[0], project=one_pose)
+    assert len(calls) == 6
+    for a, b in zip(course, theirs):
+        np.testing.assert_allclose(np.array(b["keypoints"]), np.array(a["keypoints"]) + 1.0, atol=1e-3)
+
 def test_accepts_parent_folder(tmp_path, synthetic_root):
     parent = tmp_path / "data"
     shutil.copytree(synthetic_root, parent / "FreiHAND_pub_v2")

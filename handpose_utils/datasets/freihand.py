@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..camera import project
+from .. import camera
 from ..downloads import download_file, extract_zip
 from ..images import image_size
 
@@ -129,6 +129,7 @@ def load_freihand(
     split: str = "training",
     versions: list[int] | None = None,
     check_images: bool = True,
+    project=None,
 ) -> list[dict]:
     """Read FreiHAND's native layout into records, one per image.
 
@@ -140,6 +141,8 @@ def load_freihand(
 
     ``versions`` picks background versions (default: all that are on disk). With
     ``check_images`` the reader checks that the image files of every version it returns exist.
+    ``project(xyz, K)``, ``(21, 3)`` points and a ``(3, 3)`` camera to ``(21, 2)`` pixels, makes
+    the keypoints (default :func:`handpose_utils.camera.project`, all poses at once).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -207,7 +210,10 @@ def load_freihand(
         visible = visible.astype(int)
     else:
         visible = np.ones((n, 21), int)
-    uv = project(xyz, K)
+    if project is None:
+        uv = camera.project(xyz, K)
+    else:  # one pose at a time, the way a learner's projection is written
+        uv = np.stack([np.asarray(project(p, k), dtype=np.float64) for p, k in zip(xyz, K)])
 
     # A version is on disk when its first image is; then all its images must be.
     available = [v for v in range(4) if freihand_image_path(root, split, n * v).is_file()]
