@@ -138,7 +138,7 @@ def check(exercise_id: str, answer) -> bool:
 
 
 def _name(obj) -> str:
-    return getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or repr(obj)
+    return getattr(obj, "__name__", None) or type(obj).__name__
 
 
 def use(exercise_id: str, answer, *, reference):
