@@ -147,11 +147,11 @@ def load_real_hands(real_dir, max_per_source: int | None = None) -> list[dict]:
 
 
 # --- from notebooks/08_real_hands_capstone.ipynb ---
-def crop_cache(samples, boxes, size: int, frame: int = 224, keypoints=None):
+def crop_cache(samples, boxes, size: int, frame: int = 224, keypoints=None, to_crop=to_crop):
     """An ``ImageCache`` of ``size x size`` crops of ``samples`` (dicts with
     ``image_path``, ``keypoints``, ``visible``) at ``boxes``; keypoints (default: the samples')
     in the cache's pixels, ``orig_size`` ``frame x frame``, so predictions come back in pixels
-    of a ``frame x frame`` crop."""
+    of a ``frame x frame`` crop. ``to_crop(keypoints, box, size)`` moves the keypoints."""
     from handpose_utils.data import ImageCache
     from handpose_utils.images import read_image
 
@@ -213,24 +213,33 @@ def gaussian_targets(keypoints: torch.Tensor, codec: HeatmapCodec):
 
 
 # --- from notebooks/08_real_hands_capstone.ipynb ---
+def pck_with_misses(pred, gt, threshold: float, visible=None) -> float:
+    """The fraction of the labelled joints (``visible`` ``(N, J)``, default all) of ``gt``
+    ``(N, J, 2)`` that ``pred`` places within ``threshold`` pixels. A missed image has NaN
+    predictions: ``NaN <= t`` is False, so its labelled joints are wrong and stay counted."""
+    dist = np.linalg.norm(np.asarray(pred, np.float64) - np.asarray(gt, np.float64), axis=-1)
+    vis = np.ones(dist.shape, bool) if visible is None else np.asarray(visible, bool)
+    return float(((dist <= threshold) & vis).sum() / max(int(vis.sum()), 1))
+
+
 def score_points(pred, gt, visible=None, frame: int = 224, alpha: float = 0.05,
-                 thresholds=tuple(range(31))) -> dict:
-    """PCK@alpha (of the ``frame``), AUC of the PCK curve over ``thresholds`` (px, divided by the
-    largest), EPE (px) and the detection rate of ``pred`` ``(N, J, 2)`` against ``gt``, over the
-    ``visible`` joints. A missed image has NaN predictions: its joints count as wrong for PCK and
-    AUC, and it is left out of the EPE."""
-    pred, gt = torch.as_tensor(pred, dtype=torch.float32), torch.as_tensor(gt, dtype=torch.float32)
-    vis = torch.ones(gt.shape[:2], dtype=torch.bool) if visible is None else torch.as_tensor(visible).bool()
-    found = torch.isfinite(pred).all(-1).all(-1)  # (N,)
-    dist = torch.linalg.vector_norm(pred - gt, dim=-1)  # (N, J), NaN for a miss
-    dist = torch.where(found[:, None], dist, torch.full_like(dist, float("inf")))
-    n = vis.sum().clamp(min=1)
-    curve = [float(((dist <= t) & vis).sum() / n) for t in thresholds]
+                 thresholds=tuple(range(31)), pck=pck_with_misses) -> dict:
+    """PCK@alpha (of the ``frame``) and the PCK curve over ``thresholds`` (px), both with ``pck``,
+    the curve's AUC (divided by the largest threshold), EPE (px) and the detection rate of
+    ``pred`` ``(N, J, 2)`` against ``gt``, over the ``visible`` joints. A missed image has NaN
+    predictions: it counts (as wrong) in PCK and AUC, and is left out of the EPE."""
+    pred = torch.as_tensor(pred, dtype=torch.float64).cpu().numpy()
+    gt = torch.as_tensor(gt, dtype=torch.float64).cpu().numpy()
+    vis = (np.ones(gt.shape[:2], bool) if visible is None
+           else torch.as_tensor(visible).bool().cpu().numpy())
+    found = np.isfinite(pred).all((1, 2))  # (N,)
+    dist = np.linalg.norm(pred - gt, axis=-1)  # (N, J), NaN for a miss
+    curve = [float(pck(pred, gt, t, vis)) for t in thresholds]
     auc = float(np.trapezoid(curve, thresholds) / (thresholds[-1] - thresholds[0]))
     seen = vis & found[:, None]
-    return {"PCK@0.05": float(((dist <= alpha * frame) & vis).sum() / n), "AUC": auc,
+    return {"PCK@0.05": float(pck(pred, gt, alpha * frame, vis)), "AUC": auc,
             "EPE px": float(dist[seen].mean()) if seen.any() else float("nan"),
-            "detected": float(found.float().mean()), "curve": curve}
+            "detected": float(found.mean()), "curve": curve}
 
 
 @torch.no_grad()
@@ -260,10 +269,10 @@ def predict_points(model, cache, to_points, batch_size: int = 64, channels_last:
     return torch.cat(out), len(cache) / max(seconds, 1e-9)
 
 
-def teacher_points(samples, boxes, frame: int = 224, **kwargs) -> np.ndarray:
+def teacher_points(samples, boxes, frame: int = 224, to_crop=to_crop, **kwargs) -> np.ndarray:
     """MediaPipe's keypoints ``(N, 21, 2)`` on each whole image, in pixels of the ``frame``
-    crop of ``boxes``: of the hands it finds, the one whose centre is nearest the box's; NaN
-    where it finds none. ``kwargs`` go to ``mediapipe_labels.detect_hands``."""
+    crop of ``boxes`` (moved with ``to_crop``): of the hands it finds, the one whose centre is
+    nearest the box's; NaN where it finds none. ``kwargs`` go to ``detect_hands``."""
     from handpose_utils.images import read_image
     from handpose_utils.mediapipe_labels import detect_hands
 
