@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import lessons
 import pytest
 
 import handpose_utils as hp
@@ -38,8 +39,7 @@ def test_every_notebook_has_three_checked_exercises_with_solutions():
     solved = {ex_id for _, ex_id, _ in solution_cells()}
     for nb in NOTEBOOKS:
         prefix = nb.name[:2]
-        asked = {m.group(1) for code in code_cells(nb) if not SOLUTION.match(code.strip())
-                 for m in CHECK_CALL.finditer(code)}
+        asked = {a.id for a in lessons.asked(nb)}
         assert len(asked) >= 3, f"{nb.name} asks {sorted(asked)}: needs at least 3 exercises"
         assert all(a.startswith(prefix + ".") for a in asked), (nb.name, sorted(asked))
         assert asked <= ids, f"{nb.name}: no check registered for {sorted(asked - ids)}"
