@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,126 +21,7 @@ from handpose_utils.datasets.ouhands import load_landmark_files
 from handpose_utils.downloads import imagenet_state_dict
 from handpose_utils.images import read_image
 from handpose_utils.metrics import bbox_size, epe, joint_distances, pck
-from handpose_utils.plots import GT_COLOR, PRED_COLOR, draw_hand
-from handpose_utils.skeletons import HAND21_NAMES, NUM_HAND_JOINTS, hand21_joint_colors
-
-
-# --- from notebooks/04_mobilenetv2_landmarks.ipynb ---
-def _as_image(image) -> np.ndarray:
-    return read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
-
-
-def show_landmarks(image, landmarks, ax=None, title: str | None = None, depth: bool = True):
-    """An image (array or path) with its 21 landmarks (MediaPipe normalisation), joints coloured
-    by z (blue = closer to the camera than the wrist) and, with ``depth``, a second panel seen
-    from above (x against z)."""
-    img = _as_image(image)
-    h, w = img.shape[:2]
-    lm = np.asarray(landmarks, float)
-    px = landmarks_to_pixels(lm, (w, h))
-    if ax is None:
-        _, axes = plt.subplots(1, 2 if depth else 1, figsize=(10 if depth else 5, 3.8),
-                               squeeze=False,
-                               gridspec_kw={"width_ratios": [1.4, 1]} if depth else None)
-        axes = axes[0]
-    else:
-        axes = [ax]
-    axes[0].imshow(img)
-    draw_hand(axes[0], px)
-    if depth:
-        lim = max(np.abs(lm[:, 2]).max(), 1e-3)
-        axes[0].scatter(px[:, 0], px[:, 1], c=lm[:, 2], cmap="coolwarm", vmin=-lim, vmax=lim,
-                        s=14, zorder=4, edgecolors="black", linewidths=0.3)
-    axes[0].set_title(title or "landmarks (joint colour = z)", fontsize=9)
-    axes[0].axis("off")
-    if depth and len(axes) > 1:
-        draw_hand(axes[1], np.stack([lm[:, 0] * w, lm[:, 2] * w], axis=1))  # both in x's pixels
-        axes[1].axhline(0, color="grey", lw=0.8, ls="--")
-        axes[1].invert_yaxis()  # the camera at the top: negative z (closer) plotted up
-        axes[1].set_aspect("equal", adjustable="datalim")
-        axes[1].set(xlabel="x (px)", ylabel="z × W (px, on x's scale)",
-                    title="seen from above, camera at the top: z relative to the wrist (dashed)")
-        axes[1].title.set_fontsize(9)
-    return axes
-
-
-def show_prediction(image, gt, pred, ax=None, title: str | None = None, errors: bool = True):
-    """The teacher's landmarks (green) and the student's (red) on the image, a line from each
-    teacher joint to its prediction and, with ``errors``, the per-joint pixel errors beside it."""
-    img = _as_image(image)
-    h, w = img.shape[:2]
-    gt_px = landmarks_to_pixels(np.asarray(gt, float), (w, h))
-    pred_px = landmarks_to_pixels(np.asarray(pred, float), (w, h))
-    err = np.linalg.norm(pred_px - gt_px, axis=-1)
-    if ax is None:
-        _, axes = plt.subplots(1, 2 if errors else 1, figsize=(11 if errors else 5.5, 3.8),
-                               squeeze=False,
-                               gridspec_kw={"width_ratios": [1.5, 1]} if errors else None)
-        axes = axes[0]
-    else:
-        axes = [ax]
-    axes[0].imshow(img)
-    for (x0, y0), (x1, y1) in zip(gt_px, pred_px):
-        axes[0].plot([x0, x1], [y0, y1], "-", color="white", lw=0.8, alpha=0.8)
-    draw_hand(axes[0], gt_px, color=GT_COLOR, label="teacher")
-    draw_hand(axes[0], pred_px, color=PRED_COLOR, label="student")
-    axes[0].legend(loc="lower right", fontsize=7)
-    axes[0].set_title(title or f"mean 2D error {err.mean():.1f} px", fontsize=9)
-    axes[0].axis("off")
-    if errors and len(axes) > 1:
-        plot_per_joint_errors(err, ax=axes[1], title="this image: error per joint")
-    return axes
-
-
-def plot_per_joint_errors(errors, ax=None, title: str = "mean error per joint", unit: str = "px"):
-    """A bar per HAND21 joint: ``errors`` is (21,) or (N, 21) (then averaged over N)."""
-    e = np.asarray(errors, float)
-    if e.ndim == 2:
-        e = np.nanmean(e, axis=0)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(10, 3))
-    ax.bar(range(len(e)), e, color=hand21_joint_colors(), edgecolor="black", linewidth=0.4)
-    ax.set_xticks(range(len(e)))
-    ax.set_xticklabels(HAND21_NAMES[: len(e)], rotation=70, fontsize=7)
-    ax.set_ylabel(unit)
-    ax.set_title(title, fontsize=9)
-    return ax
-
-
-def prediction_browser(image_paths: Sequence[str], gt, pred) -> None:
-    """An ipywidgets slider calling :func:`show_prediction`. Call ``show_prediction`` once
-    yourself first: ``interact`` prints errors instead of raising them."""
-    from ipywidgets import IntSlider, interact
-
-    gt, pred = np.asarray(gt), np.asarray(pred)
-
-    def _show(index=0):
-        show_prediction(image_paths[index], gt[index], pred[index],
-                        title=f"{Path(image_paths[index]).name}")
-        plt.show()
-
-    interact(_show, index=IntSlider(value=0, min=0, max=len(image_paths) - 1, step=1,
-                                    continuous_update=False))
-
-
-def show_class_examples(records: Sequence[dict], cols: int = 5, size: float = 2.4,
-                        titles: dict | None = None):
-    """The first image of each class in OUHANDS records, titled with the class letter (and
-    ``titles[class]`` if given, e.g. the synthetic gesture)."""
-    first: dict[str, dict] = {}
-    for rec in records:
-        first.setdefault(rec["class"], rec)
-    classes = sorted(first)
-    rows = max(1, math.ceil(len(classes) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 0.8), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, cls in zip(axes.flat, classes):
-        ax.imshow(read_image(first[cls]["image_path"]))
-        extra = f" ({titles[cls]})" if titles and cls in titles else ""
-        ax.set_title(f"class {cls}{extra}: {first[cls]['subject']}", fontsize=8)
-    fig.tight_layout()
-    return fig
+from handpose_utils.skeletons import NUM_HAND_JOINTS
 
 
 # --- from notebooks/04_mobilenetv2_landmarks.ipynb ---
@@ -428,10 +308,12 @@ def mean_abs_coordinate_error(pred, target) -> float:
 # --- from notebooks/04_mobilenetv2_landmarks.ipynb ---
 class LandmarkMeter:
     """Accumulates a validation pass (``reset`` / ``update`` / ``compute``) and computes the
-    metrics listed above; ``arrays()`` gives the decoded predictions and per-joint errors."""
+    metrics listed above; ``arrays()`` gives the decoded predictions and per-joint errors.
+    ``mpjpe(pred, gt)`` on ``(N, 21, 3)`` target-unit points computes ``mpjpe``."""
 
-    def __init__(self, z_scale: float = Z_SCALE, alphas: Sequence[float] = (0.1, 0.2)):
-        self.codec, self.alphas = LandmarkCodec(z_scale), tuple(alphas)
+    def __init__(self, z_scale: float = Z_SCALE, alphas: Sequence[float] = (0.1, 0.2),
+                 mpjpe=mpjpe):
+        self.codec, self.alphas, self.mpjpe = LandmarkCodec(z_scale), tuple(alphas), mpjpe
         self.z_scale = z_scale
         self.log_items = [("mpjpe", "MPJPE", "{:.4f}"), ("mpjpe_px", "MPJPE2D", "{:.1f}px"),
                           ("mean_abs", "mean|Δ|", "{:.4f}"),
@@ -472,7 +354,9 @@ class LandmarkMeter:
     def compute(self) -> dict:
         a = self.arrays()
         out, tgt = a["outputs"], a["targets"]
-        res = {"mpjpe": mpjpe(out, tgt), "mpjpe_px": epe(a["pred_px"], a["gt_px"]),
+        points = lambda v: v[:, :NUM_OUTPUTS].reshape(-1, NUM_HAND_JOINTS, 3)  # noqa: E731
+        res = {"mpjpe": float(self.mpjpe(points(out), points(tgt))),
+               "mpjpe_px": epe(a["pred_px"], a["gt_px"]),
                "mean_abs": mean_abs_coordinate_error(out, tgt)}
         d = (a["pred"] - a["gt"]).abs()
         w, h = a["size"][:, 0, None], a["size"][:, 1, None]
@@ -493,7 +377,7 @@ class LandmarkMeter:
 
 
 def mean_hand_baseline(train: LandmarkLabels, val: LandmarkLabels, z_scale: float = Z_SCALE,
-                       alphas: Sequence[float] = (0.1, 0.2)) -> dict:
+                       alphas: Sequence[float] = (0.1, 0.2), mpjpe=mpjpe) -> dict:
     """:class:`LandmarkMeter`'s metrics on ``val`` for a constant prediction: the training
     labels' mean hand and mean handedness."""
     codec = LandmarkCodec(z_scale)
@@ -503,6 +387,6 @@ def mean_hand_baseline(train: LandmarkLabels, val: LandmarkLabels, z_scale: floa
     outputs = torch.tensor(np.tile(np.append(mean, logit), (len(val), 1)), dtype=torch.float32)
     targets = torch.tensor(np.concatenate([codec.encode(val.landmarks), val.p_right[:, None]],
                                           axis=1))
-    meter = LandmarkMeter(z_scale, alphas)
+    meter = LandmarkMeter(z_scale, alphas, mpjpe)
     meter.update(outputs, targets, {"orig_size": torch.tensor(val.image_size, dtype=torch.float32)})
     return meter.compute()

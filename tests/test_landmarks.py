@@ -204,12 +204,14 @@ def test_true_mpjpe_versus_the_references_mean_abs():
 def test_plots_draw(landmarks_dir):
     import matplotlib.pyplot as plt
 
+    from handpose_utils.plots import landmarks as figs
+
     labels = L.load_landmark_labels(landmarks_dir, "validation", limit=1)
-    axes = L.show_landmarks(labels.image_paths[0], labels.landmarks[0])
+    axes = figs.show_landmarks(labels.image_paths[0], labels.landmarks[0])
     assert len(axes) == 2 and axes[0].images and axes[1].lines
     gt = labels.landmarks[0]
     pred = gt + np.array([0.01, 0.0, 0.0])
-    axes = L.show_prediction(labels.image_paths[0], gt, pred)
+    axes = figs.show_prediction(labels.image_paths[0], gt, pred)
     assert "6.4 px" in axes[0].get_title()  # 0.01 of 640 px on every joint
     heights = [p.get_height() for p in axes[1].patches]
     assert len(heights) == 21 and np.allclose(heights, 6.4)
