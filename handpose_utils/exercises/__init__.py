@@ -138,6 +138,8 @@ def check(exercise_id: str, answer) -> bool:
 
 
 def _name(obj) -> str:
+    if isinstance(obj, (tuple, list)):  # a pair of functions, such as encode and decode
+        return " and ".join(_name(o) for o in obj)
     return getattr(obj, "__name__", None) or type(obj).__name__
 
 
