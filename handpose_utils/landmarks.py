@@ -354,7 +354,7 @@ class LandmarkMeter:
     def compute(self) -> dict:
         a = self.arrays()
         out, tgt = a["outputs"], a["targets"]
-        points = lambda v: v[:, :NUM_OUTPUTS].reshape(-1, NUM_HAND_JOINTS, 3)  # noqa: E731
+        points = lambda v: v[:, :NUM_OUTPUTS].reshape(-1, NUM_HAND_JOINTS, 3)
         res = {"mpjpe": float(self.mpjpe(points(out), points(tgt))),
                "mpjpe_px": epe(a["pred_px"], a["gt_px"]),
                "mean_abs": mean_abs_coordinate_error(out, tgt)}
