@@ -240,11 +240,13 @@ def object_keypoint_similarity(pred, gt, area: float, sigmas=COCO_OKS_SIGMAS,
     return float(np.exp(-e).mean())
 
 
-def per_person_oks(records, results, sigmas=COCO_OKS_SIGMAS) -> np.ndarray:
+def per_person_oks(records, results, sigmas=COCO_OKS_SIGMAS, oks=None) -> np.ndarray:
     """OKS of each prediction against its own ground-truth person (top-down with ground-truth
     boxes: ``results[i]`` was predicted in the box of ``records[i]``). A person without labelled
     joints is scored against its ``bbox`` as pycocotools does (the records' box is clipped to the
-    image, so it can differ slightly from pycocotools' raw annotation box there)."""
+    image, so it can differ slightly from pycocotools' raw annotation box there). ``oks``: a
+    function ``(pred, gt, area, sigmas)`` to use instead of :func:`object_keypoint_similarity`
+    for people with labelled joints (a notebook's own)."""
     if len(records) != len(results):
         raise ValueError(f"{len(records)} records but {len(results)} results: pass the results "
                          "of the same loader, in order")
@@ -255,7 +257,10 @@ def per_person_oks(records, results, sigmas=COCO_OKS_SIGMAS) -> np.ndarray:
                              f"{res['image_id']}: the lists are not in the same order")
         gt = np.c_[np.asarray(rec["keypoints"], float).reshape(-1, 2), rec["visible"]]
         pred = np.asarray(res["keypoints"], float).reshape(-1, 3)[:, :2]
-        out.append(object_keypoint_similarity(pred, gt, rec["area"], sigmas, rec.get("bbox")))
+        if oks is not None and (gt[:, 2] > 0).any():
+            out.append(float(oks(pred, gt, rec["area"], sigmas)))
+        else:
+            out.append(object_keypoint_similarity(pred, gt, rec["area"], sigmas, rec.get("bbox")))
     return np.asarray(out)
 
 

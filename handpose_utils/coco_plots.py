@@ -1,5 +1,6 @@
-"""Plots for the COCO heatmap lesson: people on images (GT green, prediction red), per-joint
-heatmaps, augmented crops, decoding error, OKS tolerance circles and AP bars.
+"""Plots for the COCO heatmap lesson: people on images (GT green, prediction red), crops cut
+through an affine warp, targets with their centres, per-joint heatmaps, augmented and recoloured
+crops, decoding error, OKS tolerance circles and AP bars.
 
 Every browser wraps a plain plotting function that a notebook calls once directly first
 (``interact`` prints exceptions instead of raising them).
@@ -22,6 +23,9 @@ __all__ = [
     "show_people",
     "show_heatmaps",
     "show_augmentations",
+    "show_crops",
+    "show_target_centres",
+    "show_colour_draws",
     "plot_decoding_error",
     "plot_oks_tolerance",
     "plot_ap_bars",
@@ -132,6 +136,59 @@ def show_heatmaps(image, heatmaps, target_weight=None, keypoints=None, names=COC
             label += f", w={float(_np(target_weight).reshape(-1)[j]):g}"
         ax.set_title(label, fontsize=6.5)
     for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def show_crops(record: dict, center, size, input_size, rotations=(0.0, 30.0)):
+    """A person's image with its crop box, then the crop cut at each of ``rotations`` (degrees)
+    through :func:`handpose_utils.topdown.crop_matrix`, the keypoints moved by the same matrix."""
+    from .topdown import apply_affine, crop_matrix, warp_image
+
+    image = read_image(record["image_path"])
+    kp = np.asarray(record["keypoints"], float).reshape(-1, 2)
+    labelled = np.asarray(record["visible"]) > 0
+    center, size = np.asarray(center, float), np.asarray(size, float)
+    fig, axes = plt.subplots(1, 1 + len(rotations), figsize=(3.7 * (1 + len(rotations)), 4))
+    axes[0].imshow(image)
+    axes[0].add_patch(plt.Rectangle(center - size / 2, *size, fill=False, color="yellow"))
+    axes[0].scatter(*kp[labelled].T, s=8, c="red")
+    axes[0].set_title("image and crop box")
+    for ax, rot in zip(axes[1:], rotations):
+        M = crop_matrix(center, size, input_size, rotation=rot)
+        ax.imshow(warp_image(image, M, input_size))
+        ax.scatter(*apply_affine(kp, M)[labelled].T, s=8, c="red")
+        ax.set_title(f"crop, rotation {rot:.0f}°")
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def show_target_centres(maps: dict, mu):
+    """Target heatmaps side by side (``{title: (h, w) map}``), each with its centre of mass and
+    peak in the title, and a cross where the joint really is (``mu = (x, y)``)."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.5 * len(maps), 3))
+    for ax, (name, hm) in zip(np.atleast_1d(axes), maps.items()):
+        hm = np.asarray(hm, float)
+        ys, xs = np.mgrid[: hm.shape[0], : hm.shape[1]]
+        cx, cy = (hm * xs).sum() / hm.sum(), (hm * ys).sum() / hm.sum()
+        ax.imshow(hm, cmap="magma")
+        ax.plot(*np.asarray(mu, float)[:2], "c+", ms=14)
+        ax.set_title(f"{name}\npeak {hm.max():.3f}, centre of mass ({cx:.2f}, {cy:.2f})",
+                     fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def show_colour_draws(crop, draws):
+    """A uint8 crop ``(3, H, W)`` and its recoloured copies ``(n, 3, H, W)`` in one row."""
+    fig, axes = plt.subplots(1, 1 + len(draws), figsize=(12, 2.6))
+    titles = ["original"] + [f"draw {k + 1}" for k in range(len(draws))]
+    for ax, img, title in zip(axes, [crop, *draws], titles):
+        ax.imshow(_crop_rgb(img))
+        ax.set_title(title, fontsize=8)
         ax.axis("off")
     fig.tight_layout()
     return fig
