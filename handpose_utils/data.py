@@ -14,8 +14,8 @@ image of width ``W`` spans ``[-0.5, W - 0.5]``. Resizing from ``W`` to ``S`` pix
 
     x' = (x + 0.5) * S / W - 0.5
 
-and a horizontal flip maps ``x' = W - 1 - x``. (The reference project scaled by ``S / W`` and
-flipped with ``223 - x``: the two disagree by half a pixel.) Regression targets are
+and a horizontal flip maps ``x' = W - 1 - x`` (scaling by ``S / W`` with that flip would
+disagree by half a pixel). Regression targets are
 **normalised coordinates** ``u = (x + 0.5) / W`` in ``[0, 1]`` from the left edge to the right
 edge: they do not depend on the resolution, so ``x = u * W - 0.5`` maps a prediction back to the
 pixels of any resized copy, including the original image (:func:`to_original_pixels`).
@@ -374,7 +374,7 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
       and leaves no file. Use local disk (``/content``), not Drive.
 
     Keypoints are mapped to the cache frame with ``x' = (x + 0.5) * size / W - 0.5`` (see the
-    module docstring). Images are squashed to a square like the reference (no padding), so
+    module docstring). Images are squashed to a square (no padding), so
     non-square originals change aspect; ``orig_size`` maps predictions back exactly.
 
     An unreadable image raises :class:`~handpose_utils.images.ImageReadError` naming the file.

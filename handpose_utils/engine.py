@@ -222,7 +222,7 @@ class LivePlot:
 
 
 def format_epoch(row: dict, epochs: int, items: Sequence[tuple] = ()) -> str:
-    """The reference's epoch line, e.g.
+    """One line per epoch, e.g.
     ``[003/050] train=0.0421 | val=0.0385 | PCK@0.05=72.3% | lr=2.99e-04``.
     ``items`` are ``(metric_key, label, format)``; ``val_<metric_key>`` is printed if present."""
     parts = [f"train={row['train_loss']:.4f}"]
@@ -834,7 +834,7 @@ def predict(model, loader, *, prepare_batch=None, device=None, amp=None,
 
 
 def make_scheduler(optimizer, scheduler, epochs: int, warmup_epochs: int = 0):
-    """An epoch-level LR scheduler (stepped once per epoch, as in the reference and torchvision's
+    """An epoch-level LR scheduler (stepped once per epoch, as in torchvision's
     references):
 
     * ``"cosine"``: cosine decay to 0 over ``epochs - warmup_epochs``, after an optional linear
@@ -1096,7 +1096,7 @@ def fit(
           cfg = TrainConfig(checkpoint_dir="/content/runs/03",
                             drive_dir="/content/drive/MyDrive/handpose/03")
 
-    * **Feedback.** tqdm bars with the running loss, one log line per epoch (the reference's
+    * **Feedback.** tqdm bars with the running loss, one log line per epoch (
       ``[003/050] train=0.0421 | val=0.0385 | PCK@0.05=72.3% | lr=2.99e-04``) and a live plot in
       notebooks.
     * ``callbacks``: functions ``cb(epoch, history)`` called after each epoch's checkpoint; raise

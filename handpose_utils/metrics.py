@@ -10,17 +10,17 @@ Conventions shared by every function here:
 * Distances are Euclidean over the last dimension, and a joint is "correct" when its distance is
   **at most** the threshold (``<=``), as in FreiHAND's and Zimmermann & Brox's (hand3d)
   evaluation. With thresholds starting at 0, a perfect prediction then has PCK 1 everywhere and
-  an AUC of exactly 1 (with a strict ``<``, as MMPose and the reference project count, PCK at 0
+  an AUC of exactly 1 (with a strict ``<``, as MMPose counts, PCK at 0
   is 0 and the AUC of a perfect prediction over 31 thresholds is 0.983). Otherwise the two only
   differ for exact ties.
 * **The PCK normaliser must be named with every PCK figure** (:data:`PCK_NORMALISERS`): the
-  image size (the reference project), the **annotation bounding box** (MMPose: the box stored
+  image size, the **annotation bounding box** (MMPose: the box stored
   with the annotation, e.g. OneHand10K's or COCO-WholeBody's) or the tight **keypoint box**
   (the box around the labelled joints, all a dataset without boxes such as FreiHAND offers).
   The keypoint box is smaller than the annotation box (by 8-27 % on the real OneHand10K
   samples), so its PCK is stricter than MMPose's.
 * **Pooled averages.** :func:`pck` and :func:`epe` average over every visible joint of every
-  sample at once (the reference's ``mean`` over an ``(N, 21)`` array). ``per_joint=True`` /
+  sample at once (one ``mean`` over an ``(N, 21)`` array). ``per_joint=True`` /
   :func:`per_joint_epe` give one value per joint instead; their mean is MMPose's "per joint,
   then averaged" number. With all joints visible the two are identical.
 """
@@ -142,7 +142,7 @@ def pck(pred, gt, alpha: float, norm=1.0, visible=None, per_joint: bool = False)
 
     ``norm`` sets what ``alpha`` is relative to:
 
-    * a number: the same length for every sample. The reference project uses the input size,
+    * a number: the same length for every sample, such as the input size:
       ``pck(pred_px, gt_px, 0.05, norm=224)``: a joint is correct within 11.2 px of a 224 image.
       ``norm=1`` makes ``alpha`` a threshold in the points' own unit (px, mm).
     * an ``(N,)`` array: one length per sample: :func:`annotation_box_size` of the dataset's
@@ -247,7 +247,7 @@ class KeypointMeter:
     ``norm`` is the PCK normaliser (see :func:`pck`):
 
     * ``"image"`` (default): the longer side of the original image (``extras["orig_size"]``),
-      the reference convention: PCK@0.05 on 224 px FreiHAND images is "within 11.2 px".
+      so PCK@0.05 on 224 px FreiHAND images is "within 11.2 px".
     * ``"bbox"``: the longer side of each sample's **annotation** bounding box,
       ``extras["bbox"]`` ``(B, 4)`` ``[x, y, w, h]`` in the points' pixels (MMPose's hand PCK);
       a batch without boxes raises an error.
@@ -482,9 +482,8 @@ def fraction_within(pred, gt, threshold: float = 50.0, visible=None) -> float:
     """The fraction of joints whose 3D error is at most ``threshold`` (input's unit; 50 mm by
     default): one point of the 3D PCK curve.
 
-    This is what the reference project printed as "accuracy" (``error < 0.05`` with metres, i.e.
-    **within 5 cm**, averaged per batch; here over all joints at once, and counting ``<=`` like
-    the curve). 5 cm is about the length
+    Some projects print it as "accuracy" (``error < 0.05`` with metres, i.e. **within 5 cm**);
+    here it is taken over all joints at once, counting ``<=`` like the curve. 5 cm is about the length
     of a finger, so the number saturates early and says little: prefer MPJPE and the AUC."""
     pred, gt = _points3d(pred, gt)
     return pck(pred, gt, threshold, norm=1.0, visible=visible)

@@ -149,7 +149,7 @@ def use(exercise_id: str, answer, *, reference):
     verdict and then one line saying which of the two runs from here on, and why; never raises,
     so *Run all* always finishes::
 
-        soft_argmax = hp.use("03.1", my_soft_argmax, reference=hp.models.soft_argmax)
+        decode = hp.use("03.1", my_soft_argmax, reference=hp.models.soft_argmax)
     """
     ok = check(exercise_id, answer)
     if ok:
