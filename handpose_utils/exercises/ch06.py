@@ -332,7 +332,7 @@ def _(oks):
             raise Wrong(f"for a person of area {area:.0f} px² with {noise:.0f} px of noise "
                         f"({int((gt[:, 2] == 2).sum())} visible, {int((gt[:, 2] == 1).sum())} "
                         f"occluded and {int((gt[:, 2] == 0).sum())} unlabelled joints), "
-                        f"pycocotools gives OKS {theirs:.6f}, yours {mine:.6f}")
+                        f"pycocotools gives OKS {theirs:.7f}, yours {mine:.7f} ({mine - theirs:+.1e})")
     return "Agrees with pycocotools on small, medium and large people."
 
 
