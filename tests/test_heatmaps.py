@@ -161,3 +161,15 @@ def test_gaussian_blur_keeps_the_peak_height():
     assert y[0, 0, 10, 8] == y[0, 0].max() and y[0, 0, 10, 12] > 0
     with pytest.raises(ValueError, match="odd"):
         gaussian_blur(x, 10)
+
+
+def test_flip_shift_copies_the_edge_column_instead_of_wrapping_round():
+    import torch
+
+    from handpose_utils.heatmaps import HeatmapCodec
+
+    codec = HeatmapCodec(flip_index=(0,))
+    maps = torch.arange(5.0).view(1, 1, 1, 5)  # mirrored: 4 3 2 1 0
+    assert codec.flip_heatmaps(maps, 1).flatten().tolist() == [4, 4, 3, 2, 1]
+    assert codec.flip_heatmaps(maps, -1).flatten().tolist() == [3, 2, 1, 0, 0]
+    assert codec.flip_heatmaps(maps, 0).flatten().tolist() == [4, 3, 2, 1, 0]
