@@ -29,7 +29,8 @@ Training and evaluation:
 
 Per lesson, loaded on first use (``hp.heatmaps``, ``hp.hand3d``, ...): ``landmarks`` and
 ``mediapipe_labels`` (04), ``regression3d`` (05), ``heatmaps``, ``topdown``, ``models_heatmap``,
-``coco_eval``, ``coco_plots``, ``onnx_export``, ``wandb_logging`` (06), ``hand3d`` (07), and the
+``coco_eval``, ``coco_plots``, ``backbones``, ``topdown_batches``, ``onnx_export``,
+``wandb_logging`` (06), ``hand3d`` (07), and the
 tools ``bench`` and ``export``.
 """
 
@@ -55,9 +56,9 @@ from .synthetic.ouhands import make_ouhands
 from .synthetic.rhd import make_rhd
 
 _LAZY_MODULES = (
-    "bench", "capstone", "coco_eval", "coco_plots", "export", "hand3d", "heatmaps", "landmarks",
-    "mediapipe_labels", "models_heatmap", "onnx_export", "regression3d", "topdown",
-    "wandb_logging",
+    "backbones", "bench", "capstone", "coco_eval", "coco_plots", "export", "hand3d", "heatmaps",
+    "landmarks", "mediapipe_labels", "models_heatmap", "onnx_export", "regression3d", "topdown",
+    "topdown_batches", "wandb_logging",
 )
 
 __all__ = [
