@@ -200,11 +200,8 @@ class HeatmapCodec:
         """Heatmaps of mirrored crops mapped back (mirror x, swap left/right), then ``shift``
         pixels right (SimpleBaseline's ``shift=1``; this codec needs none)."""
         out = heatmaps.flip(-1)[:, list(self.flip_index)]
-        if shift > 0:  # move right, copying the edge column (SimpleBaseline), never wrapping round
-            out = torch.cat([out[..., :1].expand(*out.shape[:-1], shift), out[..., :-shift]], -1)
-        elif shift < 0:
-            out = torch.cat([out[..., -shift:], out[..., -1:].expand(*out.shape[:-1], -shift)], -1)
-        return out
+        columns = (torch.arange(out.shape[-1]) - shift).clamp(0, out.shape[-1] - 1)
+        return out[..., columns] if shift else out  # shifted, the edge column repeats
 
     def flip_average(self, heatmaps: torch.Tensor, flipped_output: torch.Tensor, shift: int = 0):
         """The flip test: the mean of the crops' heatmaps and their mirror images', mapped back."""

@@ -34,6 +34,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 
 class Wrong(AssertionError):
     """Raised by a check: the answer runs but does not do what the exercise asks."""
@@ -48,6 +50,26 @@ class Exercise:
     wrong: tuple = ()
     nudge: str = ""
     transfer: bool = False
+
+
+def unchanged(name: str, before, after, fn: str = "your function") -> None:
+    """Raise :class:`Wrong` when the answer modified an argument: ``before`` is a copy taken
+    before the call, ``after`` the object it was given. Names the first element that changed, its
+    value before and after, and how many changed (numpy arrays or tensors; NaN equals NaN)."""
+    b = before.detach().cpu().numpy() if hasattr(before, "detach") else np.asarray(before)
+    a = after.detach().cpu().numpy() if hasattr(after, "detach") else np.asarray(after)
+    if a.shape != b.shape:
+        raise Wrong(f"{fn} changed the shape of its argument `{name}` from {b.shape} to "
+                    f"{a.shape}: work on a copy, the caller still needs it")
+    diff = b != a
+    if np.issubdtype(b.dtype, np.floating) and np.issubdtype(a.dtype, np.floating):
+        diff &= ~(np.isnan(b) & np.isnan(a))
+    if diff.any():
+        k = tuple(int(i) for i in np.argwhere(diff)[0])
+        raise Wrong(f"{fn} changed its argument `{name}` in place ({int(diff.sum())} element(s); "
+                    f"element {k} was {b[k].item()!r} before the call and is {a[k].item()!r} "
+                    f"after it): compute new values (x * s, not x *= s) or work on a copy, the "
+                    "caller still needs it")
 
 
 _REGISTRY: dict[str, Exercise] = {}

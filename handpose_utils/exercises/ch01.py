@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Wrong, exercise
+from . import Wrong, exercise, unchanged
 
 # A camera with fx != fy and cx != cy, so swapped axes or a transposed K show up.
 _K = np.array([[500.0, 0.0, 100.0], [0.0, 400.0, 80.0], [0.0, 0.0, 1.0]])
@@ -44,11 +44,7 @@ def _array(out, shape, what):
 def _unchanged(given: dict, originals: dict, what: str) -> None:
     """Every array handed to the answer must be as it was: the caller may still need it."""
     for name, arr in given.items():
-        if not np.array_equal(arr, originals[name]):
-            k = np.argwhere(arr != originals[name])[0]
-            raise Wrong(f"{what} changed its argument {name} (element {tuple(int(i) for i in k)} "
-                        f"was {originals[name][tuple(k)]:.6g}, is now {arr[tuple(k)]:.6g}): "
-                        "work on a copy and return a new array")
+        unchanged(name, originals[name], arr, what)
 
 
 def _first_difference(got, want, atol):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import Wrong, exercise
+from . import Wrong, exercise, unchanged
 
 AXES = "xyz"
 
@@ -63,11 +63,6 @@ def _reference_normalise(joints, K, width, height):
     z = (joints[:, 2] - joints[0, 2]) * K[0, 0] / (joints[0, 2] * width)
     return np.stack([(u + 0.5) / width, (v + 0.5) / height, z], axis=1)
 
-
-def _unchanged(name, before, after):
-    if not np.array_equal(np.asarray(before), np.asarray(after)):
-        raise Wrong(f"your function changed its argument `{name}`: compute into new arrays "
-                    f"(the caller's {name} is still in use)")
 
 
 # --- 04.1 MediaPipe's normalisation -----------------------------------------------------------
@@ -131,8 +126,8 @@ def _(to_mediapipe):
     def run(j, k, w, h):
         j0, k0 = np.array(j, copy=True), np.array(k, copy=True)
         out = np.asarray(to_mediapipe(j, k, w, h), float)
-        _unchanged("joints", j0, j)
-        _unchanged("K", k0, k)
+        unchanged("joints", j0, j)
+        unchanged("K", k0, k)
         if out.shape != (21, 3):
             raise Wrong(f"return (21, 3) landmarks (x, y, z per joint), got shape {out.shape}")
         return out
@@ -214,8 +209,8 @@ def _(mpjpe):
     def run(pred, gt, case):
         p0, g0 = pred.clone(), gt.clone()
         got = mpjpe(pred, gt)
-        _unchanged("pred", p0, pred)
-        _unchanged("gt", g0, gt)
+        unchanged("pred", p0, pred)
+        unchanged("gt", g0, gt)
         try:
             return float(got)
         except (TypeError, ValueError) as err:
@@ -406,8 +401,8 @@ def _(from_mediapipe):
         lm = _reference_normalise(joints, K, w, h)
         lm0, K0 = lm.copy(), K.copy()
         out = np.asarray(from_mediapipe(lm, K, w, h, z_wrist), float)
-        _unchanged("landmarks", lm0, lm)
-        _unchanged("K", K0, K)
+        unchanged("landmarks", lm0, lm)
+        unchanged("K", K0, K)
         if out.shape != (21, 3):
             raise Wrong(f"return (21, 3) camera-frame joints in metres, got shape {out.shape}")
         if not np.allclose(out, joints, atol=1e-9, rtol=1e-7):
@@ -483,7 +478,7 @@ def _(crop_landmarks):
         want = _reference_normalise(joints, K_crop, box[2], box[3])
         lm0 = lm.copy()
         out = np.asarray(crop_landmarks(lm, w, h, box), float)
-        _unchanged("landmarks", lm0, lm)
+        unchanged("landmarks", lm0, lm)
         if out.shape != (21, 3):
             raise Wrong(f"return the (21, 3) landmarks of the crop, got shape {out.shape}")
         if not np.allclose(out, want, atol=1e-9):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import Wrong, exercise
+from . import Wrong, exercise, unchanged
 
 
 def _hands(rng, n=3):
@@ -43,14 +43,6 @@ def _where_it_differs(got, want, what: str, unit: str, item: str = "hand") -> st
         msg += f"; every value is {ratio.flat[0]:.6g} times the expected one"
     return msg
 
-
-def _unchanged(before, after, what: str, fn: str) -> None:
-    before, after = np.asarray(before, float), np.asarray(after, float)
-    if before.shape != after.shape or not np.array_equal(before, after):
-        d = np.abs(after - before) if before.shape == after.shape else np.array([np.nan])
-        raise Wrong(f"{fn} changed the {what} you passed in (by up to {np.nanmax(d):.3g}): the "
-                    f"caller still needs it (the notebook scores against it); compute new "
-                    f"values (a - b) instead of changing it in place (-=, /=, sub_)")
 
 
 # --- 05.1 root-relative codec -----------------------------------------------------------------
@@ -126,7 +118,7 @@ def _call_codec(fn, name, *args):
     out = fn(*args)
     for a, c, what in zip(args, copies, ("first argument", "scale")):
         if isinstance(a, torch.Tensor):
-            _unchanged(c, a, f"{what} {tuple(a.shape)}", name)
+            unchanged(f"{what} {tuple(a.shape)}", c, a, name)
     if not isinstance(out, torch.Tensor):
         raise Wrong(f"{name} must return a torch tensor (the notebook passes tensors, trains on "
                     f"what comes back and scores it), got {type(out).__name__}: use tensor "
@@ -295,8 +287,8 @@ def _(procrustes):
     def run(pred, ground):
         p, g = pred.copy(), ground.copy()
         out = procrustes(p, g)
-        _unchanged(pred, p, "pred", "procrustes")
-        _unchanged(ground, g, "gt", "procrustes")
+        unchanged("pred", pred, p, "procrustes")
+        unchanged("gt", ground, g, "procrustes")
         out = np.asarray(out, float)
         if out.shape != pred.shape:
             raise Wrong(f"procrustes must return the aligned predictions with pred's shape "
@@ -412,8 +404,8 @@ def _(rotate_sample):
     for theta in (np.radians(30.0), np.radians(-75.0)):
         xyz_in, K_in = xyz.copy(), K.copy()
         out = rotate_sample(xyz_in, K_in, theta, size)
-        _unchanged(xyz, xyz_in, "xyz", "rotate_sample")
-        _unchanged(K, K_in, "K", "rotate_sample")
+        unchanged("xyz", xyz, xyz_in, "rotate_sample")
+        unchanged("K", K, K_in, "rotate_sample")
         if not (isinstance(out, tuple | list) and len(out) == 2):
             raise Wrong("rotate_sample must return a pair (xyz_rotated, K_rotated)")
         xyz2, K2 = (np.asarray(a, float) for a in out)
@@ -520,7 +512,7 @@ def _(locate_root):
         r_in, uv_in, K_in = rel.copy(), uv.copy(), K.copy()
         out = locate_root(r_in, uv_in, K_in)
         for before, after, what in ((rel, r_in, "rel"), (uv, uv_in, "uv"), (K, K_in, "K")):
-            _unchanged(before, after, what, "locate_root")
+            unchanged(what, before, after, "locate_root")
         out = np.asarray(out, float).reshape(-1)
         if out.shape != (3,):
             raise Wrong(f"locate_root must return the root's position (3,), got {out.shape}")

@@ -10,21 +10,7 @@ import numpy as np
 import torch
 
 from ..skeletons import COCO17_NAMES, COCO_FLIP_INDEX, COCO_OKS_SIGMAS
-from . import Wrong, exercise
-
-
-def _unchanged(name, before, after):
-    """Raise when the answer modified an argument it was given."""
-    a, b = np.asarray(before, float), np.asarray(after, float)
-    if a.shape == b.shape and np.array_equal(a, b, equal_nan=True):
-        return
-    if a.shape != b.shape:
-        raise Wrong(f"your function changed the shape of its argument `{name}` from {a.shape} to "
-                    f"{b.shape}; work on a copy: the caller still needs it")
-    k = np.unravel_index(int(np.argmax(np.abs(a - b))), a.shape)
-    raise Wrong(f"your function modified its argument `{name}`: element {tuple(map(int, k))} was "
-                f"{a[k]:.6g} before the call and is {b[k]:.6g} after it; work on a copy: the "
-                "caller still needs it")
+from . import Wrong, exercise, unchanged
 
 
 def _centre_of_mass(m):
@@ -94,7 +80,7 @@ def _(gaussian_heatmap):
     for center, size, sigma in cases:
         given = np.array(center, float)
         hm = np.asarray(gaussian_heatmap(given, size, sigma), float)
-        _unchanged("center", np.asarray(center, float), given)
+        unchanged("center", np.asarray(center, float), given)
         w, h = size
         if hm.shape != (h, w):
             raise Wrong(f"size = (w, h) = {tuple(size)} needs an array of shape (h, w) = {(h, w)}"
@@ -230,7 +216,7 @@ def _(dark_decode):
     for name, hm, c in _dark_cases():
         given = hm.copy()
         out = np.asarray(dark_decode(given), float).reshape(-1)
-        _unchanged("heatmap", hm, given)
+        unchanged("heatmap", hm, given)
         if out.shape != (2,):
             raise Wrong(f"dark_decode must return (x, y), got {out.tolist()}")
         err = out - c
@@ -326,8 +312,8 @@ def _(oks):
                   list(map(float, COCO_OKS_SIGMAS)))[n % 3]
         p, g = pred.copy(), gt.copy()
         mine = float(oks(p, g, area, sigmas))
-        _unchanged("pred", pred, p)
-        _unchanged("gt", gt, g)
+        unchanged("pred", pred, p)
+        unchanged("gt", gt, g)
         if not abs(mine - theirs) < 1e-6:
             raise Wrong(f"for a person of area {area:.0f} px² with {noise:.0f} px of noise "
                         f"({int((gt[:, 2] == 2).sum())} visible, {int((gt[:, 2] == 1).sum())} "
@@ -470,7 +456,7 @@ def _(flipped_peak):
         h = rng.uniform(4, w - 5, 6)
         given = h.copy()
         out = np.asarray(flipped_peak(given, w, s), float)
-        _unchanged("h", h, given)
+        unchanged("h", h, given)
         if out.shape != h.shape:
             raise Wrong(f"for an array h of shape {h.shape} return one position per element, got "
                         f"shape {out.shape}")

@@ -7,24 +7,7 @@ import math
 
 import numpy as np
 
-from . import Wrong, exercise
-
-
-def _untouched(name, before, after):
-    """Raise when the answer changed its input ``after`` (a copy of ``before`` was passed)."""
-    b, a = np.asarray(before), np.asarray(after)
-    if b.shape != a.shape:
-        raise Wrong(f"your function changed the shape of its input `{name}` from {b.shape} to "
-                    f"{a.shape}: work on a copy, the caller still needs the original")
-    diff = b != a
-    if np.issubdtype(b.dtype, np.floating):
-        diff &= ~(np.isnan(b) & np.isnan(a))
-    if diff.any():
-        where = tuple(int(i) for i in np.argwhere(diff)[0])
-        raise Wrong(f"your function changed its input `{name}` ({int(diff.sum())} elements, the "
-                    f"first at index {where}: {b[where].item()!r} became {a[where].item()!r}): work on a copy, "
-                    f"the caller still needs the original")
-
+from . import Wrong, exercise, unchanged
 
 # --- 08.1 a crop box --------------------------------------------------------------------------
 
@@ -100,8 +83,8 @@ def _(hand_box):
         scale = float(rng.uniform(1.1, 2.0))
         kp_in, vis_in = kp.copy(), vis.copy()
         out = hand_box(kp_in, vis_in, scale)
-        _untouched("keypoints", kp, kp_in)
-        _untouched("visible", vis, vis_in)
+        unchanged("keypoints", kp, kp_in)
+        unchanged("visible", vis, vis_in)
         try:
             x0, y0, side = (float(v) for v in out)
         except (TypeError, ValueError) as err:
@@ -183,7 +166,7 @@ def _(to_crop):
         given = np.array([point, (box[0] + box[2] / 2, box[1] + box[2] / 2)])
         arg = given.copy()
         out = to_crop(arg, box, size)
-        _untouched("keypoints", given, arg)
+        unchanged("keypoints", given, arg)
         out = np.asarray(out, float)
         if out.shape != (2, 2):
             raise Wrong(f"to_crop of two points (a (2, 2) array) must give (2, 2), got {out.shape}")
@@ -300,7 +283,7 @@ def _(pck_with_misses):
         args = pred.copy(), gt.copy(), vis.copy()
         got = pck_with_misses(*args[:2], 5.0, args[2])
         for name, before, after in zip(("pred", "gt", "visible"), (pred, gt, vis), args):
-            _untouched(name, before, after)
+            unchanged(name, before, after)
         try:
             got = float(got)
         except (TypeError, ValueError) as err:
@@ -374,7 +357,7 @@ def _(from_rotated_crop):
         pts = rng.uniform(-0.5, size - 0.5, (2, 21, 2))
         arg = pts.copy()
         got = from_rotated_crop(arg, tuple(centre), side, angle, size)
-        _untouched("points", pts, arg)
+        unchanged("points", pts, arg)
         got = np.asarray(got, float)
         want = _from_rotated(pts, centre, side, angle, size)
         if got.shape != want.shape:
