@@ -218,6 +218,9 @@ def _(pck):
                   (pred, gt, visible, 0.1, torch.rand(n, generator=gen) * 150 + 20,
                    "one normaliser per sample"),
                   (pred, gt, visible, 0.2, 224.0, "norm a number")]
+        close = torch.where(visible[..., None], pred, gt)  # invisible joints exactly right
+        cases += [(close, gt, visible, 0.05, 100.0, "invisible joints predicted exactly (they "
+                   "must not count as correct either)")]
     for pred, gt, visible, alpha, norm, kind in cases:
         n = len(pred)
         args = [pred.clone(), gt.clone(), visible.clone(),

@@ -187,8 +187,24 @@ def _(codec_class):
     want0 = (xyz_np[:1] - xyz_np[:1, :1]) / scale_np[0]
     if not np.allclose(t0, want0, rtol=1e-5, atol=1e-5):
         raise Wrong(_where_it_differs(t0, want0, "root=0, one hand", "scales"))
+    # The notebook's tensors live on the GPU when there is one: the "meta" device stands in for
+    # it here (same rules, no data), and a float64 scale must not turn float32 outputs to float64.
+    try:
+        on_gpu = [norm.decode(tn_t.to("meta"), None), norm.decode(tn_t.to("meta"), scale.to("meta")),
+                  norm.encode(xyz.to("meta"), scale.to("meta"))]
+    except (RuntimeError, NotImplementedError) as err:
+        raise Wrong(f"with tensors on another device than the CPU (the notebook's GPU) your codec "
+                    f"fails: {str(err).splitlines()[0]} Make every new tensor on the input's "
+                    "device and dtype (torch.as_tensor(s, dtype=x.dtype, device=x.device)).") from err
+    if any(t.device.type != "meta" for t in on_gpu):
+        raise Wrong("with tensors on another device your codec returns a tensor on "
+                    f"{[t.device.type for t in on_gpu]}: keep the input's device")
+    d64 = norm.decode(tn_t, scale.double())
+    if d64.dtype != torch.float32:
+        raise Wrong(f"decode of float32 outputs with a float64 scale returns {d64.dtype}: keep the "
+                    "outputs' dtype (the loss and the model are float32)")
     return "the root encodes to 0, position does not matter, each hand's own scale divides it, "\
-           "and decode inverts encode; your tensors are left as they were."
+           "and decode inverts encode, on any device; your tensors are left as they were."
 
 
 # --- 05.2 Procrustes alignment ----------------------------------------------------------------

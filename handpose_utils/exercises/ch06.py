@@ -226,8 +226,27 @@ def _(dark_decode):
                         f"{err[1]:+.4f} px in y. The log of any Gaussian is a quadratic, so one "
                         "Newton step lands on its centre to within 0.001 px")
         worst = max(worst, float(np.hypot(*err)))
+    # Peaks on the border (a joint at the crop's edge): no neighbour on one side. Whatever the
+    # answer does there, it must stay finite, near the argmax, and read only the pixels around
+    # the peak: pixels 3 or more away changed must not move it (an index -1 wraps round).
+    for c, (w, h) in [((0.2, 7.3), (20, 15)), ((18.7, 4.6), (20, 15)), ((5.4, 0.1), (13, 9)),
+                      ((7.6, 8.8), (13, 9)), ((0.3, 0.2), (16, 11))]:
+        hm = _gaussian_2d(np.array(c), (w, h), np.diag([2.0, 3.0]), peak=0.9, dtype=np.float64)
+        y, x = np.unravel_index(np.argmax(hm), hm.shape)
+        far = np.maximum(*np.meshgrid(np.abs(np.arange(w) - x), np.abs(np.arange(h) - y))) >= 3
+        out = np.asarray(dark_decode(hm.copy()), float).reshape(-1)
+        where = f"a peak on the border of a {w} x {h} map (argmax at x = {x}, y = {y})"
+        if out.shape != (2,) or not np.all(np.isfinite(out)) or np.abs(out - (x, y)).max() > 1:
+            raise Wrong(f"for {where} you decode {out.tolist()}: it must stay finite and within "
+                        "one pixel of the argmax")
+        moved = np.asarray(dark_decode(np.where(far, hm * 0.5, hm)), float).reshape(-1)
+        if np.abs(moved - out).max() > 1e-9:
+            raise Wrong(f"for {where}, halving the pixels 3 or more away from the peak moves "
+                        f"your answer from ({out[0]:.4f}, {out[1]:.4f}) to ({moved[0]:.4f}, "
+                        f"{moved[1]:.4f}): it reads pixels far from the peak (an index x - 1 = "
+                        "-1 is the last column in numpy)")
     return (f"Exact (largest error {worst:.1e} px) on round, elongated and rotated Gaussians, "
-            "square maps and not.")
+            "square maps and not; peaks on the border handled.")
 
 
 # --- 06.3 OKS ---------------------------------------------------------------------------------
