@@ -25,14 +25,14 @@ MEAN_COLOUR = (124, 116, 104)  # ImageNet's mean in uint8: 0 after normalisation
 def hand_box(keypoints, visible=None, scale: float = 1.5) -> tuple[float, float, int]:
     """A square crop box ``(x0, y0, side)`` around a hand: centred on the box around the visible
     keypoints ``(J, 2)``, with ``side = ceil(scale * longer side of that box)`` pixels. Joints
-    that are not visible (unlabelled ones are often stored as (0, 0)) are left out."""
+    that are not visible (unlabelled ones are often stored as (0, 0)) are left out; fewer than
+    2 visible joints raise a ValueError."""
     kp = np.asarray(keypoints, np.float64).reshape(-1, 2)
     vis = np.ones(len(kp), bool) if visible is None else np.asarray(visible).reshape(-1).astype(bool)
     if vis.sum() < 2:
         raise ValueError(f"hand_box needs at least 2 visible keypoints, got {int(vis.sum())}")
     lo, hi = kp[vis].min(0), kp[vis].max(0)
     side = int(np.ceil(scale * max(hi - lo)))
-    side = max(side, 8)
     cx, cy = (lo + hi) / 2
     return float(cx - side / 2), float(cy - side / 2), side
 

@@ -160,6 +160,16 @@ def rotation_about_z(theta) -> torch.Tensor:
     return r
 
 
+def rotate_sample(xyz, K, theta, size):
+    """One sample, joints ``xyz`` ``(J, 3)`` and camera ``K``, as seen in its image of ``size``
+    ``(W, H)`` rotated by ``theta`` about the centre: ``(R_z xyz, M K R_z^T)``, float64."""
+    rz = rotation_about_z(theta).numpy()
+    c0 = np.array([(size[0] - 1) / 2, (size[1] - 1) / 2])
+    warp = np.eye(3)
+    warp[:2, :2], warp[:2, 2] = rz[:2, :2], c0 - rz[:2, :2] @ c0  # u' = Q (u - c0) + c0
+    return np.asarray(xyz, float) @ rz.T, warp @ np.asarray(K, float) @ rz.T
+
+
 def in_plane(matrix: torch.Tensor) -> torch.Tensor:
     """The 3D rotation (a reflection for flips) about z that the image warp ``matrix``
     ``(B, 3, 3)`` applies: its linear part ``L = s Q`` divided by the zoom ``s``."""

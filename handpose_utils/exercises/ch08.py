@@ -56,6 +56,27 @@ def _mean_centre(keypoints, visible, scale):
     return float(cx - side / 2), float(cy - side / 2), side
 
 
+def _corner_from_float_side(keypoints, visible, scale):
+    """A typical mistake: the corner from the side before rounding, the rounded side returned
+    (the box then is not centred where it says it is by up to half a pixel)."""
+    kp = np.asarray(keypoints, float).reshape(-1, 2)[np.asarray(visible, bool).reshape(-1)]
+    lo, hi = kp.min(0), kp.max(0)
+    side = scale * max(hi - lo)
+    cx, cy = (lo + hi) / 2
+    return float(cx - side / 2), float(cy - side / 2), int(math.ceil(side))
+
+
+def _no_guard(keypoints, visible, scale):
+    """A typical mistake: one visible joint gives a box of side 0 instead of an error."""
+    kp = np.asarray(keypoints, float).reshape(-1, 2)[np.asarray(visible, bool).reshape(-1)]
+    if len(kp) == 0:
+        raise ValueError("no visible keypoints")
+    lo, hi = kp.min(0), kp.max(0)
+    side = int(math.ceil(scale * max(hi - lo)))
+    cx, cy = (lo + hi) / 2
+    return float(cx - side / 2), float(cy - side / 2), side
+
+
 def _reference_box(kp, vis, scale):
     kp = kp[vis]
     lo, hi = kp.min(0), kp.max(0)
@@ -68,9 +89,11 @@ def _reference_box(kp, vis, scale):
           nudge="Three things decide the box: which joints count (the mask, not every row), where "
                 "its centre is (the middle of the visible joints' min and max, not their mean) and "
                 "its side (rounded up to a whole number of pixels, an int).",
-          hint="kp = keypoints[visible]; lo, hi = kp.min(0), kp.max(0); side = ceil(scale * "
-               "max(hi - lo)); the centre (lo + hi) / 2 minus side / 2 is (x0, y0).",
-          wrong=[_all_joints, _corner_at_min, _shorter_side, _float_side, _mean_centre])
+          hint="if visible.sum() < 2: raise ValueError(...); kp = keypoints[visible]; lo, hi = "
+               "kp.min(0), kp.max(0); side = int(ceil(scale * max(hi - lo))); the centre "
+               "(lo + hi) / 2 minus side / 2 (the int side) is (x0, y0).",
+          wrong=[_all_joints, _corner_at_min, _shorter_side, _float_side, _mean_centre,
+                 _corner_from_float_side, _no_guard])
 def _(hand_box):
     rng = np.random.default_rng(8)
     for case in range(20):
@@ -99,10 +122,28 @@ def _(hand_box):
                         f"{hi[1] - lo[1]:.2f} px and scale = {scale:.3f}, so side should be "
                         f"{eside}; got {side:g}")
         if not (abs(x0 - ex0) < 1e-6 and abs(y0 - ey0) < 1e-6):
+            lo, hi = kp[vis].min(0), kp[vis].max(0)
+            float_side = scale * max(hi - lo)
+            if np.allclose((x0, y0), (lo + hi) / 2 - float_side / 2, atol=1e-6):
+                raise Wrong(f"case {case}: your centre is right, but your corner ({x0:.3f}, "
+                            f"{y0:.3f}) is that of a box of the side before rounding "
+                            f"({float_side:.3f}), while you return side {side:g}: compute the "
+                            f"corner from the int side, ({ex0:.3f}, {ey0:.3f}), so that the "
+                            f"{side:g}-pixel box you cut is centred on the hand")
             raise Wrong(f"case {case}: the corner should be ({ex0:.3f}, {ey0:.3f}) (the box "
                         f"centred on the middle of the visible keypoints' box), got ({x0:.3f}, "
                         f"{y0:.3f}): off by ({x0 - ex0:+.3f}, {y0 - ey0:+.3f}) px")
-    return "Centred on the visible joints, square, the right size."
+    kp = rng.uniform(100, 400, (21, 2))
+    for n_visible in (1, 0):
+        vis = np.zeros(21, bool)
+        vis[:n_visible] = True
+        try:
+            out = hand_box(kp.copy(), vis, 1.5)
+        except ValueError:
+            continue
+        raise Wrong(f"with {n_visible} visible joint(s) there is no box to take, but hand_box "
+                    f"returned {out!r}: raise a ValueError when fewer than 2 joints are visible")
+    return "Centred on the visible joints, square, the right size; no box from fewer than 2."
 
 
 # --- 08.2 into the crop -----------------------------------------------------------------------

@@ -345,11 +345,13 @@ def split_comparison_table(rows: Sequence[dict]) -> str:
 def pose_browser(records: Sequence[dict], pred_rel, root: int = 9):
     """An ipywidgets browser over test predictions: pick the sample and turn the 3D view
     (elevation, azimuth). ``pred_rel`` is ``(N, 21, 3)`` root-relative metres aligned with
-    ``records``. Works with ipywidgets 7.7 (Colab) and 8; call :func:`show_prediction_3d` once
-    yourself first (``interact`` prints errors instead of raising them)."""
+    ``records``. Works with ipywidgets 7.7 (Colab) and 8. The first sample is drawn once
+    before the widgets (and closed), because ``interact`` prints errors instead of raising them."""
     from ipywidgets import IntSlider, interact
 
     pred_rel = np.asarray(pred_rel)
+    first = records[0]
+    plt.close(show_prediction_3d(first["image_path"], first["xyz"], pred_rel[0], first["K"], root))
 
     def _show(index=0, elev=20, azim=-70):
         r = records[index]
