@@ -340,6 +340,22 @@ def _first_value(records, by, key="pose_id", seed=0):
     return parts
 
 
+def _new_generator_per_block(records, by, key="pose_id", seed=0):
+    """A typical mistake: a new generator for every block, so every block is shuffled alike."""
+    mean = _group_means(records, by, key)
+    groups = sorted(mean, key=mean.get)
+    part_of = {}
+    for start in range(0, len(groups), 10):
+        rng = np.random.default_rng(seed)
+        block = [groups[i] for i in rng.permutation(range(start, min(start + 10, len(groups))))]
+        for i, g in enumerate(block):
+            part_of[g] = 0 if len(block) < 10 or i < 8 else (1 if i == 8 else 2)
+    parts = ([], [], [])
+    for r in records:
+        parts[part_of[r[key]]].append(r)
+    return parts
+
+
 @exercise("02.3", "stratified grouped split",
           nudge="rank groups, not records: one mean per group (a dict), the groups sorted by it; "
                 "a block is 10 consecutive ranks, and only a full block is dealt 8 / 1 / 1. What "
@@ -349,7 +365,8 @@ def _first_value(records, by, key="pose_id", seed=0):
                "may be shorter), shuffle it with rng.permutation and send 8 to train, 1 to val, "
                "1 to test, or all of a short last block to train; then each record goes to its "
                "group's part (new lists, the records untouched).",
-          wrong=[_sorted_cut, _per_record_blocks, _short_block_dealt, _first_value])
+          wrong=[_sorted_cut, _per_record_blocks, _short_block_dealt, _first_value,
+                 _new_generator_per_block])
 def _(stratified_grouped_split):
     for n, key in ((209, "pose_id"), (203, "pose_id"), (58, "subject")):
         # 58 subjects of two poses each (one pose may lack records, so count them)
@@ -362,9 +379,11 @@ def _(stratified_grouped_split):
         ranked = sorted(mean, key=mean.get)
         part_of = _part_of(parts, key)
         total = len(ranked)
+        val_ranks = set()  # where in its block the validation group sits
         for start in range(0, total, 10):
             block = ranked[start:start + 10]
             got = [sum(part_of[g] == k for g in block) for k in range(3)]
+            val_ranks |= {i for i, g in enumerate(block) if part_of[g] == 1 and len(block) == 10}
             where = f"the groups ranked {start + 1}..{start + len(block)} by their mean 'size'"
             if len(block) == 10 and got != [8, 1, 1]:
                 raise Wrong(f"{what} with {total} groups: {where} (a full block of 10) went "
@@ -374,6 +393,12 @@ def _(stratified_grouped_split):
                 raise Wrong(f"{what} with {total} groups: {where} form a short last block of "
                             f"{len(block)}; all of it goes to train, but {got[1]} went to val "
                             f"and {got[2]} to test")
+        if len(val_ranks) == 1:
+            raise Wrong(f"{what} with {total} groups: in every full block the validation group "
+                        f"is the one ranked {val_ranks.pop() + 1} of 10, so validation holds "
+                        "groups of one size rank only: shuffle every block with ONE generator "
+                        "made once (np.random.default_rng(seed) before the loop), not a new one "
+                        "per block")
     again = _parts(stratified_grouped_split(records, "size", key=key, seed=1), 3, what)
     if [sorted(r["id"] for r in p) for p in again] == [sorted(r["id"] for r in p) for p in parts]:
         raise Wrong("seeds 0 and 1 gave the same split: shuffle each block with the seed's rng")
