@@ -146,7 +146,7 @@ def cost_table(rows: dict[str, dict], input_size, device: str) -> str:
     AP (``"train"`` and ``"ap"`` are NaN for a backbone that was only measured)."""
     nan = float("nan")
     lines = [f"{'backbone':20s} {'params':>8s} {'GMACs':>7s} {'infer img/s':>12s} "
-             f"{'train img/s':>12s} {'val AP':>7s}   (input {input_size[0]}x{input_size[1]}, "
+             f"{'train img/s':>12s} {'val AP':>7s}   (input {input_size[0]} wide x {input_size[1]} high, "
              f"{device})"]
     for name, r in rows.items():
         lines.append(f"{name:20s} {r['params'] / 1e6:7.1f}M {r['macs'] / 1e9:7.2f} "

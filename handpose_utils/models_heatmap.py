@@ -48,8 +48,8 @@ class SimpleBaseline(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 32 or x.shape[-2] % 32:
             # Otherwise the backbone rounds up and the heatmaps no longer line up with the input.
-            raise ValueError(f"input height and width must be multiples of 32 (the backbone's "
-                             f"stride), got {tuple(x.shape[-2:])}; e.g. 256x192 or 128x96")
+            raise ValueError(f"input height and width must be multiples of 32 (the backbone's stride), "
+                             f"got (height, width) = {tuple(x.shape[-2:])}; e.g. (256, 192) or (128, 96)")
         return self.head(self.deconv(self.backbone(x)))
 
 

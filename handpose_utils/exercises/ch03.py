@@ -67,6 +67,27 @@ def _flat_pairs(logits):
     return _soft_argmax_reference(logits).to(logits.dtype).flatten(1)
 
 
+def _in_place_softmax(logits):
+    """A typical mistake: the logits made stable in place (the caller's tensor changes, and a
+    leaf tensor that requires grad refuses it)."""
+    logits -= logits.amax(dim=(2, 3), keepdim=True)
+    return _soft_argmax_reference(logits).to(logits.dtype)
+
+
+def _call(soft_argmax, logits):
+    """The answer on ``logits``; an in-place edit of a tensor that requires grad becomes a
+    :class:`Wrong` that says what to do instead of PyTorch's own message."""
+    try:
+        return soft_argmax(logits)
+    except RuntimeError as err:
+        if "in-place" not in str(err):
+            raise
+        raise Wrong("your soft_argmax modifies `logits` in place (PyTorch refuses it on a tensor "
+                    f"that needs a gradient: {str(err).splitlines()[0].rstrip('.')}). It must not change "
+                    "its argument: compute new tensors (logits - m, not logits -= m; "
+                    "torch.softmax(...), not .exp_() or .sub_())") from None
+
+
 def _shape(out, b, j):
     if not torch.is_tensor(out):
         raise Wrong(f"soft_argmax must return a tensor (the model trains through it), got "
@@ -85,14 +106,15 @@ def _shape(out, b, j):
                "xs = (torch.arange(W, device=logits.device) + 0.5) / W and likewise ys; "
                "x = (p.sum(2) * xs).sum(-1), y = (p.sum(3) * ys).sum(-1); "
                "torch.stack([x, y], -1).",
-          wrong=[_argmax_coords, _no_softmax, _no_half_pixel, _grid_on_the_cpu, _flat_pairs])
+          wrong=[_argmax_coords, _no_softmax, _no_half_pixel, _grid_on_the_cpu, _flat_pairs,
+                 _in_place_softmax])
 def _(soft_argmax):
     h, w = 6, 10  # not square: x and y must not be swapped
     logits = torch.full((1, 3, h, w), -30.0)
     logits[0, 0, 2, 7] = 10.0  # joint 0: (almost) all mass on row 2, column 7
     logits[0, 1] = 0.0  # joint 1: uniform -> the centre (0.5, 0.5)
     logits[0, 2, 4, 1] = logits[0, 2, 4, 2] = 10.0  # joint 2: two equal peaks -> midway
-    out = _shape(soft_argmax(logits.clone()), 1, 3).detach().double()
+    out = _shape(_call(soft_argmax, logits.clone()), 1, 3).detach().double()
     expected = torch.tensor([[(7.5) / w, 2.5 / h], [0.5, 0.5], [2.0 / w, 4.5 / h]],
                             dtype=torch.float64)
     names = ["a single peak at row 2, column 7", "a uniform map", "two equal peaks side by side"]
@@ -103,7 +125,7 @@ def _(soft_argmax):
                         f"{_fmt(out[0, k], 4)}")
     torch.manual_seed(0)
     logits = torch.randn(2, 4, 5, 7, requires_grad=True)
-    out = _shape(soft_argmax(logits), 2, 4)
+    out = _shape(_call(soft_argmax, logits), 2, 4)
     if not out.requires_grad:
         raise Wrong("the output carries no gradient: a soft-argmax must be differentiable "
                     "(no argmax, no .detach(), no numpy)")
@@ -117,7 +139,7 @@ def _(soft_argmax):
               "softmax)", torch.randn(3, 2, 9, 4) * 100)]
     for name, x in cases:
         before = x.clone()
-        got = _shape(soft_argmax(x), *x.shape[:2]).detach().double()
+        got = _shape(_call(soft_argmax, x), *x.shape[:2]).detach().double()
         unchanged(f"logits ({name})", before, x, "your soft_argmax")
         want = _soft_argmax_reference(x)
         bad = (~torch.isclose(got, want, atol=1e-5, rtol=0)).any(-1).nonzero()
@@ -508,10 +530,13 @@ def _small_regressor():
 def _macs_cases(gen):
     """(name, model, input) the check counts: the issue's pair first, then the general cases."""
     return [
-        ("FusedMBConv(16, 16, stride=2) with the stride on the 3x3 conv, a (2, 16, 15, 11) input",
-         _Fused(16, 16, 2), torch.randn(2, 16, 15, 11, generator=gen)),
+        ("FusedMBConv(16, 16, stride=2) with the stride on the 3x3 conv, a (2, 16, 16, 12) input",
+         _Fused(16, 16, 2), torch.randn(2, 16, 16, 12, generator=gen)),
         ("the same block with the stride on the 1x1 projection",
-         _Fused(16, 16, 2, stride_on_projection=True), torch.randn(2, 16, 15, 11, generator=gen)),
+         _Fused(16, 16, 2, stride_on_projection=True), torch.randn(2, 16, 16, 12, generator=gen)),
+        ("FusedMBConv(6, 10, stride=2, expansion=3) with the stride on the 1x1 projection, a "
+         "(2, 6, 15, 11) input (sizes that do not halve evenly)",
+         _Fused(6, 10, 2, 3, stride_on_projection=True), torch.randn(2, 6, 15, 11, generator=gen)),
         ("a depthwise (groups=12) 3x1 conv with stride (2, 1), then a 1x1 conv, on (3, 12, 9, 14)",
          _Depthwise(), torch.randn(3, 12, 9, 14, generator=gen)),
         ("two stride-2 convs, pooling and two Linear layers, on (4, 3, 33, 20)",

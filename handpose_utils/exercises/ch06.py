@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 
 import numpy as np
 import torch
@@ -284,6 +285,46 @@ def _visible_only(pred, gt, area, sigmas):
     return float(np.exp(-d2 / (2 * area * k**2))[gt[:, 2] == 2].mean())
 
 
+def _nan_without_labels(pred, gt, area, sigmas):
+    """A typical mistake: right with labelled joints, NaN (a mean over nothing) without any."""
+    gt = np.asarray(gt, float)
+    k = 2 * np.asarray(sigmas)
+    d2 = ((np.asarray(pred, float) - gt[:, :2]) ** 2).sum(-1)
+    with np.errstate(all="ignore"):
+        e = np.exp(-d2 / (2 * area * k**2)) * (gt[:, 2] > 0)
+        return float(e.sum() / (gt[:, 2] > 0).sum())
+
+
+def _zero_without_labels(pred, gt, area, sigmas):
+    """A typical mistake: a person without labelled joints scored 0 (pycocotools does not: it
+    measures the distance to the person's box)."""
+    gt = np.asarray(gt, float)
+    if not (gt[:, 2] > 0).any():
+        return 0.0
+    k = 2 * np.asarray(sigmas)
+    d2 = ((np.asarray(pred, float) - gt[:, :2]) ** 2).sum(-1)
+    return float(np.exp(-d2 / (2 * area * k**2))[gt[:, 2] > 0].mean())
+
+
+def _no_labels(oks, rng):
+    """A person with no labelled joint: the answer must raise ValueError, as the exercise says."""
+    gt = np.zeros((17, 3))
+    pred = rng.uniform(100, 200, (17, 2))
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # numpy's "mean of empty slice"
+            got = oks(pred.copy(), gt.copy(), 5000.0, np.asarray(COCO_OKS_SIGMAS, float))
+    except ValueError:
+        return
+    except Exception as err:  # noqa: BLE001 - any other failure is the learner's to fix
+        raise Wrong(f"for a person with no labelled joint (every v = 0) your oks raises "
+                    f"{type(err).__name__}: {err}. Raise a ValueError that says why instead: "
+                    "the OKS of such a person is not defined by its joints") from None
+    raise Wrong(f"for a person with no labelled joint (every v = 0) your oks returns {got!r}. "
+                "There is nothing to average (pycocotools measures the distance to the "
+                "person's box instead, and your function gets no box): raise a ValueError")
+
+
 def _pycocotools_oks(pred, gt, area):
     """OKS of one prediction against one person from pycocotools' own computeOks."""
     from pycocotools.coco import COCO
@@ -312,10 +353,13 @@ def _pycocotools_oks(pred, gt, area):
 
 @exercise("06.3", "Object Keypoint Similarity",
           nudge="Section 9's formula: which joints count (v > 0: visible and occluded), what k "
-                "is, and where the person's area goes. `sigmas` may come as a tuple.",
+                "is, and where the person's area goes. `sigmas` may come as a tuple. The "
+                "exercise says what to do when no joint counts.",
           hint="k = 2 * np.asarray(sigmas); d2 = squared pixel distance per joint; "
-               "e = d2 / (2 * area * k**2); the mean of exp(-e) over the joints with v > 0.",
-          wrong=[_no_area, _k_is_sigma, _all_joints, _visible_only])
+               "e = d2 / (2 * area * k**2); the mean of exp(-e) over the joints with v > 0; "
+               "if no joint has v > 0, raise ValueError(...).",
+          wrong=[_no_area, _k_is_sigma, _all_joints, _visible_only, _nan_without_labels,
+                 _zero_without_labels])
 def _(oks):
     rng = np.random.default_rng(1)
     for n, (area, noise) in enumerate(((900.0, 2.0), (12000.0, 6.0), (40000.0, 15.0),
@@ -338,7 +382,9 @@ def _(oks):
                         f"({int((gt[:, 2] == 2).sum())} visible, {int((gt[:, 2] == 1).sum())} "
                         f"occluded and {int((gt[:, 2] == 0).sum())} unlabelled joints), "
                         f"pycocotools gives OKS {theirs:.7f}, yours {mine:.7f} ({mine - theirs:+.1e})")
-    return "Agrees with pycocotools on small, medium and large people."
+    _no_labels(oks, rng)
+    return ("Agrees with pycocotools on small, medium and large people; a person without "
+            "labelled joints raises ValueError.")
 
 
 # --- 06.4 flip back ---------------------------------------------------------------------------
