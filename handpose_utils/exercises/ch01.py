@@ -32,10 +32,17 @@ def _random_points(rng, n: int) -> np.ndarray:
 
 
 def _array(out, shape, what):
+    """The answer as a float array; it must be a NumPy array (the notebook calls array methods on
+    it, and a list has none of them)."""
+    if not isinstance(out, np.ndarray):
+        raise Wrong(f"{what} must return a NumPy array of shape {shape}, got "
+                    f"{type(out).__name__}" + (": return the array itself (no .tolist(), no list of "
+                                               "rows); the notebook uses array methods such as "
+                                               ".round() on it" if isinstance(out, list) else ""))
     try:
         out = np.asarray(out, dtype=float)
     except (TypeError, ValueError) as err:
-        raise Wrong(f"{what} must return an array of numbers, got {type(out).__name__}") from err
+        raise Wrong(f"{what} must return an array of numbers, got {out.dtype}") from err
     if out.shape != shape:
         raise Wrong(f"{what} must return shape {shape}, got {out.shape}")
     return out
@@ -86,6 +93,12 @@ def _rounded_pixels(xyz, K):
     return np.round(uvw[:, :2] / uvw[:, 2:3])
 
 
+def _project_list(xyz, K):
+    """A typical mistake: the right pixels, returned as a Python list (.tolist())."""
+    uvw = np.asarray(xyz, float) @ np.asarray(K, float).T
+    return (uvw[:, :2] / uvw[:, 2:3]).tolist()
+
+
 def _divides_in_place(xyz, K):
     """A typical mistake: dividing the caller's points by z in place."""
     xyz /= xyz[:, 2:3]
@@ -94,12 +107,13 @@ def _divides_in_place(xyz, K):
 
 @exercise("01.1", "pinhole projection",
           nudge="Look at the formula z·(u, v, 1) = K·(x, y, z): K times a point gives the pixel "
-                "multiplied by z. For (N, 3) rows, 'K times every point' is one matrix product: "
+                "multiplied by z, so after the product divide by its third entry. Then the "
+                "product itself: for (N, 3) rows, 'K times every point' is one matrix product; "
                 "which side of xyz does K go on, and is it K or K transposed?",
           hint="uvw = xyz @ K.T has rows [u*z, v*z, z]; return uvw[:, :2] / uvw[:, 2:3] (a new "
                "array; do not divide xyz in place).",
           wrong=[_no_division, _transposed_K, _divide_without_centre, _rounded_pixels,
-                 _divides_in_place])
+                 _divides_in_place, _project_list])
 def _(project):
     xyz, K = _XYZ.copy(), _K.copy()
     uv = _array(project(xyz, K), (len(_XYZ), 2), "my_project(xyz, K) of (4, 3) points")
@@ -107,6 +121,10 @@ def _(project):
     expected = np.array([[100.0, 80.0], [200.0, 80.0], [100.0, 0.0], [112.5, 95.0]])
     names = ["a point on the optical axis", "a point 0.1 m right at 0.5 m",
              "a point 0.05 m up at 0.25 m", "a point at (0.02, 0.03, 0.8) m"]
+    if np.allclose(uv, expected * _XYZ[:, 2:3], atol=1e-6):
+        raise Wrong("every pixel is the right one multiplied by the point's depth z (for "
+                    f"{names[3]}: {_xy(expected[3] * _XYZ[3, 2])} instead of {_xy(expected[3])}): "
+                    "K·xyz gives z·(u, v, 1), so divide the first two columns by the third")
     for k in range(len(_XYZ)):
         if not np.allclose(uv[k], expected[k], atol=1e-6):
             raise Wrong(f"for {names[k]} with fx=500, fy=400, cx=100, cy=80 the pixel is "
@@ -274,6 +292,11 @@ def _flip_rounded(kp, w):
     return out
 
 
+def _flip_list(kp, w):
+    """A typical mistake: the right keypoints, returned as a Python list."""
+    return [[w - 1 - x, y] for x, y in np.asarray(kp, float).tolist()]
+
+
 def _flip_truncated(kp, w):
     """A typical mistake: an integer copy (np.array(kp, dtype=int)) truncates sub-pixel keypoints."""
     out = np.array(kp, dtype=int)
@@ -288,7 +311,7 @@ def _flip_truncated(kp, w):
           hint="image[:, ::-1] moves column i to column W - 1 - i: x' = width - 1 - x, on a float "
                "copy (np.array(kp, dtype=float)); y and the joint order stay.",
           wrong=[_flip_edges, _flip_y, _flip_and_reverse, _flip_in_place, _flip_rounded,
-                 _flip_truncated])
+                 _flip_truncated, _flip_list])
 def _(flip_keypoints):
     w, h = 7, 4
     kp = np.array([[2.0, 1.0], [0.0, 3.0], [6.0, 0.0], [3.0, 2.0]])

@@ -6,6 +6,7 @@ dataset. Every check also makes sure the answer leaves the caller's records as t
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -356,6 +357,21 @@ def _new_generator_per_block(records, by, key="pose_id", seed=0):
     return parts
 
 
+def _blocks_not_shuffled(records, by, key="pose_id", seed=0):
+    """A typical mistake: the blocks are dealt in rank order, never shuffled."""
+    mean = _group_means(records, by, key)
+    groups = sorted(mean, key=mean.get)
+    part_of = {}
+    for start in range(0, len(groups), 10):
+        block = groups[start:start + 10]
+        for i, g in enumerate(block):
+            part_of[g] = 0 if len(block) < 10 or i < 8 else (1 if i == 8 else 2)
+    parts = ([], [], [])
+    for r in records:
+        parts[part_of[r[key]]].append(r)
+    return parts
+
+
 @exercise("02.3", "stratified grouped split",
           nudge="rank groups, not records: one mean per group (a dict), the groups sorted by it; "
                 "a block is 10 consecutive ranks, and only a full block is dealt 8 / 1 / 1. What "
@@ -366,7 +382,7 @@ def _new_generator_per_block(records, by, key="pose_id", seed=0):
                "1 to test, or all of a short last block to train; then each record goes to its "
                "group's part (new lists, the records untouched).",
           wrong=[_sorted_cut, _per_record_blocks, _short_block_dealt, _first_value,
-                 _new_generator_per_block])
+                 _new_generator_per_block, _blocks_not_shuffled])
 def _(stratified_grouped_split):
     for n, key in ((209, "pose_id"), (203, "pose_id"), (58, "subject")):
         # 58 subjects of two poses each (one pose may lack records, so count them)
@@ -396,9 +412,9 @@ def _(stratified_grouped_split):
         if len(val_ranks) == 1:
             raise Wrong(f"{what} with {total} groups: in every full block the validation group "
                         f"is the one ranked {val_ranks.pop() + 1} of 10, so validation holds "
-                        "groups of one size rank only: shuffle every block with ONE generator "
-                        "made once (np.random.default_rng(seed) before the loop), not a new one "
-                        "per block")
+                        "groups of one size rank only: shuffle each block (rng.permutation), "
+                        "with ONE generator made once (np.random.default_rng(seed) before the "
+                        "loop), not a new one per block")
     again = _parts(stratified_grouped_split(records, "size", key=key, seed=1), 3, what)
     if [sorted(r["id"] for r in p) for p in again] == [sorted(r["id"] for r in p) for p in parts]:
         raise Wrong("seeds 0 and 1 gave the same split: shuffle each block with the seed's rng")
@@ -450,7 +466,23 @@ def _kfold_no_check(records, k, key="pose_id", seed=0):
              [r for r in records if fold_of[r[key]] == i]) for i in range(k)]
 
 
+def _kfold_generator(records, k, key="pose_id", seed=0):
+    """A typical mistake: a generator of pairs, not a list (it can be read only once)."""
+    groups = sorted({r[key] for r in records})
+    if not 2 <= k <= len(groups):
+        raise ValueError(f"k must be in 2..n_groups, got {k}")
+    order = np.random.default_rng(seed).permutation(len(groups))
+    fold_of = {groups[g]: i for i, chunk in enumerate(np.array_split(order, k)) for g in chunk}
+    return (([r for r in records if fold_of[r[key]] != i],
+             [r for r in records if fold_of[r[key]] == i]) for i in range(k))
+
+
 def _folds(out, k, what):
+    if not isinstance(out, (list, tuple)):
+        raise Wrong(f"{what} must return a list of {k} (train, val) pairs, got "
+                    f"{type(out).__name__}" + (": an iterator (a generator, map, zip) can be read "
+                                               "only once and has no len(); build the list"
+                                               if isinstance(out, Iterator) else ""))
     try:
         pairs = [tuple(p) for p in out]
     except TypeError as err:
@@ -472,13 +504,14 @@ def _folds(out, k, what):
                "order = np.random.default_rng(seed).permutation(len(groups)); fold_of = {groups[g]:"
                " i for i, chunk in enumerate(np.array_split(order, k)) for g in chunk}; pair i = "
                "([r for r in records if fold_of[r[key]] != i], [r ... == i]).",
-          wrong=[_kfold_per_record, _kfold_remainder_last, _kfold_train_is_all, _kfold_no_check])
+          wrong=[_kfold_per_record, _kfold_remainder_last, _kfold_train_is_all, _kfold_no_check,
+                 _kfold_generator])
 def _(grouped_kfold):
     small = _records(6, seed=4)
     for k in (1, 7):
         what = f"grouped_kfold(records of 6 groups, k={k})"
         try:
-            grouped_kfold(small, k, key="pose_id", seed=0)
+            out = grouped_kfold(small, k, key="pose_id", seed=0)
         except ValueError:
             pass
         except NotImplementedError:
@@ -488,6 +521,7 @@ def _(grouped_kfold):
                         "message instead (k must be at least 2 and at most the number of groups)"
                         ) from err
         else:
+            _folds(out, k, what)  # a generator function raises only once it is read
             raise Wrong(f"{what} returned folds; it must raise ValueError (k must be at least 2 "
                         "and at most the number of groups, or a fold is empty or trains on "
                         "nothing)")

@@ -194,7 +194,9 @@ def plot_split_distributions(splits: dict[str, Sequence[dict]], bins: int = 20):
     hi = max(s.max() for s in sizes.values())
     edges = np.linspace(lo, hi, bins + 1)
     for name, s in sizes.items():
-        axes[0].hist(s, bins=edges, density=True, histtype="step", lw=2, label=f"{name} (n={len(s)})")
+        poses = {r["pose_id"] for r in splits[name] if "pose_id" in r}
+        count = f"{len(s)} images" + (f" of {len(poses)} poses" if poses else "")
+        axes[0].hist(s, bins=edges, density=True, histtype="step", lw=2, label=f"{name} ({count})")
     axes[0].set(title="hand size: keypoint bbox longer side", xlabel="pixels", ylabel="density")
     lo = min(s.min() for s in spreads.values())
     hi = max(s.max() for s in spreads.values())
