@@ -112,6 +112,12 @@ def _joints_in_place(joints, K, width, height):
     return out
 
 
+def _as_list(joints, K, width, height):
+    """A typical mistake: the right numbers as a Python list (``.tolist()``), which the next
+    cells cannot index as ``lm[8, 0]``."""
+    return _reference_normalise(joints, K, width, height).tolist()
+
+
 @exercise("04.1", "MediaPipe's landmark normalisation",
           nudge="Section 3 gives all three formulas. Which focal length is z's, whose image "
                 "side divides x and z, and where are pixel centres (u = x W - 1/2)?",
@@ -119,18 +125,23 @@ def _joints_in_place(joints, K, width, height):
                "z = (Z - Z_wrist) * f_x / (Z_wrist * W) (x's scale: f_x and W, never f_y or H). "
                "Work on np.asarray(joints, float) and return a new (21, 3) array.",
           wrong=[_y_by_width, _z_in_metres, _z_by_height, _z_by_fy, _no_half_pixel,
-                 _joints_in_place])
+                 _joints_in_place, _as_list])
 def _(to_mediapipe):
     rng = np.random.default_rng(4)
 
     def run(j, k, w, h):
         j0, k0 = np.array(j, copy=True), np.array(k, copy=True)
-        out = np.asarray(to_mediapipe(j, k, w, h), float)
+        got = to_mediapipe(j, k, w, h)
         unchanged("joints", j0, j)
         unchanged("K", k0, k)
-        if out.shape != (21, 3):
-            raise Wrong(f"return (21, 3) landmarks (x, y, z per joint), got shape {out.shape}")
-        return out
+        if not isinstance(got, np.ndarray):
+            raise Wrong(f"return a numpy array of shape (21, 3), got a {type(got).__name__}: the "
+                        "cells below index it as lm[8, 0] and compute with it (np.stack([...], "
+                        "axis=1) builds one; no .tolist())")
+        if got.shape != (21, 3):
+            raise Wrong(f"return a numpy array of shape (21, 3) (x, y, z per joint), got shape "
+                        f"{got.shape}")
+        return np.asarray(got, float)
 
     for w, h in ((640, 480), (360, 640), (517, 333)):  # wide, portrait, odd sizes
         K = _camera(rng, w, h)
@@ -163,8 +174,9 @@ def _(to_mediapipe):
             raise Wrong(f"in a {w}x{h} image with f_x = {K[0, 0]:.1f} px and f_y = "
                         f"{K[1, 1]:.1f} px, z (the depth offset on x's scale) is off: "
                         + _worst(out, want))
-    return ("x, y and z do not depend on the image size, and z not on the hand's distance, "
-            "with f_x != f_y and non-square images.")
+    return ("x, y and z do not depend on the image size, and z does not change when the whole "
+            "hand is scaled about the camera (a bigger hand farther away), with f_x != f_y and "
+            "non-square images.")
 
 
 # --- 04.2 true MPJPE --------------------------------------------------------------------------

@@ -103,6 +103,15 @@ def _batch_of_one(xyz_rel):
     return R[:1].expand_as(R).clone()
 
 
+def _single_hand(xyz_rel):
+    """A typical mistake: written for one (21, 3) hand (xyz_rel[9], stack on dim 0), so a batch
+    of hands fails or mixes hands."""
+    ey = _unit(xyz_rel[9])
+    p = xyz_rel[17]
+    ex = _unit(p - (p * ey).sum(-1, keepdim=True) * ey)
+    return torch.stack([ex, ey, torch.linalg.cross(ex, ey, dim=-1)], dim=0)
+
+
 _AXES = ("x (row 0)", "y (row 1)", "z (row 2)")
 
 
@@ -112,11 +121,20 @@ _AXES = ("x (row 0)", "y (row 1)", "z (row 2)")
                 "works on the last axis (dim=-1), whatever the leading batch shape is.",
           hint="y = unit(joint 9); x = unit(joint 17 minus its component along y) (Gram-Schmidt); "
                "z = torch.linalg.cross(x, y, dim=-1); R = torch.stack([x, y, z], dim=-2).",
-          wrong=[_no_gram_schmidt, _left_handed, _columns, _cross_without_dim, _batch_of_one])
+          wrong=[_no_gram_schmidt, _left_handed, _columns, _cross_without_dim, _batch_of_one,
+                 _single_hand])
 def _(canonical_rotation):
     xyz = _hands(3)  # three hands: an axis of size 3 that is not the coordinate axis
-    R = _tensor(_call(canonical_rotation, {"xyz_rel": xyz}), (3, 3, 3),
-                "canonical_rotation of (3, 21, 3) joints")
+    try:
+        out = _call(canonical_rotation, {"xyz_rel": xyz})
+    except (NotImplementedError, Wrong):
+        raise
+    except Exception as err:  # noqa: BLE001 - a batch is the first thing the check gives it
+        raise Wrong(f"canonical_rotation was called with a (3, 21, 3) batch (3 hands, 21 joints, "
+                    f"x y z) and raised {type(err).__name__}: {err}. It must work on any leading "
+                    "batch shape: index joints and coordinates from the end (xyz_rel[..., 9, :], "
+                    "dim=-1), not as xyz_rel[9]") from None
+    R = _tensor(out, (3, 3, 3), "canonical_rotation of (3, 21, 3) joints")
     eye = torch.eye(3).expand(3, 3, 3)
     gram = R @ R.transpose(-1, -2)
     if not torch.allclose(gram, eye, atol=1e-4):
@@ -270,7 +288,23 @@ def _one_stride(uv_crop, visible, crop_size, map_size, sigma):
     return torch.exp(-d2 / (2 * sigma**2)) * visible.float()[..., None, None]
 
 
-def _compare_maps(got, want, uv, vis, crop_size, what):
+def _in_cells(uv_crop, visible, crop_size, map_size, sigma):
+    """The maps of a Gaussian whose sigma is in map cells: distances measured in cells (each
+    axis its own cell size) and divided by 2 sigma^2 as if sigma were in cells."""
+    h, w = (map_size, map_size) if isinstance(map_size, int) else map_size
+    u = (uv_crop[..., 0] + 0.5) * (w / crop_size) - 0.5  # keypoints in cell coordinates
+    v = (uv_crop[..., 1] + 0.5) * (h / crop_size) - 0.5
+    d2 = ((torch.arange(w).float()[None, None, None, :] - u[..., None, None]) ** 2
+          + (torch.arange(h).float()[None, None, :, None] - v[..., None, None]) ** 2)
+    return torch.exp(-d2 / (2 * sigma**2)) * visible.float()[..., None, None]
+
+
+def _sigma_in_cells(uv_crop, visible, crop_size, map_size, sigma):
+    """A typical mistake: sigma taken in map cells (distances in cells), not in crop pixels."""
+    return _in_cells(uv_crop, visible, crop_size, map_size, sigma)
+
+
+def _compare_maps(got, want, uv, vis, crop_size, sigma, what):
     from handpose_utils.hand3d.crops import decode_scoremaps
 
     diff = (got - want).abs()
@@ -280,6 +314,12 @@ def _compare_maps(got, want, uv, vis, crop_size, what):
     msg = (f"{what}: the largest difference is at map[{b}, {j}, {y}, {x}] (row y = {y}, column "
            f"x = {x}) of keypoint (u, v) = ({uv[b, j, 0]:.2f}, {uv[b, j, 1]:.2f}): "
            f"{got[b, j, y, x]:.4f}, expected {want[b, j, y, x]:.4f}.")
+    size = tuple(got.shape[-2:])
+    if torch.allclose(got, _in_cells(uv, vis, crop_size, size, sigma), atol=1e-4):
+        raise Wrong(msg + f" Your maps are Gaussians of sigma = {sigma:g} map CELLS around the "
+                    f"keypoints, i.e. {sigma * crop_size / size[1]:.0f} crop pixels along x: "
+                    "sigma is in crop pixels. Measure the distances from the keypoint to the "
+                    "cells' centres in crop pixels, then divide by 2 sigma^2")
     if got.shape[-1] == got.shape[-2] and torch.allclose(got, want.transpose(-1, -2), atol=1e-4):
         raise Wrong(msg + " Your maps equal the expected ones transposed (row and column "
                     "swapped): a map's rows are y (v), its columns x (u)")
@@ -304,7 +344,8 @@ def _compare_maps(got, want, uv, vis, crop_size, what):
                "- 0.5, cy likewise with H; dx2 = (cx - u[..., None])**2 (B, J, W), dy2 (B, J, H); "
                "maps = exp(-(dy2[..., :, None] + dx2[..., None, :]) / (2 sigma^2)) times "
                "visible[..., None, None].",
-          wrong=[_corner_cells, _all_visible, _no_half_sigma, _rows_are_x, _one_stride])
+          wrong=[_corner_cells, _all_visible, _no_half_sigma, _rows_are_x, _one_stride,
+                 _sigma_in_cells])
 def _(encode_scoremaps):
     g = torch.Generator().manual_seed(7)
     uv = torch.rand(2, 5, 2, generator=g) * 64 - 0.5  # sub-pixel, anywhere in a 64 px crop
@@ -324,7 +365,7 @@ def _(encode_scoremaps):
         if maps[0, 3].abs().max() > 0:
             raise Wrong(f"{name}: keypoint [0, 3] is occluded (visible False) but its map is not "
                         f"all zero (its largest value is {maps[0, 3].abs().max():.4f})")
-        _compare_maps(maps, _encode(uv, vis, 64, map_size, 5.0), uv, vis, 64, name)
+        _compare_maps(maps, _encode(uv, vis, 64, map_size, 5.0), uv, vis, 64, 5.0, name)
     _on_another_device(encode_scoremaps, args, "encode_scoremaps")
     return ("Square and (H, W) maps match the Gaussians at the cells' centres; occluded "
             "keypoints stay empty.")

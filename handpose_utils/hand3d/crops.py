@@ -248,9 +248,12 @@ def decode_scoremaps(maps: torch.Tensor, crop_size: int, refine: bool = True
     The arg-max cell gives the keypoint to within a cell (``crop_size / S`` pixels, 8 for
     PoseNet). The paper upsampled the maps bilinearly before the arg-max, but a bilinear
     interpolation peaks at a sample, so that cannot beat the cell grid either. ``refine`` fits a
-    parabola through the log of the peak and its two neighbours along each axis, which is exact
-    for a Gaussian peak (it stays within one cell of the arg-max) (as in DARK, Zhang et al. 2020); ``refine=False`` returns the arg-max
-    cell's centre. Confidence is the peak value.
+    parabola through the log of the peak and its two neighbours along each axis (as in DARK,
+    Zhang et al. 2020), kept within one cell of the arg-max. That is exact for a Gaussian that
+    spans a few cells (sigma about half a cell or more); for a sigma well below a cell the
+    neighbours fall under the floor put under the log (1e-6), the parabola no longer follows the
+    Gaussian and the refined position can miss by more than the arg-max cell's centre.
+    ``refine=False`` returns the arg-max cell's centre. Confidence is the peak value.
     """
     b, j, h, w = maps.shape
     m = maps.float()

@@ -1,5 +1,5 @@
 """Notebook 04's figures (``hp.plots.landmarks``): landmarks with their depth, teacher against
-truth, student against teacher, per-joint errors, the training targets, augmentations and the
+truth, student against its labels, per-joint errors, the training targets, augmentations and the
 loss. The lesson's code (codec, dataset, model, loss, metrics) stays in the notebook and its
 module ``handpose_utils.landmarks``; these only draw."""
 
@@ -31,20 +31,24 @@ def _panels(ax, two: bool, width: float, ratios):
 
 
 def show_landmarks(image, landmarks, ax=None, title: str | None = None, depth: bool = True):
-    """An image (array or path) with its 21 landmarks (MediaPipe normalisation), joints coloured
-    by z (blue = closer to the camera than the wrist) and, with ``depth``, a second panel seen
-    from above (x against z)."""
+    """An image (array or path) with its 21 landmarks (MediaPipe normalisation) and, with
+    ``depth``, grey bones, joints coloured by z (blue = closer to the camera than the wrist, a
+    colour bar says how much) and a second panel seen from above (x against z)."""
     img = _as_image(image)
     h, w = img.shape[:2]
     lm = np.asarray(landmarks, float)
     px = landmarks_to_pixels(lm, (w, h))
     axes = _panels(ax, depth, 10, [1.4, 1])
     axes[0].imshow(img)
-    draw_hand(axes[0], px)
+    draw_hand(axes[0], px, color="lightgrey" if depth else None)  # depth: the colour is z's alone
     if depth:
         lim = max(np.abs(lm[:, 2]).max(), 1e-3)
-        axes[0].scatter(px[:, 0], px[:, 1], c=lm[:, 2], cmap="coolwarm", vmin=-lim, vmax=lim,
-                        s=14, zorder=4, edgecolors="black", linewidths=0.3)
+        dots = axes[0].scatter(px[:, 0], px[:, 1], c=lm[:, 2], cmap="coolwarm", vmin=-lim,
+                               vmax=lim, s=14, zorder=4, edgecolors="black", linewidths=0.3)
+        bar = axes[0].figure.colorbar(dots, ax=axes[0], orientation="horizontal", fraction=0.05,
+                                      pad=0.03, aspect=40)
+        bar.set_label("joint colour: z (blue: closer to the camera than the wrist)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     axes[0].set_title(title or "landmarks (joint colour = z)", fontsize=9)
     axes[0].axis("off")
     if depth and len(axes) > 1:
@@ -73,9 +77,11 @@ def plot_per_joint_errors(errors, ax=None, title: str = "mean error per joint", 
     return ax
 
 
-def show_prediction(image, gt, pred, ax=None, title: str | None = None, errors: bool = True):
-    """The teacher's landmarks (green) and the student's (red) on the image, a line from each
-    teacher joint to its prediction and, with ``errors``, the per-joint pixel errors beside it."""
+def show_prediction(image, gt, pred, ax=None, title: str | None = None, errors: bool = True,
+                    labels: str = "labels"):
+    """The labelled landmarks (green, named ``labels`` in the legend: "truth" or "teacher") and
+    the student's (red) on the image, a line from each labelled joint to its prediction and,
+    with ``errors``, the per-joint pixel errors beside it."""
     img = _as_image(image)
     h, w = img.shape[:2]
     gt_px = landmarks_to_pixels(np.asarray(gt, float), (w, h))
@@ -85,7 +91,7 @@ def show_prediction(image, gt, pred, ax=None, title: str | None = None, errors: 
     axes[0].imshow(img)
     for (x0, y0), (x1, y1) in zip(gt_px, pred_px):
         axes[0].plot([x0, x1], [y0, y1], "-", color="white", lw=0.8, alpha=0.8)
-    draw_hand(axes[0], gt_px, color=GT_COLOR, label="teacher")
+    draw_hand(axes[0], gt_px, color=GT_COLOR, label=labels)
     draw_hand(axes[0], pred_px, color=PRED_COLOR, label="student")
     axes[0].legend(loc="lower right", fontsize=7)
     axes[0].set_title(title or f"mean 2D error {err.mean():.1f} px", fontsize=9)
@@ -95,15 +101,16 @@ def show_prediction(image, gt, pred, ax=None, title: str | None = None, errors: 
     return axes
 
 
-def prediction_browser(image_paths: Sequence[str], gt, pred) -> None:
-    """An ipywidgets slider calling :func:`show_prediction`. Call ``show_prediction`` once
-    yourself first: ``interact`` prints errors instead of raising them."""
+def prediction_browser(image_paths: Sequence[str], gt, pred, labels: str = "labels") -> None:
+    """An ipywidgets slider calling :func:`show_prediction` (``labels`` names ``gt`` in the
+    legend). Call ``show_prediction`` once yourself first: ``interact`` prints errors instead of
+    raising them."""
     from ipywidgets import IntSlider, interact
 
     gt, pred = np.asarray(gt), np.asarray(pred)
 
     def _show(index=0):
-        show_prediction(image_paths[index], gt[index], pred[index],
+        show_prediction(image_paths[index], gt[index], pred[index], labels=labels,
                         title=f"{Path(image_paths[index]).name}")
         plt.show()
 
