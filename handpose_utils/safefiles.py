@@ -9,7 +9,7 @@ goes through here:
   file both succeed (the later rename wins, and each file is whole).
 * :func:`remove_stale_temporaries` deletes what killed writers left, by one rule: a temporary of
   this machine is stale once its process has exited; any other (another machine sharing the
-  folder, Windows, an old name without a pid) once unmodified for ``STALE_S`` seconds.
+  folder, Windows, an old name without a host) once unmodified for ``STALE_S`` seconds.
 * :func:`file_lock` serialises the writers that must not interleave (a download into one
   ``.part`` file, a compute-then-write of the same split file).
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 __all__ = ["atomic_write", "write_json", "temporary_path", "remove_stale_temporaries",
            "file_lock", "WriteError", "STALE_S"]
 
-STALE_S = 3600  # a foreign temporary untouched for an hour belongs to nobody
+STALE_S = 600  # a temporary nobody has touched for ten minutes belongs to nobody
 
 
 class WriteError(OSError):
@@ -100,11 +100,17 @@ def write_json(path: str | Path, obj, indent: int | None = None) -> Path:
     return atomic_write(path, lambda f: json.dump(obj, f, indent=indent), mode="w")
 
 
-_TEMPORARY = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)(?:-(?P<host>[0-9a-f]{8}))?\.)?"
-                        r"(?:[a-z0-9_]+\.)?(?:tmp|npz)$")
+def _pattern(name: str | tuple | None) -> re.Pattern:
+    """``.<name>.<pid>-<host>.<random>.tmp`` (or ``.npz``); older names lack host or pid."""
+    names = (name,) if isinstance(name, str) else name
+    stem = "|".join(map(re.escape, names)) if names else ".+?"
+    return re.compile(rf"^\.(?P<name>{stem})\.(?:(?P<pid>\d+)(?:-(?P<host>[0-9a-f]{{8}}))?\.)?"
+                      r"(?:[a-z0-9_]+\.)?(?:tmp|npz)$")
 
 
 def _process_alive(pid: int) -> bool:
+    if os.name != "posix":  # Windows: os.kill would end the process, not ask about it
+        return False
     if pid == os.getpid():
         return True
     try:
@@ -118,37 +124,42 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def is_stale(path: Path, now: float | None = None, stale_s: float = STALE_S) -> bool:
-    """The one rule: a temporary written on this machine is stale once its process has exited
-    (a live writer is never disturbed, however long it takes); any other once unmodified for
-    ``stale_s`` seconds. Windows cannot ask about a pid safely (``os.kill`` would end it)."""
-    match = _TEMPORARY.match(path.name)
+def is_stale(path: Path, now: float | None = None, stale_s: float = STALE_S,
+             name: str | tuple | None = None) -> bool:
+    """The one rule for a temporary: never while a process of this machine named in it runs
+    (however long its write takes); at once when it names this machine and its process has
+    exited; otherwise (another machine sharing the folder, an old name) once unmodified for
+    ``stale_s`` seconds."""
+    match = _pattern(name).match(path.name)
     if match is None:
         return False
     try:
         mtime = path.stat().st_mtime
     except OSError:
         return False
+    ours = match["host"] in (None, _host())
+    if match["pid"] and ours and _process_alive(int(match["pid"])):
+        return False
     if match["pid"] and match["host"] == _host() and os.name == "posix":
-        return not _process_alive(int(match["pid"]))
+        return True
     return (now or time.time()) - mtime > stale_s
 
 
-def remove_stale_temporaries(folder: str | Path, name: str | None = None, log: Callable | None
-                             = print, stale_s: float = STALE_S) -> list[Path]:
-    """Delete the stale temporaries (:func:`is_stale`) in ``folder``, only those of ``name`` when
-    given. Returns the removed paths and logs what was freed (each can be as big as a cache)."""
+def remove_stale_temporaries(folder: str | Path, name: str | tuple | None = None,
+                             log: Callable | None = print, stale_s: float = STALE_S) -> list[Path]:
+    """Delete the stale temporaries (:func:`is_stale`) in ``folder``, only those of ``name`` (a
+    file name or a tuple of them) when given. Returns the removed paths and logs what was freed
+    (a temporary can be as big as a checkpoint or a cache)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     now, removed, size = time.time(), [], 0
     for path in sorted(folder.iterdir()):
-        match = _TEMPORARY.match(path.name)
-        if match is None or (name is not None and match["name"] != name) or not path.is_file():
+        if not path.is_file():
             continue
         try:
             nbytes = path.stat().st_size
-            if not is_stale(path, now, stale_s):
+            if not is_stale(path, now, stale_s, name):
                 continue
             path.unlink()
         except OSError:  # gone meanwhile, or not ours to delete
