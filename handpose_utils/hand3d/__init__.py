@@ -13,28 +13,18 @@
 * ``train``      the config dataclass, per-stage training with the engine, checkpoints
 * ``pipeline``   the three networks chained, run over a dataset
 * ``evaluate``   the paper's protocol: 2D/3D EPE, PCK and AUC, segmentation IoU; engine meters
-* ``plots``      samples, canonical frame, score maps, the pipeline on one image, PCK curves
 
 ``canonical``, ``nets`` and ``losses`` are generated from notebook 07's ``#@save`` cells
-(``python -m handpose_utils.export``); edit the notebook, not those files.
+(``python -m handpose_utils.export``); edit the notebook, not those files. The figures are in
+:mod:`handpose_utils.plots.hand3d`.
 """
 
-from . import canonical, crops, data, evaluate, losses, nets, pipeline, plots, train
+from . import canonical, crops, data, evaluate, losses, nets, pipeline, train
 from .canonical import axis_angle_to_matrix, from_canonical, to_canonical
 from .data import PoseNetBatch, PosePriorBatch, RHDSamples, SegmentationBatch, make_loader
 from .evaluate import eval_2d, eval_3d, segmentation_iou
 from .nets import HandSegNet, PoseNet, PosePrior
 from .pipeline import Hand3DPipeline, run_pipeline
-from .plots import (
-    pipeline_browser,
-    plot_pck_curves,
-    show_canonical_frame,
-    show_pipeline,
-    show_posenet_stages,
-    show_rhd_sample,
-    show_scoremaps,
-    show_segmentation,
-)
 from .train import (
     STAGES,
     Hand3DConfig,
@@ -47,14 +37,12 @@ from .train import (
 )
 
 __all__ = [
-    "canonical", "crops", "data", "evaluate", "losses", "nets", "pipeline", "plots", "train",
+    "canonical", "crops", "data", "evaluate", "losses", "nets", "pipeline", "train",
     "axis_angle_to_matrix", "from_canonical", "to_canonical",
     "PoseNetBatch", "PosePriorBatch", "RHDSamples", "SegmentationBatch", "make_loader",
     "eval_2d", "eval_3d", "segmentation_iou",
     "HandSegNet", "PoseNet", "PosePrior",
     "Hand3DPipeline", "run_pipeline",
-    "pipeline_browser", "plot_pck_curves", "show_canonical_frame", "show_pipeline", "show_posenet_stages",
-    "show_rhd_sample", "show_scoremaps", "show_segmentation",
     "STAGES", "Hand3DConfig", "build_model", "default_config", "evaluate_stage", "load_stage", "run_dir",
     "train_stage",
 ]

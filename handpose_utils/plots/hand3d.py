@@ -1,10 +1,5 @@
-"""Figures for notebook 07: RHD samples (image, class mask, depth, 3D), the canonical frame,
-score maps per stage, the whole pipeline on one image, and PCK curves.
-
-Every browser wraps a plain function; call the function once directly first (``interact``
-prints errors instead of raising them). Ground truth is green and predictions red, as in
-:mod:`handpose_utils.plots`.
-"""
+"""Notebook 07's figures (``hp.plots.hand3d``): RHD samples (image, class mask, depth, 3D), the
+canonical frame, score maps per stage, the whole pipeline on one image, and PCK curves."""
 
 from __future__ import annotations
 
@@ -14,16 +9,12 @@ import torch
 from matplotlib.colors import ListedColormap, to_rgb
 
 from ..datasets.rhd import read_depth, read_mask
+from ..hand3d.canonical import to_canonical
+from ..hand3d.crops import boxes_from_keypoints
+from ..hand3d.evaluate import root_relative
 from ..images import read_image
-from ..plots import GT_COLOR, PRED_COLOR, draw_hand, plot_skeleton_3d, sample_browser
 from ..skeletons import FINGER_COLORS, FINGERS, HAND21_NAMES
-from .canonical import to_canonical
-from .crops import boxes_from_keypoints
-from .evaluate import root_relative
-
-__all__ = ["rhd_mask_colormap", "show_rhd_sample", "show_canonical_frame", "show_segmentation",
-           "show_scoremaps", "show_posenet_stages",
-           "show_pipeline", "pipeline_browser", "plot_pck_curves", "draw_box"]
+from . import GT_COLOR, PRED_COLOR, draw_hand, plot_skeleton_3d, sample_browser
 
 
 def rhd_mask_colormap() -> ListedColormap:
@@ -119,8 +110,8 @@ def show_segmentation(segnet, dataset, indices, crop_size: int = 256, seg_size=N
     """HandSegNet on a few samples, one column each: the image with the crop boxes (from the
     segmentation red, from the ground truth green), the annotated hands (class id > 1),
     HandSegNet's hand probability with its IoU, and the crop taken from the hand blob."""
-    from .crops import boxes_from_segmentation, crop_images, normalize_images
-    from .pipeline import Hand3DPipeline
+    from ..hand3d.crops import boxes_from_segmentation, crop_images, normalize_images
+    from ..hand3d.pipeline import Hand3DPipeline
 
     device = device or next(segnet.parameters()).device
     seg = Hand3DPipeline(segnet, None, None, crop_size=crop_size, seg_size=seg_size).eval()
@@ -161,7 +152,7 @@ def show_posenet_stages(posenet, dataset, index: int, crop_size: int = 256,
                         joints=(4, 8, 12, 20), device=None):
     """PoseNet on the ground-truth crop of ``dataset[index]``: the score maps of ``joints`` at
     every stage (rows), the annotated keypoint in green."""
-    from .crops import crop_images, normalize_images, to_crop
+    from ..hand3d.crops import crop_images, normalize_images, to_crop
 
     device = device or next(posenet.parameters()).device
     posenet.eval()
