@@ -41,7 +41,8 @@ from .datasets.coco import download_coco, load_coco_keypoints, prepare_coco
 from .datasets.freihand import download_freihand, load_freihand
 from .datasets.ouhands import install_ouhands, load_ouhands
 from .datasets.rhd import download_rhd, load_rhd, prepare_rhd
-from .engine import TrainConfig, evaluate, fit, load_checkpoint, plot_history, predict
+from .engine import TrainConfig, evaluate, fit, load_checkpoint, predict
+from .plots.history import plot_history
 from .env import data_dir, in_colab, pick_device, runs_dir, seed_everything, smoke_or
 from .exercises import check, use
 from .images import read_image

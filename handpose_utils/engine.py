@@ -1,105 +1,61 @@
-"""The training engine shared by every notebook: ``fit``, ``evaluate``, ``predict``, checkpoints.
+"""The training loop every notebook shares: ``train_one_epoch``, ``evaluate``, ``predict``, ``fit``.
 
-Written in the style of torchvision's ``references/`` scripts: plain functions, one loop you can
-read top to bottom. Nothing here knows about keypoints; three small callables carry the task:
+Plain functions in the style of torchvision's ``references/``. Nothing here knows about
+keypoints; three callables carry the task:
 
-* ``prepare_batch(batch, device, train) -> (inputs, targets, extras)`` moves a batch to the device,
-  augments or normalises it and builds the targets. ``extras`` (a dict) carries whatever the
-  metrics need (visibility, original image size, indices). For keypoints use
-  :class:`handpose_utils.data.PrepareBatch`; the default, :func:`default_prepare_batch`, takes
+* ``prepare_batch(batch, device, train) -> (inputs, targets, extras)`` moves a batch to the
+  device, augments it and builds the targets; ``extras`` (a dict) carries what the metrics need.
+  Keypoints use :class:`handpose_utils.data.PrepareBatch`; :func:`default_prepare_batch` takes
   ``(inputs, targets)`` tuples or ``{"image", "target"}`` dicts.
-* ``loss_fn(outputs, targets) -> scalar``; outputs are cast to float32 first, so losses never run
-  in half precision. Any ``nn.Module`` loss works (``nn.L1Loss()``), and ``targets`` may be a dict
-  when a loss needs more (e.g. visibility weights).
+* ``loss_fn(outputs, targets) -> scalar``, on outputs cast to float32 (never in half precision).
 * ``metrics``: an object with ``reset()``, ``update(outputs, targets, extras)`` and
-  ``compute() -> dict`` (e.g. :class:`handpose_utils.metrics.KeypointMeter`), or a plain function
-  ``fn(outputs, targets, extras) -> dict`` that gets the whole validation set concatenated. An
-  optional ``log_items`` attribute, a list of ``(key, label, format)``, says what to print each
-  epoch.
+  ``compute() -> dict`` (:class:`handpose_utils.metrics.KeypointMeter`), or a function of the
+  whole validation set; its ``log_items`` ``(key, label, format)`` say what each epoch prints.
 
-Reproducibility: at the start of each epoch ``fit`` seeds Python, NumPy and torch from
-``(seed, epoch)``. Shuffling (a ``RandomSampler`` draws from torch's RNG when an epoch starts),
-dropout and device augmentation therefore depend only on the epoch, so a resumed run repeats the
-uninterrupted one exactly (CPU augmentation in *persistent* DataLoader workers is the exception:
-those workers keep their own RNG streams).
-
-Several processes (``torchrun``, see :func:`handpose_utils.env.init_distributed`): when a
-process group runs, ``fit`` wraps the model in ``DistributedDataParallel`` (gradients are
-averaged over the processes in every ``backward()``), optionally converts BatchNorm to
-``SyncBatchNorm`` (``TrainConfig(sync_bn=True)``, CUDA only), calls ``set_epoch`` on the
-training loader's ``DistributedSampler`` (each process trains on its own shard, reshuffled each
-epoch) and offsets the per-epoch seed by the rank (the processes augment differently). The
-training loss is averaged over the processes; rank 0 alone evaluates the whole validation set,
-logs, plots, writes checkpoints and runs the callbacks, and sends its epoch row (and a callback's
-decision to stop) to the others, so every process holds the same history and takes the same
-decisions. Checkpoints hold the plain module's weights, so a run saved by N processes resumes in
-any number of them.
+Checkpoints and resuming are :class:`handpose_utils.checkpoints.Checkpointer`'s job; printing and
+the live plot are callbacks; several processes (``torchrun``) are :func:`wrap_distributed`'s.
+Each epoch is seeded from ``(seed, epoch)``, so a resumed run repeats the uninterrupted one.
 """
 
 from __future__ import annotations
 
-import errno
 import math
-import os
-import random
-import re
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as torch_dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import env
+from .checkpoints import (
+    Checkpointer,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    total_magnitude,
+    unwrap,
+)
 
-__all__ = [
-    "History",
-    "TrainConfig",
-    "fit",
-    "train_one_epoch",
-    "evaluate",
-    "predict",
-    "save_checkpoint",
-    "load_checkpoint",
-    "remove_stale_temporaries",
-    "rng_state",
-    "set_rng_state",
-    "make_scheduler",
-    "default_prepare_batch",
-    "plot_history",
-    "LivePlot",
-    "FunctionMeter",
-    "CheckpointError",
-    "NonFiniteLossError",
-    "StopTraining",
-    "format_epoch",
-]
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file cannot be read or written, or does not fit the model. The message names
-    the file."""
+__all__ = ["History", "TrainConfig", "fit", "train_one_epoch", "evaluate", "predict",
+           "make_scheduler", "default_prepare_batch", "FunctionMeter", "NonFiniteLossError",
+           "StopTraining", "format_epoch", "epoch_printer", "wrap_distributed",
+           # re-exported from checkpoints, where they live
+           "CheckpointError", "load_checkpoint", "save_checkpoint"]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced NaN or infinite numbers: the loss, the weights after an optimiser step,
-    or the validation loss / best metric. The message names the epoch (and the batch), and says
-    which weights the model holds afterwards."""
+    """Training produced NaN or infinite numbers (the loss, the weights after a step, or the
+    validation loss / best metric). Names the epoch and batch, and which weights the model holds
+    afterwards."""
 
 
 class StopTraining(Exception):
     """Raise from a callback to end ``fit`` cleanly after the current epoch (early stopping)."""
-
-
-# --------------------------------------------------------------------------------------------
-# History
 
 
 class History(list):
@@ -138,89 +94,6 @@ class History(list):
         return "\n".join(lines)
 
 
-def plot_history(history: Sequence[dict], keys: Sequence[str] | None = None, fig=None):
-    """Loss curves (left) and validation metrics (right) against the epoch. Returns the figure.
-
-    ``keys`` picks the metrics for the right panel (default: every ``val_*`` except the loss).
-    Fractions (PCK, AUC, AP: every value in [0, 1]) share its left axis; metrics in other units
-    (EPE in pixels, MPJPE in mm) go on a second axis at its right, so neither flattens the other.
-    Passing ``fig`` redraws into it (live plot).
-    """
-    import matplotlib.pyplot as plt
-
-    if fig is None:
-        fig, _ = plt.subplots(1, 2, figsize=(10, 3.5))
-        plt.close(fig)  # we display it ourselves; this keeps Jupyter from showing it twice
-    for ax in fig.axes:
-        ax.clear()
-    ax_loss, ax_metric = fig.axes[:2]
-    epochs = [r["epoch"] for r in history]
-    for key, label in (("train_loss", "train"), ("val_loss", "val")):
-        values = [r.get(key, math.nan) for r in history]
-        if any(math.isfinite(v) for v in values):
-            ax_loss.plot(epochs, values, "o-", ms=3, label=label)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    if history:
-        ax_loss.legend()
-    if keys is None:
-        keys = []
-        for r in history:
-            keys += [k for k in r if k.startswith("val_") and k != "val_loss" and k not in keys]
-    series = {k: [r.get(k, math.nan) for r in history] for k in keys}
-    fractions = [k for k, v in series.items()
-                 if all(0.0 <= x <= 1.0 for x in v if math.isfinite(x))]
-    others = [k for k in keys if k not in fractions]
-    lines = []
-    for key in fractions:
-        lines += ax_metric.plot(epochs, series[key], "o-", ms=3, label=key[4:])
-    ax_metric.set(xlabel="epoch", title="validation metrics")
-    if fractions:
-        ax_metric.set_ylabel("fraction")
-    if others:
-        ax_other = fig.axes[2] if len(fig.axes) > 2 else ax_metric.twinx()
-        for key in others:
-            lines += ax_other.plot(epochs, series[key], "s--", ms=3, label=key[4:],
-                                   color=f"C{(len(lines)) % 10}")
-        ax_other.set_ylabel(", ".join(k[4:] for k in others) + " (dashed)")
-    if lines and history:
-        ax_metric.legend(lines, [ln.get_label() for ln in lines], fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-class LivePlot:
-    """A history figure that updates in place in Jupyter and Colab: it is shown once with
-    ``display(fig, display_id=True)`` and refreshed with ``handle.update(fig)``, which (unlike
-    ``clear_output``) leaves the tqdm bars and printed lines of the same cell alone. Outside a
-    notebook it does nothing."""
-
-    def __init__(self, enabled: bool = True, keys: Sequence[str] | None = None):
-        self.enabled = enabled and _in_notebook()
-        self.keys = keys  # the metrics to draw (default: every val_* metric)
-        self.fig = None
-        self.handle = None
-
-    def update(self, history) -> None:
-        if not self.enabled or not history:
-            return
-        from IPython.display import display
-
-        self.fig = plot_history(history, keys=self.keys, fig=self.fig)
-        if self.handle is None:
-            self.handle = display(self.fig, display_id=True)
-        else:
-            self.handle.update(self.fig)
-
-
 def format_epoch(row: dict, epochs: int, items: Sequence[tuple] = ()) -> str:
     """One line per epoch, e.g.
     ``[003/050] train=0.0421 | val=0.0385 | PCK@0.05=72.3% | lr=2.99e-04``.
@@ -235,302 +108,6 @@ def format_epoch(row: dict, epochs: int, items: Sequence[tuple] = ()) -> str:
     return f"[{row['epoch']:03d}/{epochs:03d}] " + " | ".join(parts)
 
 
-# --------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def rng_state() -> dict:
-    """Python, NumPy, torch CPU and CUDA RNG states, in types ``torch.load(weights_only=True)``
-    accepts (lists, numbers, tensors)."""
-    py = random.getstate()
-    _, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "python": [py[0], list(py[1]), py[2]],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` captured."""
-    v, keys, gauss = state["python"]
-    random.setstate((v, tuple(keys), gauss))
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["gauss"]))
-    torch.set_rng_state(state["torch"].cpu())
-    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == \
-            torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The plain module behind ``torch.compile`` and ``DistributedDataParallel`` (whose
-    state_dict keys carry an ``_orig_mod.`` / ``module.`` prefix)."""
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(model, DistributedDataParallel):
-            model = model.module
-        else:
-            return model
-
-
-def _is_ddp(model: nn.Module) -> bool:
-    """Whether ``model`` is (or compiles) a ``DistributedDataParallel`` wrapper."""
-    return isinstance(getattr(model, "_orig_mod", model), DistributedDataParallel)
-
-
-def _write_error(path: Path, err: Exception) -> str:
-    full = (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or \
-        "unexpected pos" in str(err)
-    hint = ("The disk (or the Drive quota) is probably full; torch reports a write that ran out "
-            "of space as 'unexpected pos'. Free some space (delete old runs or previous-* "
-            "folders) or choose a checkpoint_dir on another disk."
-            if full else "Check that the folder exists, is writable and has free disk space.")
-    return (f"could not write {path}: {type(err).__name__}: {err}. {path.name} was left as it "
-            f"was (the previous save, if any, is intact). {hint}")
-
-
-def _atomic_write(path: Path, write: Callable) -> None:
-    """Write through a temporary file in the same folder, fsync, then ``os.replace``: readers
-    see the old file or the new one, never half of one, even if the runtime dies mid-save.
-    The temporary's name, ``.<name>.<pid>.<random>.tmp``, lets a later run tell the leftovers
-    of a killed save from a save in progress (:func:`remove_stale_temporaries`). A failed write
-    raises :class:`CheckpointError` naming the file and the reason."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
-                               dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(err, Exception):  # not KeyboardInterrupt: that stays what it is
-            raise CheckpointError(_write_error(path, err)) from err
-        raise
-    try:  # make the rename itself durable (POSIX); harmless where unsupported
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scaler=None,
-                    epoch: int = 0, history=None, best: dict | None = None,
-                    config: dict | None = None) -> Path:
-    """Save everything needed to resume, atomically: model, optimiser, scheduler and GradScaler
-    states, the last finished ``epoch``, RNG states, ``history``, the ``best`` metric record and
-    a small ``config`` dict (numbers and strings). Returns the path.
-
-    Refuses (:class:`CheckpointError`) to write a model with NaN or infinite weights or floating
-    buffers: a checkpoint is something to go back to. A write that fails (disk full) raises
-    :class:`CheckpointError` naming the file; the previous file stays intact."""
-    path = Path(path)
-    weights = _unwrap(model).state_dict()
-    bad = _nonfinite_names(weights)
-    if bad:
-        raise CheckpointError(
-            f"refusing to write {path}: the model holds NaN/inf values in "
-            f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}. A checkpoint must be worth "
-            f"going back to; the previous {path.name}, if any, is left as it was.")
-    state = {
-        "format": 1,
-        "model": weights,
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "epoch": int(epoch),
-        "rng": rng_state(),
-        "history": [dict(r) for r in (history or [])],
-        "best": dict(best) if best else None,
-        "config": dict(config or {}),
-    }
-    _atomic_write(path, lambda f: torch.save(state, f))
-    return path
-
-
-def _finiteness(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """A 0-dim tensor on the tensors' device that is NaN or inf when any of their values is:
-    the sum of all magnitudes (L1 norm). Finite values could only overflow it beyond 3e38, far
-    past any trained network. One fused foreach reduction on CUDA (per tensor on the CPU: about
-    2x faster there than the largest magnitude) and no device-to-host copy, so it can run after
-    every optimiser step; the value is read back with the loss, every ``check_every`` steps."""
-    if not tensors:
-        return torch.zeros(())
-    return nn.utils.get_total_norm(tensors, norm_type=1.0)
-
-
-def _float_tensors(model: nn.Module) -> list[torch.Tensor]:
-    """Parameters and floating buffers (BatchNorm's running statistics): what a checkpoint must
-    hold finite. ``num_batches_tracked`` and other integer buffers cannot be NaN."""
-    return [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
-
-
-def _nonfinite_names(state: dict) -> list[str]:
-    """The names of the floating tensors in ``state`` that hold a NaN or an infinity."""
-    floats = {k: v for k, v in state.items()
-              if isinstance(v, torch.Tensor) and v.is_floating_point()}
-    if not floats or math.isfinite(float(_finiteness(list(floats.values())))):
-        return []
-    return [k for k, v in floats.items() if not bool(torch.isfinite(v).all())]
-
-
-# Leftovers of a killed save: ".last.pth.<pid>.<random>.tmp" (save_checkpoint),
-# ".last.pth.<pid>.tmp" (Drive copies), and the same without the pid (older versions).
-_TEMPORARY = re.compile(r"^\.[^/]+\.pth\.(?:(?P<pid>\d+)\.)?(?:[a-z0-9_]+\.)?tmp$")
-STALE_TEMPORARY_S = 60
-
-
-def _pid_alive(pid: int | None) -> bool:
-    """Whether ``pid`` is a running process on this machine (False when unknown: no pid in the
-    name, or no safe way to ask, as on Windows where ``os.kill`` terminates)."""
-    if pid is None or pid <= 0 or os.name != "posix":
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0 only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except (OverflowError, OSError):
-        return False
-    return True
-
-
-def remove_stale_temporaries(folder, log: Callable | None = print,
-                             min_age_s: float = STALE_TEMPORARY_S) -> list[Path]:
-    """Delete the temporary files that killed checkpoint saves left in ``folder`` (a checkpoint
-    each, e.g. 48 MB). Only the course's own names (``.<name>.pth.<pid>.<random>.tmp``, see
-    :func:`save_checkpoint`), and only when nobody can still be writing them: unchanged for
-    ``min_age_s`` seconds and not named after a live process of this machine (a folder on
-    Drive may be shared with another runtime, whose saves keep their file's time fresh).
-    Returns the removed paths; ``fit`` calls it for its checkpoint and Drive folders."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    now, removed, size = time.time(), [], 0
-    for path in sorted(folder.iterdir()):
-        match = _TEMPORARY.match(path.name)
-        if not match or not path.is_file():
-            continue
-        pid = int(match["pid"]) if match["pid"] else None
-        try:
-            stat = path.stat()
-            if now - stat.st_mtime < min_age_s or _pid_alive(pid):
-                continue
-            path.unlink()
-        except OSError:  # gone meanwhile, or not ours to delete: leave it
-            continue
-        removed.append(path)
-        size += stat.st_size
-    if removed and log:
-        log(f"removed {len(removed)} stale temporary file(s) of interrupted checkpoint saves "
-            f"from {folder} ({size / 1e6:.0f} MB): {', '.join(p.name for p in removed)}")
-    return removed
-
-
-CHECKPOINT_FILES = ("best.pth", "last.pth")
-
-
-def _set_aside_previous_run(folder: Path, stamp: str, log) -> Path | None:
-    """Move ``folder``'s best.pth and last.pth into a new ``folder/previous-<stamp>/`` so a new
-    run cannot overwrite them. Returns that folder, or None when there was nothing to move."""
-    files = [folder / name for name in CHECKPOINT_FILES if (folder / name).is_file()]
-    if not files:
-        return None
-    dest, n = folder / f"previous-{stamp}", 1
-    while dest.exists():  # two starts within one second
-        n += 1
-        dest = folder / f"previous-{stamp}-{n}"
-    try:
-        dest.mkdir(parents=True)
-        for f in files:
-            os.replace(f, dest / f.name)
-    except OSError as err:
-        raise CheckpointError(
-            f"could not move the previous run's {', '.join(f.name for f in files)} in {folder} "
-            f"to {dest} ({err}); nothing was overwritten. Move them yourself, pass another "
-            "checkpoint_dir / drive_dir, or resume=True to continue that run.") from err
-    if log:
-        log(f"new run: moved the previous run's {' and '.join(f.name for f in files)} from "
-            f"{folder} to {dest} (resume=True would have continued it)")
-    return dest
-
-
-# Settings that may change between an interrupted run and its resumption without changing what
-# is trained: the hardware (AMP, memory layout, number of processes) and the planned length.
-RESUMABLE_CHANGES = ("amp", "channels_last", "epochs", "world_size")
-
-
-def _check_resume_config(path: Path, saved: dict, current: dict) -> None:
-    """Refuse to resume a checkpoint made with other settings (another input size, dataset or
-    learning rate would silently continue a different experiment)."""
-    diff = {k: (saved[k], current[k]) for k in saved.keys() & current.keys()
-            if k not in RESUMABLE_CHANGES and saved[k] != current[k]}
-    if diff:
-        changes = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(diff.items()))
-        raise CheckpointError(
-            f"{path} was saved by a run with other settings ({changes}). Resuming would mix two "
-            "experiments. Use another checkpoint_dir for the new settings, or pass resume=False "
-            "to start over (the old best.pth and last.pth move to a previous-<time> folder).")
-
-
-def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, scheduler=None,
-                    scaler=None, restore_rng: bool = False, map_location="cpu") -> dict:
-    """Load a checkpoint with ``torch.load(weights_only=True)`` (no arbitrary code runs) and
-    restore the given objects from it. Returns the checkpoint dict (``epoch``, ``history``,
-    ``best``, ``config``, ...).
-
-    Raises ``FileNotFoundError`` or :class:`CheckpointError`, both naming the file, when it is
-    missing, truncated or corrupt, or does not fit ``model``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        raise CheckpointError(
-            f"cannot read checkpoint {path} ({type(err).__name__}: {err}). The file is truncated "
-            "or corrupt, e.g. a save or a Drive copy was interrupted. Delete it and resume from "
-            "another checkpoint (last.pth / best.pth, or the copy on Drive), or retrain."
-        ) from err
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise CheckpointError(f"{path} is not a course checkpoint (no 'model' entry); "
-                              "save it with engine.save_checkpoint")
-    if model is not None:
-        try:
-            _unwrap(model).load_state_dict(ckpt["model"])
-        except RuntimeError as err:
-            raise CheckpointError(
-                f"checkpoint {path} does not fit this model: {err}. Build the same architecture "
-                "(build_model name and num_outputs) as the run that saved it."
-            ) from err
-    for obj, key in ((optimizer, "optimizer"), (scheduler, "scheduler"), (scaler, "scaler")):
-        # an empty scaler state comes from a run without fp16 (CPU, bf16): keep the fresh scaler
-        if obj is not None and ckpt.get(key):
-            obj.load_state_dict(ckpt[key])
-    if restore_rng and ckpt.get("rng"):
-        set_rng_state(ckpt["rng"])
-    return ckpt
-
-
-# --------------------------------------------------------------------------------------------
-# One epoch
-
-
 def _to_device(obj, device):
     if isinstance(obj, torch.Tensor):
         return obj.to(device, non_blocking=True)
@@ -539,6 +116,15 @@ def _to_device(obj, device):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_device(v, device) for v in obj)
     return obj
+
+
+def _is_ddp(model: nn.Module) -> bool:
+    return isinstance(getattr(model, "_orig_mod", model), DistributedDataParallel)
+
+
+def _float_tensors(model: nn.Module) -> list[torch.Tensor]:
+    """Parameters and floating buffers (BatchNorm's statistics): what must stay finite."""
+    return [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
 
 
 def default_prepare_batch(batch, device, train: bool):
@@ -717,7 +303,7 @@ def train_one_epoch(model, loader, *, loss_fn, optimizer, device, prepare_batch=
         bs = _batch_size(inputs)
         total += loss.detach().double() * bs
         count += bs
-        pending.append((loss.detach(), _finiteness(weights)))
+        pending.append((loss.detach(), total_magnitude(weights)))
         if step % check_every == 0 or step == n_batches:
             checked = _check_finite(pending, checked, epoch, n_batches, amp, sync)
             bar.set_postfix(loss=f"{float(total) / count:.4f}")
@@ -829,10 +415,6 @@ def predict(model, loader, *, prepare_batch=None, device=None, amp=None,
     return outputs
 
 
-# --------------------------------------------------------------------------------------------
-# fit
-
-
 def make_scheduler(optimizer, scheduler, epochs: int, warmup_epochs: int = 0):
     """An epoch-level LR scheduler (stepped once per epoch, as in torchvision's
     references):
@@ -936,43 +518,6 @@ def _resume_scheduler(sched, scheduler, optimizer, ckpt: dict, epochs: int, warm
     return _cosine_tail(optimizer, start, factor, epochs, done)
 
 
-def _restore_last_good(model: nn.Module, ckpt_dir: Path | None) -> str:
-    """After a non-finite stop: load the last checkpoint's weights into ``model`` and say so."""
-    last = ckpt_dir / "last.pth" if ckpt_dir is not None else None
-    if last is None or not last.is_file():
-        why = "fit ran without checkpoint_dir" if ckpt_dir is None else "no epoch finished yet"
-        return (f"The model's weights were not restored ({why}): they hold NaN/inf; rebuild the "
-                "model before using it.")
-    try:
-        ckpt = load_checkpoint(last, model)
-    except (CheckpointError, OSError) as err:
-        return f"The model's weights were not restored: {err}"
-    return (f"The model now holds the weights of epoch {ckpt['epoch']} from {last}; that file "
-            "and best.pth are left as they were.")
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch) % 2**63
-
-
-def _copy_to_drive(src: Path, drive_dir: Path | None, log) -> None:
-    if drive_dir is None:
-        return
-    try:
-        drive_dir.mkdir(parents=True, exist_ok=True)
-        dst = drive_dir / src.name
-        tmp = drive_dir / f".{src.name}.{os.getpid()}.tmp"
-        try:
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-    except OSError as err:  # Drive hiccups must not kill a long run; the local copy is intact
-        if log:
-            log(f"warning: could not copy {src.name} to {drive_dir}: {err}")
-
-
 LOSS_METRICS = ("val_loss", "train_loss")  # the only metrics whose direction fit knows
 
 
@@ -1053,234 +598,180 @@ class TrainConfig:
         return replace(self, **changes)
 
 
-def fit(
-    model: nn.Module,
-    train_loader,
-    val_loader=None,
-    config: TrainConfig | None = None,
-    *,
-    loss_fn: Callable,
-    prepare_batch: Callable | None = None,
-    metrics=None,
-    optimizer: torch.optim.Optimizer | None = None,
-    callbacks: Sequence[Callable] = (),
-) -> History:
-    """Train ``model`` as ``config`` (a :class:`TrainConfig`) says, validating after each epoch.
-    Returns the :class:`History`: one row per epoch.
+def fit(model: nn.Module, train_loader, val_loader=None, config: TrainConfig | None = None, *,
+        loss_fn: Callable, prepare_batch: Callable | None = None, metrics=None,
+        optimizer: torch.optim.Optimizer | None = None,
+        callbacks: Sequence[Callable] = ()) -> History:
+    """Train ``model`` as ``config`` says, validating after each epoch; returns the History.
 
-    Each epoch is the plain loop a notebook writes by hand (forward, loss, ``backward()``, step,
-    then evaluate), plus what a long run needs:
+    The plain loop (train one epoch, evaluate), plus what a long run needs: AMP and a learning
+    rate schedule; checkpoints, resume and the best epoch (:class:`Checkpointer`); several
+    processes (:func:`wrap_distributed`); and ``callbacks(epoch, history)`` after each epoch's
+    checkpoint: the printed line and the live plot are two, and raising :class:`StopTraining`
+    in one stops early. A NaN/inf stops with :class:`NonFiniteLossError`: nothing of that
+    epoch is saved, and the model gets the last good weights back."""
+    cfg, dist = _checked(config, val_loader), env.distributed()
+    device, log = _device(cfg.device, dist), cfg.log if dist.is_main else None
+    amp = _amp(cfg.amp, device)
+    model = model.to(device, memory_format=_layout(cfg.channels_last))
+    model, train_model = wrap_distributed(model, device, cfg.sync_bn, train_loader, log)
+    run_model = torch.compile(train_model) if cfg.compile else train_model
+    eval_model = run_model if dist.world_size == 1 else model  # rank 0 evaluates alone
+    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=cfg.lr,
+                                               weight_decay=cfg.weight_decay)
+    sched = make_scheduler(optimizer, cfg.scheduler, cfg.epochs, cfg.warmup_epochs)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp.use_scaler)
+    meter, progress = _meter(metrics), cfg.progress and dist.is_main
+    ckpt = Checkpointer(cfg.checkpoint_dir, cfg.drive_dir, cfg.best_metric, cfg.mode, log)
+    run = _run_config(cfg, optimizer, amp, model, dist.world_size)
+    history, start = History(), 1
+    if cfg.resume and (saved := ckpt.resume(model, optimizer, scaler, run)) is not None:
+        sched = _resume_scheduler(sched, cfg.scheduler, optimizer, saved, cfg.epochs,
+                                  cfg.warmup_epochs, run, log)
+        history, start = History(saved["history"]), saved["epoch"] + 1
+    ckpt.start(new_run=start == 1)
+    if start > cfg.epochs and log:
+        log(f"nothing to do: {start - 1} of {cfg.epochs} epochs already done")
+    callbacks = [*_feedback(cfg, meter, dist.is_main), *callbacks]
+    for epoch in range(start, cfg.epochs + 1):
+        _start_epoch(cfg.seed, epoch, dist.rank, train_loader)
+        t0, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
+        try:
+            loss = train_one_epoch(
+                run_model, train_loader, loss_fn=loss_fn, optimizer=optimizer, device=device,
+                prepare_batch=prepare_batch, scaler=scaler, amp=amp,
+                channels_last=cfg.channels_last, grad_clip=cfg.grad_clip, epoch=epoch,
+                max_steps=cfg.max_steps, progress=progress)
+        except NonFiniteLossError as err:  # nothing of this epoch is saved
+            raise NonFiniteLossError(f"{err} {ckpt.restore_last_good(model)}") from err
+        row = {"epoch": epoch, "train_loss": _mean_over_processes(loss, device)}
+        train_s = time.perf_counter() - t0
+        if sched is not None:
+            sched.step()
+        if val_loader is not None and dist.is_main:
+            val = evaluate(eval_model, val_loader, loss_fn=loss_fn, prepare_batch=prepare_batch,
+                           metrics=meter, device=device, amp=amp, progress=progress,
+                           channels_last=cfg.channels_last, desc=f"epoch {epoch} val")
+            row.update({f"val_{k}": float(v) for k, v in val.items()})
+        row.update(lr=lr, train_s=train_s, time_s=time.perf_counter() - t0)
+        history.append(env.from_rank0(row))  # every process decides alike
+        _check_validation(history[-1], cfg.best_metric, ckpt, model)
+        ckpt.save(ckpt.update(history[-1]), model=model, optimizer=optimizer, scheduler=sched,
+                  scaler=scaler, epoch=epoch, history=history, config=run)
+        if _run_callbacks(callbacks, epoch, history, dist.is_main, log):
+            break
+    ckpt.report(len(history))
+    return history
 
-    * The task's parts are the callables of the module docstring: ``prepare_batch``, ``loss_fn``
-      and ``metrics``. ``optimizer`` replaces the default AdamW(``config.lr``,
-      ``config.weight_decay``).
-    * **Mixed precision** (``config.amp``), **channels-last**, optional ``torch.compile``; on
-      CUDA, cuDNN autotuning is switched on (fixed input sizes).
-    * **Checkpoints.** With ``config.checkpoint_dir``: ``last.pth`` after every epoch and
-      ``best.pth`` when ``config.best_metric`` improves in the direction ``config.mode``, written
-      atomically (see :func:`save_checkpoint`). ``config.resume`` continues from ``last.pth``
-      (model, optimiser, scheduler, scaler, epoch, RNG, history); with the per-epoch seeding the
-      result equals an uninterrupted run. A finished run resumed with more epochs trains on: a
-      cosine schedule continues from the last epoch's rate down over the added epochs (see
-      :func:`_resume_scheduler`). A run that starts from scratch never overwrites an earlier
-      one: its ``best.pth`` and ``last.pth`` move to a new
-      ``<checkpoint_dir>/previous-<YYYYmmdd-HHMMSS>/`` folder (and the Drive copies to
-      ``<drive_dir>/previous-<...>/``), named in the log; nothing is deleted. Temporary files
-      of killed saves (``.last.pth.<pid>.<random>.tmp``) are removed at the start
-      (:func:`remove_stale_temporaries`). ``config.drive_dir`` (Colab) copies each checkpoint
-      there after saving, and resuming falls back to it when the local file is gone (a new
-      runtime). Mount Drive first::
 
-          from google.colab import drive
-          drive.mount("/content/drive")
-          cfg = TrainConfig(checkpoint_dir="/content/runs/03",
-                            drive_dir="/content/drive/MyDrive/handpose/03")
-
-    * **Feedback.** tqdm bars with the running loss, one log line per epoch (
-      ``[003/050] train=0.0421 | val=0.0385 | PCK@0.05=72.3% | lr=2.99e-04``) and a live plot in
-      notebooks.
-    * ``callbacks``: functions ``cb(epoch, history)`` called after each epoch's checkpoint; raise
-      :class:`StopTraining` in one to stop early.
-
-    A NaN or infinite loss, weights that turn NaN/inf in an optimiser step (checked after every
-    step, see :func:`train_one_epoch`), or a NaN/inf validation loss or best metric stop the run
-    with :class:`NonFiniteLossError`, naming the epoch (and batch). Nothing of that epoch is
-    saved, so ``last.pth`` and ``best.pth`` keep the last good epoch, and the model in memory
-    gets that epoch's weights back (the message says so; without ``checkpoint_dir`` it says
-    they were not restored).
-    """
+def _checked(config, val_loader) -> TrainConfig:
     cfg = config if config is not None else TrainConfig()
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"fit's config must be a hp.TrainConfig, not {type(cfg).__name__}")
-    dist = env.distributed()
-    main = dist.is_main
-    epochs, seed, channels_last = cfg.epochs, cfg.seed, cfg.channels_last
-    log = cfg.log if main else None  # one voice: rank 0's
-    progress = cfg.progress and main
-    scheduler, warmup_epochs = cfg.scheduler, cfg.warmup_epochs
     if val_loader is None and cfg.best_metric.startswith("val_"):
         raise ValueError(
             f"best_metric {cfg.best_metric!r} needs a validation loader; without one use "
             "TrainConfig(best_metric='train_loss')")
-    device = torch.device(cfg.device) if cfg.device is not None else env.pick_device()
+    return cfg
+
+
+def _device(device, dist) -> torch.device:
+    device = torch.device(device) if device is not None else env.pick_device()
     if dist.enabled and device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())  # init_distributed's GPU
-    amp = _amp(cfg.amp, device)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model, train_model = wrap_distributed(model, device, cfg.sync_bn, train_loader, log)
-    run_model = torch.compile(train_model) if cfg.compile else train_model
-    # rank 0 evaluates alone: with the plain module (DDP's forward would wait for the others)
-    eval_model = run_model if dist.world_size == 1 else model
-    if optimizer is None:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr,
-                                      weight_decay=cfg.weight_decay)
-    sched = make_scheduler(optimizer, scheduler, epochs, warmup_epochs)
-    scaler = torch.amp.GradScaler("cuda" if device.type == "cuda" else "cpu",
-                                  enabled=amp.use_scaler)
-    meter = _meter(metrics)
-    items = (list(cfg.log_items) if cfg.log_items is not None
-             else list(getattr(meter, "log_items", [])))
-    ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir is not None else None
-    drive = Path(cfg.drive_dir) if cfg.drive_dir is not None else None
-    run_config = {
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: cuDNN picks its fastest
+    return device
+
+
+def _layout(channels_last: bool):
+    return torch.channels_last if channels_last else torch.preserve_format
+
+
+def _run_config(cfg: TrainConfig, optimizer, amp, model, world_size: int) -> dict:
+    """What defines the run, saved in every checkpoint (a resume with other values is refused)."""
+    group = optimizer.param_groups[0]
+    return {
         # the base rate: a scheduler's constructor has already applied its first factor to "lr"
-        "epochs": epochs, "lr": optimizer.param_groups[0].get("initial_lr",
-                                                              optimizer.param_groups[0]["lr"]),
+        "epochs": cfg.epochs, "lr": group.get("initial_lr", group["lr"]),
         "weight_decay": cfg.weight_decay,
-        "scheduler": scheduler if isinstance(scheduler, str) or scheduler is None else "custom",
-        "warmup_epochs": warmup_epochs, "grad_clip": cfg.grad_clip, "amp": amp.describe(),
-        "channels_last": channels_last, "seed": seed, "model": type(_unwrap(model)).__name__,
-        "world_size": dist.world_size, **cfg.settings,
+        "scheduler": cfg.scheduler if isinstance(cfg.scheduler, (str, type(None))) else "custom",
+        "warmup_epochs": cfg.warmup_epochs, "grad_clip": cfg.grad_clip, "amp": amp.describe(),
+        "channels_last": cfg.channels_last, "seed": cfg.seed, "model": type(unwrap(model)).__name__,
+        "world_size": world_size, **cfg.settings,
     }
 
-    history = History()
-    best: dict | None = None
-    start = 1
-    if cfg.resume:
-        last = ckpt_dir / "last.pth"
-        if main and not last.is_file() and drive is not None and (drive / "last.pth").is_file():
-            ckpt_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(drive / "last.pth", last)
-            if (drive / "best.pth").is_file() and not (ckpt_dir / "best.pth").is_file():
-                shutil.copyfile(drive / "best.pth", ckpt_dir / "best.pth")
-        env.barrier()  # every process reads the same last.pth
-        if last.is_file():
-            _check_resume_config(last, load_checkpoint(last).get("config", {}), run_config)
-            ckpt = load_checkpoint(last, model, optimizer, None, scaler, restore_rng=True)
-            if log:
-                saved_ws = (ckpt.get("config") or {}).get("world_size", 1)
-                by = (f", saved by {saved_ws} process(es), resumed by {dist.world_size}"
-                      if saved_ws != dist.world_size else "")
-                log(f"resumed from {last}: {ckpt['epoch']} epoch(s) done{by}")
-            sched = _resume_scheduler(sched, scheduler, optimizer, ckpt, epochs, warmup_epochs,
-                                      run_config, log)
-            history = History(ckpt["history"])
-            best = ckpt.get("best")
-            start = ckpt["epoch"] + 1
-        elif log:
-            log(f"resume: no checkpoint in {ckpt_dir}, starting from scratch")
-        env.barrier()  # all have read it before rank 0 may move it aside
-    if ckpt_dir is not None and main:
-        folders = [f for f in (ckpt_dir, drive) if f is not None]
-        for folder in folders:
-            remove_stale_temporaries(folder, log)
-        if start == 1:  # a new run: keep the files of an earlier one out of its way
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            for folder in folders:
-                _set_aside_previous_run(folder, stamp, log)
-    env.barrier()
-    if start > epochs and log:
-        log(f"nothing to do: {start - 1} of {epochs} epochs already done")
 
-    # the metrics of the epoch line (the meter's log_items), not every number it computes
-    plot = LivePlot(cfg.live_plot and main, keys=[f"val_{key}" for key, _, _ in items] or None)
-    for epoch in range(start, epochs + 1):
-        if seed is not None:  # each process its own augmentation; rank 0 that of a single one
-            env.seed_everything((_epoch_seed(seed, epoch) + dist.rank * _RANK_SEED) % 2**63)
-        _set_sampler_epoch(train_loader, epoch)
-        t0 = time.perf_counter()
-        lr_now = optimizer.param_groups[0]["lr"]
-        try:
-            train_loss = train_one_epoch(
-                run_model, train_loader, loss_fn=loss_fn, optimizer=optimizer, device=device,
-                prepare_batch=prepare_batch, scaler=scaler, amp=amp,
-                channels_last=channels_last, grad_clip=cfg.grad_clip, epoch=epoch,
-                max_steps=cfg.max_steps, progress=progress)
-        except NonFiniteLossError as err:  # nothing of this epoch is saved
-            raise NonFiniteLossError(f"{err} {_restore_last_good(model, ckpt_dir)}") from err
-        if dist.world_size > 1:  # equal shards (DistributedSampler): the mean of the means
-            total = torch.tensor([train_loss], device=device, dtype=torch.float64)
-            torch_dist.all_reduce(total)
-            train_loss = float(total) / dist.world_size
-        train_s = time.perf_counter() - t0
-        if sched is not None:
-            sched.step()
-        row = {"epoch": epoch, "train_loss": train_loss}
-        if val_loader is not None and main:
-            val = evaluate(eval_model, val_loader, loss_fn=loss_fn, prepare_batch=prepare_batch,
-                           metrics=meter, device=device, amp=amp, channels_last=channels_last,
-                           progress=progress, desc=f"epoch {epoch} val")
-            row.update({f"val_{k}": float(v) for k, v in val.items()})
-        row["lr"] = lr_now
-        row["train_s"] = train_s  # training steps only: images/s = images per epoch / train_s
-        row["time_s"] = time.perf_counter() - t0
-        row = env.from_rank0(row)  # every process holds rank 0's row, and decides alike
-        history.append(row)
+def epoch_printer(epochs: int, items: Sequence[tuple] = (), log: Callable = print) -> Callable:
+    """The callback that prints each epoch's line (:func:`format_epoch`)."""
+    return lambda epoch, history: log(format_epoch(history[-1], epochs, items))
 
-        if best is None or best.get("metric") is None:
-            best = {"metric": cfg.best_metric, "mode": cfg.mode, "value": None, "epoch": None}
-        if best["metric"] not in row:
-            raise KeyError(f"best_metric {best['metric']!r} is not among this epoch's values "
-                           f"{sorted(row)}: set TrainConfig(best_metric=...) to one of them")
-        for key in dict.fromkeys(("val_loss", best["metric"])):
-            if key in row and not math.isfinite(row[key]):
-                raise NonFiniteLossError(
-                    f"validation {key} is {row[key]} at epoch {epoch} (the weights are finite). "
-                    "Training stopped; nothing of this epoch was saved. Likely causes: outputs "
-                    "that overflow in evaluation (fp16 AMP: try amp=False), NaN targets in the "
-                    "validation set, or a validation set without labelled keypoints. "
-                    + _restore_last_good(model, ckpt_dir))
-        value = row[best["metric"]]
-        improved = math.isfinite(value) and (
-            best["value"] is None
-            or (value > best["value"] if best["mode"] == "max" else value < best["value"]))
-        if improved:
-            best.update(value=value, epoch=epoch)
 
-        if ckpt_dir is not None:
-            if main:
-                state = dict(model=model, optimizer=optimizer, scheduler=sched, scaler=scaler,
-                             epoch=epoch, history=history, best=best, config=run_config)
-                if improved:
-                    _copy_to_drive(save_checkpoint(ckpt_dir / "best.pth", **state), drive, log)
-                _copy_to_drive(save_checkpoint(ckpt_dir / "last.pth", **state), drive, log)
-            env.barrier()  # nobody runs ahead of a checkpoint being written
+def _feedback(cfg: TrainConfig, meter, main: bool) -> list:
+    """``fit``'s own callbacks on rank 0: the epoch's line and the live plot of its metrics."""
+    if not main:
+        return []
+    items = (list(cfg.log_items) if cfg.log_items is not None
+             else list(getattr(meter, "log_items", [])))
+    out = [epoch_printer(cfg.epochs, items, cfg.log)] if cfg.log else []
+    if cfg.live_plot:
+        from .plots.history import LivePlot
 
-        if log:
-            log(format_epoch(row, epochs, items))
-        plot.update(history)
-        stop = None
-        if main:
-            try:
-                for cb in callbacks:
-                    cb(epoch, history)
-            except StopTraining as err:
-                stop = str(err)
-        stop = env.from_rank0(stop)
-        if stop is not None:
-            if log:
-                log(f"stopped after epoch {epoch}: {stop}")
-            break
-    if log and best and best.get("epoch") is not None and len(history) > 1:
-        log(f"best {best['metric']} = {best['value']:.4g} at epoch {best['epoch']}")
-    return history
+        out.append(LivePlot(keys=[f"val_{key}" for key, _, _ in items] or None))
+    return out
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch) % 2**63
 
 
 _RANK_SEED = 0x9E3779B97F4A7C15  # a large odd constant: rank r's epoch seeds differ from rank 0's
+
+
+def _start_epoch(seed: int | None, epoch: int, rank: int, loader) -> None:
+    """Seed the epoch (each process its own augmentation, rank 0 that of a single process) and
+    tell a ``DistributedSampler`` the epoch (else every epoch repeats the first one's order)."""
+    if seed is not None:
+        env.seed_everything((_epoch_seed(seed, epoch) + rank * _RANK_SEED) % 2**63)
+    sampler = _distributed_sampler(loader)
+    if sampler is not None:
+        sampler.set_epoch(epoch)
+
+
+def _mean_over_processes(value: float, device) -> float:
+    """The training loss of all processes: equal shards, so the mean of their means."""
+    world_size = env.distributed().world_size
+    if world_size == 1:
+        return value
+    total = torch.tensor([value], device=device, dtype=torch.float64)
+    torch_dist.all_reduce(total)
+    return float(total) / world_size
+
+
+def _check_validation(row: dict, best_metric: str, ckpt: Checkpointer, model) -> None:
+    for key in dict.fromkeys(("val_loss", best_metric)):
+        if key in row and not math.isfinite(row[key]):
+            raise NonFiniteLossError(
+                f"validation {key} is {row[key]} at epoch {row['epoch']} (the weights are "
+                "finite). Training stopped; nothing of this epoch was saved. Likely causes: "
+                "outputs that overflow in evaluation (fp16 AMP: try amp=False), NaN targets in the "
+                "validation set, or a validation set without labelled keypoints. "
+                + ckpt.restore_last_good(model))
+
+
+def _run_callbacks(callbacks, epoch: int, history, main: bool, log) -> bool:
+    """Rank 0 runs the callbacks; every process learns whether one asked to stop."""
+    stop = None
+    if main:
+        try:
+            for callback in callbacks:
+                callback(epoch, history)
+        except StopTraining as err:
+            stop = str(err)
+    stop = env.from_rank0(stop)
+    if stop is not None and log:
+        log(f"stopped after epoch {epoch}: {stop}")
+    return stop is not None
 
 
 def wrap_distributed(model: nn.Module, device: torch.device, sync_bn: bool = False,
@@ -1322,10 +813,3 @@ def _distributed_sampler(loader):
             if candidate is not None and hasattr(candidate, "set_epoch"):
                 return candidate
     return None
-
-
-def _set_sampler_epoch(loader, epoch: int) -> None:
-    """``DistributedSampler.set_epoch``: without it every epoch repeats the first one's order."""
-    sampler = _distributed_sampler(loader)
-    if sampler is not None:
-        sampler.set_epoch(epoch)

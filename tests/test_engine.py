@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from handpose_utils import data as D
 from handpose_utils import engine as E
 from handpose_utils.metrics import KeypointMeter
+from handpose_utils.plots.history import plot_history
 
 
 class Tiny(nn.Module):
@@ -271,7 +272,7 @@ def test_evaluate_predict_and_history_helpers():
     table = hist.table(["epoch", "val_pck"])
     assert table.splitlines()[0].split() == ["epoch", "val_pck"] and "0.7234" in table
     assert hist.best("val_pck")["epoch"] == 3
-    fig = E.plot_history(hist)
+    fig = plot_history(hist)
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == 1
 
 
