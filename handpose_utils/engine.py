@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,9 +39,10 @@ from .checkpoints import (
     total_magnitude,
     unwrap,
 )
+from .schedules import make_scheduler, resume_schedule
 
 __all__ = ["History", "TrainConfig", "fit", "train_one_epoch", "evaluate", "predict",
-           "make_scheduler", "default_prepare_batch", "FunctionMeter", "NonFiniteLossError",
+           "default_prepare_batch", "FunctionMeter", "NonFiniteLossError",
            "StopTraining", "format_epoch", "epoch_printer", "wrap_distributed",
            # re-exported from checkpoints, where they live
            "CheckpointError", "load_checkpoint", "save_checkpoint"]
@@ -59,10 +59,9 @@ class StopTraining(Exception):
 
 
 class History(list):
-    """One dict per epoch (``epoch``, ``train_loss``, ``val_loss``, ``val_<metric>``..., ``lr``,
-    ``train_s`` (training steps), ``time_s`` (the whole epoch, validation included)). A plain
-    list, so it pickles, saves in checkpoints and converts to pandas with ``pd.DataFrame(history)``.
-    """
+    """One dict per epoch: ``epoch``, ``train_loss``, ``val_<metric>``, ``lr``, ``train_s``
+    (training steps), ``time_s`` (with validation). A plain list: it pickles, and
+    ``pd.DataFrame(history)`` makes a table of it."""
 
     def column(self, key: str) -> list:
         return [row.get(key, math.nan) for row in self]
@@ -218,12 +217,10 @@ def _nonfinite_weights_message(epoch, batch, n_batches, value, loss) -> str:
 
 def _check_finite(pending: list, checked: int, epoch: int, n_batches, amp,
                   sync: bool = False) -> int:
-    """``pending`` holds, per batch, ``(loss, finiteness of the weights after its step)`` as
-    device tensors (:func:`_finiteness`). Raise :class:`NonFiniteLossError` at the first batch
-    whose loss or weights are NaN/inf, naming it; else empty ``pending`` and return the new
-    count of checked batches. With ``sync`` (several processes) the window is summed over the
-    processes first, so a NaN in any of them stops all of them at the same batch (one alone
-    would leave the others waiting for its gradients)."""
+    """``pending`` holds per batch ``(loss, total_magnitude of the weights after its step)`` on
+    the device. Raise at the first non-finite one, else clear it and return the count checked.
+    With ``sync`` the window is summed over the processes first: a NaN in one stops all of
+    them at the same batch (alone, it would leave the others waiting for its gradients)."""
     if not pending:
         return checked
     losses = torch.stack([loss for loss, _ in pending]).float()
@@ -253,18 +250,12 @@ def train_one_epoch(model, loader, *, loss_fn, optimizer, device, prepare_batch=
                     scaler=None, amp=None, channels_last: bool = False, grad_clip=None,
                     epoch: int = 1, max_steps: int | None = None, check_every: int | None = None,
                     progress: bool = True) -> float:
-    """Train for one pass over ``loader`` (or ``max_steps`` batches). Returns the mean loss per
-    sample.
+    """Train for one pass over ``loader`` (or ``max_steps`` batches); the mean loss per sample.
 
-    The loss, and the weights after each optimiser step, are checked for NaN/inf every
-    ``check_every`` steps (default: every step on CPU, every 20 on CUDA, where reading a value
-    back forces the CPU to wait for the GPU; the check still names the exact batch). A step
-    adds one reduction over the parameters and floating buffers (:func:`_finiteness`), left on
-    the device until the check: a step that turns the weights into NaN is caught even when its
-    own loss was finite (e.g. the last step of an epoch). Either raises
-    :class:`NonFiniteLossError`. A ``DistributedDataParallel`` model makes the check
-    collective: every process stops at the first bad batch of any of them.
-    """
+    The loss and the weights after each step are checked for NaN/inf (:class:`NonFiniteLossError`
+    names the batch) every ``check_every`` steps: every step on CPU, every 20 on CUDA, where
+    reading a value back makes the CPU wait for the GPU. Under DDP every process stops at the
+    first bad batch of any of them."""
     device = torch.device(device)
     amp = _amp(amp, device)
     prepare_batch = prepare_batch or default_prepare_batch
@@ -353,36 +344,38 @@ def _meter(metrics):
     return FunctionMeter(metrics)
 
 
-@torch.no_grad()
-def evaluate(model, loader, *, loss_fn=None, prepare_batch=None, metrics=None, device=None,
-             amp=None, channels_last: bool = True, progress: bool = True,
-             desc: str = "eval") -> dict:
-    """Loss (if ``loss_fn``) and ``metrics`` over ``loader`` in eval mode. Returns a dict, e.g.
-    ``{"loss": 0.03, "pck": 0.72, "pck@0.05": 0.72, "auc": 0.81, "epe": 4.1}``. The meter keeps
-    its accumulated arrays afterwards (``KeypointMeter.arrays()``) for deeper analysis."""
+def _forward(model, loader, prepare_batch, device, amp, channels_last, progress, desc):
+    """Eval-mode outputs (float32) batch by batch: ``(outputs, targets, extras, batch size)``."""
     device = torch.device(device) if device is not None else env.pick_device()
     amp = _amp(amp, device)
     prepare_batch = prepare_batch or default_prepare_batch
-    meter = _meter(metrics)
-    if meter is not None:
-        meter.reset()
     model.eval()
-    total, count = 0.0, 0
     for batch in _progress(loader, _len(loader), desc, progress):
         inputs, targets, extras = prepare_batch(batch, device, False)
         inputs = _channels_last(inputs, channels_last)
         with torch.autocast(device.type, dtype=amp.dtype, enabled=amp.enabled):
             outputs = model(inputs)
-        outputs = _float(outputs)
-        bs = _batch_size(inputs)
+        yield _float(outputs), targets, extras, _batch_size(inputs)
+
+
+@torch.no_grad()
+def evaluate(model, loader, *, loss_fn=None, prepare_batch=None, metrics=None, device=None,
+             amp=None, channels_last: bool = True, progress: bool = True,
+             desc: str = "eval") -> dict:
+    """Loss (if ``loss_fn``) and ``metrics`` over ``loader`` in eval mode, e.g. ``{"loss": 0.03,
+    "pck": 0.72, "epe": 4.1}``. The meter keeps its arrays afterwards for deeper analysis."""
+    meter = _meter(metrics)
+    if meter is not None:
+        meter.reset()
+    total, count = 0.0, 0
+    for outputs, targets, extras, bs in _forward(model, loader, prepare_batch, device, amp,
+                                                 channels_last, progress, desc):
         if loss_fn is not None:
             total += float(loss_fn(outputs, targets)) * bs
         count += bs
         if meter is not None:
             meter.update(outputs, targets, extras)
-    out = {}
-    if loss_fn is not None and count:
-        out["loss"] = total / count
+    out = {"loss": total / count} if loss_fn is not None and count else {}
     if meter is not None and count:
         out.update(meter.compute())
     return out
@@ -390,132 +383,21 @@ def evaluate(model, loader, *, loss_fn=None, prepare_batch=None, metrics=None, d
 
 @torch.no_grad()
 def predict(model, loader, *, prepare_batch=None, device=None, amp=None,
-            channels_last: bool = True, return_extras: bool = False,
-            progress: bool = True):
-    """Model outputs for every batch of ``loader`` (eval mode, no augmentation), concatenated on
-    the CPU as float32. With ``return_extras=True`` also the concatenated tensor ``extras`` (e.g.
-    ``index``, ``orig_size``, ``keypoints``) to map outputs back to records and pixels."""
-    device = torch.device(device) if device is not None else env.pick_device()
-    amp = _amp(amp, device)
-    prepare_batch = prepare_batch or default_prepare_batch
-    model.eval()
+            channels_last: bool = True, return_extras: bool = False, progress: bool = True):
+    """Model outputs for every batch of ``loader`` (eval mode), concatenated on the CPU as
+    float32; with ``return_extras=True`` also the concatenated tensor ``extras`` (``index``,
+    ``orig_size``, ...) that map outputs back to records and pixels."""
     outs, extras_all = [], {}
-    for batch in _progress(loader, _len(loader), "predict", progress):
-        inputs, _, extras = prepare_batch(batch, device, False)
-        inputs = _channels_last(inputs, channels_last)
-        with torch.autocast(device.type, dtype=amp.dtype, enabled=amp.enabled):
-            outs.append(_float(model(inputs)).cpu())
-        if return_extras:
-            for k, v in extras.items():
-                if isinstance(v, torch.Tensor):
-                    extras_all.setdefault(k, []).append(v.cpu())
+    for outputs, _, extras, _ in _forward(model, loader, prepare_batch, device, amp,
+                                          channels_last, progress, "predict"):
+        outs.append(outputs.cpu())
+        for k, v in extras.items() if return_extras else ():
+            if isinstance(v, torch.Tensor):
+                extras_all.setdefault(k, []).append(v.cpu())
     outputs = torch.cat(outs)
     if return_extras:
         return outputs, {k: torch.cat(v) for k, v in extras_all.items()}
     return outputs
-
-
-def make_scheduler(optimizer, scheduler, epochs: int, warmup_epochs: int = 0):
-    """An epoch-level LR scheduler (stepped once per epoch, as in torchvision's
-    references):
-
-    * ``"cosine"``: cosine decay to 0 over ``epochs - warmup_epochs``, after an optional linear
-      warm-up: warm-up epoch ``e`` (0-based) runs at ``(e + 1) / (warmup_epochs + 1)`` of the
-      learning rate, so even a single warm-up epoch trains (at half the rate), never idles at 1%;
-    * ``"step"``: ``StepLR``, lr x 0.1 every ``epochs // 3`` epochs (after the warm-up);
-    * ``None``: constant (or only the warm-up);
-    * a callable ``f(optimizer) -> scheduler``, or a scheduler object, used as is.
-    """
-    from torch.optim import lr_scheduler as sch
-
-    if scheduler is not None and not isinstance(scheduler, str):
-        return scheduler(optimizer) if callable(scheduler) and not hasattr(
-            scheduler, "state_dict") else scheduler
-    main_epochs = max(1, epochs - warmup_epochs)
-    if scheduler == "cosine":
-        main = sch.CosineAnnealingLR(optimizer, T_max=main_epochs)
-    elif scheduler == "step":
-        main = sch.StepLR(optimizer, step_size=max(1, main_epochs // 3), gamma=0.1)
-    elif scheduler is None:
-        main = sch.LambdaLR(optimizer, lambda e: 1.0) if warmup_epochs else None
-    else:
-        raise ValueError(
-            f"unknown scheduler {scheduler!r}: use 'cosine', 'step', None or a callable")
-    if not warmup_epochs:
-        return main
-    warm = sch.LinearLR(optimizer, start_factor=1 / (warmup_epochs + 1), total_iters=warmup_epochs)
-    return sch.SequentialLR(optimizer, [warm, main], milestones=[warmup_epochs])
-
-
-def _cosine_tail(optimizer, start: int, factor: float, epochs: int, done: int):
-    """The cosine of a run whose length changed after ``start`` epochs: from ``factor`` x the
-    base rate (epoch ``start``'s rate) down towards 0 over epochs ``start + 1 .. epochs``,
-    positioned for epoch ``done + 1``. The last epoch still trains (at a small rate), as in
-    :func:`make_scheduler`'s cosine."""
-    from torch.optim.lr_scheduler import LambdaLR
-
-    remaining = epochs - start
-
-    def lr_factor(k):  # k = 0 for epoch start + 1
-        return factor * (1 + math.cos(math.pi * (k + 1) / (remaining + 1))) / 2
-
-    # last_epoch = k - 1 makes the constructor's own step land on k (needs initial_lr, which
-    # the restored optimiser state carries)
-    return LambdaLR(optimizer, lr_factor, last_epoch=done - start - 1)
-
-
-def _resume_scheduler(sched, scheduler, optimizer, ckpt: dict, epochs: int, warmup_epochs: int,
-                      run_config: dict, log):
-    """The LR scheduler to continue a run with, after its optimiser state was restored.
-
-    With an unchanged plan, the saved scheduler state, exactly. When ``epochs`` changed, a
-    schedule built for the old length would follow the old curve (a 2-epoch cosine resumed to
-    5 epochs would run 1e-2, 5e-3, 0, 5e-3, 1e-2), so a ``"cosine"`` schedule is re-planned:
-    still in its warm-up, it follows the fresh plan for the new length (the warm-up does not
-    depend on it); after that, a cosine from the last finished epoch's rate down over the
-    remaining epochs (:func:`_cosine_tail`; recorded in the config as ``cosine_tail_epoch`` /
-    ``cosine_tail_factor`` so a later resume rebuilds it). ``"step"`` keeps its step interval
-    and None stays constant (neither rises nor hits 0); a custom scheduler continues from its
-    saved state, with a note in the log.
-    """
-    saved = ckpt.get("config") or {}
-    done, old_epochs = int(ckpt["epoch"]), saved.get("epochs", epochs)
-    tail = saved.get("cosine_tail_epoch"), saved.get("cosine_tail_factor")
-    if sched is None or done >= epochs:  # nothing left to schedule
-        return sched
-    if scheduler != "cosine" or (old_epochs == epochs and tail[0] is None):
-        if ckpt.get("scheduler"):
-            sched.load_state_dict(ckpt["scheduler"])
-        if old_epochs != epochs and log:
-            kind = (f"{scheduler!r} schedule" if isinstance(scheduler, str) or scheduler is None
-                    else "custom scheduler")
-            log(f"epochs changed from {old_epochs} to {epochs}: the {kind} continues from its "
-                "saved state (built for the old length; if it depends on the number of epochs, "
-                "start a new run with resume=False)")
-        return sched
-    if old_epochs == epochs:  # a re-planned cosine, interrupted again
-        start, factor = int(tail[0]), float(tail[1])
-    elif done <= warmup_epochs:
-        for group in optimizer.param_groups:  # the chained schedulers start from the base rate
-            group["lr"] = group["initial_lr"]
-        fresh = make_scheduler(optimizer, "cosine", epochs, warmup_epochs)
-        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": on purpose
-            warnings.simplefilter("ignore")
-            for _ in range(done):
-                fresh.step()
-        if log:
-            log(f"epochs changed from {old_epochs} to {epochs} during the warm-up: the "
-                f"schedule follows the plan for {epochs} epochs")
-        return fresh
-    else:
-        start = done
-        factor = ckpt["history"][-1]["lr"] / optimizer.param_groups[0]["initial_lr"]
-        if log:
-            log(f"epochs changed from {old_epochs} to {epochs}: the cosine continues from the "
-                f"last epoch's learning rate ({ckpt['history'][-1]['lr']:.2e}) down over the "
-                f"remaining {epochs - done} epoch(s)")
-    run_config.update(cosine_tail_epoch=start, cosine_tail_factor=factor)
-    return _cosine_tail(optimizer, start, factor, epochs, done)
 
 
 LOSS_METRICS = ("val_loss", "train_loss")  # the only metrics whose direction fit knows
@@ -523,61 +405,40 @@ LOSS_METRICS = ("val_loss", "train_loss")  # the only metrics whose direction fi
 
 @dataclass
 class TrainConfig:
-    """Everything :func:`fit` needs besides the model, the data and the task's callables.
+    """Everything :func:`fit` needs besides the model, the data and the task's callables: one
+    object instead of two dozen keyword arguments (nanoGPT's style). Print it, or change a field
+    with ``cfg.replace(epochs=20)``."""
 
-    One object instead of two dozen keyword arguments, in the style of nanoGPT's config: make one,
-    print it, change a field with ``dataclasses.replace(cfg, epochs=20)`` or ``cfg.replace(...)``.
-
-    * Optimisation: ``epochs``; AdamW with ``lr`` and ``weight_decay`` (unless ``fit`` gets an
-      ``optimizer``); ``scheduler`` ``"cosine"`` (default), ``"step"``, None or a callable
-      ``f(optimizer, epochs)`` (see :func:`make_scheduler`), stepped per epoch after
-      ``warmup_epochs`` of linear warm-up; ``grad_clip`` clips the global gradient norm.
-    * Speed: ``amp`` None takes :func:`env.amp_settings` (fp16 + GradScaler on a T4, bf16 on
-      Ampere and newer, off on CPU); ``channels_last`` (NHWC, on by default: faster on GPUs and
-      on the CPU's oneDNN); ``compile`` wraps the model in ``torch.compile``; ``device`` None
-      picks CUDA when there is one.
-    * Best model: ``best_metric`` is a key of the epoch's row (``"val_pck"``, ``"val_mpjpe"``,
-      ...) and ``mode`` says whether ``"max"`` or ``"min"`` is better. Only the losses have a
-      known direction (min); any other metric needs ``mode`` spelled out.
-    * Checkpoints: ``checkpoint_dir`` (``last.pth`` every epoch, ``best.pth`` when the best metric
-      improves), ``resume`` (continue from ``last.pth``), ``drive_dir`` (copies on a mounted
-      Google Drive).
-    * ``seed`` (per-epoch seeding, so a resumed run repeats an uninterrupted one), ``max_steps``
-      (batches per epoch: smoke runs, benchmarks).
-    * Feedback: ``live_plot``, ``progress`` (tqdm bars), ``log`` (a function that takes a line,
-      None for silence), ``log_items`` (what each epoch's line shows).
-    * ``settings``: whatever else defines the run (model name, input size, dataset, ...).
-      Numbers and strings; they are saved in every checkpoint, and resuming with different
-      settings is refused with a message naming them.
-    * Several processes (``torchrun``): ``sync_bn`` converts BatchNorm layers to
-      ``SyncBatchNorm``, whose batch statistics pool every process's samples (worth it when the
-      per-process batch is small); CUDA only, ignored (with a note) on the CPU or in a single
-      process. Everything else about DDP is automatic (see the module docstring).
-    """
-
+    # optimisation: AdamW (unless fit gets an optimizer), a per-epoch schedule after a warm-up
     epochs: int = 10
     lr: float = 3e-4
     weight_decay: float = 1e-4
-    scheduler: str | Callable | None = "cosine"
+    scheduler: str | Callable | None = "cosine"  # "cosine", "step", None, f(optimizer)
     warmup_epochs: int = 0
-    grad_clip: float | None = None
+    grad_clip: float | None = None  # clip the global gradient norm
+    # speed: AMP None = env.amp_settings (fp16 + GradScaler on a T4, bf16 on Ampere, off on CPU)
     amp: bool | None = None
-    channels_last: bool = True
-    compile: bool = False
-    device: str | torch.device | None = None
+    channels_last: bool = True  # NHWC: faster on GPUs and on the CPU's oneDNN
+    compile: bool = False  # torch.compile
+    device: str | torch.device | None = None  # None: CUDA when there is one
+    # the best epoch: a key of the epoch's row; only the losses' direction (min) goes unsaid
     best_metric: str = "val_loss"
-    mode: str | None = None
+    mode: str | None = None  # "max" or "min"
+    # checkpoints (see Checkpointer): last.pth each epoch, best.pth; copies on Google Drive
     checkpoint_dir: str | Path | None = None
     resume: bool = False
     drive_dir: str | Path | None = None
-    seed: int | None = 0
-    max_steps: int | None = None
+    seed: int | None = 0  # per-epoch seeding: a resumed run repeats an uninterrupted one
+    max_steps: int | None = None  # batches per epoch (smoke runs, benchmarks)
+    # feedback: the live plot, tqdm bars, log(line) (None: silence), what each epoch prints
     live_plot: bool = True
     progress: bool = True
     log: Callable | None = print
     log_items: Sequence[tuple] | None = None
+    # whatever else defines the run (model, input size, dataset): saved in every checkpoint, and
+    # a resume with other values is refused, naming them
     settings: dict = field(default_factory=dict)
-    sync_bn: bool = False
+    sync_bn: bool = False  # torchrun on GPUs: BatchNorm statistics over every process's samples
 
     def __post_init__(self):
         if self.mode is None:
@@ -626,7 +487,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, config: TrainConfig | N
     run = _run_config(cfg, optimizer, amp, model, dist.world_size)
     history, start = History(), 1
     if cfg.resume and (saved := ckpt.resume(model, optimizer, scaler, run)) is not None:
-        sched = _resume_scheduler(sched, cfg.scheduler, optimizer, saved, cfg.epochs,
+        sched = resume_schedule(sched, cfg.scheduler, optimizer, saved, cfg.epochs,
                                   cfg.warmup_epochs, run, log)
         history, start = History(saved["history"]), saved["epoch"] + 1
     ckpt.start(new_run=start == 1)
@@ -776,16 +637,12 @@ def _run_callbacks(callbacks, epoch: int, history, main: bool, log) -> bool:
 
 def wrap_distributed(model: nn.Module, device: torch.device, sync_bn: bool = False,
                      train_loader=None, log=print) -> tuple[nn.Module, nn.Module]:
-    """What ``fit`` does for several processes (``torchrun``): ``(model, train_model)``.
-
-    In a single process both are ``model``. With a process group of N > 1 processes,
-    ``train_model`` is ``DistributedDataParallel(model)``: every ``backward()`` averages the
-    gradients over the processes, so each takes the same step. ``sync_bn`` first converts
-    BatchNorm to ``SyncBatchNorm`` (batch statistics over every process's samples; CUDA only).
-    ``model`` stays the plain module: rank 0 evaluates with it alone (DDP's forward would wait
-    for the others) and checkpoints hold its weights, so a run resumes on any number of
-    processes. Each epoch ``fit`` also calls ``set_epoch`` on the loader's
-    ``DistributedSampler``, so that every process draws a new 1/N of the data."""
+    """Several processes (``torchrun``): ``(model, train_model)``, both ``model`` in one process.
+    With N > 1, ``train_model`` is ``DistributedDataParallel(model)``: each ``backward()``
+    averages the gradients, so every process takes the same step (BatchNorm still normalises
+    each process's own images unless ``sync_bn`` converts it, CUDA only). ``model`` stays the
+    plain module: rank 0 evaluates with it alone and checkpoints hold its weights, so a run
+    resumes on any number of processes."""
     dist = env.distributed()
     if sync_bn and dist.enabled and device.type == "cuda":
         # in place below the top level; the new layers keep the same Parameter objects, so an
@@ -805,9 +662,8 @@ def wrap_distributed(model: nn.Module, device: torch.device, sync_bn: bool = Fal
 
 
 def _distributed_sampler(loader):
-    """The ``DistributedSampler`` (or any sampler with ``set_epoch``) behind ``loader``, or None:
-    a plain ``sampler``, one inside a ``BatchSampler`` (:func:`handpose_utils.data.cached_loader`),
-    or the loader's ``batch_sampler``."""
+    """The sampler with ``set_epoch`` behind ``loader`` (plain, in a ``BatchSampler``, or the
+    ``batch_sampler``), or None."""
     for top in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
         for candidate in (top, getattr(top, "sampler", None)):
             if candidate is not None and hasattr(candidate, "set_epoch"):

@@ -18,9 +18,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "handpose_utils"
 
-# The shared machinery: where we run, files, data feeding, the loop, checkpoints, metrics, the
-# shared figures, records, images, conventions, downloads, preparing data, the package's face.
-CORE = ("env.py", "safefiles.py", "data.py", "engine.py", "checkpoints.py", "metrics.py",
+# The shared machinery: where we run, files, data feeding, the loop, checkpoints, schedules,
+# metrics, the shared figures, records, images, conventions, downloads, preparing data, the package's face.
+CORE = ("env.py", "safefiles.py", "data.py", "engine.py", "checkpoints.py", "schedules.py",
+        "metrics.py",
         "plots/__init__.py", "plots/history.py", "records.py", "images.py", "skeletons.py",
         "downloads.py", "prepare.py", "__init__.py")
 CORE_BUDGET = 3_600
