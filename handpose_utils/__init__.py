@@ -8,93 +8,90 @@ tests or a later notebook import it, the notebook's ``#@save <module>`` cells ge
 Where we run and what we read:
 
 * ``env``         Colab, smoke mode, device, AMP dtype, seeding, data and runs folders
+* ``safefiles``   atomic writes, one rule for leftover temporaries, a lock for shared files
 * ``skeletons``   keypoint conventions: HAND21 (FreiHAND/MediaPipe), RHD42, COCO17
 * ``camera``      the pinhole projection uv = K xyz / z
 * ``images``      image reading with errors that name the file
 * ``records``     the JSON keypoint records, saved and validated
 * ``splits``      random and grouped (leak-free) splits, and leak counting
-* ``datasets``    readers and Colab downloads per source (FreiHAND, OUHANDS, COCO, RHD)
-* ``synthetic``   the embedded default data: procedural hands and people in native layouts
-* ``prepare``     one call that makes the data, records and splits a notebook needs
+* ``datasets``    readers of each source's native layout (FreiHAND, OUHANDS, COCO, RHD)
+* ``synthetic``   writers of the embedded default data, in those native layouts
+* ``prepare``     one call that makes (or downloads) the data, records and splits a notebook needs
 * ``downloads``   verified, resumable downloads
 
 Training and evaluation:
 
 * ``data``        feeding batches: the decode-once image cache, device augmentation, loaders
-* ``engine``      ``TrainConfig`` and ``fit``: the training loop with AMP, checkpoints, resume
+* ``engine``      ``TrainConfig`` and ``fit``: the loop with AMP, callbacks, several processes
+* ``checkpoints`` ``Checkpointer``: atomic, finite checkpoints, resume, runs never overwritten
+* ``schedules``   learning-rate schedules, and how they continue on resume
 * ``metrics``     PCK, AUC, EPE, MPJPE, Procrustes, and an epoch meter
 * ``models``      the coordinate regressors notebooks share, and torchvision backbones
-* ``plots``       skeletons on images, grids, 3D skeletons, widget browsers, ``show_source``
+* ``plots``       every figure: shared helpers, ``plots.history`` (training curves) and one
+                  submodule per lesson topic
 * ``exercises``   ``check`` and ``use``: the checked exercises of every notebook
 
-Per lesson, loaded on first use (``hp.heatmaps``, ``hp.hand3d``, ...): ``landmarks`` and
-``mediapipe_labels`` (04), ``regression3d`` (05), ``heatmaps``, ``topdown``, ``models_heatmap``,
-``coco_eval``, ``coco_plots``, ``backbones``, ``topdown_batches``, ``onnx_export``,
-``wandb_logging`` (06), ``hand3d`` (07), and the
-tools ``bench`` and ``export``.
+Everything loads on first use (``hp.fit`` imports the engine, ``hp.heatmaps`` notebook 06's
+module), so ``import handpose_utils`` is instant and a lesson pays only for what it touches.
 """
 
-from . import camera, data, datasets, engine, env, exercises, images, metrics, models, plots
-from . import prepare, records, skeletons, splits, synthetic
-from .data import build_image_cache, make_loaders
-from .datasets.coco import download_coco, load_coco_keypoints, prepare_coco
-from .datasets.freihand import download_freihand, load_freihand
-from .datasets.ouhands import install_ouhands, load_ouhands
-from .datasets.rhd import download_rhd, load_rhd, prepare_rhd
-from .engine import TrainConfig, evaluate, fit, load_checkpoint, predict
-from .plots.history import plot_history
-from .env import data_dir, in_colab, pick_device, runs_dir, seed_everything, smoke_or
-from .exercises import check, use
-from .images import read_image
-from .metrics import epe, mpjpe, pa_mpjpe, pck, pck_curve
-from .models import build_model, count_parameters
-from .plots import show_source
-from .prepare import prepare_freihand, prepare_splits
-from .records import load_records, save_records
-from .synthetic.coco import make_coco
-from .synthetic.freihand import make_freihand
-from .synthetic.ouhands import make_ouhands
-from .synthetic.rhd import make_rhd
+from __future__ import annotations
 
-_LAZY_MODULES = (
-    "backbones", "bench", "capstone", "coco_eval", "coco_plots", "export", "hand3d", "heatmaps",
-    "landmarks", "mediapipe_labels", "models_heatmap", "onnx_export", "regression3d", "topdown",
-    "topdown_batches", "wandb_logging",
-)
-
-__all__ = [
-    # modules
-    "camera", "data", "datasets", "engine", "env", "exercises", "images", "metrics", "models",
-    "plots", "prepare", "records", "skeletons", "splits", "synthetic",
-    # where we run
-    "data_dir", "in_colab", "pick_device", "runs_dir", "seed_everything", "smoke_or",
-    # data
-    "load_freihand", "download_freihand", "make_freihand", "load_ouhands", "install_ouhands",
-    "make_ouhands", "load_coco_keypoints", "download_coco", "make_coco", "prepare_coco",
-    "load_rhd", "download_rhd", "make_rhd", "prepare_rhd", "prepare_freihand", "prepare_splits",
-    "load_records", "save_records", "read_image",
-    # training
-    "build_image_cache", "make_loaders", "build_model", "count_parameters", "TrainConfig", "fit",
-    "evaluate", "predict", "load_checkpoint", "plot_history",
-    # metrics
-    "pck", "pck_curve", "epe", "mpjpe", "pa_mpjpe",
-    # lessons
-    "check", "use", "show_source", "detect_hands",
-]
+import importlib
 
 __version__ = "0.1.0"
 
+# every module a notebook reaches as ``hp.<module>``
+_MODULES = (
+    "backbones", "bench", "camera", "capstone", "checkpoints", "coco_eval", "data", "datasets",
+    "downloads", "engine", "env", "export", "exercises", "hand3d", "heatmaps", "images",
+    "landmarks", "mediapipe_labels", "metrics", "models", "models_heatmap", "onnx_export",
+    "plots", "prepare", "records", "regression3d", "safefiles", "schedules", "skeletons",
+    "splits", "synthetic", "topdown", "topdown_batches", "wandb_logging",
+)
 
-# names whose module loads on first use, like the lesson modules
-_LAZY_NAMES = {"detect_hands": "mediapipe_labels"}
+# the names a notebook uses most, as ``hp.<name>``, and the module each lives in
+_NAMES = {
+    # where we run
+    "data_dir": "env", "in_colab": "env", "pick_device": "env", "runs_dir": "env",
+    "seed_everything": "env", "smoke_or": "env",
+    # data
+    "load_freihand": "datasets.freihand", "download_freihand": "datasets.freihand",
+    "load_ouhands": "datasets.ouhands", "install_ouhands": "datasets.ouhands",
+    "load_coco_keypoints": "datasets.coco", "download_coco": "datasets.coco",
+    "load_rhd": "datasets.rhd", "download_rhd": "datasets.rhd",
+    "make_freihand": "synthetic.freihand", "make_ouhands": "synthetic.ouhands",
+    "make_coco": "synthetic.coco", "make_rhd": "synthetic.rhd",
+    "prepare_freihand": "prepare", "prepare_splits": "prepare", "prepare_coco": "prepare",
+    "prepare_rhd": "prepare",
+    "load_records": "records", "save_records": "records", "read_image": "images",
+    # training
+    "build_image_cache": "data", "make_loaders": "data", "build_model": "models",
+    "count_parameters": "models", "TrainConfig": "engine", "fit": "engine",
+    "evaluate": "engine", "predict": "engine", "load_checkpoint": "checkpoints",
+    "plot_history": "plots.history",
+    # metrics
+    "pck": "metrics", "pck_curve": "metrics", "epe": "metrics", "mpjpe": "metrics",
+    "pa_mpjpe": "metrics",
+    # lessons
+    "check": "exercises", "use": "exercises", "show_source": "plots",
+    "detect_hands": "mediapipe_labels",
+}
+
+__all__ = [*_MODULES, *_NAMES]
 
 
 def __getattr__(name: str):
-    """Load a lesson's module on first use: ``hp.heatmaps`` imports ``handpose_utils.heatmaps``;
-    ``hp.detect_hands`` imports the teacher's module (MediaPipe itself loads when it runs)."""
-    if name in _LAZY_MODULES or name in _LAZY_NAMES:
-        import importlib
-
-        module = importlib.import_module(f"{__name__}.{_LAZY_NAMES.get(name, name)}")
-        return getattr(module, name) if name in _LAZY_NAMES else module
+    """Load on first use: ``hp.engine`` imports ``handpose_utils.engine``; ``hp.fit`` imports
+    the engine and returns its ``fit``."""
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+        globals()[name] = value  # the next access is a plain attribute
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
