@@ -40,10 +40,6 @@ import hashlib
 import json
 import math
 import os
-import re
-import socket
-import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +56,7 @@ from . import env
 from .images import ImageReadError, SkipReport, check_images, read_image
 from .metrics import normalized_to_pixels
 from .records import keypoints_array, visible_array
+from .safefiles import WriteError, atomic_write, remove_stale_temporaries, temporary_path
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -84,9 +81,6 @@ __all__ = [
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CACHE_FORMAT = 1
-# A cache temporary whose writer cannot be asked (see _remove_stale_temporaries) and that was left
-# unmodified this long belongs to no running build: a build writes its temporary continuously.
-STALE_TMP_SECONDS = 3600
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,69 +232,6 @@ def _check_record_size(rec: dict, w: int, h: int) -> None:
             "another resolution. Re-create the records for these images.")
 
 
-# Temporary files of a disk cache are named ".<cache name>.<pid>-<host>.<random>.tmp" (or .npz for
-# the metadata), so that a later build can tell an abandoned one from one being written.
-
-
-def _host_tag() -> str:
-    """Eight hex digits naming this machine: a pid means something only on the machine that
-    wrote it (a cache folder could be shared, e.g. on a network drive)."""
-    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
-
-
-def _temp_name(path: Path, suffix: str) -> str:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-{_host_tag()}.",
-                                suffix=suffix, dir=path.parent)
-    os.close(fd)
-    return name
-
-
-def _pid_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, but belongs to someone else
-    return True
-
-
-def _remove_stale_temporaries(path: Path, log=print) -> None:
-    """Delete temporaries that an interrupted build of the cache ``path`` left behind (a killed
-    kernel never runs its clean-up), each as large as the whole cache.
-
-    A temporary named by this machine is stale when the process named in it has exited; one
-    whose writer is still running is never touched, however old, so two builds can run side by
-    side. Other temporaries (from another machine sharing the folder, from Windows, where
-    probing a pid this way would kill the process, or without a pid in the name) are stale once
-    unmodified for :data:`STALE_TMP_SECONDS`."""
-    if not path.parent.is_dir():
-        return
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)-([0-9a-f]{{8}})\.)?"
-                         r"[a-z0-9_]{8}\.(?:tmp|npz)")
-    removed, freed = [], 0
-    for candidate in path.parent.iterdir():
-        match = pattern.fullmatch(candidate.name)
-        if match is None:
-            continue
-        try:
-            st = candidate.stat()
-        except FileNotFoundError:
-            continue  # its build just finished or cleaned up
-        pid, host = match.group(1), match.group(2)
-        if pid is not None and host == _host_tag() and os.name != "nt":
-            stale = not _pid_running(int(pid))
-        else:
-            stale = time.time() - st.st_mtime > STALE_TMP_SECONDS
-        if stale:
-            candidate.unlink(missing_ok=True)
-            removed.append(candidate.name)
-            freed += st.st_size
-    if removed and log:
-        log(f"image cache {path}: removed {len(removed)} stale temporary file(s) of an "
-            f"interrupted build ({freed / 1e6:.1f} MB): {', '.join(removed)}")
-
-
 def _write_error(path: Path, err: OSError, nbytes: int) -> OSError:
     need = f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.1f} MB"
     return OSError(
@@ -309,13 +240,13 @@ def _write_error(path: Path, err: OSError, nbytes: int) -> OSError:
         "in memory.")
 
 
-def _new_array_file(path: Path, shape: tuple) -> tuple[str, np.memmap]:
+def _new_array_file(path: Path, shape: tuple) -> tuple[Path, np.memmap]:
     """A temporary ``.npy`` beside ``path``, memory-mapped for writing, its disk space reserved.
 
     ``open_memmap`` makes a sparse file; writing through the map into a hole the disk cannot
     fill kills the process with SIGBUS (a Colab kernel simply dies). Reserving the blocks first
     turns a full disk into an ``OSError`` here, before any decoding."""
-    tmp = _temp_name(path, ".tmp")
+    tmp = temporary_path(path)
     try:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         if hasattr(os, "posix_fallocate"):
@@ -326,15 +257,9 @@ def _new_array_file(path: Path, shape: tuple) -> tuple[str, np.memmap]:
                     if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                         raise  # else the filesystem cannot reserve space; carry on without
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink()
         raise
     return tmp, array
-
-
-def _fsync_replace(tmp: str, final: Path) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
 
 
 def _load_cache(path: Path, key: str, size: int) -> ImageCache | None:
@@ -369,7 +294,7 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
       same records and size reuses the file; any change to the records, image files or size
       rebuilds it. Files are written to a temporary name and renamed, so an interrupted build
       never leaves a half-written cache behind; the next build deletes temporaries that a
-      killed run left (see :func:`_remove_stale_temporaries`). The disk space is reserved before
+      killed run left (:func:`~handpose_utils.safefiles.remove_stale_temporaries`). The disk space is reserved before
       decoding starts: a full disk raises ``OSError("could not write <path>: <reason> ...")``
       and leaves no file. Use local disk (``/content``), not Drive.
 
@@ -386,7 +311,8 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
         raise ValueError("build_image_cache: no records")
     path = Path(path) if path is not None else None
     if path is not None:
-        _remove_stale_temporaries(path, log)
+        for name in (path.name, _meta_path(path).name):  # what killed builds left
+            remove_stale_temporaries(path.parent, name, log)
         key = _cache_key(records, size)
         cached = _load_cache(path, key, size)
         if cached is not None:
@@ -454,7 +380,6 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
             images = images[:k] if k < n else images
             return ImageCache(images, kps, vis_all[keep_arr], orig, keep_arr, size, None, report)
 
-        tmp_meta = None
         try:
             if k < n:  # rewrite without the holes left by skipped images
                 images.flush()
@@ -462,31 +387,29 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
                 compact[:] = images[:k]
                 compact.flush()
                 del compact, images
-                os.unlink(tmp_images)
+                tmp_images.unlink()
                 tmp_images = tmp2
             else:
                 images.flush()
                 del images
-            _fsync_replace(tmp_images, path)
+            with open(tmp_images, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp_images, path)
             tmp_images = None
             # The metadata goes last: the key inside it is what marks the cache as complete.
-            tmp_meta = _temp_name(path, ".npz")
-            with open(tmp_meta, "wb") as f:
-                np.savez(f, key=np.array(key), keypoints=kps, visible=vis_all[keep_arr],
-                         orig_size=orig, record_index=keep_arr, seen=np.array(report.seen),
-                         skipped=np.array(json.dumps(report.skipped)))
-            _fsync_replace(tmp_meta, _meta_path(path))
-            tmp_meta = None
+            atomic_write(_meta_path(path), lambda f: np.savez(
+                f, key=np.array(key), keypoints=kps, visible=vis_all[keep_arr], orig_size=orig,
+                record_index=keep_arr, seen=np.array(report.seen),
+                skipped=np.array(json.dumps(report.skipped))))
         except OSError as err:
             if tmp_images is None:  # the images reached their final name, the metadata did not
                 path.unlink(missing_ok=True)
-            if tmp_meta is not None:
-                Path(tmp_meta).unlink(missing_ok=True)
-            raise _write_error(path, err, nbytes) from err
+            cause = err.__cause__ if isinstance(err, WriteError) and err.__cause__ else err
+            raise _write_error(path, cause, nbytes) from err
         return _load_cache(path, key, size)
     finally:
-        if tmp_images is not None and os.path.exists(tmp_images):
-            os.unlink(tmp_images)
+        if tmp_images is not None:
+            tmp_images.unlink(missing_ok=True)
 
 
 class CachedKeypointDataset(Dataset):

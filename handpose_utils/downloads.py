@@ -22,6 +22,8 @@ import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
+from .safefiles import file_lock
+
 CHUNK = 1 << 20  # bytes per read and per hashing step: 1 MiB
 
 # Destinations that must never hold an HTML page: a server that answers with an error or login
@@ -58,13 +60,17 @@ def download_file(url: str, dest: str | Path, timeout: float = 60.0, progress: b
     if dest.is_file() and dest.stat().st_size > 0:
         _check_existing(url, dest, size, sha256)
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    _fetch(url, dest, part, timeout, progress, size)
-    _check_download(url, dest, part, size, sha256)
-    os.replace(part, dest)
-    if sha256 is not None:
-        _record_verified(dest, sha256)
+    # One writer per .part file: a second process waits here, then finds the finished file.
+    with file_lock(dest):
+        if dest.is_file() and dest.stat().st_size > 0:
+            _check_existing(url, dest, size, sha256)
+            return dest
+        part = dest.with_name(dest.name + ".part")
+        _fetch(url, dest, part, timeout, progress, size)
+        _check_download(url, dest, part, size, sha256)
+        os.replace(part, dest)
+        if sha256 is not None:
+            _record_verified(dest, sha256)
     return dest
 
 

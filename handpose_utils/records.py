@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .safefiles import write_json
 from .skeletons import NUM_HAND_JOINTS
 
 
@@ -192,7 +193,8 @@ def _jsonable(value):
 
 
 def save_records(records: list[dict], path: str | Path) -> Path:
-    """Write records as a JSON list, image paths relative to the file. Written atomically."""
+    """Write records as a JSON list, image paths relative to the file. Written atomically
+    (:func:`~handpose_utils.safefiles.write_json`): two processes may save the same file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.parent.resolve()
@@ -203,11 +205,7 @@ def save_records(records: list[dict], path: str | Path) -> Path:
         if img.is_absolute():
             rec["image_path"] = Path(os.path.relpath(img, base)).as_posix()
         out.append(rec)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(out, f)
-    os.replace(tmp, path)
-    return path
+    return write_json(path, out)
 
 
 def load_records(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import torch
 from PIL import Image
 
 from handpose_utils import data as D
+from handpose_utils import safefiles
 from handpose_utils.images import ImageReadError
 
 
@@ -345,11 +345,11 @@ def test_stale_temporaries_of_an_interrupted_build_are_removed(tmp_path):
     folder = tmp_path / "cache"
     folder.mkdir()
     path = folder / "train_32.npy"
-    host = D._host_tag()
+    host = safefiles._host()
     gone = dead_pid()
     with pytest.MonkeyPatch.context() as mp:  # named as the build of a process that has exited
         mp.setattr(os, "getpid", lambda: gone)
-        left = Path(D._temp_name(path, ".tmp"))
+        left = safefiles.temporary_path(path)
     stale = [left, folder / ".train_32.npy.a8d7f6g7.tmp"]  # the second: unmodified for hours
     kept = [folder / f".train_32.npy.{os.getppid()}-{host}.q1w2e3r4.tmp",  # its writer still runs
             folder / ".train_32.npy.z9x8c7v6.tmp",                         # recent, writer unknown

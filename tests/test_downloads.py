@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import multiprocessing
 import random
 import threading
+import time
 import zipfile
 
 import pytest
@@ -72,7 +74,8 @@ HTML_PAGE = b"<!DOCTYPE html>\n<html><body>Quota exceeded, try again later</body
 class _Handler(http.server.BaseHTTPRequestHandler):
     """``/<mode>/<name>``: ``full`` honours Range, ``norange`` ignores it, ``cut`` announces the
     whole payload but sends CUT bytes, ``flaky`` cuts the first plain GET and honours Range,
-    ``html`` sends an HTML page as text/html, ``htmlbytes`` as application/octet-stream."""
+    ``slow`` is ``full`` sent in 10 pieces 20 ms apart, ``html`` sends an HTML page as
+    text/html, ``htmlbytes`` as application/octet-stream."""
 
     def do_GET(self):  # noqa: N802 - the name http.server calls
         mode = self.path.split("/")[1]
@@ -82,25 +85,32 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if mode in ("html", "htmlbytes"):
             kind = "text/html; charset=utf-8" if mode == "html" else "application/octet-stream"
             return self._send(200, HTML_PAGE, {"Content-Type": kind})
-        if rng and mode in ("full", "flaky"):
+        pieces = 10 if mode == "slow" else 1
+        if rng and mode in ("full", "flaky", "slow"):
             start = int(rng.removeprefix("bytes=").rstrip("-"))
             if start >= len(PAYLOAD):
                 return self._send(416, b"", {"Content-Range": f"bytes */{len(PAYLOAD)}"})
             return self._send(206, PAYLOAD[start:], {
-                "Content-Range": f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}"})
+                "Content-Range": f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}"},
+                pieces=pieces)
         if mode == "cut" or (mode == "flaky" and not rng):
             return self._send(200, PAYLOAD, {}, send=CUT)
-        return self._send(200, PAYLOAD, {})
+        return self._send(200, PAYLOAD, {}, pieces=pieces)
 
-    def _send(self, code, body, headers, send=None):
+    def _send(self, code, body, headers, send=None, pieces=1):
         self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
         headers.setdefault("Content-Type", "application/zip")
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(body[:send])
-        self.wfile.flush()
+        body = body[:send]
+        step = -(-len(body) // pieces) or 1
+        for i in range(0, len(body), step):
+            if i:
+                time.sleep(0.02)
+            self.wfile.write(body[i:i + step])
+            self.wfile.flush()
 
     def log_message(self, *args):  # keep the test output quiet
         pass
@@ -129,6 +139,26 @@ def _url(httpd, mode, name="archive.zip"):
 def test_plain_http_download_writes_the_file(server, tmp_path):
     dest = tmp_path / "archive.zip"
     assert dl.download_file(_url(server, "full"), dest, progress=False) == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert not dest.with_name("archive.zip.part").exists()
+
+
+def _download(url, dest):
+    dl.download_file(url, dest, progress=False)
+
+
+def test_two_processes_downloading_one_file_both_succeed(server, tmp_path):
+    """Two notebooks fetching the same archive at once: the second waits for the first's
+    download and finds the finished file, instead of appending to the same ``.part``."""
+    dest = tmp_path / "data" / "archive.zip"
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    procs = [ctx.Process(target=_download, args=(_url(server, "slow"), dest)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
     assert dest.read_bytes() == PAYLOAD
     assert not dest.with_name("archive.zip.part").exists()
 

@@ -2,6 +2,7 @@
 
 import json
 import math
+import multiprocessing
 import shutil
 
 import pytest
@@ -73,6 +74,29 @@ def test_missing_file_and_bad_json(tmp_path):
 def test_save_is_atomic(tmp_path, synthetic_root):
     path = save_records(load_freihand(synthetic_root)[:2], tmp_path / "r.json")
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def _save_many(records, path, times):
+    for _ in range(times):
+        save_records(records, path)
+
+
+def test_two_processes_saving_one_file_both_succeed(tmp_path):
+    """Two writers of one records file (two notebooks preparing the same split): each save
+    goes through its own temporary, so both succeed and the file is always whole JSON."""
+    records = [{"image_path": str(tmp_path / f"{i:05d}.jpg"), "keypoints": [i + 0.5] * 42,
+                "pose_id": i} for i in range(3000)]
+    path = tmp_path / "records" / "train.json"
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    procs = [ctx.Process(target=_save_many, args=(records, path, 20)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert len(json.loads(path.read_text())) == 3000
+    assert [p.name for p in path.parent.iterdir()] == ["train.json"]  # no temporary left
 
 
 def test_well_formed_optional_fields_pass(tmp_path, synthetic_root):
