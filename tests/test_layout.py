@@ -161,3 +161,12 @@ def test_no_spelling_twins(pair):
         for defined in _public_definitions(path):
             where[defined].append(name)
     assert not all(where.get(n) for n in pair), f"{pair} are both defined: {[where[n] for n in pair]}"
+
+
+def test_notebook_03_shows_fit():
+    import json
+
+    nb = json.loads((ROOT / "notebooks" / "03_cnn_regression.ipynb").read_text())
+    shown = [c for c in nb["cells"] if c["cell_type"] == "code"
+             and "show_source(" in "".join(c["source"]) and "hp.fit" in "".join(c["source"])]
+    assert shown, "notebook 03 should show hp.fit with hp.show_source"
