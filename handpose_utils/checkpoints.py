@@ -1,9 +1,5 @@
-"""Checkpoints: what a run saves, how it resumes, and the policy of one run folder.
-
-:func:`save_checkpoint` / :func:`load_checkpoint` write and read one file (atomically, finite
-weights only, ``weights_only=True``). :class:`Checkpointer` is the policy ``fit`` follows for a
-run folder, in one place (after timm's ``CheckpointSaver``).
-"""
+"""Checkpoints: one file (:func:`save_checkpoint`, :func:`load_checkpoint`) and the policy of
+a run folder (:class:`Checkpointer`, after timm's ``CheckpointSaver``)."""
 
 from __future__ import annotations
 
@@ -45,9 +41,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def total_magnitude(tensors) -> torch.Tensor:
-    """The sum of all magnitudes (L1 norm) as a 0-dim tensor on the tensors' device: NaN or inf
-    exactly when a value is (finite values would need to pass 3e38). One fused reduction and no
-    copy to the host, so it can run after every optimiser step."""
+    """The sum of all magnitudes, a 0-dim tensor on their device: NaN/inf exactly when a value
+    is. One fused reduction, no copy to the host: cheap enough after every optimiser step."""
     tensors = list(tensors)
     return nn.utils.get_total_norm(tensors, norm_type=1.0) if tensors else torch.zeros(())
 
@@ -89,11 +84,9 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scaler=None,
                     epoch: int = 0, history=None, best: dict | None = None,
                     config: dict | None = None) -> Path:
-    """Save everything needed to resume, atomically: the weights, the optimiser, scheduler and
-    GradScaler states, the last finished ``epoch``, RNG states, ``history``, the ``best`` record
-    and a small ``config`` dict. Refuses (:class:`CheckpointError`) NaN or infinite weights or
-    buffers: a checkpoint is something to go back to. A failed write names the file and leaves
-    the previous one intact."""
+    """Save everything needed to resume, atomically. Refuses NaN or infinite weights or buffers
+    (a checkpoint is something to go back to); a failed write names the file and leaves the
+    previous one intact (:class:`CheckpointError`)."""
     path = Path(path)
     weights = unwrap(model).state_dict()
     bad = _nonfinite_names(weights)
@@ -112,10 +105,9 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scal
 
 def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, scheduler=None,
                     scaler=None, restore_rng: bool = False, map_location="cpu") -> dict:
-    """Load a checkpoint with ``torch.load(weights_only=True)`` (no arbitrary code runs), restore
-    the given objects from it and return its dict (``epoch``, ``history``, ``best``, ``config``).
-    ``FileNotFoundError`` or :class:`CheckpointError`, naming the file, when it is missing,
-    truncated or corrupt, or does not fit ``model``."""
+    """Load with ``weights_only=True`` (no code runs), restore the given objects, return the dict
+    (``epoch``, ``history``, ``best``, ``config``). A missing, corrupt or unfitting file raises an
+    error naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -146,17 +138,14 @@ def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, schedu
 
 
 class Checkpointer:
-    """The checkpoint policy of one run folder; with ``folder=None`` it only tracks the best.
+    """The checkpoint policy of one run folder (``folder=None``: only track the best epoch).
 
-    * ``last.pth`` after every epoch, ``best.pth`` when ``best_metric`` improves in ``mode``'s
-      direction; atomic, finite weights only (:func:`save_checkpoint`).
+    * ``last.pth`` every epoch, ``best.pth`` when ``best_metric`` improves (``mode``).
     * A new run never overwrites a finished one: its files move to ``previous-<time>/``.
-    * :meth:`resume` continues from ``last.pth`` (from ``drive_dir`` on a fresh runtime), after
-      checking that the run's settings are the saved ones (:data:`RESUMABLE_CHANGES` aside).
-    * ``drive_dir``: a copy of each file on a mounted Google Drive (a failed copy only warns).
-    * Leftover temporaries of killed saves are removed (:mod:`handpose_utils.safefiles`).
-    Only rank 0 writes or logs; every process reads, and waits at the same points.
-    """
+    * :meth:`resume` continues from ``last.pth`` (Drive's on a fresh runtime) if the settings
+      are the saved ones (:data:`RESUMABLE_CHANGES` aside).
+    * ``drive_dir``: a copy of each file on Google Drive (a failed copy only warns).
+    Only rank 0 writes and logs; every process reads and waits at the same points."""
 
     def __init__(self, folder=None, drive_dir=None, best_metric: str = "val_loss",
                  mode: str = "min", log=print):
@@ -167,8 +156,7 @@ class Checkpointer:
         self.best = {"metric": best_metric, "mode": mode, "value": None, "epoch": None}
 
     def _say(self, line: str) -> None:
-        if self.log:
-            self.log(line)
+        return self.log and self.log(line)
 
     def resume(self, model, optimizer, scaler, run_config: dict) -> dict | None:
         """Load ``last.pth`` into the objects and return it, or None when there is none."""
@@ -213,8 +201,7 @@ class Checkpointer:
 
     @staticmethod
     def check_settings(path: Path, saved: dict, current: dict) -> None:
-        """Refuse to resume a run made with other settings (another input size, dataset or
-        learning rate would silently continue a different experiment)."""
+        """Refuse to resume with other settings: that would continue a different experiment."""
         diff = {k: (saved[k], current[k]) for k in saved.keys() & current.keys()
                 if k not in RESUMABLE_CHANGES and saved[k] != current[k]}
         if diff:
@@ -226,7 +213,7 @@ class Checkpointer:
                 "previous-<time> folder).")
 
     def start(self, new_run: bool) -> None:
-        """Before the first epoch: check that the folder can be written, clear leftovers of
+        """Before the first batch: test that the folders can be written, clear leftovers of
         killed saves, and move a finished run's files out of a new run's way."""
         if self.folder is not None and self.main:
             stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -1,17 +1,10 @@
-"""Files that are never half-written: atomic writes, one rule for leftovers, and a lock.
+"""Files that are never half-written. Every file the course writes goes through here.
 
-Every file the course writes (checkpoints, records, splits, caches, downloads, synthetic data)
-goes through here:
-
-* :func:`atomic_write` writes a temporary file beside the target, fsyncs it and renames it over
-  the target: a reader sees the old file or the new one, never half of one. The temporary's name
-  is unique per writer, ``.<name>.<pid>-<host>.<random>.tmp``, so two processes writing the same
-  file both succeed (the later rename wins, and each file is whole).
-* :func:`remove_stale_temporaries` deletes what killed writers left, by one rule: a temporary of
-  this machine is stale once its process has exited; any other (another machine sharing the
-  folder, Windows, an old name without a host) once unmodified for ``STALE_S`` seconds.
-* :func:`file_lock` serialises the writers that must not interleave (a download into one
-  ``.part`` file, a compute-then-write of the same split file).
+* :func:`atomic_write`: a temporary beside the target, fsynced, renamed over it; a reader sees
+  the old file or the new one. Each writer's temporary has its own name,
+  ``.<name>.<pid>-<host>.<random>.tmp``, so two processes writing one file both succeed.
+* :func:`remove_stale_temporaries`: what killed writers left, by one rule (:func:`is_stale`).
+* :func:`file_lock`: writers that must not interleave take turns (one download, one split).
 """
 
 from __future__ import annotations
@@ -38,14 +31,12 @@ class WriteError(OSError):
     """A file could not be written; the message names it, the reason, and what to do."""
 
 
-def _host() -> str:
-    """Eight hex digits naming this machine: a pid means something only where it was written."""
+def _host() -> str:  # a pid means something only on the machine that wrote it
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def temporary_path(path: str | Path, suffix: str = ".tmp") -> Path:
-    """A new, empty, uniquely named temporary file beside ``path`` (the caller replaces or
-    deletes it). Its name tells :func:`remove_stale_temporaries` who wrote it."""
+    """A new, empty temporary file beside ``path``, named after its writer."""
     path = Path(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-{_host()}.", suffix=suffix,
                                 dir=path.parent)
@@ -54,7 +45,6 @@ def temporary_path(path: str | Path, suffix: str = ".tmp") -> Path:
 
 
 def write_error(path: Path, err: BaseException) -> str:
-    """A message for a failed write of ``path``: what failed and what to do."""
     full = (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or \
         "unexpected pos" in str(err)  # torch.save's wording for a full disk
     hint = ("The disk (or the Drive quota) is probably full: free some space (old runs, "
@@ -66,9 +56,8 @@ def write_error(path: Path, err: BaseException) -> str:
 
 def atomic_write(path: str | Path, write: Callable, *, mode: str = "wb",
                  error: type[Exception] = WriteError) -> Path:
-    """Call ``write(f)`` on a unique temporary file beside ``path``, fsync it and rename it to
-    ``path``; returns ``path``. A failure raises ``error`` naming the file and the reason, and
-    leaves ``path`` as it was (no temporary remains)."""
+    """``write(f)`` into a temporary, then rename it to ``path``. A failure raises ``error``
+    naming the file and the reason, and leaves ``path`` as it was."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,12 +85,10 @@ def atomic_write(path: str | Path, write: Callable, *, mode: str = "wb",
 
 
 def write_json(path: str | Path, obj, indent: int | None = None) -> Path:
-    """``json.dump(obj)`` to ``path`` atomically."""
     return atomic_write(path, lambda f: json.dump(obj, f, indent=indent), mode="w")
 
 
 def _pattern(name: str | tuple | None) -> re.Pattern:
-    """``.<name>.<pid>-<host>.<random>.tmp`` (or ``.npz``); older names lack host or pid."""
     names = (name,) if isinstance(name, str) else name
     stem = "|".join(map(re.escape, names)) if names else ".+?"
     return re.compile(rf"^\.(?P<name>{stem})\.(?:(?P<pid>\d+)(?:-(?P<host>[0-9a-f]{{8}}))?\.)?"
@@ -126,10 +113,8 @@ def _process_alive(pid: int) -> bool:
 
 def is_stale(path: Path, now: float | None = None, stale_s: float = STALE_S,
              name: str | tuple | None = None) -> bool:
-    """The one rule for a temporary: never while a process of this machine named in it runs
-    (however long its write takes); at once when it names this machine and its process has
-    exited; otherwise (another machine sharing the folder, an old name) once unmodified for
-    ``stale_s`` seconds."""
+    """The one rule: never while its writer (a process of this machine) runs; at once when its
+    writer has exited; otherwise (another machine, an old name) once untouched for ``stale_s``."""
     match = _pattern(name).match(path.name)
     if match is None:
         return False
@@ -147,9 +132,8 @@ def is_stale(path: Path, now: float | None = None, stale_s: float = STALE_S,
 
 def remove_stale_temporaries(folder: str | Path, name: str | tuple | None = None,
                              log: Callable | None = print, stale_s: float = STALE_S) -> list[Path]:
-    """Delete the stale temporaries (:func:`is_stale`) in ``folder``, only those of ``name`` (a
-    file name or a tuple of them) when given. Returns the removed paths and logs what was freed
-    (a temporary can be as big as a checkpoint or a cache)."""
+    """Delete the stale temporaries in ``folder`` (of ``name``, a name or a tuple, when given)
+    and log what was freed: each can be as big as a checkpoint or a cache."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -174,9 +158,8 @@ def remove_stale_temporaries(folder: str | Path, name: str | tuple | None = None
 
 @contextlib.contextmanager
 def file_lock(path: str | Path, timeout_s: float = 3600.0):
-    """Hold an exclusive lock named after ``path`` (the file ``.<name>.lock`` beside it) while
-    the block runs, so that writers of one file take turns. POSIX ``flock``: released by the
-    kernel when the holder dies, so a killed process never leaves it locked. Elsewhere a no-op."""
+    """An exclusive lock on ``.<name>.lock`` beside ``path`` while the block runs. POSIX
+    ``flock``: the kernel releases it when its holder dies. Elsewhere a no-op."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
