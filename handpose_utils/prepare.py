@@ -1,145 +1,69 @@
-"""One-call data preparation, so every notebook can run on its own.
+"""One call per dataset that makes it if missing, then reads it, so every notebook runs on its own.
 
-Notebook 01 makes the dataset and the records, notebook 02 the splits; later notebooks call
-:func:`prepare_splits`, which does whatever of that is still missing and otherwise just loads.
-"""
+Notebook 01 makes FreiHAND and the records, notebook 02 the splits; later notebooks call
+:func:`prepare_splits`, which does whatever is still missing and otherwise just loads; notebooks
+06 and 07 call :func:`prepare_coco` and :func:`prepare_rhd`. Readers and renderers load on use."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from .datasets.freihand import (
-    DatasetNotFoundError,
-    download_freihand,
-    find_freihand_root,
-    load_freihand,
-)
 from .env import data_dir
 from .records import load_records, save_records
+from .safefiles import file_lock, write_json
 from .splits import grouped_split
-from .synthetic.freihand import ensure_synthetic_freihand, synthetic_meta
-
-DATASETS = ("synthetic", "freihand")
 
 
-def _check(dataset: str) -> None:
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+def _data(data_root) -> Path:
+    return Path(data_root) if data_root is not None else data_dir()
 
 
-def freihand_root(dataset: str = "synthetic", data_root: str | Path | None = None) -> Path:
-    """Where the dataset lives: ``<data>/synthetic_freihand`` or ``<data>/FreiHAND_pub_v2``."""
-    _check(dataset)
-    base = Path(data_root) if data_root is not None else data_dir()
-    return base / ("synthetic_freihand" if dataset == "synthetic" else "FreiHAND_pub_v2")
+def _folder(dataset: str, data_root, folders: dict) -> Path:
+    """``<data>/<folder>`` of ``dataset``; ``folders`` maps each dataset name to its folder."""
+    if dataset not in folders:
+        raise ValueError(f"dataset must be one of {tuple(folders)}, got {dataset!r}")
+    return _data(data_root) / folders[dataset]
 
 
-def prepare_freihand(
-    dataset: str = "synthetic",
-    data_root: str | Path | None = None,
-    n_poses: int = 1000,
-    seed: int = 0,
-    download: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Make sure the dataset is on disk and return its root.
+def _real(root: Path, present: bool, download: bool, fetch, name: str, size: str) -> None:
+    """Real data is used where it is, fetched only when ``download``; else say how to get it."""
+    if present:
+        return
+    if not download:
+        from .datasets.freihand import DatasetNotFoundError
 
-    ``"synthetic"`` renders it if missing (or made with other settings). ``"freihand"`` uses
-    real data already in ``data_root`` and downloads it only when ``download=True``.
-    """
-    root = freihand_root(dataset, data_root)
+        raise DatasetNotFoundError(
+            f"real {name} not found at {root}. In Colab, set DOWNLOAD = True ({size}) or put it "
+            "there yourself; or use DATASET = 'synthetic'.")
+    fetch()
+
+
+def prepare_freihand(dataset: str = "synthetic", data_root: str | Path | None = None,
+                     n_poses: int = 1000, seed: int = 0, download: bool = False,
+                     progress: bool = True) -> Path:
+    """Make sure the dataset is on disk and return its root: ``"synthetic"`` is rendered if
+    missing (or made with other settings), real ``"freihand"`` is used where it is
+    (``<data>/FreiHAND_pub_v2``) and downloaded only when ``download=True``."""
+    root = _folder(dataset, data_root, {"synthetic": "synthetic_freihand",
+                                        "freihand": "FreiHAND_pub_v2"})
     if dataset == "synthetic":
+        from .synthetic.freihand import ensure_synthetic_freihand
+
         return ensure_synthetic_freihand(root, n_poses, seed=seed, progress=progress)
-    if not (root / "training_xyz.json").is_file():
-        if not download:
-            raise DatasetNotFoundError(
-                f"real FreiHAND not found at {root}. In Colab, set DOWNLOAD = True (3.7 GB + 724 MB) "
-                "or put FreiHAND_pub_v2 there yourself; or use DATASET = 'synthetic'."
-            )
-        download_freihand(root.parent)
+    from .datasets.freihand import download_freihand
+
+    _real(root, (root / "training_xyz.json").is_file(), download,
+          lambda: download_freihand(root.parent), "FreiHAND (FreiHAND_pub_v2)", "3.7 GB + 724 MB")
     return root
 
 
 def records_path(dataset: str, data_root: str | Path | None = None, split: str = "training") -> Path:
-    base = Path(data_root) if data_root is not None else data_dir()
-    return base / "records" / f"{dataset}_{split}.json"
-
-
-def prepare_records(
-    dataset: str = "synthetic",
-    data_root: str | Path | None = None,
-    n_poses: int = 1000,
-    seed: int = 0,
-    split: str = "training",
-    download: bool = False,
-) -> list[dict]:
-    """Read the dataset into records and save them to ``<data>/records/<dataset>_<split>.json``."""
-    root = prepare_freihand(dataset, data_root, n_poses, seed, download)
-    records = load_freihand(root, split)
-    save_records(records, records_path(dataset, data_root, split))
-    return records
+    return _data(data_root) / "records" / f"{dataset}_{split}.json"
 
 
 def splits_dir(dataset: str, data_root: str | Path | None = None) -> Path:
-    base = Path(data_root) if data_root is not None else data_dir()
-    return base / "splits" / dataset
-
-
-# The annotation files load_freihand reads for a split (visibility only exists for synthetic data).
-_ANNOTATION_FILES = ("{split}_xyz.json", "{split}_K.json", "{split}_scale.json",
-                     "{split}_visibility.json")
-
-
-def data_fingerprint(root: str | Path, split: str = "training") -> dict:
-    """What the records of ``split`` are made from: per annotation file its size and SHA-256,
-    and the synthetic generator's version (None for real FreiHAND).
-
-    The whole file is hashed, not just its size and modification time: a re-download or a
-    re-render with other settings can keep both, and a plain ``touch`` changes the time without
-    changing a label. Hashing is cheap next to loading the splits: a 99 MB ``training_xyz.json``
-    (real FreiHAND's is about that size) plus its ``_K`` and ``_scale`` files hash in about
-    0.1 s from the page cache, while loading the 104,192 training records of cached splits takes
-    tens of seconds.
-    """
-    root = find_freihand_root(root)
-    files = {}
-    for pattern in _ANNOTATION_FILES:
-        path = root / pattern.format(split=split)
-        if not path.is_file():
-            continue
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        files[path.name] = {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
-    meta = synthetic_meta(root)
-    return {"split": split, "files": files,
-            "generator_version": meta.get("generator_version") if meta else None}
-
-
-def _fingerprint_changes(old, new: dict) -> list[str]:
-    """Why data fingerprint ``old`` (from a split_meta.json) is not ``new``, in words."""
-    if not isinstance(old, dict) or not isinstance(old.get("files"), dict):
-        return ["they carry no fingerprint of the data (written by an older version of the "
-                "course code)"]
-    why = []
-    if old.get("generator_version") != new["generator_version"]:
-        why.append(f"synthetic generator version {old.get('generator_version')} -> "
-                   f"{new['generator_version']}")
-    for name in sorted(set(old["files"]) | set(new["files"])):
-        before, now = old["files"].get(name), new["files"].get(name)
-        if before == now:
-            continue
-        if before is None:
-            why.append(f"{name} is new")
-        elif now is None:
-            why.append(f"{name} is gone")
-        else:
-            why.append(f"{name} changed ({before.get('bytes')} -> {now['bytes']} bytes, "
-                       "different content)")
-    return why
+    return _data(data_root) / "splits" / dataset
 
 
 def write_splits(parts, directory: str | Path, meta: dict) -> dict[str, Path]:
@@ -150,30 +74,24 @@ def write_splits(parts, directory: str | Path, meta: dict) -> dict[str, Path]:
     annotations change.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     meta_path = directory / "split_meta.json"
     meta_path.unlink(missing_ok=True)
     if "data" not in meta and meta.get("root"):
+        from .datasets.freihand import data_fingerprint
+
         meta = dict(meta, data=data_fingerprint(meta["root"]))
     paths = {}
     for name, part in zip(("train", "val", "test"), parts):
         paths[name] = save_records(part, directory / f"{name}.json")
     meta = dict(meta, counts={n: len(p) for n, p in zip(("train", "val", "test"), parts)})
-    meta_path.write_text(json.dumps(meta, indent=1))
+    write_json(meta_path, meta, indent=1)
     return paths
 
 
-def prepare_splits(
-    dataset: str = "synthetic",
-    data_root: str | Path | None = None,
-    n_poses: int = 1000,
-    seed: int = 0,
-    fractions=(0.8, 0.1, 0.1),
-    split_seed: int = 0,
-    rebuild: bool = False,
-    download: bool = False,
-    log=print,
-) -> tuple[list[dict], list[dict], list[dict]]:
+def prepare_splits(dataset: str = "synthetic", data_root: str | Path | None = None,
+                   n_poses: int = 1000, seed: int = 0, fractions=(0.8, 0.1, 0.1),
+                   split_seed: int = 0, rebuild: bool = False, download: bool = False,
+                   log=print) -> tuple[list[dict], list[dict], list[dict]]:
     """The leak-free train/val/test records (grouped by ``pose_id``), made if missing.
 
     Splits are cached in ``<data>/splits/<dataset>/`` together with the settings that made them
@@ -181,6 +99,8 @@ def prepare_splits(
     files' content and the synthetic generator's version). Other settings, or data that changed
     on disk since (re-rendered, re-downloaded, edited), rebuild them; ``log`` says why.
     """
+    from .datasets.freihand import data_fingerprint, fingerprint_changes, load_freihand
+
     directory = splits_dir(dataset, data_root)
     root = prepare_freihand(dataset, data_root, n_poses, seed, download)
     want = {"dataset": dataset, "root": str(root.resolve()), "n_poses": n_poses if dataset ==
@@ -190,22 +110,73 @@ def prepare_splits(
     # the older one and the next call rebuilds, never the other way round.
     fingerprint = data_fingerprint(root)
     meta_path = directory / "split_meta.json"
-    if not rebuild and meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError:
-            meta = None
-        if not isinstance(meta, dict):
-            why = [f"{meta_path.name} is unreadable"]
-        else:
-            why = [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in want.items() if meta.get(k) != v]
-        if not why:
-            why = _fingerprint_changes(meta.get("data"), fingerprint)
-        if not why:
-            return tuple(load_records(directory / f"{n}.json") for n in ("train", "val", "test"))
-        if log:
-            log(f"rebuilding the splits in {directory}: " + "; ".join(why))
-    records = load_freihand(root, "training")
-    parts = grouped_split(records, fractions, key="pose_id", seed=split_seed)
-    write_splits(parts, directory, dict(want, data=fingerprint))
+    with file_lock(meta_path):  # two notebooks asking at once: the second reuses the first's
+        if not rebuild and meta_path.is_file():
+            try:
+                meta = json.loads(meta_path.read_text())
+            except json.JSONDecodeError:
+                meta = None
+            if not isinstance(meta, dict):
+                why = [f"{meta_path.name} is unreadable"]
+            else:
+                why = [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in want.items()
+                       if meta.get(k) != v] or fingerprint_changes(meta.get("data"), fingerprint)
+            if not why:
+                return tuple(load_records(directory / f"{n}.json") for n in ("train", "val", "test"))
+            if log:
+                log(f"rebuilding the splits in {directory}: " + "; ".join(why))
+        parts = grouped_split(load_freihand(root, "training"), fractions, key="pose_id",
+                              seed=split_seed)
+        write_splits(parts, directory, dict(want, data=fingerprint))
     return parts
+
+
+def prepare_rhd(dataset: str = "synthetic", data_root: str | Path | None = None,
+                n_train: int = 3000, n_eval: int | None = None, image_size: int = 320,
+                seed: int = 0, download: bool = False, progress: bool = True) -> Path:
+    """Make sure an RHD-layout dataset is on disk and return its root: ``"synthetic"``
+    (``n_train`` training and ``n_eval`` evaluation images of ``image_size`` pixels) or ``"rhd"``
+    (``RHD_published_v2``), as :func:`prepare_freihand` does."""
+    root = _folder(dataset, data_root, {"synthetic": "synthetic_rhd", "rhd": "RHD_published_v2"})
+    if dataset == "synthetic":
+        from .synthetic.rhd import ensure_synthetic_rhd
+
+        return ensure_synthetic_rhd(root, n_train, n_eval=n_eval, seed=seed,
+                                    image_size=image_size, progress=progress)
+    from .datasets.rhd import RHD_SIZE, download_rhd
+
+    _real(root, (root / "training" / "anno_training.pickle").is_file(), download,
+          lambda: download_rhd(root.parent), "RHD (RHD_published_v2)", f"{RHD_SIZE} zip")
+    return root
+
+
+def prepare_coco(dataset: str = "synthetic", data_root: str | Path | None = None, *,
+                 n_train: int = 2000, n_val: int = 200, seed: int = 0, width: int = 320,
+                 height: int = 256, download: bool = False, use_train2017: bool = False,
+                 val_fraction: float = 0.2, max_train: int | None = None,
+                 max_val: int | None = None, progress: bool = True, log=print) -> dict:
+    """Make sure the person-keypoint data is on disk and return what a top-down run needs
+    (:func:`~handpose_utils.datasets.coco.coco_train_val` says what and how it splits).
+
+    ``"synthetic"``: ``<data>/synthetic_coco``, rendered if missing (``n_train`` and ``n_val``
+    images of ``width`` x ``height``); train on its train2017, score on its val2017. ``"coco"``:
+    ``<data>/coco`` in either layout, downloaded when ``download`` (val2017 and annotations,
+    1 GB; with ``use_train2017`` also train2017, 18 GB).
+    """
+    from .datasets.coco import coco_train_val, download_coco, has_coco_split
+
+    root = _folder(dataset, data_root, {"synthetic": "synthetic_coco", "coco": "coco"})
+    if dataset == "synthetic":
+        from .synthetic.coco import ensure_synthetic_coco
+
+        ensure_synthetic_coco(root, n_train, n_val, seed=seed, width=width, height=height,
+                              progress=progress)
+        use_train2017 = True
+    else:
+        splits = ("val", "train") if use_train2017 else ("val",)
+        _real(root, has_coco_split(root, "val"), download,
+              lambda: download_coco(root, splits=splits), "COCO 2017 (standard or FiftyOne layout)",
+              "val2017 778 MB + annotations 241 MB; train2017 adds 18 GB")
+        if use_train2017 and download and not has_coco_split(root, "train"):
+            download_coco(root, splits=splits)
+    return coco_train_val(root, use_train2017, val_fraction, seed, max_train, max_val, log)

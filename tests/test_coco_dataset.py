@@ -10,15 +10,21 @@ import pytest
 from PIL import Image
 
 import handpose_utils as hp
-from handpose_utils.datasets.coco import find_coco_files, prepare_coco
+from handpose_utils.datasets.coco import find_coco_files
 from handpose_utils.datasets.freihand import DatasetNotFoundError
-from handpose_utils.synthetic.coco import GENERATOR_VERSION, mask_to_polygons, render_coco_image
+from handpose_utils.prepare import prepare_coco
+from handpose_utils.synthetic.coco import (
+    GENERATOR_VERSION,
+    ensure_synthetic_coco,
+    mask_to_polygons,
+    render_coco_image,
+)
 
 
 @pytest.fixture(scope="module")
 def synthetic_coco(tmp_path_factory):
     root = tmp_path_factory.mktemp("coco") / "synthetic_coco"
-    return hp.synthetic.coco.ensure_synthetic_coco(root, n_train=6, n_val=3, seed=5, width=160, height=128,
+    return ensure_synthetic_coco(root, n_train=6, n_val=3, seed=5, width=160, height=128,
                                     progress=False)
 
 
@@ -207,17 +213,17 @@ def test_mask_to_polygons_traces_the_outline():
 def test_ensure_is_idempotent_and_regenerates_on_new_settings(synthetic_coco, tmp_path):
     stamp = synthetic_coco / "synthetic_meta.json"
     before = stamp.stat().st_mtime_ns
-    again = hp.synthetic.coco.ensure_synthetic_coco(synthetic_coco, n_train=6, n_val=3, seed=5, width=160,
+    again = ensure_synthetic_coco(synthetic_coco, n_train=6, n_val=3, seed=5, width=160,
                                      height=128, progress=False)
     assert again == synthetic_coco and stamp.stat().st_mtime_ns == before
     root = tmp_path / "other"
-    hp.synthetic.coco.ensure_synthetic_coco(root, n_train=2, n_val=1, seed=0, width=64, height=64,
+    ensure_synthetic_coco(root, n_train=2, n_val=1, seed=0, width=64, height=64,
                              progress=False)
-    hp.synthetic.coco.ensure_synthetic_coco(root, n_train=3, n_val=1, seed=0, width=64, height=64,
+    ensure_synthetic_coco(root, n_train=3, n_val=1, seed=0, width=64, height=64,
                              progress=False)
     meta = json.loads((root / "synthetic_meta.json").read_text())
     assert meta["n_train"] == 3
-    assert not list(tmp_path.glob(".other.*"))  # no temporary folders left behind
+    assert not list(tmp_path.glob(".other.*.tmp"))  # no temporary folders left behind
 
 
 def test_prepare_coco_synthetic_and_missing_real(synthetic_coco, tmp_path):

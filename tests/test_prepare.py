@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from handpose_utils import load_freihand, prepare
+from handpose_utils.datasets import freihand
 from handpose_utils.prepare import prepare_splits
 from handpose_utils.synthetic.freihand import GENERATOR_VERSION
 
@@ -32,7 +33,7 @@ def test_unchanged_data_reuses_the_cache(data_root, monkeypatch, capsys):
     def boom(*args, **kwargs):
         raise AssertionError("the dataset was read again")
 
-    monkeypatch.setattr(prepare, "load_freihand", boom)
+    monkeypatch.setattr(freihand, "load_freihand", boom)
     capsys.readouterr()
     again = prepare_splits("synthetic", data_root, **SETTINGS)
     assert by_image(again) == by_image(first)
@@ -96,4 +97,4 @@ def test_write_splits_records_the_fingerprint(data_root):
     parts = prepare.grouped_split(recs, (0.5, 0.25, 0.25), seed=0)
     prepare.write_splits(parts, prepare.splits_dir("synthetic", data_root), meta)
     written = json.loads((prepare.splits_dir("synthetic", data_root) / "split_meta.json").read_text())
-    assert written["data"] == prepare.data_fingerprint(root)
+    assert written["data"] == freihand.data_fingerprint(root)

@@ -138,7 +138,7 @@ def test_ensure_reuses_or_regenerates(tmp_path):
     assert (root / "synthetic_meta.json").stat().st_mtime_ns == stamp  # reused
     ensure_synthetic_rhd(root, 4, n_eval=2, image_size=48, progress=False)
     assert len(load_rhd(root)) == 4  # other settings: regenerated in place
-    assert not list(tmp_path.glob(".synthetic_rhd.*"))  # no temporary folders left behind
+    assert not list(tmp_path.glob(".synthetic_rhd.*.tmp"))  # no temporary folders left behind
 
 
 def test_missing_files_are_named(tmp_path, rhd_root):

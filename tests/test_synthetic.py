@@ -7,7 +7,8 @@ import pytest
 
 from handpose_utils import load_freihand, make_freihand, read_image
 from handpose_utils.camera import project
-from handpose_utils.synthetic.freihand import ensure_synthetic_freihand, synthetic_meta
+from handpose_utils.datasets.freihand import synthetic_meta
+from handpose_utils.synthetic.freihand import ensure_synthetic_freihand
 from handpose_utils.synthetic.hand_model import (
     GESTURE_NAMES,
     forward_kinematics,
@@ -152,7 +153,7 @@ def test_ensure_reuses_and_regenerates(tmp_path):
     ensure_synthetic_freihand(root, 3, seed=0, progress=False)
     assert synthetic_meta(root)["n_poses"] == 3
     assert len(list((root / "training" / "rgb").iterdir())) == 12
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left over
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary left over (the .lock file stays)
 
 
 def test_rejects_bad_arguments(tmp_path):
@@ -160,3 +161,39 @@ def test_rejects_bad_arguments(tmp_path):
         make_freihand(tmp_path, 0)
     with pytest.raises(ValueError, match="versions"):
         make_freihand(tmp_path, 1, versions=5)
+
+
+_RACER = """
+import sys, time
+from pathlib import Path
+from handpose_utils.synthetic.freihand import ensure_synthetic_freihand
+root, ready, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+ready.touch()
+while not go.exists():
+    time.sleep(0.01)
+ensure_synthetic_freihand(root, 2, seed=1, progress=False)
+print((root / "synthetic_meta.json").stat().st_mtime_ns)
+"""
+
+
+def test_two_processes_making_one_dataset_both_succeed(tmp_path):
+    """Two notebooks ask for the same missing dataset at once: both get it whole, made once."""
+    import subprocess
+    import sys
+    import time
+
+    root, go = tmp_path / "synthetic_freihand", tmp_path / "go"
+    ready = [tmp_path / f"ready{i}" for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(root), str(r), str(go)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for r in ready]
+    deadline = time.monotonic() + 120
+    while not all(r.exists() for r in ready) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()  # both start at once
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    assert outs[0][0] == outs[1][0]  # the second reused the first's dataset: one stamp
+    assert synthetic_meta(root)["n_poses"] == 2
+    assert len(load_freihand(root)) == 8 and len(load_freihand(root, "evaluation")) == 1
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary folder left over

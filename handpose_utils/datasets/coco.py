@@ -32,17 +32,6 @@ from ..downloads import download_file, extract_zip
 from ..images import ImageReadError
 from .freihand import DatasetNotFoundError
 
-__all__ = [
-    "COCO_URLS",
-    "COCO_SIZES",
-    "find_coco_files",
-    "load_coco_keypoints",
-    "read_coco_json",
-    "download_coco",
-    "coco_image_ids",
-    "prepare_coco",
-]
-
 COCO_URLS = {
     "val2017": "http://images.cocodataset.org/zips/val2017.zip",
     "train2017": "http://images.cocodataset.org/zips/train2017.zip",
@@ -84,6 +73,15 @@ def find_coco_files(root: str | Path, split: str = "val") -> tuple[Path, Path]:
         f"COCO {split} keypoints not found under {root}: expected {candidates[0][0]} with "
         f"{candidates[0][1]}/ (standard layout) or {candidates[1][0]} with {candidates[1][1]}/ "
         f"(FiftyOne layout). " + _HOW_TO_GET)
+
+
+def has_coco_split(root: str | Path, split: str) -> bool:
+    """Whether ``root`` holds ``split`` with its images, in either layout."""
+    try:
+        find_coco_files(root, split)
+    except DatasetNotFoundError:
+        return False
+    return True
 
 
 def read_coco_json(path: str | Path) -> dict:
@@ -287,8 +285,6 @@ def load_coco_keypoints(
 # Download (Colab)
 
 
-
-
 def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> Path:
     """Download and extract COCO 2017 person keypoints into ``root`` (standard layout).
 
@@ -326,92 +322,34 @@ def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> 
     return root
 
 
-# --------------------------------------------------------------------------------------------
-# One call for the notebook
-
-
-COCO_DATASETS = ("synthetic", "coco")
-
-
-def prepare_coco(
-    dataset: str = "synthetic",
-    data_root: str | Path | None = None,
-    *,
-    n_train: int = 2000,
-    n_val: int = 200,
-    seed: int = 0,
-    width: int = 320,
-    height: int = 256,
-    download: bool = False,
-    use_train2017: bool = False,
-    val_fraction: float = 0.2,
-    max_train: int | None = None,
-    max_val: int | None = None,
-    progress: bool = True,
-    log=print,
-) -> dict:
-    """Make sure the person-keypoint data is on disk and return what a top-down run needs:
+def coco_train_val(root: str | Path, use_train2017: bool = True, val_fraction: float = 0.2,
+                   seed: int = 0, max_train: int | None = None, max_val: int | None = None,
+                   log=print) -> dict:
+    """The people a top-down run trains on and scores, from COCO's layout under ``root``:
     ``{"root", "train", "val", "val_ann_file", "val_image_ids", "protocol"}``.
 
-    * ``"synthetic"``: ``<data_root>/synthetic_coco``, rendered if missing (``n_train`` and
-      ``n_val`` images of ``width`` x ``height``); train on train2017, score on val2017.
-    * ``"coco"``: ``<data_root>/coco`` in either layout, downloaded when ``download`` (val2017
-      and annotations, 1 GB; with ``use_train2017`` also train2017, 18 GB). With train2017 and
-      ``use_train2017``, train on it and score on val2017 (the official protocol, with GT boxes).
-      Otherwise val2017 is split by image (``val_fraction`` for scoring, the rest to train on):
-      a course-sized experiment whose AP is *not* comparable to published val2017 numbers.
-
-    ``max_train`` / ``max_val`` cap the number of people (whole images are kept together).
-    ``val_image_ids`` are the images scored: those of the ``val`` records.
+    With ``use_train2017`` and train2017 under ``root``: train on train2017, score on val2017
+    (the official protocol, with ground-truth boxes). Otherwise val2017 is split by image
+    (``val_fraction`` for scoring, the rest to train on): a course-sized experiment whose AP is
+    *not* comparable to published val2017 numbers. ``max_train`` / ``max_val`` cap the number
+    of people (whole images are kept together). ``val_image_ids`` are the images scored.
     """
-    from ..env import data_dir
     from ..splits import grouped_split
 
-    if dataset not in COCO_DATASETS:
-        raise ValueError(f"dataset must be one of {COCO_DATASETS}, got {dataset!r}")
-    base = Path(data_root) if data_root is not None else data_dir()
-    if dataset == "synthetic":
-        from ..synthetic.coco import ensure_synthetic_coco
-
-        root = ensure_synthetic_coco(base / "synthetic_coco", n_train, n_val, seed=seed,
-                                     width=width, height=height, progress=progress)
+    name = "synthetic" if (Path(root) / "synthetic_meta.json").is_file() else "COCO"
+    if use_train2017 and has_coco_split(root, "train"):
         train = load_coco_keypoints(root, "train", max_samples=max_train)
         val = load_coco_keypoints(root, "val", max_samples=max_val)
-        protocol = "synthetic train2017 -> synthetic val2017, ground-truth boxes"
+        protocol = f"{name} train2017 -> {name} val2017, ground-truth boxes"
     else:
-        root = base / "coco"
-        try:
-            find_coco_files(root, "val")
-        except DatasetNotFoundError:
-            if not download:
-                raise DatasetNotFoundError(
-                    f"COCO not found at {root}. Set DOWNLOAD = True (val2017 778 MB + annotations "
-                    "241 MB; train2017 adds 18 GB) or put COCO there in the standard or FiftyOne "
-                    "layout; or use DATASET = 'synthetic'.") from None
-            download_coco(root, splits=("val", "train") if use_train2017 else ("val",))
-        have_train = True
-        try:
-            find_coco_files(root, "train")
-        except DatasetNotFoundError:
-            have_train = False
-        if use_train2017 and not have_train and download:
-            download_coco(root, splits=("val", "train"))
-            have_train = True
-        if use_train2017 and have_train:
-            train = load_coco_keypoints(root, "train", max_samples=max_train)
-            val = load_coco_keypoints(root, "val", max_samples=max_val)
-            protocol = "COCO train2017 -> val2017, ground-truth boxes"
-        else:
-            if use_train2017 and log:
-                log(f"train2017 is not under {root}: splitting val2017 instead.")
-            people = load_coco_keypoints(root, "val")
-            train, val = grouped_split(people, (1 - val_fraction, val_fraction), key="image_id",
-                                       seed=seed)
-            train = _cap(train, max_train)
-            val = _cap(val, max_val)
-            protocol = (f"COCO val2017 split by image ({1 - val_fraction:.0%} train / "
-                        f"{val_fraction:.0%} scored), ground-truth boxes: not comparable to "
-                        "published val2017 AP")
+        if use_train2017 and log:
+            log(f"train2017 is not under {root}: splitting val2017 instead.")
+        train, val = grouped_split(load_coco_keypoints(root, "val"),
+                                   (1 - val_fraction, val_fraction), key="image_id", seed=seed)
+        train, val = _cap(train, max_train), _cap(val, max_val)
+        protocol = (f"{name} val2017 split by image ({1 - val_fraction:.0%} train / "
+                    f"{val_fraction:.0%} scored), ground-truth boxes: not comparable to "
+                    "published val2017 AP")
     if not train or not val:
         raise ValueError(f"no annotated people in the {'train' if not train else 'val'} part of "
                          f"{root}; generate or download more images")
@@ -419,7 +357,7 @@ def prepare_coco(
     if log:
         log(f"{protocol}\n  train: {len(train)} people in {len(coco_image_ids(train))} images\n"
             f"  val:   {len(val)} people in {len(coco_image_ids(val))} images ({val_ann})")
-    return {"root": root, "train": train, "val": val, "val_ann_file": val_ann,
+    return {"root": Path(root), "train": train, "val": val, "val_ann_file": val_ann,
             "val_image_ids": coco_image_ids(val), "protocol": protocol}
 
 
@@ -427,10 +365,9 @@ def _cap(records: list[dict], max_samples: int | None) -> list[dict]:
     """The first people up to ``max_samples``, keeping each image's people together."""
     if max_samples is None or len(records) <= max_samples:
         return records
-    out, last = [], None
+    out = []
     for r in records:
-        if len(out) >= max_samples and r["image_id"] != last:
+        if len(out) >= max_samples and r["image_id"] != out[-1]["image_id"]:
             break
         out.append(r)
-        last = r["image_id"]
     return out

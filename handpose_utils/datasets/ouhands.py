@@ -44,6 +44,8 @@ import re
 from pathlib import Path
 
 from ..downloads import BrokenArchiveError, extract_zip
+from ..safefiles import write_json
+from ..skeletons import NUM_HAND_JOINTS
 from .freihand import DatasetNotFoundError
 
 OUHANDS_PAGE = "https://www.oulu.fi/cmvs/node/41445"
@@ -52,7 +54,6 @@ OUHANDS_IMAGE_SIZE = (640, 480)  # (width, height)
 OUHANDS_IMAGE_SHAPE = (480, 640, 3)  # as the landmark files write it: (H, W, C)
 SPLITS = ("train", "validation", "test")
 SPLIT_LISTS = {"train": "training_files.txt", "validation": "validation_files.txt"}
-NUM_LANDMARKS = 21
 HANDEDNESS_LABELS = ("Left", "Right")
 LANDMARK_SUFFIX = "_landmarks.json"
 REPORT_NAME = "extraction_report.json"
@@ -64,7 +65,7 @@ HOW_TO_GET_OUHANDS = (
     "of Oulu's page " + OUHANDS_PAGE + " (follow its instructions and accept its terms of "
     "use), put the archives on your Drive or upload them, then call "
     "handpose_utils.install_ouhands([archives], root). Or use the synthetic default: "
-    "handpose_utils.ensure_synthetic_ouhands(root)."
+    "handpose_utils.synthetic.ouhands.ensure_synthetic_ouhands(root)."
 )
 
 
@@ -213,14 +214,6 @@ def landmark_file_path(landmarks_dir: str | Path, split: str, image_path: str | 
     return Path(landmarks_dir) / split / f"{Path(image_path).stem}{LANDMARK_SUFFIX}"
 
 
-def _atomic_json(path: Path, obj, indent=None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=indent)
-    os.replace(tmp, path)
-
-
 def landmark_record(image_path: str | Path, image_shape, landmarks, handedness=None) -> dict:
     """A landmark file's content, validated. ``landmarks`` is ``(21, 3)`` (x, y, z) or a list
     of 21 ``{"x", "y", "z"}`` dicts; ``handedness`` is None or ``{"label", "score"}``."""
@@ -259,10 +252,10 @@ def validate_landmark_record(record: dict, source: str = "landmark record") -> N
         raise LandmarkFileError(f"{source}: 'image_shape' must be [height, width, channels], "
                                 f"got {shape!r}")
     lms = record["landmarks"]
-    if not isinstance(lms, list) or len(lms) != NUM_LANDMARKS:
+    if not isinstance(lms, list) or len(lms) != NUM_HAND_JOINTS:
         n = len(lms) if isinstance(lms, list) else type(lms).__name__
         raise LandmarkFileError(
-            f"{source}: {n} landmarks, expected exactly {NUM_LANDMARKS} (MediaPipe's hand model). "
+            f"{source}: {n} landmarks, expected exactly {NUM_HAND_JOINTS} (MediaPipe's hand model). "
             "The file is truncated or from another model: re-run the labelling.")
     for i, lm in enumerate(lms):
         if not isinstance(lm, dict) or any(k not in lm for k in "xyz"):
@@ -296,7 +289,7 @@ def write_landmark_file(path: str | Path, image_path: str | Path, image_shape, l
         except ValueError:  # another drive (Windows): keep it absolute
             pass
     record = landmark_record(stored.as_posix(), image_shape, landmarks, handedness)
-    _atomic_json(path, record, indent=1)
+    write_json(path, record, indent=1)
     return path
 
 
@@ -338,7 +331,7 @@ def list_landmark_files(landmarks_dir: str | Path, split: str) -> list[Path]:
     if not folder.is_dir():
         raise DatasetNotFoundError(
             f"landmark folder not found: {folder}. Make the landmark files first: "
-            "handpose_utils.ensure_synthetic_ouhands(root) writes them for the synthetic data, "
+            "handpose_utils.synthetic.ouhands.ensure_synthetic_ouhands(root) writes them for the synthetic data, "
             "handpose_utils.mediapipe_labels.label_ouhands(...) with MediaPipe for real OUHANDS.")
     return sorted(folder.glob(f"*{LANDMARK_SUFFIX}"))
 
@@ -359,7 +352,7 @@ def load_landmark_files(landmarks_dir: str | Path, split: str,
 def write_extraction_report(landmarks_dir: str | Path, report: dict) -> Path:
     """Write ``landmarks/extraction_report.json`` (atomically)."""
     path = Path(landmarks_dir) / REPORT_NAME
-    _atomic_json(path, report, indent=1)
+    write_json(path, report, indent=1)
     return path
 
 

@@ -49,26 +49,6 @@ from ..skeletons import (
 )
 from .freihand import DatasetNotFoundError
 
-__all__ = [
-    "RHD_URL",
-    "RHD_SIZE",
-    "RHD_PAGE",
-    "RHD_SPLITS",
-    "RHD_DEPTH_MAX_M",
-    "encode_depth",
-    "decode_depth",
-    "read_depth",
-    "read_mask",
-    "hand_masks",
-    "hand_pixel_counts",
-    "find_rhd_root",
-    "read_rhd_annotations",
-    "load_rhd",
-    "download_rhd",
-    "rhd_root",
-    "prepare_rhd",
-]
-
 RHD_URL = "https://lmb.informatik.uni-freiburg.de/data/RenderedHandpose/RHD_v1-1.zip"
 # The official page lists 7.1 GB. A third-party dataset survey recorded a Content-Length of
 # 7,080,690,299 bytes, which could not be checked from here: it is not enforced, the server's own
@@ -371,7 +351,7 @@ def load_rhd(
 
 
 # --------------------------------------------------------------------------------------------
-# Download (Colab) and one-call preparation
+# Download (Colab)
 
 
 def download_rhd(root: str | Path, keep_zip: bool = False) -> Path:
@@ -402,48 +382,3 @@ def download_rhd(root: str | Path, keep_zip: bool = False) -> Path:
     if missing:
         raise DatasetNotFoundError(f"after extraction, {target} lacks {missing}")
     return target
-
-
-RHD_DATASETS = ("synthetic", "rhd")
-
-
-def rhd_root(dataset: str = "synthetic", data_root: str | Path | None = None) -> Path:
-    """Where the dataset lives: ``<data>/synthetic_rhd`` or ``<data>/RHD_published_v2``."""
-    from ..env import data_dir
-
-    if dataset not in RHD_DATASETS:
-        raise ValueError(f"dataset must be one of {RHD_DATASETS}, got {dataset!r}")
-    base = Path(data_root) if data_root is not None else data_dir()
-    return base / ("synthetic_rhd" if dataset == "synthetic" else "RHD_published_v2")
-
-
-def prepare_rhd(
-    dataset: str = "synthetic",
-    data_root: str | Path | None = None,
-    n_train: int = 3000,
-    n_eval: int | None = None,
-    image_size: int = 320,
-    seed: int = 0,
-    download: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Make sure an RHD-layout dataset is on disk and return its root.
-
-    ``"synthetic"`` renders one (``n_train`` training and ``n_eval`` evaluation images of
-    ``image_size`` pixels) if it is missing or was made with other settings; ``"rhd"`` uses the
-    real data already in ``data_root`` and downloads it only when ``download=True``.
-    """
-    root = rhd_root(dataset, data_root)
-    if dataset == "synthetic":
-        from ..synthetic.rhd import ensure_synthetic_rhd
-
-        return ensure_synthetic_rhd(root, n_train, n_eval=n_eval, seed=seed,
-                                    image_size=image_size, progress=progress)
-    if not (root / "training" / "anno_training.pickle").is_file():
-        if not download:
-            raise DatasetNotFoundError(
-                f"real RHD not found at {root}. In Colab, set DOWNLOAD = True ({RHD_SIZE} zip) "
-                "or put RHD_published_v2 there yourself; or use DATASET = 'synthetic'."
-            )
-        download_rhd(root.parent)
-    return root

@@ -33,8 +33,6 @@ k images of a larger set equal a set of k images.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,10 +40,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..safefiles import write_json
 from ..skeletons import COCO17_NAMES, coco_category
 from .backgrounds import random_background
-from .freihand import synthetic_meta
-from .jobs import run_jobs, write_json
+from .jobs import ensure_dataset, run_jobs
 from .render import SKIN_TONES, Canvas, Capsule
 from .scene import Rendering, composite
 
@@ -495,7 +493,7 @@ def make_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0, width: 
         counts[split] = {"images": len(part), "annotations": len(anns),
                          "with_keypoints": sum(a["num_keypoints"] > 0 for a in anns)}
     meta = {
-        "generator": "handpose_utils.synthetic.coco",
+        "generator": __name__,
         "generator_version": GENERATOR_VERSION,
         "seed": seed, "n_train": n_train, "n_val": n_val, "width": width, "height": height,
         "max_people": max_people, "counts": counts,
@@ -508,38 +506,9 @@ def make_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0, width: 
 def ensure_synthetic_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0,
                           width: int = 320, height: int = 256, max_people: int = 5,
                           progress: bool = True) -> Path:
-    """Return ``root`` holding a complete synthetic COCO with these settings, generating it only
-    if it is missing or was made with other settings.
-
-    As :func:`.freihand.ensure_synthetic_freihand`: generation goes to a temporary sibling folder
-    renamed into place at the end, so an interrupted run never leaves a half-written dataset and
-    two notebooks asking at once both end up with a complete one.
-    """
-    root = Path(root)
+    """Return ``root`` holding a synthetic COCO with these settings, made by :func:`make_coco`
+    only if missing or made otherwise (:func:`.jobs.ensure_dataset`)."""
     want = {"n_train": n_train, "n_val": n_val, "seed": seed, "width": width, "height": height,
-            "max_people": max_people, "generator_version": GENERATOR_VERSION,
-            "generator": "handpose_utils.synthetic.coco"}
-    ok = lambda m: m is not None and all(m.get(k) == v for k, v in want.items())
-    if ok(synthetic_meta(root)):
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    make_coco(tmp, n_train, n_val, seed=seed, width=width, height=height, max_people=max_people,
-              progress=progress)
-    if ok(synthetic_meta(root)):
-        shutil.rmtree(tmp)  # someone else finished first; theirs is identical
-        return root
-    if root.exists():
-        old = root.with_name(f".{root.name}.old-{os.getpid()}")
-        os.replace(root, old)
-        shutil.rmtree(old, ignore_errors=True)
-    try:
-        os.replace(tmp, root)
-    except OSError:
-        # Another process put its (identical) dataset in place between our check and rename.
-        if not ok(synthetic_meta(root)):
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+            "max_people": max_people}
+    return ensure_dataset(root, lambda tmp: make_coco(tmp, progress=progress, **want),
+                          dict(want, generator=__name__, generator_version=GENERATOR_VERSION))

@@ -25,17 +25,15 @@ bit for bit, and the first k poses of a larger set equal a set of k poses.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ..safefiles import write_json
 from .backgrounds import green_screen, random_background
-from .jobs import run_jobs, write_json
+from .jobs import ensure_dataset, run_jobs
 from .render import PALM_PART
 from .scene import composite, place_hand, render_hands, sample_camera, sample_hand
 
@@ -142,7 +140,7 @@ def make_freihand(
         write_json(root / f"{split}_visibility.json", [r["visible"] for r in part])
         gestures[split] = [r["gesture"] for r in part]
     meta = {
-        "generator": "handpose_utils.synthetic.freihand",
+        "generator": __name__,
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
         "n_poses": n_poses,
@@ -157,59 +155,10 @@ def make_freihand(
     return root
 
 
-def synthetic_meta(root: str | Path) -> dict | None:
-    """The generator's stamp, or None if ``root`` holds no complete synthetic dataset."""
-    path = Path(root) / "synthetic_meta.json"
-    if not path.is_file():
-        return None
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def ensure_synthetic_freihand(
-    root: str | Path,
-    n_poses: int,
-    seed: int = 0,
-    versions: int = 4,
-    image_size: int = 224,
-    progress: bool = True,
-) -> Path:
-    """Return ``root`` holding a complete synthetic FreiHAND with these settings, generating it
-    only if it is missing or was made with other settings.
-
-    Generation goes to a temporary sibling folder that is renamed into place at the end, so an
-    interrupted run never leaves a half-written dataset, and two notebooks that ask at the same
-    time both end up with a complete one.
-    """
-    root = Path(root)
-    want = {"n_poses": n_poses, "seed": seed, "versions": versions, "image_size": image_size,
-            "generator_version": GENERATOR_VERSION}
-    meta = synthetic_meta(root)
-    if meta is not None and all(meta.get(k) == v for k, v in want.items()):
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    make_freihand(tmp, n_poses, seed=seed, versions=versions, image_size=image_size,
-                  progress=progress)
-    meta = synthetic_meta(root)
-    if meta is not None and all(meta.get(k) == v for k, v in want.items()):
-        shutil.rmtree(tmp)  # someone else finished first; theirs is identical
-        return root
-    if root.exists():
-        old = root.with_name(f".{root.name}.old-{os.getpid()}")
-        os.replace(root, old)
-        shutil.rmtree(old, ignore_errors=True)
-    try:
-        os.replace(tmp, root)
-    except OSError:
-        # Another process put its (identical) dataset in place between our check and rename.
-        meta = synthetic_meta(root)
-        if meta is None or any(meta.get(k) != v for k, v in want.items()):
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+def ensure_synthetic_freihand(root: str | Path, n_poses: int, seed: int = 0, versions: int = 4,
+                              image_size: int = 224, progress: bool = True) -> Path:
+    """Return ``root`` holding a synthetic FreiHAND with these settings, made by
+    :func:`make_freihand` only if missing or made otherwise (:func:`.jobs.ensure_dataset`)."""
+    want = {"n_poses": n_poses, "seed": seed, "versions": versions, "image_size": image_size}
+    return ensure_dataset(root, lambda tmp: make_freihand(tmp, progress=progress, **want),
+                          dict(want, generator=__name__, generator_version=GENERATOR_VERSION))

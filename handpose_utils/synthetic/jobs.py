@@ -1,22 +1,18 @@
 """What every synthetic-dataset writer shares: rendering jobs run in worker processes with a
-progress bar, and JSON files written atomically (the ``synthetic_meta.json`` stamp written last
-marks a dataset complete, so a half-written annotation file must never look finished)."""
+progress bar, and :func:`ensure_dataset`, the one protocol for making a dataset only when it is
+missing. A writer marks a finished dataset by writing ``synthetic_meta.json`` (its settings,
+generator and version) last: a folder without that stamp is incomplete."""
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-
-def write_json(path: Path, obj, indent: int | None = None) -> None:
-    """Write ``obj`` as JSON to a temporary file, then rename it over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=indent)
-    os.replace(tmp, path)
+from ..datasets.freihand import synthetic_meta
+from ..safefiles import file_lock, is_stale, temporary_path
 
 
 def default_workers(n_jobs: int) -> int:
@@ -54,3 +50,64 @@ def run_jobs(fn: Callable, jobs: Sequence, workers: int | None = None, progress:
         if bar:
             bar.close()
     return results
+
+
+def _differences(root: Path, want: dict) -> list[str] | None:
+    """How the dataset in ``root`` differs from ``want`` (``[]``: not at all), None if unfinished."""
+    meta = synthetic_meta(root)
+    if meta is None:
+        return None
+    return [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in want.items() if meta.get(k) != v]
+
+
+def _new_folder(root: Path) -> Path:
+    tmp = temporary_path(root)  # the unique name the stale rule understands ...
+    tmp.unlink()
+    tmp.mkdir()  # ... given to a folder
+    return tmp
+
+
+def ensure_dataset(root: str | Path, make: Callable[[Path], object], want: dict,
+                   log: Callable | None = print) -> Path:
+    """Return ``root`` holding a finished dataset whose stamp matches ``want`` (the settings, the
+    generator and its version), calling ``make(folder)`` to write one only when there is none.
+
+    ``make`` writes into a new, uniquely named temporary folder beside ``root`` that is renamed
+    into place when finished, so an interrupted run never leaves a half-written dataset. The
+    build holds :func:`~handpose_utils.safefiles.file_lock` on ``root``: when two processes ask
+    at once, the second waits and reuses the first's dataset. A finished dataset made with other
+    settings is moved aside, and deleted only once the new one is in place. Folders that killed
+    builds left are removed by :func:`~handpose_utils.safefiles.is_stale`'s rule.
+    """
+    root = Path(root)
+    if _differences(root, want) == []:
+        return root
+    with file_lock(root, timeout_s=24 * 3600):  # a waiter waits as long as the build takes
+        why = _differences(root, want)
+        if why == []:  # another process made it while we waited
+            return root
+        if why and log:
+            log(f"{root} holds a dataset made otherwise ({'; '.join(why)}): making a new one")
+        for old in root.parent.glob(f".{root.name}.*.tmp"):
+            if old.is_dir() and is_stale(old):
+                shutil.rmtree(old, ignore_errors=True)
+        tmp, aside = _new_folder(root), None
+        try:
+            make(tmp)
+            if _differences(tmp, want) != []:
+                raise RuntimeError(f"{make} wrote no stamp matching {want} in {tmp}")
+            if root.exists():
+                aside = _new_folder(root)
+                os.replace(root, aside)
+            try:
+                os.replace(tmp, root)
+            except OSError:
+                if aside is not None:
+                    os.replace(aside, root)  # put the finished dataset back
+                    aside = None
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful swap
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    return root

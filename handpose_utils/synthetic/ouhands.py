@@ -33,9 +33,6 @@ reproducible bit for bit.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,9 +50,10 @@ from ..datasets.ouhands import (
     write_extraction_report,
     write_landmark_file,
 )
+from ..safefiles import write_json
 from .backgrounds import random_background
 from .hand_model import HandShape, gesture_pose, sample_shape
-from .jobs import run_jobs, write_json
+from .jobs import ensure_dataset, run_jobs
 from .render import Skin, sample_skin
 from .scene import HandSpec, composite, place_hand, render_hands
 
@@ -271,7 +269,7 @@ def make_ouhands(
         "total": {"images_seen": len(names), "hands_found": len(names), "no_hand": 0},
     })
     meta = {
-        "generator": "handpose_utils.synthetic.ouhands",
+        "generator": __name__,
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
         "n_subjects": n_subjects,
@@ -290,65 +288,14 @@ def make_ouhands(
     return root
 
 
-def synthetic_ouhands_meta(root: str | Path) -> dict | None:
-    """The generator's stamp, or None if ``root`` holds no complete synthetic OUHANDS."""
-    path = Path(root) / "synthetic_meta.json"
-    if not path.is_file():
-        return None
-    try:
-        with open(path) as f:
-            meta = json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
-    return meta if meta.get("generator") == "handpose_utils.synthetic.ouhands" else None
-
-
-def ensure_synthetic_ouhands(
-    root: str | Path,
-    n_subjects: int = 20,
-    n_test_subjects: int = 10,
-    samples_per_class: int = 10,
-    val_fraction: float = 0.2,
-    seed: int = 0,
-    progress: bool = True,
-) -> Path:
-    """Return ``root`` holding a complete synthetic OUHANDS with these settings, generating it
-    only if it is missing or was made with other settings.
-
-    As :func:`~handpose_utils.synthetic.freihand.ensure_synthetic_freihand`: generation goes to a
-    temporary sibling folder renamed into place at the end, so an interrupted run never leaves
-    a half-written dataset and two notebooks asking at once both get a complete one. (Landmark
-    files store image paths relative to themselves, so the rename keeps them valid.)
-    """
-    root = Path(root)
+def ensure_synthetic_ouhands(root: str | Path, n_subjects: int = 20, n_test_subjects: int = 10,
+                             samples_per_class: int = 10, val_fraction: float = 0.2, seed: int = 0,
+                             progress: bool = True) -> Path:
+    """Return ``root`` holding a synthetic OUHANDS with these settings, made by
+    :func:`make_ouhands` only if missing or made otherwise (:func:`.jobs.ensure_dataset`; the
+    landmark files store image paths relative to themselves, so moving the folder keeps them
+    valid)."""
     want = {"n_subjects": n_subjects, "n_test_subjects": n_test_subjects,
-            "samples_per_class": samples_per_class, "val_fraction": val_fraction, "seed": seed,
-            "generator_version": GENERATOR_VERSION}
-
-    def complete() -> bool:
-        meta = synthetic_ouhands_meta(root)
-        return meta is not None and all(meta.get(k) == v for k, v in want.items())
-
-    if complete():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    make_ouhands(tmp, n_subjects, n_test_subjects, samples_per_class, val_fraction, seed,
-                 progress=progress)
-    if complete():
-        shutil.rmtree(tmp)  # someone else finished first; theirs is identical
-        return root
-    if root.exists():
-        old = root.with_name(f".{root.name}.old-{os.getpid()}")
-        os.replace(root, old)
-        shutil.rmtree(old, ignore_errors=True)
-    try:
-        os.replace(tmp, root)
-    except OSError:
-        # Another process put its (identical) dataset in place between our check and rename.
-        if not complete():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+            "samples_per_class": samples_per_class, "val_fraction": val_fraction, "seed": seed}
+    return ensure_dataset(root, lambda tmp: make_ouhands(tmp, progress=progress, **want),
+                          dict(want, generator=__name__, generator_version=GENERATOR_VERSION))

@@ -23,10 +23,7 @@ bit for bit and the first k images of a larger set equal a set of k images.
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
-import shutil
 import time
 from pathlib import Path
 
@@ -35,10 +32,10 @@ from PIL import Image
 
 from ..camera import project
 from ..datasets.rhd import encode_depth
+from ..safefiles import atomic_write, write_json
 from ..skeletons import HAND21_TO_RHD
 from .backgrounds import random_background
-from .freihand import synthetic_meta
-from .jobs import run_jobs
+from .jobs import ensure_dataset, run_jobs
 from .render import FOREARM_PART, PALM_PART
 from .scene import composite, place_hand, render_hands, sample_hand
 
@@ -175,11 +172,8 @@ def _write_sample(args) -> tuple[int, dict, list[str]]:
     return idx, {"xyz": s["xyz"], "uv_vis": s["uv_vis"], "K": s["K"]}, s["sides"]
 
 
-def _write_atomic(path: Path, write, mode: str = "wb") -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, mode) as f:
-        write(f)
-    os.replace(tmp, path)
+def _n_eval(n_train: int, n_eval: int | None) -> int:
+    return max(2, round(0.1 * n_train)) if n_eval is None else n_eval
 
 
 def make_rhd(
@@ -199,8 +193,7 @@ def make_rhd(
     root = Path(root)
     if n_train < 1:
         raise ValueError(f"n_train must be at least 1, got {n_train}")
-    if n_eval is None:
-        n_eval = max(2, round(0.1 * n_train))
+    n_eval = _n_eval(n_train, n_eval)
     if image_size < 32:
         raise ValueError(f"image_size must be at least 32 px, got {image_size}")
     for split in ("training", "evaluation"):
@@ -218,11 +211,11 @@ def make_rhd(
     hands = {}
     for split, part in (("training", results[:n_train]), ("evaluation", results[n_train:])):
         anno = {idx: entry for idx, entry, _ in part}
-        _write_atomic(root / split / f"anno_{split}.pickle",
-                      lambda f, a=anno: pickle.dump(a, f, protocol=4))
+        atomic_write(root / split / f"anno_{split}.pickle",
+                     lambda f, a=anno: pickle.dump(a, f, protocol=4))
         hands[split] = [sides for _, _, sides in part]
     meta = {
-        "generator": "handpose_utils.synthetic.rhd",
+        "generator": __name__,
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
         "n_train": n_train,
@@ -232,54 +225,15 @@ def make_rhd(
         "two_hand_images": {k: sum(len(v) == 2 for v in vs) for k, vs in hands.items()},
         "hands": hands,
     }
-    _write_atomic(meta_path, lambda f: json.dump(meta, f), mode="w")
+    write_json(meta_path, meta)
     return root
 
 
-def ensure_synthetic_rhd(
-    root: str | Path,
-    n_train: int,
-    n_eval: int | None = None,
-    seed: int = 0,
-    image_size: int = 320,
-    progress: bool = True,
-) -> Path:
-    """Return ``root`` holding a complete synthetic RHD with these settings, generating it only
-    if it is missing or was made with other settings.
-
-    Generation goes to a temporary sibling folder that is renamed into place at the end, so an
-    interrupted run never leaves a half-written dataset, and two notebooks that ask at the same
-    time both end up with a complete one.
-    """
-    root = Path(root)
-    if n_eval is None:
-        n_eval = max(2, round(0.1 * n_train))
-    want = {"n_train": n_train, "n_eval": n_eval, "seed": seed, "image_size": image_size,
-            "generator_version": GENERATOR_VERSION, "generator": "handpose_utils.synthetic.rhd"}
-
-    def complete() -> bool:
-        meta = synthetic_meta(root)
-        return meta is not None and all(meta.get(k) == v for k, v in want.items())
-
-    if complete():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    make_rhd(tmp, n_train, n_eval=n_eval, seed=seed, image_size=image_size, progress=progress)
-    if complete():
-        shutil.rmtree(tmp)  # someone else finished first; theirs is identical
-        return root
-    if root.exists():
-        old = root.with_name(f".{root.name}.old-{os.getpid()}")
-        os.replace(root, old)
-        shutil.rmtree(old, ignore_errors=True)
-    try:
-        os.replace(tmp, root)
-    except OSError:
-        # Another process put its (identical) dataset in place between our check and rename.
-        if not complete():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+def ensure_synthetic_rhd(root: str | Path, n_train: int, n_eval: int | None = None, seed: int = 0,
+                         image_size: int = 320, progress: bool = True) -> Path:
+    """Return ``root`` holding a synthetic RHD with these settings, made by :func:`make_rhd` only
+    if missing or made otherwise (:func:`.jobs.ensure_dataset`)."""
+    want = {"n_train": n_train, "n_eval": _n_eval(n_train, n_eval), "seed": seed,
+            "image_size": image_size}
+    return ensure_dataset(root, lambda tmp: make_rhd(tmp, progress=progress, **want),
+                          dict(want, generator=__name__, generator_version=GENERATOR_VERSION))
