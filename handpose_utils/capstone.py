@@ -37,14 +37,14 @@ def hand_box(keypoints, visible=None, scale: float = 1.5) -> tuple[float, float,
     return float(cx - side / 2), float(cy - side / 2), side
 
 
-def to_crop(keypoints, box, size: int) -> np.ndarray:
+def to_hand_crop(keypoints, box, size: int) -> np.ndarray:
     """Image pixels ``(..., 2)`` to pixels of the ``size x size`` crop of ``box``."""
     x0, y0, side = box
     return (np.asarray(keypoints, np.float64) - (x0, y0) + 0.5) * (size / side) - 0.5
 
 
-def from_crop(keypoints, box, size: int) -> np.ndarray:
-    """The inverse of :func:`to_crop`: crop pixels back to image pixels."""
+def from_hand_crop(keypoints, box, size: int) -> np.ndarray:
+    """The inverse of :func:`to_hand_crop`: crop pixels back to image pixels."""
     x0, y0, side = box
     return (np.asarray(keypoints, np.float64) + 0.5) * (side / size) - 0.5 + (x0, y0)
 
@@ -147,7 +147,8 @@ def load_real_hands(real_dir, max_per_source: int | None = None) -> list[dict]:
 
 
 # --- from notebooks/08_real_hands_capstone.ipynb ---
-def crop_cache(samples, boxes, size: int, frame: int = 224, keypoints=None, to_crop=to_crop):
+def crop_cache(samples, boxes, size: int, frame: int = 224, keypoints=None,
+               to_crop=to_hand_crop):
     """An ``ImageCache`` of ``size x size`` crops of ``samples`` (dicts with
     ``image_path``, ``keypoints``, ``visible``) at ``boxes``; keypoints (default: the samples')
     in the cache's pixels, ``orig_size`` ``frame x frame``, so predictions come back in pixels
@@ -269,7 +270,7 @@ def predict_points(model, cache, to_points, batch_size: int = 64, channels_last:
     return torch.cat(out), len(cache) / max(seconds, 1e-9)
 
 
-def teacher_points(samples, boxes, frame: int = 224, to_crop=to_crop, **kwargs) -> np.ndarray:
+def teacher_points(samples, boxes, frame: int = 224, to_crop=to_hand_crop, **kwargs) -> np.ndarray:
     """MediaPipe's keypoints ``(N, 21, 2)`` on each whole image, in pixels of the ``frame``
     crop of ``boxes`` (moved with ``to_crop``): of the hands it finds, the one whose centre is
     nearest the box's; NaN where it finds none. ``kwargs`` go to ``detect_hands``."""

@@ -20,7 +20,7 @@ from handpose_utils.data import IMAGENET_MEAN, IMAGENET_STD, build_image_cache
 from handpose_utils.datasets.ouhands import load_landmark_files
 from handpose_utils.downloads import imagenet_state_dict
 from handpose_utils.images import read_image
-from handpose_utils.metrics import bbox_size, epe, joint_distances, pck
+from handpose_utils.metrics import bbox_size, epe, joint_distances, mpjpe, pck
 from handpose_utils.skeletons import NUM_HAND_JOINTS
 
 
@@ -287,19 +287,9 @@ class LandmarkLoss(nn.Module):
 
 
 # --- from notebooks/04_mobilenetv2_landmarks.ipynb ---
-def mpjpe(pred, target) -> float:
-    """The true MPJPE: the mean over samples and joints of the Euclidean distance.
-    ``(..., 63)`` targets (a 64th column is ignored) or ``(..., 21, 3)`` points."""
-    p, t = torch.as_tensor(pred).float(), torch.as_tensor(target).float()
-    if p.shape[-1] != 3:
-        p = p[..., :NUM_OUTPUTS].reshape(*p.shape[:-1], NUM_HAND_JOINTS, 3)
-        t = t[..., :NUM_OUTPUTS].reshape(*t.shape[:-1], NUM_HAND_JOINTS, 3)
-    return float(torch.linalg.vector_norm(p - t, dim=-1).mean())
-
-
 def mean_abs_coordinate_error(pred, target) -> float:
     """``mean |pred - target|`` over the 63 coordinates: an L1 coordinate error, not a per-joint
-    position error; for the same predictions it is smaller than :func:`mpjpe`."""
+    position error; for the same predictions it is smaller than the MPJPE."""
     p = torch.as_tensor(pred)[..., :NUM_OUTPUTS].float()
     t = torch.as_tensor(target)[..., :NUM_OUTPUTS].float()
     return float((p - t).abs().mean())

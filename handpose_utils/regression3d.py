@@ -33,15 +33,14 @@ from handpose_utils.metrics import (
     reprojection_error,
 )
 from handpose_utils.plots.regression3d import EpochVisualizer  # noqa: F401 (re-exported)
-from handpose_utils.skeletons import NUM_HAND_JOINTS
+from handpose_utils.skeletons import MIDDLE_MCP, NUM_HAND_JOINTS
 from handpose_utils.splits import count_pose_leak, grouped_split, random_split
 
+
 # --- from notebooks/05_resnet50_3d_regression.ipynb ---
-ROOT_JOINT = 9  # middle finger MCP (FreiHAND's ``scale`` is the bone 9-10)
-
-
-def root_relative(xyz, root: int = ROOT_JOINT):
-    """``(..., J, 3)`` joints minus their root joint. Arrays stay arrays, tensors tensors."""
+def root_relative(xyz, root: int = MIDDLE_MCP):
+    """``(..., J, 3)`` joints minus their root joint (joint 9, the middle MCP: FreiHAND's
+    ``scale`` is the bone 9-10). Arrays stay arrays, tensors tensors."""
     return xyz - xyz[..., root : root + 1, :]
 
 
@@ -51,7 +50,7 @@ class RootRelativeCodec:
     hand's ``scale``; decoding then needs one: the true one (evaluation "with ground-truth
     scale", which flatters MPJPE) or ``default_scale`` (e.g. the mean training scale)."""
 
-    root: int = ROOT_JOINT
+    root: int = MIDDLE_MCP
     normalize: bool = False
     default_scale: float | None = None
 
@@ -82,7 +81,7 @@ class RootRelativeCodec:
 
 
 # --- from notebooks/05_resnet50_3d_regression.ipynb ---
-def pose3d_metrics(pred_mm, gt_mm, xyz=None, K=None, root: int = ROOT_JOINT,
+def pose3d_metrics(pred_mm, gt_mm, xyz=None, K=None, root: int = MIDDLE_MCP,
                    allow_reflection: bool = False, align=None) -> dict:
     """Every 3D number of the notebook for root-relative predictions and ground truth in mm
     ``(N, 21, 3)`` (and ``reproj_px`` with the absolute ``xyz`` and cameras ``K``). Aligned
@@ -111,7 +110,7 @@ class Pose3DMeter:
     mm, keeps it with the ground truth (``extras["xyz"]``, never the augmented targets) and
     scores the **whole** set with :func:`pose3d_metrics` (and ``align``)."""
 
-    def __init__(self, codec: RootRelativeCodec, root: int = ROOT_JOINT, align=None):
+    def __init__(self, codec: RootRelativeCodec, root: int = MIDDLE_MCP, align=None):
         self.codec, self.root, self.align = codec, root, align
         self.log_items = [("mpjpe", "MPJPE", "{:.1f}mm"), ("pa_mpjpe", "PA-MPJPE", "{:.1f}mm"),
                           ("pck3d_auc", "AUC", "{:.3f}")]
@@ -144,7 +143,7 @@ class Pose3DMeter:
         return pose3d_metrics(a["pred"], a["gt"], a["xyz"], a["K"], self.root, align=self.align)
 
 
-def mean_pose(records: Sequence[dict], root: int = ROOT_JOINT) -> np.ndarray:
+def mean_pose(records: Sequence[dict], root: int = MIDDLE_MCP) -> np.ndarray:
     """The mean root-relative pose ``(21, 3)`` (metres) of ``records``: the baseline."""
     return root_relative(pose3d_extras(records)["xyz"], root).mean(0)
 

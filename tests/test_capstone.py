@@ -29,8 +29,8 @@ def test_hand_box_is_square_centred_on_the_visible_joints():
         capstone.hand_box(kp, [True, False, False])
 
 
-def test_to_crop_matches_the_pixels_of_crop_image():
-    # A bright spot at a sub-pixel position lands, in the crop, where to_crop says it does.
+def test_to_hand_crop_matches_the_pixels_of_crop_image():
+    # A bright spot at a sub-pixel position lands, in the crop, where to_hand_crop says it does.
     h = w = 120
     ys, xs = np.mgrid[:h, :w]
     point = np.array([47.3, 61.8])
@@ -41,8 +41,8 @@ def test_to_crop_matches_the_pixels_of_crop_image():
     crop -= np.median(crop)  # the border would add mean colour; none is in this box
     cy, cx = np.mgrid[:96, :96]
     centroid = np.array([(crop * cx).sum(), (crop * cy).sum()]) / crop.sum()
-    assert np.allclose(centroid, capstone.to_crop(point, box, 96), atol=0.15)
-    assert np.allclose(capstone.from_crop(capstone.to_crop(point, box, 96), box, 96), point)
+    assert np.allclose(centroid, capstone.to_hand_crop(point, box, 96), atol=0.15)
+    assert np.allclose(capstone.from_hand_crop(capstone.to_hand_crop(point, box, 96), box, 96), point)
 
 
 def test_crop_outside_the_image_gets_the_mean_colour():

@@ -4,6 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from handpose_utils import load_freihand, plots
+from handpose_utils.images import read_image
 
 
 def test_draw_hand_draws_20_bones_and_hollow_hidden_joints():
@@ -23,7 +24,8 @@ def test_sample_figures(synthetic_root):
     ax = plots.show_sample(recs[0], pred=np.array(recs[0]["keypoints"]) + 3)
     assert len(ax.lines) == 40 and ax.images  # GT and prediction skeletons on the image
     figs = [plots.show_grid(recs[:5], cols=3), plots.show_versions(recs, 2),
-            plots.show_projection(recs[1]),
+            plots.dataprep.show_projection(read_image(recs[1]["image_path"]), recs[1]["xyz"],
+                                           recs[1]["K"]),
             plots.plot_split_distributions({"a": recs[:12], "b": recs[12:]})]
     assert len(figs[1].axes) == 4
     assert np.all(plots.hand_size(recs) > 30)

@@ -28,7 +28,7 @@ from .pipeline import Hand3DPipeline, run_pipeline
 from .train import (
     STAGES,
     Hand3DConfig,
-    build_model,
+    build_stage,
     default_config,
     evaluate_stage,
     load_stage,
@@ -43,6 +43,6 @@ __all__ = [
     "eval_2d", "eval_3d", "segmentation_iou",
     "HandSegNet", "PoseNet", "PosePrior",
     "Hand3DPipeline", "run_pipeline",
-    "STAGES", "Hand3DConfig", "build_model", "default_config", "evaluate_stage", "load_stage", "run_dir",
+    "STAGES", "Hand3DConfig", "build_stage", "default_config", "evaluate_stage", "load_stage", "run_dir",
     "train_stage",
 ]

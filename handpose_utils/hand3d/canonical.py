@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import torch
 
+from handpose_utils.skeletons import ROOT_JOINT  # 0, the wrist: origin of root-relative xyz
+
 # --- from notebooks/07_rhd_3d_hand_pose.ipynb ---
-ROOT_JOINT = 0  # wrist: the origin of root-relative coordinates
 ALIGN_JOINT = 9  # middle MCP: on the canonical +y axis
 PLANE_JOINT = 17  # little-finger MCP: in the canonical x-y plane, x > 0
 SCALE_BONE = (9, 10)  # middle MCP -> PIP: the bone every 3D pose is normalised by

@@ -43,7 +43,7 @@ __all__ = [
     "REFERENCE_IMAGE_SIZE",
     "GT_SIDE_RANGE",
     "SEG_SIDE_RANGE",
-    "normalize_images",
+    "paper_normalize",
     "to_crop",
     "from_crop",
     "clamp_scale",
@@ -65,7 +65,7 @@ GT_SIDE_RANGE = (50 / REFERENCE_IMAGE_SIZE, 256 / REFERENCE_IMAGE_SIZE)
 SEG_SIDE_RANGE = (256 / 5 / REFERENCE_IMAGE_SIZE, 256 / 0.25 / REFERENCE_IMAGE_SIZE)
 
 
-def normalize_images(images: torch.Tensor) -> torch.Tensor:
+def paper_normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 ``(B, 3, H, W)`` -> float ``x / 255 - 0.5``, the paper's input range (the reference
     fed raw 0-255 values). Float input is returned unchanged (already normalised)."""
     if images.dtype == torch.uint8:

@@ -28,11 +28,11 @@ from .crops import (
     boxes_from_keypoints,
     crop_images,
     encode_scoremaps,
-    normalize_images,
+    paper_normalize,
     to_crop,
 )
 
-__all__ = ["HAND_SIDES", "RHDSamples", "make_loader", "color_jitter", "SegmentationBatch",
+__all__ = ["HAND_SIDES", "RHDSamples", "make_loader", "channel_gain_jitter", "SegmentationBatch",
            "PoseNetBatch", "PosePriorBatch", "hand_side_index"]
 
 HAND_SIDES = ("left", "right")  # index 0 = left, 1 = right, as PosePrior's one-hot
@@ -135,7 +135,7 @@ def _to(batch: dict, device) -> dict:
             for k, v in batch.items()}
 
 
-def color_jitter(x: torch.Tensor, strength: float = 0.2) -> torch.Tensor:
+def channel_gain_jitter(x: torch.Tensor, strength: float = 0.2) -> torch.Tensor:
     """Per-image brightness, contrast and per-channel gain on normalised images (x/255 - 0.5).
     Keeps the networks from keying on the synthetic hands' exact skin tones."""
     b = x.shape[0]
@@ -165,7 +165,7 @@ class SegmentationBatch:
 
     def __call__(self, batch: dict, device, train: bool):
         batch = _to(batch, device)
-        images = normalize_images(batch.pop("image"))
+        images = paper_normalize(batch.pop("image"))
         target = (batch.pop("mask") > 1).long()
         if self.input_size is not None and tuple(images.shape[-2:]) != self.input_size:
             images = F.interpolate(images, size=self.input_size, mode="bilinear",
@@ -182,7 +182,7 @@ class SegmentationBatch:
                                       for im, y, x in zip(images, ys, xs)])
                 target = torch.stack([t[y:y + ch, x:x + cw] for t, y, x in zip(target, ys, xs)])
             if self.jitter:
-                images = color_jitter(images, self.jitter)
+                images = channel_gain_jitter(images, self.jitter)
         return images, target, batch
 
 
@@ -216,14 +216,14 @@ class PoseNetBatch:
 
     def __call__(self, batch: dict, device, train: bool):
         batch = _to(batch, device)
-        images = normalize_images(batch.pop("image"))
+        images = paper_normalize(batch.pop("image"))
         batch.pop("mask", None)
         h, w = images.shape[-2:]
         boxes = boxes_from_keypoints(batch["keypoints"], batch["visible"], self.crop_size, (w, h),
                                      margin=self.margin, **_crop_noise(train, *self.noise))
         crops = crop_images(images, boxes, self.crop_size)
         if train and self.jitter:
-            crops = color_jitter(crops, self.jitter)
+            crops = channel_gain_jitter(crops, self.jitter)
         uv_crop = to_crop(batch["keypoints"], boxes, self.crop_size)
         inside = ((uv_crop >= -0.5) & (uv_crop <= self.crop_size - 0.5)).all(-1)
         vis = batch["visible"] & inside  # a keypoint pushed out of the crop has no target

@@ -40,6 +40,7 @@ import math
 import numpy as np
 import torch
 
+from ..skeletons import MIDDLE_MCP, ROOT_JOINT
 from .crops import decode_scoremaps, from_crop
 
 __all__ = [
@@ -48,7 +49,7 @@ __all__ = [
     "AUC_3D_FROM",
     "ROOTS",
     "root_point",
-    "root_relative",
+    "relative_to_root",
     "protocol_label",
     "keypoint_protocol",
     "eval_2d",
@@ -62,7 +63,6 @@ __all__ = [
 THRESHOLDS_2D_PX = np.linspace(0, 30, 20)
 THRESHOLDS_3D_MM = np.linspace(0, 50, 20)
 AUC_3D_FROM = 8  # THRESHOLDS_3D_MM[8:] = 21.05 ... 50 mm, the paper's "20-50 mm"
-WRIST, MIDDLE_MCP = 0, 9  # HAND21 (RHD's own order: 0 and 12)
 ROOTS = ("palm", "wrist")
 
 
@@ -83,11 +83,11 @@ def root_point(xyz, root: str = "palm") -> torch.Tensor:
         raise ValueError(f"root must be one of {ROOTS}, got {root!r}")
     xyz = torch.as_tensor(xyz)
     if root == "wrist":
-        return xyz[:, WRIST]
-    return (xyz[:, WRIST] + xyz[:, MIDDLE_MCP]) / 2
+        return xyz[:, ROOT_JOINT]  # the wrist (RHD's own order: 0, middle MCP 12)
+    return (xyz[:, ROOT_JOINT] + xyz[:, MIDDLE_MCP]) / 2
 
 
-def root_relative(xyz, root: str = "palm") -> torch.Tensor:
+def relative_to_root(xyz, root: str = "palm") -> torch.Tensor:
     """``(N, 21, 3)`` joints minus their own :func:`root_point`."""
     xyz = torch.as_tensor(xyz)
     return xyz - root_point(xyz, root)[:, None]
@@ -154,8 +154,8 @@ def eval_3d(pred_mm, gt_mm, visible=None, root: str = "palm") -> dict:
     the label to print with the numbers."""
     if root not in ROOTS:
         raise ValueError(f"root must be one of {ROOTS}, got {root!r}")
-    pred = root_relative(torch.as_tensor(_np(pred_mm)), root)
-    gt = root_relative(torch.as_tensor(_np(gt_mm)), root)
+    pred = relative_to_root(torch.as_tensor(_np(pred_mm)), root)
+    gt = relative_to_root(torch.as_tensor(_np(gt_mm)), root)
     out = keypoint_protocol(pred, gt, visible, THRESHOLDS_3D_MM)
     t = out["thresholds"][AUC_3D_FROM:]
     part = keypoint_protocol(pred, gt, visible, t)

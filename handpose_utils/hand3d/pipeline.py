@@ -20,7 +20,7 @@ from .crops import (
     crop_images,
     decode_scoremaps,
     from_crop,
-    normalize_images,
+    paper_normalize,
 )
 from .data import make_loader
 
@@ -71,7 +71,7 @@ class Hand3DPipeline(nn.Module):
 
     def forward(self, images: torch.Tensor, hand_side: torch.Tensor,
                 boxes: torch.Tensor | None = None) -> dict:
-        x = normalize_images(images)
+        x = paper_normalize(images)
         out: dict = {}
         if boxes is None:
             logits = self.segment(x)

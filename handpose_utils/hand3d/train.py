@@ -39,7 +39,7 @@ __all__ = [
     "STAGES",
     "Hand3DConfig",
     "default_config",
-    "build_model",
+    "build_stage",
     "segmentation_loss",
     "posenet_loss",
     "poseprior_loss",
@@ -145,7 +145,7 @@ def default_config(stage: str, **overrides) -> Hand3DConfig:
     return Hand3DConfig(**{"stage": stage, **_STAGE_DEFAULTS[stage], **overrides})
 
 
-def build_model(config: Hand3DConfig, decode=None) -> nn.Module:
+def build_stage(config: Hand3DConfig, decode=None) -> nn.Module:
     """The network of ``config.stage``, untrained. ``decode``: PosePrior's way back from the
     canonical frame (default ``from_canonical``)."""
     if config.stage == "handsegnet":
@@ -227,7 +227,7 @@ def train_stage(
     viewpoint R, way back from the canonical frame and loss (:func:`stage_parts`).
     """
     ckpt_dir = run_dir(config, runs)
-    model = build_model(config, decode=decode)
+    model = build_stage(config, decode=decode)
     if not config.training:
         model, _, history = load_stage(ckpt_dir, device=device, expect=config, decode=decode)
         return model, history
@@ -274,7 +274,7 @@ def load_stage(path: str | Path, device=None, expect: Hand3DConfig | None = None
                                      if k in {f.name for f in dataclasses.fields(Hand3DConfig)}})
     if expect is not None:
         _check_compatible(saved, expect, path)
-    model = build_model(config, decode=decode)
+    model = build_stage(config, decode=decode)
     ckpt = load_checkpoint(path, model)
     history = ckpt.get("history", [])
     last = path.with_name("last.pth")

@@ -152,27 +152,6 @@ def plot_skeleton_3d(ax, xyz, color: str | None = None, label: str | None = None
     return ax
 
 
-def show_projection(record: dict):
-    """The camera-frame 3D joints next to the image with their projection ``uv = K xyz``."""
-    from ..camera import project
-
-    fig = plt.figure(figsize=(9, 4.2))
-    ax3 = fig.add_subplot(1, 2, 1, projection="3d")
-    plot_skeleton_3d(ax3, record["xyz"])
-    ax3.set_title("xyz (camera frame, metres)", fontsize=9)
-    ax2 = fig.add_subplot(1, 2, 2)
-    uv = project(record["xyz"], record["K"])
-    ax2.imshow(read_image(record["image_path"]))
-    draw_hand(ax2, uv)
-    K = np.asarray(record["K"])
-    ax2.scatter([K[0, 2]], [K[1, 2]], marker="+", s=80, c="white", label="principal point")
-    ax2.legend(loc="lower right", fontsize=7)
-    ax2.set_title(f"uv = K·xyz / z   (fx = {K[0, 0]:.0f} px)", fontsize=9)
-    ax2.axis("off")
-    fig.tight_layout()
-    return fig
-
-
 def hand_size(records: Sequence[dict]) -> np.ndarray:
     """Longer side (px) of each record's keypoint bounding box."""
     kp = np.stack([keypoints_array(r) for r in records])

@@ -11,27 +11,33 @@ from ..skeletons import hand21_joint_colors
 from . import draw_hand, plot_skeleton_3d, show_sample
 
 
-def show_projection(image, xyz, K, uv, uv_far):
-    """Three panels: the camera-frame joints ``xyz`` in 3D; their pixels ``uv`` on ``image`` with the
-    principal point of ``K``; and ``uv_far``, the projection of ``2 * xyz``, over ``uv``."""
+def show_projection(image, xyz, K, uv=None, uv_far=None):
+    """The camera-frame joints ``xyz`` in 3D, and their pixels ``uv`` (default ``K xyz / z``) on
+    ``image`` with the principal point of ``K``; with ``uv_far``, the projection of ``2 * xyz``,
+    a third panel draws it over ``uv``."""
+    from ..camera import project
+
     K = np.asarray(K)
-    fig = plt.figure(figsize=(12, 4))
-    ax3 = fig.add_subplot(1, 3, 1, projection="3d")
+    uv = project(xyz, K) if uv is None else uv
+    n = 2 if uv_far is None else 3
+    fig = plt.figure(figsize=(4 * n, 4))
+    ax3 = fig.add_subplot(1, n, 1, projection="3d")
     plot_skeleton_3d(ax3, xyz)
     ax3.set_title("xyz (camera frame, metres)", fontsize=9)
-    left, right = fig.add_subplot(1, 3, 2), fig.add_subplot(1, 3, 3)
-    left.imshow(image)
-    draw_hand(left, uv)
-    left.scatter([K[0, 2]], [K[1, 2]], marker="+", s=120, c="yellow", label="principal point")
-    left.legend(loc="lower right", fontsize=7)
-    left.set_title("uv = K·xyz / z on the image", fontsize=9)
-    right.imshow(image)
-    draw_hand(right, uv, color="white", linewidth=4, label="xyz")
-    draw_hand(right, uv_far, color="tab:orange", label="2 × xyz")
-    right.legend(loc="lower right", fontsize=7)
-    right.set_title(f"2 × xyz: max pixel change {np.abs(np.asarray(uv_far) - uv).max():.1e} px",
-                    fontsize=9)
-    for ax in (left, right):
+    axes = [fig.add_subplot(1, n, k) for k in range(2, n + 1)]
+    axes[0].imshow(image)
+    draw_hand(axes[0], uv)
+    axes[0].scatter([K[0, 2]], [K[1, 2]], marker="+", s=120, c="yellow", label="principal point")
+    axes[0].legend(loc="lower right", fontsize=7)
+    axes[0].set_title(f"uv = K·xyz / z on the image (fx = {K[0, 0]:.0f} px)", fontsize=9)
+    if uv_far is not None:
+        axes[1].imshow(image)
+        draw_hand(axes[1], uv, color="white", linewidth=4, label="xyz")
+        draw_hand(axes[1], uv_far, color="tab:orange", label="2 × xyz")
+        axes[1].legend(loc="lower right", fontsize=7)
+        gap = np.abs(np.asarray(uv_far) - uv).max()
+        axes[1].set_title(f"2 × xyz: max pixel change {gap:.1e} px", fontsize=9)
+    for ax in axes:
         ax.axis("off")
     fig.tight_layout()
     return fig

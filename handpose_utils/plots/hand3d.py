@@ -11,7 +11,7 @@ from matplotlib.colors import ListedColormap, to_rgb
 from ..datasets.rhd import read_depth, read_mask
 from ..hand3d.canonical import to_canonical
 from ..hand3d.crops import boxes_from_keypoints
-from ..hand3d.evaluate import root_relative
+from ..hand3d.evaluate import relative_to_root
 from ..images import read_image
 from ..skeletons import FINGER_COLORS, FINGERS, HAND21_NAMES
 from . import GT_COLOR, PRED_COLOR, draw_hand, plot_skeleton_3d, sample_browser
@@ -110,7 +110,7 @@ def show_segmentation(segnet, dataset, indices, crop_size: int = 256, seg_size=N
     """HandSegNet on a few samples, one column each: the image with the crop boxes (from the
     segmentation red, from the ground truth green), the annotated hands (class id > 1),
     HandSegNet's hand probability with its IoU, and the crop taken from the hand blob."""
-    from ..hand3d.crops import boxes_from_segmentation, crop_images, normalize_images
+    from ..hand3d.crops import boxes_from_segmentation, crop_images, paper_normalize
     from ..hand3d.pipeline import Hand3DPipeline
 
     device = device or next(segnet.parameters()).device
@@ -118,7 +118,7 @@ def show_segmentation(segnet, dataset, indices, crop_size: int = 256, seg_size=N
     fig, axes = plt.subplots(4, len(indices), figsize=(2.6 * len(indices), 10.4), squeeze=False)
     for k, i in enumerate(indices):
         item = dataset[i]
-        x = normalize_images(item["image"][None].to(device))
+        x = paper_normalize(item["image"][None].to(device))
         h, w = x.shape[-2:]
         boxes, prob, _ = boxes_from_segmentation(seg.segment(x), crop_size, seg.side_range,
                                                  seg.margin)
@@ -152,12 +152,12 @@ def show_posenet_stages(posenet, dataset, index: int, crop_size: int = 256,
                         joints=(4, 8, 12, 20), device=None):
     """PoseNet on the ground-truth crop of ``dataset[index]``: the score maps of ``joints`` at
     every stage (rows), the annotated keypoint in green."""
-    from ..hand3d.crops import crop_images, normalize_images, to_crop
+    from ..hand3d.crops import crop_images, paper_normalize, to_crop
 
     device = device or next(posenet.parameters()).device
     posenet.eval()
     item = dataset[index]
-    x = normalize_images(item["image"][None].to(device))
+    x = paper_normalize(item["image"][None].to(device))
     h, w = x.shape[-2:]
     box = boxes_from_keypoints(item["keypoints"][None].to(device), item["visible"][None]
                                .to(device), crop_size, (w, h))
@@ -248,8 +248,8 @@ def show_pipeline(pipeline, dataset, index: int, device=None, crops: str = "segm
         a.axis("off")
     xyz = item["xyz"]
     scale = torch.linalg.vector_norm(xyz[10] - xyz[9]) * 1000
-    gt3 = root_relative(xyz[None] * 1000, "palm")[0].numpy()
-    pred3 = root_relative(out["xyz"][:1].float().cpu() * scale, "palm")[0].numpy()
+    gt3 = relative_to_root(xyz[None] * 1000, "palm")[0].numpy()
+    pred3 = relative_to_root(out["xyz"][:1].float().cpu() * scale, "palm")[0].numpy()
     plot_skeleton_3d(ax[3], gt3, color=GT_COLOR, label="ground truth")
     plot_skeleton_3d(ax[3], pred3, color=PRED_COLOR, label="prediction")
     both = np.concatenate([gt3, pred3])
@@ -271,7 +271,7 @@ def pipeline_browser(pipeline, dataset, device=None, crops: str = "segmentation"
                           show=lambda i: show_pipeline(pipeline, dataset, i, device, crops))
 
 
-def plot_pck_curves(results: dict[str, dict], unit: str = "px", ax=None, title: str = ""):
+def plot_eval_pck(results: dict[str, dict], unit: str = "px", ax=None, title: str = ""):
     """PCK curves of evaluation results (``eval_2d`` / ``eval_3d`` dicts), AUC in the legend.
     The protocol each result was measured with (its ``protocol`` label) goes into the title
     when all share one, else into each legend entry."""

@@ -101,7 +101,7 @@ def show_prediction(image, gt, pred, ax=None, title: str | None = None, errors: 
     return axes
 
 
-def prediction_browser(image_paths: Sequence[str], gt, pred, labels: str = "labels") -> None:
+def landmark_browser(image_paths: Sequence[str], gt, pred, labels: str = "labels") -> None:
     """An ipywidgets slider calling :func:`show_prediction` (``labels`` names ``gt`` in the
     legend). Call ``show_prediction`` once yourself first: ``interact`` prints errors instead of
     raising them."""
@@ -186,7 +186,7 @@ def plot_targets(targets):
     return fig
 
 
-def show_augmentations(dataset, index: int = 0, draws: int = 5):
+def show_landmark_augmentations(dataset, index: int = 0, draws: int = 5):
     """One training image as cached (no augmentation) and ``draws`` augmented draws of it."""
     from ..data import denormalize
 

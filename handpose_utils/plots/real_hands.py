@@ -38,7 +38,7 @@ def show_crop_box(image, keypoints, box, crop, crop_keypoints):
     plt.show()
 
 
-def show_crops(items, input_size: int):
+def show_input_crops(items, input_size: int):
     """A row of crops ``[(title, image, keypoints, visible or None)]`` as the models see them;
     joints that are not labelled have no position and are not drawn."""
     fig, axes = plt.subplots(1, len(items), figsize=(2.1 * len(items), 2.4))
@@ -129,7 +129,7 @@ def methods_table(scores, train_stats, names):
               f"{tmin} {tips} {ips}")
 
 
-def show_predictions(preds, names, indices, cache, gt, vis, row_labels, frame: int = 224):
+def show_crop_predictions(preds, names, indices, cache, gt, vis, row_labels, frame: int = 224):
     """Crops (rows) by models (columns): ground truth in green, prediction in red, each titled
     with its mean error in pixels of the ``frame`` crop ("no hand" for a miss)."""
     fig, axes = plt.subplots(len(indices), len(names),
@@ -157,7 +157,7 @@ def show_predictions(preds, names, indices, cache, gt, vis, row_labels, frame: i
     plt.show()
 
 
-def show_augmentations(plain, strong, strong_keypoints, denormalize):
+def show_appearance_augment(plain, strong, strong_keypoints, denormalize):
     """One batch through two augmentations: the plain one above, the strong one below (with the
     keypoints, which appearance changes do not move)."""
     n = len(plain)
