@@ -14,7 +14,7 @@ from handpose_utils.datasets.coco import find_coco_files
 from handpose_utils.datasets.freihand import DatasetNotFoundError
 from handpose_utils.prepare import prepare_coco
 from handpose_utils.synthetic.coco import (
-    GENERATOR_VERSION,
+    COCO_GENERATOR_VERSION,
     ensure_synthetic_coco,
     mask_to_polygons,
     render_coco_image,
@@ -119,7 +119,7 @@ def test_missing_image_is_named(synthetic_coco, tmp_path):
 
 def test_synthetic_json_is_valid_coco(synthetic_coco):
     meta = json.loads((synthetic_coco / "synthetic_meta.json").read_text())
-    assert meta["generator_version"] == GENERATOR_VERSION
+    assert meta["generator_version"] == COCO_GENERATOR_VERSION
     for split in ("train", "val"):
         data = json.loads((synthetic_coco / "annotations" /
                            f"person_keypoints_{split}2017.json").read_text())

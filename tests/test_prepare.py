@@ -9,7 +9,7 @@ import pytest
 from handpose_utils import load_freihand, prepare
 from handpose_utils.datasets import freihand
 from handpose_utils.prepare import prepare_splits
-from handpose_utils.synthetic.freihand import GENERATOR_VERSION
+from handpose_utils.synthetic.freihand import FREIHAND_GENERATOR_VERSION
 
 SETTINGS = dict(n_poses=6, seed=3, fractions=(0.5, 0.25, 0.25))  # the synthetic_root fixture's
 
@@ -63,15 +63,15 @@ def test_another_generator_version_rebuilds_the_splits(data_root, capsys):
     prepare_splits("synthetic", data_root, **SETTINGS)
     meta_path = prepare.splits_dir("synthetic", data_root) / "split_meta.json"
     meta = json.loads(meta_path.read_text())
-    assert meta["data"]["generator_version"] == GENERATOR_VERSION
-    meta["data"]["generator_version"] = GENERATOR_VERSION - 1  # made by an older renderer
+    assert meta["data"]["generator_version"] == FREIHAND_GENERATOR_VERSION
+    meta["data"]["generator_version"] = FREIHAND_GENERATOR_VERSION - 1  # made by an older renderer
     meta_path.write_text(json.dumps(meta))
     capsys.readouterr()
     prepare_splits("synthetic", data_root, **SETTINGS)
     out = capsys.readouterr().out
     assert "rebuilding" in out and "generator" in out
     meta = json.loads(meta_path.read_text())
-    assert meta["data"]["generator_version"] == GENERATOR_VERSION
+    assert meta["data"]["generator_version"] == FREIHAND_GENERATOR_VERSION
 
 
 def test_splits_written_without_a_fingerprint_are_rebuilt_once(data_root, capsys):

@@ -39,7 +39,7 @@ COCO_URLS = {
 }
 COCO_SIZES = {"val2017": "778 MB", "train2017": "18 GB", "annotations": "241 MB"}
 COCO_PAGE = "https://cocodataset.org/#download"
-SPLITS = ("train", "val")
+COCO_SPLITS = ("train", "val")
 _FIFTYONE_SPLIT = {"train": "train", "val": "validation"}
 
 _HOW_TO_GET = (
@@ -53,8 +53,8 @@ def find_coco_files(root: str | Path, split: str = "val") -> tuple[Path, Path]:
     """``(annotation_file, image_dir)`` of ``split`` ("train" or "val") under ``root``, in the
     standard layout or the FiftyOne one. Raises :class:`DatasetNotFoundError` naming what is
     missing and how to get it."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split not in COCO_SPLITS:
+        raise ValueError(f"split must be one of {COCO_SPLITS}, got {split!r}")
     root = Path(root)
     name = f"person_keypoints_{split}2017.json"
     candidates = [
@@ -298,14 +298,14 @@ def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     for split in splits:
-        if split not in SPLITS:
-            raise ValueError(f"splits must be among {SPLITS}, got {split!r}")
-    wanted = [root / "annotations" / f"person_keypoints_{s}2017.json" for s in SPLITS]
+        if split not in COCO_SPLITS:
+            raise ValueError(f"splits must be among {COCO_SPLITS}, got {split!r}")
+    wanted = [root / "annotations" / f"person_keypoints_{s}2017.json" for s in COCO_SPLITS]
     if not all(p.is_file() for p in wanted):
         zpath = download_file(COCO_URLS["annotations"], root / "annotations_trainval2017.zip")
         (root / "annotations").mkdir(exist_ok=True)
         # only the two keypoint files: they land in root/annotations/
-        extract_zip(zpath, root, [f"annotations/person_keypoints_{s}2017.json" for s in SPLITS])
+        extract_zip(zpath, root, [f"annotations/person_keypoints_{s}2017.json" for s in COCO_SPLITS])
         if not keep_zip:
             zpath.unlink()
     for split in splits:

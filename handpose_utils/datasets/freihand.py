@@ -35,7 +35,7 @@ FREIHAND_EVAL_URL = "https://lmb.informatik.uni-freiburg.de/data/freihand/FreiHA
 FREIHAND_SIZE = "3.7 GB"
 FREIHAND_EVAL_SIZE = "724 MB"
 FREIHAND_PAGE = "https://lmb.informatik.uni-freiburg.de/projects/freihand/"
-SPLITS = ("training", "evaluation")
+FREIHAND_SPLITS = ("training", "evaluation")
 
 _HOW_TO_GET = (
     "Get the data with handpose_utils.download_freihand(root) (real FreiHAND, {size}, research "
@@ -200,8 +200,8 @@ def load_freihand(
     ``project(xyz, K)``, ``(21, 3)`` points and a ``(3, 3)`` camera to ``(21, 2)`` pixels, makes
     the keypoints (default :func:`handpose_utils.camera.project`, all poses at once).
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split not in FREIHAND_SPLITS:
+        raise ValueError(f"split must be one of {FREIHAND_SPLITS}, got {split!r}")
     root = find_freihand_root(root)
     if not root.is_dir():
         raise DatasetNotFoundError(

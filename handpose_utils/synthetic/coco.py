@@ -40,48 +40,28 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..datasets.coco import COCO_SPLITS
 from ..safefiles import write_json
 from ..skeletons import COCO17_NAMES, coco_category
 from .backgrounds import random_background
+from .hand_model import DEG, rot_x, rot_y, rot_z
 from .jobs import ensure_dataset, run_jobs
 from .render import SKIN_TONES, Canvas, Capsule
 from .scene import Rendering, composite
 
-GENERATOR_VERSION = 1
-SPLITS = ("train", "val")
+COCO_GENERATOR_VERSION = 1
 _SPLIT_CODE = {"train": 0, "val": 1}
 # Image ids are unique across splits, as in COCO.
 _ID_OFFSET = {"train": 1, "val": 1_000_000}
 
-# Part ids (the Canvas' part buffer); each has its own colour per person.
+# Part ids (the Canvas' part buffer); each has its own colour per person. Rotations: x right =
+# the person's left, y down, z away from the camera (see _body_joints).
 HEAD, HAIR, EYE, NOSE, EAR, NECK, TORSO, UPPER_ARM, FOREARM, HAND, PELVIS, THIGH, SHIN, FOOT = \
     range(1, 15)
-NUM_PARTS = 15
+NUM_BODY_PARTS = 15
 
 POSE_TEMPLATES = ("stand", "walk", "run", "arms_up", "wave", "t_pose", "squat", "sit", "kick",
                   "reach", "bend")
-
-# ---------------------------------------------------------------------------------------------
-# Rotations (x right = the person's left, y down, z away from the camera; see _body_joints)
-
-
-def _rx(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-
-
-def _ry(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-
-
-def _rz(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-
-
-DEG = np.pi / 180
-
 
 # ---------------------------------------------------------------------------------------------
 # Body shape and pose
@@ -199,12 +179,12 @@ def _body_joints(shape: BodyShape, pose: dict):
     g = s.girth
     up = np.array([0.0, -1.0, 0.0])
     down = -up
-    R_torso = _ry(pose["twist"]) @ _rz(pose["side"]) @ _rx(-pose["lean"])
+    R_torso = rot_y(pose["twist"]) @ rot_z(pose["side"]) @ rot_x(-pose["lean"])
     neck = R_torso @ (up * s.torso)
     shoulder = {side: R_torso @ np.array([sign * s.shoulder_half, -0.92 * s.torso, 0.0])
                 for side, sign in (("l", 1), ("r", -1))}
     hip = {side: np.array([sign * s.hip_half, 0.0, 0.0]) for side, sign in (("l", 1), ("r", -1))}
-    R_head = R_torso @ _ry(pose["head_yaw"]) @ _rx(pose["head_pitch"])
+    R_head = R_torso @ rot_y(pose["head_yaw"]) @ rot_x(pose["head_pitch"])
     head = neck + R_torso @ (up * 0.06) + R_head @ np.array([0.0, -s.head_r * 1.05, -0.01])
     hr = s.head_r
     face = {  # in the head frame (looking towards -z)
@@ -220,15 +200,15 @@ def _body_joints(shape: BodyShape, pose: dict):
     limbs = {}
     for side, sign in (("l", 1), ("r", -1)):
         name = "left" if side == "l" else "right"
-        R_up = (R_torso @ _rz(-sign * pose[f"{side}_sh_abd"]) @ _rx(-pose[f"{side}_sh_flex"])
-                @ _ry(sign * pose[f"{side}_sh_twist"]))
+        R_up = (R_torso @ rot_z(-sign * pose[f"{side}_sh_abd"]) @ rot_x(-pose[f"{side}_sh_flex"])
+                @ rot_y(sign * pose[f"{side}_sh_twist"]))
         elbow = shoulder[side] + R_up @ (down * s.upper_arm)
-        R_fore = R_up @ _rx(-pose[f"{side}_elbow"])
+        R_fore = R_up @ rot_x(-pose[f"{side}_elbow"])
         wrist = elbow + R_fore @ (down * s.forearm)
         hand = wrist + R_fore @ (down * 0.075 * s.height / 1.75)
-        R_thigh = _rz(-sign * pose[f"{side}_hip_abd"]) @ _rx(-pose[f"{side}_hip_flex"])
+        R_thigh = rot_z(-sign * pose[f"{side}_hip_abd"]) @ rot_x(-pose[f"{side}_hip_flex"])
         knee = hip[side] + R_thigh @ (down * s.thigh)
-        R_shin = R_thigh @ _rx(pose[f"{side}_knee"])
+        R_shin = R_thigh @ rot_x(pose[f"{side}_knee"])
         ankle = knee + R_shin @ (down * s.shin)
         toe = ankle + R_shin @ np.array([0.0, 0.06, -0.17 * s.height / 1.75])
         heel = ankle + R_shin @ np.array([0.0, 0.05, 0.03])
@@ -304,7 +284,7 @@ def sample_palette(rng: np.random.Generator) -> np.ndarray:
     shirt = rng.uniform(0.05, 0.95, 3)
     pants = rng.uniform(0.05, 0.7, 3) * (0.6 if rng.uniform() < 0.5 else 1.0)
     shoes = rng.uniform(0.02, 0.5) * np.ones(3) + rng.uniform(-0.05, 0.05, 3)
-    pal = np.zeros((NUM_PARTS, 3))
+    pal = np.zeros((NUM_BODY_PARTS, 3))
     pal[[HEAD, NOSE, EAR, NECK, HAND]] = skin
     pal[HAIR] = hair
     pal[EYE] = [0.1, 0.08, 0.08]
@@ -322,7 +302,7 @@ def shade_people(canvas: Canvas, palettes: list[np.ndarray], rng: np.random.Gene
     to_light /= np.linalg.norm(to_light)
     ambient = rng.uniform(0.35, 0.5)
     diffuse = np.clip(canvas.normal @ to_light, 0, None)
-    table = np.stack(palettes).astype(np.float32) if palettes else np.zeros((1, NUM_PARTS, 3))
+    table = np.stack(palettes).astype(np.float32) if palettes else np.zeros((1, NUM_BODY_PARTS, 3))
     who = canvas.hand.astype(int)
     on = who >= 0
     albedo = np.zeros((canvas.h, canvas.w, 3), np.float32)
@@ -385,7 +365,7 @@ def render_coco_image(seed: int, split: str, idx: int, width: int = 320, height:
         shape = sample_body_shape(rng)
         pose, name = sample_body_pose(rng)
         # Facing any way; a little pitch and roll. Body frame -> camera frame.
-        R = _rz(rng.normal(0, 6) * DEG) @ _rx(rng.normal(0, 8) * DEG) @ _ry(rng.uniform(-np.pi, np.pi))
+        R = rot_z(rng.normal(0, 6) * DEG) @ rot_x(rng.normal(0, 8) * DEG) @ rot_y(rng.uniform(-np.pi, np.pi))
         # Apparent height in pixels, log-uniform from small to filling the frame.
         target = np.exp(rng.uniform(np.log(0.2 * H), np.log(1.05 * H)))
         z = f * shape.height / target
@@ -466,7 +446,7 @@ def make_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0, width: 
     root = Path(root)
     if n_train < 1 or n_val < 1:
         raise ValueError(f"n_train and n_val must be at least 1, got {n_train} and {n_val}")
-    for split in SPLITS:
+    for split in COCO_SPLITS:
         (root / f"{split}2017").mkdir(parents=True, exist_ok=True)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     meta_path = root / "synthetic_meta.json"
@@ -481,7 +461,7 @@ def make_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0, width: 
         anns = [a for r in part for a in r["annotations"]]
         data = {
             "info": {"description": "handpose-course synthetic COCO person keypoints",
-                     "version": str(GENERATOR_VERSION), "year": 2017,
+                     "version": str(COCO_GENERATOR_VERSION), "year": 2017,
                      "contributor": "handpose_utils.synthetic.coco", "url": "",
                      "date_created": ""},
             "licenses": [{"id": 0, "name": "MIT (generated by the course's code)", "url": ""}],
@@ -494,7 +474,7 @@ def make_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0, width: 
                          "with_keypoints": sum(a["num_keypoints"] > 0 for a in anns)}
     meta = {
         "generator": __name__,
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": COCO_GENERATOR_VERSION,
         "seed": seed, "n_train": n_train, "n_val": n_val, "width": width, "height": height,
         "max_people": max_people, "counts": counts,
         "seconds": round(time.perf_counter() - start, 2),
@@ -511,4 +491,4 @@ def ensure_synthetic_coco(root: str | Path, n_train: int, n_val: int, seed: int 
     want = {"n_train": n_train, "n_val": n_val, "seed": seed, "width": width, "height": height,
             "max_people": max_people}
     return ensure_dataset(root, lambda tmp: make_coco(tmp, progress=progress, **want),
-                          dict(want, generator=__name__, generator_version=GENERATOR_VERSION))
+                          dict(want, generator=__name__, generator_version=COCO_GENERATOR_VERSION))

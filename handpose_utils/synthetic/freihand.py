@@ -37,7 +37,7 @@ from .jobs import ensure_dataset, run_jobs
 from .render import PALM_PART
 from .scene import composite, place_hand, render_hands, sample_camera, sample_hand
 
-GENERATOR_VERSION = 2
+FREIHAND_GENERATOR_VERSION = 2
 VERSION_NAMES = ("gs", "hom", "sample", "auto")
 _SPLIT_CODE = {"training": 0, "evaluation": 1}
 
@@ -141,7 +141,7 @@ def make_freihand(
         gestures[split] = [r["gesture"] for r in part]
     meta = {
         "generator": __name__,
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": FREIHAND_GENERATOR_VERSION,
         "seed": seed,
         "n_poses": n_poses,
         "n_eval_poses": n_eval_poses,
@@ -161,4 +161,4 @@ def ensure_synthetic_freihand(root: str | Path, n_poses: int, seed: int = 0, ver
     :func:`make_freihand` only if missing or made otherwise (:func:`.jobs.ensure_dataset`)."""
     want = {"n_poses": n_poses, "seed": seed, "versions": versions, "image_size": image_size}
     return ensure_dataset(root, lambda tmp: make_freihand(tmp, progress=progress, **want),
-                          dict(want, generator=__name__, generator_version=GENERATOR_VERSION))
+                          dict(want, generator=__name__, generator_version=FREIHAND_GENERATOR_VERSION))

@@ -37,17 +37,18 @@ FINGER_LIMITS = {"mcp": (-20, 90), "abd": (-18, 18), "pip": (0, 105), "dip": (0,
 THUMB_LIMITS = {"cmc_flex": (-25, 55), "cmc_abd": (-5, 65), "mcp": (-15, 60), "ip": (-15, 80)}
 
 
-def _rot_x(a):
+def rot_x(a):
+    """Right-handed rotation by ``a`` radians about the x axis (``rot_y``, ``rot_z``: y, z)."""
     c, s = np.cos(a), np.sin(a)
     return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
 
 
-def _rot_y(a):
+def rot_y(a):
     c, s = np.cos(a), np.sin(a)
     return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
 
 
-def _rot_z(a):
+def rot_z(a):
     c, s = np.cos(a), np.sin(a)
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
 
@@ -182,11 +183,11 @@ def forward_kinematics(shape: HandShape, pose: HandPose, side: str = "right") ->
     cmc_flex, cmc_abd, twist, mcp_flex, ip_flex = pose.thumb * DEG
     # At rest the thumb leaves the CMC at 50 deg from the fingers towards +x, tilted 25 deg out of
     # the palm plane towards the palm side, and pronated so that it flexes across the palm.
-    R = _rot_z(-50 * DEG + cmc_flex) @ _rot_x(25 * DEG + cmc_abd) @ _rot_y(-60 * DEG + twist)
+    R = rot_z(-50 * DEG + cmc_flex) @ rot_x(25 * DEG + cmc_abd) @ rot_y(-60 * DEG + twist)
     joints[1] = shape.thumb_cmc
     bend = (0.0, mcp_flex, ip_flex)
     for k in range(3):
-        R = R @ _rot_x(bend[k])
+        R = R @ rot_x(bend[k])
         joints[2 + k] = joints[1 + k] + R @ np.array([0.0, shape.thumb[k], 0.0])
     # Fingers: metacarpal head (MCP) then three phalanges.
     for f in range(4):
@@ -195,9 +196,9 @@ def forward_kinematics(shape: HandShape, pose: HandPose, side: str = "right") ->
         joints[base] = shape.mcp[f]
         # Fingers fan out slightly from the palm: follow the metacarpal direction a little.
         fan = np.arctan2(-shape.mcp[f, 0], shape.mcp[f, 1]) * 0.35
-        R = _rot_z(fan + abd) @ _rot_x(mcp)
+        R = rot_z(fan + abd) @ rot_x(mcp)
         for k, angle in enumerate((0.0, pip, dip)):
-            R = R @ _rot_x(angle)
+            R = R @ rot_x(angle)
             joints[base + k + 1] = joints[base + k] + R @ np.array([0.0, shape.phalanx[f, k], 0.0])
     if side == "left":
         joints[:, 0] *= -1
@@ -218,7 +219,7 @@ def random_rotation(
     """
     # Hand frame -> camera frame: fingers (+y) to -y (up), palm normal (+z) to -z (the camera).
     base = np.array([[1.0, 0, 0], [0, -1, 0], [0, 0, -1]])
-    spin = _rot_y(rng.uniform(-np.pi, np.pi))
-    tilt = _rot_x(rng.uniform(-max_tilt_deg, max_tilt_deg) * DEG)
-    roll = _rot_z(rng.uniform(-max_roll_deg, max_roll_deg) * DEG)
+    spin = rot_y(rng.uniform(-np.pi, np.pi))
+    tilt = rot_x(rng.uniform(-max_tilt_deg, max_tilt_deg) * DEG)
+    roll = rot_z(rng.uniform(-max_roll_deg, max_roll_deg) * DEG)
     return roll @ tilt @ base @ spin

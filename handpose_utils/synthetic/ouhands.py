@@ -52,12 +52,12 @@ from ..datasets.ouhands import (
 )
 from ..safefiles import write_json
 from .backgrounds import random_background
-from .hand_model import HandShape, gesture_pose, sample_shape
+from .hand_model import HandShape, gesture_pose, rot_x, rot_y, rot_z, sample_shape
 from .jobs import ensure_dataset, run_jobs
 from .render import Skin, sample_skin
 from .scene import HandSpec, composite, place_hand, render_hands
 
-GENERATOR_VERSION = 3
+OUHANDS_GENERATOR_VERSION = 3
 WIDTH, HEIGHT = 640, 480
 
 # OUHANDS class -> renderer gesture (synthetic/hand_model.GESTURES). Ten distinct gestures.
@@ -114,16 +114,6 @@ def pick_validation_subjects(subjects: list[Subject], n_val: int, seed: int) -> 
     return set(lefts[:n_left] + rights[: n_val - n_left])
 
 
-def _rotation(axis: str, angle: float) -> np.ndarray:
-    """Right-handed rotation by ``angle`` radians about the x, y or z axis."""
-    c, s = np.cos(angle), np.sin(angle)
-    return {
-        "x": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]),
-        "y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
-        "z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]),
-    }[axis]
-
-
 def gesture_rotation(rng: np.random.Generator) -> np.ndarray:
     """A hand orientation for gesture images: fingers up, palm towards the camera (the back of
     the hand one time in five), turned up to 50 degrees about the finger axis, tilted up to 25
@@ -133,7 +123,7 @@ def gesture_rotation(rng: np.random.Generator) -> np.ndarray:
     spin = np.deg2rad(rng.uniform(-50, 50)) + (np.pi if rng.uniform() < 0.2 else 0.0)
     tilt = np.deg2rad(rng.uniform(-25, 25))
     roll = np.deg2rad(rng.uniform(-30, 30))
-    return _rotation("z", roll) @ _rotation("x", tilt) @ base @ _rotation("y", spin)
+    return rot_z(roll) @ rot_x(tilt) @ base @ rot_y(spin)
 
 
 def sample_webcam(rng: np.random.Generator, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
@@ -270,7 +260,7 @@ def make_ouhands(
     })
     meta = {
         "generator": __name__,
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": OUHANDS_GENERATOR_VERSION,
         "seed": seed,
         "n_subjects": n_subjects,
         "n_test_subjects": n_test_subjects,
@@ -298,4 +288,4 @@ def ensure_synthetic_ouhands(root: str | Path, n_subjects: int = 20, n_test_subj
     want = {"n_subjects": n_subjects, "n_test_subjects": n_test_subjects,
             "samples_per_class": samples_per_class, "val_fraction": val_fraction, "seed": seed}
     return ensure_dataset(root, lambda tmp: make_ouhands(tmp, progress=progress, **want),
-                          dict(want, generator=__name__, generator_version=GENERATOR_VERSION))
+                          dict(want, generator=__name__, generator_version=OUHANDS_GENERATOR_VERSION))

@@ -27,7 +27,6 @@ from .hand_model import HandPose, HandShape, forward_kinematics
 
 PALM_PART = 16
 FOREARM_PART = 17
-NUM_PARTS = 17
 
 
 def finger_part(finger: int, segment_from_tip: int) -> int:

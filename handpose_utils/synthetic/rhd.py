@@ -39,10 +39,10 @@ from .jobs import ensure_dataset, run_jobs
 from .render import FOREARM_PART, PALM_PART
 from .scene import composite, place_hand, render_hands, sample_hand
 
-__all__ = ["GENERATOR_VERSION", "sample_rhd_camera", "render_rhd_sample", "make_rhd",
+__all__ = ["RHD_GENERATOR_VERSION", "sample_rhd_camera", "render_rhd_sample", "make_rhd",
            "ensure_synthetic_rhd", "part_to_rhd_mask"]
 
-GENERATOR_VERSION = 1
+RHD_GENERATOR_VERSION = 1
 _SPLIT_CODE = {"training": 0, "evaluation": 1}
 SIDES = ("left", "right")
 
@@ -216,7 +216,7 @@ def make_rhd(
         hands[split] = [sides for _, _, sides in part]
     meta = {
         "generator": __name__,
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": RHD_GENERATOR_VERSION,
         "seed": seed,
         "n_train": n_train,
         "n_eval": n_eval,
@@ -236,4 +236,4 @@ def ensure_synthetic_rhd(root: str | Path, n_train: int, n_eval: int | None = No
     want = {"n_train": n_train, "n_eval": _n_eval(n_train, n_eval), "seed": seed,
             "image_size": image_size}
     return ensure_dataset(root, lambda tmp: make_rhd(tmp, progress=progress, **want),
-                          dict(want, generator=__name__, generator_version=GENERATOR_VERSION))
+                          dict(want, generator=__name__, generator_version=RHD_GENERATOR_VERSION))
