@@ -1,24 +1,11 @@
 """COCO keypoint evaluation: OKS, AP and AR through ``pycocotools``, and COCO results files.
 
-**Object Keypoint Similarity** plays the role for keypoints that IoU plays for boxes. For one
-predicted person and one ground-truth person,
-
-    OKS = sum_i exp(-d_i^2 / (2 s^2 k_i^2)) [v_i > 0] / sum_i [v_i > 0],     k_i = 2 sigma_i,
-
-where ``d_i`` is the distance between predicted and true joint ``i``, ``s^2`` the person's
-segmented *area*, and ``sigma_i`` a per-joint tolerance measured from how much human annotators
-disagree (``COCO_OKS_SIGMAS``: 0.025 for eyes, 0.107 for hips). Only labelled joints count. An OKS
-of 1 is perfect; 0.5 means a typical joint is off by about one "annotator spread". For a person
-with **no** labelled joint, pycocotools measures each predicted joint's distance to the person's
-box enlarged to three times its width and height (zero inside it) instead, over all joints; such
-people are ignored by AP, but the OKS exists and :func:`object_keypoint_similarity` matches it.
-
-**AP** ranks all predictions by their score, matches each greedily to the unmatched ground
-truth of highest OKS, and averages precision over recall for OKS thresholds 0.50, 0.55, ..., 0.95
-(AP50 and AP75 at one threshold each; APm and APl for medium, 32^2-96^2 pixels of area, and large
-people). **AR** is the recall averaged over the same thresholds. Published COCO numbers use
-*detected* boxes; this course predicts inside the *ground-truth* boxes, which is easier (no
-missed or false people), so expect higher numbers than a detector pipeline would give.
+**OKS** (notebook 06, section 9) is for keypoints what IoU is for boxes: the mean over the
+labelled joints of ``exp(-d^2 / (2 s^2 k^2))``, ``s^2`` the person's area and ``k = 2 sigma``
+(``COCO_OKS_SIGMAS``: annotators' spread per joint). **AP** averages precision over the OKS
+thresholds 0.50, 0.55, ..., 0.95 (AP50 and AP75 at one; APm and APl by size), **AR** the recall.
+This course predicts inside the *ground-truth* boxes (no missed or invented people), so expect
+higher numbers than a detector pipeline gives.
 """
 
 from __future__ import annotations
@@ -34,22 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .safefiles import write_json
 from .skeletons import COCO_OKS_SIGMAS
-
-__all__ = [
-    "STAT_NAMES",
-    "evaluate_coco_keypoints",
-    "keypoints_to_coco_results",
-    "write_coco_results",
-    "load_coco_results",
-    "ground_truth_results",
-    "object_keypoint_similarity",
-    "per_person_oks",
-    "load_coco_gt",
-    "CocoKeypointMeter",
-    "format_ap_table",
-    "predict_coco_results",
-]
 
 # COCOeval.summarize() order for iouType="keypoints".
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -95,21 +68,12 @@ def load_coco_results(path) -> list[dict]:
 
 def evaluate_coco_keypoints(ann_file, results, image_ids=None, sigmas=None,
                             verbose: bool = False, return_eval: bool = False):
-    """OKS-based AP and AR of keypoint ``results`` against the ground truth in ``ann_file``.
-
-    ``results``: a list of COCO result dicts ``{"image_id", "category_id": 1, "keypoints": [x, y,
-    v] x 17, "score"}`` or the path of a results JSON. ``image_ids`` restricts the evaluation to
-    those images (default: every image of ``ann_file``; ground-truth people without a prediction
-    count as misses). ``sigmas`` overrides the 17 OKS sigmas. ``verbose`` prints pycocotools'
-    own summary.
-
-    Returns ``{"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"}`` as floats
-    in 0..1 (NaN where a number is undefined, e.g. APl with no large person); with
-    ``return_eval`` also the ``COCOeval`` object, ``(stats, coco_eval)``.
-
-    Unlike pycocotools, which fails with an ``IndexError`` on an empty result list, an empty
-    list raises a ``ValueError`` that says so.
-    """
+    """OKS-based AP and AR of keypoint ``results`` (COCO result dicts, or the path of a results
+    JSON) against ``ann_file``, on the images ``image_ids`` (default: all; people without a
+    prediction are misses): the :data:`STAT_NAMES` as floats in 0..1, NaN where undefined (APl
+    without a large person); with ``return_eval`` also the ``COCOeval``. ``sigmas`` replaces the
+    OKS sigmas; ``verbose`` prints pycocotools' summary. Bad or empty results raise a
+    ``ValueError`` that says what is wrong (pycocotools fails with an ``IndexError``)."""
     _, COCOeval = _pycocotools()
     source = "results"
     if isinstance(results, (str, os.PathLike)):
@@ -187,13 +151,21 @@ def keypoints_to_coco_results(keypoints, scores, image_ids, score_threshold: flo
 
 def write_coco_results(results: list[dict], path) -> Path:
     """Write ``results`` as a COCO results JSON (atomically: a crash never leaves half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(results, f)
-    os.replace(tmp, path)
-    return path
+    return write_json(path, results)
+
+
+def heatmaps_to_coco_results(codec, heatmaps, meta, mode: str | None = None,
+                             score_threshold: float = 0.2) -> list[dict]:
+    """COCO results of a batch of crops' ``heatmaps``: decoded by ``codec`` (``mode``: another
+    decoding), then mapped from each crop back into its image with the batch's ``center`` and
+    ``size`` (:func:`handpose_utils.topdown.back_project`)."""
+    from .topdown import back_project
+
+    xy, scores = codec.decode(heatmaps, mode)
+    pts = back_project(xy.cpu().numpy(), meta["center"].cpu().numpy(),
+                       meta["size"].cpu().numpy(), codec.input_size)
+    return keypoints_to_coco_results(pts, scores.cpu(), meta["image_id"].cpu().numpy(),
+                                     score_threshold)
 
 
 def ground_truth_results(ann_file, image_ids=None, min_keypoints: int = 1) -> list[dict]:
@@ -317,14 +289,9 @@ class CocoKeypointMeter:
         self._seen: set[int] = set()
 
     def update(self, outputs, targets, extras) -> None:
-        from .topdown import back_project
-
-        xy, scores = self.codec.decode(outputs.detach().float())
-        pts = back_project(xy.cpu().numpy(), extras["center"].cpu().numpy(),
-                           extras["size"].cpu().numpy(), self.codec.input_size)
-        ids = extras["image_id"].cpu().numpy()
-        self._seen.update(int(i) for i in ids)
-        self.results += keypoints_to_coco_results(pts, scores.cpu(), ids, self.score_threshold)
+        self._seen.update(int(i) for i in extras["image_id"].cpu())
+        self.results += heatmaps_to_coco_results(self.codec, outputs, extras,
+                                                 score_threshold=self.score_threshold)
 
     def compute(self) -> dict:
         ids = self.image_ids if self.image_ids is not None else sorted(self._seen)
@@ -336,18 +303,14 @@ class CocoKeypointMeter:
 def predict_coco_results(model, loader, codec, modes=("quarter",), flip_test: bool = True,
                          device=None, amp=None, score_threshold: float = 0.2,
                          progress: bool = True) -> dict:
-    """Predict every person of ``loader`` (a :class:`handpose_utils.topdown.TopDownDataset`
-    loader without augmentation) and return COCO results for each decoding: a dict keyed by
-    ``(mode, flipped)``, e.g. ``("quarter", False)`` and ``("quarter", True)`` (with
-    ``flip_test``), each a list of result dicts in original image pixels.
-
-    One pass serves every combination: the plain heatmaps are decoded as they are and, with
-    ``flip_test``, averaged with those of the mirrored crops (:meth:`HeatmapCodec.flip_average`).
-    """
+    """COCO results of every person of ``loader`` (a ``TopDownDataset`` loader without
+    augmentation) for each decoding ``mode``, plain and (with ``flip_test``) averaged with the
+    mirrored crops' heatmaps (:meth:`HeatmapCodec.flip_average`): ``{(mode, flipped): results}``,
+    all from one pass over the crops."""
     from tqdm.auto import tqdm
 
     from . import env
-    from .topdown import back_project, prepare_topdown_batch
+    from .topdown import prepare_topdown_batch
 
     device = torch.device(device) if device is not None else env.pick_device()
     amp = amp if amp is not None else env.amp_settings(device)
@@ -360,18 +323,12 @@ def predict_coco_results(model, loader, codec, modes=("quarter",), flip_test: bo
             with torch.autocast(device.type, dtype=amp.dtype, enabled=amp.enabled):
                 plain = model(images).float()
                 flipped = model(images.flip(-1)).float() if flip_test else None
-            variants = {False: plain}
+            heatmaps = {False: plain}
             if flip_test:
-                variants[True] = codec.flip_average(plain, flipped)
-            center = meta["center"].cpu().numpy()
-            size = meta["size"].cpu().numpy()
-            ids = meta["image_id"].cpu().numpy()
-            for flip, hm in variants.items():
-                for mode in modes:
-                    xy, scores = codec.decode(hm, mode)
-                    pts = back_project(xy.cpu().numpy(), center, size, codec.input_size)
-                    out[(mode, flip)] += keypoints_to_coco_results(pts, scores.cpu(), ids,
-                                                                   score_threshold)
+                heatmaps[True] = codec.flip_average(plain, flipped)
+            for (mode, flip), results in out.items():
+                results += heatmaps_to_coco_results(codec, heatmaps[flip], meta, mode,
+                                                    score_threshold)
     finally:
         model.train(was_training)
     return out

@@ -9,7 +9,18 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from handpose_utils.data import DeviceAugment, PrepareBatch
+from handpose_utils.engine import TrainConfig
+from handpose_utils.metrics import KeypointMeter
 from handpose_utils.skeletons import NUM_HAND_JOINTS
+
+
+# --- from notebooks/03_cnn_regression.ipynb ---
+def hands_prepare_batch() -> PrepareBatch:
+    """The batch step of every hand model here: small turns (up to 20 degrees), scales (0.9 to
+    1.1) and shifts (6 %) on the device, and no flips (a flipped right hand is a left hand)."""
+    return PrepareBatch(DeviceAugment(flip_p=0.0, rotation=20, scale=(0.9, 1.1), translate=0.06))
+
 
 # --- from notebooks/03_cnn_regression.ipynb ---
 NUM_OUTPUTS_2D = 2 * NUM_HAND_JOINTS  # 42 numbers: x1, y1, x2, y2, ...
@@ -306,3 +317,19 @@ def as_keypoints(outputs: torch.Tensor, dims: int = 2) -> torch.Tensor:
     if outputs.shape[-1] % dims:
         raise ValueError(f"last dimension {outputs.shape[-1]} is not a multiple of {dims}")
     return outputs.reshape(*outputs.shape[:-1], outputs.shape[-1] // dims, dims)
+
+
+# --- from notebooks/03_cnn_regression.ipynb ---
+def hands_recipe(name: str, epochs: int, lr: float = 3e-3, warmup_epochs: int | None = None,
+                 soft_argmax: Callable[[torch.Tensor], torch.Tensor] | None = None, **config):
+    """Section 4's recipe for the regressor ``name``: ``(model, config, fit_kwargs)`` for
+    ``fit(model, train_loader, val_loader, config, **fit_kwargs)``. ``warmup_epochs`` None: one
+    when there are more than two epochs. ``config``: more ``TrainConfig`` fields."""
+    model = build_model(name, soft_argmax=soft_argmax)
+    if warmup_epochs is None:
+        warmup_epochs = 1 if epochs > 2 else 0
+    config = TrainConfig(epochs=epochs, lr=lr, warmup_epochs=warmup_epochs,
+                         best_metric="val_pck", mode="max", **config)
+    fit_kwargs = {"loss_fn": nn.L1Loss(), "prepare_batch": hands_prepare_batch(),
+                  "metrics": KeypointMeter(alphas=(0.05, 0.1, 0.2))}
+    return model, config, fit_kwargs

@@ -10,7 +10,10 @@ import torch
 from torch import nn
 
 from handpose_utils.backbones import cost_table, make_backbone, measure_cost  # noqa: F401
+from handpose_utils.coco_eval import CocoKeypointMeter
+from handpose_utils.engine import TrainConfig
 from handpose_utils.skeletons import NUM_COCO_KEYPOINTS
+from handpose_utils.topdown_batches import PrepareTopDown
 
 # --- from notebooks/06_coco_heatmap_training.ipynb ---
 REFERENCE_DECONV = (1024, 512, 256)  # a wider head: 2048 -> 1024 -> 512 -> 256 channels
@@ -94,3 +97,15 @@ def step_lr(step_size: int = 10, gamma: float = 0.5):
     """A step schedule for ``TrainConfig(scheduler=...)``: the rate times ``gamma`` every
     ``step_size`` epochs."""
     return lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, step_size, gamma)
+
+
+# --- from notebooks/06_coco_heatmap_training.ipynb ---
+def coco_recipe(model, codec, ann_file, val_ids, epochs: int, lr: float = 1e-3,
+                schedule: str = "step", colour_aug: dict | None = None, **config):
+    """Section 8's recipe: ``(config, fit_kwargs)`` for ``fit(model, ..., config, **fit_kwargs)``;
+    ``schedule`` "step" (StepLR(10, 0.5)) or "cosine"; ``config``: more ``TrainConfig`` fields."""
+    config = TrainConfig(epochs=epochs, scheduler=step_lr(10, 0.5) if schedule == "step" else schedule,
+                         best_metric="val_AP", mode="max", **config)
+    return config, {"loss_fn": KeypointMSELoss(), "prepare_batch": PrepareTopDown(**(colour_aug or {})),
+                    "metrics": CocoKeypointMeter(ann_file, codec, image_ids=val_ids),
+                    "optimizer": torch.optim.Adam(model.parameters(), lr=lr)}  # SimpleBaseline's

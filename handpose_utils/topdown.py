@@ -120,9 +120,9 @@ class TopDownDataset(Dataset):
         aug = self.augment.sample()
         v = np.asarray(rec["visible"])
         if aug["half_body"] and (v > 0).sum() > self.augment.half_body_min_joints:
-            half = half_body_box(rec["keypoints"], v, self.aspect)
+            half = half_body_box(rec["keypoints"], v)  # HRNet's: the upper or the lower body
             if half is not None:
-                center, size = half
+                center, size = box_to_center_size(half, self.aspect, padding=1.5)
         return {"center": center, "size": size * aug["scale"], "rotation": aug["rotation"],
                 "flip": aug["flip"]}
 

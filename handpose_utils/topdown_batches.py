@@ -18,12 +18,10 @@ LOWER_BODY = tuple(range(11, 17))  # hips and legs
 __all__ = ["TopDownAugment", "half_body_box", "normalize_images", "PrepareTopDown", "prepare_topdown_batch", "check_image_size"]
 
 
-def half_body_box(keypoints, visibility, aspect: float, rng: torch.Generator | None = None,
-                  min_joints: int = 3, padding: float = 1.5):
-    """HRNet's half-body box: ``(center, size)`` of the labelled upper- (or lower-) body joints,
-    padded by ``padding``; None when the chosen half has fewer than ``min_joints``."""
-    from .topdown import box_to_center_size
-
+def half_body_box(keypoints, visibility, rng: torch.Generator | None = None,
+                  min_joints: int = 3) -> list[float] | None:
+    """HRNet's half-body box: ``[x, y, w, h]`` around the labelled upper- (or lower-) body joints,
+    or None when the chosen half has fewer than ``min_joints``."""
     kp = np.asarray(keypoints, float).reshape(-1, 2)
     v = np.asarray(visibility).reshape(-1) > 0
     upper, lower = [j for j in UPPER_BODY if v[j]], [j for j in LOWER_BODY if v[j]]
@@ -32,7 +30,7 @@ def half_body_box(keypoints, visibility, aspect: float, rng: torch.Generator | N
     if len(joints) < min_joints:
         return None
     lo, hi = kp[joints].min(0), kp[joints].max(0)
-    return box_to_center_size([*lo, *(hi - lo)], aspect, padding)
+    return [*lo, *(hi - lo)]
 
 
 @dataclass

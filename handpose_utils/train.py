@@ -1,12 +1,12 @@
 """Train a course model from the command line, in one process or on several GPUs (``torchrun``).
 
-Two recipes, each the notebook's own, with the notebook's defaults (the GPU sizes on a GPU, the
-CPU sizes without one, the tiny ones with ``HANDPOSE_SMOKE=1``):
+Two recipes, each built by its notebook's own function, with the notebook's defaults (the GPU
+sizes on a GPU, the CPU sizes without one, the tiny ones with ``HANDPOSE_SMOKE=1``):
 
-* ``hands``: notebook 03's best hand model, the soft-argmax U-Net, on the FreiHAND-layout data
-  (synthetic by default), L1 on normalised coordinates, scored with PCK and EPE.
-* ``coco``: notebook 06's SimpleBaseline (ResNet + deconvolutions, Gaussian heatmaps, weighted
-  MSE), top-down on COCO-layout person keypoints, scored with COCO's OKS AP (pycocotools).
+* ``hands``: notebook 03's ``models.hands_recipe``, by default its soft-argmax U-Net, on the
+  FreiHAND-layout data (synthetic by default), scored with PCK and EPE.
+* ``coco``: notebook 06's ``models_heatmap.coco_recipe``, SimpleBaseline top-down on COCO-layout
+  person keypoints, scored with COCO's OKS AP (pycocotools).
 
 ::
 
@@ -91,7 +91,7 @@ class _Common:
 
 @dataclass
 class HandsSettings(_Common):
-    """Notebook 03's soft-argmax U-Net (its section 4 recipe)."""
+    """Notebook 03's recipe (``models.hands_recipe``)."""
 
     model: str = _opt("regressor name (models.MODEL_NAMES); notebook 03's best is "
                       "unet_softargmax", default="unet_softargmax")
@@ -110,7 +110,7 @@ class HandsSettings(_Common):
 
 @dataclass
 class CocoSettings(_Common):
-    """Notebook 06's SimpleBaseline (its section 8 recipe)."""
+    """Notebook 06's recipe (``models_heatmap.coco_recipe``)."""
 
     use_train2017: bool = _opt("--dataset coco: also train2017 (18 GB); otherwise val2017 is "
                                "split by image", default=False)
@@ -138,17 +138,14 @@ class CocoSettings(_Common):
 
     @classmethod
     def defaults(cls, on_gpu: bool, smoke: bool) -> CocoSettings:
-        if smoke:
-            return cls(epochs=1, batch_size=8, lr=1e-3, n_train_images=6, n_val_images=3,
-                       image_size=(160, 128), input_size=(64, 96), pretrained=False,
-                       backbone="resnet50" if on_gpu else "resnet18",
+        machine = dict(backbone="resnet50" if on_gpu else "resnet18",
                        deconv=(256, 256, 256) if on_gpu else (128, 128, 128),
                        schedule="step" if on_gpu else "cosine")
+        if smoke:
+            return cls(epochs=1, batch_size=8, lr=1e-3, n_train_images=6, n_val_images=3,
+                       image_size=(160, 128), input_size=(64, 96), pretrained=False, **machine)
         return cls(epochs=20 if on_gpu else 6, batch_size=32, lr=1e-3,
-                   input_size=(192, 256) if on_gpu else (96, 128),
-                   backbone="resnet50" if on_gpu else "resnet18",
-                   deconv=(256, 256, 256) if on_gpu else (128, 128, 128),
-                   schedule="step" if on_gpu else "cosine")
+                   input_size=(192, 256) if on_gpu else (96, 128), **machine)
 
 
 TASKS = {"hands": HandsSettings, "coco": CocoSettings}
@@ -161,6 +158,7 @@ CHOICES = {"dataset": {"hands": ("synthetic", "freihand"), "coco": ("synthetic",
            "decode": {"coco": ("argmax", "quarter", "dark")},
            "backbone": {"coco": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
                                  "mobilenet_v2", "mobilenet_v3_large", "hrnet_w32")}}
+# notebook 06's COLOUR_AUG
 COLOUR_AUG = {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "grayscale_p": 0.1}
 
 
@@ -205,6 +203,9 @@ def _variants(cls, name: str) -> str:
     return ", ".join(f"{k} {v}" for k, v in shown.items())
 
 
+_TYPES = {"int | None": (_optional_int, "N"), "int": (int, "N"), "float": (float, "X")}
+
+
 def parser(task: str, defaults=None) -> argparse.ArgumentParser:
     """The option parser of one recipe, generated from its settings dataclass (``defaults``:
     the values shown as "here"; by default this machine's)."""
@@ -215,39 +216,26 @@ def parser(task: str, defaults=None) -> argparse.ArgumentParser:
         prog=f"python -m handpose_utils.train {task}", description=DESCRIPTIONS[task],
         epilog="Several processes: torchrun --nproc_per_node N -m handpose_utils.train "
                f"{task} [options]. Rank 0 prints the log and a final line RESULT {{json}}.")
-    _add_options(p, cls, defaults, task)
+    for f in dataclasses.fields(cls):
+        here, variants = getattr(defaults, f.name), _variants(cls, f.name)
+        extra = "" if here is None else (
+            f" (default here: {_show(here)}" + (f"; {variants})" if variants else ")"))
+        kwargs = {"dest": f.name, "default": None, "help": f.metadata["help"] + extra}
+        if f.type == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif f.type == "tuple":
+            kwargs.update(type=_parse_tuple, metavar="WxH" if "size" in f.name else "C,C,C")
+        else:
+            kind, metavar = _TYPES.get(f.type, (str, f.name.upper()))
+            kwargs.update(type=kind, metavar=metavar)
+        if choices := CHOICES.get(f.name, {}).get(task):
+            kwargs.pop("metavar", None)
+            kwargs["choices"] = choices
+        p.add_argument("--" + f.name.replace("_", "-"), **kwargs)
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved settings and the batch / learning-rate plan, then "
                         "exit without training")
     return p
-
-
-def _add_options(p: argparse.ArgumentParser, cls, defaults, task: str) -> None:
-    for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        here = getattr(defaults, f.name)
-        variants = _variants(cls, f.name)
-        extra = f" (default here: {_show(here)}" + (f"; {variants})" if variants else ")")
-        if here is None:
-            extra = ""
-        kwargs = {"dest": f.name, "default": None, "help": f.metadata["help"] + extra}
-        if f.type in ("bool",):
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif f.type == "tuple":
-            kwargs.update(type=_parse_tuple, metavar="WxH" if "size" in f.name else "C,C,C")
-        elif f.type == "int | None":
-            kwargs.update(type=_optional_int, metavar="N")
-        elif f.type == "int":
-            kwargs.update(type=int, metavar="N")
-        elif f.type == "float":
-            kwargs.update(type=float, metavar="X")
-        else:
-            kwargs.update(type=str, metavar=f.name.upper())
-        choices = CHOICES.get(f.name, {}).get(task)
-        if choices:
-            kwargs.pop("metavar", None)
-            kwargs["choices"] = choices
-        p.add_argument(flag, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,16 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve(task: str, argv: list[str]) -> tuple[object, bool]:
     """``(settings, dry_run)`` from the options: the given ones over this machine's defaults
     (GPU or CPU, as ``--device`` says; smoke mode's with ``HANDPOSE_SMOKE=1``)."""
-    cls = TASKS[task]
     args = parser(task).parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k != "dry_run" and v is not None}
     device = env.pick_device(given.get("device"))
-    settings = dataclasses.replace(cls.defaults(device.type == "cuda", env.is_smoke()), **given)
-    _check(settings, task)
-    return settings, args.dry_run
-
-
-def _check(s, task: str) -> None:
+    s = dataclasses.replace(TASKS[task].defaults(device.type == "cuda", env.is_smoke()), **given)
     for name in ("epochs", "batch_size"):
         if getattr(s, name) < (0 if name == "epochs" else 1):
             raise SystemExit(f"error: --{name.replace('_', '-')} {getattr(s, name)} is too small")
@@ -286,6 +268,7 @@ def _check(s, task: str) -> None:
                              "multiples of 32 (the backbone's stride), e.g. 192x256")
         if len(s.image_size) != 2:
             raise SystemExit(f"error: --image-size {_show(s.image_size)} must be WxH")
+    return s, args.dry_run
 
 
 def batch_plan(batch_size: int, lr: float, world_size: int, per_process: bool) -> dict:
@@ -311,7 +294,7 @@ def batch_plan(batch_size: int, lr: float, world_size: int, per_process: bool) -
 
 
 # --------------------------------------------------------------------------------------------
-# Running in several processes
+# Running the notebooks' recipes, in one process or several
 
 
 def _in_turn(fn, dist: env.Distributed):
@@ -327,48 +310,42 @@ def _in_turn(fn, dist: env.Distributed):
     return result
 
 
-def _resume_point(run_dir: Path, resume: bool) -> dict:
-    """What ``last.pth`` says before training: epochs done and by how many processes."""
-    from .engine import CheckpointError, load_checkpoint
-
-    last = run_dir / "last.pth"
-    if not (resume and last.is_file()):
-        return {"resumed_from_epoch": 0, "resumed_world_size": None}
-    try:
-        ckpt = load_checkpoint(last)
-    except CheckpointError:
-        return {"resumed_from_epoch": 0, "resumed_world_size": None}  # fit says what is wrong
-    return {"resumed_from_epoch": int(ckpt["epoch"]),
-            "resumed_world_size": (ckpt.get("config") or {}).get("world_size", 1)}
+def _engine_options(s, dist, device, run_dir: Path, log) -> dict:
+    """The ``TrainConfig`` fields the command line sets alike for both recipes."""
+    return {"device": device, "checkpoint_dir": run_dir, "resume": s.resume,
+            "max_steps": s.max_steps, "seed": s.seed, "live_plot": False, "log": log,
+            "sync_bn": s.sync_bn, "progress": dist.is_main}
 
 
 def _fit(model, train_loader, val_loader, config, dist, **fit_kwargs):
     """``engine.fit`` with what both recipes report around it: ``(history, result)`` where
-    ``result`` holds the run folder, where training resumed from and, on rank 0, the best epoch,
-    whose weights ``model`` then holds (for the final evaluation)."""
-    from .engine import fit, load_checkpoint
+    ``result`` holds the run folder, where training resumed from (what ``last.pth`` said before)
+    and, on rank 0, the best epoch, whose weights ``model`` then holds."""
+    from .checkpoints import CheckpointError, load_checkpoint
+    from .engine import fit
 
     run_dir = Path(config.checkpoint_dir)
-    result = {"run_dir": str(run_dir), **_resume_point(run_dir, config.resume)}
+    result = {"run_dir": str(run_dir), "resumed_from_epoch": 0, "resumed_world_size": None}
+    if config.resume and (run_dir / "last.pth").is_file():
+        try:
+            ckpt = load_checkpoint(run_dir / "last.pth")
+            result.update(resumed_from_epoch=int(ckpt["epoch"]), resumed_world_size=(
+                ckpt.get("config") or {}).get("world_size", 1))
+        except CheckpointError:
+            pass  # fit says what is wrong
     history = fit(model, train_loader, val_loader, config, **fit_kwargs)
-    best = run_dir / "best.pth"
-    if dist.is_main and best.is_file():
-        result["best_epoch"] = load_checkpoint(best, model)["best"]["epoch"]
+    if dist.is_main and (run_dir / "best.pth").is_file():
+        result["best_epoch"] = load_checkpoint(run_dir / "best.pth", model)["best"]["epoch"]
     return history, result
 
 
-# --------------------------------------------------------------------------------------------
-# The recipes
-
-
 def _run_hands(s: HandsSettings, dist, device, plan, log):
-    from torch import nn
-
     from . import data as D
-    from . import engine, metrics, models, records
+    from . import engine, metrics, records
+    from .models import hands_recipe
     from .prepare import prepare_splits
 
-    quiet = None if not dist.is_main else log
+    quiet = log if dist.is_main else None
     data_root = Path(s.data) if s.data else env.data_dir()
     train_recs, val_recs, _ = _in_turn(lambda: prepare_splits(
         s.dataset, data_root, n_poses=s.n_poses, seed=s.seed, download=s.download, log=quiet),
@@ -377,36 +354,28 @@ def _run_hands(s: HandsSettings, dist, device, plan, log):
         log(f"train {len(train_recs)} | val {len(val_recs)} images")
     train_cache = D.build_image_cache(train_recs, s.input_size, progress=dist.is_main, log=quiet)
     val_cache = D.build_image_cache(val_recs, s.input_size, progress=dist.is_main, log=quiet)
-    augment = D.DeviceAugment(flip_p=0.0, rotation=20, scale=(0.9, 1.1), translate=0.06)
-    prepare = D.PrepareBatch(augment)
     train_loader, val_loader = D.make_loaders(train_cache, val_cache,
                                               batch_size=plan["per_process_batch"],
                                               device=device, seed=s.seed)
+    run_dir = Path(s.run_dir or env.runs_dir() / f"train_hands_{s.dataset}_{s.model}_"
+                                                   f"{s.input_size}px")
     env.seed_everything(s.seed)
-    model = models.build_model(s.model)
-    run_dir = Path(s.run_dir) if s.run_dir else (
-        env.runs_dir() / f"train_hands_{s.dataset}_{s.model}_{s.input_size}px")
-    config = engine.TrainConfig(
-        epochs=s.epochs, lr=plan["lr"], warmup_epochs=s.warmup_epochs, device=device,
-        best_metric="val_pck", mode="max", checkpoint_dir=run_dir, resume=s.resume,
-        max_steps=s.max_steps, seed=s.seed, live_plot=False, log=log, sync_bn=s.sync_bn,
-        progress=dist.is_main,
+    model, config, fit_kwargs = hands_recipe(
+        s.model, s.epochs, lr=plan["lr"], warmup_epochs=s.warmup_epochs,
         settings={"model": s.model, "input_size": s.input_size, "dataset": s.dataset,
-                  "n_poses": s.n_poses, "global_batch": plan["global_batch"]})
-    history, result = _fit(model, train_loader, val_loader, config, dist, loss_fn=nn.L1Loss(),
-                           prepare_batch=prepare,
-                           metrics=metrics.KeypointMeter(alphas=(0.05, 0.1, 0.2)))
+                  "n_poses": s.n_poses, "global_batch": plan["global_batch"]},
+        **_engine_options(s, dist, device, run_dir, log))
+    history, result = _fit(model, train_loader, val_loader, config, dist, **fit_kwargs)
     if not dist.is_main:
         return history, result
-    out, ex = engine.predict(model, val_loader, prepare_batch=prepare, return_extras=True,
-                             device=device, progress=False)
+    out, ex = engine.predict(model, val_loader, prepare_batch=fit_kwargs["prepare_batch"],
+                             return_extras=True, device=device, progress=False)
     pred = D.to_original_pixels(out, ex["orig_size"])
     gt = torch.tensor(np.stack([records.keypoints_array(r) for r in val_recs]))
     vis = torch.tensor(np.stack([records.visible_array(r) for r in val_recs]))
     side = ex["orig_size"].max(1).values  # PCK@0.05 of the image size (notebook 03's)
     mean_pose = torch.tensor(np.stack([records.keypoints_array(r) for r in train_recs]).mean(0))
     baseline = mean_pose.expand_as(gt).clone()
-    thresholds = np.linspace(0, 30, 31)
     result["metrics"] = {
         "PCK@0.05 (image size, all joints)": float(metrics.pck(pred, gt, 0.05, norm=side)),
         "PCK@0.05 (image size, visible joints)": float(metrics.pck(pred, gt, 0.05, norm=side,
@@ -414,7 +383,7 @@ def _run_hands(s: HandsSettings, dist, device, plan, log):
         "PCK@0.1 (keypoint box, all joints)": float(
             metrics.pck(pred, gt, 0.1, norm=metrics.bbox_size(gt))),
         "EPE px (all joints)": float(metrics.epe(pred, gt)),
-        "AUC 0-30px (all joints)": float(metrics.pck_curve(pred, gt, thresholds)[1]),
+        "AUC 0-30px (all joints)": float(metrics.pck_curve(pred, gt, np.linspace(0, 30, 31))[1]),
     }
     result["baseline"] = {
         "PCK@0.05 (image size, all joints)": float(metrics.pck(baseline, gt, 0.05, norm=side)),
@@ -424,14 +393,14 @@ def _run_hands(s: HandsSettings, dist, device, plan, log):
 
 
 def _run_coco(s: CocoSettings, dist, device, plan, log):
-    from . import coco_eval, engine
+    from . import coco_eval
     from .data import make_loaders
-    from .datasets.coco import prepare_coco
     from .heatmaps import HeatmapCodec
-    from .models_heatmap import KeypointMSELoss, build_heatmap_model, step_lr
-    from .topdown import PrepareTopDown, TopDownAugment, TopDownDataset, mean_pose_results
+    from .models_heatmap import build_heatmap_model, coco_recipe
+    from .prepare import prepare_coco
+    from .topdown import TopDownAugment, TopDownDataset, mean_pose_results
 
-    quiet = None if not dist.is_main else log
+    quiet = log if dist.is_main else None
     data_root = Path(s.data) if s.data else env.data_dir()
     data = _in_turn(lambda: prepare_coco(
         s.dataset, data_root, n_train=s.n_train_images, n_val=s.n_val_images, seed=s.seed,
@@ -454,28 +423,22 @@ def _run_coco(s: CocoSettings, dist, device, plan, log):
     # Only rank 0 asks for ImageNet weights (one download); DDP copies its weights to the
     # others when it wraps the model.
     model = build_heatmap_model(s.backbone, pretrained=s.pretrained and dist.is_main,
-                                  deconv_channels=tuple(s.deconv), log=quiet or (lambda m: None))
+                                deconv_channels=tuple(s.deconv), log=quiet or (lambda m: None))
     pretrained = bool(env.from_rank0(model.pretrained))
     if log:
         log(f"heatmap model on {s.backbone}: ImageNet weights: {pretrained}")
     input_name = f"{s.input_size[0]}x{s.input_size[1]}"
-    run_dir = Path(s.run_dir) if s.run_dir else (
-        env.runs_dir() / f"train_coco_{s.dataset}_{s.backbone}_{input_name}")
+    run_dir = Path(s.run_dir or env.runs_dir() / f"train_coco_{s.dataset}_{s.backbone}_"
+                                                   f"{input_name}")
     settings = {"dataset": s.dataset, "backbone": s.backbone, "pretrained": pretrained,
                 "input": input_name, "deconv": ",".join(map(str, s.deconv)), "sigma": s.sigma,
                 "global_batch": plan["global_batch"], "schedule": s.schedule,
                 "train_people": len(train_ds), "colour_aug": s.colour_aug}
-    prepare = PrepareTopDown(**COLOUR_AUG) if s.colour_aug else PrepareTopDown()
-    optimizer = torch.optim.Adam(model.parameters(), lr=plan["lr"])  # as the reference
-    scheduler = step_lr(10, 0.5) if s.schedule == "step" else s.schedule
-    meter = coco_eval.CocoKeypointMeter(ann_file, codec, image_ids=val_ids)
-    config = engine.TrainConfig(
-        epochs=s.epochs, scheduler=scheduler, device=device, best_metric="val_AP", mode="max",
-        checkpoint_dir=run_dir, resume=s.resume, max_steps=s.max_steps, seed=s.seed,
-        live_plot=False, log=log, sync_bn=s.sync_bn, progress=dist.is_main, settings=settings)
-    history, result = _fit(model, train_loader, val_loader, config, dist,
-                           loss_fn=KeypointMSELoss(), prepare_batch=prepare, metrics=meter,
-                           optimizer=optimizer)
+    config, fit_kwargs = coco_recipe(
+        model, codec, ann_file, val_ids, s.epochs, lr=plan["lr"], schedule=s.schedule,
+        colour_aug=COLOUR_AUG if s.colour_aug else None, settings=settings,
+        **_engine_options(s, dist, device, run_dir, log))
+    history, result = _fit(model, train_loader, val_loader, config, dist, **fit_kwargs)
     if not dist.is_main:
         return history, result
     preds = coco_eval.predict_coco_results(model, val_loader, codec, modes=(s.decode,),
@@ -484,7 +447,7 @@ def _run_coco(s: CocoSettings, dist, device, plan, log):
                                               image_ids=val_ids)
     baseline = coco_eval.evaluate_coco_keypoints(
         ann_file, mean_pose_results(train_records, val_records,
-                                     s.input_size[0] / s.input_size[1]), image_ids=val_ids)
+                                    s.input_size[0] / s.input_size[1]), image_ids=val_ids)
     result["metrics"] = {k: stats[k] for k in ("AP", "AP50", "AP75", "APm", "APl", "AR")}
     result["metrics"]["decode"] = s.decode + (" + flip test" if s.flip_test else "")
     result["baseline"] = {"AP": baseline["AP"]}
@@ -508,15 +471,13 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), train, and print ``RESULT {json}`` on rank 0."""
     argv = list(sys.argv[1:] if argv is None else argv)
     t0 = time.perf_counter()
-    top = build_parser()
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in TASKS:
-        top.parse_args(argv[:1] or ["--help"])  # prints help, or the error for a bad task
+    if not argv or argv[0] not in TASKS:
+        build_parser().parse_args(argv[:1] or ["--help"])  # prints help, or a bad task's error
         return 2
-    task, rest = argv[0], argv[1:]
-    settings, dry_run = resolve(task, rest)
+    task = argv[0]
+    settings, dry_run = resolve(task, argv[1:])
     env.configure_threads()
-    device = env.pick_device(settings.device)
-    dist, device = env.init_distributed(device)
+    dist, device = env.init_distributed(env.pick_device(settings.device))
     log = print if dist.is_main else None
     try:
         plan = batch_plan(settings.batch_size, settings.lr, dist.world_size,
@@ -535,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
                 log("RESULT " + json.dumps({**base, "dry_run": True}))
             env.barrier()  # tear the group down together (see below)
             return 0
-        from .engine import CheckpointError
+        from .checkpoints import CheckpointError
 
         try:
             history, result = RUNNERS[task](settings, dist, device, plan, log)

@@ -83,12 +83,12 @@ def test_half_body_box_covers_one_half():
     kp = np.array([[50, 10 + 10 * j] for j in range(17)], float)
     v = np.full(17, 2)
     g = torch.Generator().manual_seed(0)
-    center, size = half_body_box(kp, v, aspect=0.75, rng=g)
+    center, size = box_to_center_size(half_body_box(kp, v, rng=g), 0.75, padding=1.5)
     top, bottom = center[1] - size[1] / 2, center[1] + size[1] / 2
     upper = top <= kp[0, 1] and bottom < kp[16, 1]
     lower = top > kp[0, 1] and bottom >= kp[16, 1]
     assert upper or lower
-    assert half_body_box(kp, np.zeros(17), 0.75) is None
+    assert half_body_box(kp, np.zeros(17)) is None
 
 
 # --------------------------------------------------------------------------------------------

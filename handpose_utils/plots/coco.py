@@ -1,10 +1,6 @@
-"""Plots for the COCO heatmap lesson: people on images (GT green, prediction red), crops cut
-through an affine warp, targets with their centres, per-joint heatmaps, augmented and recoloured
-crops, decoding error, OKS tolerance circles and AP bars.
-
-Every browser wraps a plain plotting function that a notebook calls once directly first
-(``interact`` prints exceptions instead of raising them).
-"""
+"""Notebook 06's figures: people on images (GT green, prediction red), crops cut through an affine
+warp, targets with their centres, per-joint heatmaps, augmented and recoloured crops, decoding
+error, OKS tolerance circles and AP bars. Loaded lazily as ``hp.plots.coco``."""
 
 from __future__ import annotations
 
@@ -14,40 +10,28 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .images import read_image
-from .plots import GT_COLOR, PRED_COLOR, draw_coco_person
-from .skeletons import COCO17_NAMES, COCO_OKS_SIGMAS, COCO_SKELETON
-
-__all__ = [
-    "draw_person",
-    "show_people",
-    "show_heatmaps",
-    "show_augmentations",
-    "show_crops",
-    "show_target_centres",
-    "show_colour_draws",
-    "plot_decoding_error",
-    "plot_oks_tolerance",
-    "plot_ap_bars",
-    "plot_oks_histogram",
-    "group_by_image",
-    "show_prediction_grid",
-    "prediction_browser",
-]
+from ..images import read_image
+from ..skeletons import COCO17_NAMES, COCO_OKS_SIGMAS, COCO_SKELETON
+from . import GT_COLOR, PRED_COLOR, draw_coco_person
 
 
 def _np(x):
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
+def _rgb(image) -> np.ndarray:
+    """A crop ``(3, H, W)`` or ``(H, W, 3)`` as a uint8 ``(H, W, 3)`` array."""
+    img = _np(image)
+    img = img.transpose(1, 2, 0) if img.ndim == 3 and img.shape[0] == 3 else img
+    return img if img.dtype == np.uint8 else img.astype(np.uint8)
+
+
 def draw_person(ax, keypoints, visibility=None, color: str | None = None, linewidth: float = 2.0,
                 markersize: float = 14, label: str | None = None) -> None:
-    """A COCO-17 skeleton. With ``color`` everything is drawn in it (green GT, red prediction);
-    without, left/right/centre colours (:func:`handpose_utils.plots.draw_coco_person`). Joints
-    with visibility 0 are skipped; occluded ones (1) are drawn hollow."""
-    kp = _np(keypoints).astype(float)
-    if kp.ndim == 1:  # flat: [x, y, v] x 17 (COCO) or [x, y] x J (records)
-        kp = kp.reshape(-1, 3) if kp.size == 3 * len(COCO17_NAMES) else kp.reshape(-1, 2)
+    """A COCO-17 skeleton, ``(17, 2)`` or ``(17, 3)`` with v last. With ``color`` everything is
+    in it (green GT, red prediction); without, left/right/centre colours. Joints with
+    visibility 0 are skipped; occluded ones (1) are drawn hollow."""
+    kp = _np(keypoints).astype(float).reshape(len(COCO17_NAMES), -1)
     if kp.shape[1] == 3 and visibility is None:
         visibility = kp[:, 2]
     kp = kp[:, :2]
@@ -67,55 +51,64 @@ def draw_person(ax, keypoints, visibility=None, color: str | None = None, linewi
                    edgecolors=color, linewidths=1.2, zorder=3)
 
 
-def show_people(image, people: Sequence = (), preds: Sequence = (), ax=None, title=None,
-                boxes: bool = True, gt_color: str | None = GT_COLOR):
-    """An image (path or array) with ground-truth people (records or ``(17, 3)`` arrays) in
-    green and predictions (``(17, 2)`` or COCO result dicts) in red. ``gt_color=None`` draws
-    the ground truth in left (blue) / right (orange) colours instead."""
+def group_by_image(records: Sequence[dict], results: Sequence[dict] = ()) -> list[dict]:
+    """Per image: ``{"image_id", "image_path", "people": [records], "preds": [results]}``, in the
+    order the records list the images."""
+    images: dict[int, dict] = {}
+    for r in records:
+        entry = images.setdefault(int(r["image_id"]), {"image_id": int(r["image_id"]),
+                                                       "image_path": r["image_path"],
+                                                       "people": [], "preds": []})
+        entry["people"].append(r)
+    for p in results:
+        if int(p["image_id"]) in images:
+            images[int(p["image_id"])]["preds"].append(p)
+    return list(images.values())
+
+
+def show_image(entry: dict, ax=None, boxes: bool = True, gt_color: str | None = GT_COLOR):
+    """One :func:`group_by_image` entry: its ground-truth people in green (``gt_color=None``:
+    left blue, right orange) with their boxes, and its predictions in red."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4.5))
-    ax.imshow(read_image(image) if not isinstance(image, np.ndarray) else image)
-    for k, p in enumerate(people):
-        if isinstance(p, dict):
-            kp = np.asarray(p["keypoints"], float).reshape(-1, 2)
-            draw_person(ax, kp, p.get("visible"), color=gt_color, linewidth=1.6, markersize=10,
-                        label="ground truth" if k == 0 else None)
-            if boxes and "bbox" in p:
-                x, y, w, h = p["bbox"]
-                ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec=gt_color or "white",
-                                           lw=0.8, ls="--"))
-        else:
-            draw_person(ax, p, color=gt_color, linewidth=1.6, markersize=10,
-                        label="ground truth" if k == 0 else None)
-    for k, p in enumerate(preds):
-        kp = np.asarray(p["keypoints"], float).reshape(-1, 3)[:, :2] if isinstance(p, dict) \
-            else _np(p).reshape(-1, 2)
-        draw_person(ax, kp, color=PRED_COLOR, linewidth=1.2, markersize=8,
-                    label="prediction" if k == 0 else None)
-    if preds or (people and gt_color):
+    ax.imshow(read_image(entry["image_path"]))
+    for k, p in enumerate(entry["people"]):
+        draw_person(ax, np.reshape(p["keypoints"], (-1, 2)), p.get("visible"), color=gt_color,
+                    linewidth=1.6, markersize=10, label="ground truth" if k == 0 else None)
+        if boxes and "bbox" in p:
+            x, y, w, h = p["bbox"]
+            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec=gt_color or "white",
+                                       lw=0.8, ls="--"))
+    for k, p in enumerate(entry["preds"]):
+        draw_person(ax, np.reshape(p["keypoints"], (-1, 3))[:, :2], color=PRED_COLOR,
+                    linewidth=1.2, markersize=8, label="prediction" if k == 0 else None)
+    if entry["preds"] or (entry["people"] and gt_color):
         ax.legend(loc="lower right", fontsize=7)
-    if title:
-        ax.set_title(title, fontsize=9)
+    ax.set_title(f"image {entry['image_id']}: {len(entry['people'])} people", fontsize=9)
     ax.axis("off")
     return ax
 
 
-def _crop_rgb(image) -> np.ndarray:
-    img = _np(image)
-    if img.ndim == 3 and img.shape[0] == 3:
-        img = img.transpose(1, 2, 0)
-    return img.astype(np.uint8) if img.dtype != np.uint8 else img
+def show_prediction_grid(images: Sequence[dict], cols: int = 3, size: float = 4.0,
+                         gt_color: str | None = GT_COLOR, boxes: bool = False):
+    """A grid of :func:`group_by_image` entries drawn by :func:`show_image`."""
+    rows = max(1, int(np.ceil(len(images) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 0.8), squeeze=False)
+    for ax, entry in zip(axes.flat, images):
+        show_image(entry, ax=ax, boxes=boxes, gt_color=gt_color)
+    for ax in axes.flat[len(images):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
 
 
 def show_heatmaps(image, heatmaps, target_weight=None, keypoints=None, names=COCO17_NAMES,
                   cols: int = 6, size: float = 1.9, title: str | None = None):
-    """The crop (``(3, H, W)`` uint8 or ``(H, W, 3)``) with its keypoints, then one panel per joint:
-    the heatmap (``(J, h, w)``) over the crop, its peak value and target weight."""
-    img = _crop_rgb(image)
-    hm = _np(heatmaps)
-    J = hm.shape[0]
+    """The crop with its keypoints, then one panel per joint: the heatmap (``(J, h, w)``) over
+    the crop, its peak value and target weight."""
+    img, hm = _rgb(image), _np(heatmaps)
+    J, (H, W) = hm.shape[0], img.shape[:2]
     rows = int(np.ceil((J + 1) / cols))
-    H, W = img.shape[:2]
     fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * H / W))
     axes = axes.ravel()
     axes[0].imshow(img)
@@ -141,10 +134,10 @@ def show_heatmaps(image, heatmaps, target_weight=None, keypoints=None, names=COC
     return fig
 
 
-def show_crops(record: dict, center, size, input_size, rotations=(0.0, 30.0)):
-    """A person's image with its crop box, then the crop cut at each of ``rotations`` (degrees)
-    through :func:`handpose_utils.topdown.crop_matrix`, the keypoints moved by the same matrix."""
-    from .topdown import apply_affine, crop_matrix, warp_image
+def show_person_crops(record: dict, center, size, input_size, rotations=(0.0, 30.0)):
+    """A person's image with its crop box, then the crop cut at each of ``rotations`` (degrees),
+    the keypoints moved by the same matrix."""
+    from ..topdown import apply_affine, crop_matrix, warp_image
 
     image = read_image(record["image_path"])
     kp = np.asarray(record["keypoints"], float).reshape(-1, 2)
@@ -187,30 +180,30 @@ def show_colour_draws(crop, draws):
     fig, axes = plt.subplots(1, 1 + len(draws), figsize=(12, 2.6))
     titles = ["original"] + [f"draw {k + 1}" for k in range(len(draws))]
     for ax, img, title in zip(axes, [crop, *draws], titles):
-        ax.imshow(_crop_rgb(img))
+        ax.imshow(_rgb(img))
         ax.set_title(title, fontsize=8)
         ax.axis("off")
     fig.tight_layout()
     return fig
 
 
-def show_augmentations(dataset, index: int, n: int = 6, size: float = 2.0, seed: int = 0):
-    """``n`` augmented crops of person ``index`` of a training :class:`TopDownDataset`, with the
+def show_person_augmentations(dataset, index: int, n: int = 6, size: float = 2.0,
+                              seed: int = 0):
+    """``n`` augmented crops of person ``index`` of a training ``TopDownDataset``, with the
     keypoints decoded back from each crop's *target* heatmaps (so the picture also checks that
-    targets follow the image through flips and rotations)."""
-    gen_state = torch.get_rng_state()
+    targets follow the image through flips and rotations). Torch's RNG is left as it was."""
+    state = torch.get_rng_state()
     torch.manual_seed(seed)
     try:
         items = [dataset[index] for _ in range(n)]
     finally:
-        torch.set_rng_state(gen_state)
+        torch.set_rng_state(state)
     W, H = dataset.codec.input_size
     fig, axes = plt.subplots(1, n, figsize=(n * size, size * H / W + 0.4))
     for ax, (image, heatmaps, weight, meta) in zip(np.atleast_1d(axes), items):
-        ax.imshow(_crop_rgb(image))
+        ax.imshow(_rgb(image))
         xy, _ = dataset.codec.decode(heatmaps, "dark")
-        v = (weight.numpy() > 0) * 2
-        draw_person(ax, xy.numpy(), v, linewidth=1.2, markersize=8)
+        draw_person(ax, xy.numpy(), (weight.numpy() > 0) * 2, linewidth=1.2, markersize=8)
         ax.set_title(f"rot {float(meta['rotation']):+.0f}°, "
                      f"{'flipped' if bool(meta['flip']) else 'not flipped'}", fontsize=7)
         ax.axis("off")
@@ -219,8 +212,7 @@ def show_augmentations(dataset, index: int, n: int = 6, size: float = 2.0, seed:
 
 
 def plot_decoding_error(errors: dict, stride: float | None = None):
-    """Histograms of decoding errors per mode (from
-    :func:`handpose_utils.heatmaps.measure_decoding_error`), in input pixels."""
+    """Histograms of ``{mode: errors}`` in input pixels (``heatmaps.measure_decoding_error``)."""
     fig, ax = plt.subplots(figsize=(7, 3.2))
     hi = max(float(np.max(e)) for e in errors.values())
     bins = np.linspace(0, hi * 1.02 + 1e-6, 40)
@@ -240,14 +232,13 @@ def plot_decoding_error(errors: dict, stride: float | None = None):
 def plot_oks_tolerance(record: dict, ax=None, sigmas=COCO_OKS_SIGMAS, level: float = 0.5):
     """A ground-truth person with, around each labelled joint, the circle where that joint's
     similarity ``exp(-d^2 / (2 s^2 k^2))`` drops to ``level``: radius ``k s sqrt(2 ln(1/level))``
-    with ``s^2`` the person's area and ``k = 2 sigma``. Small on the face, large on the hips."""
+    with ``s^2`` the person's area and ``k = 2 sigma``."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5))
     ax.imshow(read_image(record["image_path"]))
     kp = np.asarray(record["keypoints"], float).reshape(-1, 2)
     v = np.asarray(record["visible"])
-    s = np.sqrt(record["area"])
-    radius = 2 * np.asarray(sigmas) * s * np.sqrt(2 * np.log(1 / level))
+    radius = 2 * np.asarray(sigmas) * np.sqrt(record["area"]) * np.sqrt(2 * np.log(1 / level))
     draw_person(ax, kp, v, color=GT_COLOR, linewidth=1.4, markersize=8)
     for j in np.flatnonzero(v > 0):
         ax.add_patch(plt.Circle(kp[j], radius[j], fill=False, ec="yellow", lw=1))
@@ -281,11 +272,10 @@ def plot_oks_histogram(oks, thresholds=(0.5, 0.75)):
 def plot_ap_bars(rows: dict[str, dict], keys=("AP", "AP50", "AP75", "AR")):
     """Grouped bars: one group per statistic, one bar per named evaluation."""
     fig, ax = plt.subplots(figsize=(7.5, 3.2))
-    names = list(rows)
-    width = 0.8 / max(len(names), 1)
+    width = 0.8 / max(len(rows), 1)
     x = np.arange(len(keys))
-    for i, name in enumerate(names):
-        vals = [rows[name].get(k, np.nan) for k in keys]
+    for i, (name, stats) in enumerate(rows.items()):
+        vals = [stats.get(k, np.nan) for k in keys]
         bars = ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=name)
         ax.bar_label(bars, labels=[f"{v:.2f}" if np.isfinite(v) and v >= 0.005 else ""
                                    for v in vals], fontsize=6)
@@ -294,49 +284,3 @@ def plot_ap_bars(rows: dict[str, dict], keys=("AP", "AP50", "AP75", "AR")):
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
     fig.tight_layout()
     return fig
-
-
-def group_by_image(records: Sequence[dict], results: Sequence[dict] = ()) -> list[dict]:
-    """Per image: ``{"image_id", "image_path", "people": [records], "preds": [results]}``, in the
-    order the records list the images."""
-    images: dict[int, dict] = {}
-    for r in records:
-        entry = images.setdefault(int(r["image_id"]), {"image_id": int(r["image_id"]),
-                                                       "image_path": r["image_path"],
-                                                       "people": [], "preds": []})
-        entry["people"].append(r)
-    for p in results:
-        if int(p["image_id"]) in images:
-            images[int(p["image_id"])]["preds"].append(p)
-    return list(images.values())
-
-
-def show_prediction_grid(images: Sequence[dict], cols: int = 3, size: float = 4.0,
-                         gt_color: str | None = GT_COLOR, boxes: bool = False):
-    """A grid of :func:`group_by_image` entries: GT green (or left/right colours with
-    ``gt_color=None``), predictions red."""
-    n = len(images)
-    rows = max(1, int(np.ceil(n / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 0.8), squeeze=False)
-    for ax, entry in zip(axes.flat, images):
-        show_people(entry["image_path"], entry["people"], entry["preds"], ax=ax, boxes=boxes,
-                    gt_color=gt_color,
-                    title=f"image {entry['image_id']}: {len(entry['people'])} people")
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
-
-
-def prediction_browser(images: Sequence[dict]):
-    """An ipywidgets slider over :func:`group_by_image` entries (ipywidgets 7 and 8)."""
-    from ipywidgets import IntSlider, interact
-
-    def _show(index=0):
-        e = images[index]
-        show_people(e["image_path"], e["people"], e["preds"],
-                    title=f"image {e['image_id']}: {len(e['people'])} people")
-        plt.show()
-
-    interact(_show, index=IntSlider(value=0, min=0, max=len(images) - 1, step=1,
-                                           continuous_update=False))
