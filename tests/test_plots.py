@@ -23,12 +23,12 @@ def test_sample_figures(synthetic_root):
     recs = load_freihand(synthetic_root)
     ax = plots.show_sample(recs[0], pred=np.array(recs[0]["keypoints"]) + 3)
     assert len(ax.lines) == 40 and ax.images  # GT and prediction skeletons on the image
-    figs = [plots.show_grid(recs[:5], cols=3), plots.show_versions(recs, 2),
+    figs = [plots.show_grid(recs[:5], cols=3), plots.dataprep.show_versions(recs, 2),
             plots.dataprep.show_projection(read_image(recs[1]["image_path"]), recs[1]["xyz"],
                                            recs[1]["K"]),
-            plots.plot_split_distributions({"a": recs[:12], "b": recs[12:]})]
+            plots.splits.plot_split_distributions({"a": recs[:12], "b": recs[12:]})]
     assert len(figs[1].axes) == 4
-    assert np.all(plots.hand_size(recs) > 30)
+    assert np.all(plots.splits.hand_size(recs) > 30)
     plt.close("all")
 
 

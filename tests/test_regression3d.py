@@ -4,6 +4,7 @@ checkpoints, per-epoch outputs and the split experiment."""
 from __future__ import annotations
 
 import urllib.error
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -57,7 +58,10 @@ def test_root_relative_targets_and_codec(records):
         norm.decode(tn)
     fixed = R.RootRelativeCodec(normalize=True, default_scale=0.02)
     assert np.allclose(fixed.decode(tn).numpy(), tn.numpy() * 0.02)
-    assert R.RootRelativeCodec.from_config(fixed.to_config()) == fixed
+    # a checkpoint's settings carry the whole codec (load_pose3d_model rebuilds it from them)
+    settings = R.run_config(fixed, SIZE, SimpleNamespace(arch=FAST, hidden=8, dropout=0.0))
+    assert R.RootRelativeCodec(**{k[len("codec_"):]: v for k, v in settings.items()
+                                  if k.startswith("codec_")}) == fixed
 
 
 def test_model_head_and_output_shape():
@@ -206,8 +210,10 @@ def test_epoch_visualizer_saves_results_without_grad(records, dataset, tmp_path)
     seen = []
     model.register_forward_hook(lambda m, i, o: seen.append((torch.is_grad_enabled(),
                                                              m.training)))
-    vis = R.EpochVisualizer(model, dataset, records, codec, R.pose3d_prepare_batch(codec),
-                            tmp_path / "results", indices=[2, 7])
+    from handpose_utils.plots.regression3d import EpochVisualizer
+
+    vis = EpochVisualizer(model, dataset, records, codec, R.pose3d_prepare_batch(codec),
+                          tmp_path / "results", indices=[2, 7])
     history = [{"epoch": 1, "train_loss": 0.01, "val_loss": 0.02, "val_mpjpe": 30.0,
                 "val_pa_mpjpe": 12.0, "val_pck3d_auc": 0.5, "val_within_50mm": 0.8}]
     vis(1, history)

@@ -5,17 +5,11 @@
     image --HandSegNet--> hand mask --crop--> hand crop --PoseNet--> 21 score maps
           --PosePrior(+ hand side)--> canonical 3D pose + viewpoint --> root-relative 3D pose
 
-* ``canonical``  the canonical hand frame and the viewpoint rotation (encode / decode)
-* ``nets``       HandSegNet, PoseNet, PosePrior
-* ``losses``     their losses: cross-entropy, the score-map loss over stages, the lifting loss
-* ``crops``      crop boxes (from keypoints or the segmentation), crops, score-map codec
-* ``data``       RHD records as tensors, iteration-based loaders, one prepare_batch per stage
-* ``train``      the config dataclass, per-stage training with the engine, checkpoints
-* ``pipeline``   the three networks chained, run over a dataset
-* ``evaluate``   the paper's protocol: 2D/3D EPE, PCK and AUC, segmentation IoU; engine meters
-
-``canonical``, ``nets`` and ``losses`` are generated from notebook 07's ``#@save`` cells
-(``python -m handpose_utils.export``); edit the notebook, not those files. The figures are in
+``canonical`` (the canonical frame and viewpoint), ``nets`` and ``losses`` are generated from
+notebook 07's ``#@save`` cells (``python -m handpose_utils.export``). ``crops`` (boxes, crops,
+score-map codec), ``data`` (RHD tensors, loaders, one ``prepare_batch`` per stage), ``train``
+(per-stage training and checkpoints), ``pipeline`` (the three networks chained) and ``evaluate``
+(the paper's protocol, engine meters) are written by hand; the figures are
 :mod:`handpose_utils.plots.hand3d`.
 """
 
@@ -38,11 +32,9 @@ from .train import (
 
 __all__ = [
     "canonical", "crops", "data", "evaluate", "losses", "nets", "pipeline", "train",
-    "axis_angle_to_matrix", "from_canonical", "to_canonical",
-    "PoseNetBatch", "PosePriorBatch", "RHDSamples", "SegmentationBatch", "make_loader",
-    "eval_2d", "eval_3d", "segmentation_iou",
-    "HandSegNet", "PoseNet", "PosePrior",
-    "Hand3DPipeline", "run_pipeline",
-    "STAGES", "Hand3DConfig", "build_stage", "default_config", "evaluate_stage", "load_stage", "run_dir",
+    "axis_angle_to_matrix", "from_canonical", "to_canonical", "PoseNetBatch", "PosePriorBatch",
+    "RHDSamples", "SegmentationBatch", "make_loader", "eval_2d", "eval_3d", "segmentation_iou",
+    "HandSegNet", "PoseNet", "PosePrior", "Hand3DPipeline", "run_pipeline", "STAGES",
+    "Hand3DConfig", "build_stage", "default_config", "evaluate_stage", "load_stage", "run_dir",
     "train_stage",
 ]

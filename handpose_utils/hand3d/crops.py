@@ -1,36 +1,25 @@
 """Hand crops and score maps: the geometry between the three networks.
 
-**Crop boxes.** A box is ``(cx, cy, s)`` per sample: centre in image pixels and scale (crop
-pixels per image pixel). With pixel centres at integers (the course's convention)::
+**Crop boxes** ``(cx, cy, s)`` per sample: centre in image pixels and scale (crop pixels per image
+pixel). With pixel centres at integers (the course's convention)::
 
     crop:  u' = (u - cx) * s + (C - 1) / 2        image: u = (u' - (C - 1) / 2) / s + cx
 
 :func:`to_crop` / :func:`from_crop` apply these to keypoints and :func:`crop_images` samples
-``C x C`` crops with them, so a keypoint and its pixel always move together.
+``C x C`` crops with them, so a keypoint and its pixel always move together. Boxes come from the
+**ground truth** when training PoseNet and PosePrior (:func:`boxes_from_keypoints`, centred on the
+middle MCP like the paper, optionally jittered like an imperfect detector), and from
+**HandSegNet's hand channel** at test time (:func:`boxes_from_segmentation`). The paper's code
+clamps the two kinds differently (for C = 256 crops of 320 px RHD images): the ground-truth side
+to 50-500 px, then the scale to [1, 10], together **50-256 px** (``data/BinaryDbReader.py``,
+:data:`GT_SIDE_RANGE`); the segmentation box (the mask's side x 1.25) by the scale in [0.25, 5],
+**51.2-1024 px** (``nets/ColorHandPose3DNetwork.py``, :data:`SEG_SIDE_RANGE`). The ranges are
+stored as fractions of the image side, so the geometry holds at other sizes. The scale is a float
+(the reference divided with ``//``, which makes it 0 for every box smaller than the crop).
 
-Boxes come from the **ground truth** when training PoseNet and PosePrior
-(:func:`boxes_from_keypoints`, centred on the middle MCP like the paper, with optional jitter
-that mimics an imperfect detector), and from **HandSegNet's hand channel** at test time
-(:func:`boxes_from_segmentation`). The box side is clamped as in the paper's code, which clamps
-the two kinds differently (numbers for its C = 256 crops of 320 px RHD images):
-
-* ground truth (``data/BinaryDbReader.py``): the side is clamped to 50-500 px, then the scale
-  ``256 / side`` to [1, 10], i.e. the side to 25.6-256 px; together **50-256 px**
-  (:data:`GT_SIDE_RANGE`);
-* segmentation (``nets/ColorHandPose3DNetwork.py``: the mask's box side times 1.25, then the
-  scale clamped to [0.25, 5]): **51.2-1024 px** (:data:`SEG_SIDE_RANGE`). A big hand keeps its
-  fingertips: the 1.25x box of a 240 px mask is 300 px, not cut to 256.
-
-The ranges are stored as fractions of the image side, so the same geometry holds for other image
-and crop sizes (e.g. the CPU default's 128 px crops of 320 px images). A ground-truth box still
-never zooms out (scale >= 1 at 256/320): a hand whose keypoints reach more than 128 px from the
-middle MCP loses its extremes there, in the paper too. The scale is a float (the reference
-divided with ``//``, which makes it 0 for every box smaller than the crop).
-
-**Score maps** (an MMPose-style codec, encode and decode side by side): PoseNet predicts one
-``S x S`` map per keypoint (S = C / 8); :func:`encode_scoremaps` renders Gaussian targets
-``exp(-d^2 / (2 sigma^2))`` at the cells' centres, :func:`decode_scoremaps` takes each map's
-arg-max cell and refines it to sub-cell precision.
+**Score maps** (an MMPose-style codec): PoseNet predicts one ``S x S`` map per keypoint
+(S = C / 8); :func:`encode_scoremaps` renders Gaussian targets at the cells' centres,
+:func:`decode_scoremaps` takes each map's arg-max cell and refines it to sub-cell precision.
 """
 
 from __future__ import annotations
@@ -38,36 +27,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = [
-    "CENTER_JOINT",
-    "REFERENCE_IMAGE_SIZE",
-    "GT_SIDE_RANGE",
-    "SEG_SIDE_RANGE",
-    "paper_normalize",
-    "to_crop",
-    "from_crop",
-    "clamp_scale",
-    "boxes_from_keypoints",
-    "single_object",
-    "boxes_from_mask",
-    "boxes_from_segmentation",
-    "crop_images",
-    "cell_centers",
-    "encode_scoremaps",
-    "decode_scoremaps",
-]
-
 CENTER_JOINT = 9  # middle MCP (RHD's kp 12): the paper's crop centre
 REFERENCE_IMAGE_SIZE = 320  # RHD's image side, in which the paper's pixel numbers are given
-# Box side as a fraction of the image side. Ground truth: side 50-500 px, then scale 256/side in
-# [1, 10] (side 25.6-256 px): 50-256 px. Segmentation: scale in [0.25, 5]: side 51.2-1024 px.
+# Box side as a fraction of the image side (see the module docstring).
 GT_SIDE_RANGE = (50 / REFERENCE_IMAGE_SIZE, 256 / REFERENCE_IMAGE_SIZE)
 SEG_SIDE_RANGE = (256 / 5 / REFERENCE_IMAGE_SIZE, 256 / 0.25 / REFERENCE_IMAGE_SIZE)
 
 
 def paper_normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(B, 3, H, W)`` -> float ``x / 255 - 0.5``, the paper's input range (the reference
-    fed raw 0-255 values). Float input is returned unchanged (already normalised)."""
+    """uint8 ``(B, 3, H, W)`` -> float ``x / 255 - 0.5`` (not ImageNet's normalisation; the
+    reference fed raw 0-255 values). Float input is returned unchanged (already normalised)."""
     if images.dtype == torch.uint8:
         return images.float().div_(255.0).sub_(0.5)
     return images
@@ -105,16 +74,12 @@ def boxes_from_keypoints(
     scale_noise: tuple[float, float] = (1.0, 1.0),
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Ground-truth crop boxes ``(B, 3)``, as the paper's data reader makes them.
-
-    Centre: the middle MCP. Side: twice the largest distance from the centre to a visible
-    keypoint (clipped to the image), times ``margin``, clamped to the paper's ground-truth range
-    (:data:`GT_SIDE_RANGE`: 50-256 px on 320 px images; :func:`clamp_scale`). Training
-    jitter, each a fraction of the image size (paper at 320 px: 20 px, 10 px, x1.0-1.2):
-    ``center_noise`` moves the centre **before** the side is measured (the hand stays inside),
-    ``offset_noise`` shifts the box after (keypoints may leave it), ``scale_noise`` zooms in by a
-    random factor in the range. Samples without a visible keypoint get a centred box.
-    """
+    """Ground-truth crop boxes ``(B, 3)``, as the paper's data reader makes them: centred on the
+    middle MCP, side twice the largest distance from it to a visible keypoint (clipped to the
+    image) times ``margin``, clamped to ``side_range``. Training jitter, as fractions of the image
+    size (paper at 320 px: 20 px, 10 px, x1.0-1.2): ``center_noise`` moves the centre **before**
+    the side is measured (the hand stays inside), ``offset_noise`` shifts the box after,
+    ``scale_noise`` zooms in. Samples without a visible keypoint get a centred box."""
     W, H = image_size
     ref = float(max(W, H))
     b = uv.shape[0]
@@ -194,10 +159,8 @@ def boxes_from_mask(mask: torch.Tensor, crop_size: int, side_range=SEG_SIDE_RANG
 def boxes_from_segmentation(logits: torch.Tensor, crop_size: int, side_range=SEG_SIDE_RANGE,
                             margin: float = 1.25, threshold: float = 0.5
                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """HandSegNet logits ``(B, 2, H, W)`` -> ``(boxes, hand_prob, hand_mask)``.
-
-    Uses the **hand** channel (softmax channel 1), thresholds it, keeps the most confident blob
-    (:func:`single_object`) and boxes it (:func:`boxes_from_mask`)."""
+    """HandSegNet logits ``(B, 2, H, W)`` -> ``(boxes, hand_prob, hand_mask)``: the **hand**
+    channel's probability, thresholded, its most confident blob (:func:`single_object`) boxed."""
     prob = logits.float().softmax(1)[:, 1]
     mask = single_object(prob > threshold, prob)
     return boxes_from_mask(mask, crop_size, side_range, margin), prob, mask
@@ -243,17 +206,14 @@ def encode_scoremaps(uv_crop: torch.Tensor, visible: torch.Tensor, crop_size: in
 
 def decode_scoremaps(maps: torch.Tensor, crop_size: int, refine: bool = True
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Score maps ``(B, J, S, S)`` -> ``(uv_crop (B, J, 2), confidence (B, J))``.
+    """Score maps ``(B, J, S, S)`` -> ``(uv_crop (B, J, 2), confidence (B, J))`` (the peak).
 
-    The arg-max cell gives the keypoint to within a cell (``crop_size / S`` pixels, 8 for
-    PoseNet). The paper upsampled the maps bilinearly before the arg-max, but a bilinear
-    interpolation peaks at a sample, so that cannot beat the cell grid either. ``refine`` fits a
+    The arg-max cell gives the keypoint to within a cell (8 crop pixels for PoseNet; the paper's
+    bilinear upsampling peaks at a sample, so it cannot beat the grid either). ``refine`` fits a
     parabola through the log of the peak and its two neighbours along each axis (as in DARK,
-    Zhang et al. 2020), kept within one cell of the arg-max. That is exact for a Gaussian that
-    spans a few cells (sigma about half a cell or more); for a sigma well below a cell the
-    neighbours fall under the floor put under the log (1e-6), the parabola no longer follows the
-    Gaussian and the refined position can miss by more than the arg-max cell's centre.
-    ``refine=False`` returns the arg-max cell's centre. Confidence is the peak value.
+    Zhang et al. 2020), kept within one cell: exact for a Gaussian with sigma about half a cell
+    or more; for a much smaller sigma the neighbours fall under the log's floor (1e-6) and the
+    refined position can miss by more than the cell's centre, which ``refine=False`` returns.
     """
     b, j, h, w = maps.shape
     m = maps.float()

@@ -1,17 +1,6 @@
-"""Feeding RHD records to the three stages: a per-sample dataset, iteration-based loaders and one
-``prepare_batch`` per stage for :func:`handpose_utils.engine.fit`.
-
-The dataset only decodes files (image, class-id mask) and returns tensors; everything that
-depends on the stage runs on the device, batched, in the stage's ``prepare_batch``:
-
-* :class:`SegmentationBatch` (HandSegNet): normalised images, optional resize, a random
-  ``crop x crop`` window taken jointly from image and mask (``random_crop``, the paper's 256),
-  colour jitter; target = hand mask (class id > 1, both hands).
-* :class:`PoseNetBatch`: a hand crop around the ground-truth keypoints with detector-like
-  jitter, Gaussian score-map targets and their visibility weights.
-* :class:`PosePriorBatch`: no image at all. Score maps rendered from the ground-truth 2D
-  keypoints (with the same crop jitter plus pixel noise on the keypoints), the hand side, and the
-  canonical-frame targets.
+"""Feeding RHD records to the three stages: a per-sample dataset that only decodes files,
+iteration-based loaders, and one ``prepare_batch`` per stage for :func:`handpose_utils.engine.fit`
+that does the rest on the device, batched (crops, jitter, score maps, canonical targets).
 """
 
 from __future__ import annotations
@@ -32,9 +21,6 @@ from .crops import (
     to_crop,
 )
 
-__all__ = ["HAND_SIDES", "RHDSamples", "make_loader", "channel_gain_jitter", "SegmentationBatch",
-           "PoseNetBatch", "PosePriorBatch", "hand_side_index"]
-
 HAND_SIDES = ("left", "right")  # index 0 = left, 1 = right, as PosePrior's one-hot
 
 
@@ -45,15 +31,11 @@ def hand_side_index(side: str) -> int:
 
 
 class RHDSamples(Dataset):
-    """RHD records (from :func:`handpose_utils.load_rhd`) as tensors.
-
-    Each item: ``image`` (3, H, W) uint8 (if ``load_images``), ``mask`` (H, W) uint8 class ids
-    (if ``load_masks``), ``keypoints`` (21, 2) float32 image pixels, ``visible`` (21,) bool,
-    ``xyz`` (21, 3) float32 metres, ``K`` (3, 3), ``hand_side`` (0 left, 1 right), ``scale``
-    (bone length, metres), ``size`` (W, H) and ``index``. Unreadable files, and images or masks
-    whose size differs from the record's ``width`` x ``height``, raise an error that names them;
-    nothing is replaced by a blank image.
-    """
+    """RHD records (from :func:`handpose_utils.load_rhd`) as tensors: ``image`` (3, H, W) uint8
+    (if ``load_images``), ``mask`` (H, W) class ids (if ``load_masks``), ``keypoints`` (21, 2)
+    pixels, ``visible`` (21,), ``xyz`` (21, 3) metres, ``K``, ``hand_side`` (0 left, 1 right),
+    ``scale`` (bone length, metres), ``size`` (W, H) and ``index``. Unreadable files, and files
+    of another size than the record says, raise an error that names them."""
 
     def __init__(self, records: list[dict], load_images: bool = True, load_masks: bool = True):
         if not records:
@@ -114,12 +96,9 @@ def _check_size(array: np.ndarray, rec: dict, key: str) -> None:
 
 def make_loader(dataset: Dataset, batch_size: int, iterations: int | None = None,
                 num_workers: int | None = None, device=None) -> DataLoader:
-    """A training loader of exactly ``iterations`` batches per pass (reshuffled each pass, whole
-    permutations of the data, so every sample is seen equally often), or, with
-    ``iterations=None``, an evaluation loader over the data in order.
-
-    The paper counts training in iterations, the engine in epochs: one engine "epoch" is one
-    pass over this loader, i.e. ``iterations`` steps (the reference config's ``n_history``)."""
+    """A training loader of exactly ``iterations`` batches per pass (the paper counts iterations,
+    the engine epochs: one engine "epoch" is ``n_history`` steps), reshuffled each pass; with
+    ``iterations=None`` an evaluation loader over the data in order."""
     device = torch.device(device) if device is not None else env.pick_device()
     workers = env.default_num_workers() if num_workers is None else num_workers
     common = dict(num_workers=workers, pin_memory=device.type == "cuda",
@@ -136,8 +115,9 @@ def _to(batch: dict, device) -> dict:
 
 
 def channel_gain_jitter(x: torch.Tensor, strength: float = 0.2) -> torch.Tensor:
-    """Per-image brightness, contrast and per-channel gain on normalised images (x/255 - 0.5).
-    Keeps the networks from keying on the synthetic hands' exact skin tones."""
+    """Per-image brightness, contrast and **per-channel gain** on :func:`paper_normalize`'d images
+    (``data.colour_jitter`` works on [0, 1] images and has no per-channel gain). Keeps the
+    networks from keying on the synthetic hands' exact skin tones."""
     b = x.shape[0]
     dev = x.device
     gain = 1 + strength * (2 * torch.rand(b, 3, 1, 1, device=dev) - 1) * 0.5
@@ -148,13 +128,10 @@ def channel_gain_jitter(x: torch.Tensor, strength: float = 0.2) -> torch.Tensor:
 
 
 class SegmentationBatch:
-    """``prepare_batch`` for HandSegNet: ``(images, hand_mask, extras)``.
-
-    ``input_size`` (H, W) resizes images (bilinear) and masks (nearest) when the data has
-    another size. In training, ``random_crop`` takes one ``crop x crop`` window per image,
-    jointly from image and mask (the paper trains on 256 x 256 windows of the 320 x 320 images);
-    evaluation sees whole images. Targets: 1 where the class id is a hand (> 1), else 0.
-    """
+    """``prepare_batch`` for HandSegNet: ``(images, hand_mask, extras)``, the target 1 where the
+    class id is a hand (> 1). ``input_size`` (H, W) resizes images and masks; in training,
+    ``random_crop`` takes one ``crop x crop`` window per image from both (the paper: 256 of 320)
+    and ``jitter`` changes the colours; evaluation sees whole images."""
 
     def __init__(self, input_size: tuple[int, int] | None = None, random_crop: bool = True,
                  crop: int = 256, jitter: float = 0.2):
@@ -193,13 +170,10 @@ def _crop_noise(train: bool, center: float, offset: float, scale: tuple[float, f
 
 
 class PoseNetBatch:
-    """``prepare_batch`` for PoseNet: ``(crops, {"scoremaps", "visible"}, extras)``.
-
-    The crop box comes from the ground-truth keypoints. In training it is jittered like the
-    paper's reader (centre 20 px, offset 10 px on 320 px images, zoom x1.0-1.2, here as fractions
-    of the image size), so PoseNet learns to cope with the imperfect boxes HandSegNet will give
-    it. ``extras`` carries ``boxes`` and the original ``keypoints`` / ``visible`` so metrics can be
-    measured in original-image pixels.
+    """``prepare_batch`` for PoseNet: ``(crops, {"scoremaps", "visible"}, extras)``. The box comes
+    from the ground-truth keypoints, jittered in training like the paper's reader (centre 20 px,
+    offset 10 px on 320 px images, zoom x1.0-1.2) so PoseNet copes with HandSegNet's imperfect
+    boxes; ``extras`` keeps ``boxes``, ``keypoints`` and ``visible`` for metrics in image pixels.
     """
 
     def __init__(self, crop_size: int = 256, sigma: float = 0.07, jitter: float = 0.2,
@@ -233,15 +207,10 @@ class PoseNetBatch:
 
 
 class PosePriorBatch:
-    """``prepare_batch`` for PosePrior: ``({"scoremaps", "hand_side"}, targets, extras)``.
-
-    Inputs are score maps rendered from the ground-truth 2D keypoints inside a jittered crop
-    box, with Gaussian pixel noise on the keypoints (paper: 2.5 px at 320 px), so the prior
-    learns from clean, cheap data yet tolerates PoseNet's imperfect maps. Invisible keypoints
-    get empty maps, exactly as PoseNet was taught to produce. Targets (see
-    :func:`~handpose_utils.hand3d.canonical.to_canonical`): ``canonical``, ``rotation``,
-    ``xyz`` (root-relative, normalised), ``scale`` (metres) and ``visible``.
-    """
+    """``prepare_batch`` for PosePrior: ``({"scoremaps", "hand_side"}, targets, extras)``, no
+    image: score maps rendered from the ground-truth keypoints in a jittered box, with pixel noise
+    (paper: 2.5 px at 320 px), empty for invisible keypoints as PoseNet learns them. Targets:
+    :func:`~handpose_utils.hand3d.canonical.to_canonical`'s, and ``visible``."""
 
     def __init__(self, crop_size: int = 256, sigma: float = 0.07, uv_noise: float = 2.5 / 320,
                  center_noise: float = 20 / 320, offset_noise: float = 10 / 320,

@@ -1,36 +1,22 @@
 """Evaluation as in the paper: 2D and 3D keypoint errors, PCK curves and AUC, segmentation IoU.
 
-The measures are hand3d's ``EvalUtil`` (``utils/general.py``), re-implemented:
-
-* errors are collected **per keypoint**; the reported mean and median EPE are the averages over
-  the 21 keypoints of each keypoint's mean and median error;
-* PCK at threshold t counts errors ``<= t``; a keypoint's AUC is the trapezoidal area under its
-  PCK curve divided by the threshold range; the reported curve and AUC are averaged over
-  keypoints;
-* 2D: pixels of the **original** image, visible keypoints, thresholds ``linspace(0, 30, 20)``;
-* 3D: root-relative millimetres, the prediction scaled by the **ground-truth** bone length;
-  thresholds ``linspace(0, 50, 20)`` mm. The paper's "AUC 20-50 mm" is the area over the last 12
-  of those thresholds, which start at 21.05 mm (``[8:]`` in hand3d's ``eval_full.py``).
+hand3d's ``EvalUtil`` (``utils/general.py``), re-implemented: errors are collected **per
+keypoint**; the reported mean / median EPE, PCK curve (errors ``<= t``) and AUC (trapezoidal,
+divided by the threshold range) are averages over keypoints. 2D: pixels of the **original**
+image, visible keypoints, thresholds 0-30 px; 3D: root-relative mm, the prediction scaled by the
+**ground-truth** bone length, thresholds 0-50 mm; the paper's "AUC 20-50 mm" starts at the 9th
+threshold, 21.05 mm (``[8:]`` in hand3d's ``eval_full.py``).
 
 **Zimmermann & Brox's 3D protocol** (``Z&B protocol``, the default of :func:`eval_3d`), as their
-scripts run it (``eval3d.py`` and ``eval_full.py`` read the data with ``use_wrist_coord=False``):
-
-* the root is the **palm point**, ``(wrist + middle MCP) / 2`` (HAND21 joints 0 and 9; RHD's
-  own 0 and 12), not the wrist;
-* PosePrior alone (``eval3d.py``, from ground-truth score maps) scores **all 21 joints**,
-  visible or not; the full pipeline (``eval_full.py``) scores the **visible** ones.
-
-Two details differ, because the course's networks are trained on wrist-rooted poses and hand3d's
-on palm-rooted ones: both skeletons are re-rooted at their own palm point here (hand3d takes
-its network's palm-relative output as it is), and HAND21 joint 0 stays the wrist (hand3d's
-reader replaces the wrist by the palm point itself, a joint whose error is then about zero).
-``root="wrist"`` gives the course's earlier protocol. Every result carries a ``protocol`` label,
-e.g. ``"Z&B protocol: palm root, all 21 joints"`` or ``"wrist root, visible joints"``: print it
-with the numbers.
+``eval3d.py`` and ``eval_full.py`` run it: the root is the **palm point**, ``(wrist + middle MCP)
+/ 2``; PosePrior alone (from ground-truth score maps) scores **all 21 joints**, the full pipeline
+the **visible** ones. Our networks are trained wrist-rooted, hand3d's palm-rooted, so both
+skeletons are re-rooted at their own palm point here, and joint 0 stays the wrist (hand3d's
+reader replaces it by the palm point, a joint whose error is then about zero). ``root="wrist"``
+gives the course's earlier protocol. Every result carries its ``protocol`` label: print it.
 
 The engine meters (:class:`SegmentationMeter`, :class:`PoseNetMeter`, :class:`PosePriorMeter`)
-report the same quantities after every validation pass; ``protocol()`` gives a meter's whole
-result (curve included) under the paper's protocol for that stage.
+report the same after every validation pass; ``protocol()`` gives a meter's whole result.
 """
 
 from __future__ import annotations
@@ -42,23 +28,6 @@ import torch
 
 from ..skeletons import MIDDLE_MCP, ROOT_JOINT
 from .crops import decode_scoremaps, from_crop
-
-__all__ = [
-    "THRESHOLDS_2D_PX",
-    "THRESHOLDS_3D_MM",
-    "AUC_3D_FROM",
-    "ROOTS",
-    "root_point",
-    "relative_to_root",
-    "protocol_label",
-    "keypoint_protocol",
-    "eval_2d",
-    "eval_3d",
-    "segmentation_iou",
-    "SegmentationMeter",
-    "PoseNetMeter",
-    "PosePriorMeter",
-]
 
 THRESHOLDS_2D_PX = np.linspace(0, 30, 20)
 THRESHOLDS_3D_MM = np.linspace(0, 50, 20)
@@ -101,13 +70,10 @@ def protocol_label(root: str = "palm", all_joints: bool = True) -> str:
 
 
 def keypoint_protocol(pred, gt, visible=None, thresholds=THRESHOLDS_2D_PX) -> dict:
-    """hand3d's ``EvalUtil.get_measures`` for ``(N, J, D)`` predictions.
-
-    Returns ``epe_mean`` and ``epe_median`` (averaged over keypoints), ``auc`` (averaged over
-    keypoints), ``pck`` (the averaged curve at ``thresholds``), ``thresholds``,
-    ``per_keypoint_mean`` (J,) and ``count`` (visible keypoints scored). Keypoints never visible
-    are left out of the averages, as hand3d does.
-    """
+    """hand3d's ``EvalUtil.get_measures`` for ``(N, J, D)`` predictions: ``epe_mean``,
+    ``epe_median``, ``auc`` and ``pck`` (the curve at ``thresholds``), each averaged over
+    keypoints (those never visible left out, as hand3d does), ``thresholds``,
+    ``per_keypoint_mean`` (J,) and ``count`` (visible keypoints scored)."""
     pred, gt = _np(pred), _np(gt)
     if pred.shape != gt.shape or pred.ndim != 3:
         raise ValueError(f"pred and gt must both be (N, J, D), got {pred.shape} and {gt.shape}")
@@ -144,14 +110,11 @@ def eval_2d(pred_uv, gt_uv, visible) -> dict:
 
 def eval_3d(pred_mm, gt_mm, visible=None, root: str = "palm") -> dict:
     """3D protocol in millimetres: EPE mean/median, ``auc`` over 0-50 mm and ``auc_20_50`` over
-    the paper's 20-50 mm (21.05-50, see the module docstring).
-
-    ``pred_mm`` and ``gt_mm`` are ``(N, 21, 3)`` HAND21 joints in any frame that differs from the
-    camera's by a translation (wrist-relative, camera frame...): both are re-rooted at their own
-    ``root`` point first, ``"palm"`` (Zimmermann & Brox, the default) or ``"wrist"``.
-    ``visible=None`` scores all 21 joints (the paper's PosePrior evaluation); a mask scores the
-    visible ones (its full-pipeline evaluation). The result also has ``root`` and ``protocol``,
-    the label to print with the numbers."""
+    the paper's 20-50 mm. ``pred_mm`` and ``gt_mm`` are ``(N, 21, 3)`` joints in any frame that
+    differs from the camera's by a translation: both are re-rooted at their own ``root`` point,
+    ``"palm"`` (Zimmermann & Brox) or ``"wrist"``. ``visible=None`` scores all 21 joints (the
+    paper's PosePrior evaluation), a mask the visible ones (its full pipeline). The result also
+    has ``root`` and ``protocol``, the label to print with the numbers."""
     if root not in ROOTS:
         raise ValueError(f"root must be one of {ROOTS}, got {root!r}")
     pred = relative_to_root(torch.as_tensor(_np(pred_mm)), root)
@@ -187,11 +150,11 @@ class SegmentationMeter:
 
     log_items = [("iou", "IoU", "{:.3f}")]
 
-    def reset(self):
-        self.inter = self.union = self.correct = self.total = 0
-
     def __init__(self):
         self.reset()
+
+    def reset(self):
+        self.inter = self.union = self.correct = self.total = 0
 
     @torch.no_grad()
     def update(self, outputs, targets, extras=None):
@@ -243,20 +206,18 @@ class PoseNetMeter:
 
 
 class PosePriorMeter:
-    """PosePrior validation on ground-truth score maps: 3D error in mm (prediction times the
-    ground-truth bone length), EPE mean/median and AUC 20-50 mm, under Zimmermann & Brox's
-    protocol for PosePrior (``eval3d.py``): palm root, **all 21 joints**, occluded ones
-    included (the 2D input shows an occluded joint as an empty map; its 3D position still
-    counts)."""
+    """PosePrior validation on ground-truth score maps: 3D EPE mean/median and AUC 20-50 mm (the
+    prediction times the ground-truth bone length), under Zimmermann & Brox's protocol for
+    PosePrior: palm root, **all 21 joints** (an occluded joint's 3D position still counts)."""
 
     log_items = [("epe_mm", "EPE(palm root, 21 joints)", "{:.1f}mm"),
                  ("auc_20_50", "AUC20-50", "{:.3f}")]
 
-    def reset(self):
-        self.pred, self.gt, self.vis = [], [], []
-
     def __init__(self):
         self.reset()
+
+    def reset(self):
+        self.pred, self.gt, self.vis = [], [], []
 
     @torch.no_grad()
     def update(self, outputs, targets, extras=None):

@@ -1,9 +1,6 @@
 """The whole method at test time: image -> hand mask -> crop -> score maps -> 3D pose.
-
-:class:`Hand3DPipeline` chains the three trained networks; :func:`run_pipeline` runs it over a
-dataset and collects everything the paper's evaluation needs. Passing ``crops="ground_truth"``
-replaces HandSegNet's boxes by boxes from the annotated keypoints, which isolates PoseNet and
-PosePrior from segmentation errors (the paper's Table 1 compares both settings).
+``crops="ground_truth"`` isolates PoseNet and PosePrior from segmentation errors (the paper's
+Table 1 compares both settings).
 """
 
 from __future__ import annotations
@@ -24,26 +21,18 @@ from .crops import (
 )
 from .data import make_loader
 
-__all__ = ["Hand3DPipeline", "run_pipeline"]
-
 
 class Hand3DPipeline(nn.Module):
     """HandSegNet -> crop -> PoseNet -> PosePrior.
 
-    ``forward(images, hand_side, boxes=None)``: ``images`` (B, 3, H, W), uint8 or already
-    normalised; ``hand_side`` (B,) 0 left / 1 right (the paper gives the network the hand side;
-    in RHD's evaluation it is the annotated one). Without ``boxes`` the crop comes from the
-    segmentation. Returns a dict: ``boxes`` (B, 3), ``crops``, ``scoremaps`` (B, 21, S, S, the
-    last stage), ``uv_crop`` and ``uv`` (B, 21, 2 pixels of the crop and of the image),
-    ``confidence`` (B, 21), ``xyz`` (B, 21, 3 root-relative, in bone lengths), PosePrior's
-    ``canonical`` / ``rotation`` when it predicts them, and with segmentation ``hand_prob`` and
-    ``hand_mask`` (B, H, W).
-
-    ``seg_size`` (H, W) runs HandSegNet at another resolution than the data (its logits are
-    resized back), e.g. a small one on a CPU. ``side_range`` and ``margin`` shape the boxes
-    from the segmentation: by default the paper's (the mask's box times 1.25, scale clamped to
-    [0.25, 5] at 256/320, :data:`~handpose_utils.hand3d.crops.SEG_SIDE_RANGE`); ground-truth
-    boxes use the reader's clamp (:data:`~handpose_utils.hand3d.crops.GT_SIDE_RANGE`).
+    ``forward(images, hand_side, boxes=None)``: ``images`` (B, 3, H, W), uint8 or normalised;
+    ``hand_side`` (B,) 0 left / 1 right (the annotated one, as in the paper). Without ``boxes``
+    the crop comes from the segmentation. Returns ``boxes``, ``crops``, ``scoremaps`` (the last
+    stage), ``uv_crop`` / ``uv`` (pixels of the crop / image), ``confidence``, ``xyz``
+    (root-relative, in bone lengths), PosePrior's ``canonical`` / ``rotation`` and, with
+    segmentation, ``hand_prob`` / ``hand_mask``. ``seg_size`` runs HandSegNet at another
+    resolution (e.g. a small one on a CPU); ``side_range`` and ``margin`` shape the boxes from
+    the segmentation (default: the paper's).
     """
 
     def __init__(self, segnet: nn.Module, posenet: nn.Module, prior: nn.Module,
@@ -92,19 +81,13 @@ class Hand3DPipeline(nn.Module):
 def run_pipeline(pipeline: Hand3DPipeline, dataset, batch_size: int = 16,
                  crops: str = "segmentation", device=None, progress: bool = True,
                  num_workers: int | None = None) -> dict:
-    """Run ``pipeline`` over an :class:`~handpose_utils.hand3d.data.RHDSamples` dataset.
-
-    ``crops``: ``"segmentation"`` (the full method) or ``"ground_truth"`` (boxes from the
-    annotated keypoints, no jitter). Returns numpy arrays: ``uv_pred`` / ``uv_gt`` (N, 21, 2)
-    original-image pixels, ``visible`` (N, 21), ``xyz_pred_mm`` / ``xyz_gt_mm`` (N, 21, 3)
-    millimetres in the networks' wrist-relative frame (the prediction as PosePrior gives it,
-    times the ground-truth bone length; the ground truth minus its wrist); pass them to
-    :func:`~handpose_utils.hand3d.evaluate.eval_3d`, which re-roots both at the palm point for
-    Zimmermann & Brox's protocol (with ``visible``, as their full-pipeline evaluation), ``boxes``,
-    ``hand_side``, ``confidence`` and ``index``; with segmentation also ``intersection`` and
-    ``union`` (N,) hand-pixel counts against the ground-truth mask (both hands, as HandSegNet
-    is trained).
-    """
+    """Run ``pipeline`` over an :class:`~handpose_utils.hand3d.data.RHDSamples` dataset, with
+    ``crops="segmentation"`` (the full method) or ``"ground_truth"`` (boxes from the annotated
+    keypoints). Numpy arrays: ``uv_pred`` / ``uv_gt`` (image pixels), ``visible``,
+    ``xyz_pred_mm`` / ``xyz_gt_mm`` (wrist-relative mm, the prediction times the ground-truth
+    bone length: pass them to :func:`~handpose_utils.hand3d.evaluate.eval_3d`), ``boxes``,
+    ``hand_side``, ``confidence``, ``index`` and, with segmentation, ``intersection`` / ``union``
+    hand-pixel counts against the ground-truth mask (both hands)."""
     if crops not in ("segmentation", "ground_truth"):
         raise ValueError(f"crops must be 'segmentation' or 'ground_truth', got {crops!r}")
     from tqdm.auto import tqdm

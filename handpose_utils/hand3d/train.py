@@ -1,14 +1,10 @@
-"""Training each stage on its own with the shared engine, and saving/loading per-stage checkpoints.
+"""Training each stage on its own with the shared engine, and per-stage checkpoints.
 
-One :class:`Hand3DConfig` describes one training run, like the reference's config dict (``ID``,
-``n_iter``, ``n_batch``, ``LR``, ``random_crop``, ``training``, ...). :func:`train_stage` turns
-it into the engine's parts (model, loaders, ``prepare_batch``, loss, meter) and calls
-:func:`handpose_utils.engine.fit`. The paper counts iterations, the engine epochs: one engine
-epoch here is ``n_history`` iterations, after which the run validates, logs a line, plots and
-writes ``last.pth`` / ``best.pth`` under ``<runs>/07_rhd/<ID>/``.
-
-``training=False`` does not train: it loads the stage's best checkpoint (the reference used the
-flag for dropout; here ``model.eval()`` does that).
+One :class:`Hand3DConfig` describes one run, like the reference's config dict. :func:`train_stage`
+turns it into the engine's parts and calls :func:`handpose_utils.engine.fit`; one engine epoch is
+``n_history`` iterations, after which the run validates, logs, plots and writes ``last.pth`` /
+``best.pth`` under ``<runs>/07_rhd/<ID>/``. ``training=False`` loads the stage's best checkpoint
+instead (the reference used the flag for dropout; here ``model.eval()`` does that).
 """
 
 from __future__ import annotations
@@ -35,21 +31,6 @@ from .evaluate import PoseNetMeter, PosePriorMeter, SegmentationMeter
 from .losses import posenet_loss, poseprior_loss, segmentation_loss
 from .nets import HandSegNet, PoseNet, PosePrior
 
-__all__ = [
-    "STAGES",
-    "Hand3DConfig",
-    "default_config",
-    "build_stage",
-    "segmentation_loss",
-    "posenet_loss",
-    "poseprior_loss",
-    "stage_parts",
-    "run_dir",
-    "train_stage",
-    "load_stage",
-    "evaluate_stage",
-]
-
 STAGES = ("handsegnet", "posenet", "poseprior")
 # Keys of the reference's config dict that have no effect here (the engine logs, validates and
 # saves once per n_history iterations; the output size follows from the stage).
@@ -63,19 +44,14 @@ ARCHITECTURE_KEYS = ("stage", "width", "batch_norm", "stages", "variant", "crop_
 class Hand3DConfig:
     """Everything about training one stage (the reference's config dict, as a dataclass).
 
-    ``ID`` names the run (checkpoints in ``<runs>/07_rhd/<ID>/``), ``stage`` picks the network.
-    ``n_iter`` iterations of ``n_batch`` samples at learning rate ``LR``; every ``n_history``
-    iterations the run validates, logs and checkpoints. ``input_h`` x ``input_w`` is HandSegNet's
-    input size (images are resized to it); with ``random_crop`` HandSegNet trains on random
-    windows of 80% of that side (the paper: 256 of 320). ``crop_size`` is PoseNet's input (256);
-    its score maps, and PosePrior's input, are ``crop_size / 8``. ``training=False`` loads the
-    stage's checkpoint instead of training.
-
-    Course additions: ``width`` (channel multiplier, 1.0 = paper), ``batch_norm``, ``stages``
-    (PoseNet: 1 + refinement stages), ``variant`` (PosePrior: ``"proposed"`` or ``"direct"``),
-    ``dropout`` (PosePrior), ``sigma`` (score-map Gaussian, as a fraction of the crop size:
-    0.07 x 256 = 18 px, close to the paper's), ``weight_decay``, ``scheduler`` (engine:
-    "cosine", "step" or None), ``seed``.
+    ``ID`` names the run, ``stage`` the network: ``n_iter`` iterations of ``n_batch`` samples at
+    ``LR``, validating every ``n_history``. HandSegNet's images are resized to ``input_h`` x
+    ``input_w`` (with ``random_crop``: random windows of 80% of the side, the paper's 256 of 320);
+    ``crop_size`` is PoseNet's input, its score maps (PosePrior's input) ``crop_size / 8``.
+    Course additions: ``width`` (channels, 1.0 = paper), ``batch_norm``, ``stages`` (PoseNet),
+    ``variant`` (PosePrior: ``"proposed"`` or ``"direct"``), ``dropout``, ``sigma`` (score-map
+    Gaussian as a fraction of the crop: 0.07 x 256 = 18 px), ``weight_decay``, ``scheduler``,
+    ``seed``.
     """
 
     ID: str = "handsegnet"
@@ -216,16 +192,11 @@ def train_stage(
     decode=None,
     loss_fn=None,
 ) -> tuple[nn.Module, History]:
-    """Train one stage with :func:`handpose_utils.engine.fit` and return ``(model, history)``
-    with the best checkpoint's weights loaded, in eval mode.
-
-    The run resumes from ``last.pth`` if one exists (an interrupted Colab session continues
-    where it stopped; a finished run is just loaded). With ``config.training=False`` nothing is
-    trained: the stage's ``best.pth`` is loaded. ``drive_dir`` (Colab, Drive mounted) keeps a
-    copy of the checkpoints in ``drive_dir/<ID>`` and resumes from it in a new runtime.
-    ``encode``, ``viewpoint``, ``decode`` and ``loss_fn`` replace the course's score-map encoder,
-    viewpoint R, way back from the canonical frame and loss (:func:`stage_parts`).
-    """
+    """Train one stage with :func:`handpose_utils.engine.fit`; ``(model, history)``, the best
+    checkpoint's weights loaded, in eval mode. Resumes from ``last.pth`` (a finished run is just
+    loaded); ``config.training=False`` loads ``best.pth``. ``drive_dir`` keeps a copy of the
+    checkpoints in ``drive_dir/<ID>`` (Colab). ``encode``, ``viewpoint``, ``decode`` and
+    ``loss_fn`` replace the course's functions (the learner's, :func:`stage_parts`)."""
     ckpt_dir = run_dir(config, runs)
     model = build_stage(config, decode=decode)
     if not config.training:
@@ -256,9 +227,8 @@ def train_stage(
 
 def load_stage(path: str | Path, device=None, expect: Hand3DConfig | None = None, decode=None
                ) -> tuple[nn.Module, Hand3DConfig, History]:
-    """Load a stage from a checkpoint file or a run folder (its ``best.pth``): rebuilds the
-    network from the config saved with it. Returns ``(model, config, history)``, the model in
-    eval mode on ``device``. ``expect`` checks that the architecture matches a config."""
+    """``(model in eval mode, config, history)`` from a checkpoint file or a run folder (its
+    ``best.pth``), the network rebuilt from the saved config; ``expect`` checks the architecture."""
     path = Path(path)
     if path.is_dir() or not path.suffix:
         path = path / "best.pth"
@@ -287,14 +257,11 @@ def load_stage(path: str | Path, device=None, expect: Hand3DConfig | None = None
 def evaluate_stage(model: nn.Module, config: Hand3DConfig, records: list[dict], device=None,
                    batch_size: int = 32, num_workers: int | None = None,
                    progress: bool = True, encode=None, viewpoint=None, loss_fn=None) -> dict:
-    """Evaluate one stage on its own, on ground-truth inputs: HandSegNet on whole images (hand
-    IoU), PoseNet on ground-truth crops (2D protocol, original-image pixels), PosePrior on score
-    maps rendered from the ground-truth 2D keypoints (3D, mm: Zimmermann & Brox's protocol for
-    PosePrior, palm root and all 21 joints). Returns the meter's
-    numbers (``iou`` / ``epe_px`` / ``epe_mm`` ...) and, for PoseNet and PosePrior, the full
-    protocol dict under ``"protocol"`` (with the PCK curve for plotting); for PosePrior also
-    ``"arrays"``, the per-image predictions and targets (``pred``, ``gt`` in wrist-relative mm,
-    ``visible``). ``encode``, ``viewpoint``, ``loss_fn``: as in :func:`stage_parts`."""
+    """One stage on its own, on ground-truth inputs: HandSegNet on whole images (IoU), PoseNet
+    on ground-truth crops (2D, image pixels), PosePrior on score maps from the ground-truth
+    keypoints (3D mm, palm root, all 21 joints). The meter's numbers, for PoseNet and PosePrior
+    the whole protocol (curve included) under ``"protocol"``, for PosePrior also ``"arrays"``
+    (``pred``, ``gt`` wrist-relative mm, ``visible``)."""
     parts = stage_parts(config, encode=encode, viewpoint=viewpoint, loss_fn=loss_fn)
     device = torch.device(device) if device is not None else env.pick_device()
     data = RHDSamples(records, load_images=parts["load_images"], load_masks=parts["load_masks"])

@@ -1,5 +1,5 @@
-"""Figures of notebook 01 (data preparation): a projection on its image, the same keypoints on a
-resized copy, and how often each joint is visible."""
+"""Notebook 01's figures (``hp.plots.dataprep``): a projection on its image, the background
+versions of one pose, the same keypoints on a resized copy, and how often each joint is visible."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 from ..images import read_image
 from ..skeletons import hand21_joint_colors
-from . import draw_hand, plot_skeleton_3d, show_sample
+from . import draw_hand, plot_skeleton_3d, show_grid, show_sample
 
 
 def show_projection(image, xyz, K, uv=None, uv_far=None):
@@ -41,6 +41,16 @@ def show_projection(image, xyz, K, uv=None, uv_far=None):
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def show_versions(records, pose_id: int, size: float = 2.6):
+    """All background versions of one pose side by side (same hand, same keypoints)."""
+    same = sorted((r for r in records if r.get("pose_id") == pose_id), key=lambda r: r["version"])
+    if not same:
+        raise ValueError(f"no record with pose_id {pose_id}")
+    names = ("gs", "hom", "sample", "auto")
+    titles = [f"pose {pose_id}, version {r['version']} ({names[r['version']]})" for r in same]
+    return show_grid(same, cols=len(same), size=size, titles=titles)
 
 
 def show_resized(image, keypoints, small, small_keypoints):

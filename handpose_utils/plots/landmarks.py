@@ -1,7 +1,6 @@
 """Notebook 04's figures (``hp.plots.landmarks``): landmarks with their depth, teacher against
 truth, student against its labels, per-joint errors, the training targets, augmentations and the
-loss. The lesson's code (codec, dataset, model, loss, metrics) stays in the notebook and its
-module ``handpose_utils.landmarks``; these only draw."""
+loss (the lesson's code is in the notebook and ``handpose_utils.landmarks``)."""
 
 from __future__ import annotations
 
@@ -14,8 +13,7 @@ import numpy as np
 
 from ..images import read_image
 from ..landmarks import landmarks_to_pixels
-from ..skeletons import HAND21_NAMES, hand21_joint_colors
-from . import GT_COLOR, PRED_COLOR, draw_hand
+from . import GT_COLOR, PRED_COLOR, draw_hand, plot_per_joint_error, sample_browser
 
 
 def _as_image(image) -> np.ndarray:
@@ -62,21 +60,6 @@ def show_landmarks(image, landmarks, ax=None, title: str | None = None, depth: b
     return axes
 
 
-def plot_per_joint_errors(errors, ax=None, title: str = "mean error per joint", unit: str = "px"):
-    """A bar per HAND21 joint: ``errors`` is (21,) or (N, 21) (then averaged over N)."""
-    e = np.asarray(errors, float)
-    if e.ndim == 2:
-        e = np.nanmean(e, axis=0)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(10, 3))
-    ax.bar(range(len(e)), e, color=hand21_joint_colors(), edgecolor="black", linewidth=0.4)
-    ax.set_xticks(range(len(e)))
-    ax.set_xticklabels(HAND21_NAMES[: len(e)], rotation=70, fontsize=7)
-    ax.set_ylabel(unit)
-    ax.set_title(title, fontsize=9)
-    return ax
-
-
 def show_prediction(image, gt, pred, ax=None, title: str | None = None, errors: bool = True,
                     labels: str = "labels"):
     """The labelled landmarks (green, named ``labels`` in the legend: "truth" or "teacher") and
@@ -97,25 +80,15 @@ def show_prediction(image, gt, pred, ax=None, title: str | None = None, errors: 
     axes[0].set_title(title or f"mean 2D error {err.mean():.1f} px", fontsize=9)
     axes[0].axis("off")
     if errors and len(axes) > 1:
-        plot_per_joint_errors(err, ax=axes[1], title="this image: error per joint")
+        plot_per_joint_error({"student": err}, ax=axes[1], title="this image: error per joint")
     return axes
 
 
 def landmark_browser(image_paths: Sequence[str], gt, pred, labels: str = "labels") -> None:
-    """An ipywidgets slider calling :func:`show_prediction` (``labels`` names ``gt`` in the
-    legend). Call ``show_prediction`` once yourself first: ``interact`` prints errors instead of
-    raising them."""
-    from ipywidgets import IntSlider, interact
-
+    """A slider calling :func:`show_prediction` for each image (``labels`` names ``gt``)."""
     gt, pred = np.asarray(gt), np.asarray(pred)
-
-    def _show(index=0):
-        show_prediction(image_paths[index], gt[index], pred[index], labels=labels,
-                        title=f"{Path(image_paths[index]).name}")
-        plt.show()
-
-    interact(_show, index=IntSlider(value=0, min=0, max=len(image_paths) - 1, step=1,
-                                    continuous_update=False))
+    sample_browser(range(len(image_paths)), lambda i: show_prediction(
+        image_paths[i], gt[i], pred[i], labels=labels, title=Path(image_paths[i]).name))
 
 
 def show_class_examples(records: Sequence[dict], cols: int = 5, size: float = 2.4,

@@ -1,10 +1,6 @@
-"""Figures of notebook 05 (3D regression): predictions in 2D and 3D, the depth-size ambiguity,
-Procrustes alignment, the rotation check, training curves, 3D PCK curves, the split experiment's
-charts and tables, a per-epoch figure callback and a 3D browser.
-
-Loaded lazily as ``hp.plots.regression3d``. Nothing here imports :mod:`handpose_utils.regression3d`
-(which re-exports :class:`EpochVisualizer`), so either can be imported first.
-"""
+"""Notebook 05's figures (``hp.plots.regression3d``): predictions in 2D and 3D, the depth-size
+ambiguity, Procrustes alignment, the rotation check, training curves, 3D PCK curves, the split
+experiment's charts and tables, a per-epoch figure callback and a 3D browser."""
 
 from __future__ import annotations
 
@@ -14,15 +10,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.colors import to_hex
 
+from ..camera import project
 from ..images import read_image
 from ..metrics import PCK3D_THRESHOLDS_MM, pck3d_curve, reproject_with_gt_root
+from ..skeletons import MIDDLE_MCP
 from . import GT_COLOR, PRED_COLOR, draw_hand, plot_skeleton_3d
-
-
-def _project(xyz, K) -> np.ndarray:
-    uvw = np.asarray(xyz, np.float64) @ np.asarray(K, np.float64).T
-    return uvw[..., :2] / uvw[..., 2:]
 
 
 def _set_3d_limits(ax, *points_mm) -> None:
@@ -38,21 +32,18 @@ def _set_3d_limits(ax, *points_mm) -> None:
     ax.tick_params(labelsize=6)
 
 
-def show_prediction_3d(image, gt_xyz, pred_rel, K, root: int = 9,
+def show_prediction_3d(image, gt_xyz, pred_rel, K, root: int = MIDDLE_MCP,
                        title: str | None = None, elev: float = 20.0, azim: float = -70.0,
                        fig=None):
-    """One test sample, ground truth green and prediction red: left, the image with the
-    prediction projected through ``K`` after placing its root at the true root (so the root
-    coincides by construction); right, both root-relative skeletons in 3D (mm), seen from
-    ``elev`` / ``azim`` degrees.
-
-    ``image``: a path or an array; ``gt_xyz``: ``(21, 3)`` absolute metres (camera frame);
-    ``pred_rel``: ``(21, 3)`` root-relative metres. Returns the figure."""
+    """One test sample, ground truth green and prediction red: the image (a path or an array)
+    with the prediction ``pred_rel`` (root-relative metres) projected through ``K`` at the true
+    root of ``gt_xyz`` (absolute metres), and both root-relative skeletons in 3D (mm), seen from
+    ``elev`` / ``azim`` degrees."""
     gt = np.asarray(gt_xyz, np.float64).reshape(-1, 3)
     pred = np.asarray(pred_rel, np.float64).reshape(-1, 3)
     Km = np.asarray(K, np.float64)
     img = read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
-    uv_gt = _project(gt, Km)
+    uv_gt = project(gt, Km)
     uv_pred = reproject_with_gt_root(pred[None], gt[None], Km, root)[0].numpy()
     gt_mm, pred_mm = (gt - gt[root]) * 1000, pred * 1000
     err = np.linalg.norm(pred_mm - gt_mm, axis=-1).mean()
@@ -94,14 +85,12 @@ def show_target_spread(xyz, rel):
 
 
 def show_depth_scale_ambiguity(record: dict, factors=(1.0, 1.5, 2.0)):
-    """The hand scaled by each of ``factors`` about the camera centre (``f * xyz``: ``f`` times
-    bigger and ``f`` times farther). Left: top view of the camera frame (x against depth z) with
-    the rays through the joints; right: the projections on the image. Returns the figure."""
+    """The hand scaled by each of ``factors`` about the camera centre (``f`` times bigger and
+    farther): a top view (x against depth z) with the rays through the joints, and the
+    projections on the image."""
     xyz = np.asarray(record["xyz"], np.float64)
     K = np.asarray(record["K"], np.float64)
     fig, (ax_top, ax_img) = plt.subplots(1, 2, figsize=(9.5, 4.0))
-    from matplotlib.colors import to_hex
-
     colors = [to_hex(c) for c in plt.cm.viridis(np.linspace(0.1, 0.8, len(factors)))]
     ax_img.imshow(read_image(record["image_path"]))
     for f, c in zip(factors, colors):
@@ -109,7 +98,7 @@ def show_depth_scale_ambiguity(record: dict, factors=(1.0, 1.5, 2.0)):
         bone = np.linalg.norm(p[9] - p[10]) * 1000
         ax_top.plot(p[:, 0], p[:, 2], "o", ms=3, color=c,
                     label=f"x{f:g}: depth {p[9, 2]:.2f} m, bone 9-10 {bone:.0f} mm")
-        draw_hand(ax_img, _project(p, K), color=c, markersize=10, linewidth=1.2)
+        draw_hand(ax_img, project(p, K), color=c, markersize=10, linewidth=1.2)
     far = max(factors) * xyz
     for j in (4, 8, 12, 16, 20, 0):
         ax_top.plot([0, far[j, 0]], [0, far[j, 2]], "-", color="0.75", lw=0.7, zorder=0)
@@ -123,8 +112,8 @@ def show_depth_scale_ambiguity(record: dict, factors=(1.0, 1.5, 2.0)):
 
 
 def show_alignment(gt_mm, pred_mm, aligned_mm):
-    """Ground truth (green) with a prediction before and after Procrustes alignment (red), 3D,
-    one ``(21, 3)`` skeleton each in mm; the titles give the mean joint error."""
+    """Ground truth (green) with a prediction before and after Procrustes alignment (red), in mm,
+    each titled with its mean joint error."""
     gt, shown = np.asarray(gt_mm, float).reshape(-1, 3), {}
     shown["before alignment"] = np.asarray(pred_mm, float).reshape(-1, 3)
     shown["after Procrustes"] = np.asarray(aligned_mm, float).reshape(-1, 3)
@@ -192,9 +181,8 @@ def show_augmented_batch(prepare_batch, dataset, indices=range(4), seed: int = 0
 
 
 def plot_training_metrics(history: Sequence[dict], path=None):
-    """Loss (train and validation, log scale), validation MPJPE and PA-MPJPE (mm), and
-    validation 3D PCK (AUC 0-50 mm, joints within 20 mm and within 50 mm). Saved to ``path``
-    when given."""
+    """Loss (log scale), validation MPJPE and PA-MPJPE (mm) and 3D PCK, saved to ``path`` if
+    given."""
     fig, (ax_l, ax_e, ax_p) = plt.subplots(1, 3, figsize=(13, 3.5))
     ep = [r["epoch"] for r in history]
 
@@ -225,11 +213,10 @@ def plot_training_metrics(history: Sequence[dict], path=None):
 
 
 class EpochVisualizer:
-    """A ``fit`` callback: after every epoch, predict a few fixed test samples (eval mode, under
-    ``torch.no_grad``, the mode restored afterwards) and save ``epoch_NNN_test_K.png`` (2D
-    overlay and 3D skeleton, green ground truth, red prediction) and ``training_metrics.png``
-    into ``out_dir`` (``<run>/results``). ``self.saved`` lists the files written. ``codec``
-    decodes the model's outputs to root-relative metres."""
+    """A ``fit`` callback: after every epoch, predict a few fixed test samples (eval mode, no
+    gradients, the mode restored) and save ``epoch_NNN_test_K.png`` (:func:`show_prediction_3d`)
+    and ``training_metrics.png`` into ``out_dir``; ``self.saved`` lists the files. ``codec``
+    decodes the outputs to root-relative metres."""
 
     def __init__(self, model, dataset, records: Sequence[dict], codec, prepare_batch, out_dir,
                  indices: Sequence[int] = (0,)):
@@ -342,11 +329,10 @@ def split_comparison_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def pose_browser(records: Sequence[dict], pred_rel, root: int = 9):
-    """An ipywidgets browser over test predictions: pick the sample and turn the 3D view
-    (elevation, azimuth). ``pred_rel`` is ``(N, 21, 3)`` root-relative metres aligned with
-    ``records``. Works with ipywidgets 7.7 (Colab) and 8. The first sample is drawn once
-    before the widgets (and closed), because ``interact`` prints errors instead of raising them."""
+def pose_browser(records: Sequence[dict], pred_rel, root: int = MIDDLE_MCP):
+    """An ipywidgets browser over test predictions ``pred_rel`` (root-relative metres): pick the
+    sample and turn the 3D view. The first sample is drawn once first (``interact`` prints
+    errors instead of raising them)."""
     from ipywidgets import IntSlider, interact
 
     pred_rel = np.asarray(pred_rel)
