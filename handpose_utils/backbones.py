@@ -15,9 +15,6 @@ from torch import nn
 
 from .downloads import imagenet_state_dict, socket_timeout
 
-__all__ = ["RESNETS", "MOBILENETS", "HRNETS", "BACKBONES", "make_backbone", "multiply_adds",
-           "images_per_second", "measure_cost", "cost_table"]
-
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 MOBILENETS = ("mobilenet_v2", "mobilenet_v3_large")  # torchvision, phone-sized
 HRNETS = ("hrnet_w32",)  # timm (optional package), high resolution throughout
@@ -27,15 +24,9 @@ BACKBONES = RESNETS + MOBILENETS + HRNETS
 def make_backbone(name: str = "resnet50", pretrained: bool = True,
                   log=print) -> tuple[nn.Module, int, int, bool]:
     """A feature extractor for the heatmap model: ``(module, out_channels, stride,
-    loaded_pretrained)``.
-
-    * ResNets (torchvision) without their pooling and classifier: stride 32, SimpleBaseline's.
-    * MobileNetV2 / MobileNetV3-Large (torchvision): their ``features``, stride 32. Depthwise
-      convolutions make them a fraction of a ResNet's size and multiply-adds.
-    * HRNet-W32 (timm): keeps a stride-4 branch from start to end and fuses the lower
-      resolutions into it again and again; its stride-4 output (32 channels) is what HRNet's
-      pose head reads.
-
+    loaded_pretrained)``. ResNets without their pooling and classifier and the MobileNets'
+    ``features`` (torchvision) are at stride 32; HRNet-W32 (timm) gives its stride-4 branch, into
+    which it fuses the lower resolutions again and again (what HRNet's pose head reads).
     ImageNet weights are downloaded once; if that fails, ``log`` says why and the backbone stays
     randomly initialised."""
     import torchvision
@@ -60,8 +51,7 @@ def make_backbone(name: str = "resnet50", pretrained: bool = True,
 
 
 class HighResolutionBranch(nn.Module):
-    """timm's HRNet as a backbone: only its stride-4 branch, in which the other branches have
-    been fused at every stage."""
+    """timm's HRNet as a backbone: only its stride-4 branch."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -111,8 +101,7 @@ def multiply_adds(net: nn.Module, input_size) -> float:
 
 
 def images_per_second(net: nn.Module, input_size, batch: int = 16, repeats: int = 3) -> float:
-    """Inference throughput on the model's device, fp32, channels-last, after one warm-up
-    batch."""
+    """Inference images/s on the model's device, fp32, channels-last, after one warm-up batch."""
     device = next(net.parameters()).device
     net = net.eval().to(memory_format=torch.channels_last)
     x = torch.randn(batch, 3, input_size[1], input_size[0], device=device)

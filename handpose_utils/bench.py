@@ -19,6 +19,7 @@ synthetic FreiHAND renderer's with ``--freihand``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import tempfile
 import time
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Subset
 
 from . import data as D
 from . import env
@@ -46,8 +47,7 @@ def make_jpeg_records(folder: Path, n: int, size: int = 224, seed: int = 0) -> l
     records = []
     for i in range(n):
         c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-        arr = (c0 * (1 - ramp) + c1 * ramp).repeat(size, 0).astype(np.uint8)
-        im = Image.fromarray(arr)
+        im = Image.fromarray((c0 * (1 - ramp) + c1 * ramp).repeat(size, 0).astype(np.uint8))
         draw = ImageDraw.Draw(im)
         for _ in range(6):
             x0, y0 = rng.integers(0, size - 20, 2)
@@ -74,53 +74,15 @@ def freihand_records(folder: Path, n: int) -> list[dict]:
     return load_freihand(root)[:n]
 
 
-class _Tiled(Dataset):
-    """A dataset repeated to ``length`` samples, so one DataLoader pass covers the whole run."""
-
-    def __init__(self, base, length: int):
-        self.base, self.length = base, length
-
-    def __len__(self):
-        return self.length
-
-    def __getitem__(self, i):
-        return self.base[i % len(self.base)]
-
-
-class _Take:
-    """The next ``n`` batches of a shared iterator: warm-up and timed steps then read one
-    continuous stream (no worker restart between them)."""
-
-    def __init__(self, iterator, n: int):
-        self.iterator, self.n = iterator, n
-
-    def __len__(self):
-        return self.n
-
-    def __iter__(self):
-        for _ in range(self.n):
-            yield next(self.iterator)
-
-
-class _Same:
-    """The same batch forever (compute-only mode)."""
-
-    def __init__(self, batch):
-        self.batch = batch
-
-    def __iter__(self):
-        while True:
-            yield self.batch
-
-
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def images_per_second(model, batches, prepare, *, device, amp, channels_last, batch, steps,
-                      warmup) -> float:
-    """Run ``warmup`` then ``steps`` training steps through the engine; return images/s."""
+def _train_speed(model, batches, prepare, *, device, amp, channels_last, batch, steps,
+                 warmup) -> float:
+    """Images/s of ``steps`` training steps through the engine, after ``warmup`` untimed ones,
+    all read from one stream of ``batches`` (no worker restart between them)."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     model = model.to(device)
@@ -132,10 +94,10 @@ def images_per_second(model, batches, prepare, *, device, amp, channels_last, ba
     stream = iter(batches)
     common = dict(loss_fn=nn.L1Loss(), optimizer=optimizer, device=device, prepare_batch=prepare,
                   scaler=scaler, amp=amp, channels_last=channels_last, progress=False)
-    train_one_epoch(model, _Take(stream, warmup), **common)
+    train_one_epoch(model, stream, max_steps=warmup, **common)
     _sync(device)
     t0 = time.perf_counter()
-    train_one_epoch(model, _Take(stream, steps), **common)
+    train_one_epoch(model, stream, max_steps=steps, **common)
     _sync(device)
     return steps * batch / (time.perf_counter() - t0)
 
@@ -148,7 +110,7 @@ def data_only(loader, prepare, device, batch, steps, warmup) -> float:
     _sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        images, _, _ = prepare(next(stream), device, True)
+        prepare(next(stream), device, True)
     _sync(device)
     return steps * batch / (time.perf_counter() - t0)
 
@@ -185,44 +147,41 @@ def run(models=("simple", "mobile", "resnet50"), size=224, batch=32, steps=None,
             f"({len(records) / t_cache:.0f} img/s, {cache.nbytes() / 2**20:.0f} MiB); "
             f"batch {batch}, {warmup} warm-up + {steps} timed steps per mode")
 
-        ref_ds = _Tiled(D.KeypointDataset(records, size, transform=D.per_sample_transforms(True)),
-                        total)
+        # Both datasets repeat their images to `total` samples: one loader pass covers a run.
+        per_sample = D.KeypointDataset(records, size, transform=D.per_sample_transforms(True))
+        ref_ds = Subset(per_sample, np.resize(np.arange(len(per_sample)), total))
         course_ds = D.CachedKeypointDataset(cache, indices=np.resize(np.arange(len(cache)), total))
         prepare_course = D.PrepareBatch(D.DeviceAugment())
+
+        def ref_loader():
+            return DataLoader(ref_ds, batch_size=batch, shuffle=True, num_workers=workers,
+                              pin_memory=gpu, persistent_workers=workers > 0, drop_last=True)
+
+        def course_loader():
+            return D.cached_loader(course_ds, batch, shuffle=True, drop_last=True,
+                                   pin_memory=gpu)
+
         # The data paths alone (no model): what each can feed at most.
-        loader = DataLoader(ref_ds, batch_size=batch, shuffle=True, num_workers=workers,
-                            pin_memory=gpu, persistent_workers=workers > 0, drop_last=True)
-        data_ref = data_only(loader, prepare_course, device, batch, steps, warmup)
-        del loader
-        loader = D.cached_loader(course_ds, batch, shuffle=True, drop_last=True, pin_memory=gpu)
-        data_course = data_only(loader, prepare_course, device, batch, steps, warmup)
+        data_ref = data_only(ref_loader(), prepare_course, device, batch, steps, warmup)
+        data_course = data_only(course_loader(), prepare_course, device, batch, steps, warmup)
         log(f"data only (no model): reference loader {data_ref:.0f} img/s | "
             f"course cache + device augmentation {data_course:.0f} img/s")
+        timing = dict(device=device, batch=batch, steps=steps, warmup=warmup)
         for name in models:
             torch.manual_seed(0)
             row = {"model": name}
-            # (a) reference loop
-            loader = DataLoader(ref_ds, batch_size=batch, shuffle=True, num_workers=workers,
-                                pin_memory=gpu, persistent_workers=workers > 0, drop_last=True)
-            row["reference"] = images_per_second(
-                build_model(name), loader, prepare_course, device=device,
-                amp=env.AmpSettings(None, False), channels_last=False, batch=batch, steps=steps,
-                warmup=warmup)
-            del loader
-            # (b) course pipeline
-            loader = D.cached_loader(course_ds, batch, shuffle=True, drop_last=True,
-                                     pin_memory=gpu)
-            row["course"] = images_per_second(
-                build_model(name), loader, prepare_course, device=device, amp=amp,
-                channels_last=channels_last, batch=batch, steps=steps, warmup=warmup)
-            # (c) compute only
+            row["reference"] = _train_speed(build_model(name), ref_loader(), prepare_course,
+                                            amp=env.AmpSettings(None, False),
+                                            channels_last=False, **timing)
+            row["course"] = _train_speed(build_model(name), course_loader(), prepare_course,
+                                         amp=amp, channels_last=channels_last, **timing)
             x = torch.randn(batch, 3, size, size, device=device)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             fixed = (x, torch.rand(batch, 42, device=device), {})
-            row["compute"] = images_per_second(
-                build_model(name), _Same(fixed), lambda b, dev, train: b, device=device, amp=amp,
-                channels_last=channels_last, batch=batch, steps=steps, warmup=warmup)
+            row["compute"] = _train_speed(build_model(name), itertools.repeat(fixed),
+                                          lambda b, dev, train: b, amp=amp,
+                                          channels_last=channels_last, **timing)
             rows.append(row)
             log(_format_row(row, size, batch, header=len(rows) == 1))
     return rows

@@ -128,15 +128,12 @@ def evaluate_coco_keypoints(ann_file, results, image_ids=None, sigmas=None,
 def keypoints_to_coco_results(keypoints, scores, image_ids, score_threshold: float = 0.2,
                               box_scores=None, category_id: int = 1) -> list[dict]:
     """COCO result dicts for ``N`` people: ``keypoints`` ``(N, J, 2)`` in image pixels, per-joint
-    ``scores`` ``(N, J)`` (heatmap maxima) and ``image_ids`` ``(N,)``.
-
-    The person's score, which ranks predictions for AP, is SimpleBaseline's: the mean of the joint
-    scores above ``score_threshold`` (all of them if none is), times ``box_scores`` (1 for
-    ground-truth boxes). The third value of each keypoint is its joint score (ignored by OKS).
-    """
-    kp = np.asarray(keypoints.cpu() if isinstance(keypoints, torch.Tensor) else keypoints, float)
-    sc = np.asarray(scores.cpu() if isinstance(scores, torch.Tensor) else scores, float)
-    ids = np.asarray(image_ids.cpu() if isinstance(image_ids, torch.Tensor) else image_ids)
+    ``scores`` ``(N, J)`` (heatmap maxima, kept as each keypoint's third value) and
+    ``image_ids``. The person's score, which ranks predictions for AP, is SimpleBaseline's: the
+    mean of the joint scores above ``score_threshold`` (all of them if none is), times
+    ``box_scores`` (1 for ground-truth boxes)."""
+    kp, sc = (np.asarray(torch.as_tensor(a).cpu(), float) for a in (keypoints, scores))
+    ids = torch.as_tensor(image_ids).cpu().numpy()
     box = np.ones(len(kp)) if box_scores is None else np.asarray(box_scores, float)
     out = []
     for p, s, i, b in zip(kp, sc, ids, box):
@@ -213,12 +210,10 @@ def object_keypoint_similarity(pred, gt, area: float, sigmas=COCO_OKS_SIGMAS,
 
 
 def per_person_oks(records, results, sigmas=COCO_OKS_SIGMAS, oks=None) -> np.ndarray:
-    """OKS of each prediction against its own ground-truth person (top-down with ground-truth
-    boxes: ``results[i]`` was predicted in the box of ``records[i]``). A person without labelled
-    joints is scored against its ``bbox`` as pycocotools does (the records' box is clipped to the
-    image, so it can differ slightly from pycocotools' raw annotation box there). ``oks``: a
-    function ``(pred, gt, area, sigmas)`` to use instead of :func:`object_keypoint_similarity`
-    for people with labelled joints (a notebook's own)."""
+    """OKS of each prediction ``results[i]`` against the person ``records[i]`` whose box it was
+    predicted in; a person without labelled joints against its ``bbox`` (the records' box,
+    clipped to the image). ``oks``: a function ``(pred, gt, area, sigmas)`` to use instead of
+    :func:`object_keypoint_similarity` for people with labelled joints (a notebook's own)."""
     if len(records) != len(results):
         raise ValueError(f"{len(records)} records but {len(results)} results: pass the results "
                          "of the same loader, in order")
@@ -260,14 +255,9 @@ def format_ap_table(rows: dict[str, dict], keys=("AP", "AP50", "AP75", "APm", "A
 
 class CocoKeypointMeter:
     """The engine's metric for top-down heatmaps: COCO AP/AR on the validation set every epoch.
-
-    ``update`` decodes the heatmaps with ``codec``, maps the keypoints from the crop back into
-    the image with the batch's ``center`` and ``size`` (:func:`handpose_utils.topdown.back_project`)
-    and collects COCO results; ``compute`` evaluates them against ``ann_file`` on the images
-    seen (``image_ids`` fixes that set instead). ``compute`` returns the :data:`STAT_NAMES`
-    stats named in ``keys`` (default AP, AP50, AP75 and AR: the engine plots every one of them
-    each epoch); :attr:`results` keeps the last epoch's result dicts.
-    """
+    ``update`` collects the batch's COCO results (:func:`heatmaps_to_coco_results`); ``compute``
+    evaluates them against ``ann_file`` on the images seen (or ``image_ids``) and returns the
+    ``keys`` among :data:`STAT_NAMES`; :attr:`results` keeps the last epoch's result dicts."""
 
     log_items = [("AP", "AP", "{:.3f}"), ("AP50", "AP50", "{:.3f}"), ("AR", "AR", "{:.3f}")]
 
@@ -276,12 +266,8 @@ class CocoKeypointMeter:
         unknown = set(keys) - set(STAT_NAMES)
         if unknown:
             raise ValueError(f"unknown statistics {sorted(unknown)}; choose from {STAT_NAMES}")
-        self.gt = load_coco_gt(ann_file)
-        self.ann_file = ann_file
-        self.codec = codec
-        self.image_ids = image_ids
-        self.score_threshold = score_threshold
-        self.keys = tuple(keys)
+        self.gt, self.ann_file, self.codec = load_coco_gt(ann_file), ann_file, codec
+        self.image_ids, self.score_threshold, self.keys = image_ids, score_threshold, tuple(keys)
         self.reset()
 
     def reset(self) -> None:

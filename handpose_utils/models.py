@@ -277,8 +277,9 @@ def _resnet(name: str, num_outputs: int, pretrained: bool) -> nn.Module:
     return model
 
 
-MODEL_NAMES = ("simple", "mobile", "mobile_se", "simple_softargmax", "unet_softargmax",
-               "resnet18", "resnet50")
+REGRESSORS = {"simple": SimpleCNN, "mobile": MobileLiteRegressor, "mobile_se": MobileLiteSE,
+              "simple_softargmax": SoftArgmaxRegressor, "unet_softargmax": UNetSoftArgmax}
+MODEL_NAMES = (*REGRESSORS, "resnet18", "resnet50")
 
 
 def build_model(name: str, num_outputs: int = NUM_OUTPUTS_2D, pretrained: bool = False,
@@ -289,22 +290,13 @@ def build_model(name: str, num_outputs: int = NUM_OUTPUTS_2D, pretrained: bool =
     function of the soft-argmax heads (the other models have none and ignore it). ``kwargs`` go
     to the constructor (``dropout=0.1``, ``se_gate="sigmoid"``, ``width=24``)."""
     key = name.lower().replace("-", "_")
-    if soft_argmax is not None and key in ("simple_softargmax", "softargmax", "unet_softargmax",
-                                           "unet"):
-        kwargs["soft_argmax"] = soft_argmax
-    if key == "simple":
-        return SimpleCNN(num_outputs, **kwargs)
-    if key in ("mobile", "mobilelite"):
-        return MobileLiteRegressor(num_outputs, **kwargs)
-    if key in ("mobile_se", "mobilelite_se"):
-        return MobileLiteSE(num_outputs, **kwargs)
-    if key in ("simple_softargmax", "softargmax"):
-        return SoftArgmaxRegressor(num_outputs, **kwargs)
-    if key in ("unet_softargmax", "unet"):
-        return UNetSoftArgmax(num_outputs, **kwargs)
     if key in ("resnet18", "resnet34", "resnet50"):
         return _resnet(key, num_outputs, pretrained)
-    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if key not in REGRESSORS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if soft_argmax is not None and key.endswith("softargmax"):
+        kwargs["soft_argmax"] = soft_argmax
+    return REGRESSORS[key](num_outputs, **kwargs)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

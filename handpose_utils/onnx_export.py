@@ -1,11 +1,8 @@
 """Exporting a trained model to ONNX, and checking that ONNX Runtime computes the same thing.
 
-ONNX is the common file format for running a network outside PyTorch (ONNX Runtime on a server,
-a phone or a browser). The export needs the optional ``onnx`` package (and ``onnxscript`` for
-PyTorch's current exporter); the check needs ``onnxruntime``. Neither is a course requirement:
-without them both functions print what to install and return None, so a notebook runs either way::
-
-    pip install onnx onnxscript onnxruntime
+The export needs the optional ``onnx`` package (and ``onnxscript`` for PyTorch's current
+exporter), the check ``onnxruntime``. Without them both functions say what to install and return
+None, so a notebook runs either way.
 """
 
 from __future__ import annotations
@@ -20,9 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["onnx_status", "export_onnx", "check_onnx"]
-
-INSTALL_HINT = "pip install onnx onnxscript onnxruntime"
+_INSTALL_HINT = "pip install onnx onnxscript onnxruntime"
 
 
 def onnx_status() -> dict:
@@ -33,18 +28,15 @@ def onnx_status() -> dict:
 
 def export_onnx(model: nn.Module, path, input_size=(256, 192), dynamic_batch: bool = True,
                 dynamo: bool | None = None, log=print) -> Path | None:
-    """Export ``model`` (on the CPU, in eval mode) for ``(B, 3, H, W)`` inputs, ``input_size`` =
-    ``(H, W)``, with a variable batch size when ``dynamic_batch``. Input and output are named
-    ``image`` and ``heatmaps``. Returns the path, or None (with a message) if ``onnx`` is not
-    installed.
-
-    ``dynamo`` picks PyTorch's exporter: the current ``torch.export``-based one (needs
-    ``onnxscript``; the default when it is installed) or the older TorchScript one.
-    """
+    """Export ``model`` (on the CPU, in eval mode) for ``(B, 3, H, W)`` inputs named ``image``,
+    ``input_size = (H, W)``, a variable batch when ``dynamic_batch``, to outputs named
+    ``heatmaps``; the path, or None (with a message) without ``onnx``. ``dynamo``: PyTorch's
+    ``torch.export`` exporter (needs ``onnxscript``; the default when it is there) or the older
+    TorchScript one."""
     status = onnx_status()
     if not status["onnx"]:
         if log:
-            log(f"ONNX export skipped: the 'onnx' package is not installed ({INSTALL_HINT}).")
+            log(f"ONNX export skipped: the 'onnx' package is not installed ({_INSTALL_HINT}).")
         return None
     if dynamo is None:
         dynamo = status["onnxscript"]
@@ -83,18 +75,17 @@ def export_onnx(model: nn.Module, path, input_size=(256, 192), dynamic_batch: bo
 @torch.no_grad()
 def check_onnx(path, model: nn.Module, inputs: torch.Tensor | None = None, input_size=(256, 192),
                atol: float = 1e-3, log=print) -> dict | None:
-    """Run the ONNX file with ONNX Runtime (CPU) and ``model`` in PyTorch on the same ``inputs``
-    (default: 2 random images of ``input_size``) and compare. Returns ``{"max_abs_diff",
-    "max_abs_output", "match"}``, or None (with a message) when onnxruntime or the file is
-    missing. Float32 on different kernels agrees to about 1e-5 relative; ``atol`` is the
-    accepted absolute difference."""
+    """``{"max_abs_diff", "max_abs_output", "match"}`` of the ONNX file in ONNX Runtime (CPU)
+    against ``model`` in PyTorch on the same ``inputs`` (default: 2 random images of
+    ``input_size``), ``atol`` the accepted difference (float32 on different kernels agrees to
+    about 1e-5 relative); None (with a message) without onnxruntime or the file."""
     if path is None:
         if log:
             log("ONNX check skipped: there is no exported file.")
         return None
     if not onnx_status()["onnxruntime"]:
         if log:
-            log(f"ONNX Runtime check skipped: 'onnxruntime' is not installed ({INSTALL_HINT}).")
+            log(f"ONNX Runtime check skipped: 'onnxruntime' is not installed ({_INSTALL_HINT}).")
         return None
     import onnxruntime as ort
 

@@ -15,8 +15,6 @@ from .data import IMAGENET_MEAN, IMAGENET_STD, colour_jitter
 UPPER_BODY = tuple(range(11))  # COCO17: head and arms
 LOWER_BODY = tuple(range(11, 17))  # hips and legs
 
-__all__ = ["TopDownAugment", "half_body_box", "normalize_images", "PrepareTopDown", "prepare_topdown_batch", "check_image_size"]
-
 
 def half_body_box(keypoints, visibility, rng: torch.Generator | None = None,
                   min_joints: int = 3) -> list[float] | None:
@@ -70,10 +68,9 @@ def normalize_images(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 @dataclass
 class PrepareTopDown:
     """The engine's ``prepare_batch`` for top-down batches: images moved to ``device`` as uint8
-    (4x cheaper than float), in training changed in colour (:func:`colour_jitter`: brightness,
-    contrast and saturation factors in ``[1 - a, 1 + a]``, grey with probability
-    ``grayscale_p``), then ImageNet-normalised; targets ``{"heatmaps", "target_weight"}``; ``meta``
-    as the extras. The defaults change no colour: SimpleBaseline's recipe."""
+    (4x cheaper than float), in training changed in colour (:func:`colour_jitter`'s factors in
+    ``[1 - a, 1 + a]``, grey with probability ``grayscale_p``), then ImageNet-normalised; targets
+    ``{"heatmaps", "target_weight"}``; ``meta`` as the extras. The defaults change no colour."""
 
     brightness: float = 0.0
     contrast: float = 0.0

@@ -16,18 +16,14 @@ sizes on a GPU, the CPU sizes without one, the tiny ones with ``HANDPOSE_SMOKE=1
     torchrun --nnodes 2 --nproc_per_node 4 --rdzv_id pose1 --rdzv_backend c10d \\
         --rdzv_endpoint HOST:29500 -m handpose_utils.train coco  # the same on both machines
 
-What changes with N processes: each trains on its own 1/N of the images (a
-``DistributedSampler``, reshuffled each epoch), ``DistributedDataParallel`` averages the
-gradients, and rank 0 alone evaluates, prints and writes the checkpoints. ``--batch-size`` is the
-**global** batch, split over the processes, so the optimisation (and ``--lr``) is that of one
-process; with ``--per-process-batch`` it is each process's batch instead, the global batch grows
-with N, and the learning rate follows the linear scaling rule, ``lr x N`` (printed). A checkpoint
-holds the plain model, so ``--resume`` continues a run with any number of processes, as long as
-the global batch and learning rate stay the same.
-
-Every option is a field of :class:`HandsSettings` or :class:`CocoSettings`; ``--help`` lists
-them with the default here and the GPU / CPU / smoke values. Rank 0 ends with one line
-``RESULT {json}``: the run, its final training loss and the validation metrics of ``best.pth``.
+With N processes each trains on its own 1/N of the images, ``DistributedDataParallel`` averages
+the gradients, and rank 0 alone evaluates, prints and writes the checkpoints. ``--batch-size`` is
+the **global** batch, split over the processes (``--per-process-batch``: each process's, with the
+learning rate scaled by N). A checkpoint holds the plain model, so ``--resume`` continues a run
+with any number of processes. Every option is a field of :class:`HandsSettings` or
+:class:`CocoSettings` (``--help`` lists the defaults here and on a GPU, a CPU and in smoke mode).
+Rank 0 ends with one line ``RESULT {json}``: the run, its final training loss and the validation
+metrics of ``best.pth``.
 """
 
 from __future__ import annotations
@@ -45,6 +41,8 @@ import numpy as np
 import torch
 
 from . import env
+from .backbones import BACKBONES
+from .heatmaps import DECODE_MODES
 
 __all__ = ["HandsSettings", "CocoSettings", "TASKS", "build_parser", "parser", "main",
            "batch_plan"]
@@ -59,46 +57,39 @@ def _opt(help: str, **kwargs):
 class _Common:
     """Options both recipes share. ``None`` where the default depends on the machine."""
 
-    data: str | None = _opt("data folder (datasets are made or downloaded there); default: "
-                            "HANDPOSE_DATA, else the course's data/ folder", default=None)
-    run_dir: str | None = _opt("checkpoint folder (last.pth, best.pth); default: a folder "
-                               "named after the run under the runs/ folder", default=None)
-    device: str | None = _opt("cpu, cuda or mps; default: HANDPOSE_DEVICE, else CUDA when "
-                              "there is a GPU. Under torchrun each process takes GPU LOCAL_RANK",
-                              default=None)
-    epochs: int = _opt("epochs to train (with --resume: in total, finished ones included)",
-                       default=1)
-    batch_size: int = _opt("the GLOBAL batch, split over the processes (it must divide "
-                           "evenly); with --per-process-batch: each process's batch", default=8)
-    lr: float = _opt("learning rate; with --per-process-batch it is multiplied by the number "
-                     "of processes (linear scaling rule)", default=1e-3)
-    per_process_batch: bool = _opt(
-        "treat --batch-size as the batch of each process: the global batch and the learning "
-        "rate grow with the number of processes", default=False)
-    sync_bn: bool = _opt("SyncBatchNorm: batch statistics over every process's samples (CUDA "
-                         "and several processes only; helps small per-process batches)",
-                         default=False)
-    resume: bool = _opt("continue from RUN_DIR/last.pth if it is there (any number of "
-                        "processes); --no-resume starts over (the old files move aside)",
-                        default=True)
+    data: str | None = _opt("data folder; default: HANDPOSE_DATA, else the course's data/",
+                            default=None)
+    run_dir: str | None = _opt("checkpoint folder; default: one named after the run in runs/",
+                               default=None)
+    device: str | None = _opt("cpu, cuda or mps; default: HANDPOSE_DEVICE, else CUDA if there "
+                              "is a GPU (under torchrun: GPU LOCAL_RANK)", default=None)
+    epochs: int = _opt("epochs (with --resume: in total, finished ones included)", default=1)
+    batch_size: int = _opt("the GLOBAL batch, split evenly over the processes (with "
+                           "--per-process-batch: each process's)", default=8)
+    lr: float = _opt("learning rate (with --per-process-batch: times the processes)",
+                     default=1e-3)
+    per_process_batch: bool = _opt("--batch-size per process: the global batch and the "
+                                   "learning rate grow with the processes", default=False)
+    sync_bn: bool = _opt("SyncBatchNorm over every process's samples (CUDA, several "
+                         "processes; helps small per-process batches)", default=False)
+    resume: bool = _opt("continue from RUN_DIR/last.pth (any number of processes); "
+                        "--no-resume starts over (the old files move aside)", default=True)
     max_steps: int | None = _opt("batches per epoch (default: all)", default=None)
-    seed: int = _opt("seed of the data, the initialisation and the per-epoch augmentation",
-                     default=0)
+    seed: int = _opt("seed of the data, the weights and the augmentation", default=0)
     dataset: str = _opt("synthetic (generated here) or the real data set", default="synthetic")
-    download: bool = _opt("download the real data set first (with --dataset other than "
-                          "synthetic)", default=False)
+    download: bool = _opt("download the real data set first", default=False)
 
 
 @dataclass
 class HandsSettings(_Common):
-    """Notebook 03's recipe (``models.hands_recipe``)."""
+    """Notebook 03's recipe (models.hands_recipe): its soft-argmax U-Net on FreiHAND-layout
+    hands; PCK and EPE."""
 
-    model: str = _opt("regressor name (models.MODEL_NAMES); notebook 03's best is "
-                      "unet_softargmax", default="unet_softargmax")
+    model: str = _opt("regressor (models.MODEL_NAMES)", default="unet_softargmax")
     n_poses: int = _opt("synthetic data: unique poses (x4 versions)", default=3000)
-    input_size: int = _opt("side of the cached, resized input images (pixels)", default=128)
-    warmup_epochs: int = _opt("linear warm-up epochs before the cosine (the same for any "
-                              "--epochs, so a resumed run may add epochs)", default=1)
+    input_size: int = _opt("side of the cached input images (pixels)", default=128)
+    warmup_epochs: int = _opt("linear warm-up epochs before the cosine (not tied to --epochs, "
+                              "so a resumed run may add epochs)", default=1)
 
     @classmethod
     def defaults(cls, on_gpu: bool, smoke: bool) -> HandsSettings:
@@ -110,31 +101,28 @@ class HandsSettings(_Common):
 
 @dataclass
 class CocoSettings(_Common):
-    """Notebook 06's recipe (``models_heatmap.coco_recipe``)."""
+    """Notebook 06's recipe (models_heatmap.coco_recipe): SimpleBaseline on COCO-layout person
+    keypoints; OKS AP."""
 
-    use_train2017: bool = _opt("--dataset coco: also train2017 (18 GB); otherwise val2017 is "
-                               "split by image", default=False)
+    use_train2017: bool = _opt("--dataset coco: also train2017 (18 GB); else val2017 is split",
+                               default=False)
     n_train_images: int = _opt("synthetic: training images (1 to 5 people each)", default=2000)
     n_val_images: int = _opt("synthetic: validation images", default=200)
     image_size: tuple = _opt("synthetic image size WxH", default=(320, 256))
     input_size: tuple = _opt("model input WxH, multiples of 32", default=(192, 256))
     sigma: float = _opt("heatmap Gaussian sigma, in heatmap pixels", default=2.0)
     half_body_p: float = _opt("HRNet's half-body augmentation probability", default=0.0)
-    backbone: str = _opt("resnet18 ... resnet152 (SimpleBaseline's), mobilenet_v2, "
-                         "mobilenet_v3_large (phone-sized) or hrnet_w32 (needs timm)",
+    backbone: str = _opt("the heatmap model's trunk (hrnet_w32 needs timm)",
                          default="resnet50")
-    colour_aug: bool = _opt("colour changes in training (brightness, contrast, saturation "
-                            "0.3, grey 10 %%), as notebook 06", default=True)
-    pretrained: bool = _opt("ImageNet weights (downloaded once; without a network the "
-                            "backbone starts from random weights, and says so)", default=True)
+    colour_aug: bool = _opt("notebook 06's colour changes in training", default=True)
+    pretrained: bool = _opt("ImageNet weights (offline: random weights, with a note)",
+                            default=True)
     deconv: tuple = _opt("deconvolution channels, e.g. 256,256,256", default=(256, 256, 256))
     schedule: str = _opt("step (StepLR(10, 0.5), the reference's) or cosine", default="step")
     decode: str = _opt("heatmap decoding for the final AP: argmax, quarter or dark",
                        default="quarter")
-    flip_test: bool = _opt("average with the mirrored crop's heatmaps in the final AP",
-                           default=True)
-    num_workers: int | None = _opt("DataLoader workers per process (default: "
-                                   "env.default_num_workers())", default=None)
+    flip_test: bool = _opt("flip test in the final AP", default=True)
+    num_workers: int | None = _opt("DataLoader workers per process", default=None)
 
     @classmethod
     def defaults(cls, on_gpu: bool, smoke: bool) -> CocoSettings:
@@ -149,15 +137,9 @@ class CocoSettings(_Common):
 
 
 TASKS = {"hands": HandsSettings, "coco": CocoSettings}
-DESCRIPTIONS = {
-    "hands": "Notebook 03's soft-argmax U-Net on FreiHAND-layout hands; PCK and EPE.",
-    "coco": "Notebook 06's SimpleBaseline on COCO-layout person keypoints; OKS AP.",
-}
 CHOICES = {"dataset": {"hands": ("synthetic", "freihand"), "coco": ("synthetic", "coco")},
-           "schedule": {"coco": ("step", "cosine")},
-           "decode": {"coco": ("argmax", "quarter", "dark")},
-           "backbone": {"coco": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-                                 "mobilenet_v2", "mobilenet_v3_large", "hrnet_w32")}}
+           "schedule": {"coco": ("step", "cosine")}, "decode": {"coco": DECODE_MODES},
+           "backbone": {"coco": BACKBONES}}
 # notebook 06's COLOUR_AUG
 COLOUR_AUG = {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "grayscale_p": 0.1}
 
@@ -213,7 +195,7 @@ def parser(task: str, defaults=None) -> argparse.ArgumentParser:
     if defaults is None:
         defaults = cls.defaults(env.pick_device().type == "cuda", env.is_smoke())
     p = argparse.ArgumentParser(
-        prog=f"python -m handpose_utils.train {task}", description=DESCRIPTIONS[task],
+        prog=f"python -m handpose_utils.train {task}", description=" ".join(cls.__doc__.split()),
         epilog="Several processes: torchrun --nproc_per_node N -m handpose_utils.train "
                f"{task} [options]. Rank 0 prints the log and a final line RESULT {{json}}.")
     for f in dataclasses.fields(cls):
@@ -246,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(torchrun --nproc_per_node N -m handpose_utils.train TASK).")
     sub = top.add_subparsers(dest="task", required=True, metavar="{hands,coco}")
     for task in TASKS:
-        sub.add_parser(task, help=DESCRIPTIONS[task], add_help=False)
+        sub.add_parser(task, help=" ".join(TASKS[task].__doc__.split()), add_help=False)
     return top
 
 
@@ -370,25 +352,23 @@ def _run_hands(s: HandsSettings, dist, device, plan, log):
         return history, result
     out, ex = engine.predict(model, val_loader, prepare_batch=fit_kwargs["prepare_batch"],
                              return_extras=True, device=device, progress=False)
-    pred = D.to_original_pixels(out, ex["orig_size"])
     gt = torch.tensor(np.stack([records.keypoints_array(r) for r in val_recs]))
     vis = torch.tensor(np.stack([records.visible_array(r) for r in val_recs]))
     side = ex["orig_size"].max(1).values  # PCK@0.05 of the image size (notebook 03's)
+
+    def scores(pred):
+        return {"PCK@0.05 (image size, all joints)": metrics.pck(pred, gt, 0.05, norm=side),
+                "PCK@0.05 (image size, visible joints)": metrics.pck(pred, gt, 0.05, norm=side,
+                                                                     visible=vis),
+                "PCK@0.1 (keypoint box, all joints)": metrics.pck(pred, gt, 0.1,
+                                                                  norm=metrics.bbox_size(gt)),
+                "EPE px (all joints)": metrics.epe(pred, gt),
+                "AUC 0-30px (all joints)": metrics.pck_curve(pred, gt, np.linspace(0, 30, 31))[1]}
+
     mean_pose = torch.tensor(np.stack([records.keypoints_array(r) for r in train_recs]).mean(0))
-    baseline = mean_pose.expand_as(gt).clone()
-    result["metrics"] = {
-        "PCK@0.05 (image size, all joints)": float(metrics.pck(pred, gt, 0.05, norm=side)),
-        "PCK@0.05 (image size, visible joints)": float(metrics.pck(pred, gt, 0.05, norm=side,
-                                                                   visible=vis)),
-        "PCK@0.1 (keypoint box, all joints)": float(
-            metrics.pck(pred, gt, 0.1, norm=metrics.bbox_size(gt))),
-        "EPE px (all joints)": float(metrics.epe(pred, gt)),
-        "AUC 0-30px (all joints)": float(metrics.pck_curve(pred, gt, np.linspace(0, 30, 31))[1]),
-    }
-    result["baseline"] = {
-        "PCK@0.05 (image size, all joints)": float(metrics.pck(baseline, gt, 0.05, norm=side)),
-        "EPE px (all joints)": float(metrics.epe(baseline, gt)),
-    }
+    result["metrics"] = {k: float(v) for k, v in scores(
+        D.to_original_pixels(out, ex["orig_size"])).items()}
+    result["baseline"] = {k: float(v) for k, v in scores(mean_pose.expand_as(gt)).items()}
     return history, result
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import importlib.util
 import math
 
-__all__ = ["wandb_callback"]
-
 
 def wandb_callback(enabled: bool = False, project: str = "handpose-course",
                    name: str | None = None, config: dict | None = None, log=print):
