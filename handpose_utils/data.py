@@ -1,36 +1,23 @@
 """Feeding keypoint batches to a model: a decode-once image cache with augmentation on the device,
 and a classic per-sample ``Dataset`` with torchvision ``transforms.v2`` for comparison.
 
-Why a cache? Colab gives a GPU 2 CPU cores. Decoding and resizing a JPEG per sample per epoch on
-those 2 cores (the reference loop) starves even a T4. :func:`build_image_cache` decodes and
-resizes every image **once** into a ``(N, S, S, 3)`` uint8 array (in memory, or a memory-mapped
-``.npy`` on local disk); a batch is then a single slice of that array, and :class:`DeviceAugment`
-flips, rotates, scales, shifts and colour-jitters the whole batch on the GPU.
+Why a cache? Colab gives a GPU 2 CPU cores, and decoding and resizing a JPEG per sample per epoch
+on them (the reference loop) starves even a T4. :func:`build_image_cache` decodes and resizes
+every image **once** into a ``(N, S, S, 3)`` uint8 array (in memory, or a memory-mapped ``.npy``
+on local disk); a batch is one slice of it, and :class:`DeviceAugment` flips, rotates, scales,
+shifts and colour-jitters the whole batch on the GPU.
 
-Coordinate convention (used everywhere in the course code)
-----------------------------------------------------------
-Pixel *centres* sit at integer coordinates: pixel ``i`` covers ``[i - 0.5, i + 0.5]`` and an
-image of width ``W`` spans ``[-0.5, W - 0.5]``. Resizing from ``W`` to ``S`` pixels therefore maps
+Coordinates (everywhere in the course code): pixel *centres* sit at integer coordinates, so an
+image of width ``W`` spans ``[-0.5, W - 0.5]``, resizing from ``W`` to ``S`` pixels maps
+``x' = (x + 0.5) * S / W - 0.5`` and a horizontal flip ``x' = W - 1 - x``. Regression targets are
+**normalised coordinates** ``u = (x + 0.5) / W`` in ``[0, 1]``, independent of the resolution:
+``x = u * W - 0.5`` maps a prediction back to any resized copy or the original image.
 
-    x' = (x + 0.5) * S / W - 0.5
-
-and a horizontal flip maps ``x' = W - 1 - x`` (scaling by ``S / W`` with that flip would
-disagree by half a pixel). Regression targets are
-**normalised coordinates** ``u = (x + 0.5) / W`` in ``[0, 1]`` from the left edge to the right
-edge: they do not depend on the resolution, so ``x = u * W - 0.5`` maps a prediction back to the
-pixels of any resized copy, including the original image (:func:`to_original_pixels`).
-
-Batches
--------
-Both paths yield dict batches with the same keys:
-
-* ``image``: ``(B, 3, S, S)``, uint8 (cached path, or per-sample without a transform) or float
-  already normalised (per-sample with :func:`per_sample_transforms`);
-* ``keypoints``: ``(B, J, 2)`` float32, pixels of the ``S x S`` input;
-* ``visible``: ``(B, J)`` bool; ``index``: ``(B,)`` index into the records list;
-* ``orig_size``: ``(B, 2)`` float32 ``(W, H)`` of the original images.
-
-:class:`PrepareBatch` is the engine's ``prepare_batch`` for these batches.
+Both paths yield dict batches with the same keys: ``image`` ``(B, 3, S, S)`` (uint8, or float
+already normalised by :func:`per_sample_transforms`); ``keypoints`` ``(B, J, 2)`` float32 pixels
+of the ``S x S`` input; ``visible`` ``(B, J)`` bool; ``index`` ``(B,)`` into the records list;
+``orig_size`` ``(B, 2)`` float32 ``(W, H)`` of the original images. :class:`PrepareBatch` is the
+engine's ``prepare_batch`` for them.
 """
 
 from __future__ import annotations
@@ -47,44 +34,29 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from . import env
-from .images import ImageReadError, SkipReport, check_images, read_image
+from .images import ImageReadError, SkipReport, check_images, open_image, read_image
 from .metrics import normalized_to_pixels
 from .records import keypoints_array, visible_array
 from .safefiles import WriteError, atomic_write, remove_stale_temporaries, temporary_path
 
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "resize_keypoints",
-    "pixels_to_normalized",
-    "normalized_to_pixels",
-    "to_original_pixels",
-    "input_to_original",
-    "ImageCache",
-    "build_image_cache",
-    "CachedKeypointDataset",
-    "cached_loader",
-    "DeviceAugment",
-    "KeypointDataset",
-    "per_sample_transforms",
-    "make_loaders",
-    "PrepareBatch",
-    "denormalize",
-]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "resize_keypoints", "pixels_to_normalized",
+           "normalized_to_pixels", "to_original_pixels", "input_to_original", "denormalize",
+           "ImageCache", "build_image_cache", "CachedKeypointDataset", "cached_loader",
+           "colour_jitter", "DeviceAugment", "per_sample_transforms", "KeypointDataset",
+           "make_loaders", "to_device", "PrepareBatch"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CACHE_FORMAT = 1
 
 
-# --------------------------------------------------------------------------------------------
-# Coordinates
+# Coordinates --------------------------------------------------------------------------------------
 
 
 def resize_keypoints(keypoints, from_size, to_size):
@@ -128,14 +100,12 @@ def denormalize(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> t
     return (images.float() * std + mean).clamp(0, 1)
 
 
-# --------------------------------------------------------------------------------------------
-# The image cache
+# The image cache ----------------------------------------------------------------------------------
 
 
 @dataclass
 class ImageCache:
-    """Images decoded and resized once, with their keypoints in the cache's pixel frame.
-
+    """Images decoded and resized once, with their keypoints in the cache's pixel frame:
     ``images`` ``(N, S, S, 3)`` uint8 (an array or a read-only ``np.memmap``); ``keypoints``
     ``(N, J, 2)`` float32 pixels of the ``S x S`` image; ``visible`` ``(N, J)`` bool;
     ``orig_size`` ``(N, 2)`` the original ``(W, H)``; ``record_index`` ``(N,)`` the position of
@@ -173,25 +143,15 @@ def _decode_resized(path: str, size: int) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode an image straight to ``size x size`` RGB. For JPEGs, ``draft`` lets libjpeg decode
     at 1/2, 1/4 or 1/8 scale (much faster); ``resize(box=...)`` then maps exactly the original
     extent, so the keypoint formula of :func:`resize_keypoints` stays exact."""
-    p = Path(path)
-    if not p.is_file():
-        raise ImageReadError(
-            f"image file not found: {p}. Check the dataset root, or re-create the dataset.")
-    try:
-        with Image.open(p) as im:
-            w, h = im.size
-            box = (0.0, 0.0, float(w), float(h))
-            if im.format == "JPEG":
-                drafted = im.draft("RGB", (size, size))
-                if drafted is not None:
-                    box = tuple(float(v) for v in drafted[1])
-            im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, box=box)
-            return np.asarray(im), (w, h)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(
-            f"cannot decode image {p}: {err}. The file is corrupt or truncated: download or "
-            "generate it again, or pass skip_bad=True to skip it (skips are counted and reported)."
-        ) from err
+    with open_image(path) as im:
+        w, h = im.size
+        box = (0.0, 0.0, float(w), float(h))
+        if im.format == "JPEG":
+            drafted = im.draft("RGB", (size, size))
+            if drafted is not None:
+                box = tuple(float(v) for v in drafted[1])
+        im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, box=box)
+        return np.asarray(im), (w, h)
 
 
 def _cache_key(records: list[dict], size: int) -> str:
@@ -214,22 +174,22 @@ def _meta_path(path: Path) -> Path:
 
 
 def _check_record_size(rec: dict, w: int, h: int) -> None:
-    """Raise unless the image's actual ``w x h`` is the size its record (if it has one) states.
-    Keypoints are pixels of the image their annotation was made on: resizing them by another
-    image's size would train on wrong labels without any sign of it."""
+    """Raise unless the image's actual ``w x h`` is the size its record (if it has one) states:
+    keypoints resized by another image's size would train on wrong labels without a sign."""
+    stated = []
     for name in ("width", "height"):
         v = rec.get(name)
-        if v is not None and (isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))):
+        if v is not None and (isinstance(v, (bool, np.bool_))
+                              or not isinstance(v, (int, np.integer))):
             raise ValueError(
                 f"{rec['image_path']}: its record's '{name}' is {v!r} ({type(v).__name__}), not an "
                 f"integer number of pixels (the file is {w}x{h}). Fix the code that made these "
                 "records, or re-create them.")
-    rw, rh = rec.get("width"), rec.get("height")
-    if rw not in (None, w) or rh not in (None, h):
+        stated.append("?" if v is None else v)
+    if rec.get("width") not in (None, w) or rec.get("height") not in (None, h):
         raise ValueError(
-            f"{rec['image_path']}: the file is {w}x{h} but its record says "
-            f"{'?' if rw is None else rw}x{'?' if rh is None else rh}; its keypoints belong to "
-            "another resolution. Re-create the records for these images.")
+            f"{rec['image_path']}: the file is {w}x{h} but its record says {stated[0]}x{stated[1]};"
+            " its keypoints belong to another resolution. Re-create the records for these images.")
 
 
 def _write_error(path: Path, err: OSError, nbytes: int) -> OSError:
@@ -241,9 +201,8 @@ def _write_error(path: Path, err: OSError, nbytes: int) -> OSError:
 
 
 def _new_array_file(path: Path, shape: tuple) -> tuple[Path, np.memmap]:
-    """A temporary ``.npy`` beside ``path``, memory-mapped for writing, its disk space reserved.
-
-    ``open_memmap`` makes a sparse file; writing through the map into a hole the disk cannot
+    """A temporary ``.npy`` beside ``path``, memory-mapped for writing, its disk space reserved:
+    ``open_memmap`` makes a sparse file, and writing through the map into a hole the disk cannot
     fill kills the process with SIGBUS (a Colab kernel simply dies). Reserving the blocks first
     turns a full disk into an ``OSError`` here, before any decoding."""
     tmp = temporary_path(path)
@@ -276,10 +235,12 @@ def _load_cache(path: Path, key: str, size: int) -> ImageCache | None:
             seen = int(meta["seen"])
     except (OSError, ValueError, KeyError):
         return None  # unreadable or from an older format: rebuild
-    if images.dtype != np.uint8 or images.shape != (len(fields["keypoints"]), size, size, 3):
+    k = len(fields["keypoints"])
+    if images.dtype != np.uint8 or len(images) < k or images.shape[1:] != (size, size, 3):
         return None
     report = SkipReport(seen=seen, skipped=[tuple(s) for s in skipped])
-    return ImageCache(images=images, size=size, path=path, report=report, **fields)
+    # kept images fill the first rows; rows of skipped images stay unused at the end
+    return ImageCache(images=images[:k], size=size, path=path, report=report, **fields)
 
 
 def build_image_cache(records: list[dict], size: int, path: str | Path | None = None,
@@ -292,20 +253,17 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
     * ``path="…/train_224.npy"``: the array is written to that ``.npy`` (plus ``….meta.npz`` for
       keypoints) and memory-mapped, so RAM holds only what the OS caches. A later call with the
       same records and size reuses the file; any change to the records, image files or size
-      rebuilds it. Files are written to a temporary name and renamed, so an interrupted build
-      never leaves a half-written cache behind; the next build deletes temporaries that a
-      killed run left (:func:`~handpose_utils.safefiles.remove_stale_temporaries`). The disk space is reserved before
-      decoding starts: a full disk raises ``OSError("could not write <path>: <reason> ...")``
-      and leaves no file. Use local disk (``/content``), not Drive.
+      rebuilds it. Both files get their names only when complete (:mod:`.safefiles`), and the
+      next build deletes what a killed one left. The disk space is reserved before decoding: a
+      full disk raises ``OSError("could not write <path>: <reason> ...")``, leaving no file. Use
+      local disk (``/content``), not Drive.
 
-    Keypoints are mapped to the cache frame with ``x' = (x + 0.5) * size / W - 0.5`` (see the
-    module docstring). Images are squashed to a square (no padding), so
-    non-square originals change aspect; ``orig_size`` maps predictions back exactly.
-
-    An unreadable image raises :class:`~handpose_utils.images.ImageReadError` naming the file.
-    With ``skip_bad=True`` it is left out instead, counted in ``cache.report`` and reported
-    through ``log``; ``cache.record_index`` says which records were kept. An image whose size
-    is not its record's ``width`` x ``height`` raises ``ValueError`` naming the file and both.
+    Images are squashed to a square (no padding); keypoints follow by :func:`resize_keypoints`'s
+    formula and ``orig_size`` maps predictions back exactly. An unreadable image raises
+    :class:`~handpose_utils.images.ImageReadError` naming the file; with ``skip_bad=True`` it is
+    left out instead, counted in ``cache.report`` and logged (``cache.record_index`` says which
+    records were kept). An image whose size is not its record's ``width`` x ``height`` raises
+    ``ValueError`` naming the file and both.
     """
     if not records:
         raise ValueError("build_image_cache: no records")
@@ -323,14 +281,13 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
     n = len(records)
     kp_all = np.stack([keypoints_array(r) for r in records]).astype(np.float32)
     vis_all = np.stack([visible_array(r) for r in records])
-    tmp_images = None
-    nbytes = n * size * size * 3
+    tmp, nbytes = None, n * size * size * 3
     if path is None:
         images = np.empty((n, size, size, 3), np.uint8)
     else:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp_images, images = _new_array_file(path, (n, size, size, 3))
+            tmp, images = _new_array_file(path, (n, size, size, 3))
         except OSError as err:
             raise _write_error(path, err, nbytes) from err
     try:
@@ -363,53 +320,40 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
                 continue
             array, (w, h) = res
             _check_record_size(records[i], w, h)
-            images[len(keep)] = array
+            images[len(keep)] = array  # kept images fill the first rows
             keep.append(i)
             orig_size.append((w, h))
         if not keep:
             raise ImageReadError(f"no readable image among {n} records:\n{report}")
-        k = len(keep)
-        keep_arr = np.asarray(keep, np.int64)
+        keep = np.asarray(keep, np.int64)
         orig = np.asarray(orig_size, np.float32)
-        scale = size / orig[:, None, :]
-        kps = ((kp_all[keep_arr] + 0.5) * scale - 0.5).astype(np.float32)
+        kps = ((kp_all[keep] + 0.5) * (size / orig[:, None, :]) - 0.5).astype(np.float32)
         if report.n_skipped and log:
             log(f"image cache: {report}")
-
         if path is None:
-            images = images[:k] if k < n else images
-            return ImageCache(images, kps, vis_all[keep_arr], orig, keep_arr, size, None, report)
-
+            return ImageCache(images[:len(keep)], kps, vis_all[keep], orig, keep, size,
+                              report=report)
         try:
-            if k < n:  # rewrite without the holes left by skipped images
-                images.flush()
-                tmp2, compact = _new_array_file(path, (k, size, size, 3))
-                compact[:] = images[:k]
-                compact.flush()
-                del compact, images
-                tmp_images.unlink()
-                tmp_images = tmp2
-            else:
-                images.flush()
-                del images
-            with open(tmp_images, "rb+") as f:
+            images.flush()
+            del images
+            with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
-            os.replace(tmp_images, path)
-            tmp_images = None
+            os.replace(tmp, path)
+            tmp = None
             # The metadata goes last: the key inside it is what marks the cache as complete.
             atomic_write(_meta_path(path), lambda f: np.savez(
-                f, key=np.array(key), keypoints=kps, visible=vis_all[keep_arr], orig_size=orig,
-                record_index=keep_arr, seen=np.array(report.seen),
+                f, key=np.array(key), keypoints=kps, visible=vis_all[keep], orig_size=orig,
+                record_index=keep, seen=np.array(report.seen),
                 skipped=np.array(json.dumps(report.skipped))))
         except OSError as err:
-            if tmp_images is None:  # the images reached their final name, the metadata did not
+            if tmp is None:  # the images reached their final name, the metadata did not
                 path.unlink(missing_ok=True)
             cause = err.__cause__ if isinstance(err, WriteError) and err.__cause__ else err
             raise _write_error(path, cause, nbytes) from err
         return _load_cache(path, key, size)
     finally:
-        if tmp_images is not None:
-            tmp_images.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 class CachedKeypointDataset(Dataset):
@@ -418,11 +362,10 @@ class CachedKeypointDataset(Dataset):
     ``ds[i]`` is one sample; ``ds[list_of_indices]`` is a whole batch cut from the cache with a
     single fancy-index, which is what :func:`cached_loader` uses (no per-sample collate).
     Images come out as ``(B, 3, S, S)`` uint8 views of the ``(B, S, S, 3)`` slice, i.e. already in
-    channels-last memory layout, which the GPU's convolutions prefer.
+    the channels-last memory layout that the GPU's convolutions prefer.
 
     ``extras`` adds per-record arrays to every sample, indexed like the records list (not the
-    cache, which may have skipped some), e.g. ``{"xyz": np.array([r["xyz"] for r in records])}``
-    for 3D targets.
+    cache, which may have skipped some), e.g. ``{"xyz": np.array([r["xyz"] for r in records])}``.
     """
 
     def __init__(self, cache: ImageCache, indices=None, extras: dict | None = None):
@@ -434,25 +377,17 @@ class CachedKeypointDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i):
+        if isinstance(i, (int, np.integer)):  # one sample: a batch of one, unbatched
+            return {key: value[0] for key, value in self[[i]].items()}
         c = self.cache
-        if isinstance(i, (int, np.integer)):
-            j = self.indices[i]
-            sample = {
-                "image": torch.from_numpy(np.array(c.images[j])).permute(2, 0, 1),
-                "keypoints": torch.from_numpy(c.keypoints[j].copy()),
-                "visible": torch.from_numpy(c.visible[j].copy()),
-                "index": torch.tensor(int(c.record_index[j])),
-                "orig_size": torch.from_numpy(c.orig_size[j].copy()),
-            }
-        else:
-            j = self.indices[np.asarray(i, np.int64)]
-            sample = {
-                "image": torch.from_numpy(c.images[j]).permute(0, 3, 1, 2),
-                "keypoints": torch.from_numpy(c.keypoints[j]),
-                "visible": torch.from_numpy(c.visible[j]),
-                "index": torch.from_numpy(c.record_index[j]),
-                "orig_size": torch.from_numpy(c.orig_size[j]),
-            }
+        j = self.indices[np.asarray(i, np.int64)]  # fancy indexing copies: writable arrays
+        sample = {
+            "image": torch.from_numpy(c.images[j]).permute(0, 3, 1, 2),
+            "keypoints": torch.from_numpy(c.keypoints[j]),
+            "visible": torch.from_numpy(c.visible[j]),
+            "index": torch.from_numpy(c.record_index[j]),
+            "orig_size": torch.from_numpy(c.orig_size[j]),
+        }
         for key, values in self.extras.items():
             sample[key] = torch.as_tensor(values[c.record_index[j]])
         return sample
@@ -464,8 +399,7 @@ def _shuffling_sampler(ds, generator, distributed, seed: int):
     :func:`env.distributed` (a running process group), a bool forces it, an
     :class:`env.Distributed` gives the rank and world size explicitly."""
     state = distributed if isinstance(distributed, env.Distributed) else env.distributed()
-    use = (distributed if isinstance(distributed, bool)
-           else state.world_size > 1)
+    use = distributed if isinstance(distributed, bool) else state.world_size > 1
     if not use:
         return RandomSampler(ds, generator=generator)
     if state.world_size == 1 and isinstance(distributed, bool):
@@ -481,18 +415,13 @@ def cached_loader(data, batch_size: int = 32, shuffle: bool = False, drop_last: 
                   num_workers: int = 0, pin_memory: bool | None = None,
                   generator=None, distributed=None, seed: int = 0) -> DataLoader:
     """A DataLoader whose sampler yields whole batches of indices, each fetched with one slice of
-    the cache. ``data`` is an :class:`ImageCache` or a :class:`CachedKeypointDataset`.
+    the cache (an :class:`ImageCache` or a :class:`CachedKeypointDataset`).
 
     No workers by default: a batch is a memory copy, cheaper than shipping it between processes.
     The shuffle draws from torch's global RNG unless ``generator`` is given, so ``fit``'s
     per-epoch seeding fixes the order of every epoch (and makes resumed runs repeat it).
-    ``pin_memory`` defaults to "CUDA is available".
-
-    Several processes (``torchrun``): a shuffled loader gets a ``DistributedSampler`` when a
-    process group with more than one process runs (``distributed=None``; ``True``/``False``
-    force it, an :class:`env.Distributed` names the rank and world size): each process draws
-    ``batch_size`` samples per step from its own ``1/world_size`` of the data, in an order
-    fixed by ``seed`` and the epoch (``fit`` calls ``set_epoch``). Unshuffled (validation)
+    Under ``torchrun`` a shuffled loader draws from this process's ``1/world_size`` of the data
+    (see :func:`_shuffling_sampler`); ``fit`` calls ``set_epoch``. Unshuffled (validation)
     loaders always cover the whole set.
     """
     ds = data if isinstance(data, CachedKeypointDataset) else CachedKeypointDataset(data)
@@ -505,8 +434,7 @@ def cached_loader(data, batch_size: int = 32, shuffle: bool = False, drop_last: 
                       persistent_workers=num_workers > 0)
 
 
-# --------------------------------------------------------------------------------------------
-# Augmentation on the device
+# Augmentation on the device -----------------------------------------------------------------------
 
 
 def _rand(n: int, lo: float, hi: float, generator) -> torch.Tensor:
@@ -550,28 +478,22 @@ def colour_jitter(x: torch.Tensor, brightness: float = 0.0, contrast: float = 0.
 class DeviceAugment(nn.Module):
     """Augment a whole uint8 batch on its device, moving keypoints with the pixels.
 
-    ``forward(images, keypoints)`` takes ``(B, 3, H, W)`` uint8 (or float in ``[0, 1]``) images and
-    ``(B, J, 2)`` pixel keypoints and returns float images and moved keypoints. In training mode,
-    per sample: horizontal flip with probability ``flip_p``, rotation in ``±rotation`` degrees,
-    scale in ``scale``, shift up to ``translate`` of the size (all one affine matrix, applied to
-    pixels with ``grid_sample`` and to keypoints by multiplication), then brightness, contrast and
-    saturation jitter, then ImageNet normalisation. In eval mode (``.eval()``) only the
-    normalisation. Uncovered borders get the mean colour (0 after normalisation).
+    ``forward(images, keypoints)`` takes ``(B, 3, H, W)`` uint8 (or float in ``[0, 1]``) images
+    and ``(B, J, 2)`` pixel keypoints and returns float images and moved keypoints. In training
+    mode, per sample: a flip with probability ``flip_p``, rotation in ``±rotation`` degrees, scale
+    in ``scale``, shift up to ``translate`` of the size (one affine matrix, applied to pixels with
+    ``grid_sample`` and to keypoints by multiplication), then :func:`colour_jitter`, then ImageNet
+    normalisation; in eval mode only the normalisation. Uncovered borders get the mean colour.
+    The pixel-centre convention is exactly ``grid_sample(align_corners=False)``'s, so flipping
+    twice is the identity.
 
-    Geometry uses the pixel-centre convention of this module, which is exactly
-    ``grid_sample(align_corners=False)``'s: a flip maps ``x -> W - 1 - x`` with no interpolation
-    error, so flipping twice is the identity.
-
-    A flipped right hand **keeps its joint indices** (HAND21 has no left/right pairs, see
-    ``skeletons.HAND21_FLIP_INDEX``) but looks like a left hand. That is fine for 2D keypoints;
-    for 3D targets or handedness labels, use ``return_params=True`` to mirror them too, or
-    ``flip_p=0``. Skeletons with left/right pairs pass ``flip_index`` (e.g.
-    ``skeletons.COCO_FLIP_INDEX``): flipped samples then swap those joints (and
-    :class:`PrepareBatch` swaps their visibility flags too). Keypoints pushed outside the image keep their visibility flags (their targets
-    simply leave ``[0, 1]``).
-
-    Random numbers are drawn on the CPU from ``generator`` (default: torch's global RNG), so a
-    seed gives the same augmentation on every device.
+    A flipped right hand **keeps its joint indices** (``skeletons.HAND21_FLIP_INDEX``) but looks
+    like a left hand: fine for 2D keypoints; for 3D targets or handedness labels use
+    ``return_params=True`` to mirror them too, or ``flip_p=0``. Skeletons with left/right pairs
+    pass ``flip_index`` (e.g. ``skeletons.COCO_FLIP_INDEX``): flipped samples swap those joints
+    (and :class:`PrepareBatch` their visibility flags). Keypoints pushed outside the image keep
+    their flags (their targets leave ``[0, 1]``). Random numbers come from ``generator`` on the
+    CPU, so a seed gives the same augmentation on every device.
     """
 
     def __init__(self, flip_p: float = 0.5, rotation: float = 30.0, scale=(0.8, 1.2),
@@ -652,8 +574,7 @@ class DeviceAugment(nn.Module):
         return x, keypoints
 
 
-# --------------------------------------------------------------------------------------------
-# The per-sample path (reference style): decode and transform each sample in DataLoader workers
+# The per-sample path (reference style): decode and transform in workers ---------------------------
 
 
 def per_sample_transforms(train: bool = True, rotation: float = 30.0, scale=(0.8, 1.2),
@@ -662,10 +583,8 @@ def per_sample_transforms(train: bool = True, rotation: float = 30.0, scale=(0.8
     :class:`DeviceAugment`'s defaults: flip, affine, colour jitter (train only), then float
     conversion and ImageNet normalisation. v2 moves ``tv_tensors.KeyPoints`` with the image.
 
-    Caveat (torchvision 0.23-0.29): ``KeyPoints`` flips use the pixel-centre convention
-    (``W - 1 - x``) but ``affine`` rotates keypoints about ``(W/2, H/2)`` while it rotates pixels
-    about the image centre ``((W-1)/2, (H-1)/2)``: up to about half a pixel of disagreement.
-    The device path has none.
+    Caveat (torchvision 0.23-0.29): ``affine`` rotates keypoints about ``(W/2, H/2)`` but pixels
+    about ``((W-1)/2, (H-1)/2)``: up to half a pixel of disagreement. The device path has none.
     """
     from torchvision.transforms import v2
 
@@ -686,16 +605,13 @@ def per_sample_transforms(train: bool = True, rotation: float = 30.0, scale=(0.8
 class KeypointDataset(Dataset):
     """Reads, resizes and transforms one record per ``__getitem__``, the classic way.
 
-    Each sample: :func:`~handpose_utils.images.read_image` (errors name the file), resize to
-    ``size x size`` (keypoints by the exact formula of :func:`resize_keypoints`; torchvision's
-    ``Resize`` scales keypoints by ``S / W``, half a pixel off in our convention), then
-    ``transform`` applied to ``(tv_tensors.Image, tv_tensors.KeyPoints)``. Returns the same keys as
-    the cached path. With ``transform=None`` the image stays uint8 and :class:`PrepareBatch`
-    normalises (or augments) it on the device.
-
-    ``skip_bad=True`` decodes every image once up front and leaves out unreadable ones, reported in
-    ``self.report`` (a :class:`~handpose_utils.images.SkipReport`); by default a bad image raises
-    when it is reached. ``extras`` works as in :class:`CachedKeypointDataset`.
+    Each sample: :func:`~handpose_utils.images.read_image`, resize to ``size x size`` (keypoints
+    by :func:`resize_keypoints`; torchvision's ``Resize`` scales them by ``S / W``, half a pixel
+    off in our convention), then ``transform(tv_tensors.Image, tv_tensors.KeyPoints)``. With
+    ``transform=None`` the image stays uint8 and :class:`PrepareBatch` normalises (or augments)
+    it on the device. ``skip_bad=True`` decodes every image once up front and leaves out
+    unreadable ones (``self.report``); by default a bad image raises when it is reached.
+    ``extras`` works as in :class:`CachedKeypointDataset`.
     """
 
     def __init__(self, records: list[dict], size: int = 224, transform=None,
@@ -742,25 +658,19 @@ class KeypointDataset(Dataset):
         return sample
 
 
-# --------------------------------------------------------------------------------------------
-# Loaders and the engine's prepare_batch
+# Loaders and the engine's prepare_batch -----------------------------------------------------------
 
 
 def make_loaders(train, val=None, *, batch_size: int = 32, num_workers: int | None = None,
                  device=None, drop_last: bool = True, distributed=None, seed: int = 0):
-    """Train and validation loaders for either path.
+    """``(train_loader, val_loader)`` for either path (``val_loader`` is None when ``val`` is).
 
     ``train`` / ``val`` are :class:`ImageCache` or :class:`CachedKeypointDataset` (batches sliced
     from the cache, no workers) or any per-sample ``Dataset`` (``num_workers`` defaults to
-    :func:`env.default_num_workers`, i.e. 2 on Colab and 0 in smoke mode; persistent workers;
-    pinned memory on CUDA). The training loader shuffles and drops the last partial batch (a
-    batch of 1 upsets BatchNorm). Returns ``(train_loader, val_loader)``; ``val_loader`` is None
-    when ``val`` is.
-
-    Under ``torchrun`` (a process group of several processes, or ``distributed`` as in
-    :func:`cached_loader`) the training loader samples this process's shard through a
-    ``DistributedSampler`` and ``batch_size`` is the batch **per process**: the global batch is
-    ``batch_size * world_size``. The validation loader covers the whole set (rank 0 evaluates).
+    :func:`env.default_num_workers`; pinned memory on CUDA). The training loader shuffles and
+    drops the last partial batch (a batch of 1 upsets BatchNorm). Under ``torchrun`` it samples
+    this process's shard and ``batch_size`` is the batch **per process** (the global batch is
+    ``batch_size * world_size``); the validation loader covers the whole set (rank 0 evaluates).
     """
     device = torch.device(device) if device is not None else env.pick_device()
     pin = device.type == "cuda"
@@ -782,25 +692,28 @@ def make_loaders(train, val=None, *, batch_size: int = 32, num_workers: int | No
     return one(train, True), one(val, False)
 
 
-def _to_device(value, device):
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    return value
+def to_device(obj, device):
+    """Tensors in ``obj`` (also inside dicts, lists and tuples) moved to ``device``, without
+    waiting (pinned memory lets the copy overlap compute); anything else as it is."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
 
 
 class PrepareBatch:
     """The engine's ``prepare_batch`` for keypoint batches: ``(batch, device, train) ->
     (inputs, targets, extras)``.
 
-    Moves the batch to ``device`` (non-blocking: pinned memory lets the copy overlap compute),
-    then, for uint8 images, runs ``augment`` (training) or only its normalisation (evaluation);
-    float images are taken as already normalised by per-sample transforms. ``extras`` holds every
-    other batch entry on the device, with ``keypoints`` moved by the augmentation (input pixels)
-    and, when augmenting, the affine ``matrix`` ``(B, 3, 3)`` and ``flip`` flags.
-
-    Targets are ``target_fn(keypoints, extras, size)``; the default is 2D regression, normalised
-    coordinates flattened to ``(B, 2J)``. A heatmap notebook passes a function rendering
-    heatmaps from ``keypoints``; a 3D notebook one that reads ``extras["xyz"]``.
+    Moves the batch to ``device``, then, for uint8 images, runs ``augment`` (training) or only
+    its normalisation (evaluation); float images are taken as already normalised. ``extras``
+    holds every other batch entry, with ``keypoints`` moved by the augmentation (input pixels)
+    and, when augmenting, the affine ``matrix`` ``(B, 3, 3)`` and ``flip`` flags. Targets are
+    ``target_fn(keypoints, extras, size)``; the default is 2D regression, normalised coordinates
+    flattened to ``(B, 2J)`` (heatmaps or 3D targets pass their own).
     """
 
     def __init__(self, augment: DeviceAugment | None = None, target_fn=None):
@@ -808,20 +721,17 @@ class PrepareBatch:
         self.target_fn = target_fn
 
     def __call__(self, batch: dict, device, train: bool):
-        batch = {k: _to_device(v, device) for k, v in batch.items()}
+        batch = to_device(batch, device)
         images = batch.pop("image")
         keypoints = batch["keypoints"]
         if images.dtype == torch.uint8:
             self.augment.to(device).train(train)
             images, keypoints, params = self.augment(images, keypoints, return_params=True)
-            batch.update({k: _to_device(v, device) for k, v in params.items()})
+            batch.update(to_device(params, device))
             if "visible" in batch and "flip" in params:
                 batch["visible"] = self.augment.swap_flipped(batch["visible"], params["flip"])
         batch["keypoints"] = keypoints
         size = (images.shape[-1], images.shape[-2])
         if self.target_fn is not None:
-            targets = self.target_fn(keypoints, batch, size)
-        else:
-            targets = pixels_to_normalized(keypoints, torch.tensor(size)[None].expand(
-                len(keypoints), 2)).flatten(1)
-        return images, targets, batch
+            return images, self.target_fn(keypoints, batch, size), batch
+        return images, pixels_to_normalized(keypoints, size).flatten(1), batch

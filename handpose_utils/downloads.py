@@ -1,11 +1,10 @@
 """Getting files from the internet, once: dataset archives, model bundles and ImageNet weights.
 
-A download is written to ``<name>.part`` and gets its final name only when every byte the server
-announced (``Content-Length``) arrived and, where the caller knows them, the size and SHA-256
-match. A cut download keeps its ``.part`` file and the next call resumes it with an HTTP Range
-request. An HTML page (a quota or login page) where an archive was expected is rejected. Offline
-(like this course's CI), weight loading says why it failed and returns ``None``: the caller keeps
-its random initialisation and tells the student so.
+A download gets its final name only when every byte the server announced arrived and, where the
+caller knows them, the size and SHA-256 match; a cut one resumes with an HTTP Range request. An
+HTML page (a quota or login page) where an archive was expected is rejected. Offline (like this
+course's CI), weight loading says why it failed and returns ``None``: the caller keeps its random
+initialisation and tells the student so.
 """
 
 from __future__ import annotations
@@ -48,26 +47,23 @@ def download_file(url: str, dest: str | Path, timeout: float = 60.0, progress: b
     The bytes received must match the server's ``Content-Length``, and ``size`` (bytes) and
     ``sha256`` (hex digest) when given; otherwise :class:`DownloadError` says what arrived and
     nothing gets the name ``dest``. A cut download leaves ``<dest>.part``: calling again resumes
-    it. An HTML page where a binary file (``BINARY_SUFFIXES``) was expected is rejected.
+    it. An HTML page where a binary file (``BINARY_SUFFIXES``) was expected is rejected. Two
+    processes downloading one ``dest`` take turns: the second finds the finished file.
 
     An existing ``dest`` is not fetched again. With ``size`` or ``sha256`` it must pass them
     (else :class:`DownloadError`; the file is left for you to delete); without, any non-empty
     file is trusted, so a damaged one shows only when it is opened (see :func:`extract_zip`).
     """
     dest = Path(dest)
-    if sha256 is not None:
-        sha256 = sha256.lower()
+    sha256 = sha256.lower() if sha256 is not None else None
     if dest.is_file() and dest.stat().st_size > 0:
-        _check_existing(url, dest, size, sha256)
-        return dest
-    # One writer per .part file: a second process waits here, then finds the finished file.
-    with file_lock(dest):
-        if dest.is_file() and dest.stat().st_size > 0:
-            _check_existing(url, dest, size, sha256)
-            return dest
+        return _check_existing(url, dest, size, sha256)
+    with file_lock(dest):  # one writer per .part file
+        if dest.is_file() and dest.stat().st_size > 0:  # another process just finished it
+            return _check_existing(url, dest, size, sha256)
         part = dest.with_name(dest.name + ".part")
-        _fetch(url, dest, part, timeout, progress, size)
-        _check_download(url, dest, part, size, sha256)
+        total = _fetch(url, dest, part, timeout, progress, size)
+        _check_download(url, part, size if size is not None else total, sha256)
         os.replace(part, dest)
         if sha256 is not None:
             _record_verified(dest, sha256)
@@ -107,12 +103,10 @@ def extract_zip(path: str | Path, dest: str | Path, members=None) -> Path:
     return dest
 
 
-# --------------------------------------------------------------------------------------------
-# The steps of download_file
+# The steps of download_file -----------------------------------------------------------------------
 
-
-def _check_existing(url: str, dest: Path, size: int | None, sha256: str | None) -> None:
-    """Raise unless the existing ``dest`` passes the checks the caller knows."""
+def _check_existing(url: str, dest: Path, size: int | None, sha256: str | None) -> Path:
+    """``dest``, unless the existing file fails the checks the caller knows."""
     have = dest.stat().st_size
     if size is not None and have != size:
         part = dest.with_name(dest.name + ".part")
@@ -129,12 +123,13 @@ def _check_existing(url: str, dest: Path, size: int | None, sha256: str | None) 
                 f"{dest} exists but its SHA-256 is {digest}, not {sha256} (the file of {url}): "
                 "it is damaged or a different file. Delete it and run again to download it anew.")
         _record_verified(dest, sha256)
+    return dest
 
 
 def _fetch(url: str, dest: Path, part: Path, timeout: float, progress: bool,
-           size: int | None) -> None:
-    """Bring ``part`` to the length the server announces, resuming what an earlier call left.
-    Raises :class:`DownloadError` when that fails; a cut transfer keeps ``part`` to resume."""
+           size: int | None) -> int | None:
+    """Bring ``part`` to the length the server announces (returned, None if unknown), resuming
+    what an earlier call left. Raises :class:`DownloadError` when the transfer fails."""
     offset = part.stat().st_size if part.is_file() else 0
     if size is not None and offset > size:
         part.unlink()  # longer than the whole file: not a piece of it
@@ -151,7 +146,7 @@ def _fetch(url: str, dest: Path, part: Path, timeout: float, progress: bool,
                 _, total = _content_range(err.headers.get("Content-Range"))
                 err.close()
                 if total == offset:
-                    return
+                    return total
                 part.unlink()
                 offset = 0
                 continue
@@ -184,14 +179,14 @@ def _fetch(url: str, dest: Path, part: Path, timeout: float, progress: bool,
                     f"{size:,} bytes: the URL now serves a different file or an error page. "
                     "Nothing was downloaded; open the URL in a browser to see what it serves.")
             _stream(url, dest, part, response, start, total, progress)
-            return
+            return total
     raise DownloadError(f"{url}: the server answered a plain request for {dest.name} with a "
                         f"partial range; download the file by hand and put it at {dest}.")
 
 
 def _stream(url: str, dest: Path, part: Path, response, start: int, total: int | None,
             progress: bool) -> None:
-    """Write the body of ``response`` into ``part`` from byte ``start`` and check its length."""
+    """Write the body of ``response`` into ``part`` from byte ``start``."""
     received = start
     bar = None
     if progress:
@@ -218,29 +213,21 @@ def _stream(url: str, dest: Path, part: Path, response, start: int, total: int |
     finally:
         if bar:
             bar.close()
-    if total is not None and received < total:
-        raise DownloadError(
-            f"{url}: the server closed the connection after {received:,} of {total:,} bytes. The "
-            f"partial file is kept as {part}: run the same call again to resume from there.")
-    if total is not None and received > total:
-        part.unlink()
-        raise DownloadError(f"{url}: received {received:,} bytes, more than the {total:,} the "
-                            "server announced; the file was deleted. Run the same call again.")
 
 
-def _check_download(url: str, dest: Path, part: Path, size: int | None,
-                    sha256: str | None) -> None:
-    """Raise unless the finished ``part`` has the known size and hash."""
+def _check_download(url: str, part: Path, size: int | None, sha256: str | None) -> None:
+    """Raise unless the finished ``part`` has the expected (or announced) size and the hash."""
     got = part.stat().st_size
     if size is not None and got < size:
         raise DownloadError(
-            f"{url}: received {got:,} bytes, expected {size:,}. The partial file is kept as "
-            f"{part}: run the same call again to resume from there.")
+            f"{url}: the connection closed after {got:,} of {size:,} bytes. The partial file is "
+            f"kept as {part}: run the same call again to resume from there.")
     if size is not None and got > size:
         part.unlink()
         raise DownloadError(
             f"{url}: received {got:,} bytes, expected {size:,}: not the expected file, so it "
-            f"was deleted. Open the URL in a browser to see what it serves.")
+            "was deleted. Run the same call again; if that fails too, open the URL in a browser "
+            "to see what it serves.")
     if sha256 is not None:
         digest = file_sha256(part)
         if digest != sha256:
@@ -297,22 +284,20 @@ def _of(total: int | None) -> str:
 # while size and modification time are unchanged, and hash again otherwise.
 
 
-def _verified_path(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".verified")
-
-
-def _stamp(dest: Path, sha256: str) -> str:
+def _stamp(dest: Path, sha256: str) -> tuple[Path, str]:
     st = dest.stat()
-    return f"sha256={sha256} size={st.st_size} mtime_ns={st.st_mtime_ns}\n"
+    return (dest.with_name(dest.name + ".verified"),
+            f"sha256={sha256} size={st.st_size} mtime_ns={st.st_mtime_ns}\n")
 
 
 def _record_verified(dest: Path, sha256: str) -> None:
-    _verified_path(dest).write_text(_stamp(dest, sha256))
+    record, stamp = _stamp(dest, sha256)
+    record.write_text(stamp)
 
 
 def _verified_before(dest: Path, sha256: str) -> bool:
-    record = _verified_path(dest)
-    return record.is_file() and record.read_text() == _stamp(dest, sha256)
+    record, stamp = _stamp(dest, sha256)
+    return record.is_file() and record.read_text() == stamp
 
 
 @contextmanager
@@ -337,7 +322,8 @@ def imagenet_state_dict(weights, what: str, timeout: float = 30.0, log=print) ->
             return weights.get_state_dict(progress=False, check_hash=True)
     except Exception as err:  # noqa: BLE001 - any failure means the same fallback
         if log:
-            log(f"ImageNet weights for {what} unavailable ({type(err).__name__}: {str(err)[:160]}).\n"
+            log(f"ImageNet weights for {what} unavailable "
+                f"({type(err).__name__}: {str(err)[:160]}).\n"
                 f"Continuing with RANDOM initialisation: {what} trains from scratch and learns "
                 f"much more slowly. To use them offline, put {weights.url.rsplit('/', 1)[1]} in "
                 "~/.cache/torch/hub/checkpoints/.")

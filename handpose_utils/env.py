@@ -1,24 +1,18 @@
-"""The one place that reads the environment.
+"""The one place that reads the environment: where the course runs (Colab or not, smoke mode,
+CPU or which GPU, which mixed-precision dtype, where data lives). Notebooks and the package ask
+these functions instead of reading ``os.environ`` or ``sys.modules`` themselves.
 
-Everything that depends on where the course runs (Colab or not, smoke mode, CPU or which GPU,
-which mixed-precision dtype, where data lives) is decided here, so notebooks and the rest of the
-package ask these functions instead of reading ``os.environ`` or ``sys.modules`` themselves.
-
-Environment variables:
-
-* ``HANDPOSE_SMOKE=1``: smoke mode, used by the test suite. Tiny data, one epoch, small images and
-  ``num_workers=0``: every notebook runs top to bottom in seconds. ``1``, ``true``, ``yes``,
-  ``on`` turn it on; ``0``, ``false``, ``no``, ``off`` or empty (or unset) leave it off; case is
-  ignored. Anything else raises, rather than silently running at full size.
-* ``HANDPOSE_DATA``: where datasets are generated and downloaded (default: the repo's ``data/``
-  folder, or ``/content/data`` in Colab).
-* ``HANDPOSE_RUNS``: where checkpoints and training logs go (default: ``runs/`` beside the data
-  folder; ``<data>/smoke/runs`` in smoke mode). The tests give each run of a notebook its own.
-* ``HANDPOSE_DEVICE``: force a device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, e.g. ``cpu`` to
-  compare with a GPU run. Other names, or a device this machine does not have, raise.
+* ``HANDPOSE_SMOKE=1``: smoke mode, used by the test suite: tiny data, one epoch, small images,
+  ``num_workers=0``, so every notebook runs in seconds (``1/true/yes/on`` or ``0/false/no/off``
+  or empty, any case; anything else raises rather than silently running at full size).
+* ``HANDPOSE_DATA``: where datasets live (default: the repo's ``data/``, ``/content/data`` in
+  Colab); ``HANDPOSE_RUNS``: where checkpoints and logs go (default: ``runs/`` beside the data
+  folder, ``<data>/smoke/runs`` in smoke mode).
+* ``HANDPOSE_DEVICE``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; other names, or a device this
+  machine lacks, raise.
 * ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (and ``MASTER_ADDR``/``MASTER_PORT``): set by
-  ``torchrun`` for each process of a distributed run; :func:`init_distributed` reads them, every
-  other function asks :func:`distributed`.
+  ``torchrun`` for each process; :func:`init_distributed` reads them, the rest asks
+  :func:`distributed`.
 """
 
 from __future__ import annotations
@@ -33,11 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
-SMOKE_VAR = "HANDPOSE_SMOKE"
-DATA_VAR = "HANDPOSE_DATA"
-DEVICE_VAR = "HANDPOSE_DEVICE"
-RUNS_VAR = "HANDPOSE_RUNS"
+SMOKE_VAR, DATA_VAR, DEVICE_VAR, RUNS_VAR = ("HANDPOSE_SMOKE", "HANDPOSE_DATA",
+                                             "HANDPOSE_DEVICE", "HANDPOSE_RUNS")
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -50,22 +43,16 @@ def in_colab() -> bool:
 
 
 def is_smoke() -> bool:
-    """True when ``HANDPOSE_SMOKE`` is on: tiny data, one epoch, small images, no workers.
-
-    Only the documented values are accepted: a typo such as ``2`` or ``y`` raises instead of
-    quietly starting a full-size run.
-    """
+    """True when ``HANDPOSE_SMOKE`` is on. A typo such as ``2`` or ``y`` raises instead of quietly
+    starting a full-size run."""
     raw = os.environ.get(SMOKE_VAR, "")
     value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
+    if value in _TRUE + _FALSE:
+        return value in _TRUE
     raise ValueError(
         f"{SMOKE_VAR}={raw!r} is not understood. Use one of {', '.join(_TRUE)} for smoke mode, "
         f"or one of {', '.join(v for v in _FALSE if v)} (or an empty value, or unset it) for the "
-        "full-size run; case does not matter."
-    )
+        "full-size run; case does not matter.")
 
 
 def smoke_or(default, smoke):
@@ -103,11 +90,8 @@ def _checked_device(raw: str, setting: str) -> torch.device:
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
-    """The device to train on: ``prefer`` or ``HANDPOSE_DEVICE`` if given, else CUDA, MPS, CPU.
-
-    A given name must be one of ``cpu``, ``cuda``, ``cuda:N``, ``mps`` and present on this
-    machine, else this raises, naming the setting.
-    """
+    """The device to train on: ``prefer`` or ``HANDPOSE_DEVICE`` if given (it must exist here,
+    else this raises, naming the setting), else CUDA, MPS, CPU."""
     if prefer:
         return _checked_device(str(prefer), f"pick_device(prefer={str(prefer)!r})")
     if os.environ.get(DEVICE_VAR, "").strip():
@@ -122,11 +106,9 @@ def pick_device(prefer: str | None = None) -> torch.device:
 
 @dataclass(frozen=True)
 class AmpSettings:
-    """How to run mixed precision on a device.
-
-    ``dtype`` is None when autocast is off. ``use_scaler`` is True for float16, whose small
-    exponent range needs loss scaling; bfloat16 has float32's range and needs none.
-    """
+    """How to run mixed precision on a device: ``dtype`` is None when autocast is off;
+    ``use_scaler`` is True for float16, whose small exponent range needs loss scaling (bfloat16
+    has float32's range and needs none)."""
 
     dtype: torch.dtype | None
     use_scaler: bool
@@ -138,17 +120,14 @@ class AmpSettings:
     def describe(self) -> str:
         if self.dtype is None:
             return "off (fp32)"
-        name = str(self.dtype).replace("torch.", "")
-        return f"{name}" + (" with GradScaler" if self.use_scaler else "")
+        scaler = " with GradScaler" if self.use_scaler else ""
+        return str(self.dtype).replace("torch.", "") + scaler
 
 
 def amp_settings(device: torch.device | str | None = None) -> AmpSettings:
     """bf16 on CUDA compute capability >= 8.0 (A100, L4, H100); fp16 + GradScaler on older GPUs
-    such as Colab's T4; off on CPU and MPS.
-
-    We test the capability rather than ``torch.cuda.is_bf16_supported()``, which returns True on a
-    T4 because bf16 is emulated there, and emulation is slow.
-    """
+    such as Colab's T4; off on CPU and MPS. (``torch.cuda.is_bf16_supported()`` says True on a T4,
+    where bf16 is emulated, and slow.)"""
     device = torch.device(device) if device is not None else pick_device()
     if device.type != "cuda":
         return AmpSettings(None, False)
@@ -171,14 +150,12 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
 
 def default_num_workers() -> int:
     """DataLoader workers: 0 in smoke mode (and tests), else at most 2, Colab's core count."""
-    if is_smoke():
-        return 0
-    return max(0, min(2, (os.cpu_count() or 1)))
+    return 0 if is_smoke() else min(2, os.cpu_count() or 1)
 
 
 def configure_threads() -> None:
-    """In smoke mode, keep torch to one thread: the test suite runs two notebooks at a time on a
-    2-core machine, and two kernels with two threads each only fight over the cores."""
+    """In smoke mode, one torch thread: the tests run two notebooks at a time on 2 cores, and
+    two kernels with two threads each only fight over them."""
     if is_smoke():
         torch.set_num_threads(1)
 
@@ -186,9 +163,7 @@ def configure_threads() -> None:
 def repo_root() -> Path | None:
     """The course checkout containing this package, if the package is used from a checkout."""
     here = Path(__file__).resolve().parent.parent
-    if (here / "pyproject.toml").exists() and (here / "notebooks").is_dir():
-        return here
-    return None
+    return here if (here / "pyproject.toml").exists() and (here / "notebooks").is_dir() else None
 
 
 def data_dir() -> Path:
@@ -216,28 +191,18 @@ def runs_dir() -> Path:
 def describe() -> str:
     """One line for the top of a notebook: where we are and what we run on."""
     dev = pick_device()
-    amp = amp_settings(dev)
-    gpu = ""
-    if dev.type == "cuda":
-        gpu = f" ({torch.cuda.get_device_name(dev)})"
-    return (
-        f"torch {torch.__version__} | device {dev}{gpu} | AMP {amp.describe()} | "
-        f"colab={in_colab()} | smoke={is_smoke()} | data={data_dir()}"
-    )
+    gpu = f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""
+    return (f"torch {torch.__version__} | device {dev}{gpu} | AMP {amp_settings(dev).describe()} "
+            f"| colab={in_colab()} | smoke={is_smoke()} | data={data_dir()}")
 
 
-# --------------------------------------------------------------------------------------------
-# Several processes: torch.distributed under torchrun
-
-DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-
+# Several processes: torch.distributed under torchrun ----------------------------------------------
 
 @dataclass(frozen=True)
 class Distributed:
     """Where this process stands in a distributed run: its ``rank`` among ``world_size``
-    processes, its ``local_rank`` on this machine (the GPU it drives), the ``backend``
-    (``"nccl"`` on CUDA, ``"gloo"`` on the CPU) and ``enabled`` (a process group is running).
-    A single process is ``Distributed()``: rank 0 of 1, not enabled."""
+    processes, its ``local_rank`` on this machine (the GPU it drives), the ``backend`` and
+    ``enabled`` (a process group runs). A single process is ``Distributed()``: rank 0 of 1."""
 
     rank: int = 0
     local_rank: int = 0
@@ -265,31 +230,24 @@ def _env_int(name: str) -> int | None:
 def distributed() -> Distributed:
     """The current distributed state: the running process group's rank and size, or
     ``Distributed()`` (rank 0 of 1) when none was started (plain ``python``, a notebook)."""
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()):
         return Distributed()
-    local = _env_int("LOCAL_RANK")
-    return Distributed(rank=dist.get_rank(), local_rank=local if local is not None else 0,
+    return Distributed(rank=dist.get_rank(), local_rank=_env_int("LOCAL_RANK") or 0,
                        world_size=dist.get_world_size(), backend=str(dist.get_backend()),
                        enabled=True)
 
 
 def init_distributed(device: torch.device | str | None = None,
                      timeout_s: float = 1800) -> tuple[Distributed, torch.device]:
-    """Start the process group when this process was launched by ``torchrun`` (``WORLD_SIZE``
-    > 1), and return ``(state, device)``: the :class:`Distributed` state and the device this
-    process trains on.
+    """Start the process group when ``torchrun`` launched this process (``WORLD_SIZE`` > 1);
+    returns ``(state, device)``, the :class:`Distributed` state and this process's device.
 
-    ``device`` (default :func:`pick_device`) decides the backend: on CUDA, NCCL, with this
-    process on GPU ``LOCAL_RANK`` (``torch.cuda.set_device``), so ``torchrun --nproc_per_node
-    N`` drives N GPUs; on the CPU, gloo. Without torchrun's variables, or with ``WORLD_SIZE=1``,
-    nothing is started: ``(Distributed(), device)``. Calling it again returns the running state.
-    ``timeout_s`` bounds how long a process waits for the others at a collective (rank 0
-    evaluating alone, for instance) before the run fails.
+    ``device`` (default :func:`pick_device`) decides the backend: NCCL on CUDA, with this process
+    on GPU ``LOCAL_RANK``, so ``torchrun --nproc_per_node N`` drives N GPUs; gloo on the CPU.
+    Without torchrun's variables, or with ``WORLD_SIZE=1``, nothing starts. Calling it again
+    returns the running state. ``timeout_s`` bounds the wait for the others at a collective
+    (rank 0 evaluating alone, for instance) before the run fails.
     """
-    import torch.distributed as dist
-
     device = torch.device(device) if device is not None else pick_device()
     world = _env_int("WORLD_SIZE")
     rank, local = _env_int("RANK"), _env_int("LOCAL_RANK")
@@ -336,8 +294,6 @@ def _process_device(device: torch.device, local_rank: int) -> torch.device:
 def from_rank0(obj):
     """``obj`` as rank 0 has it, in every process (a pickled broadcast; a no-op in a single
     process): one decision, one download result, one epoch row for all."""
-    import torch.distributed as dist
-
     if not distributed().enabled:
         return obj
     box = [obj]
@@ -347,15 +303,11 @@ def from_rank0(obj):
 
 def barrier() -> None:
     """Wait for every process (nothing to wait for in a single process)."""
-    import torch.distributed as dist
-
     if distributed().enabled:
         dist.barrier()
 
 
 def cleanup_distributed() -> None:
     """Stop the process group, if one runs (at the end of a torchrun script)."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -1,28 +1,22 @@
-"""Keypoint metrics: PCK, PCK curves and AUC, end-point error (EPE), and an epoch accumulator;
-in the last section, 3D metrics (MPJPE, PA-MPJPE, 3D PCK, reprojection error).
+"""Keypoint metrics: PCK, PCK curves and AUC, end-point error (EPE), an epoch accumulator, and
+(last section) the 3D metrics MPJPE, PA-MPJPE, 3D PCK and reprojection error.
 
-Conventions shared by every function here:
+Conventions of every function here:
 
-* ``pred`` and ``gt`` are ``(N, J, D)`` points, D = 2 (pixels) or 3 (e.g. millimetres); numpy
-  arrays and tensors are both accepted. Results are plain floats or CPU tensors.
-* ``visible`` is an optional ``(N, J)`` mask; invisible joints are left out of every average
-  (a prediction for a joint nobody could annotate cannot be scored).
-* Distances are Euclidean over the last dimension, and a joint is "correct" when its distance is
-  **at most** the threshold (``<=``), as in FreiHAND's and Zimmermann & Brox's (hand3d)
-  evaluation. With thresholds starting at 0, a perfect prediction then has PCK 1 everywhere and
-  an AUC of exactly 1 (with a strict ``<``, as MMPose counts, PCK at 0
-  is 0 and the AUC of a perfect prediction over 31 thresholds is 0.983). Otherwise the two only
-  differ for exact ties.
-* **The PCK normaliser must be named with every PCK figure** (:data:`PCK_NORMALISERS`): the
-  image size, the **annotation bounding box** (MMPose: the box stored
-  with the annotation, e.g. OneHand10K's or COCO-WholeBody's) or the tight **keypoint box**
-  (the box around the labelled joints, all a dataset without boxes such as FreiHAND offers).
-  The keypoint box is smaller than the annotation box (by 8-27 % on the real OneHand10K
-  samples), so its PCK is stricter than MMPose's.
-* **Pooled averages.** :func:`pck` and :func:`epe` average over every visible joint of every
-  sample at once (one ``mean`` over an ``(N, 21)`` array). ``per_joint=True`` /
-  :func:`per_joint_epe` give one value per joint instead; their mean is MMPose's "per joint,
-  then averaged" number. With all joints visible the two are identical.
+* ``pred`` and ``gt`` are ``(N, J, D)`` points, D = 2 (pixels) or 3 (e.g. millimetres), numpy
+  arrays or tensors. Results are plain floats or CPU tensors. ``visible`` is an optional
+  ``(N, J)`` mask; invisible joints are left out of every average.
+* A joint is "correct" when its Euclidean distance is **at most** the threshold (``<=``), as in
+  FreiHAND's and hand3d's evaluation: a perfect prediction has PCK 1 everywhere and an AUC of
+  exactly 1 (MMPose counts ``<``: PCK at 0 is then 0, and the AUC of a perfect prediction over
+  31 thresholds 0.983). Otherwise the two differ only for exact ties.
+* **Name the PCK normaliser with every PCK figure** (:data:`PCK_NORMALISERS`): the image size,
+  the **annotation bounding box** (MMPose's, stored with e.g. OneHand10K's or COCO-WholeBody's
+  annotations) or the tight **keypoint box** around the labelled joints (all that FreiHAND
+  offers), 8-27 % smaller than the annotation box on real OneHand10K samples, so stricter.
+* **Pooled averages**: :func:`pck` and :func:`epe` average over every visible joint of every
+  sample at once; ``per_joint=True`` / :func:`per_joint_epe` give one value per joint, whose
+  mean is MMPose's "per joint, then averaged". With all joints visible the two are identical.
 """
 
 from __future__ import annotations
@@ -33,35 +27,24 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = [
-    "pck",
-    "pck_curve",
-    "PCK_NORMALISERS",
-    "bbox_size",
-    "keypoint_box_size",
-    "annotation_box_size",
-    "epe",
-    "per_joint_epe",
-    "per_sample_epe",
-    "joint_distances",
-    "KeypointMeter",
-    "normalized_to_pixels",
-]
+__all__ = ["pck", "pck_curve", "PCK_NORMALISERS", "bbox_size", "keypoint_box_size",
+           "annotation_box_size", "epe", "per_joint_epe", "per_sample_epe", "joint_distances",
+           "KeypointMeter", "normalized_to_pixels", "PCK3D_THRESHOLDS_MM", "mpjpe",
+           "procrustes_align", "pa_mpjpe", "pck3d_curve", "fraction_within",
+           "reproject_with_gt_root", "reprojection_error"]
 
 
-def _tensor(x) -> torch.Tensor:
-    """A float32 CPU tensor view of an array or tensor (detached)."""
+def _tensor(x, dtype=torch.float32) -> torch.Tensor:
+    """A detached CPU tensor of ``dtype`` from an array or tensor."""
     if isinstance(x, torch.Tensor):
-        return x.detach().to("cpu", torch.float32)
-    return torch.as_tensor(np.asarray(x), dtype=torch.float32)
+        return x.detach().to("cpu", dtype)
+    return torch.as_tensor(np.asarray(x), dtype=dtype)
 
 
 def _mask(visible, shape) -> torch.Tensor:
     if visible is None:
         return torch.ones(shape, dtype=torch.bool)
-    vis = visible.detach().cpu() if isinstance(visible, torch.Tensor) else torch.as_tensor(
-        np.asarray(visible))
-    vis = vis.bool()
+    vis = _tensor(visible, torch.bool)
     if vis.shape != shape:
         raise ValueError(f"visible has shape {tuple(vis.shape)}, expected {tuple(shape)}")
     return vis
@@ -79,12 +62,9 @@ def joint_distances(pred, gt) -> torch.Tensor:
 def bbox_size(gt, visible=None) -> torch.Tensor:
     """Longer side of each sample's tight **keypoint box**, the box around its visible joints
     (x and y only). ``(N,)``; 0 for samples with fewer than two distinct visible joints.
-
-    This is *not* MMPose's hand normaliser: MMPose divides by the longer side of the
-    annotation's own bounding box (:func:`annotation_box_size`), which includes the hand's skin
-    around the joints and is larger, so PCK with the keypoint box is stricter. Use it where the
-    dataset has no boxes (FreiHAND, RHD), and call it "keypoint box" when reporting.
-    ``keypoint_box_size`` is the same function under its precise name."""
+    *Not* MMPose's hand normaliser (:func:`annotation_box_size`, a larger box that includes the
+    skin around the joints): use it where the dataset has no boxes (FreiHAND, RHD) and call it
+    "keypoint box" when reporting. ``keypoint_box_size`` is the same function."""
     gt = _tensor(gt)[..., :2]
     mask = _mask(visible, gt.shape[:2])[..., None]
     big = torch.finfo(gt.dtype).max
@@ -109,11 +89,7 @@ def annotation_box_size(boxes) -> torch.Tensor:
 
 
 # The normalisers KeypointMeter knows, and the words to print next to a PCK figure.
-PCK_NORMALISERS = {
-    "image": "image size",
-    "bbox": "annotation bbox",
-    "keypoint_box": "keypoint box",
-}
+PCK_NORMALISERS = {"image": "image size", "bbox": "annotation bbox", "keypoint_box": "keypoint box"}
 
 
 def _norm_column(norm, n: int) -> torch.Tensor:
@@ -138,23 +114,17 @@ def _correct(pred, gt, thresholds, norm, visible):
 
 def pck(pred, gt, alpha: float, norm=1.0, visible=None, per_joint: bool = False):
     """Percentage of correct keypoints: the fraction of visible joints with
-    ``||pred - gt|| <= alpha * norm``.
+    ``||pred - gt|| <= alpha * norm``. ``norm`` sets what ``alpha`` is relative to:
 
-    ``norm`` sets what ``alpha`` is relative to:
+    * a number, the same length for every sample: ``pck(pred_px, gt_px, 0.05, norm=224)``
+      accepts 11.2 px on a 224 image; ``norm=1`` makes ``alpha`` a threshold in px or mm.
+    * an ``(N,)`` array, one length per sample: :func:`annotation_box_size` of the dataset's
+      boxes (MMPose's hand PCK) or, without boxes, :func:`bbox_size`, the tighter keypoint box.
+      Samples with ``norm <= 0`` are skipped.
 
-    * a number: the same length for every sample, such as the input size:
-      ``pck(pred_px, gt_px, 0.05, norm=224)``: a joint is correct within 11.2 px of a 224 image.
-      ``norm=1`` makes ``alpha`` a threshold in the points' own unit (px, mm).
-    * an ``(N,)`` array: one length per sample: :func:`annotation_box_size` of the dataset's
-      boxes (MMPose's hand PCK, where PCK@0.2 of a hand in a 100 px box accepts errors up to
-      20 px) or, without boxes, :func:`bbox_size`, the tighter keypoint box. Samples with
-      ``norm <= 0`` are skipped.
-
-    Say which normaliser a figure used ("PCK@0.2 (annotation bbox)", "(keypoint box)",
-    "(image size)"): the same predictions score differently under each.
-
-    Returns the pooled fraction over all visible joints as a float (NaN if none is visible), or
-    with ``per_joint=True`` a ``(J,)`` tensor (NaN for a joint never visible).
+    Say which normaliser a figure used ("PCK@0.2 (annotation bbox)"): the same predictions
+    score differently under each. Returns the pooled fraction as a float (NaN if no joint is
+    visible), or with ``per_joint=True`` a ``(J,)`` tensor (NaN for a joint never visible).
     """
     correct, mask = _correct(pred, gt, [alpha], norm, visible)
     if per_joint:
@@ -164,15 +134,12 @@ def pck(pred, gt, alpha: float, norm=1.0, visible=None, per_joint: bool = False)
 
 
 def pck_curve(pred, gt, thresholds: Sequence[float], norm=1.0, visible=None):
-    """PCK at each threshold, and the normalised area under that curve.
+    """PCK at each threshold, and the normalised area under that curve: ``(curve (T,), auc)``.
 
     ``thresholds`` are in units of ``norm`` (see :func:`pck`); with ``norm=1`` they are pixels,
     e.g. ``np.linspace(0, 30, 31)``, the 0-30 px range of hand papers. The AUC is the trapezoidal
-    area under PCK over ``[thresholds[0], thresholds[-1]]`` divided by that range, so it lies in
-    [0, 1] and 1 means every joint within the smallest threshold (``<=``: a perfect prediction
-    has AUC exactly 1, also when the thresholds start at 0).
-
-    Returns ``(curve, auc)``: a ``(T,)`` tensor and a float.
+    area under PCK over ``[thresholds[0], thresholds[-1]]`` divided by that range: in [0, 1], and
+    1 when every joint is within the smallest threshold.
     """
     t = _tensor(thresholds).flatten()
     if t.numel() < 2 or not bool((t[1:] > t[:-1]).all()):
@@ -187,7 +154,10 @@ def pck_curve(pred, gt, thresholds: Sequence[float], norm=1.0, visible=None):
 def epe(pred, gt, visible=None) -> float:
     """Mean end-point error: the mean Euclidean distance over all visible joints, in the points'
     unit (px for 2D, the 3D unit for ``(N, J, 3)``, where it is the MPJPE). NaN if none visible."""
-    d = joint_distances(pred, gt)
+    return _masked_mean(joint_distances(pred, gt), visible)
+
+
+def _masked_mean(d: torch.Tensor, visible) -> float:
     mask = _mask(visible, d.shape)
     total = int(mask.sum())
     return float(d[mask].sum()) / total if total else math.nan
@@ -235,48 +205,32 @@ def _default_points(outputs, targets, extras):
 
 
 class KeypointMeter:
-    """Accumulates predictions over an epoch and computes keypoint metrics at the end.
+    """Accumulates predictions over an epoch and computes keypoint metrics at the end (the
+    engine's meter protocol: ``reset``, ``update(outputs, targets, extras)``, ``compute()``).
 
-    It follows the engine's meter protocol (``reset``, ``update(outputs, targets, extras)``,
-    ``compute() -> dict``). ``to_points(outputs, targets, extras) -> (pred, gt)`` turns a batch
-    into ``(B, J, D)`` points in the unit you want to report. The default reads 2D regression
-    outputs (normalised coordinates) and converts them to pixels of the **original** image with
-    ``extras["orig_size"]``, so EPE is comparable with papers. For heatmaps, pass a decoder
-    (argmax / soft-argmax to pixels); for 3D, a function returning millimetres.
-
-    ``norm`` is the PCK normaliser (see :func:`pck`):
-
-    * ``"image"`` (default): the longer side of the original image (``extras["orig_size"]``),
-      so PCK@0.05 on 224 px FreiHAND images is "within 11.2 px".
-    * ``"bbox"``: the longer side of each sample's **annotation** bounding box,
-      ``extras["bbox"]`` ``(B, 4)`` ``[x, y, w, h]`` in the points' pixels (MMPose's hand PCK);
-      a batch without boxes raises an error.
-    * ``"keypoint_box"``: the longer side of the tight box around the visible ground-truth
-      joints (:func:`bbox_size`), for datasets without boxes; stricter than ``"bbox"``.
-    * a number, e.g. ``1.0`` to make ``alphas`` absolute (px, mm).
+    ``to_points(outputs, targets, extras) -> (pred, gt)`` turns a batch into ``(B, J, D)`` points
+    in the unit to report. The default reads 2D regression outputs (normalised coordinates) as
+    pixels of the **original** image (``extras["orig_size"]``), so EPE is comparable with papers;
+    heatmaps pass a decoder, 3D a function returning millimetres. ``norm`` is the PCK normaliser
+    (:func:`pck`): ``"image"`` (default), the longer side of the original image;
+    ``"bbox"``, of each sample's annotation box ``extras["bbox"]`` ``(B, 4)`` ``[x, y, w, h]``
+    (MMPose's hand PCK); ``"keypoint_box"``, of the tight box around the visible ground-truth
+    joints (:func:`bbox_size`); or a number, e.g. ``1.0`` for absolute ``alphas`` (px, mm).
 
     ``compute()`` returns ``pck@<alpha>`` for each alpha, ``pck`` (the first alpha), ``auc``
-    (trapezoidal over ``auc_thresholds`` in the points' unit, default 0-30 px) and ``epe``.
-    ``norm_label`` names the normaliser ("image size", "annotation bbox", "keypoint box", or the
-    absolute unit), and ``log_items`` prints it: ``PCK@0.05 (image size)=72.3%`` by default.
+    (over ``auc_thresholds`` in the points' unit, default 0-30 px) and ``epe``. ``norm_label``
+    names the normaliser, and ``log_items`` prints it: ``PCK@0.05 (image size)=72.3%``.
     """
 
-    def __init__(
-        self,
-        alphas: Sequence[float] = (0.05, 0.1, 0.2),
-        norm="image",
-        auc_thresholds: Sequence[float] | None = tuple(np.linspace(0, 30, 31)),
-        to_points: Callable | None = None,
-        unit: str = "px",
-    ):
+    def __init__(self, alphas: Sequence[float] = (0.05, 0.1, 0.2), norm="image",
+                 auc_thresholds: Sequence[float] | None = tuple(np.linspace(0, 30, 31)),
+                 to_points: Callable | None = None, unit: str = "px"):
         if isinstance(norm, str) and norm not in PCK_NORMALISERS:
             raise ValueError(f"KeypointMeter norm must be one of {sorted(PCK_NORMALISERS)} or a "
                              f"number, got {norm!r}")
-        self.alphas = tuple(alphas)
-        self.norm = norm
+        self.alphas, self.norm, self.unit = tuple(alphas), norm, unit
         self.auc_thresholds = auc_thresholds
         self.to_points = to_points or _default_points
-        self.unit = unit
         self.norm_label = (PCK_NORMALISERS[norm] if isinstance(norm, str) else
                            f"{float(norm):g} {unit}")
         self.log_items = (
@@ -293,9 +247,7 @@ class KeypointMeter:
         extras = extras or {}
         pred, gt = self.to_points(outputs, targets, extras)
         pred, gt = _tensor(pred), _tensor(gt)
-        vis = extras.get("visible")
-        vis = torch.ones(gt.shape[:2], dtype=torch.bool) if vis is None else _mask(
-            vis, gt.shape[:2])
+        vis = _mask(extras.get("visible"), gt.shape[:2])
         if self.norm == "image":
             if "orig_size" not in extras:
                 raise KeyError(
@@ -314,10 +266,9 @@ class KeypointMeter:
             norm = bbox_size(gt, vis)
         else:
             norm = torch.full((gt.shape[0],), float(self.norm))
-        self._pred.append(pred)
-        self._gt.append(gt)
-        self._vis.append(vis)
-        self._norm.append(norm)
+        for store, value in zip((self._pred, self._gt, self._vis, self._norm),
+                                (pred, gt, vis, norm)):
+            store.append(value)
         if "index" in extras:
             self._index.append(_tensor(extras["index"]).long())
 
@@ -327,12 +278,8 @@ class KeypointMeter:
         analyses after :func:`engine.evaluate`."""
         if not self._pred:
             raise RuntimeError("KeypointMeter is empty: call update() before compute()")
-        out = {
-            "pred": torch.cat(self._pred),
-            "gt": torch.cat(self._gt),
-            "visible": torch.cat(self._vis),
-            "norm": torch.cat(self._norm),
-        }
+        out = {"pred": torch.cat(self._pred), "gt": torch.cat(self._gt),
+               "visible": torch.cat(self._vis), "norm": torch.cat(self._norm)}
         if self._index:
             out["index"] = torch.cat(self._index)
         return out
@@ -342,72 +289,40 @@ class KeypointMeter:
         pred, gt, vis, norm = a["pred"], a["gt"], a["visible"], a["norm"]
         out = {}
         for i, alpha in enumerate(self.alphas):
-            value = pck(pred, gt, alpha, norm, vis)
-            out[f"pck@{alpha:g}"] = value
+            out[f"pck@{alpha:g}"] = pck(pred, gt, alpha, norm, vis)
             if i == 0:
-                out["pck"] = value
+                out["pck"] = out[f"pck@{alpha:g}"]
         if self.auc_thresholds is not None:
             out["auc"] = pck_curve(pred, gt, self.auc_thresholds, 1.0, vis)[1]
         out["epe"] = epe(pred, gt, vis)
         return out
 
 
-# ============================================================================================
-# 3D metrics (notebook 05): MPJPE, PA-MPJPE, the 3D PCK curve, reprojection error
-# ============================================================================================
-#
-# Inputs are ``(N, J, 3)`` arrays or tensors in one unit (metres or millimetres); results come
-# back in that unit. They are computed in float64: Procrustes alignment takes an SVD, and
-# millimetre errors of points a metre away lose digits in float32. The course's convention is
-# **root-relative millimetres** (joint 9, the middle MCP, at the origin). FreiHAND's official
-# evaluation differs in two ways: its unaligned "keypoint error" compares **absolute**
-# camera-frame xyz (a submission predicts where the hand is, too), and its Procrustes alignment
-# allows reflections (see :func:`procrustes_align`).
+# 3D metrics (notebook 05) -------------------------------------------------------------------------
+# ``(N, J, 3)`` inputs in one unit (metres or millimetres); results in that unit, computed in
+# float64: Procrustes alignment takes an SVD, and millimetre errors of points a metre away lose
+# digits in float32. The course reports **root-relative millimetres** (joint 9, the middle MCP,
+# at the origin); FreiHAND's evaluation compares **absolute** camera-frame xyz and allows
+# reflections in its Procrustes alignment (see :func:`procrustes_align`).
 
 PCK3D_THRESHOLDS_MM = np.linspace(0.0, 50.0, 100)  # FreiHAND's eval: 0-50 mm in 100 steps
 
-__all__ += [
-    "PCK3D_THRESHOLDS_MM",
-    "mpjpe",
-    "procrustes_align",
-    "pa_mpjpe",
-    "pck3d_curve",
-    "fraction_within",
-    "reproject_with_gt_root",
-    "reprojection_error",
-]
-
-
-def _tensor64(x) -> torch.Tensor:
-    """A float64 CPU tensor copy of an array or tensor (detached)."""
-    if isinstance(x, torch.Tensor):
-        return x.detach().to("cpu", torch.float64)
-    return torch.as_tensor(np.asarray(x), dtype=torch.float64)
-
 
 def _points3d(pred, gt) -> tuple[torch.Tensor, torch.Tensor]:
-    pred, gt = _tensor64(pred), _tensor64(gt)
+    pred, gt = _tensor(pred, torch.float64), _tensor(gt, torch.float64)
     if pred.shape != gt.shape or pred.dim() != 3 or pred.shape[-1] != 3:
         raise ValueError(
             f"pred and gt must both be (N, J, 3); got {tuple(pred.shape)} and {tuple(gt.shape)}")
     return pred, gt
 
 
-def _masked_mean(d: torch.Tensor, visible) -> float:
-    mask = _mask(visible, d.shape)
-    total = int(mask.sum())
-    return float(d[mask].sum()) / total if total else math.nan
-
-
 def mpjpe(pred, gt, visible=None) -> float:
     """Mean per-joint position error: the mean Euclidean distance between predicted and true
     joints over all (visible) joints of all samples, in the input's unit.
 
-    Pass root-relative points for the usual "root-relative MPJPE" (both skeletons with their
-    root at the origin), which is what the course reports; absolute camera-frame points give the
-    error including the root's own position, which one image cannot pin down (see notebook 05).
-    FreiHAND's official unaligned "keypoint error" is the latter, on absolute camera-frame xyz,
-    so the course's root-relative MPJPE is not the same number: it forgives where the hand is."""
+    The course passes root-relative points (both roots at the origin), which forgives where the
+    hand is; absolute camera-frame points, as in FreiHAND's official unaligned "keypoint error",
+    add the root's own position, which one image cannot pin down (notebook 05)."""
     pred, gt = _points3d(pred, gt)
     return _masked_mean(torch.linalg.vector_norm(pred - gt, dim=-1), visible)
 
@@ -423,11 +338,10 @@ def procrustes_align(pred, gt, allow_reflection: bool = False,
 
         R = U D V^T,   s = trace(S D) / ||P||_F^2,   aligned = s P R + mean(gt)
 
-    ``D`` keeps ``R`` a rotation. ``allow_reflection=True`` drops it (``D = I``), which is what
-    FreiHAND's ``eval.py`` does through ``scipy.linalg.orthogonal_procrustes``: a mirrored
-    (left-hand) prediction of a right hand then aligns perfectly, which a rotation cannot do.
-    A degenerate prediction (all joints at one point) gets ``s = 0``: every joint lands on the
-    ground-truth centroid, like FreiHAND's zero-prediction baseline.
+    ``D`` keeps ``R`` a rotation. ``allow_reflection=True`` drops it (``D = I``), as FreiHAND's
+    ``eval.py`` does (``scipy.linalg.orthogonal_procrustes``): a mirrored (left-hand) prediction
+    of a right hand then aligns perfectly. A degenerate prediction (all joints at one point) gets
+    ``s = 0``: every joint lands on the ground-truth centroid (FreiHAND's zero baseline).
 
     Returns the aligned ``(N, J, 3)`` float64 tensor, and with ``return_transform=True`` also
     ``(s (N,), R (N, 3, 3), t (N, 3))`` such that ``aligned = s * pred @ R + t``.
@@ -455,24 +369,19 @@ def pa_mpjpe(pred, gt, visible=None, allow_reflection: bool = False) -> float:
     translation fitted per sample on all joints). It scores the **shape** of the pose only:
     global size, orientation and position errors are forgiven. In the input's unit.
 
-    The course's default fits a rotation; FreiHAND's "aligned keypoint error" (its ``eval.py``,
-    scipy's ``orthogonal_procrustes``) also accepts a reflection: pass
-    ``allow_reflection=True`` for its number. The two agree unless the best fit is a mirror
-    image; a mirrored hand (a left hand predicted for a right one) scores 0 with reflections
-    and tens of millimetres without."""
+    FreiHAND's "aligned keypoint error" also accepts a reflection (``allow_reflection=True``).
+    The two agree unless the best fit is a mirror image: a left hand predicted for a right one
+    scores 0 with reflections and tens of millimetres without."""
     return mpjpe(procrustes_align(pred, gt, allow_reflection), gt, visible)
 
 
 def pck3d_curve(pred, gt, thresholds=PCK3D_THRESHOLDS_MM, visible=None):
-    """3D PCK: the fraction of joints whose 3D error is at most each threshold (``<=``), and the
-    normalised area under that curve (trapezoidal, divided by the threshold range, so in
-    [0, 1]; exactly 1 for a perfect prediction).
+    """3D PCK: the fraction of joints whose 3D error is at most each threshold, and the
+    normalised area under that curve, as :func:`pck_curve`: ``(curve (T,), auc)``.
 
-    ``thresholds`` are in the input's unit: the default is FreiHAND's 0-50 **mm** in 100 steps,
-    so pass millimetres (or thresholds in your unit). Pass Procrustes-aligned predictions for the
-    aligned AUC. Returns ``(curve (T,) tensor, auc float)``; see :func:`pck_curve`. FreiHAND
-    averages its curve per joint first; with every joint scored, as here by default, the pooled
-    curve is the same.
+    ``thresholds`` are in the input's unit; the default is FreiHAND's 0-50 **mm** in 100 steps.
+    Pass Procrustes-aligned predictions for the aligned AUC. FreiHAND averages its curve per
+    joint first; with every joint scored, as by default, the pooled curve is the same.
     """
     pred, gt = _points3d(pred, gt)
     return pck_curve(pred, gt, thresholds, norm=1.0, visible=visible)
@@ -480,11 +389,8 @@ def pck3d_curve(pred, gt, thresholds=PCK3D_THRESHOLDS_MM, visible=None):
 
 def fraction_within(pred, gt, threshold: float = 50.0, visible=None) -> float:
     """The fraction of joints whose 3D error is at most ``threshold`` (input's unit; 50 mm by
-    default): one point of the 3D PCK curve.
-
-    Some projects print it as "accuracy" (``error < 0.05`` with metres, i.e. **within 5 cm**);
-    here it is taken over all joints at once, counting ``<=`` like the curve. 5 cm is about the length
-    of a finger, so the number saturates early and says little: prefer MPJPE and the AUC."""
+    default): one point of the 3D PCK curve. Some projects print it as "accuracy" (within 5 cm);
+    5 cm is about a finger's length, so it saturates early: prefer MPJPE and the AUC."""
     pred, gt = _points3d(pred, gt)
     return pck(pred, gt, threshold, norm=1.0, visible=visible)
 
@@ -494,13 +400,12 @@ def reproject_with_gt_root(pred_rel, gt_xyz, K, root: int = 9) -> torch.Tensor:
     joint at the ground-truth root position, projected through ``K`` (``(3, 3)`` or
     ``(N, 3, 3)``): ``uv = K (p - p_root + g_root) / z``.
 
-    One image fixes neither the hand's distance nor its size (notebook 05), so a root-relative
-    prediction has no absolute position of its own; borrowing the true root's position (hence
-    its depth) is the standard way to draw it on the image. ``pred_rel`` and ``gt_xyz`` share a
-    unit (projection does not depend on which). Depths are clamped to stay in front of the
+    One image fixes neither the hand's distance nor its size (notebook 05), so borrowing the true
+    root's position (hence its depth) is the standard way to draw a root-relative prediction on
+    the image. ``pred_rel`` and ``gt_xyz`` share a unit. Depths are clamped in front of the
     camera."""
     pred, gt = _points3d(pred_rel, gt_xyz)
-    k = _tensor64(K)
+    k = _tensor(K, torch.float64)
     if k.dim() == 2:
         k = k.expand(pred.shape[0], 3, 3)
     if k.shape != (pred.shape[0], 3, 3):
@@ -518,8 +423,5 @@ def reprojection_error(pred_rel, gt_xyz, K, root: int = 9, visible=None) -> floa
     relative pose lands from the true one on the image."""
     pred, gt = _points3d(pred_rel, gt_xyz)
     uv_pred = reproject_with_gt_root(pred, gt, K, root)
-    k = _tensor64(K)
-    k = k.expand(gt.shape[0], 3, 3) if k.dim() == 2 else k
-    uvw = gt @ k.transpose(1, 2)
-    uv_gt = uvw[..., :2] / uvw[..., 2:]
+    uv_gt = reproject_with_gt_root(gt, gt, K, root)  # the ground truth, placed where it is
     return _masked_mean(torch.linalg.vector_norm(uv_pred - uv_gt, dim=-1), visible)

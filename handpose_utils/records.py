@@ -14,8 +14,7 @@ A record is the reference project's dict, extended with what later notebooks nee
     }
 
 ``save_records`` writes image paths relative to the JSON file, so a data folder can be moved
-(say, to ``/content/data`` in Colab) without rewriting it; ``load_records`` resolves them back to
-absolute paths and validates every record.
+(say, to ``/content/data`` in Colab); ``load_records`` resolves them and validates every record.
 """
 
 from __future__ import annotations
@@ -43,47 +42,46 @@ def keypoints_array(record: dict) -> np.ndarray:
 
 def visible_array(record: dict) -> np.ndarray:
     """A record's per-joint visibility as a bool array (all True when the record has none)."""
-    n = len(record["keypoints"]) // 2
     vis = record.get("visible")
     if vis is None:
-        return np.ones(n, bool)
-    flags = np.asarray(vis)
-    # Converting anything else to bool would be silently wrong: "0" and 2 both become True.
-    if flags.dtype.kind not in "biu" or (flags.dtype.kind != "b" and flags.size and (
-            flags.min() < 0 or flags.max() > 1)):
-        raise RecordError(
-            f"{record.get('image_path')}: 'visible' must hold true/false or 0/1 flags, got "
-            f"{list(vis)[:6]}{' ...' if len(vis) > 6 else ''}. Fix the code that made this "
-            "record, or re-create the records.")
-    return flags.astype(bool)
+        return np.ones(len(record["keypoints"]) // 2, bool)
+    _check_flags(vis, str(record.get("image_path")))
+    return np.asarray(vis, bool)
 
 
-_PLAIN_NUMBERS = {int, float}  # what json.load gives for numbers
+def _check_flags(vis, where: str) -> None:
+    """Raise unless every flag is a bool or the int 0/1: converting anything else to bool would
+    be silently wrong ("0" and 2 both become True)."""
+    if set(map(type, vis)) <= {int, bool} and set(vis) <= {0, 1}:
+        return  # the common case, checked at C speed; below finds the culprit otherwise
+    for i, v in enumerate(vis):
+        if not (isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, np.integer))
+                                                    and v in (0, 1))):
+            raise RecordError(
+                f"{where}: 'visible' flag at position {i} is {_describe(v)}; flags must be "
+                "true/false or the integers 0/1 (a string such as \"0\" would count as "
+                "visible). Fix the code that wrote these records, or re-create them.")
 
 
 def _is_number(v) -> bool:
     """An int or float, but not a bool (True is an int to Python, never a coordinate)."""
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+    return (isinstance(v, (int, float, np.integer, np.floating))
+            and not isinstance(v, (bool, np.bool_)))
 
 
-def _all_finite_numbers(values) -> bool:
-    """Fast check for the common case, a list of plain finite ints/floats: records are checked
-    one by one on every load (130,000 of them for FreiHAND), so this avoids a Python call per
-    value. A NaN or infinity anywhere makes the sum non-finite. False means "look closer"."""
-    return set(map(type, values)) <= _PLAIN_NUMBERS and math.isfinite(sum(values))
+def _finite_numbers(values) -> bool:
+    """Fast check for the common case, plain finite ints/floats: records are checked one by one
+    on every load (130,000 of them for FreiHAND), so this avoids a Python call per value. A NaN
+    or infinity anywhere makes the sum non-finite. False means "look closer"."""
+    return set(map(type, values)) <= {int, float} and math.isfinite(sum(values))
 
 
 def _describe(v) -> str:
     return f"{v!r} ({type(v).__name__})"
 
 
-def validate_record(
-    record: dict,
-    index: int,
-    source: str = "records",
-    num_joints: int = NUM_HAND_JOINTS,
-    check_image: bool = True,
-) -> None:
+def validate_record(record: dict, index: int, source: str = "records",
+                    num_joints: int = NUM_HAND_JOINTS, check_image: bool = True) -> None:
     """Raise :class:`RecordError` unless ``record`` is well formed.
 
     Checked: ``image_path`` and ``keypoints`` (``2 * num_joints`` finite numbers) are present;
@@ -96,7 +94,8 @@ def validate_record(
         raise RecordError(f"{where}: expected a dict, got {type(record).__name__}")
     missing = [k for k in ("image_path", "keypoints") if k not in record]
     if missing:
-        raise RecordError(f"{where}: missing key(s) {missing}. Re-create the records (notebook 01).")
+        raise RecordError(f"{where}: missing key(s) {missing}. Re-create the records "
+                          "(notebook 01).")
     if not isinstance(record["image_path"], str) or not record["image_path"]:
         raise RecordError(f"{where}: 'image_path' must be a file path (a string), got "
                           f"{_describe(record['image_path'])}. Re-create the records.")
@@ -104,23 +103,20 @@ def validate_record(
     kp = record["keypoints"]
     if not isinstance(kp, (list, tuple)) or len(kp) != 2 * num_joints:
         n = len(kp) if isinstance(kp, (list, tuple)) else type(kp).__name__
-        raise RecordError(
-            f"{where}: 'keypoints' has {n} values, expected {2 * num_joints} "
-            f"({num_joints} joints x (x, y)). Re-create the records with the right skeleton."
-        )
-    if not _all_finite_numbers(kp):
+        raise RecordError(f"{where}: 'keypoints' has {n} values, expected {2 * num_joints} "
+                          f"({num_joints} joints x (x, y)). Re-create the records with the right "
+                          "skeleton.")
+    if not _finite_numbers(kp):
         for i, v in enumerate(kp):
             if not _is_number(v):
                 raise RecordError(
                     f"{where}: 'keypoints' holds a non-number at position {i}: {_describe(v)}. "
-                    "Keypoints are pixel coordinates (numbers); re-create the records."
-                )
+                    "Keypoints are pixel coordinates (numbers); re-create the records.")
         bad = [i for i, v in enumerate(kp) if not math.isfinite(v)]
         if bad:
-            raise RecordError(
-                f"{where}: keypoint value(s) at position(s) {bad[:6]} are NaN or infinite. "
-                "Fix or drop this record; the annotation it came from is broken."
-            )
+            raise RecordError(f"{where}: keypoint value(s) at position(s) {bad[:6]} are NaN or "
+                              "infinite. Fix or drop this record; the annotation it came from is "
+                              "broken.")
     vis = record.get("visible")
     if vis is not None:
         if not isinstance(vis, (list, tuple)):
@@ -128,32 +124,19 @@ def validate_record(
                               f"{_describe(vis)}. Re-create the records.")
         if len(vis) != num_joints:
             raise RecordError(f"{where}: 'visible' has {len(vis)} flags, expected {num_joints}")
-        if set(vis) <= {0, 1} and set(map(type, vis)) <= {int, bool}:
-            vis = ()  # the common case, checked at C speed; below finds the culprit otherwise
-        for i, v in enumerate(vis):
-            flag = isinstance(v, (bool, np.bool_)) or (
-                isinstance(v, (int, np.integer)) and v in (0, 1))
-            if not flag:
-                raise RecordError(
-                    f"{where}: 'visible' flag at position {i} is {_describe(v)}; flags must be "
-                    "true/false or the integers 0/1 (a string such as \"0\" would count as "
-                    "visible). Fix the code that wrote these records, or re-create them."
-                )
+        _check_flags(vis, where)
     for name in ("width", "height"):
-        if name in record:
-            v = record[name]
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v <= 0:
-                raise RecordError(
-                    f"{where}: '{name}' must be a positive integer (pixels), got {_describe(v)}. "
-                    "Fix the code that wrote these records, or re-create them (notebook 01)."
-                )
+        v = record.get(name)
+        if name in record and (isinstance(v, (bool, np.bool_))
+                               or not isinstance(v, (int, np.integer)) or v <= 0):
+            raise RecordError(
+                f"{where}: '{name}' must be a positive integer (pixels), got {_describe(v)}. "
+                "Fix the code that wrote these records, or re-create them (notebook 01).")
     if "xyz" in record:
         _check_xyz(record["xyz"], where, num_joints)
     if check_image and not Path(record["image_path"]).is_file():
-        raise RecordError(
-            f"{where}: image file not found: {record['image_path']}. The dataset was moved or "
-            "deleted: re-create it (notebook 01) or fix the data root."
-        )
+        raise RecordError(f"{where}: image file not found: {record['image_path']}. The dataset was "
+                          "moved or deleted: re-create it (notebook 01) or fix the data root.")
 
 
 def _check_xyz(xyz, where: str, num_joints: int) -> None:
@@ -163,8 +146,7 @@ def _check_xyz(xyz, where: str, num_joints: int) -> None:
         got = f"{len(xyz)} joints" if isinstance(xyz, (list, tuple)) else _describe(xyz)
         raise RecordError(f"{where}: 'xyz' has {got}, expected {shape}. Re-create the records.")
     if set(map(type, xyz)) <= {list, tuple} and set(map(len, xyz)) == {3} and \
-            set(map(type, chain.from_iterable(xyz))) <= _PLAIN_NUMBERS and \
-            math.isfinite(sum(map(sum, xyz))):
+            _finite_numbers(list(chain.from_iterable(xyz))):
         return  # the common case, checked without a Python call per value
     for j, joint in enumerate(xyz):
         if not isinstance(joint, (list, tuple)) or len(joint) != 3:
@@ -176,20 +158,14 @@ def _check_xyz(xyz, where: str, num_joints: int) -> None:
                 raise RecordError(f"{where}: 'xyz' joint {j} holds a non-number: {_describe(v)}. "
                                   "Re-create the records.")
             if not math.isfinite(v):
-                raise RecordError(
-                    f"{where}: 'xyz' joint {j} is {joint}: NaN or infinite. Fix or drop this "
-                    "record; the annotation it came from is broken."
-                )
+                raise RecordError(f"{where}: 'xyz' joint {j} is {joint}: NaN or infinite. Fix or "
+                                  "drop this record; the annotation it came from is broken.")
 
 
 def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()  # numpy scalars become Python numbers
+    return str(value) if isinstance(value, Path) else value
 
 
 def save_records(records: list[dict], path: str | Path) -> Path:
@@ -208,11 +184,9 @@ def save_records(records: list[dict], path: str | Path) -> Path:
     return write_json(path, out)
 
 
-def load_records(
-    path: str | Path, num_joints: int = NUM_HAND_JOINTS, check_images: bool = True
-) -> list[dict]:
+def load_records(path: str | Path, num_joints: int = NUM_HAND_JOINTS,
+                 check_images: bool = True) -> list[dict]:
     """Read and validate a records JSON. Relative image paths resolve against the file's folder.
-
     Raises :class:`RecordError` naming the file and the record on a wrong keypoint count, a NaN,
     a missing key or (with ``check_images``) a missing image file.
     """
@@ -220,8 +194,7 @@ def load_records(
     if not path.is_file():
         raise FileNotFoundError(
             f"records file not found: {path}. Run notebook 01 (records) or 02 (splits) first, "
-            "or call make_freihand + load_freihand + save_records."
-        )
+            "or call make_freihand + load_freihand + save_records.")
     try:
         with open(path) as f:
             records = json.load(f)

@@ -132,6 +132,11 @@ def test_bad_images_raise_or_are_skipped_and_reported(tmp_path):
     assert len(ds) == 2 and ds.report.n_skipped == 1
     with pytest.raises(ImageReadError, match="001.jpg"):
         D.KeypointDataset(records, 32)[1]
+    path = tmp_path / "cache" / "skip_32.npy"  # on disk too, built and then reused
+    for _ in range(2):
+        disk = D.build_image_cache(records, 32, path=path, skip_bad=True, progress=False, log=None)
+        assert len(disk) == 2 and disk.record_index.tolist() == [0, 2]
+        assert np.array_equal(disk.images, cache.images) and disk.report.n_skipped == 1
 
 
 def fake_cache(n=10, size=16, seed=0) -> D.ImageCache:
