@@ -39,6 +39,7 @@ from .checkpoints import (
     total_magnitude,
     unwrap,
 )
+from .data import to_device
 from .schedules import make_scheduler, resume_schedule
 
 __all__ = ["History", "TrainConfig", "fit", "train_one_epoch", "evaluate", "predict",
@@ -94,9 +95,8 @@ class History(list):
 
 
 def format_epoch(row: dict, epochs: int, items: Sequence[tuple] = ()) -> str:
-    """One line per epoch, e.g.
-    ``[003/050] train=0.0421 | val=0.0385 | PCK@0.05=72.3% | lr=2.99e-04``.
-    ``items`` are ``(metric_key, label, format)``; ``val_<metric_key>`` is printed if present."""
+    """``[003/050] train=0.0421 | val=0.0385 | PCK@0.05=72.3% | lr=2.99e-04``; ``items`` are
+    ``(metric_key, label, format)`` for the ``val_<metric_key>`` values to print."""
     parts = [f"train={row['train_loss']:.4f}"]
     if "val_loss" in row:
         parts.append(f"val={row['val_loss']:.4f}")
@@ -105,16 +105,6 @@ def format_epoch(row: dict, epochs: int, items: Sequence[tuple] = ()) -> str:
             parts.append(f"{label}={fmt.format(row[f'val_{key}'])}")
     parts.append(f"lr={row['lr']:.2e}")
     return f"[{row['epoch']:03d}/{epochs:03d}] " + " | ".join(parts)
-
-
-def _to_device(obj, device):
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, dict):
-        return {k: _to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_device(v, device) for v in obj)
-    return obj
 
 
 def _is_ddp(model: nn.Module) -> bool:
@@ -136,7 +126,7 @@ def default_prepare_batch(batch, device, train: bool):
     else:
         inputs, targets = batch[0], batch[1]
         extras = {"rest": list(batch[2:])} if len(batch) > 2 else {}
-    return _to_device(inputs, device), _to_device(targets, device), _to_device(extras, device)
+    return to_device(inputs, device), to_device(targets, device), to_device(extras, device)
 
 
 def _float(obj):
@@ -321,9 +311,9 @@ class FunctionMeter:
         self.outputs, self.targets, self.extras = [], [], []
 
     def update(self, outputs, targets, extras):
-        self.outputs.append(_to_device(outputs, "cpu"))
-        self.targets.append(_to_device(targets, "cpu"))
-        self.extras.append(_to_device(extras, "cpu"))
+        self.outputs.append(to_device(outputs, "cpu"))
+        self.targets.append(to_device(targets, "cpu"))
+        self.extras.append(to_device(extras, "cpu"))
 
     def compute(self) -> dict:
         def cat(parts):
