@@ -240,7 +240,7 @@ class KeypointMeter:
         self.reset()
 
     def reset(self) -> None:
-        self._pred, self._gt, self._vis, self._norm, self._index = [], [], [], [], []
+        self._batches, self._index = [], []  # (pred, gt, visible, norm) per batch
 
     @torch.no_grad()
     def update(self, outputs, targets, extras: dict | None = None) -> None:
@@ -266,9 +266,7 @@ class KeypointMeter:
             norm = bbox_size(gt, vis)
         else:
             norm = torch.full((gt.shape[0],), float(self.norm))
-        for store, value in zip((self._pred, self._gt, self._vis, self._norm),
-                                (pred, gt, vis, norm)):
-            store.append(value)
+        self._batches.append((pred, gt, vis, norm))
         if "index" in extras:
             self._index.append(_tensor(extras["index"]).long())
 
@@ -276,10 +274,9 @@ class KeypointMeter:
         """Everything accumulated: ``pred``, ``gt`` (N, J, D), ``visible`` (N, J), ``norm`` (N,)
         and ``index`` (N,) when the batches carried one. Use it for per-joint and worst-case
         analyses after :func:`engine.evaluate`."""
-        if not self._pred:
+        if not self._batches:
             raise RuntimeError("KeypointMeter is empty: call update() before compute()")
-        out = {"pred": torch.cat(self._pred), "gt": torch.cat(self._gt),
-               "visible": torch.cat(self._vis), "norm": torch.cat(self._norm)}
+        out = dict(zip(("pred", "gt", "visible", "norm"), map(torch.cat, zip(*self._batches))))
         if self._index:
             out["index"] = torch.cat(self._index)
         return out
