@@ -78,16 +78,6 @@ class LandmarkCodec:
         return mirrored.reshape(-1), 1.0 - p_right
 
 
-def encode_landmarks(landmarks, z_scale: float = Z_SCALE) -> np.ndarray:
-    """``LandmarkCodec(z_scale).encode``."""
-    return LandmarkCodec(z_scale).encode(landmarks)
-
-
-def decode_landmarks(values, z_scale: float = Z_SCALE):
-    """``LandmarkCodec(z_scale).decode``."""
-    return LandmarkCodec(z_scale).decode(values)
-
-
 # --- from notebooks/04_mobilenetv2_landmarks.ipynb ---
 def _read_only(a: np.ndarray) -> np.ndarray:
     a = np.ascontiguousarray(a)

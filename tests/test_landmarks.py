@@ -32,18 +32,18 @@ def test_codec_roundtrip_and_values():
     rng = np.random.default_rng(0)
     lm = _random_landmarks(rng, 4)
     before = lm.copy()
-    enc = L.encode_landmarks(lm, z_scale=2.0)
+    enc = L.LandmarkCodec(2.0).encode(lm)
     assert enc.shape == (4, 63) and enc.dtype == np.float32
     assert np.array_equal(lm, before), "encoding must not modify its input"
-    np.testing.assert_allclose(L.decode_landmarks(enc, 2.0), lm, atol=1e-6)
-    np.testing.assert_allclose(L.decode_landmarks(torch.from_numpy(enc), 2.0).numpy(), lm,
+    np.testing.assert_allclose(L.LandmarkCodec(2.0).decode(enc), lm, atol=1e-6)
+    np.testing.assert_allclose(L.LandmarkCodec(2.0).decode(torch.from_numpy(enc)).numpy(), lm,
                                atol=1e-6)
     corners = np.zeros((21, 3))
     corners[1] = [1.0, 1.0, 0.25]
-    e = L.encode_landmarks(corners, z_scale=2.0).reshape(21, 3)
+    e = L.LandmarkCodec(2.0).encode(corners).reshape(21, 3)
     assert e[0].tolist() == [-1, -1, 0] and e[1].tolist() == [1, 1, 0.5]
     with pytest.raises(ValueError, match="21, 3"):
-        L.encode_landmarks(np.zeros((20, 3)))
+        L.LandmarkCodec().encode(np.zeros((20, 3)))
     px = L.landmarks_to_pixels(np.array([[0.5, 0.5, 0.0]] * 21), (640, 480))
     assert px[0].tolist() == [319.5, 239.5]  # the image centre in pixel-centre coordinates
 
@@ -174,7 +174,7 @@ def test_true_mpjpe_versus_the_references_mean_abs():
     """Every joint off by (0.03, 0.04, 0) in target units: the Euclidean MPJPE is 0.05, the
     reference's mean |delta| over 63 coordinates only (0.03 + 0.04 + 0) / 3."""
     rng = np.random.default_rng(3)
-    gt = torch.from_numpy(L.encode_landmarks(_random_landmarks(rng, 5)))
+    gt = torch.from_numpy(L.LandmarkCodec().encode(_random_landmarks(rng, 5)))
     pred = (gt.view(5, 21, 3) + torch.tensor([0.03, 0.04, 0.0])).view(5, 63)
     assert L.mean_abs_coordinate_error(pred, gt) == pytest.approx(0.07 / 3, rel=1e-5)
     meter = L.LandmarkMeter()

@@ -62,18 +62,11 @@ def clamp_scale(side: torch.Tensor, crop_size: int, image_size: float,
     return crop_size / side.clamp(lo, hi)
 
 
-def boxes_from_keypoints(
-    uv: torch.Tensor,
-    visible: torch.Tensor,
-    crop_size: int,
-    image_size: tuple[int, int],
-    side_range=GT_SIDE_RANGE,
-    margin: float = 1.0,
-    center_noise: float = 0.0,
-    offset_noise: float = 0.0,
-    scale_noise: tuple[float, float] = (1.0, 1.0),
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
+def boxes_from_keypoints(uv: torch.Tensor, visible: torch.Tensor, crop_size: int,
+                         image_size: tuple[int, int], side_range=GT_SIDE_RANGE,
+                         margin: float = 1.0, center_noise: float = 0.0, offset_noise: float = 0.0,
+                         scale_noise: tuple[float, float] = (1.0, 1.0),
+                         generator: torch.Generator | None = None) -> torch.Tensor:
     """Ground-truth crop boxes ``(B, 3)``, as the paper's data reader makes them: centred on the
     middle MCP, side twice the largest distance from it to a visible keypoint (clipped to the
     image) times ``margin``, clamped to ``side_range``. Training jitter, as fractions of the image

@@ -176,22 +176,11 @@ def _check_compatible(saved: dict, config: Hand3DConfig, path: Path) -> None:
         )
 
 
-def train_stage(
-    config: Hand3DConfig,
-    train_records: list[dict],
-    val_records: list[dict],
-    runs: str | Path | None = None,
-    device=None,
-    num_workers: int | None = None,
-    progress: bool = True,
-    live_plot: bool = True,
-    log=print,
-    drive_dir: str | Path | None = None,
-    encode=None,
-    viewpoint=None,
-    decode=None,
-    loss_fn=None,
-) -> tuple[nn.Module, History]:
+def train_stage(config: Hand3DConfig, train_records: list[dict], val_records: list[dict],
+                runs: str | Path | None = None, device=None, num_workers: int | None = None,
+                progress: bool = True, live_plot: bool = True, log=print,
+                drive_dir: str | Path | None = None, encode=None, viewpoint=None, decode=None,
+                loss_fn=None) -> tuple[nn.Module, History]:
     """Train one stage with :func:`handpose_utils.engine.fit`; ``(model, history)``, the best
     checkpoint's weights loaded, in eval mode. Resumes from ``last.pth`` (a finished run is just
     loaded); ``config.training=False`` loads ``best.pth``. ``drive_dir`` keeps a copy of the

@@ -114,21 +114,22 @@ def show_grid(records: Sequence[dict], cols: int = 4, size: float = 2.6, titles=
     return fig
 
 
-def plot_skeleton_3d(ax, xyz, color: str | None = None, label: str | None = None):
-    """Draw a HAND21 skeleton in 3D (camera frame: x right, y down, z away from the camera)."""
+def plot_skeleton_3d(ax, xyz, color: str | None = None, label: str | None = None,
+                     unit: str = "m"):
+    """Draw a HAND21 skeleton in 3D (camera frame: x right, y down, z away from the camera), in
+    an equal-sided box around every skeleton drawn on ``ax``."""
     p = np.asarray(xyz, dtype=float).reshape(-1, 3)
     colors = [color] * len(HAND21_BONES) if color else hand21_bone_colors()
     for (a, b), c in zip(HAND21_BONES, colors):
         ax.plot(p[[a, b], 0], p[[a, b], 2], -p[[a, b], 1], "-", color=c, lw=2)
     ax.scatter(p[:, 0], p[:, 2], -p[:, 1], s=10, c=color or hand21_joint_colors(), label=label)
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("z (m, depth)")
-    ax.set_zlabel("-y (m, up)")
-    span = np.ptp(p, axis=0).max() / 2 + 1e-3
-    mid = p.mean(0)
-    ax.set_xlim(mid[0] - span, mid[0] + span)
-    ax.set_ylim(mid[2] - span, mid[2] + span)
-    ax.set_zlim(-mid[1] - span, -mid[1] + span)
+    ax.set(xlabel=f"x ({unit})", ylabel=f"z ({unit}, depth)", zlabel=f"-y ({unit}, up)")
+    ax.skeletons = [*getattr(ax, "skeletons", []), p]
+    everything = np.concatenate(ax.skeletons)
+    span = np.ptp(everything, axis=0).max() / 2 * 1.05 + 1e-6
+    mid = (everything.max(0) + everything.min(0)) / 2
+    ax.set(xlim=(mid[0] - span, mid[0] + span), ylim=(mid[2] - span, mid[2] + span),
+           zlim=(-mid[1] - span, -mid[1] + span))
     return ax
 
 

@@ -6,12 +6,20 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import torch.nn.functional as F
 from matplotlib.colors import ListedColormap, to_rgb
 
 from ..datasets.rhd import read_depth, read_mask
 from ..hand3d.canonical import to_canonical
-from ..hand3d.crops import boxes_from_keypoints
+from ..hand3d.crops import (
+    boxes_from_keypoints,
+    boxes_from_segmentation,
+    crop_images,
+    paper_normalize,
+    to_crop,
+)
 from ..hand3d.evaluate import relative_to_root
+from ..hand3d.pipeline import Hand3DPipeline
 from ..images import read_image
 from ..skeletons import FINGER_COLORS, FINGERS, HAND21_NAMES
 from . import GT_COLOR, PRED_COLOR, draw_hand, plot_skeleton_3d, sample_browser
@@ -70,10 +78,9 @@ def show_rhd_sample(record: dict, crop_size: int = 256, axes=None):
 
 
 def show_canonical_frame(records: list[dict], n: int = 12, viewpoint=None):
-    """The same hands twice: root-relative and scale-normalised in the camera frame (every hand
-    turned its own way), and in the canonical frame (aligned, right hands mirrored). Also the
-    spread of each joint across the hands in both frames: what is left for a network to learn.
-    ``viewpoint``: the function that computes R (default ``canonical_rotation``)."""
+    """The same hands in the camera frame (root-relative, scale-normalised, each turned its own
+    way) and in the canonical frame (aligned by ``viewpoint``'s R, right hands mirrored), and the
+    spread of each joint across the hands in both: what is left for a network to learn."""
     recs = records[:n]
     xyz = torch.tensor(np.array([r["xyz"] for r in records]), dtype=torch.float32)
     right = torch.tensor([r["hand_side"] == "right" for r in records])
@@ -85,12 +92,8 @@ def show_canonical_frame(records: list[dict], n: int = 12, viewpoint=None):
         for i in range(len(recs)):
             plot_skeleton_3d(ax, enc[key][i].numpy())
         lim = float(enc[key][: len(recs)].abs().max()) * 1.05
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-        ax.set_zlim(-lim, lim)
-        ax.set_xlabel("x")
-        ax.set_ylabel("z")
-        ax.set_zlabel("-y")
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), zlim=(-lim, lim), xlabel="x", ylabel="z",
+               zlabel="-y")
         ax.set_title(f"{len(recs)} hands, {title}", fontsize=9)
     ax = fig.add_subplot(1, 3, 3)
     spread = {k: enc[k].std(0).norm(dim=-1).numpy() for k in ("xyz", "canonical")}
@@ -110,9 +113,6 @@ def show_segmentation(segnet, dataset, indices, crop_size: int = 256, seg_size=N
     """HandSegNet on a few samples, one column each: the image with the crop boxes (from the
     segmentation red, from the ground truth green), the annotated hands (class id > 1),
     HandSegNet's hand probability with its IoU, and the crop taken from the hand blob."""
-    from ..hand3d.crops import boxes_from_segmentation, crop_images, paper_normalize
-    from ..hand3d.pipeline import Hand3DPipeline
-
     device = device or next(segnet.parameters()).device
     seg = Hand3DPipeline(segnet, None, None, crop_size=crop_size, seg_size=seg_size).eval()
     fig, axes = plt.subplots(4, len(indices), figsize=(2.6 * len(indices), 10.4), squeeze=False)
@@ -152,8 +152,6 @@ def show_posenet_stages(posenet, dataset, index: int, crop_size: int = 256,
                         joints=(4, 8, 12, 20), device=None):
     """PoseNet on the ground-truth crop of ``dataset[index]``: the score maps of ``joints`` at
     every stage (rows), the annotated keypoint in green."""
-    from ..hand3d.crops import crop_images, paper_normalize, to_crop
-
     device = device or next(posenet.parameters()).device
     posenet.eval()
     item = dataset[index]
@@ -176,8 +174,6 @@ def show_scoremaps(crop: torch.Tensor, stage_maps: torch.Tensor, joints=(4, 8, 1
     """PoseNet's score maps of a few ``joints`` for every stage (rows) over the crop.
     ``crop`` (3, C, C) normalised; ``stage_maps`` (stages, 21, S, S). Later stages sharpen and
     fix the maps of the first one using the other keypoints' evidence."""
-    import torch.nn.functional as F
-
     c = crop.shape[-1]
     up = F.interpolate(stage_maps.float().cpu(), size=(c, c), mode="bilinear",
                        align_corners=False)
@@ -200,11 +196,10 @@ def show_scoremaps(crop: torch.Tensor, stage_maps: torch.Tensor, joints=(4, 8, 1
 
 @torch.no_grad()
 def show_pipeline(pipeline, dataset, index: int, device=None, crops: str = "segmentation"):
-    """Run the pipeline on ``dataset[index]`` and show every stage: the hand probability and the
-    crop boxes (predicted red, ground truth green) on the image, the crop with 2D keypoints, the
-    score maps (maximum over joints), and the 3D pose (mm, ground-truth scale, both skeletons
-    rooted at their palm point as in Zimmermann & Brox's protocol; the title's error is over
-    the visible joints, as their full-pipeline evaluation)."""
+    """The pipeline on ``dataset[index]``, every stage: the hand probability and the crop boxes
+    (predicted red, ground truth green), the crop with 2D keypoints, the score maps (maximum over
+    joints) and the 3D pose (mm, ground-truth scale, palm root, the error over the visible
+    joints: Zimmermann & Brox's full-pipeline protocol)."""
     device = device or next(pipeline.parameters()).device
     pipeline.eval()
     item = dataset[index]
@@ -228,18 +223,14 @@ def show_pipeline(pipeline, dataset, index: int, device=None, crops: str = "segm
     ax[0].set_title(f"#{index} ({'left' if int(side) == 0 else 'right'}): hand probability",
                     fontsize=9)
     ax[1].imshow(_overlay(out["crops"][0]))
-    box = out["boxes"][0].cpu()
-    uv_gt_crop = ((torch.tensor(uv_gt) - box[:2]) * box[2] + (pipeline.crop_size - 1) / 2).numpy()
-    draw_hand(ax[1], uv_gt_crop, color=GT_COLOR)
+    uv_gt_crop = to_crop(item["keypoints"][None], out["boxes"][:1].cpu(), pipeline.crop_size)
+    draw_hand(ax[1], uv_gt_crop[0].numpy(), color=GT_COLOR)
     draw_hand(ax[1], out["uv_crop"][0].cpu().numpy(), color=PRED_COLOR)
     c = pipeline.crop_size
-    ax[1].set_xlim(-0.5, c - 0.5)
-    ax[1].set_ylim(c - 0.5, -0.5)
+    ax[1].set(xlim=(-0.5, c - 0.5), ylim=(c - 0.5, -0.5))
     err = np.linalg.norm(out["uv"][0].cpu().numpy() - uv_gt, axis=-1)[vis]
     ax[1].set_title(f"crop: 2D EPE {err.mean():.1f} px (image px)", fontsize=9)
     ax[2].imshow(_overlay(out["crops"][0]))
-    import torch.nn.functional as F
-
     maps = F.interpolate(out["scoremaps"].float(), size=out["crops"].shape[-2:],
                          mode="bilinear", align_corners=False)[0].amax(0).cpu().numpy()
     ax[2].imshow(maps, cmap="jet", alpha=0.5, vmin=0, vmax=max(float(maps.max()), 1e-3))
@@ -250,15 +241,8 @@ def show_pipeline(pipeline, dataset, index: int, device=None, crops: str = "segm
     scale = torch.linalg.vector_norm(xyz[10] - xyz[9]) * 1000
     gt3 = relative_to_root(xyz[None] * 1000, "palm")[0].numpy()
     pred3 = relative_to_root(out["xyz"][:1].float().cpu() * scale, "palm")[0].numpy()
-    plot_skeleton_3d(ax[3], gt3, color=GT_COLOR, label="ground truth")
-    plot_skeleton_3d(ax[3], pred3, color=PRED_COLOR, label="prediction")
-    both = np.concatenate([gt3, pred3])
-    mid, span = both.mean(0), np.ptp(both, axis=0).max() / 2 + 1.0
-    ax[3].set_xlim(mid[0] - span, mid[0] + span)  # plot_skeleton_3d plots (x, z, -y)
-    ax[3].set_ylim(mid[2] - span, mid[2] + span)
-    ax[3].set_zlim(-mid[1] - span, -mid[1] + span)
-    for setter in ("set_xlabel", "set_ylabel", "set_zlabel"):
-        getattr(ax[3], setter)("")
+    plot_skeleton_3d(ax[3], gt3, color=GT_COLOR, label="ground truth", unit="mm")
+    plot_skeleton_3d(ax[3], pred3, color=PRED_COLOR, label="prediction", unit="mm")
     e3 = np.linalg.norm(pred3 - gt3, axis=-1)[vis].mean() if vis.any() else float("nan")
     ax[3].set_title(f"3D (mm), palm root: EPE {e3:.1f} mm, visible joints", fontsize=9)
     fig.tight_layout()
@@ -267,14 +251,12 @@ def show_pipeline(pipeline, dataset, index: int, device=None, crops: str = "segm
 
 def pipeline_browser(pipeline, dataset, device=None, crops: str = "segmentation"):
     """An ipywidgets slider over ``dataset`` showing :func:`show_pipeline` for each sample."""
-    sample_browser(list(range(len(dataset))),
-                          show=lambda i: show_pipeline(pipeline, dataset, i, device, crops))
+    sample_browser(range(len(dataset)), lambda i: show_pipeline(pipeline, dataset, i, device, crops))
 
 
 def plot_eval_pck(results: dict[str, dict], unit: str = "px", ax=None, title: str = ""):
-    """PCK curves of evaluation results (``eval_2d`` / ``eval_3d`` dicts), AUC in the legend.
-    The protocol each result was measured with (its ``protocol`` label) goes into the title
-    when all share one, else into each legend entry."""
+    """PCK curves of ``eval_2d`` / ``eval_3d`` results, AUC in the legend; their ``protocol``
+    label in the title when all share one, else in each legend entry."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.6))
     protocols = {res.get("protocol") for res in results.values()} - {None}

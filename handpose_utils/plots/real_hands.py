@@ -1,9 +1,6 @@
-"""Notebook 08's figures, tables and plumbing: the crop box on an image, the crops the models see,
-the heatmap targets, the results tables, real crops with predictions, the augmentations side by
-side, the photo (file, upload or webcam) and the FreiHAND evaluation download.
-
-Loaded lazily as ``hp.plots.real_hands``; the lesson's own code (crop, heads, scoring) is in the
-notebook and in ``handpose_utils/capstone.py``, generated from it."""
+"""Notebook 08's figures, tables and plumbing (``hp.plots.real_hands``): the crop box, the crops
+the models see, the heatmap targets, the results tables, real crops with predictions, the
+augmentations, the photo (file, upload or webcam) and the FreiHAND evaluation download."""
 
 from __future__ import annotations
 
@@ -17,8 +14,7 @@ from . import draw_hand
 
 
 def _box_patch(ax, box, color="y", lw=2.0):
-    """The square ``box = (x0, y0, side)`` on an image drawn by ``imshow`` (pixel centres at
-    integers: the box's first pixel is centred on (x0, y0), its edge half a pixel before)."""
+    """The square ``box = (x0, y0, side)`` on an image (its first pixel centred on (x0, y0))."""
     x0, y0, side = box
     ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), side, side, fill=False, color=color, lw=lw))
 
@@ -96,9 +92,8 @@ def gap_table(scores, rows=None):
 
 
 def source_table(preds, scores, columns, score, other_count: int = 0):
-    """PCK@0.05 and EPE per real source: ``columns`` ``[(name, mask over the real crops)]``,
-    ``score(pred, mask)`` scores the masked real predictions; with ``other_count``, the other
-    renderer's column from ``scores[name]["other"]``."""
+    """PCK@0.05 and EPE per real source (``columns``: ``[(name, mask)]``, scored with
+    ``score(pred, mask)``) and, with ``other_count``, the other renderer's ``scores[name]["other"]``."""
     header = [f"{s} ({int(m.sum())})" for s, m in columns]
     header += [f"RHD, rendered ({other_count})"] if other_count else []
     print(f"{'model':22s} " + " ".join(f"{h:>22s}" for h in header))
@@ -244,9 +239,8 @@ def webcam_photo(path, quality: float = 0.9) -> Path:
 
 
 def get_photo(photo, data_root, fallback) -> tuple[Path, bool]:
-    """The photo to try the models on, and whether it is mirrored: ``photo`` is a path, or in
-    Colab ``"upload"`` (a file dialog) or ``"webcam"`` (a mirror image, for the teacher's
-    handedness); ``None`` gives ``fallback``."""
+    """The photo to try the models on and whether it is mirrored: a path, ``None`` (``fallback``)
+    or in Colab ``"upload"`` (a file dialog) or ``"webcam"`` (a mirror image)."""
     if photo == "upload":
         from google.colab import files
 
@@ -257,8 +251,8 @@ def get_photo(photo, data_root, fallback) -> tuple[Path, bool]:
 
 
 def download_freihand_evaluation(root) -> Path:
-    """FreiHAND's evaluation archive only (724 MB: 3,960 real images with keypoints), from the
-    dataset module's official URL, extracted into ``root/freihand/FreiHAND_pub_v2``."""
+    """FreiHAND's evaluation archive only (724 MB: 3,960 real images with keypoints), extracted
+    into ``root/freihand/FreiHAND_pub_v2``."""
     from ..datasets.freihand import FREIHAND_EVAL_URL
     from ..downloads import download_file, extract_zip
 

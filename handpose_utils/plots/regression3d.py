@@ -17,19 +17,7 @@ from ..images import read_image
 from ..metrics import PCK3D_THRESHOLDS_MM, pck3d_curve, reproject_with_gt_root
 from ..skeletons import MIDDLE_MCP
 from . import GT_COLOR, PRED_COLOR, draw_hand, plot_skeleton_3d
-
-
-def _set_3d_limits(ax, *points_mm) -> None:
-    p = np.concatenate([np.asarray(q, float).reshape(-1, 3) for q in points_mm])
-    span = np.ptp(p, axis=0).max() / 2 + 1.0
-    mid = (p.max(0) + p.min(0)) / 2
-    ax.set_xlim(mid[0] - span, mid[0] + span)
-    ax.set_ylim(mid[2] - span, mid[2] + span)
-    ax.set_zlim(-mid[1] - span, -mid[1] + span)
-    ax.set_xlabel("x (mm)", fontsize=8)
-    ax.set_ylabel("z (mm, depth)", fontsize=8)
-    ax.set_zlabel("-y (mm, up)", fontsize=8)
-    ax.tick_params(labelsize=6)
+from .history import plot_history
 
 
 def show_prediction_3d(image, gt_xyz, pred_rel, K, root: int = MIDDLE_MCP,
@@ -59,9 +47,8 @@ def show_prediction_3d(image, gt_xyz, pred_rel, K, root: int = MIDDLE_MCP,
     ax2.set_title("2D: prediction placed at the true root", fontsize=9)
     ax2.axis("off")
     ax3 = fig.add_subplot(1, 2, 2, projection="3d")
-    plot_skeleton_3d(ax3, gt_mm, color=GT_COLOR, label="ground truth")
-    plot_skeleton_3d(ax3, pred_mm, color=PRED_COLOR, label="prediction")
-    _set_3d_limits(ax3, gt_mm, pred_mm)
+    plot_skeleton_3d(ax3, gt_mm, color=GT_COLOR, label="ground truth", unit="mm")
+    plot_skeleton_3d(ax3, pred_mm, color=PRED_COLOR, label="prediction", unit="mm")
     ax3.view_init(elev=elev, azim=azim)
     ax3.set_title(f"3D, root-relative: MPJPE {err:.1f} mm", fontsize=9)
     if title:
@@ -120,11 +107,10 @@ def show_alignment(gt_mm, pred_mm, aligned_mm):
     fig = plt.figure(figsize=(9, 4))
     for k, (name, pts) in enumerate(shown.items()):
         ax = fig.add_subplot(1, 2, k + 1, projection="3d")
-        plot_skeleton_3d(ax, gt, color=GT_COLOR, label="ground truth")
-        plot_skeleton_3d(ax, pts, color=PRED_COLOR, label="prediction")
+        plot_skeleton_3d(ax, gt, color=GT_COLOR, label="ground truth", unit="mm")
+        plot_skeleton_3d(ax, pts, color=PRED_COLOR, label="prediction", unit="mm")
         err = np.linalg.norm(pts - gt, axis=-1).mean()
         ax.set_title(f"{name}: {err:.1f} mm", fontsize=9)
-        ax.set_xlabel("x (mm)"), ax.set_ylabel("z (mm)"), ax.set_zlabel("-y (mm)")
     fig.tight_layout()
     return fig
 
@@ -180,43 +166,11 @@ def show_augmented_batch(prepare_batch, dataset, indices=range(4), seed: int = 0
     return fig
 
 
-def plot_training_metrics(history: Sequence[dict], path=None):
-    """Loss (log scale), validation MPJPE and PA-MPJPE (mm) and 3D PCK, saved to ``path`` if
-    given."""
-    fig, (ax_l, ax_e, ax_p) = plt.subplots(1, 3, figsize=(13, 3.5))
-    ep = [r["epoch"] for r in history]
-
-    def line(ax, key, label, scale=1.0):
-        values = [r.get(key, np.nan) * scale for r in history]
-        if np.isfinite(values).any():
-            ax.plot(ep, values, "o-", ms=3, label=label)
-
-    line(ax_l, "train_loss", "train")
-    line(ax_l, "val_loss", "validation")
-    ax_l.set(xlabel="epoch", title="loss", yscale="log")
-    line(ax_e, "val_mpjpe", "MPJPE")
-    line(ax_e, "val_pa_mpjpe", "PA-MPJPE")
-    ax_e.set(xlabel="epoch", ylabel="mm", title="validation error")
-    line(ax_p, "val_pck3d_auc", "AUC 0-50 mm", 100)
-    line(ax_p, "val_pa_pck3d_auc", "AUC 0-50 mm, aligned", 100)
-    line(ax_p, "val_pck3d@20mm", "within 20 mm", 100)
-    line(ax_p, "val_within_50mm", "within 50 mm", 100)
-    ax_p.set(xlabel="epoch", ylabel="%", title="validation 3D PCK")
-    for ax in (ax_l, ax_e, ax_p):
-        if ax.lines:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-    return fig
-
-
 class EpochVisualizer:
     """A ``fit`` callback: after every epoch, predict a few fixed test samples (eval mode, no
     gradients, the mode restored) and save ``epoch_NNN_test_K.png`` (:func:`show_prediction_3d`)
-    and ``training_metrics.png`` into ``out_dir``; ``self.saved`` lists the files. ``codec``
-    decodes the outputs to root-relative metres."""
+    and ``training_metrics.png`` (``plot_history``) into ``out_dir``; ``self.saved`` lists the
+    files. ``codec`` decodes the outputs to root-relative metres."""
 
     def __init__(self, model, dataset, records: Sequence[dict], codec, prepare_batch, out_dir,
                  indices: Sequence[int] = (0,)):
@@ -249,8 +203,8 @@ class EpochVisualizer:
             fig.savefig(path, dpi=90)
             plt.close(fig)
             self.saved.append(path)
-        fig = plot_training_metrics(history, self.out_dir / "training_metrics.png")
-        plt.close(fig)
+        keys = ["val_mpjpe", "val_pa_mpjpe", "val_pck3d_auc", "val_within_50mm"]
+        plot_history(history, keys).savefig(self.out_dir / "training_metrics.png", dpi=110)
 
 
 def plot_pck3d_curves(results: dict[str, tuple], ax=None, title: str = "3D PCK (test)"):
