@@ -106,9 +106,7 @@ def prepare_splits(dataset: str = "synthetic", data_root: str | Path | None = No
     want = {"dataset": dataset, "root": str(root.resolve()), "n_poses": n_poses if dataset ==
             "synthetic" else None, "seed": seed, "fractions": list(fractions),
             "split_seed": split_seed, "key": "pose_id"}
-    # Taken before the data is read: if the files change while we read them, the fingerprint is
-    # the older one and the next call rebuilds, never the other way round.
-    fingerprint = data_fingerprint(root)
+    fingerprint = data_fingerprint(root)  # before reading: changes meanwhile rebuild next time
     meta_path = directory / "split_meta.json"
     with file_lock(meta_path):  # two notebooks asking at once: the second reuses the first's
         if not rebuild and meta_path.is_file():
@@ -156,13 +154,10 @@ def prepare_coco(dataset: str = "synthetic", data_root: str | Path | None = None
                  val_fraction: float = 0.2, max_train: int | None = None,
                  max_val: int | None = None, progress: bool = True, log=print) -> dict:
     """Make sure the person-keypoint data is on disk and return what a top-down run needs
-    (:func:`~handpose_utils.datasets.coco.coco_train_val` says what and how it splits).
-
-    ``"synthetic"``: ``<data>/synthetic_coco``, rendered if missing (``n_train`` and ``n_val``
-    images of ``width`` x ``height``); train on its train2017, score on its val2017. ``"coco"``:
-    ``<data>/coco`` in either layout, downloaded when ``download`` (val2017 and annotations,
-    1 GB; with ``use_train2017`` also train2017, 18 GB).
-    """
+    (:func:`~handpose_utils.datasets.coco.coco_train_val` says what, and how it splits):
+    ``"synthetic"`` is rendered if missing (``n_train`` and ``n_val`` images of ``width`` x
+    ``height``), real ``"coco"`` (either layout) downloaded when ``download`` (val2017 and
+    annotations, 1 GB; with ``use_train2017`` also train2017, 18 GB)."""
     from .datasets.coco import coco_train_val, download_coco, has_coco_split
 
     root = _folder(dataset, data_root, {"synthetic": "synthetic_coco", "coco": "coco"})

@@ -285,10 +285,11 @@ def test_pck_figures_name_their_protocol(tmp_path):
 
     from handpose_utils import make_rhd
     from handpose_utils.datasets.rhd import load_rhd
+    from handpose_utils.plots import hand3d as figs
 
     gt = _flat_hand().expand(3, 21, 3).clone()
     pred = gt + torch.randn(3, 21, 3, dtype=gt.dtype)
-    ax = h3.plot_pck_curves({"a": h3.eval_3d(pred, gt), "b": h3.eval_3d(pred * 1.1, gt)},
+    ax = figs.plot_eval_pck({"a": h3.eval_3d(pred, gt), "b": h3.eval_3d(pred * 1.1, gt)},
                             unit="mm", title="3D PCK")
     assert ax.axes[0].get_title() == "3D PCK\nZ&B protocol: palm root, all 21 joints"
     plt.close("all")
@@ -297,6 +298,6 @@ def test_pck_figures_name_their_protocol(tmp_path):
     ds = h3.RHDSamples(load_rhd(root, "evaluation"))
     pipe = h3.Hand3DPipeline(h3.HandSegNet(0.0625), h3.PoseNet(0.0625), h3.PosePrior(map_size=2),
                              crop_size=16)
-    fig = h3.show_pipeline(pipe, ds, 0, device="cpu")
+    fig = figs.show_pipeline(pipe, ds, 0, device="cpu")
     assert "palm root" in fig.axes[3].get_title()
     plt.close("all")

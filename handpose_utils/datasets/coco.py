@@ -12,17 +12,15 @@ Two layouts are recognised (:func:`find_coco_files`):
       root/raw/person_keypoints_{train,val}2017.json
       root/{train,validation}/data/000000000785.jpg
 
-The synthetic default (:func:`handpose_utils.synthetic.coco.make_coco`) writes the standard
-layout, so this reader serves both.
-
-Every annotated person becomes a sample: non-crowd, ``num_keypoints > 0`` (the reference kept only
-the first person of each image, leaving the others unlabelled in its targets). People without
-keypoints and crowd regions have no keypoints to learn from; COCO's evaluation ignores them too.
+The synthetic default (:func:`handpose_utils.make_coco`) writes the standard layout, so this
+reader serves both. Every annotated person becomes a sample: non-crowd, ``num_keypoints > 0``
+(the reference kept only the first person of each image, leaving the others unlabelled in its
+targets). People without keypoints and crowd regions have no keypoints to learn from; COCO's
+evaluation ignores them too.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -30,14 +28,13 @@ import numpy as np
 
 from ..downloads import download_file, extract_zip
 from ..images import ImageReadError
-from .freihand import DatasetNotFoundError
+from .freihand import DatasetNotFoundError, read_dataset_json
 
 COCO_URLS = {
     "val2017": "http://images.cocodataset.org/zips/val2017.zip",
     "train2017": "http://images.cocodataset.org/zips/train2017.zip",
     "annotations": "http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
 }
-COCO_SIZES = {"val2017": "778 MB", "train2017": "18 GB", "annotations": "241 MB"}
 COCO_PAGE = "https://cocodataset.org/#download"
 COCO_SPLITS = ("train", "val")
 _FIFTYONE_SPLIT = {"train": "train", "val": "validation"}
@@ -45,8 +42,7 @@ _FIFTYONE_SPLIT = {"train": "train", "val": "validation"}
 _HOW_TO_GET = (
     "Download it with handpose_utils.download_coco(root) (val2017 images, 778 MB, and the "
     "annotations, 241 MB; add splits=('val', 'train') for train2017, 18 GB; see " + COCO_PAGE
-    + "), or generate the synthetic default with handpose_utils.make_coco(root, n_train, n_val)."
-)
+    + "), or generate the synthetic default with handpose_utils.make_coco(root, n_train, n_val).")
 
 
 def find_coco_files(root: str | Path, split: str = "val") -> tuple[Path, Path]:
@@ -57,10 +53,8 @@ def find_coco_files(root: str | Path, split: str = "val") -> tuple[Path, Path]:
         raise ValueError(f"split must be one of {COCO_SPLITS}, got {split!r}")
     root = Path(root)
     name = f"person_keypoints_{split}2017.json"
-    candidates = [
-        (root / "annotations" / name, root / f"{split}2017"),
-        (root / "raw" / name, root / _FIFTYONE_SPLIT[split] / "data"),
-    ]
+    candidates = [(root / "annotations" / name, root / f"{split}2017"),
+                  (root / "raw" / name, root / _FIFTYONE_SPLIT[split] / "data")]
     for ann, images in candidates:
         if ann.is_file():
             if not images.is_dir():
@@ -87,13 +81,7 @@ def has_coco_split(root: str | Path, split: str) -> bool:
 def read_coco_json(path: str | Path) -> dict:
     """Read a COCO annotation file, with errors that name it."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetNotFoundError(f"COCO annotation file not found: {path}. " + _HOW_TO_GET)
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); download or generate it again") from err
+    data = read_dataset_json(path, "COCO annotation file", _HOW_TO_GET)
     for key in ("images", "annotations", "categories"):
         if key not in data:
             raise ValueError(f"{path} has no {key!r} list: it is not a COCO annotation file")
@@ -139,8 +127,7 @@ def _checked_person(ann: dict, index: int, ann_file: Path):
         raise ValueError(
             f"{where()} has no 'num_keypoints'. COCO stores it with every annotation (the number "
             "of joints with v > 0) and pycocotools' COCOeval needs it too: add it, e.g. "
-            "ann['num_keypoints'] = sum(v > 0 for v in ann['keypoints'][2::3])."
-        )
+            "ann['num_keypoints'] = sum(v > 0 for v in ann['keypoints'][2::3]).")
     try:
         kp = [float(v) for v in ann["keypoints"]]
         box = [float(v) for v in ann["bbox"]]
@@ -152,17 +139,14 @@ def _checked_person(ann: dict, index: int, ann_file: Path):
         raise ValueError(
             f"{where()} has {len(kp)} keypoint values; expected 51 = 17 x 3 (x, y, v for each "
             "of COCO's 17 person joints). Is this a person-keypoints file with the COCO-17 "
-            "skeleton?"
-        )
+            "skeleton?")
     if not all(map(math.isfinite, kp)):
         raise ValueError(f"{where()}: keypoints hold NaN or inf: {ann['keypoints']}")
     bad_v = [j for j, v in enumerate(kp[2::3]) if v not in (0.0, 1.0, 2.0)]
     if bad_v:
-        raise ValueError(
-            f"{where()}: joint(s) {bad_v} have visibility "
-            f"{[ann['keypoints'][3 * j + 2] for j in bad_v]}; COCO's v must be 0, 1 or 2 "
-            "(unlabelled, labelled but occluded, visible)"
-        )
+        raise ValueError(f"{where()}: joint(s) {bad_v} have visibility "
+                         f"{[ann['keypoints'][3 * j + 2] for j in bad_v]}; COCO's v must be 0, 1 "
+                         "or 2 (unlabelled, labelled but occluded, visible)")
     if len(box) != 4 or not all(map(math.isfinite, box)):
         raise ValueError(f"{where()}: bbox must be 4 finite numbers [x, y, w, h], got "
                          f"{ann['bbox']}")
@@ -171,15 +155,10 @@ def _checked_person(ann: dict, index: int, ann_file: Path):
     return np.array(kp).reshape(17, 3), int(ann["num_keypoints"]), box, area
 
 
-def load_coco_keypoints(
-    root: str | Path | None = None,
-    split: str = "val",
-    ann_file: str | Path | None = None,
-    image_dir: str | Path | None = None,
-    min_keypoints: int = 1,
-    check_images: bool = True,
-    max_samples: int | None = None,
-) -> list[dict]:
+def load_coco_keypoints(root: str | Path | None = None, split: str = "val",
+                        ann_file: str | Path | None = None, image_dir: str | Path | None = None,
+                        min_keypoints: int = 1, check_images: bool = True,
+                        max_samples: int | None = None) -> list[dict]:
     """One record per annotated person of ``split``.
 
     Give ``root`` (either layout is found) or ``ann_file`` and ``image_dir`` directly. A record
@@ -191,12 +170,9 @@ def load_coco_keypoints(
     People are kept when they are not crowd regions, have at least ``min_keypoints`` labelled
     joints and a box of positive size. ``check_images`` checks that every image file exists.
     ``max_samples`` keeps the people of the first images up to that many people (whole images,
-    so no image is split between subsets).
-
-    Malformed entries raise a ``ValueError`` that names the file, the entry and what is wrong: a
-    missing key, a box that is not 4 finite numbers, other than 51 keypoint values, a
-    visibility other than 0, 1 or 2, no ``num_keypoints``. A file from which no person is kept
-    raises too, counting why each annotation was left out.
+    so no image is split between subsets). A malformed entry raises a ``ValueError`` naming the
+    file, the entry and what is wrong; so does a file from which no person is kept, counting why
+    each annotation was left out.
     """
     if ann_file is None or image_dir is None:
         if root is None:
@@ -243,20 +219,11 @@ def load_coco_keypoints(
                 dropped["box"] += 1
                 continue
             people.append({
-                "image_path": str(image_dir / im["file_name"]),
-                "image_id": int(image_id),
-                "ann_id": int(ann["id"]),
-                "keypoints": kp[:, :2].reshape(-1).round(3).tolist(),
-                "visible": kp[:, 2].astype(int).tolist(),
-                "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "area": area,
-                "num_keypoints": num_keypoints,
-                "width": int(w_img),
-                "height": int(h_img),
-                "split": split,
-                "source": source,
-                "ann_file": str(ann_file),
-            })
+                "image_path": str(image_dir / im["file_name"]), "image_id": int(image_id),
+                "ann_id": int(ann["id"]), "keypoints": kp[:, :2].reshape(-1).round(3).tolist(),
+                "visible": kp[:, 2].astype(int).tolist(), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": area, "num_keypoints": num_keypoints, "width": int(w_img),
+                "height": int(h_img), "split": split, "source": source, "ann_file": str(ann_file)})
         if max_samples is not None and records and len(records) + len(people) > max_samples:
             break
         records.extend(people)
@@ -269,8 +236,7 @@ def load_coco_keypoints(
         raise ValueError(
             f"{ann_file}: no person kept from this file: {why}. Check that this is a "
             "person-keypoints file (person_keypoints_*.json, not instances_*.json or "
-            "image_info_*.json), or lower min_keypoints."
-        )
+            "image_info_*.json), or lower min_keypoints.")
     if check_images:
         missing = sorted({r["image_path"] for r in records if not Path(r["image_path"]).is_file()})
         if missing:
@@ -281,8 +247,7 @@ def load_coco_keypoints(
     return records
 
 
-# --------------------------------------------------------------------------------------------
-# Download (Colab)
+# Download (Colab) ----------
 
 
 def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> Path:
@@ -305,15 +270,14 @@ def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> 
         zpath = download_file(COCO_URLS["annotations"], root / "annotations_trainval2017.zip")
         (root / "annotations").mkdir(exist_ok=True)
         # only the two keypoint files: they land in root/annotations/
-        extract_zip(zpath, root, [f"annotations/person_keypoints_{s}2017.json" for s in COCO_SPLITS])
+        extract_zip(zpath, root, [f"annotations/{p.name}" for p in wanted])
         if not keep_zip:
             zpath.unlink()
     for split in splits:
-        folder = root / f"{split}2017"
-        stamp = folder / ".complete"
+        key = f"{split}2017"
+        stamp = root / key / ".complete"
         if stamp.is_file():
             continue
-        key = f"{split}2017"
         zpath = download_file(COCO_URLS[key], root / f"{key}.zip")
         extract_zip(zpath, root)  # the zip holds the folder val2017/ (or train2017/)
         stamp.touch()

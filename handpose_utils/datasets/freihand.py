@@ -14,7 +14,8 @@ The layout (lmb-freiburg/freihand, ``utils/fh_utils.py``)::
 
 2D keypoints are not stored: they are the projection ``uv = K xyz`` (then divide by z).
 The synthetic default (:func:`handpose_utils.make_freihand`) writes the same layout, so this
-reader serves both.
+reader serves both; this module also reads its stamp (:func:`synthetic_meta`) and fingerprints
+the annotation files (:func:`data_fingerprint`, so cached splits know when to rebuild).
 """
 
 from __future__ import annotations
@@ -38,10 +39,9 @@ FREIHAND_PAGE = "https://lmb.informatik.uni-freiburg.de/projects/freihand/"
 FREIHAND_SPLITS = ("training", "evaluation")
 
 _HOW_TO_GET = (
-    "Get the data with handpose_utils.download_freihand(root) (real FreiHAND, {size}, research "
-    "use only; see " + FREIHAND_PAGE + ") or generate the synthetic default with "
-    "handpose_utils.make_freihand(root, n_poses)."
-)
+    f"Get the data with handpose_utils.download_freihand(root) (real FreiHAND, {FREIHAND_SIZE}, "
+    f"research use only; see {FREIHAND_PAGE}) or generate the synthetic default with "
+    "handpose_utils.make_freihand(root, n_poses).")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -116,11 +116,12 @@ def freihand_image_path(root: str | Path, split: str, image_id: int) -> Path:
     return Path(root) / split / "rgb" / f"{image_id:08d}.jpg"
 
 
-def _read_json(path: Path):
+def read_dataset_json(path: Path, what: str, how_to_get: str = ""):
+    """The JSON content of a dataset file. A missing file raises :class:`DatasetNotFoundError`
+    (``what`` not found, ``how_to_get``), a broken one ``ValueError``; both name the file."""
     if not path.is_file():
-        raise DatasetNotFoundError(
-            f"FreiHAND annotation file not found: {path}. " + _HOW_TO_GET.format(size=FREIHAND_SIZE)
-        )
+        hint = f". {how_to_get}" if how_to_get else ""
+        raise DatasetNotFoundError(f"{what} not found: {path}{hint}")
     try:
         with open(path) as f:
             return json.load(f)
@@ -131,13 +132,12 @@ def _read_json(path: Path):
 def _read_array(path: Path, what: str) -> np.ndarray:
     """The JSON list in ``path`` as a float array, with errors that name the file and the first
     entry whose shape differs from entry 0 (a raw NumPy error names neither)."""
-    data = _read_json(path)
+    data = read_dataset_json(path, "FreiHAND annotation file", _HOW_TO_GET)
     if not isinstance(data, list):
         raise ValueError(
             f"{path}: expected a JSON list with one entry of {what} per pose, got a "
             f"{type(data).__name__}. The file is not in FreiHAND's format: download or generate "
-            "it again."
-        )
+            "it again.")
     try:
         return np.asarray(data, dtype=np.float64)
     except (ValueError, TypeError):
@@ -146,10 +146,8 @@ def _read_array(path: Path, what: str) -> np.ndarray:
     i = next(i for i, shape in enumerate(shapes) if shape is None or shape != shapes[0])
     got = f"has shape {shapes[i]}" if shapes[i] is not None else "is ragged or holds non-numbers"
     than = f", but entry 0 has shape {shapes[0]}" if i > 0 else ""
-    raise ValueError(
-        f"{path}: entry {i} {got}{than}; every entry must be {what}. The file is corrupt or was "
-        "edited: download or generate it again."
-    )
+    raise ValueError(f"{path}: entry {i} {got}{than}; every entry must be {what}. The file is "
+                     "corrupt or was edited: download or generate it again.")
 
 
 def _entry_shape(entry) -> tuple | None:
@@ -164,8 +162,7 @@ def _check_count(path: Path, values: np.ndarray, n: int, xyz_path: Path) -> None
         raise ValueError(
             f"{path} has {len(values)} entries but {xyz_path.name} has {n} poses: one entry per "
             "pose is needed. The files come from different downloads or one is truncated: "
-            "download or generate the dataset again."
-        )
+            "download or generate the dataset again.")
 
 
 def _reject(path: Path, bad: np.ndarray, what: str, values: np.ndarray) -> None:
@@ -176,17 +173,11 @@ def _reject(path: Path, bad: np.ndarray, what: str, values: np.ndarray) -> None:
         raise ValueError(
             f"{path}: pose(s) {idx[:8].tolist()}{' ...' if len(idx) > 8 else ''} "
             f"({len(idx)} in all) have {what}; pose {idx[0]} holds {first}. The file is corrupt: "
-            "download or generate the dataset again."
-        )
+            "download or generate the dataset again.")
 
 
-def load_freihand(
-    root: str | Path,
-    split: str = "training",
-    versions: list[int] | None = None,
-    check_images: bool = True,
-    project=None,
-) -> list[dict]:
+def load_freihand(root: str | Path, split: str = "training", versions: list[int] | None = None,
+                  check_images: bool = True, project=None) -> list[dict]:
     """Read FreiHAND's native layout into records, one per image.
 
     Each record holds ``image_path``, ``keypoints`` (uv in pixels, flat [x1, y1, ...]),
@@ -203,39 +194,27 @@ def load_freihand(
     if split not in FREIHAND_SPLITS:
         raise ValueError(f"split must be one of {FREIHAND_SPLITS}, got {split!r}")
     root = find_freihand_root(root)
-    if not root.is_dir():
-        raise DatasetNotFoundError(
-            f"FreiHAND folder not found: {root}. " + _HOW_TO_GET.format(size=FREIHAND_SIZE)
-        )
     rgb_dir = root / split / "rgb"
-    if not rgb_dir.is_dir():
-        raise DatasetNotFoundError(
-            f"FreiHAND image folder not found: {rgb_dir}. " + _HOW_TO_GET.format(size=FREIHAND_SIZE)
-        )
+    for what, folder in (("folder", root), ("image folder", rgb_dir)):
+        if not folder.is_dir():
+            raise DatasetNotFoundError(f"FreiHAND {what} not found: {folder}. " + _HOW_TO_GET)
     xyz_path = root / f"{split}_xyz.json"
     if split == "evaluation" and not xyz_path.is_file():
         raise DatasetNotFoundError(
             f"{xyz_path} not found. The evaluation keypoints are in the separate evaluation "
             f"archive: download_freihand(root, evaluation=True) fetches {FREIHAND_EVAL_URL} "
-            f"({FREIHAND_EVAL_SIZE})."
-        )
+            f"({FREIHAND_EVAL_SIZE}).")
     xyz = _read_array(xyz_path, "21 x 3 joint positions")
     if xyz.ndim != 3 or xyz.shape[1:] != (21, 3):
         raise ValueError(f"{xyz_path}: expected N x 21 x 3 joints, got shape {xyz.shape}")
     n = len(xyz)
-    bad = np.flatnonzero(~np.isfinite(xyz).all(axis=(1, 2)) | (xyz[:, :, 2] <= 0).any(axis=1))
-    if len(bad):
-        raise ValueError(
-            f"{xyz_path}: pose(s) {bad[:8].tolist()} have non-finite coordinates or joints behind "
-            "the camera (z <= 0). The file is corrupt: download or generate it again."
-        )
+    _reject(xyz_path, ~np.isfinite(xyz).all(axis=(1, 2)) | (xyz[:, :, 2] <= 0).any(axis=1),
+            "non-finite coordinates or joints behind the camera (z <= 0)", xyz)
     K_path = root / f"{split}_K.json"
     K = _read_array(K_path, "3 x 3 camera matrices")
     if K.shape != (n, 3, 3):
-        raise ValueError(
-            f"{K_path}: expected {n} 3x3 matrices (one per pose in {xyz_path.name}), got shape "
-            f"{K.shape}"
-        )
+        raise ValueError(f"{K_path}: expected {n} 3x3 matrices (one per pose in "
+                         f"{xyz_path.name}), got shape {K.shape}")
     # Projection divides by K's third row and needs an invertible K; a broken K would only
     # surface later as a NaN loss that names no file.
     finite = np.isfinite(K).all(axis=(1, 2))
@@ -274,10 +253,8 @@ def load_freihand(
     # A version is on disk when its first image is; then all its images must be.
     available = [v for v in range(4) if freihand_image_path(root, split, n * v).is_file()]
     if not available:
-        raise DatasetNotFoundError(
-            f"no images in {rgb_dir} (expected {freihand_image_path(root, split, 0).name}, ...). "
-            + _HOW_TO_GET.format(size=FREIHAND_SIZE)
-        )
+        raise DatasetNotFoundError(f"no images in {rgb_dir} (expected "
+                                   f"{freihand_image_path(root, split, 0).name}, ...). " + _HOW_TO_GET)
     if versions is None:
         versions = available
     for v in versions:
@@ -289,35 +266,21 @@ def load_freihand(
                 if not path.is_file():
                     raise DatasetNotFoundError(
                         f"expected image {path} (version {v} of pose {idx}) is missing: "
-                        f"{split}_xyz.json has {n} poses. Re-extract or "
-                        "re-generate the dataset, or pass versions=[...] to use fewer versions."
-                    )
+                        f"{split}_xyz.json has {n} poses. Re-extract or re-generate the "
+                        "dataset, or pass versions=[...] to use fewer versions.")
     width, height = image_size(freihand_image_path(root, split, 0))
     source = "synthetic-FreiHAND" if (root / "synthetic_meta.json").is_file() else "FreiHAND"
     records = []
     for v in versions:
         for idx in range(n):
             image_id = idx + n * v
-            records.append(
-                {
-                    "image_path": str(freihand_image_path(root, split, image_id)),
-                    "keypoints": uv[idx].reshape(-1).round(4).tolist(),
-                    "visible": visible[idx].tolist(),
-                    "xyz": xyz[idx].tolist(),
-                    "K": K[idx].tolist(),
-                    "scale": float(scale[idx]),
-                    "pose_id": idx,
-                    "version": v,
-                    "image_id": image_id,
-                    "split": split,
-                    "width": width,
-                    "height": height,
-                    "source": source,
-                }
-            )
+            records.append({
+                "image_path": str(freihand_image_path(root, split, image_id)),
+                "keypoints": uv[idx].reshape(-1).round(4).tolist(),
+                "visible": visible[idx].tolist(), "xyz": xyz[idx].tolist(), "K": K[idx].tolist(),
+                "scale": float(scale[idx]), "pose_id": idx, "version": v, "image_id": image_id,
+                "split": split, "width": width, "height": height, "source": source})
     return records
-
-
 
 
 def _find_file(top: Path, name: str) -> Path | None:
@@ -327,9 +290,7 @@ def _find_file(top: Path, name: str) -> Path | None:
     return None
 
 
-def download_freihand(
-    root: str | Path, evaluation: bool = True, keep_zip: bool = False
-) -> Path:
+def download_freihand(root: str | Path, evaluation: bool = True, keep_zip: bool = False) -> Path:
     """Download and extract the real FreiHAND_pub_v2 into ``root`` (meant for Colab).
 
     Fetches ``FREIHAND_URL`` (3.7 GB) and, with ``evaluation``, ``FREIHAND_EVAL_URL`` (724 MB,
@@ -340,10 +301,8 @@ def download_freihand(
     """
     root = Path(root)
     target = root / "FreiHAND_pub_v2"
-    archives = [(FREIHAND_URL, "training_xyz.json")]
-    if evaluation:
-        archives.append((FREIHAND_EVAL_URL, "evaluation_xyz.json"))
-    for url, marker in archives:
+    archives = [(FREIHAND_URL, "training_xyz.json"), (FREIHAND_EVAL_URL, "evaluation_xyz.json")]
+    for url, marker in archives[:2 if evaluation else 1]:
         if (target / marker).is_file():
             continue
         zpath = download_file(url, root / url.rsplit("/", 1)[1])

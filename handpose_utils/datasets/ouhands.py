@@ -1,8 +1,6 @@
-"""OUHANDS (Oulu University HANDS): the native layout, and hand-landmark files in the reference
-project's format.
-
-The layout (Matilainen et al., "OUHANDS database for hand detection and pose recognition",
-IPTA 2016)::
+"""OUHANDS (Oulu University HANDS): the native layout (Matilainen et al., "OUHANDS database for
+hand detection and pose recognition", IPTA 2016), and hand-landmark files in the reference
+project's format::
 
     OUHANDS_train/
       train/hand_data/colour/{CLASS}-{subject}-{NNNN}.png     2,000 images, 640 x 480
@@ -12,21 +10,17 @@ IPTA 2016)::
     OUHANDS_test/
       test/hand_data/colour/*.png                              1,000 images
 
+    landmarks/{train,validation,test}/<stem>_landmarks.json   one per image with a hand:
+    {"image_path": "../../OUHANDS_train/train/hand_data/colour/A-ima-0001.png",
+     "image_shape": [480, 640, 3],
+     "landmarks": [{"x": 0.51, "y": 0.32, "z": -0.04}, ...],   # exactly 21, HAND21 order
+     "handedness": {"label": "Right", "score": 0.97}}           # or null
+    landmarks/extraction_report.json     images seen, hands found, images without a hand
+
 Ten hand-pose classes, A-F and H-K; ``subject`` is a three-letter person id and ``NNNN`` the
 sample number. OUHANDS has boxes and masks but **no keypoints**: the landmarks come from a
 teacher, MediaPipe's Hand Landmarker (:mod:`handpose_utils.mediapipe_labels`), or, for the
 synthetic default, from the renderer's ground truth.
-
-Landmark files (the reference project's format, one per image with a detected hand)::
-
-    landmarks/{train,validation,test}/<stem>_landmarks.json
-    {
-      "image_path": "../../OUHANDS_train/train/hand_data/colour/A-ima-0001.png",
-      "image_shape": [480, 640, 3],
-      "landmarks": [{"x": 0.51, "y": 0.32, "z": -0.04}, ...],   # exactly 21, HAND21 order
-      "handedness": {"label": "Right", "score": 0.97}            # or null
-    }
-    landmarks/extraction_report.json     images seen, hands found, images without a hand
 
 ``x`` and ``y`` are normalised to [0, 1] by the image width and height; ``z`` is MediaPipe's
 depth relative to the wrist, on roughly the same scale as ``x`` (negative = closer to the
@@ -46,12 +40,11 @@ from pathlib import Path
 from ..downloads import BrokenArchiveError, extract_zip
 from ..safefiles import write_json
 from ..skeletons import NUM_HAND_JOINTS
-from .freihand import DatasetNotFoundError
+from .freihand import DatasetNotFoundError, read_dataset_json
 
 OUHANDS_PAGE = "https://www.oulu.fi/cmvs/node/41445"
 OUHANDS_CLASSES = ("A", "B", "C", "D", "E", "F", "H", "I", "J", "K")
-OUHANDS_IMAGE_SIZE = (640, 480)  # (width, height)
-OUHANDS_IMAGE_SHAPE = (480, 640, 3)  # as the landmark files write it: (H, W, C)
+OUHANDS_IMAGE_SIZE = (640, 480)  # (width, height); landmark files write (H, W, C)
 SPLITS = ("train", "validation", "test")
 SPLIT_LISTS = {"train": "training_files.txt", "validation": "validation_files.txt"}
 HANDEDNESS_LABELS = ("Left", "Right")
@@ -65,16 +58,14 @@ HOW_TO_GET_OUHANDS = (
     "of Oulu's page " + OUHANDS_PAGE + " (follow its instructions and accept its terms of "
     "use), put the archives on your Drive or upload them, then call "
     "handpose_utils.install_ouhands([archives], root). Or use the synthetic default: "
-    "handpose_utils.synthetic.ouhands.ensure_synthetic_ouhands(root)."
-)
+    "handpose_utils.synthetic.ouhands.ensure_synthetic_ouhands(root).")
 
 
 class LandmarkFileError(ValueError):
     """A landmark file is malformed. The message names the file and what is wrong."""
 
 
-# --------------------------------------------------------------------------------------------
-# The native layout
+# The native layout ----------
 
 
 def parse_ouhands_name(name: str | Path) -> dict:
@@ -204,8 +195,7 @@ def install_ouhands(archives, root: str | Path, keep_archives: bool = True) -> P
     return found
 
 
-# --------------------------------------------------------------------------------------------
-# Landmark files
+# Landmark files ----------
 
 
 def landmark_file_path(landmarks_dir: str | Path, split: str, image_path: str | Path) -> Path:
@@ -219,18 +209,11 @@ def landmark_record(image_path: str | Path, image_shape, landmarks, handedness=N
     of 21 ``{"x", "y", "z"}`` dicts; ``handedness`` is None or ``{"label", "score"}``."""
     points = []
     for lm in landmarks:
-        if isinstance(lm, dict):
-            points.append({"x": float(lm["x"]), "y": float(lm["y"]), "z": float(lm["z"])})
-        else:
-            x, y, z = (float(v) for v in lm)
-            points.append({"x": x, "y": y, "z": z})
-    record = {
-        "image_path": str(image_path),
-        "image_shape": [int(v) for v in image_shape],
-        "landmarks": points,
-        "handedness": None if handedness is None else {
-            "label": str(handedness["label"]), "score": float(handedness["score"])},
-    }
+        x, y, z = (lm["x"], lm["y"], lm["z"]) if isinstance(lm, dict) else lm
+        points.append({"x": float(x), "y": float(y), "z": float(z)})
+    record = {"image_path": str(image_path), "image_shape": [int(v) for v in image_shape],
+              "landmarks": points, "handedness": None if handedness is None else {
+                  "label": str(handedness["label"]), "score": float(handedness["score"])}}
     validate_landmark_record(record, source=str(image_path))
     return record
 
@@ -357,11 +340,7 @@ def write_extraction_report(landmarks_dir: str | Path, report: dict) -> Path:
 
 
 def read_extraction_report(landmarks_dir: str | Path) -> dict:
-    path = Path(landmarks_dir) / REPORT_NAME
-    if not path.is_file():
-        raise DatasetNotFoundError(f"extraction report not found: {path}")
-    with open(path) as f:
-        return json.load(f)
+    return read_dataset_json(Path(landmarks_dir) / REPORT_NAME, "extraction report")
 
 
 def summarize_report(report: dict) -> str:

@@ -16,16 +16,13 @@ within a hand 0 is the wrist and each finger runs tip -> palm (12 = middle MCP).
 
 Mask ids: 0 background, 1 person, 2-17 left hand (three per finger tip -> palm, 17 the palm),
 18-33 right hand. Each image shows a person with up to two hands; like the paper we keep the
-**dominant** hand, the one with more mask pixels.
+**dominant** hand, the one with more mask pixels. The synthetic default
+(:func:`handpose_utils.make_rhd`) writes the same layout, so this reader serves both.
 
-The synthetic default (:func:`handpose_utils.make_rhd`) writes the same layout, so this reader
-serves both.
-
-**Pickles run code.** The annotations are Python pickles (RHD's own format), and loading a
-pickle runs whatever code its author put in it. The reader only opens the pickle under the root
-you pass it: only open RHD pickles you downloaded yourself from the official page
-(:data:`RHD_PAGE`, or :func:`download_rhd`) or generated with :func:`handpose_utils.make_rhd`,
-never one that reached you another way (a shared folder, a forum post, a message).
+**Pickles run code.** The annotations are Python pickles (RHD's own format), and loading one
+runs whatever code its author put in it: only open RHD pickles you downloaded yourself from the
+official page (:data:`RHD_PAGE`, :func:`download_rhd`) or generated with ``make_rhd``, never
+one that reached you another way (a shared folder, a forum post, a message).
 """
 
 from __future__ import annotations
@@ -40,13 +37,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..downloads import download_file, extract_zip
 from ..images import image_size as _pil_image_size
-from ..skeletons import (
-    RHD_LEFT,
-    RHD_MASK_LEFT,
-    RHD_MASK_RIGHT,
-    RHD_RIGHT,
-    rhd_hand_to_hand21,
-)
+from ..skeletons import RHD_LEFT, RHD_MASK_LEFT, RHD_MASK_RIGHT, RHD_RIGHT, rhd_hand_to_hand21
 from .freihand import DatasetNotFoundError
 
 RHD_URL = "https://lmb.informatik.uni-freiburg.de/data/RenderedHandpose/RHD_v1-1.zip"
@@ -59,14 +50,12 @@ RHD_SPLITS = ("training", "evaluation")
 RHD_DEPTH_MAX_M = 5.0  # depth PNGs span 0..5 m in 65,536 steps (about 0.08 mm)
 
 _HOW_TO_GET = (
-    "Get the data with handpose_utils.download_rhd(root) (real RHD_published_v2, {size} zip, "
-    "research use only; see " + RHD_PAGE + ") or generate the synthetic default with "
-    "handpose_utils.make_rhd(root, n_train)."
-).format(size=RHD_SIZE)
+    f"Get the data with handpose_utils.download_rhd(root) (real RHD_published_v2, {RHD_SIZE} zip, "
+    f"research use only; see {RHD_PAGE}) or generate the synthetic default with "
+    "handpose_utils.make_rhd(root, n_train).")
 
 
-# --------------------------------------------------------------------------------------------
-# Codecs: depth and mask PNGs
+# Codecs: depth and mask PNGs ----------
 
 
 def encode_depth(depth_m) -> np.ndarray:
@@ -102,12 +91,10 @@ def _open(path: Path, what: str) -> Image.Image:
     try:
         im = Image.open(path)
         im.load()
-        return im
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise OSError(
-            f"cannot decode RHD {what} {path}: {err}. The file is corrupt or truncated: extract "
-            "or generate the dataset again."
-        ) from err
+        raise OSError(f"cannot decode RHD {what} {path}: {err}. The file is corrupt or truncated: "
+                      "extract or generate the dataset again.") from err
+    return im
 
 
 def read_depth(path: str | Path) -> np.ndarray:
@@ -126,10 +113,8 @@ def read_mask(path: str | Path) -> np.ndarray:
         arr = arr[..., 0]
     arr = arr.astype(np.uint8, copy=False)
     if arr.max(initial=0) > RHD_MASK_RIGHT[-1]:
-        raise ValueError(
-            f"{path}: mask holds id {int(arr.max())}, but RHD ids run 0..{RHD_MASK_RIGHT[-1]}. "
-            "Is this a mask file?"
-        )
+        raise ValueError(f"{path}: mask holds id {int(arr.max())}, but RHD ids run "
+                         f"0..{RHD_MASK_RIGHT[-1]}. Is this a mask file?")
     return arr
 
 
@@ -147,8 +132,7 @@ def hand_pixel_counts(mask) -> tuple[int, int]:
     return int(left.sum()), int(right.sum())
 
 
-# --------------------------------------------------------------------------------------------
-# Reader
+# Reader ----------
 
 
 def find_rhd_root(root: str | Path) -> Path:
@@ -163,9 +147,8 @@ def find_rhd_root(root: str | Path) -> Path:
 
 def sample_paths(root: str | Path, split: str, sample_id: int) -> dict[str, Path]:
     """The colour, mask and depth files of one sample."""
-    base = Path(root) / split
-    name = f"{sample_id:05d}.png"
-    return {kind: base / kind / name for kind in ("color", "mask", "depth")}
+    return {kind: Path(root) / split / kind / f"{sample_id:05d}.png"
+            for kind in ("color", "mask", "depth")}
 
 
 def read_rhd_annotations(root: str | Path, split: str = "training") -> dict[int, dict]:
@@ -250,21 +233,15 @@ def _check_sizes(sid: int, paths: dict[str, Path], sizes: dict, want: tuple[int,
     for kind, size in sizes.items():
         if tuple(size) != tuple(want):
             raise ValueError(
-                f"RHD {kind} file of sample {sid}, {paths[kind]}, is {size[0]} x {size[1]} pixels, "
-                f"but the colour image of sample {first_id} ({first}) is {want[0]} x {want[1]}: "
-                "every colour, mask and depth image of a split must have the same size (RHD's "
-                "are 320 x 320). The file is corrupt or from another dataset: extract or "
-                "generate the dataset again."
-            )
+                f"RHD {kind} file of sample {sid}, {paths[kind]}, is {size[0]} x {size[1]} "
+                f"pixels, but the colour image of sample {first_id} ({first}) is {want[0]} x "
+                f"{want[1]}: every colour, mask and depth image of a split must have the same "
+                "size (RHD's are 320 x 320). The file is corrupt or from another dataset: "
+                "extract or generate the dataset again.")
 
 
-def load_rhd(
-    root: str | Path,
-    split: str = "training",
-    dominant: str = "mask",
-    check_images: bool = True,
-    workers: int = 4,
-) -> list[dict]:
+def load_rhd(root: str | Path, split: str = "training", dominant: str = "mask",
+             check_images: bool = True, workers: int = 4) -> list[dict]:
     """Read RHD's native layout into one record per image, for its dominant hand.
 
     Each record holds ``image_path``, ``mask_path``, ``depth_path``, ``keypoints`` (uv in pixels,
@@ -277,11 +254,9 @@ def load_rhd(
     ``dominant="mask"`` (the paper's rule) keeps the hand with more mask pixels, reading every
     mask once; ``"visible"`` keeps the hand with more visible keypoints without reading masks.
     ``check_images`` checks that every colour and mask file exists and that colour, mask and
-    depth files all have the size of the first colour image (from the PNG headers).
-
-    The annotations are read with :func:`read_rhd_annotations`, a pickle: loading a pickle can
-    run code, so only point ``root`` at RHD downloaded from the official page or generated by
-    ``make_rhd``.
+    depth files all have the size of the first colour image (from the PNG headers). The
+    annotations are a pickle (:func:`read_rhd_annotations`), and loading one can run code: only
+    point ``root`` at RHD from the official page or generated by ``make_rhd``.
     """
     if dominant not in ("mask", "visible"):
         raise ValueError(f"dominant must be 'mask' or 'visible', got {dominant!r}")
@@ -294,10 +269,8 @@ def load_rhd(
             for kind in ("color", "mask"):
                 if not p[kind].is_file():
                     raise DatasetNotFoundError(
-                        f"RHD {kind} file of sample {sid} not found: {p[kind]} "
-                        f"(anno_{split}.pickle lists {len(ids)} samples). Re-extract or "
-                        "re-generate the dataset."
-                    )
+                        f"RHD {kind} file of sample {sid} not found: {p[kind]} (anno_{split}"
+                        f".pickle lists {len(ids)} samples). Re-extract or re-generate the dataset.")
     count_hands = dominant == "mask"
     if count_hands or check_images:
         with ThreadPoolExecutor(max(1, workers)) as pool:  # PNG decoding releases the GIL
@@ -328,30 +301,18 @@ def load_rhd(
         if (xyz[:, 2] <= 0).any():
             raise ValueError(f"{root / split / f'anno_{split}.pickle'}, sample {sid}: the "
                              f"{side} hand has joints behind the camera (z <= 0)")
-        records.append(
-            {
-                "image_path": str(p["color"]),
-                "mask_path": str(p["mask"]),
-                "depth_path": str(p["depth"]),
-                "keypoints": uv.reshape(-1).round(4).tolist(),
-                "visible": vis.astype(int).tolist(),
-                "xyz": xyz.tolist(),
-                "K": np.asarray(entry["K"], dtype=np.float64).tolist(),
-                "hand_side": side,
-                "hand_pixels": [int(count[0]), int(count[1])],
-                "scale": float(np.linalg.norm(xyz[9] - xyz[10])),
-                "sample_id": sid,
-                "split": split,
-                "width": width,
-                "height": height,
-                "source": source,
-            }
-        )
+        records.append({
+            "image_path": str(p["color"]), "mask_path": str(p["mask"]),
+            "depth_path": str(p["depth"]), "keypoints": uv.reshape(-1).round(4).tolist(),
+            "visible": vis.astype(int).tolist(), "xyz": xyz.tolist(),
+            "K": np.asarray(entry["K"], dtype=np.float64).tolist(), "hand_side": side,
+            "hand_pixels": [int(count[0]), int(count[1])],
+            "scale": float(np.linalg.norm(xyz[9] - xyz[10])), "sample_id": sid, "split": split,
+            "width": width, "height": height, "source": source})
     return records
 
 
-# --------------------------------------------------------------------------------------------
-# Download (Colab)
+# Download (Colab) ----------
 
 
 def download_rhd(root: str | Path, keep_zip: bool = False) -> Path:

@@ -1,51 +1,35 @@
 """Synthetic COCO person keypoints: articulated people rendered with depth order, written in COCO
-2017's exact layout, so the real-data reader and ``pycocotools`` read it unchanged.
+2017's exact layout (``annotations/person_keypoints_{train,val}2017.json``, ``{train,val}2017/
+%012d.jpg``, and ``synthetic_meta.json`` written last), so the real-data reader and
+``pycocotools`` read it unchanged.
 
-::
+Each image shows one to five people on a procedural background. A person is a 3D figure of
+capsules drawn by the hands' z-buffer rasteriser (:class:`.render.Canvas`): head with hair,
+eyes, nose and ears (so front, back and sides look different), torso, arms, legs and shoes, in a
+pose around a template (:data:`POSE_TEMPLATES`), facing any way, small to filling the image.
 
-    root/
-      annotations/person_keypoints_train2017.json
-      annotations/person_keypoints_val2017.json
-      train2017/%012d.jpg
-      val2017/%012d.jpg
-      synthetic_meta.json          seed, counts and settings; written last
-
-Each image shows one to five people on a procedural background (:mod:`.backgrounds`). A person
-is a 3D figure of capsules (:class:`.render.Canvas`, the hands' z-buffer rasteriser): head with
-hair, eyes, nose and ears (so front, back and sides look different), a torso, arms, legs and
-shoes. Poses come from templates (standing, walking, running, arms up, waving, T-pose, squatting,
-sitting, kicking, reaching, bending) with random joint angles around them, any facing direction,
-and sizes from small to filling the image.
-
-Annotations follow COCO's rules:
-
-* ``keypoints``: 17 x (x, y, v). ``v = 2`` visible; ``v = 1`` in the image but hidden (behind
-  another person or the person's own body: found with the depth buffer); ``v = 0`` with
-  ``x = y = 0`` when the joint is out of the frame. People smaller than ``min_labelled_area``
-  pixels get no keypoints at all (``num_keypoints = 0``), as small people in COCO do.
-* ``segmentation``: polygons of the person's *visible* pixels; ``area``: their pixel count;
-  ``bbox``: their bounding box ``[x, y, w, h]``; ``iscrowd = 0``.
-* Coordinates use the course's convention: pixel centres at integers.
-
-Every image comes from its own seed ``(seed, split, idx)``: a dataset is reproducible, and the first
-k images of a larger set equal a set of k images.
+Annotations follow COCO's rules: ``keypoints`` 17 x (x, y, v) with ``v = 2`` visible, ``v = 1``
+in the image but hidden (by another person or the body itself: the depth buffer says), ``v = 0``
+and ``x = y = 0`` out of the frame; people under ``min_labelled_area`` pixels get no keypoints
+(``num_keypoints = 0``), as small people in COCO do. ``segmentation``: polygons of the visible
+pixels; ``area``: their count; ``bbox``: their box ``[x, y, w, h]``. Pixel centres sit at
+integers. Every image comes from its own seed ``(seed, split, idx)``: the first k images of a
+larger set equal a set of k images.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ..datasets.coco import COCO_SPLITS
 from ..safefiles import write_json
 from ..skeletons import COCO17_NAMES, coco_category
 from .backgrounds import random_background
 from .hand_model import DEG, rot_x, rot_y, rot_z
-from .jobs import ensure_dataset, run_jobs
+from .jobs import ensure_dataset, run_jobs, stamp_dataset, start_dataset
 from .render import SKIN_TONES, Canvas, Capsule
 from .scene import Rendering, composite
 
@@ -60,11 +44,7 @@ HEAD, HAIR, EYE, NOSE, EAR, NECK, TORSO, UPPER_ARM, FOREARM, HAND, PELVIS, THIGH
     range(1, 15)
 NUM_BODY_PARTS = 15
 
-POSE_TEMPLATES = ("stand", "walk", "run", "arms_up", "wave", "t_pose", "squat", "sit", "kick",
-                  "reach", "bend")
-
-# ---------------------------------------------------------------------------------------------
-# Body shape and pose
+# Body shape and pose ----------
 
 
 @dataclass
@@ -93,44 +73,39 @@ def sample_body_shape(rng: np.random.Generator) -> BodyShape:
                      head_r=0.095 * k * rng.uniform(0.95, 1.05))
 
 
-def _template(name: str) -> dict:
-    """Mean joint angles (degrees) of a pose template, for the left ("l") and right ("r") side.
+# Mean joint angles (degrees) of each pose template that differ from standing, for the left ("l")
+# and right ("r") side. sh_flex raises the arm forwards, sh_abd sideways, sh_twist turns it about
+# its axis (it decides which way the elbow bends); hip_flex lifts the thigh forwards, knee bends
+# backwards.
+_TEMPLATES = {
+    "stand": {},
+    "walk": dict(l_sh_flex=25, r_sh_flex=-25, l_elbow=25, r_elbow=20, l_hip_flex=-18,
+                 r_hip_flex=25, l_knee=15, r_knee=35),
+    "run": dict(lean=12, l_sh_flex=50, r_sh_flex=-40, l_elbow=95, r_elbow=90, l_hip_flex=-25,
+                r_hip_flex=55, l_knee=80, r_knee=70),
+    "arms_up": dict(l_sh_abd=160, r_sh_abd=160, l_elbow=15, r_elbow=15, head_pitch=-15),
+    "wave": dict(r_sh_abd=110, r_sh_twist=90, r_elbow=80),
+    "t_pose": dict(l_sh_abd=90, r_sh_abd=90, l_elbow=0, r_elbow=0),
+    "squat": dict(lean=35, l_sh_flex=80, r_sh_flex=80, l_elbow=10, r_elbow=10, l_hip_flex=100,
+                  r_hip_flex=100, l_knee=115, r_knee=115, l_hip_abd=12, r_hip_abd=12),
+    "sit": dict(l_hip_flex=90, r_hip_flex=90, l_knee=90, r_knee=90, l_sh_flex=30, r_sh_flex=30,
+                l_elbow=60, r_elbow=60),
+    "kick": dict(r_hip_flex=80, r_knee=15, l_knee=10, l_sh_abd=45, r_sh_abd=45, lean=-10),
+    "reach": dict(r_sh_flex=95, r_elbow=5, l_sh_flex=20, lean=8),
+    "bend": dict(lean=70, l_sh_flex=75, r_sh_flex=70, l_knee=10, r_knee=10, head_pitch=-30),
+}
+POSE_TEMPLATES = tuple(_TEMPLATES)
 
-    sh_flex raises the arm forwards, sh_abd sideways, sh_twist turns the arm about its axis (it
-    decides which way the elbow bends); hip_flex lifts the thigh forwards, knee bends backwards.
-    """
-    base = {"lean": 0, "side": 0, "twist": 0, "head_yaw": 0, "head_pitch": 0}
-    for s in "lr":
-        base.update({f"{s}_sh_flex": 5, f"{s}_sh_abd": 10, f"{s}_sh_twist": 0, f"{s}_elbow": 10,
-                     f"{s}_hip_flex": 0, f"{s}_hip_abd": 4, f"{s}_knee": 3})
-    t = dict(base)
-    if name == "walk":
-        t.update(l_sh_flex=25, r_sh_flex=-25, l_elbow=25, r_elbow=20, l_hip_flex=-18,
-                 r_hip_flex=25, l_knee=15, r_knee=35)
-    elif name == "run":
-        t.update(lean=12, l_sh_flex=50, r_sh_flex=-40, l_elbow=95, r_elbow=90, l_hip_flex=-25,
-                 r_hip_flex=55, l_knee=80, r_knee=70)
-    elif name == "arms_up":
-        t.update(l_sh_abd=160, r_sh_abd=160, l_elbow=15, r_elbow=15, head_pitch=-15)
-    elif name == "wave":
-        t.update(r_sh_abd=110, r_sh_twist=90, r_elbow=80)
-    elif name == "t_pose":
-        t.update(l_sh_abd=90, r_sh_abd=90, l_elbow=0, r_elbow=0)
-    elif name == "squat":
-        t.update(lean=35, l_sh_flex=80, r_sh_flex=80, l_elbow=10, r_elbow=10, l_hip_flex=100,
-                 r_hip_flex=100, l_knee=115, r_knee=115, l_hip_abd=12, r_hip_abd=12)
-    elif name == "sit":
-        t.update(l_hip_flex=90, r_hip_flex=90, l_knee=90, r_knee=90, l_sh_flex=30, r_sh_flex=30,
-                 l_elbow=60, r_elbow=60)
-    elif name == "kick":
-        t.update(r_hip_flex=80, r_knee=15, l_knee=10, l_sh_abd=45, r_sh_abd=45, lean=-10)
-    elif name == "reach":
-        t.update(r_sh_flex=95, r_elbow=5, l_sh_flex=20, lean=8)
-    elif name == "bend":
-        t.update(lean=70, l_sh_flex=75, r_sh_flex=70, l_knee=10, r_knee=10, head_pitch=-30)
-    elif name != "stand":
+
+def _template(name: str) -> dict:
+    """Mean joint angles (degrees) of a pose template, every joint of both sides."""
+    if name not in _TEMPLATES:
         raise ValueError(f"unknown pose template {name!r}; choose one of {POSE_TEMPLATES}")
-    return t
+    t = {"lean": 0, "side": 0, "twist": 0, "head_yaw": 0, "head_pitch": 0}
+    for s in "lr":
+        t.update({f"{s}_sh_flex": 5, f"{s}_sh_abd": 10, f"{s}_sh_twist": 0, f"{s}_elbow": 10,
+                  f"{s}_hip_flex": 0, f"{s}_hip_abd": 4, f"{s}_knee": 3})
+    return t | _TEMPLATES[name]
 
 
 def sample_body_pose(rng: np.random.Generator, template: str | None = None) -> tuple[dict, str]:
@@ -155,8 +130,7 @@ def sample_body_pose(rng: np.random.Generator, template: str | None = None) -> t
     return pose, name
 
 
-# ---------------------------------------------------------------------------------------------
-# Geometry
+# Geometry ----------
 
 
 @dataclass
@@ -175,8 +149,7 @@ class BodyGeometry:
 def _body_joints(shape: BodyShape, pose: dict):
     """Joints and capsule end points in the body frame: origin at the pelvis, x = the person's
     left, y down, z backwards (a person facing the camera looks towards -z)."""
-    s = shape
-    g = s.girth
+    s, g = shape, shape.girth
     up = np.array([0.0, -1.0, 0.0])
     down = -up
     R_torso = rot_y(pose["twist"]) @ rot_z(pose["side"]) @ rot_x(-pose["lean"])
@@ -273,8 +246,7 @@ def build_body(shape: BodyShape, pose: dict, rotation: np.ndarray,
     return BodyGeometry(to_cam(joints), radius, capsules)
 
 
-# ---------------------------------------------------------------------------------------------
-# Appearance and shading
+# Appearance and shading ----------
 
 
 def sample_palette(rng: np.random.Generator) -> np.ndarray:
@@ -311,8 +283,7 @@ def shade_people(canvas: Canvas, palettes: list[np.ndarray], rng: np.random.Gene
     return np.clip(rgb, 0, 1)
 
 
-# ---------------------------------------------------------------------------------------------
-# Masks to COCO polygons
+# Masks to COCO polygons ----------
 
 
 def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]:
@@ -340,12 +311,7 @@ def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]
     return polys
 
 
-# ---------------------------------------------------------------------------------------------
-# One image
-
-
-def _image_rng(seed: int, split: str, idx: int) -> np.random.Generator:
-    return np.random.default_rng([seed, 7, _SPLIT_CODE[split], idx])
+# One image ----------
 
 
 def render_coco_image(seed: int, split: str, idx: int, width: int = 320, height: int = 256,
@@ -354,23 +320,22 @@ def render_coco_image(seed: int, split: str, idx: int, width: int = 320, height:
     ``keypoints`` (17, 3) with COCO's v, ``mask`` (visible pixels), ``template`` and ``depth``.
     People whose visible area is under 16 pixels are left out (no annotation, as nobody would
     see them); under ``min_labelled_area`` they get no keypoints."""
-    rng = _image_rng(seed, split, idx)
+    rng = np.random.default_rng([seed, 7, _SPLIT_CODE[split], idx])
     W, H = width, height
     f = W * rng.uniform(0.9, 1.6)
     K = np.array([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1.0]])
-    n = int(rng.choice([1, 2, 3, 4, 5], p=[0.3, 0.3, 0.2, 0.12, 0.08]))
-    n = max(1, min(n, max_people))
+    n = max(1, min(int(rng.choice([1, 2, 3, 4, 5], p=[0.3, 0.3, 0.2, 0.12, 0.08])), max_people))
     bodies, palettes, templates = [], [], []
     for _ in range(n):
         shape = sample_body_shape(rng)
         pose, name = sample_body_pose(rng)
         # Facing any way; a little pitch and roll. Body frame -> camera frame.
-        R = rot_z(rng.normal(0, 6) * DEG) @ rot_x(rng.normal(0, 8) * DEG) @ rot_y(rng.uniform(-np.pi, np.pi))
+        R = (rot_z(rng.normal(0, 6) * DEG) @ rot_x(rng.normal(0, 8) * DEG)
+             @ rot_y(rng.uniform(-np.pi, np.pi)))
         # Apparent height in pixels, log-uniform from small to filling the frame.
         target = np.exp(rng.uniform(np.log(0.2 * H), np.log(1.05 * H)))
         z = f * shape.height / target
-        u = rng.uniform(-0.05, 1.05) * W
-        v = rng.uniform(0.35, 0.75) * H
+        u, v = rng.uniform(-0.05, 1.05) * W, rng.uniform(0.35, 0.75) * H
         t = np.array([(u - K[0, 2]) * z / f, (v - K[1, 2]) * z / f, z])
         bodies.append(build_body(shape, pose, R, t))
         palettes.append(sample_palette(rng))
@@ -408,21 +373,11 @@ def _annotation(person: dict, image_id: int, ann_id: int) -> dict:
     x1 = min(xs.max() + 0.5, mask.shape[1] - 1.0)
     y1 = min(ys.max() + 0.5, mask.shape[0] - 1.0)
     kp = person["keypoints"]
-    flat = []
-    for x, y, v in kp:
-        flat += [round(float(x), 2), round(float(y), 2), int(v)]
-    return {
-        "id": ann_id,
-        "image_id": image_id,
-        "category_id": 1,
-        "keypoints": flat,
-        "num_keypoints": int((kp[:, 2] > 0).sum()),
-        "bbox": [round(float(x0), 2), round(float(y0), 2), round(float(x1 - x0), 2),
-                 round(float(y1 - y0), 2)],
-        "area": float(mask.sum()),
-        "iscrowd": 0,
-        "segmentation": mask_to_polygons(mask),
-    }
+    flat = [n for x, y, v in kp for n in (round(float(x), 2), round(float(y), 2), int(v))]
+    box = [round(float(c), 2) for c in (x0, y0, x1 - x0, y1 - y0)]
+    return {"id": ann_id, "image_id": image_id, "category_id": 1, "keypoints": flat,
+            "num_keypoints": int((kp[:, 2] > 0).sum()), "bbox": box, "area": float(mask.sum()),
+            "iscrowd": 0, "segmentation": mask_to_polygons(mask)}
 
 
 def _write_image(args) -> dict:
@@ -443,44 +398,27 @@ def make_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0, width: 
               progress: bool = True) -> Path:
     """Write a synthetic COCO person-keypoints dataset under ``root`` (standard 2017 layout):
     ``n_train`` and ``n_val`` images of ``width`` x ``height``. Returns ``root``."""
-    root = Path(root)
     if n_train < 1 or n_val < 1:
         raise ValueError(f"n_train and n_val must be at least 1, got {n_train} and {n_val}")
-    for split in COCO_SPLITS:
-        (root / f"{split}2017").mkdir(parents=True, exist_ok=True)
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
-    meta_path = root / "synthetic_meta.json"
-    if meta_path.exists():
-        meta_path.unlink()  # the stamp is written last: no stamp means "incomplete"
-    start = time.perf_counter()
+    root, start = start_dataset(root, "train2017", "val2017", "annotations")
     jobs = [(root, seed, "train", i, width, height, max_people) for i in range(n_train)]
     jobs += [(root, seed, "val", i, width, height, max_people) for i in range(n_val)]
     results = run_jobs(_write_image, jobs, workers, progress, desc="rendering people", chunksize=8)
     counts = {}
     for split, part in (("train", results[:n_train]), ("val", results[n_train:])):
         anns = [a for r in part for a in r["annotations"]]
-        data = {
-            "info": {"description": "handpose-course synthetic COCO person keypoints",
-                     "version": str(COCO_GENERATOR_VERSION), "year": 2017,
-                     "contributor": "handpose_utils.synthetic.coco", "url": "",
-                     "date_created": ""},
-            "licenses": [{"id": 0, "name": "MIT (generated by the course's code)", "url": ""}],
-            "images": [r["image"] for r in part],
-            "annotations": anns,
-            "categories": [coco_category()],
-        }
+        info = {"description": "handpose-course synthetic COCO person keypoints",
+                "version": str(COCO_GENERATOR_VERSION), "year": 2017, "contributor": __name__,
+                "url": "", "date_created": ""}
+        licence = {"id": 0, "name": "MIT (generated by the course's code)", "url": ""}
+        data = {"info": info, "licenses": [licence], "images": [r["image"] for r in part],
+                "annotations": anns, "categories": [coco_category()]}
         write_json(root / "annotations" / f"person_keypoints_{split}2017.json", data)
         counts[split] = {"images": len(part), "annotations": len(anns),
                          "with_keypoints": sum(a["num_keypoints"] > 0 for a in anns)}
-    meta = {
-        "generator": __name__,
-        "generator_version": COCO_GENERATOR_VERSION,
-        "seed": seed, "n_train": n_train, "n_val": n_val, "width": width, "height": height,
-        "max_people": max_people, "counts": counts,
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    write_json(meta_path, meta)
-    return root
+    return stamp_dataset(root, start, __name__, COCO_GENERATOR_VERSION, seed=seed, n_train=n_train,
+                         n_val=n_val, width=width, height=height, max_people=max_people,
+                         counts=counts)
 
 
 def ensure_synthetic_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0,

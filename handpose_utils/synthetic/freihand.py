@@ -1,31 +1,18 @@
-"""The embedded default dataset: synthetic hands written in FreiHAND v2's exact native layout.
+"""The embedded default dataset: synthetic hands written in FreiHAND v2's exact native layout
+(:mod:`handpose_utils.datasets.freihand`), so :func:`handpose_utils.load_freihand` reads it as it
+reads the real dataset: images of 224 x 224, id = idx + N * version for N unique poses in 4
+versions, one hand mask per pose, and the ``training_{xyz,K,scale}.json`` and ``evaluation_*``
+files. Extras real FreiHAND lacks: ``{split}_visibility.json`` (per joint, from the depth order,
+1 = visible) and ``synthetic_meta.json`` (settings and each pose's gesture; written last).
 
-::
-
-    root/
-      training/rgb/%08d.jpg        224x224, image id = idx + N * version (N unique poses, 4 versions)
-      training/mask/%08d.jpg       hand mask per unique pose (JPEG, so threshold it)
-      training_xyz.json            N x 21 x 3, metres, camera frame
-      training_K.json              N x 3 x 3
-      training_scale.json          N floats, |xyz[9] - xyz[10]|
-      evaluation/rgb/%08d.jpg      its own poses, one version
-      evaluation_xyz.json, evaluation_K.json, evaluation_scale.json
-      training_visibility.json,    extras that real FreiHAND does not have: per-joint visibility
-      evaluation_visibility.json   from the depth order (1 = visible)
-      synthetic_meta.json          seed, counts and the gesture of each pose; written last
-
-Because the layout is FreiHAND's, :func:`handpose_utils.load_freihand` reads it exactly as it
-reads the real dataset. Version 0 is a green screen (FreiHAND's "gs"); versions 1-3 composite the
-same rendering onto procedural backgrounds, with the hand's colour harmonised towards the
-background in versions 1 and 3 (as FreiHAND's "hom" and "auto").
-
-Every pose is generated from its own seed ``(seed, split, idx)``, so a dataset is reproducible
-bit for bit, and the first k poses of a larger set equal a set of k poses.
+Version 0 is a green screen (FreiHAND's "gs"); versions 1-3 composite the same rendering onto
+procedural backgrounds, the hand's colour harmonised towards the background in versions 1 and 3
+(as FreiHAND's "hom" and "auto"). Every pose comes from its own seed ``(seed, split, idx)``: a
+dataset is reproducible bit for bit, and the first k poses of a larger set equal a set of k.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +20,7 @@ from PIL import Image
 
 from ..safefiles import write_json
 from .backgrounds import green_screen, random_background
-from .jobs import ensure_dataset, run_jobs
+from .jobs import ensure_dataset, run_jobs, stamp_dataset, start_dataset
 from .render import PALM_PART
 from .scene import composite, place_hand, render_hands, sample_camera, sample_hand
 
@@ -42,42 +29,30 @@ VERSION_NAMES = ("gs", "hom", "sample", "auto")
 _SPLIT_CODE = {"training": 0, "evaluation": 1}
 
 
-def _pose_rng(seed: int, split: str, idx: int) -> np.random.Generator:
-    return np.random.default_rng([seed, _SPLIT_CODE[split], idx])
-
-
-def render_freihand_sample(
-    seed: int, split: str, idx: int, versions: int = 4, image_size: int = 224
-) -> dict:
+def render_freihand_sample(seed: int, split: str, idx: int, versions: int = 4,
+                           image_size: int = 224) -> dict:
     """Render one unique pose: its annotation, hand mask and ``versions`` images (uint8)."""
-    rng = _pose_rng(seed, split, idx)
+    rng = np.random.default_rng([seed, _SPLIT_CODE[split], idx])
     W = H = image_size
     K = sample_camera(rng, W, H)
     spec = sample_hand(rng)
     # FreiHAND's images are crops centred on the hand: keypoint box centre near the image centre
     # (+-8%), longer side 35-70% of the image.
-    center = (W / 2 - 0.5 + rng.uniform(-0.08, 0.08) * W, H / 2 - 0.5 + rng.uniform(-0.08, 0.08) * H)
+    center = (W / 2 - 0.5 + rng.uniform(-0.08, 0.08) * W,
+              H / 2 - 0.5 + rng.uniform(-0.08, 0.08) * H)
     geometry = place_hand(spec, K, W, H, rng, size_range=(0.35, 0.7), center=center)
     rendering = render_hands([geometry], [spec.skin], K, W, H, rng)
     images = []
     for v in range(versions):
-        if split == "training" and v == 0:
-            bg = green_screen(rng, H, W)
-        else:
-            bg = random_background(rng, H, W)
+        gs = split == "training" and v == 0
+        bg = green_screen(rng, H, W) if gs else random_background(rng, H, W)
         harmonize = rng.uniform(0.1, 0.35) if v in (1, 3) else 0.0
         images.append(composite(rendering, bg, rng, harmonize=harmonize))
     hand_pixels = (rendering.part > 0) & (rendering.part <= PALM_PART) & (rendering.cover > 0.5)
     xyz = geometry.joints
-    return {
-        "xyz": xyz,
-        "K": K,
-        "scale": float(np.linalg.norm(xyz[9] - xyz[10])),
-        "visible": rendering.visible[0].astype(int),
-        "gesture": spec.gesture,
-        "images": images,
-        "mask": (hand_pixels * 255).astype(np.uint8),
-    }
+    return {"xyz": xyz, "K": K, "scale": float(np.linalg.norm(xyz[9] - xyz[10])),
+            "visible": rendering.visible[0].astype(int), "gesture": spec.gesture,
+            "images": images, "mask": (hand_pixels * 255).astype(np.uint8)}
 
 
 def _write_pose(args) -> dict:
@@ -87,72 +62,39 @@ def _write_pose(args) -> dict:
         Image.fromarray(img).save(root / split / "rgb" / f"{idx + n * v:08d}.jpg", quality=92)
     if split == "training":
         Image.fromarray(sample["mask"]).save(root / split / "mask" / f"{idx:08d}.jpg", quality=95)
-    return {
-        "xyz": np.round(sample["xyz"], 6).tolist(),
-        "K": np.round(sample["K"], 6).tolist(),
-        "scale": round(sample["scale"], 6),
-        "visible": sample["visible"].tolist(),
-        "gesture": sample["gesture"],
-    }
+    return {"xyz": np.round(sample["xyz"], 6).tolist(), "K": np.round(sample["K"], 6).tolist(),
+            "scale": round(sample["scale"], 6), "visible": sample["visible"].tolist(),
+            "gesture": sample["gesture"]}
 
 
-def make_freihand(
-    root: str | Path,
-    n_poses: int,
-    seed: int = 0,
-    n_eval_poses: int | None = None,
-    versions: int = 4,
-    image_size: int = 224,
-    workers: int | None = None,
-    progress: bool = True,
-) -> Path:
+def make_freihand(root: str | Path, n_poses: int, seed: int = 0, n_eval_poses: int | None = None,
+                  versions: int = 4, image_size: int = 224, workers: int | None = None,
+                  progress: bool = True) -> Path:
     """Write a synthetic FreiHAND under ``root``: ``n_poses`` unique training poses in
     ``versions`` background versions each, and ``n_eval_poses`` evaluation poses (default: 12%
-    of ``n_poses``, FreiHAND's ratio, at least 1). Returns ``root``.
-
-    ``workers`` processes render in parallel (default: up to 2, and 1 for small sets).
-    """
-    root = Path(root)
+    of ``n_poses``, FreiHAND's ratio, at least 1). Returns ``root``;
+    ``workers`` processes render (:func:`.jobs.run_jobs`)."""
     if n_poses < 1:
         raise ValueError(f"n_poses must be at least 1, got {n_poses}")
     if not 1 <= versions <= 4:
         raise ValueError(f"versions must be 1..4 (FreiHAND has 4), got {versions}")
     if n_eval_poses is None:
         n_eval_poses = max(1, round(0.12 * n_poses))
-    (root / "training" / "rgb").mkdir(parents=True, exist_ok=True)
-    (root / "training" / "mask").mkdir(parents=True, exist_ok=True)
-    (root / "evaluation" / "rgb").mkdir(parents=True, exist_ok=True)
-    meta_path = root / "synthetic_meta.json"
-    if meta_path.exists():
-        meta_path.unlink()  # the stamp is written last: no stamp means "incomplete"
-
-    start = time.perf_counter()
+    root, start = start_dataset(root, "training/rgb", "training/mask", "evaluation/rgb")
     jobs = [(root, seed, "training", i, n_poses, versions, image_size) for i in range(n_poses)]
-    jobs += [(root, seed, "evaluation", i, n_eval_poses, 1, image_size) for i in range(n_eval_poses)]
+    jobs += [(root, seed, "evaluation", i, n_eval_poses, 1, image_size)
+             for i in range(n_eval_poses)]
     results = run_jobs(_write_pose, jobs, workers, progress, desc="rendering hands", unit="pose",
                        chunksize=16)
-
     gestures = {}
     for split, part in (("training", results[:n_poses]), ("evaluation", results[n_poses:])):
-        write_json(root / f"{split}_xyz.json", [r["xyz"] for r in part])
-        write_json(root / f"{split}_K.json", [r["K"] for r in part])
-        write_json(root / f"{split}_scale.json", [r["scale"] for r in part])
-        write_json(root / f"{split}_visibility.json", [r["visible"] for r in part])
+        for key, name in (("xyz", "xyz"), ("K", "K"), ("scale", "scale"), ("visible", "visibility")):
+            write_json(root / f"{split}_{name}.json", [r[key] for r in part])
         gestures[split] = [r["gesture"] for r in part]
-    meta = {
-        "generator": __name__,
-        "generator_version": FREIHAND_GENERATOR_VERSION,
-        "seed": seed,
-        "n_poses": n_poses,
-        "n_eval_poses": n_eval_poses,
-        "versions": versions,
-        "version_names": list(VERSION_NAMES[:versions]),
-        "image_size": image_size,
-        "seconds": round(time.perf_counter() - start, 2),
-        "gestures": gestures,
-    }
-    write_json(meta_path, meta)
-    return root
+    return stamp_dataset(root, start, __name__, FREIHAND_GENERATOR_VERSION, seed=seed,
+                         n_poses=n_poses, n_eval_poses=n_eval_poses, versions=versions,
+                         version_names=list(VERSION_NAMES[:versions]), image_size=image_size,
+                         gestures=gestures)
 
 
 def ensure_synthetic_freihand(root: str | Path, n_poses: int, seed: int = 0, versions: int = 4,
@@ -160,5 +102,5 @@ def ensure_synthetic_freihand(root: str | Path, n_poses: int, seed: int = 0, ver
     """Return ``root`` holding a synthetic FreiHAND with these settings, made by
     :func:`make_freihand` only if missing or made otherwise (:func:`.jobs.ensure_dataset`)."""
     want = {"n_poses": n_poses, "seed": seed, "versions": versions, "image_size": image_size}
-    return ensure_dataset(root, lambda tmp: make_freihand(tmp, progress=progress, **want),
-                          dict(want, generator=__name__, generator_version=FREIHAND_GENERATOR_VERSION))
+    return ensure_dataset(root, lambda tmp: make_freihand(tmp, progress=progress, **want), dict(
+        want, generator=__name__, generator_version=FREIHAND_GENERATOR_VERSION))

@@ -2,9 +2,7 @@
 
 The hand's own frame (metres) for a **right** hand: the wrist at the origin, fingers along +y,
 the thumb on the +x side, and the palm normal along +z (for a right hand, palm normal =
-thumb direction x finger direction). A left hand is the mirror image (x -> -x).
-
-Each finger is a chain MCP -> PIP -> DIP -> tip. Flexion bends a finger towards the palm (a
+thumb direction x finger direction). A left hand is the mirror image (x -> -x). Each finger is a chain MCP -> PIP -> DIP -> tip. Flexion bends a finger towards the palm (a
 rotation about the finger's lateral axis), abduction spreads it within the palm plane. The thumb
 has its own degrees of freedom: CMC flexion (across the palm) and abduction (out of the palm
 plane), a pronation twist, then MCP and IP flexion.
@@ -21,14 +19,9 @@ DEG = np.pi / 180.0
 # Anthropometric means in metres for an adult hand (metacarpal heads relative to the wrist, and
 # phalanx lengths). Per-sample variation scales these (overall size and per-bone jitter).
 _MCP_XY = np.array([[0.024, 0.084], [0.003, 0.088], [-0.016, 0.083], [-0.033, 0.073]])
-_PHALANX = np.array(
-    [  # proximal, middle, distal (to the fingertip)
-        [0.040, 0.024, 0.021],  # index
-        [0.044, 0.027, 0.022],  # middle
-        [0.041, 0.026, 0.022],  # ring
-        [0.032, 0.019, 0.019],  # pinky
-    ]
-)
+# proximal, middle, distal (to the fingertip) of index, middle, ring, pinky
+_PHALANX = np.array([[0.040, 0.024, 0.021], [0.044, 0.027, 0.022], [0.041, 0.026, 0.022],
+                     [0.032, 0.019, 0.019]])
 _THUMB_CMC = np.array([0.021, 0.024, 0.004])
 _THUMB = np.array([0.042, 0.031, 0.027])  # CMC->MCP, MCP->IP, IP->tip
 
@@ -71,14 +64,10 @@ def sample_shape(rng: np.random.Generator) -> HandShape:
     jitter = lambda shape: rng.uniform(0.94, 1.06, size=shape)
     mcp = np.zeros((4, 3))
     mcp[:, :2] = _MCP_XY * size * jitter((4, 2))
-    return HandShape(
-        mcp=mcp,
-        phalanx=_PHALANX * size * jitter((4, 3)),
-        thumb_cmc=_THUMB_CMC * size * jitter(3),
-        thumb=_THUMB * size * jitter(3),
-        finger_radius=0.0095 * size * rng.uniform(0.9, 1.12),
-        palm_thickness=0.013 * size * rng.uniform(0.9, 1.1),
-    )
+    return HandShape(mcp=mcp, phalanx=_PHALANX * size * jitter((4, 3)),
+                     thumb_cmc=_THUMB_CMC * size * jitter(3), thumb=_THUMB * size * jitter(3),
+                     finger_radius=0.0095 * size * rng.uniform(0.9, 1.12),
+                     palm_thickness=0.013 * size * rng.uniform(0.9, 1.1))
 
 
 @dataclass
@@ -97,10 +86,8 @@ class HandPose:
         for col, key in enumerate(("mcp", "abd", "pip", "dip")):
             f[:, col] = np.clip(f[:, col], *FINGER_LIMITS[key])
         t = self.thumb.copy()
-        t[0] = np.clip(t[0], *THUMB_LIMITS["cmc_flex"])
-        t[1] = np.clip(t[1], *THUMB_LIMITS["cmc_abd"])
-        t[3] = np.clip(t[3], *THUMB_LIMITS["mcp"])
-        t[4] = np.clip(t[4], *THUMB_LIMITS["ip"])
+        for i, key in ((0, "cmc_flex"), (1, "cmc_abd"), (3, "mcp"), (4, "ip")):  # 2: the twist
+            t[i] = np.clip(t[i], *THUMB_LIMITS[key])
         return HandPose(f, t)
 
 
@@ -156,15 +143,9 @@ def random_pose(rng: np.random.Generator) -> HandPose:
     fingers[:, 2] = 100 * np.clip(levels + rng.normal(0, 0.15, 4), 0, 1)
     fingers[:, 3] = fingers[:, 2] * rng.uniform(0.5, 0.8, 4)
     fingers[:, 1] = rng.uniform(0, 1) * np.array([-12, -3, 5, 13]) + rng.normal(0, 3, 4)
-    thumb = np.array(
-        [
-            rng.uniform(*THUMB_LIMITS["cmc_flex"]),
-            rng.uniform(*THUMB_LIMITS["cmc_abd"]),
-            rng.uniform(-30, 20),
-            rng.uniform(*THUMB_LIMITS["mcp"]),
-            rng.uniform(*THUMB_LIMITS["ip"]),
-        ]
-    )
+    thumb = np.array([rng.uniform(*THUMB_LIMITS["cmc_flex"]), rng.uniform(*THUMB_LIMITS["cmc_abd"]),
+                      rng.uniform(-30, 20), rng.uniform(*THUMB_LIMITS["mcp"]),
+                      rng.uniform(*THUMB_LIMITS["ip"])])
     return HandPose(fingers, thumb).clipped()
 
 
@@ -207,9 +188,8 @@ def forward_kinematics(shape: HandShape, pose: HandPose, side: str = "right") ->
     return joints
 
 
-def random_rotation(
-    rng: np.random.Generator, max_roll_deg: float = 120.0, max_tilt_deg: float = 60.0
-) -> np.ndarray:
+def random_rotation(rng: np.random.Generator, max_roll_deg: float = 120.0,
+                    max_tilt_deg: float = 60.0) -> np.ndarray:
     """A camera-frame rotation for the hand frame.
 
     The hand's fingers start pointing up in the image (-y in camera coordinates) with the palm

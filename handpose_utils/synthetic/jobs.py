@@ -7,49 +7,50 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 from ..datasets.freihand import synthetic_meta
-from ..safefiles import file_lock, is_stale, temporary_path
-
-
-def default_workers(n_jobs: int) -> int:
-    """Two processes (Colab's core count) for real work; one for tiny runs, where starting
-    workers costs more than it saves."""
-    return 1 if n_jobs < 64 else min(2, os.cpu_count() or 1)
+from ..safefiles import file_lock, is_stale, temporary_path, write_json
 
 
 def run_jobs(fn: Callable, jobs: Sequence, workers: int | None = None, progress: bool = True,
              desc: str = "rendering", unit: str = "image", chunksize: int = 8) -> list:
-    """``[fn(job) for job in jobs]``, in order, over ``workers`` processes, with a tqdm bar.
-
-    ``fn`` must be a module-level function (worker processes import it by name)."""
+    """``[fn(job) for job in jobs]``, in order, over ``workers`` processes (default: two, Colab's
+    core count, for real work; one for tiny runs, where starting workers costs more than it
+    saves), with a tqdm bar. ``fn`` must be a module-level function (workers import it by name)."""
     if workers is None:
-        workers = default_workers(len(jobs))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+        workers = 1 if len(jobs) < 64 else min(2, os.cpu_count() or 1)
+    from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(jobs), desc=desc, unit=unit)
     results = []
-    try:
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                for res in pool.map(fn, jobs, chunksize=chunksize):
-                    results.append(res)
-                    if bar:
-                        bar.update()
-        else:
-            for job in jobs:
-                results.append(fn(job))
-                if bar:
-                    bar.update()
-    finally:
-        if bar:
-            bar.close()
+    with (tqdm(total=len(jobs), desc=desc, unit=unit) if progress else nullcontext()) as bar, \
+            (ProcessPoolExecutor(workers) if workers > 1 else nullcontext()) as pool:
+        for res in pool.map(fn, jobs, chunksize=chunksize) if pool else map(fn, jobs):
+            results.append(res)
+            if bar:
+                bar.update()
     return results
+
+
+def start_dataset(root: str | Path, *folders) -> tuple[Path, float]:
+    """Create ``folders`` under ``root`` and remove its stamp (the dataset is unfinished until
+    :func:`stamp_dataset`); returns ``root`` and the start time."""
+    root = Path(root)
+    for folder in folders:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    (root / "synthetic_meta.json").unlink(missing_ok=True)
+    return root, time.perf_counter()
+
+
+def stamp_dataset(root: Path, start: float, generator: str, version: int, **meta) -> Path:
+    """Write the stamp that marks ``root`` finished: generator, version, settings, seconds."""
+    write_json(root / "synthetic_meta.json", {"generator": generator, "generator_version": version,
+               **meta, "seconds": round(time.perf_counter() - start, 2)}, indent=1)
+    return root
 
 
 def _differences(root: Path, want: dict) -> list[str] | None:

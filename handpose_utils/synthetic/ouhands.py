@@ -1,22 +1,14 @@
-"""Synthetic hands written in OUHANDS' native layout, with landmark files in MediaPipe's format.
-
-::
-
-    root/
-      OUHANDS_train/train/hand_data/colour/{CLASS}-{subject}-{NNNN}.png    640 x 480
-      OUHANDS_train/data_split_for_intermediate_tests/training_files.txt  (whole subjects)
-      OUHANDS_train/data_split_for_intermediate_tests/validation_files.txt
-      OUHANDS_test/test/hand_data/colour/{CLASS}-{subject}-{NNNN}.png      other subjects
-      landmarks/{train,validation,test}/<stem>_landmarks.json              the "teacher" labels
-      landmarks/extraction_report.json
-      synthetic_meta.json                                                  written last
+"""Synthetic hands written in OUHANDS' native layout (:mod:`handpose_utils.datasets.ouhands`),
+with landmark files in MediaPipe's format (``landmarks/{train,validation,test}/`` and
+``extraction_report.json``: the "teacher" labels) and ``synthetic_meta.json`` written last. The
+split lists hold whole subjects; the test folder holds other subjects.
 
 Each of the ten OUHANDS classes is drawn as one of the renderer's gestures
 (:data:`CLASS_GESTURES`; the mapping is ours, not OUHANDS' own class definitions). A *subject*
 is one synthetic person: a fixed hand shape, skin tone and hand side (a quarter are
-left-handed; validation gets both), so images of one subject share a hand, like a real person's. Every image gets its
-own camera, pose variation, orientation (mostly palm towards the camera, upright), placement,
-lighting and procedural background.
+left-handed; validation gets both), so images of one subject share a hand, like a real
+person's. Every image gets its own camera, pose variation, orientation (mostly palm towards the
+camera, upright), placement, lighting and procedural background.
 
 The landmark files hold the renderer's ground truth in **MediaPipe's normalisation**: ``x, y``
 are the projected joints divided by the image width and height (pixel-centre convention,
@@ -25,15 +17,12 @@ are the projected joints divided by the image width and height (pixel-centre con
     z_j = (Z_j - Z_wrist) * f_x / (Z_wrist * W)
 
 i.e. the depth offset measured in the same unit as x (negative = closer to the camera).
-Handedness is the subject's true hand with score 1.0; the images are not mirrored.
-
-Everything derives from seeds ``(seed, split, subject, class, sample)``, so a dataset is
-reproducible bit for bit.
+Handedness is the subject's true hand with score 1.0; the images are not mirrored. Everything
+derives from seeds ``(seed, split, subject, class, sample)``: reproducible bit for bit.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +32,7 @@ from PIL import Image
 from ..camera import project
 from ..datasets.ouhands import (
     OUHANDS_CLASSES,
+    OUHANDS_IMAGE_SIZE,
     SPLIT_LISTS,
     landmark_file_path,
     ouhands_colour_dir,
@@ -50,15 +40,14 @@ from ..datasets.ouhands import (
     write_extraction_report,
     write_landmark_file,
 )
-from ..safefiles import write_json
 from .backgrounds import random_background
 from .hand_model import HandShape, gesture_pose, rot_x, rot_y, rot_z, sample_shape
-from .jobs import ensure_dataset, run_jobs
+from .jobs import ensure_dataset, run_jobs, stamp_dataset, start_dataset
 from .render import Skin, sample_skin
-from .scene import HandSpec, composite, place_hand, render_hands
+from .scene import HandSpec, composite, place_hand, render_hands, sample_camera
 
 OUHANDS_GENERATOR_VERSION = 3
-WIDTH, HEIGHT = 640, 480
+WIDTH, HEIGHT = OUHANDS_IMAGE_SIZE
 
 # OUHANDS class -> renderer gesture (synthetic/hand_model.GESTURES). Ten distinct gestures.
 CLASS_GESTURES = {
@@ -126,15 +115,6 @@ def gesture_rotation(rng: np.random.Generator) -> np.ndarray:
     return rot_z(roll) @ rot_x(tilt) @ base @ rot_y(spin)
 
 
-def sample_webcam(rng: np.random.Generator, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
-    """Intrinsics of a 640 x 480 RGB-D camera such as OUHANDS' (a horizontal field of view of
-    about 55-65 degrees): f about 0.85-1.05 image widths, principal point near the centre."""
-    f = rng.uniform(0.85, 1.05) * width
-    cx = width / 2 - 0.5 + rng.uniform(-0.02, 0.02) * width
-    cy = height / 2 - 0.5 + rng.uniform(-0.02, 0.02) * height
-    return np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
-
-
 def mediapipe_landmarks(joints: np.ndarray, K: np.ndarray, width: int, height: int) -> np.ndarray:
     """Camera-frame joints (21, 3) in metres -> MediaPipe's normalised landmarks (21, 3):
     ``x = (u + 0.5) / W``, ``y = (v + 0.5) / H`` and ``z = (Z - Z_wrist) * fx / (Z_wrist * W)``,
@@ -155,7 +135,8 @@ def render_ouhands_sample(seed: int, split: str, subject_index: int, subject: Su
     normalisation, ``xyz`` (metres, camera frame), ``K`` and ``handedness`` ("Left"/"Right")."""
     rng = np.random.default_rng(
         [seed, _SPLIT_CODE[split], subject_index, OUHANDS_CLASSES.index(cls), number])
-    K = sample_webcam(rng)
+    # a 640 x 480 RGB-D camera such as OUHANDS' (horizontal field of view about 55-65 degrees)
+    K = sample_camera(rng, WIDTH, HEIGHT, focal=(0.85, 1.05), shift=0.02)
     gesture = CLASS_GESTURES[cls]
     spec = HandSpec(subject.shape, gesture_pose(gesture, rng), gesture, gesture_rotation(rng),
                     subject.skin, subject.side)
@@ -169,23 +150,14 @@ def render_ouhands_sample(seed: int, split: str, subject_index: int, subject: Su
     rendering = render_hands([geometry], [spec.skin], K, WIDTH, HEIGHT, rng)
     background = random_background(rng, HEIGHT, WIDTH)
     image = composite(rendering, background, rng, harmonize=rng.uniform(0.0, 0.2), noise=0.008)
-    return {
-        "image": image,
-        "landmarks": mediapipe_landmarks(geometry.joints, K, WIDTH, HEIGHT),
-        "xyz": geometry.joints,
-        "K": K,
-        "handedness": subject.side.capitalize(),
-    }
-
-
-def _image_name(cls: str, sid: str, number: int) -> str:
-    return f"{cls}-{sid}-{number:04d}.png"
+    return {"image": image, "landmarks": mediapipe_landmarks(geometry.joints, K, WIDTH, HEIGHT),
+            "xyz": geometry.joints, "K": K, "handedness": subject.side.capitalize()}
 
 
 def _write_sample(args) -> str:
     root, seed, split, label_split, subject_index, subject, cls, number = args
     sample = render_ouhands_sample(seed, split, subject_index, subject, cls, number)
-    name = _image_name(cls, subject.id, number)
+    name = f"{cls}-{subject.id}-{number:04d}.png"
     image_path = ouhands_colour_dir(root, "test" if split == "test" else "train") / name
     # compress_level 3: the sensor noise makes PNGs hard to compress; level 6 is 3x slower.
     Image.fromarray(sample["image"]).save(image_path, compress_level=3)
@@ -195,54 +167,32 @@ def _write_sample(args) -> str:
     return name
 
 
-def make_ouhands(
-    root: str | Path,
-    n_subjects: int = 20,
-    n_test_subjects: int = 10,
-    samples_per_class: int = 10,
-    val_fraction: float = 0.2,
-    seed: int = 0,
-    workers: int | None = None,
-    progress: bool = True,
-) -> Path:
+def make_ouhands(root: str | Path, n_subjects: int = 20, n_test_subjects: int = 10,
+                 samples_per_class: int = 10, val_fraction: float = 0.2, seed: int = 0,
+                 workers: int | None = None, progress: bool = True) -> Path:
     """Write a synthetic OUHANDS under ``root`` and return ``root``.
 
     ``n_subjects`` people make the training folder (``n_subjects * 10 * samples_per_class``
     images), of whom a ``val_fraction`` go to ``validation_files.txt`` *as whole subjects* (so no
     person is on both sides); ``n_test_subjects`` other people make the test folder. The
     defaults give real OUHANDS' counts: 1,600 training, 400 validation and 1,000 test images.
-    ``workers`` processes render in parallel (default: up to 2, and 1 for small sets).
     """
     root = Path(root)
     if n_subjects < 1 or samples_per_class < 1 or n_test_subjects < 0:
         raise ValueError("need n_subjects >= 1, samples_per_class >= 1, n_test_subjects >= 0")
-    n_val = int(round(val_fraction * n_subjects))
-    if n_subjects >= 2:
-        n_val = min(max(n_val, 1), n_subjects - 1)  # both lists non-empty
-    else:
-        n_val = 0
+    # both lists non-empty
+    n_val = min(max(round(val_fraction * n_subjects), 1), n_subjects - 1) if n_subjects > 1 else 0
     ids = subject_ids(n_subjects + n_test_subjects, seed)
     subjects = [make_subject(seed, i, sid) for i, sid in enumerate(ids)]
-    train_subjects, test_subjects = subjects[:n_subjects], subjects[n_subjects:]
-    val_index = pick_validation_subjects(train_subjects, n_val, seed)
+    val_index = pick_validation_subjects(subjects[:n_subjects], n_val, seed)
 
-    for split in ("train", "test"):
-        ouhands_colour_dir(root, split).mkdir(parents=True, exist_ok=True)
-    split_list_path(root, "train").parent.mkdir(parents=True, exist_ok=True)
-    meta_path = root / "synthetic_meta.json"
-    meta_path.unlink(missing_ok=True)  # the stamp is written last: no stamp means "incomplete"
-
-    start = time.perf_counter()
-    jobs = []
-    for i, subject in enumerate(train_subjects):
-        label_split = "validation" if i in val_index else "train"
-        for cls in OUHANDS_CLASSES:
-            for number in range(1, samples_per_class + 1):
-                jobs.append((root, seed, "train", label_split, i, subject, cls, number))
-    for i, subject in enumerate(test_subjects):
-        for cls in OUHANDS_CLASSES:
-            for number in range(1, samples_per_class + 1):
-                jobs.append((root, seed, "test", "test", n_subjects + i, subject, cls, number))
+    root, start = start_dataset(root, ouhands_colour_dir(root, "train"), ouhands_colour_dir(
+        root, "test"), split_list_path(root, "train").parent)
+    split_of = {s.id: "test" if i >= n_subjects else "validation" if i in val_index else "train"
+                for i, s in enumerate(subjects)}
+    jobs = [(root, seed, "test" if i >= n_subjects else "train", split_of[subject.id], i, subject,
+             cls, number) for i, subject in enumerate(subjects) for cls in OUHANDS_CLASSES
+            for number in range(1, samples_per_class + 1)]
     names = run_jobs(_write_sample, jobs, workers, progress, desc="rendering OUHANDS-style hands")
 
     by_split: dict[str, list[str]] = {"train": [], "validation": [], "test": []}
@@ -258,24 +208,12 @@ def make_ouhands(
                    for split, v in by_split.items()},
         "total": {"images_seen": len(names), "hands_found": len(names), "no_hand": 0},
     })
-    meta = {
-        "generator": __name__,
-        "generator_version": OUHANDS_GENERATOR_VERSION,
-        "seed": seed,
-        "n_subjects": n_subjects,
-        "n_test_subjects": n_test_subjects,
-        "samples_per_class": samples_per_class,
-        "val_fraction": val_fraction,
-        "image_size": [WIDTH, HEIGHT],
-        "class_gestures": CLASS_GESTURES,
-        "subjects": {s.id: {"side": s.side, "split": ("test" if i >= n_subjects else
-                                                      "validation" if i in val_index else "train")}
-                     for i, s in enumerate(subjects)},
-        "counts": {k: len(v) for k, v in by_split.items()},
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    write_json(meta_path, meta, indent=1)
-    return root
+    return stamp_dataset(root, start, __name__, OUHANDS_GENERATOR_VERSION, seed=seed,
+                         n_subjects=n_subjects, n_test_subjects=n_test_subjects,
+                         samples_per_class=samples_per_class, val_fraction=val_fraction,
+                         image_size=[WIDTH, HEIGHT], class_gestures=CLASS_GESTURES,
+                         subjects={s.id: {"side": s.side, "split": split_of[s.id]} for s in subjects},
+                         counts={k: len(v) for k, v in by_split.items()})
 
 
 def ensure_synthetic_ouhands(root: str | Path, n_subjects: int = 20, n_test_subjects: int = 10,
@@ -287,5 +225,5 @@ def ensure_synthetic_ouhands(root: str | Path, n_subjects: int = 20, n_test_subj
     valid)."""
     want = {"n_subjects": n_subjects, "n_test_subjects": n_test_subjects,
             "samples_per_class": samples_per_class, "val_fraction": val_fraction, "seed": seed}
-    return ensure_dataset(root, lambda tmp: make_ouhands(tmp, progress=progress, **want),
-                          dict(want, generator=__name__, generator_version=OUHANDS_GENERATOR_VERSION))
+    return ensure_dataset(root, lambda tmp: make_ouhands(tmp, progress=progress, **want), dict(
+        want, generator=__name__, generator_version=OUHANDS_GENERATOR_VERSION))

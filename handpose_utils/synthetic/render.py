@@ -1,10 +1,7 @@
-"""A small z-buffer rasteriser for procedural hands.
-
-A hand is drawn from two kinds of primitive, both in the camera frame (metres):
-
-* **capsules** (a segment swept by a sphere whose radius varies linearly) for the phalanges,
-  the thenar eminence, the palm's rounded rim and the forearm;
-* **triangles** for the two faces of the palm slab.
+"""A small z-buffer rasteriser for procedural hands, drawn from two kinds of primitive in the
+camera frame (metres): **capsules** (a segment swept by a sphere whose radius varies linearly)
+for the phalanges, the thenar eminence, the palm's rounded rim and the forearm, and
+**triangles** for the two faces of the palm slab.
 
 Each pixel keeps the nearest surface (depth test), so fingers occlude each other and the palm
 exactly as their depths say. The buffers kept per pixel are what the dataset writers need:
@@ -61,14 +58,8 @@ class HandGeometry:
     side: str = "right"
 
 
-def build_hand(
-    shape: HandShape,
-    pose: HandPose,
-    rotation: np.ndarray,
-    translation: np.ndarray,
-    side: str = "right",
-    forearm: bool = True,
-) -> HandGeometry:
+def build_hand(shape: HandShape, pose: HandPose, rotation: np.ndarray, translation: np.ndarray,
+               side: str = "right", forearm: bool = True) -> HandGeometry:
     """Pose a hand (``rotation``, ``translation``: hand frame -> camera frame)."""
     local = forward_kinematics(shape, pose, side)
     mirror = -1.0 if side == "left" else 1.0
@@ -114,18 +105,14 @@ def build_hand(
     # Palm: a slab between two parallel faces, with a rounded rim of capsules.
     half = shape.palm_thickness / 2
     mcp = local[[5, 9, 13, 17]]
-    outline2d = np.array(
-        [
-            [mirror * 0.021, 0.004],  # wrist, thumb side
-            [local[1][0] + mirror * 0.004, local[1][1] + 0.006],  # thumb CMC
-            mcp[0, :2] + [mirror * 0.005, -0.004],
-            mcp[1, :2] + [0, 0.001],
-            mcp[2, :2] + [0, 0.0],
-            mcp[3, :2] + [-mirror * 0.006, -0.003],
-            [mcp[3, 0] - mirror * 0.006, 0.032],  # hypothenar edge
-            [-mirror * 0.023, 0.004],  # wrist, little-finger side
-        ]
-    )
+    outline2d = np.array([
+        [mirror * 0.021, 0.004],  # wrist, thumb side
+        [local[1][0] + mirror * 0.004, local[1][1] + 0.006],  # thumb CMC
+        mcp[0, :2] + [mirror * 0.005, -0.004], mcp[1, :2] + [0, 0.001], mcp[2, :2] + [0, 0.0],
+        mcp[3, :2] + [-mirror * 0.006, -0.003],
+        [mcp[3, 0] - mirror * 0.006, 0.032],  # hypothenar edge
+        [-mirror * 0.023, 0.004],  # wrist, little-finger side
+    ])
     # Knuckles bulge: pull the outline's MCP points down to each MCP's height.
     z_out = np.zeros(len(outline2d))
     tris = []
@@ -292,17 +279,9 @@ class Skin:
 
 
 # Skin tones from light to dark (sRGB, 0..1), sampled with jitter.
-SKIN_TONES = np.array(
-    [
-        [0.96, 0.80, 0.69],
-        [0.92, 0.72, 0.58],
-        [0.85, 0.64, 0.50],
-        [0.76, 0.55, 0.42],
-        [0.62, 0.43, 0.31],
-        [0.46, 0.31, 0.22],
-        [0.33, 0.22, 0.16],
-    ]
-)
+SKIN_TONES = np.array([[0.96, 0.80, 0.69], [0.92, 0.72, 0.58], [0.85, 0.64, 0.50],
+                       [0.76, 0.55, 0.42], [0.62, 0.43, 0.31], [0.46, 0.31, 0.22],
+                       [0.33, 0.22, 0.16]])
 
 
 def sample_skin(rng: np.random.Generator) -> Skin:

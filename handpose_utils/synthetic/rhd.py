@@ -1,54 +1,36 @@
-"""The embedded default for notebook 07: synthetic hands written in RHD's exact native layout.
-
-::
-
-    root/
-      training/color/%05d.png      RGB, image_size x image_size (RHD: 320)
-      training/mask/%05d.png       class ids: 0 background, 1 person (here: the forearms),
-                                   2-17 left hand, 18-33 right hand (three per finger, tip -> palm,
-                                   then the palm)
-      training/depth/%05d.png      depth in metres, (R * 256 + G) / 65535 * 5
-      training/anno_training.pickle  {id: {"xyz": (42, 3), "uv_vis": (42, 3), "K": (3, 3)}}
-      evaluation/...               the same for the evaluation split (its own scenes)
-      synthetic_meta.json          seed, counts, hands per image; written last
+"""The embedded default for notebook 07: synthetic hands written in RHD's exact native layout
+(:mod:`handpose_utils.datasets.rhd`: colour, class-id mask and depth PNGs, and
+``anno_<split>.pickle``), plus ``synthetic_meta.json`` (settings and the hands in each image;
+written last). The forearms stand for RHD's "person" (mask id 1).
 
 Each image shows one hand (left or right) or both, placed so that they overlap little. As in
 RHD, both hands are annotated in every image: a hand that is not in the picture sits outside
 the field of view with all its keypoints marked invisible. The renderer's part ids already
-follow RHD's mask layout (part p of a left hand is id 1 + p, of a right hand 17 + p).
-
-Every image is generated from its own seed ``(seed, split, idx)``, so a dataset is reproducible
-bit for bit and the first k images of a larger set equal a set of k images.
+follow RHD's mask layout (part p of a left hand is id 1 + p, of a right hand 17 + p). Every
+image comes from its own seed ``(seed, split, idx)``: a dataset is reproducible bit for bit and
+the first k images of a larger set equal a set of k images.
 """
 
 from __future__ import annotations
 
 import pickle
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..camera import project
-from ..datasets.rhd import encode_depth
-from ..safefiles import atomic_write, write_json
+from ..datasets.rhd import RHD_SPLITS, encode_depth
+from ..safefiles import atomic_write
 from ..skeletons import HAND21_TO_RHD
 from .backgrounds import random_background
-from .jobs import ensure_dataset, run_jobs
+from .jobs import ensure_dataset, run_jobs, stamp_dataset, start_dataset
 from .render import FOREARM_PART, PALM_PART
 from .scene import composite, place_hand, render_hands, sample_hand
-
-__all__ = ["RHD_GENERATOR_VERSION", "sample_rhd_camera", "render_rhd_sample", "make_rhd",
-           "ensure_synthetic_rhd", "part_to_rhd_mask"]
 
 RHD_GENERATOR_VERSION = 1
 _SPLIT_CODE = {"training": 0, "evaluation": 1}
 SIDES = ("left", "right")
-
-
-def _rng(seed: int, split: str, idx: int) -> np.random.Generator:
-    return np.random.default_rng([seed, 7, _SPLIT_CODE[split], idx])  # 7: not FreiHAND's stream
 
 
 def sample_rhd_camera(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -74,10 +56,6 @@ def part_to_rhd_mask(part: np.ndarray, hand: np.ndarray, sides: list[str],
     return mask
 
 
-def _box(uv: np.ndarray) -> np.ndarray:
-    return np.r_[uv.min(0), uv.max(0)]
-
-
 def _box_overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over the smaller box's area (0 = apart, 1 = one inside the other)."""
     w = min(a[2], b[2]) - max(a[0], b[0])
@@ -101,13 +79,10 @@ def render_rhd_sample(seed: int, split: str, idx: int, image_size: int = 320,
     """Render one RHD-style sample: ``color`` (H, W, 3) uint8, ``mask`` (H, W) class ids,
     ``depth`` (H, W) metres, ``xyz`` (42, 3), ``uv_vis`` (42, 3), ``K``, and ``sides`` (the
     hands in the picture)."""
-    rng = _rng(seed, split, idx)
+    rng = np.random.default_rng([seed, 7, _SPLIT_CODE[split], idx])  # 7: not FreiHAND's stream
     W = H = image_size
     K = sample_rhd_camera(rng, image_size)
-    if rng.uniform() < two_hand_fraction:
-        sides = ["left", "right"]
-    else:
-        sides = [SIDES[int(rng.integers(2))]]
+    sides = list(SIDES) if rng.uniform() < two_hand_fraction else [SIDES[int(rng.integers(2))]]
     specs = {side: sample_hand(rng, side) for side in SIDES}
     geometries = {}
     if len(sides) == 1:
@@ -117,14 +92,13 @@ def render_rhd_sample(seed: int, split: str, idx: int, image_size: int = 320,
         # usually on the image's right; sometimes they cross. Retry until they overlap little.
         for _attempt in range(12):
             left_on_right = rng.uniform() < 0.8
-            xs = [rng.uniform(0.2, 0.4), rng.uniform(0.6, 0.8)]
-            if left_on_right:
-                xs = xs[::-1]
+            xs = [rng.uniform(0.2, 0.4), rng.uniform(0.6, 0.8)][::-1 if left_on_right else 1]
             for side, x in zip(SIDES, xs):
                 center = (x * W, rng.uniform(0.3, 0.7) * H)
                 geometries[side] = place_hand(specs[side], K, W, H, rng, size_range=(0.25, 0.42),
                                               center=center)
-            boxes = [_box(project(geometries[s].joints, K)) for s in SIDES]
+            uvs = [project(geometries[s].joints, K) for s in SIDES]
+            boxes = [np.r_[uv.min(0), uv.max(0)] for uv in uvs]
             if _box_overlap(*boxes) <= max_overlap:
                 break
     present = [geometries[s] for s in sides]
@@ -150,25 +124,17 @@ def render_rhd_sample(seed: int, split: str, idx: int, image_size: int = 320,
         xyz42[sl] = joints[list(HAND21_TO_RHD)]
         vis42[sl] = vis[list(HAND21_TO_RHD)]
     uv = project(xyz42, K)
-    return {
-        "color": color,
-        "mask": mask,
-        "depth": depth.astype(np.float32),
-        "xyz": xyz42.astype(np.float32),
-        "uv_vis": np.c_[uv, vis42].astype(np.float32),
-        "K": K.astype(np.float32),
-        "sides": sides,
-    }
+    return {"color": color, "mask": mask, "depth": depth.astype(np.float32),
+            "xyz": xyz42.astype(np.float32), "uv_vis": np.c_[uv, vis42].astype(np.float32),
+            "K": K.astype(np.float32), "sides": sides}
 
 
 def _write_sample(args) -> tuple[int, dict, list[str]]:
     root, seed, split, idx, image_size = args
     s = render_rhd_sample(seed, split, idx, image_size)
-    name = f"{idx:05d}.png"
-    base = root / split
-    Image.fromarray(s["color"]).save(base / "color" / name, compress_level=3)
-    Image.fromarray(s["mask"]).save(base / "mask" / name, compress_level=3)
-    Image.fromarray(encode_depth(s["depth"])).save(base / "depth" / name, compress_level=3)
+    for kind, image in (("color", s["color"]), ("mask", s["mask"]),
+                        ("depth", encode_depth(s["depth"]))):
+        Image.fromarray(image).save(root / split / kind / f"{idx:05d}.png", compress_level=3)
     return idx, {"xyz": s["xyz"], "uv_vis": s["uv_vis"], "K": s["K"]}, s["sides"]
 
 
@@ -176,57 +142,32 @@ def _n_eval(n_train: int, n_eval: int | None) -> int:
     return max(2, round(0.1 * n_train)) if n_eval is None else n_eval
 
 
-def make_rhd(
-    root: str | Path,
-    n_train: int,
-    n_eval: int | None = None,
-    seed: int = 0,
-    image_size: int = 320,
-    workers: int | None = None,
-    progress: bool = True,
-) -> Path:
+def make_rhd(root: str | Path, n_train: int, n_eval: int | None = None, seed: int = 0,
+             image_size: int = 320, workers: int | None = None, progress: bool = True) -> Path:
     """Write a synthetic RHD under ``root``: ``n_train`` training and ``n_eval`` evaluation
-    images (default: 10% of ``n_train``, at least 2; RHD's ratio is 6.6%). Returns ``root``.
-
-    ``workers`` processes render in parallel (default: up to 2, and 1 for small sets).
-    """
-    root = Path(root)
+    images (default: 10% of ``n_train``, at least 2; RHD's ratio is 6.6%). Returns ``root``;
+    ``workers`` processes render (:func:`.jobs.run_jobs`)."""
     if n_train < 1:
         raise ValueError(f"n_train must be at least 1, got {n_train}")
     n_eval = _n_eval(n_train, n_eval)
     if image_size < 32:
         raise ValueError(f"image_size must be at least 32 px, got {image_size}")
-    for split in ("training", "evaluation"):
-        for kind in ("color", "mask", "depth"):
-            (root / split / kind).mkdir(parents=True, exist_ok=True)
-    meta_path = root / "synthetic_meta.json"
-    if meta_path.exists():
-        meta_path.unlink()  # the stamp is written last: no stamp means "incomplete"
-
-    start = time.perf_counter()
+    root, start = start_dataset(root, *(f"{split}/{kind}" for split in RHD_SPLITS
+                                        for kind in ("color", "mask", "depth")))
     jobs = [(root, seed, "training", i, image_size) for i in range(n_train)]
     jobs += [(root, seed, "evaluation", i, image_size) for i in range(n_eval)]
-    results = run_jobs(_write_sample, jobs, workers, progress, desc="rendering RHD scenes", chunksize=16)
-
+    results = run_jobs(_write_sample, jobs, workers, progress, desc="rendering RHD scenes",
+                       chunksize=16)
     hands = {}
     for split, part in (("training", results[:n_train]), ("evaluation", results[n_train:])):
         anno = {idx: entry for idx, entry, _ in part}
         atomic_write(root / split / f"anno_{split}.pickle",
                      lambda f, a=anno: pickle.dump(a, f, protocol=4))
         hands[split] = [sides for _, _, sides in part]
-    meta = {
-        "generator": __name__,
-        "generator_version": RHD_GENERATOR_VERSION,
-        "seed": seed,
-        "n_train": n_train,
-        "n_eval": n_eval,
-        "image_size": image_size,
-        "seconds": round(time.perf_counter() - start, 2),
-        "two_hand_images": {k: sum(len(v) == 2 for v in vs) for k, vs in hands.items()},
-        "hands": hands,
-    }
-    write_json(meta_path, meta)
-    return root
+    two_hands = {split: sum(len(sides) == 2 for sides in v) for split, v in hands.items()}
+    return stamp_dataset(root, start, __name__, RHD_GENERATOR_VERSION, seed=seed, n_train=n_train,
+                         n_eval=n_eval, image_size=image_size, two_hand_images=two_hands,
+                         hands=hands)
 
 
 def ensure_synthetic_rhd(root: str | Path, n_train: int, n_eval: int | None = None, seed: int = 0,

@@ -11,16 +11,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..camera import project
-from .hand_model import HandPose, HandShape, random_rotation, sample_pose, sample_shape
+from .hand_model import (
+    HandPose,
+    HandShape,
+    gesture_pose,
+    random_rotation,
+    sample_pose,
+    sample_shape,
+)
 from .render import Canvas, HandGeometry, Skin, build_hand, sample_skin, shade
 
 
-def sample_camera(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """Intrinsics like FreiHAND's 224x224 crops: square pixels, a focal length that varies
-    between about 1.7 and 2.9 image widths, principal point near the centre."""
-    f = rng.uniform(1.7, 2.9) * width
-    cx = width / 2 - 0.5 + rng.uniform(-0.03, 0.03) * width
-    cy = height / 2 - 0.5 + rng.uniform(-0.03, 0.03) * height
+def sample_camera(rng: np.random.Generator, width: int, height: int, focal=(1.7, 2.9),
+                  shift: float = 0.03) -> np.ndarray:
+    """Pinhole intrinsics with square pixels: a focal length of ``focal`` image widths (the
+    default is like FreiHAND's 224x224 crops), the principal point up to ``shift`` image sizes
+    from the centre."""
+    f = rng.uniform(*focal) * width
+    cx = width / 2 - 0.5 + rng.uniform(-shift, shift) * width
+    cy = height / 2 - 0.5 + rng.uniform(-shift, shift) * height
     return np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
 
 
@@ -36,14 +45,8 @@ class HandSpec:
     side: str = "right"
 
 
-def sample_hand(
-    rng: np.random.Generator,
-    side: str = "right",
-    gesture: str | None = None,
-    max_roll_deg: float = 120.0,
-) -> HandSpec:
-    from .hand_model import gesture_pose
-
+def sample_hand(rng: np.random.Generator, side: str = "right", gesture: str | None = None,
+                max_roll_deg: float = 120.0) -> HandSpec:
     shape = sample_shape(rng)
     if gesture is None:
         pose, name = sample_pose(rng)
@@ -53,17 +56,10 @@ def sample_hand(
     return HandSpec(shape, pose, name, rotation, sample_skin(rng), side)
 
 
-def place_hand(
-    spec: HandSpec,
-    K: np.ndarray,
-    width: int,
-    height: int,
-    rng: np.random.Generator,
-    size_range: tuple[float, float] = (0.45, 0.8),
-    center: tuple[float, float] | None = None,
-    margin: float = 4.0,
-    forearm: bool = True,
-) -> HandGeometry:
+def place_hand(spec: HandSpec, K: np.ndarray, width: int, height: int, rng: np.random.Generator,
+               size_range: tuple[float, float] = (0.45, 0.8),
+               center: tuple[float, float] | None = None, margin: float = 4.0,
+               forearm: bool = True) -> HandGeometry:
     """Put the hand in front of the camera so its keypoints span ``size_range`` of the image
     (longer side of their bounding box) and lie inside it, ``margin`` pixels from the border.
 
@@ -107,14 +103,9 @@ class Rendering:
     visible: list[np.ndarray]  # per hand, (21,) bool
     K: np.ndarray
 
-    def keypoints(self, i: int = 0) -> np.ndarray:
-        return project(self.hands[i].joints, self.K)
 
-
-def render_hands(
-    hands: list[HandGeometry], skins: list[Skin], K: np.ndarray, width: int, height: int,
-    rng: np.random.Generator,
-) -> Rendering:
+def render_hands(hands: list[HandGeometry], skins: list[Skin], K: np.ndarray, width: int,
+                 height: int, rng: np.random.Generator) -> Rendering:
     canvas = Canvas(height, width, K)
     for i, geometry in enumerate(hands):
         canvas.draw(geometry, hand=i)
@@ -124,13 +115,8 @@ def render_hands(
     return Rendering(rgb, canvas.cover, canvas.depth, canvas.part, canvas.hand, hands, visible, K)
 
 
-def composite(
-    rendering: Rendering,
-    background: np.ndarray,
-    rng: np.random.Generator,
-    harmonize: float = 0.0,
-    noise: float = 0.012,
-) -> np.ndarray:
+def composite(rendering: Rendering, background: np.ndarray, rng: np.random.Generator,
+              harmonize: float = 0.0, noise: float = 0.012) -> np.ndarray:
     """Alpha-blend the rendered hands onto ``background``; returns (H, W, 3) uint8.
 
     ``harmonize`` pulls the hand's colour towards the background's mean (as FreiHAND's "hom" and
