@@ -58,7 +58,8 @@ def prepare_freihand(dataset: str = "synthetic", data_root: str | Path | None = 
     return root
 
 
-def records_path(dataset: str, data_root: str | Path | None = None, split: str = "training") -> Path:
+def records_path(dataset: str, data_root: str | Path | None = None,
+                 split: str = "training") -> Path:
     return _data(data_root) / "records" / f"{dataset}_{split}.json"
 
 
@@ -120,7 +121,8 @@ def prepare_splits(dataset: str = "synthetic", data_root: str | Path | None = No
                 why = [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in want.items()
                        if meta.get(k) != v] or fingerprint_changes(meta.get("data"), fingerprint)
             if not why:
-                return tuple(load_records(directory / f"{n}.json") for n in ("train", "val", "test"))
+                return tuple(load_records(directory / f"{n}.json")
+                             for n in ("train", "val", "test"))
             if log:
                 log(f"rebuilding the splits in {directory}: " + "; ".join(why))
         parts = grouped_split(load_freihand(root, "training"), fractions, key="pose_id",

@@ -3,10 +3,8 @@ each loads on first use (``hp.datasets.rhd``). Readers never import the writers.
 
 import importlib
 
-_READERS = ("coco", "freihand", "ouhands", "rhd")
-
 
 def __getattr__(name: str):
-    if name in _READERS:
+    if name in ("coco", "freihand", "ouhands", "rhd"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -113,11 +113,10 @@ def _require(entry, keys, where: str, index: int, ann_file: Path) -> None:
 
 
 def _checked_person(ann: dict, index: int, ann_file: Path):
-    """``(keypoints (17, 3), num_keypoints, bbox, area)`` of a non-crowd annotation, checked.
-
-    Every problem raises naming the annotation: a NaN box would otherwise be clipped into a
-    made-up one, and a visibility of 7 would pass as "visible". The checks are plain Python on
-    purpose: NumPy's per-call overhead would add half a minute over train2017's 262k people."""
+    """``(keypoints (17, 3), num_keypoints, bbox, area)`` of a non-crowd annotation, checked. Every
+    problem raises naming the annotation: a NaN box would otherwise be clipped into a made-up one,
+    and a visibility of 7 would pass as "visible". The checks are plain Python on purpose: NumPy's
+    per-call overhead would add half a minute over train2017's 262k people."""
     _require(ann, _PERSON_KEYS, "annotations", index, ann_file)
 
     def where():
@@ -159,21 +158,18 @@ def load_coco_keypoints(root: str | Path | None = None, split: str = "val",
                         ann_file: str | Path | None = None, image_dir: str | Path | None = None,
                         min_keypoints: int = 1, check_images: bool = True,
                         max_samples: int | None = None) -> list[dict]:
-    """One record per annotated person of ``split``.
-
-    Give ``root`` (either layout is found) or ``ann_file`` and ``image_dir`` directly. A record
-    holds ``image_path``, ``image_id``, ``ann_id``, ``keypoints`` (flat ``[x1, y1, ...]``,
-    pixels), ``visible`` (COCO's v per joint: 0 unlabelled, 1 occluded, 2 visible), ``bbox``
-    (``[x, y, w, h]``, clipped to the image), ``area``, ``num_keypoints``, ``width``,
-    ``height``, ``split``, ``source`` and ``ann_file``.
+    """One record per annotated person of ``split``. Give ``root`` (either layout is found) or
+    ``ann_file`` and ``image_dir`` directly. A record holds ``image_path``, ``image_id``,
+    ``ann_id``, ``keypoints`` (flat ``[x1, y1, ...]``, pixels), ``visible`` (COCO's v per joint: 0
+    unlabelled, 1 occluded, 2 visible), ``bbox`` (``[x, y, w, h]``, clipped to the image),
+    ``area``, ``num_keypoints``, ``width``, ``height``, ``split``, ``source`` and ``ann_file``.
 
     People are kept when they are not crowd regions, have at least ``min_keypoints`` labelled
     joints and a box of positive size. ``check_images`` checks that every image file exists.
-    ``max_samples`` keeps the people of the first images up to that many people (whole images,
-    so no image is split between subsets). A malformed entry raises a ``ValueError`` naming the
-    file, the entry and what is wrong; so does a file from which no person is kept, counting why
-    each annotation was left out.
-    """
+    ``max_samples`` keeps the people of the first images up to that many people (whole images, so
+    no image is split between subsets). A malformed entry raises a ``ValueError`` naming the file,
+    the entry and what is wrong; so does a file from which no person is kept, counting why each
+    annotation was left out."""
     if ann_file is None or image_dir is None:
         if root is None:
             raise ValueError("give root, or both ann_file and image_dir")
@@ -248,18 +244,14 @@ def load_coco_keypoints(root: str | Path | None = None, split: str = "val",
 
 
 # Download (Colab) ----------
-
-
 def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> Path:
-    """Download and extract COCO 2017 person keypoints into ``root`` (standard layout).
-
-    Fetches ``annotations_trainval2017.zip`` (241 MB; only the two ``person_keypoints_*`` files
-    are kept) and the image zips of ``splits``: ``val2017.zip`` (778 MB, 5,000 images) by
-    default, ``train2017.zip`` (18 GB, 118,287 images) with ``splits=("val", "train")``. Extract
-    to the runtime's local disk (``/content/data``), not to Google Drive: training from thousands
-    of small files on Drive is very slow. COCO's annotations are CC BY 4.0; the images keep their
-    Flickr licences (see the COCO terms of use).
-    """
+    """Download and extract COCO 2017 person keypoints into ``root`` (standard layout). Fetches
+    ``annotations_trainval2017.zip`` (241 MB; only the two ``person_keypoints_*`` files are kept)
+    and the image zips of ``splits``: ``val2017.zip`` (778 MB, 5,000 images) by default,
+    ``train2017.zip`` (18 GB, 118,287 images) with ``splits=("val", "train")``. Extract to the
+    runtime's local disk (``/content/data``), not to Google Drive: training from thousands of small
+    files on Drive is very slow. COCO's annotations are CC BY 4.0; the images keep their Flickr
+    licences (see the COCO terms of use)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     for split in splits:
@@ -290,14 +282,12 @@ def coco_train_val(root: str | Path, use_train2017: bool = True, val_fraction: f
                    seed: int = 0, max_train: int | None = None, max_val: int | None = None,
                    log=print) -> dict:
     """The people a top-down run trains on and scores, from COCO's layout under ``root``:
-    ``{"root", "train", "val", "val_ann_file", "val_image_ids", "protocol"}``.
-
-    With ``use_train2017`` and train2017 under ``root``: train on train2017, score on val2017
-    (the official protocol, with ground-truth boxes). Otherwise val2017 is split by image
+    ``{"root", "train", "val", "val_ann_file", "val_image_ids", "protocol"}``. With
+    ``use_train2017`` and train2017 under ``root``: train on train2017, score on val2017 (the
+    official protocol, with ground-truth boxes). Otherwise val2017 is split by image
     (``val_fraction`` for scoring, the rest to train on): a course-sized experiment whose AP is
-    *not* comparable to published val2017 numbers. ``max_train`` / ``max_val`` cap the number
-    of people (whole images are kept together). ``val_image_ids`` are the images scored.
-    """
+    *not* comparable to published val2017 numbers. ``max_train`` / ``max_val`` cap the number of
+    people (whole images are kept together). ``val_image_ids`` are the images scored."""
     from ..splits import grouped_split
 
     name = "synthetic" if (Path(root) / "synthetic_meta.json").is_file() else "COCO"

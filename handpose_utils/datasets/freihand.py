@@ -69,14 +69,12 @@ def synthetic_meta(root: str | Path) -> dict | None:
 
 
 def data_fingerprint(root: str | Path, split: str = "training") -> dict:
-    """What the records of ``split`` are made from: per annotation file its size and SHA-256,
-    and the synthetic generator's version (None for real FreiHAND).
-
-    The whole file is hashed: a re-download or a re-render can keep its size and modification
-    time, and a ``touch`` changes the time but no label. It is cheap next to loading: real
-    FreiHAND's 99 MB ``training_xyz.json`` and its ``_K`` and ``_scale`` files hash in about
-    0.1 s from the page cache; loading its 104,192 training records takes tens of seconds.
-    """
+    """What the records of ``split`` are made from: per annotation file its size and SHA-256, and
+    the synthetic generator's version (None for real FreiHAND). The whole file is hashed: a
+    re-download or a re-render can keep its size and modification time, and a ``touch`` changes the
+    time but no label. It is cheap next to loading: real FreiHAND's 99 MB ``training_xyz.json`` and
+    its ``_K`` and ``_scale`` files hash in about 0.1 s from the page cache; loading its 104,192
+    training records takes tens of seconds."""
     root = find_freihand_root(root)
     files = {}
     for kind in ("xyz", "K", "scale", "visibility"):  # what load_freihand reads
@@ -126,7 +124,8 @@ def read_dataset_json(path: Path, what: str, how_to_get: str = ""):
         with open(path) as f:
             return json.load(f)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); download or generate it again") from err
+        raise ValueError(f"{path} is not valid JSON ({err}); download or generate it "
+                         "again") from err
 
 
 def _read_array(path: Path, what: str) -> np.ndarray:
@@ -178,19 +177,16 @@ def _reject(path: Path, bad: np.ndarray, what: str, values: np.ndarray) -> None:
 
 def load_freihand(root: str | Path, split: str = "training", versions: list[int] | None = None,
                   check_images: bool = True, project=None) -> list[dict]:
-    """Read FreiHAND's native layout into records, one per image.
+    """Read FreiHAND's native layout into records, one per image. Each record holds ``image_path``,
+    ``keypoints`` (uv in pixels, flat [x1, y1, ...]), ``visible`` (per joint; all 1 for real
+    FreiHAND, whose joints are all labelled), ``xyz`` (metres, camera frame), ``K``, ``scale``,
+    ``pose_id`` (the unique pose idx), ``version`` (0 gs, 1 hom, 2 sample, 3 auto), ``image_id``,
+    ``split``, ``width``, ``height`` and ``source``.
 
-    Each record holds ``image_path``, ``keypoints`` (uv in pixels, flat [x1, y1, ...]),
-    ``visible`` (per joint; all 1 for real FreiHAND, whose joints are all labelled), ``xyz``
-    (metres, camera frame), ``K``, ``scale``, ``pose_id`` (the unique pose idx), ``version``
-    (0 gs, 1 hom, 2 sample, 3 auto), ``image_id``, ``split``, ``width``, ``height`` and
-    ``source``.
-
-    ``versions`` picks background versions (default: all that are on disk). With
-    ``check_images`` the reader checks that the image files of every version it returns exist.
-    ``project(xyz, K)``, ``(21, 3)`` points and a ``(3, 3)`` camera to ``(21, 2)`` pixels, makes
-    the keypoints (default :func:`handpose_utils.camera.project`, all poses at once).
-    """
+    ``versions`` picks background versions (default: all that are on disk). With ``check_images``
+    the reader checks that the image files of every version it returns exist. ``project(xyz, K)``,
+    ``(21, 3)`` points and a ``(3, 3)`` camera to ``(21, 2)`` pixels, makes the keypoints (default
+    :func:`handpose_utils.camera.project`, all poses at once)."""
     if split not in FREIHAND_SPLITS:
         raise ValueError(f"split must be one of {FREIHAND_SPLITS}, got {split!r}")
     root = find_freihand_root(root)
@@ -253,8 +249,9 @@ def load_freihand(root: str | Path, split: str = "training", versions: list[int]
     # A version is on disk when its first image is; then all its images must be.
     available = [v for v in range(4) if freihand_image_path(root, split, n * v).is_file()]
     if not available:
-        raise DatasetNotFoundError(f"no images in {rgb_dir} (expected "
-                                   f"{freihand_image_path(root, split, 0).name}, ...). " + _HOW_TO_GET)
+        first = freihand_image_path(root, split, 0).name
+        raise DatasetNotFoundError(f"no images in {rgb_dir} (expected {first}, ...). "
+                                   + _HOW_TO_GET)
     if versions is None:
         versions = available
     for v in versions:
@@ -291,14 +288,12 @@ def _find_file(top: Path, name: str) -> Path | None:
 
 
 def download_freihand(root: str | Path, evaluation: bool = True, keep_zip: bool = False) -> Path:
-    """Download and extract the real FreiHAND_pub_v2 into ``root`` (meant for Colab).
-
-    Fetches ``FREIHAND_URL`` (3.7 GB) and, with ``evaluation``, ``FREIHAND_EVAL_URL`` (724 MB,
-    the evaluation keypoints), extracts them into ``root/FreiHAND_pub_v2`` and checks that the
-    expected files exist. FreiHAND is for research use only; by downloading it you accept its
-    licence (see the project page). Extract to the runtime's local disk, not to Google Drive:
-    training from thousands of small files on Drive is very slow.
-    """
+    """Download and extract the real FreiHAND_pub_v2 into ``root`` (meant for Colab). Fetches
+    ``FREIHAND_URL`` (3.7 GB) and, with ``evaluation``, ``FREIHAND_EVAL_URL`` (724 MB, the
+    evaluation keypoints), extracts them into ``root/FreiHAND_pub_v2`` and checks that the expected
+    files exist. FreiHAND is for research use only; by downloading it you accept its licence (see
+    the project page). Extract to the runtime's local disk, not to Google Drive: training from
+    thousands of small files on Drive is very slow."""
     root = Path(root)
     target = root / "FreiHAND_pub_v2"
     archives = [(FREIHAND_URL, "training_xyz.json"), (FREIHAND_EVAL_URL, "evaluation_xyz.json")]

@@ -66,14 +66,10 @@ class LandmarkFileError(ValueError):
 
 
 # The native layout ----------
-
-
 def parse_ouhands_name(name: str | Path) -> dict:
-    """``"A-ima-0001.png"`` -> ``{"class": "A", "subject": "ima", "number": 1}``.
-
-    Raises ``ValueError`` for a name that does not follow ``{CLASS}-{subject}-{NNNN}``."""
-    stem = Path(name).stem
-    match = _NAME.match(stem)
+    """``"A-ima-0001.png"`` -> ``{"class": "A", "subject": "ima", "number": 1}``. Raises
+    ``ValueError`` for a name that does not follow ``{CLASS}-{subject}-{NNNN}``."""
+    match = _NAME.match(Path(name).stem)
     if not match or match.group(1) not in OUHANDS_CLASSES:
         raise ValueError(
             f"{name!r} is not an OUHANDS image name: expected {{CLASS}}-{{subject}}-{{NNNN}}.png "
@@ -93,10 +89,8 @@ def find_ouhands_root(root: str | Path) -> Path:
 def ouhands_colour_dir(root: str | Path, split: str) -> Path:
     """The colour-image folder of a split (train and validation share one folder)."""
     _check_split(split)
-    root = find_ouhands_root(root)
-    if split == "test":
-        return root / "OUHANDS_test" / "test" / "hand_data" / "colour"
-    return root / "OUHANDS_train" / "train" / "hand_data" / "colour"
+    folder = "test" if split == "test" else "train"
+    return find_ouhands_root(root) / f"OUHANDS_{folder}" / folder / "hand_data" / "colour"
 
 
 def split_list_path(root: str | Path, split: str) -> Path:
@@ -125,13 +119,12 @@ def read_split_list(root: str | Path, split: str) -> list[str]:
 
 def list_ouhands_images(root: str | Path, split: str, check: bool = True) -> list[Path]:
     """Colour images of a split, sorted by name: ``train`` and ``validation`` as listed in the
-    intermediate-test split files, ``test`` every PNG of the test folder.
-
-    With ``check``, every listed image must exist (a missing one raises
-    :class:`DatasetNotFoundError` naming it)."""
+    intermediate-test split files, ``test`` every PNG of the test folder. With ``check``, every
+    listed image must exist (a missing one raises :class:`DatasetNotFoundError` naming it)."""
     colour = ouhands_colour_dir(root, split)
     if not colour.is_dir():
-        raise DatasetNotFoundError(f"OUHANDS image folder not found: {colour}. " + HOW_TO_GET_OUHANDS)
+        raise DatasetNotFoundError(f"OUHANDS image folder not found: {colour}. "
+                                   + HOW_TO_GET_OUHANDS)
     if split == "test":
         paths = sorted(colour.glob("*.png"))
         if not paths:
@@ -142,8 +135,8 @@ def list_ouhands_images(root: str | Path, split: str, check: bool = True) -> lis
         missing = [p for p in paths if not p.is_file()]
         if missing:
             raise DatasetNotFoundError(
-                f"{len(missing)} image(s) listed in {split_list_path(root, split)} are missing from "
-                f"{colour}, e.g. {missing[0].name}. Re-extract the dataset.")
+                f"{len(missing)} image(s) listed in {split_list_path(root, split)} are missing "
+                f"from {colour}, e.g. {missing[0].name}. Re-extract the dataset.")
     return paths
 
 
@@ -161,12 +154,11 @@ def load_ouhands(root: str | Path, split: str) -> list[dict]:
 
 
 def install_ouhands(archives, root: str | Path, keep_archives: bool = True) -> Path:
-    """Extract the OUHANDS zip archives you downloaded by hand (whatever their names, e.g.
-    copied from your Drive) into ``root`` and check the layout.
-
-    OUHANDS is not fetched by code: its page (``OUHANDS_PAGE``) is where you obtain it, under
-    its terms. Extract to the runtime's local disk (``/content/data``), not to Drive.
-    Returns the dataset root (the folder holding ``OUHANDS_train``)."""
+    """Extract the OUHANDS zip archives you downloaded by hand (whatever their names, e.g. copied
+    from your Drive) into ``root`` and check the layout. OUHANDS is not fetched by code: its page
+    (``OUHANDS_PAGE``) is where you obtain it, under its terms. Extract to the runtime's local disk
+    (``/content/data``), not to Drive. Returns the dataset root (the folder holding
+    ``OUHANDS_train``)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     for archive in [archives] if isinstance(archives, (str, Path)) else archives:
@@ -196,8 +188,6 @@ def install_ouhands(archives, root: str | Path, keep_archives: bool = True) -> P
 
 
 # Landmark files ----------
-
-
 def landmark_file_path(landmarks_dir: str | Path, split: str, image_path: str | Path) -> Path:
     """``landmarks/<split>/<stem>_landmarks.json`` for an image."""
     _check_split(split)
@@ -238,8 +228,8 @@ def validate_landmark_record(record: dict, source: str = "landmark record") -> N
     if not isinstance(lms, list) or len(lms) != NUM_HAND_JOINTS:
         n = len(lms) if isinstance(lms, list) else type(lms).__name__
         raise LandmarkFileError(
-            f"{source}: {n} landmarks, expected exactly {NUM_HAND_JOINTS} (MediaPipe's hand model). "
-            "The file is truncated or from another model: re-run the labelling.")
+            f"{source}: {n} landmarks, expected exactly {NUM_HAND_JOINTS} (MediaPipe's hand "
+            "model). The file is truncated or from another model: re-run the labelling.")
     for i, lm in enumerate(lms):
         if not isinstance(lm, dict) or any(k not in lm for k in "xyz"):
             raise LandmarkFileError(f"{source}: landmark {i} must be {{'x', 'y', 'z'}}, got {lm!r}")
@@ -278,12 +268,11 @@ def write_landmark_file(path: str | Path, image_path: str | Path, image_shape, l
 
 def read_landmark_file(path: str | Path, image_root: str | Path | None = None,
                        check_image: bool = True) -> dict:
-    """Read and validate one landmark file. Returns its content with ``image_path`` resolved to
-    an absolute path (relative paths against ``image_root`` if given, else the file's folder)
-    and ``landmark_file`` added.
-
-    Raises :class:`LandmarkFileError` naming the file when it is not valid JSON, has other than
-    21 landmarks, a bad value, or (with ``check_image``) points to a missing image."""
+    """Read and validate one landmark file. Returns its content with ``image_path`` resolved to an
+    absolute path (relative paths against ``image_root`` if given, else the file's folder) and
+    ``landmark_file`` added. Raises :class:`LandmarkFileError` naming the file when it is not valid
+    JSON, has other than 21 landmarks, a bad value, or (with ``check_image``) points to a missing
+    image."""
     path = Path(path)
     try:
         with open(path) as f:
@@ -314,8 +303,9 @@ def list_landmark_files(landmarks_dir: str | Path, split: str) -> list[Path]:
     if not folder.is_dir():
         raise DatasetNotFoundError(
             f"landmark folder not found: {folder}. Make the landmark files first: "
-            "handpose_utils.synthetic.ouhands.ensure_synthetic_ouhands(root) writes them for the synthetic data, "
-            "handpose_utils.mediapipe_labels.label_ouhands(...) with MediaPipe for real OUHANDS.")
+            "handpose_utils.synthetic.ouhands.ensure_synthetic_ouhands(root) writes them for the "
+            "synthetic data, handpose_utils.mediapipe_labels.label_ouhands(...) with MediaPipe "
+            "for real OUHANDS.")
     return sorted(folder.glob(f"*{LANDMARK_SUFFIX}"))
 
 

@@ -3,11 +3,9 @@ layout, one writer per dataset; each module loads on first use (``hp.synthetic.o
 
 import importlib
 
-_MODULES = ("backgrounds", "coco", "freihand", "hand_model", "jobs", "ouhands", "render", "rhd",
-            "scene")
-
 
 def __getattr__(name: str):
-    if name in _MODULES:
+    if name in ("backgrounds", "coco", "freihand", "hand_model", "jobs", "ouhands", "render",
+                "rhd", "scene"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

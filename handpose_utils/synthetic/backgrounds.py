@@ -2,8 +2,7 @@
 
 FreiHAND shows each pose four times: on the green screen it was recorded on ("gs") and composited
 onto three other backgrounds ("hom", "sample", "auto"). :func:`green_screen` stands in for the
-first, :func:`random_background` for the others.
-"""
+first, :func:`random_background` for the others."""
 
 from __future__ import annotations
 

@@ -1,21 +1,20 @@
 """Synthetic COCO person keypoints: articulated people rendered with depth order, written in COCO
-2017's exact layout (``annotations/person_keypoints_{train,val}2017.json``, ``{train,val}2017/
-%012d.jpg``, and ``synthetic_meta.json`` written last), so the real-data reader and
-``pycocotools`` read it unchanged.
+2017's exact layout (``annotations/person_keypoints_{train,val}2017.json``,
+``{train,val}2017/ %012d.jpg``, and ``synthetic_meta.json`` written last), so the real-data reader
+and ``pycocotools`` read it unchanged.
 
-Each image shows one to five people on a procedural background. A person is a 3D figure of
-capsules drawn by the hands' z-buffer rasteriser (:class:`.render.Canvas`): head with hair,
-eyes, nose and ears (so front, back and sides look different), torso, arms, legs and shoes, in a
-pose around a template (:data:`POSE_TEMPLATES`), facing any way, small to filling the image.
+Each image shows one to five people on a procedural background. A person is a 3D figure of capsules
+drawn by the hands' z-buffer rasteriser (:class:`.render.Canvas`): head with hair, eyes, nose and
+ears (so front, back and sides look different), torso, arms, legs and shoes, in a pose around a
+template (:data:`POSE_TEMPLATES`), facing any way, small to filling the image.
 
-Annotations follow COCO's rules: ``keypoints`` 17 x (x, y, v) with ``v = 2`` visible, ``v = 1``
-in the image but hidden (by another person or the body itself: the depth buffer says), ``v = 0``
-and ``x = y = 0`` out of the frame; people under ``min_labelled_area`` pixels get no keypoints
+Annotations follow COCO's rules: ``keypoints`` 17 x (x, y, v) with ``v = 2`` visible, ``v = 1`` in
+the image but hidden (by another person or the body itself: the depth buffer says), ``v = 0`` and
+``x = y = 0`` out of the frame; people under ``min_labelled_area`` pixels get no keypoints
 (``num_keypoints = 0``), as small people in COCO do. ``segmentation``: polygons of the visible
-pixels; ``area``: their count; ``bbox``: their box ``[x, y, w, h]``. Pixel centres sit at
-integers. Every image comes from its own seed ``(seed, split, idx)``: the first k images of a
-larger set equal a set of k images.
-"""
+pixels; ``area``: their count; ``bbox``: their box ``[x, y, w, h]``. Pixel centres sit at integers.
+Every image comes from its own seed ``(seed, split, idx)``: the first k images of a larger set
+equal a set of k images."""
 
 from __future__ import annotations
 
@@ -35,8 +34,7 @@ from .scene import Rendering, composite
 
 COCO_GENERATOR_VERSION = 1
 _SPLIT_CODE = {"train": 0, "val": 1}
-# Image ids are unique across splits, as in COCO.
-_ID_OFFSET = {"train": 1, "val": 1_000_000}
+_ID_OFFSET = {"train": 1, "val": 1_000_000}  # image ids are unique across splits, as in COCO
 
 # Part ids (the Canvas' part buffer); each has its own colour per person. Rotations: x right =
 # the person's left, y down, z away from the camera (see _body_joints).
@@ -44,9 +42,8 @@ HEAD, HAIR, EYE, NOSE, EAR, NECK, TORSO, UPPER_ARM, FOREARM, HAND, PELVIS, THIGH
     range(1, 15)
 NUM_BODY_PARTS = 15
 
+
 # Body shape and pose ----------
-
-
 @dataclass
 class BodyShape:
     """Segment lengths and radii in metres (scaled with the person's height)."""
@@ -131,12 +128,9 @@ def sample_body_pose(rng: np.random.Generator, template: str | None = None) -> t
 
 
 # Geometry ----------
-
-
 @dataclass
 class BodyGeometry:
     """One posed person in the camera frame: COCO-17 joints and the capsules that draw them.
-
     ``joint_radius`` says how deep each joint sits under the surface, for the depth-buffer
     visibility test (:meth:`.render.Canvas.joint_visibility`)."""
 
@@ -247,8 +241,6 @@ def build_body(shape: BodyShape, pose: dict, rotation: np.ndarray,
 
 
 # Appearance and shading ----------
-
-
 def sample_palette(rng: np.random.Generator) -> np.ndarray:
     """A colour (RGB 0..1) per part id: skin, hair, clothes (short or long sleeves and legs)."""
     skin = np.clip(SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.92, 1.06, 3), 0, 1)
@@ -284,8 +276,6 @@ def shade_people(canvas: Canvas, palettes: list[np.ndarray], rng: np.random.Gene
 
 
 # Masks to COCO polygons ----------
-
-
 def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]:
     """Outer boundaries of a binary mask as COCO polygons ``[[x1, y1, x2, y2, ...], ...]``, in
     pixel-centre coordinates (a pixel's edge is half a pixel from its centre). Holes are left out:
@@ -312,8 +302,6 @@ def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]
 
 
 # One image ----------
-
-
 def render_coco_image(seed: int, split: str, idx: int, width: int = 320, height: int = 256,
                       max_people: int = 5, min_labelled_area: float = 24 * 24) -> dict:
     """Render one image: ``{"image": uint8 (H, W, 3), "people": [...]}`` where each person has

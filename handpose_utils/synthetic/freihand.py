@@ -2,14 +2,13 @@
 (:mod:`handpose_utils.datasets.freihand`), so :func:`handpose_utils.load_freihand` reads it as it
 reads the real dataset: images of 224 x 224, id = idx + N * version for N unique poses in 4
 versions, one hand mask per pose, and the ``training_{xyz,K,scale}.json`` and ``evaluation_*``
-files. Extras real FreiHAND lacks: ``{split}_visibility.json`` (per joint, from the depth order,
-1 = visible) and ``synthetic_meta.json`` (settings and each pose's gesture; written last).
+files. Extras real FreiHAND lacks: ``{split}_visibility.json`` (per joint, from the depth order, 1
+= visible) and ``synthetic_meta.json`` (settings and each pose's gesture; written last).
 
 Version 0 is a green screen (FreiHAND's "gs"); versions 1-3 composite the same rendering onto
-procedural backgrounds, the hand's colour harmonised towards the background in versions 1 and 3
-(as FreiHAND's "hom" and "auto"). Every pose comes from its own seed ``(seed, split, idx)``: a
-dataset is reproducible bit for bit, and the first k poses of a larger set equal a set of k.
-"""
+procedural backgrounds, the hand's colour harmonised towards the background in versions 1 and 3 (as
+FreiHAND's "hom" and "auto"). Every pose comes from its own seed ``(seed, split, idx)``: a dataset
+is reproducible bit for bit, and the first k poses of a larger set equal a set of k."""
 
 from __future__ import annotations
 
@@ -88,7 +87,8 @@ def make_freihand(root: str | Path, n_poses: int, seed: int = 0, n_eval_poses: i
                        chunksize=16)
     gestures = {}
     for split, part in (("training", results[:n_poses]), ("evaluation", results[n_poses:])):
-        for key, name in (("xyz", "xyz"), ("K", "K"), ("scale", "scale"), ("visible", "visibility")):
+        for key, name in (("xyz", "xyz"), ("K", "K"), ("scale", "scale"),
+                          ("visible", "visibility")):
             write_json(root / f"{split}_{name}.json", [r[key] for r in part])
         gestures[split] = [r["gesture"] for r in part]
     return stamp_dataset(root, start, __name__, FREIHAND_GENERATOR_VERSION, seed=seed,

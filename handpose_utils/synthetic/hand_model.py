@@ -1,12 +1,12 @@
 """A kinematic hand: 21 joints in HAND21 (FreiHAND/MediaPipe) order, built by forward kinematics.
 
-The hand's own frame (metres) for a **right** hand: the wrist at the origin, fingers along +y,
-the thumb on the +x side, and the palm normal along +z (for a right hand, palm normal =
-thumb direction x finger direction). A left hand is the mirror image (x -> -x). Each finger is a chain MCP -> PIP -> DIP -> tip. Flexion bends a finger towards the palm (a
-rotation about the finger's lateral axis), abduction spreads it within the palm plane. The thumb
-has its own degrees of freedom: CMC flexion (across the palm) and abduction (out of the palm
-plane), a pronation twist, then MCP and IP flexion.
-"""
+The hand's own frame (metres) for a **right** hand: the wrist at the origin, fingers along +y, the
+thumb on the +x side, and the palm normal along +z (for a right hand, palm normal = thumb direction
+x finger direction). A left hand is the mirror image (x -> -x). Each finger is a chain MCP -> PIP
+-> DIP -> tip. Flexion bends a finger towards the palm (a rotation about the finger's lateral
+axis), abduction spreads it within the palm plane. The thumb has its own degrees of freedom: CMC
+flexion (across the palm) and abduction (out of the palm plane), a pronation twist, then MCP and IP
+flexion."""
 
 from __future__ import annotations
 
@@ -72,11 +72,9 @@ def sample_shape(rng: np.random.Generator) -> HandShape:
 
 @dataclass
 class HandPose:
-    """Joint angles in degrees.
-
-    ``fingers`` is (4, 4): for index..pinky, (MCP flexion, abduction, PIP flexion, DIP flexion).
-    ``thumb`` is (5,): CMC flexion, CMC abduction, twist, MCP flexion, IP flexion.
-    """
+    """Joint angles in degrees. ``fingers`` is (4, 4): for index..pinky, (MCP flexion, abduction,
+    PIP flexion, DIP flexion). ``thumb`` is (5,): CMC flexion, CMC abduction, twist, MCP flexion,
+    IP flexion."""
 
     fingers: np.ndarray
     thumb: np.ndarray
@@ -190,13 +188,10 @@ def forward_kinematics(shape: HandShape, pose: HandPose, side: str = "right") ->
 
 def random_rotation(rng: np.random.Generator, max_roll_deg: float = 120.0,
                     max_tilt_deg: float = 60.0) -> np.ndarray:
-    """A camera-frame rotation for the hand frame.
-
-    The hand's fingers start pointing up in the image (-y in camera coordinates) with the palm
-    facing the camera; then a spin about the finger axis (palm or back of the hand visible, any
-    angle), a tilt towards or away from the camera, and an in-plane roll of up to
-    ``max_roll_deg`` either way.
-    """
+    """A camera-frame rotation for the hand frame. The hand's fingers start pointing up in the
+    image (-y in camera coordinates) with the palm facing the camera; then a spin about the finger
+    axis (palm or back of the hand visible, any angle), a tilt towards or away from the camera, and
+    an in-plane roll of up to ``max_roll_deg`` either way."""
     # Hand frame -> camera frame: fingers (+y) to -y (up), palm normal (+z) to -z (the camera).
     base = np.array([[1.0, 0, 0], [0, -1, 0], [0, 0, -1]])
     spin = rot_y(rng.uniform(-np.pi, np.pi))

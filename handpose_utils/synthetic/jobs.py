@@ -54,7 +54,7 @@ def stamp_dataset(root: Path, start: float, generator: str, version: int, **meta
 
 
 def _differences(root: Path, want: dict) -> list[str] | None:
-    """How the dataset in ``root`` differs from ``want`` (``[]``: not at all), None if unfinished."""
+    """How the dataset in ``root`` differs from ``want`` (``[]``: not at all; None: unfinished)."""
     meta = synthetic_meta(root)
     if meta is None:
         return None
@@ -72,14 +72,12 @@ def ensure_dataset(root: str | Path, make: Callable[[Path], object], want: dict,
                    log: Callable | None = print) -> Path:
     """Return ``root`` holding a finished dataset whose stamp matches ``want`` (the settings, the
     generator and its version), calling ``make(folder)`` to write one only when there is none.
-
     ``make`` writes into a new, uniquely named temporary folder beside ``root`` that is renamed
-    into place when finished, so an interrupted run never leaves a half-written dataset. The
-    build holds :func:`~handpose_utils.safefiles.file_lock` on ``root``: when two processes ask
-    at once, the second waits and reuses the first's dataset. A finished dataset made with other
-    settings is moved aside, and deleted only once the new one is in place. Folders that killed
-    builds left are removed by :func:`~handpose_utils.safefiles.is_stale`'s rule.
-    """
+    into place when finished, so an interrupted run never leaves a half-written dataset. The build
+    holds :func:`~handpose_utils.safefiles.file_lock` on ``root``: when two processes ask at once,
+    the second waits and reuses the first's dataset. A finished dataset made with other settings is
+    moved aside, and deleted only once the new one is in place. Folders that killed builds left are
+    removed by :func:`~handpose_utils.safefiles.is_stale`'s rule."""
     root = Path(root)
     if _differences(root, want) == []:
         return root

@@ -56,7 +56,6 @@ CLASS_GESTURES = {
 }  # fmt: skip
 LEFT_HANDED_FRACTION = 0.25
 _SPLIT_CODE = {"train": 0, "test": 1}
-_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 @dataclass
@@ -74,7 +73,7 @@ def subject_ids(n: int, seed: int = 0) -> list[str]:
     rng = np.random.default_rng([seed, 99])
     ids: list[str] = []
     while len(ids) < n:
-        sid = "".join(_LETTERS[i] for i in rng.integers(0, 26, 3))
+        sid = "".join(chr(ord("a") + i) for i in rng.integers(0, 26, 3))
         if sid not in ids:
             ids.append(sid)
     return ids
@@ -170,13 +169,11 @@ def _write_sample(args) -> str:
 def make_ouhands(root: str | Path, n_subjects: int = 20, n_test_subjects: int = 10,
                  samples_per_class: int = 10, val_fraction: float = 0.2, seed: int = 0,
                  workers: int | None = None, progress: bool = True) -> Path:
-    """Write a synthetic OUHANDS under ``root`` and return ``root``.
-
-    ``n_subjects`` people make the training folder (``n_subjects * 10 * samples_per_class``
-    images), of whom a ``val_fraction`` go to ``validation_files.txt`` *as whole subjects* (so no
-    person is on both sides); ``n_test_subjects`` other people make the test folder. The
-    defaults give real OUHANDS' counts: 1,600 training, 400 validation and 1,000 test images.
-    """
+    """Write a synthetic OUHANDS under ``root`` and return ``root``. ``n_subjects`` people make the
+    training folder (``n_subjects * 10 * samples_per_class`` images), of whom a ``val_fraction`` go
+    to ``validation_files.txt`` *as whole subjects* (so no person is on both sides);
+    ``n_test_subjects`` other people make the test folder. The defaults give real OUHANDS' counts:
+    1,600 training, 400 validation and 1,000 test images."""
     root = Path(root)
     if n_subjects < 1 or samples_per_class < 1 or n_test_subjects < 0:
         raise ValueError("need n_subjects >= 1, samples_per_class >= 1, n_test_subjects >= 0")
@@ -212,7 +209,8 @@ def make_ouhands(root: str | Path, n_subjects: int = 20, n_test_subjects: int = 
                          n_subjects=n_subjects, n_test_subjects=n_test_subjects,
                          samples_per_class=samples_per_class, val_fraction=val_fraction,
                          image_size=[WIDTH, HEIGHT], class_gestures=CLASS_GESTURES,
-                         subjects={s.id: {"side": s.side, "split": split_of[s.id]} for s in subjects},
+                         subjects={s.id: {"side": s.side, "split": split_of[s.id]}
+                                   for s in subjects},
                          counts={k: len(v) for k, v in by_split.items()})
 
 

@@ -1,18 +1,17 @@
 """A small z-buffer rasteriser for procedural hands, drawn from two kinds of primitive in the
-camera frame (metres): **capsules** (a segment swept by a sphere whose radius varies linearly)
-for the phalanges, the thenar eminence, the palm's rounded rim and the forearm, and
-**triangles** for the two faces of the palm slab.
+camera frame (metres): **capsules** (a segment swept by a sphere whose radius varies linearly) for
+the phalanges, the thenar eminence, the palm's rounded rim and the forearm, and **triangles** for
+the two faces of the palm slab.
 
 Each pixel keeps the nearest surface (depth test), so fingers occlude each other and the palm
-exactly as their depths say. The buffers kept per pixel are what the dataset writers need:
-depth (for RHD's depth maps and per-joint visibility), a part id (for RHD's class masks and
-FreiHAND's hand mask), which hand, the surface normal (for shading) and coverage (for smooth,
-anti-aliased edges when compositing onto a background).
+exactly as their depths say. The buffers kept per pixel are what the dataset writers need: depth
+(for RHD's depth maps and per-joint visibility), a part id (for RHD's class masks and FreiHAND's
+hand mask), which hand, the surface normal (for shading) and coverage (for smooth, anti-aliased
+edges when compositing onto a background).
 
-Part ids within one hand follow RHD's mask layout so that RHD ids are a fixed offset away:
-three per finger from tip to palm (thumb 1-3, index 4-6, middle 7-9, ring 10-12, pinky 13-15),
-16 the palm and 17 the forearm.
-"""
+Part ids within one hand follow RHD's mask layout so that RHD ids are a fixed offset away: three
+per finger from tip to palm (thumb 1-3, index 4-6, middle 7-9, ring 10-12, pinky 13-15), 16 the
+palm and 17 the forearm."""
 
 from __future__ import annotations
 
@@ -113,7 +112,6 @@ def build_hand(shape: HandShape, pose: HandPose, rotation: np.ndarray, translati
         [mcp[3, 0] - mirror * 0.006, 0.032],  # hypothenar edge
         [-mirror * 0.023, 0.004],  # wrist, little-finger side
     ])
-    # Knuckles bulge: pull the outline's MCP points down to each MCP's height.
     z_out = np.zeros(len(outline2d))
     tris = []
     centre = np.r_[outline2d.mean(0), 0.0]
@@ -121,7 +119,8 @@ def build_hand(shape: HandShape, pose: HandPose, rotation: np.ndarray, translati
         ring = np.c_[outline2d, z_out + face * half]
         c = centre + [0, 0, face * half]
         for i in range(len(ring)):
-            tris.append(Triangle(to_cam(np.stack([c, ring[i], ring[(i + 1) % len(ring)]])), PALM_PART))
+            corners = np.stack([c, ring[i], ring[(i + 1) % len(ring)]])
+            tris.append(Triangle(to_cam(corners), PALM_PART))
     for i in range(len(outline2d)):
         a = np.r_[outline2d[i], 0.0]
         b = np.r_[outline2d[(i + 1) % len(outline2d)], 0.0]
@@ -142,11 +141,9 @@ def build_hand(shape: HandShape, pose: HandPose, rotation: np.ndarray, translati
 
 
 class Canvas:
-    """Per-pixel buffers for drawing hands with a depth test.
-
-    Pixel centres sit at integer coordinates, the same convention as ``uv = K xyz`` and as
-    matplotlib's ``imshow``: pixel (row v, column u) covers [u-0.5, u+0.5] x [v-0.5, v+0.5].
-    """
+    """Per-pixel buffers for drawing hands with a depth test. Pixel centres sit at integer
+    coordinates, the same convention as ``uv = K xyz`` and as matplotlib's ``imshow``: pixel (row
+    v, column u) covers [u-0.5, u+0.5] x [v-0.5, v+0.5]."""
 
     def __init__(self, height: int, width: int, K: np.ndarray):
         self.h, self.w = height, width
@@ -252,11 +249,9 @@ class Canvas:
             self.capsule(cap, hand)
 
     def joint_visibility(self, geometry: HandGeometry, tolerance: float = 0.004) -> np.ndarray:
-        """Per-joint visibility: inside the image and not hidden behind another surface.
-
-        A joint sits inside its own capsule, ``joint_radius`` under the skin; it is visible when
-        the nearest surface at its pixel is no more than that (plus ``tolerance``) in front of it.
-        """
+        """Per-joint visibility: inside the image and not hidden behind another surface. A joint
+        sits inside its own capsule, ``joint_radius`` under the skin; it is visible when the
+        nearest surface at its pixel is no more than that (plus ``tolerance``) in front of it."""
         uv = np.stack([self._project(p) for p in geometry.joints])
         u = np.round(uv[:, 0]).astype(int)
         v = np.round(uv[:, 1]).astype(int)

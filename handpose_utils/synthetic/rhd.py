@@ -3,13 +3,12 @@
 ``anno_<split>.pickle``), plus ``synthetic_meta.json`` (settings and the hands in each image;
 written last). The forearms stand for RHD's "person" (mask id 1).
 
-Each image shows one hand (left or right) or both, placed so that they overlap little. As in
-RHD, both hands are annotated in every image: a hand that is not in the picture sits outside
-the field of view with all its keypoints marked invisible. The renderer's part ids already
-follow RHD's mask layout (part p of a left hand is id 1 + p, of a right hand 17 + p). Every
-image comes from its own seed ``(seed, split, idx)``: a dataset is reproducible bit for bit and
-the first k images of a larger set equal a set of k images.
-"""
+Each image shows one hand (left or right) or both, placed so that they overlap little. As in RHD,
+both hands are annotated in every image: a hand that is not in the picture sits outside the field
+of view with all its keypoints marked invisible. The renderer's part ids already follow RHD's mask
+layout (part p of a left hand is id 1 + p, of a right hand 17 + p). Every image comes from its own
+seed ``(seed, split, idx)``: a dataset is reproducible bit for bit and the first k images of a
+larger set equal a set of k images."""
 
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ from PIL import Image
 from ..camera import project
 from ..datasets.rhd import RHD_SPLITS, encode_depth
 from ..safefiles import atomic_write
-from ..skeletons import HAND21_TO_RHD
+from ..skeletons import HAND21_TO_RHD, RHD_LEFT, RHD_RIGHT
 from .backgrounds import random_background
 from .jobs import ensure_dataset, run_jobs, stamp_dataset, start_dataset
 from .render import FOREARM_PART, PALM_PART
@@ -42,11 +41,9 @@ def sample_rhd_camera(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def part_to_rhd_mask(part: np.ndarray, hand: np.ndarray, sides: list[str],
                      covered: np.ndarray) -> np.ndarray:
-    """RHD class ids from the renderer's per-pixel part ids and hand indices.
-
-    Part ``p`` (1-15 finger segments, 16 palm) of a left hand -> ``1 + p`` (2-17), of a right
-    hand -> ``17 + p`` (18-33); the forearm -> 1 (RHD's "person"); uncovered pixels -> 0.
-    """
+    """RHD class ids from the renderer's per-pixel part ids and hand indices. Part ``p`` (1-15
+    finger segments, 16 palm) of a left hand -> ``1 + p`` (2-17), of a right hand -> ``17 + p``
+    (18-33); the forearm -> 1 (RHD's "person"); uncovered pixels -> 0."""
     mask = np.zeros(part.shape, np.uint8)
     for i, side in enumerate(sides):
         on = covered & (hand == i)
@@ -108,11 +105,9 @@ def render_rhd_sample(seed: int, split: str, idx: int, image_size: int = 320,
     mask = part_to_rhd_mask(rendering.part, rendering.hand, sides, covered)
     depth = np.where(covered & np.isfinite(rendering.depth), rendering.depth,
                      _background_depth(rng, image_size))
-
-    xyz42 = np.zeros((42, 3))
-    vis42 = np.zeros(42)
+    xyz42, vis42 = np.zeros((42, 3)), np.zeros(42)
     for side in SIDES:
-        sl = slice(0, 21) if side == "left" else slice(21, 42)
+        sl = RHD_LEFT if side == "left" else RHD_RIGHT
         if side in geometries:
             joints = geometries[side].joints
             vis = rendering.visible[sides.index(side)] if side in sides else np.zeros(21, bool)

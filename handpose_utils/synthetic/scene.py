@@ -1,8 +1,7 @@
 """Scenes: a pinhole camera, one or more posed hands in front of it, rendered and composited.
 
 :func:`render_hands` draws the hands once; :func:`composite` puts the result onto any number of
-backgrounds (FreiHAND's four versions of a pose share one rendering).
-"""
+backgrounds (FreiHAND's four versions of a pose share one rendering)."""
 
 from __future__ import annotations
 
@@ -62,9 +61,7 @@ def place_hand(spec: HandSpec, K: np.ndarray, width: int, height: int, rng: np.r
                forearm: bool = True) -> HandGeometry:
     """Put the hand in front of the camera so its keypoints span ``size_range`` of the image
     (longer side of their bounding box) and lie inside it, ``margin`` pixels from the border.
-
-    ``center`` (pixels) places the keypoints' box centre there instead of at random.
-    """
+    ``center`` (pixels) places the keypoints' box centre there instead of at random."""
     probe = build_hand(spec.shape, spec.pose, spec.rotation, np.array([0, 0, 1.0]), spec.side,
                        forearm=False)
     local = probe.joints - np.array([0, 0, 1.0])
@@ -117,11 +114,9 @@ def render_hands(hands: list[HandGeometry], skins: list[Skin], K: np.ndarray, wi
 
 def composite(rendering: Rendering, background: np.ndarray, rng: np.random.Generator,
               harmonize: float = 0.0, noise: float = 0.012) -> np.ndarray:
-    """Alpha-blend the rendered hands onto ``background``; returns (H, W, 3) uint8.
-
-    ``harmonize`` pulls the hand's colour towards the background's mean (as FreiHAND's "hom" and
-    "auto" versions do); ``noise`` adds sensor noise.
-    """
+    """Alpha-blend the rendered hands onto ``background``; returns (H, W, 3) uint8. ``harmonize``
+    pulls the hand's colour towards the background's mean (as FreiHAND's "hom" and "auto" versions
+    do); ``noise`` adds sensor noise."""
     hand = rendering.rgb.astype(np.float32, copy=False)
     background = background.astype(np.float32, copy=False)
     if harmonize > 0:
