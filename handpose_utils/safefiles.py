@@ -158,8 +158,10 @@ def remove_stale_temporaries(folder: str | Path, name: str | tuple | None = None
 
 @contextlib.contextmanager
 def file_lock(path: str | Path, timeout_s: float = 3600.0):
-    """An exclusive lock on ``.<name>.lock`` beside ``path`` while the block runs. POSIX
-    ``flock``: the kernel releases it when its holder dies. Elsewhere a no-op."""
+    """An exclusive lock on ``.<name>.lock`` beside ``path`` while the block runs (the small
+    file stays: deleting it would let a newcomer lock a second one). POSIX ``flock``: the kernel
+    releases it when its holder dies. Without locks (Windows, some mounts) it only waits for
+    nothing: unique temporaries still keep every file whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -179,6 +181,11 @@ def file_lock(path: str | Path, timeout_s: float = 3600.0):
                                      f"{timeout_s:.0f} s (lock file {f.name}); if none runs, "
                                      "delete the lock file") from None
                 time.sleep(0.05)
+            except OSError as err:  # a file system without locks (some network mounts)
+                if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                yield
+                return
         try:
             yield
         finally:
