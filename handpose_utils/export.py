@@ -22,6 +22,8 @@ import re
 import sys
 from pathlib import Path
 
+from .safefiles import atomic_write
+
 PACKAGE = Path(__file__).resolve().parent
 NOTEBOOKS = PACKAGE.parent / "notebooks"
 MARK = re.compile(r"^#@save\s+([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)\s*$")
@@ -118,7 +120,7 @@ def main(argv=None) -> int:
         if args.check:
             stale.append(path)
         else:
-            path.write_text(text, encoding="utf-8")
+            atomic_write(path, lambda f, text=text: f.write(text.encode("utf-8")))
             print(f"wrote {path.relative_to(PACKAGE.parent)}")
     if stale:
         print("These modules differ from their notebooks' #@save cells; run "

@@ -327,15 +327,14 @@ def _run_hands(s: HandsSettings, dist, device, plan, log):
     from .models import hands_recipe
     from .prepare import prepare_splits
 
-    quiet = log if dist.is_main else None
     data_root = Path(s.data) if s.data else env.data_dir()
     train_recs, val_recs, _ = _in_turn(lambda: prepare_splits(
-        s.dataset, data_root, n_poses=s.n_poses, seed=s.seed, download=s.download, log=quiet),
+        s.dataset, data_root, n_poses=s.n_poses, seed=s.seed, download=s.download, log=log),
         dist)
     if log:
         log(f"train {len(train_recs)} | val {len(val_recs)} images")
-    train_cache = D.build_image_cache(train_recs, s.input_size, progress=dist.is_main, log=quiet)
-    val_cache = D.build_image_cache(val_recs, s.input_size, progress=dist.is_main, log=quiet)
+    train_cache = D.build_image_cache(train_recs, s.input_size, progress=dist.is_main, log=log)
+    val_cache = D.build_image_cache(val_recs, s.input_size, progress=dist.is_main, log=log)
     train_loader, val_loader = D.make_loaders(train_cache, val_cache,
                                               batch_size=plan["per_process_batch"],
                                               device=device, seed=s.seed)
@@ -380,12 +379,11 @@ def _run_coco(s: CocoSettings, dist, device, plan, log):
     from .prepare import prepare_coco
     from .topdown import TopDownAugment, TopDownDataset, mean_pose_results
 
-    quiet = log if dist.is_main else None
     data_root = Path(s.data) if s.data else env.data_dir()
     data = _in_turn(lambda: prepare_coco(
         s.dataset, data_root, n_train=s.n_train_images, n_val=s.n_val_images, seed=s.seed,
         width=s.image_size[0], height=s.image_size[1], download=s.download,
-        use_train2017=s.use_train2017, progress=dist.is_main, log=quiet), dist)
+        use_train2017=s.use_train2017, progress=dist.is_main, log=log), dist)
     train_records, val_records = data["train"], data["val"]
     ann_file, val_ids = data["val_ann_file"], data["val_image_ids"]
     codec = HeatmapCodec.for_input(tuple(s.input_size), stride=4, sigma=s.sigma,
@@ -403,7 +401,7 @@ def _run_coco(s: CocoSettings, dist, device, plan, log):
     # Only rank 0 asks for ImageNet weights (one download); DDP copies its weights to the
     # others when it wraps the model.
     model = build_heatmap_model(s.backbone, pretrained=s.pretrained and dist.is_main,
-                                deconv_channels=tuple(s.deconv), log=quiet or (lambda m: None))
+                                deconv_channels=tuple(s.deconv), log=log or (lambda m: None))
     pretrained = bool(env.from_rank0(model.pretrained))
     if log:
         log(f"heatmap model on {s.backbone}: ImageNet weights: {pretrained}")
