@@ -197,3 +197,31 @@ def test_two_processes_making_one_dataset_both_succeed(tmp_path):
     assert synthetic_meta(root)["n_poses"] == 2
     assert len(load_freihand(root)) == 8 and len(load_freihand(root, "evaluation")) == 1
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary folder left over
+
+
+def test_ensure_dataset_keeps_a_finished_dataset_until_the_new_one_is_whole(tmp_path):
+    """A build that fails half-way leaves the dataset made with other settings in place and no
+    temporary; a finished build replaces it and says why."""
+    from handpose_utils.synthetic.jobs import ensure_dataset, stamp_dataset, start_dataset
+
+    root = tmp_path / "data"
+
+    def make(n):
+        def write(folder):
+            folder, start = start_dataset(folder, "images")
+            (folder / "images" / "a.txt").write_text(str(n))
+            if n < 0:
+                raise RuntimeError("killed half-way")
+            stamp_dataset(folder, start, "test", 1, n=n)
+        return write
+
+    want = lambda n: {"n": n, "generator": "test", "generator_version": 1}
+    logs = []
+    ensure_dataset(root, make(1), want(1), log=logs.append)
+    with pytest.raises(RuntimeError, match="half-way"):
+        ensure_dataset(root, make(-1), want(-1), log=logs.append)
+    assert synthetic_meta(root)["n"] == 1 and (root / "images" / "a.txt").read_text() == "1"
+    assert ensure_dataset(root, make(2), want(2), log=logs.append) == root
+    assert synthetic_meta(root)["n"] == 2 and (root / "images" / "a.txt").read_text() == "2"
+    assert "n 1 -> 2" in logs[-1]
+    assert not list(tmp_path.glob(".*.tmp"))
