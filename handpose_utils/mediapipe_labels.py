@@ -320,18 +320,13 @@ def label_ouhands(root: str | Path, model_path: str | Path | None, landmarks_dir
     name = ("MediaPipe HandLandmarker (Tasks API)" if api == "tasks" else
             "MediaPipe Hands (mp.solutions, the models bundled with mediapipe)")
     report = {
-        "teacher": f"{name}, mediapipe {mp.__version__}",
-        "api": api,
+        "teacher": f"{name}, mediapipe {mp.__version__}", "api": api,
         "model": str(model_path) if model_path is not None else "bundled with mediapipe",
-        "dataset_path": str(root),
-        "min_hand_detection_confidence": min_hand_detection_confidence,
-        "num_hands": 1,
-        "limit_per_split": limit,
-        "image_mirrored": bool(image_mirrored),
+        "dataset_path": str(root), "min_hand_detection_confidence": min_hand_detection_confidence,
+        "num_hands": 1, "limit_per_split": limit, "image_mirrored": bool(image_mirrored),
         "handedness": ("labels swapped to name the subject's hand" if swap_handedness else
                        "MediaPipe's labels kept (they name the subject's hand on these images)"),
-        "splits": {},
-    }
+        "splits": {}}
     with landmarker as lm:
         _clear_teacher_dir(landmarks_dir, splits)
         for split in splits:
@@ -441,12 +436,14 @@ def compare_with_ground_truth(teacher_dir: str | Path, truth_dir: str | Path, sp
     ``per_joint_px``, ``per_image_px``, ``z_mae`` (in MediaPipe's z unit),
     ``handedness_agreement`` (near 0: the labels are swapped, use the other
     ``swap_handedness``) and ``handedness_match`` (image name -> agree)."""
+    def by_name(folder):
+        return {Path(r["landmark_file"]).name: r
+                for r in load_landmark_files(folder, split, check_images=False)}
+
     teacher_dir = Path(teacher_dir)
-    truth = {Path(r["landmark_file"]).name: r
-             for r in load_landmark_files(truth_dir, split, check_images=False)}
+    truth = by_name(truth_dir)
     try:
-        teacher = {Path(r["landmark_file"]).name: r
-                   for r in load_landmark_files(teacher_dir, split, check_images=False)}
+        teacher = by_name(teacher_dir)
     except FileNotFoundError:  # no folder, or a folder without files: nothing detected
         teacher = {}
     seen = _seen_by_teacher(teacher_dir, split)
@@ -475,13 +472,10 @@ def compare_with_ground_truth(teacher_dir: str | Path, truth_dir: str | Path, sp
              for n in common if teacher[n]["handedness"] and truth[n]["handedness"]}
     per_image = d_px.mean(1)
     out.update(
-        mpjpe_2d_px=float(d_px.mean()),
-        median_2d_px=float(np.median(per_image)),
-        per_joint_px=d_px.mean(0).tolist(),
+        mpjpe_2d_px=float(d_px.mean()), median_2d_px=float(np.median(per_image)),
+        per_joint_px=d_px.mean(0).tolist(), z_mae=float(np.abs(t[..., 2] - g[..., 2]).mean()),
         per_image_px={Path(truth[n]["image_path"]).name: float(e)
                       for n, e in zip(common, per_image)},
-        z_mae=float(np.abs(t[..., 2] - g[..., 2]).mean()),
         handedness_agreement=float(np.mean(list(match.values()))) if match else float("nan"),
-        handedness_match=match,
-    )
+        handedness_match=match)
     return out
