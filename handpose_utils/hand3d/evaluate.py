@@ -170,18 +170,29 @@ class SegmentationMeter:
                 "pixel_acc": self.correct / max(self.total, 1)}
 
 
-class PoseNetMeter:
+class _KeypointCollector:
+    """Keeps a validation pass's ``pred``, ``gt`` and ``visible``; ``arrays()`` concatenates them."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.pred, self.gt, self.vis = [], [], []
+
+    def arrays(self) -> dict:
+        return {"pred": torch.cat(self.pred), "gt": torch.cat(self.gt),
+                "visible": torch.cat(self.vis)}
+
+
+class PoseNetMeter(_KeypointCollector):
     """PoseNet validation on ground-truth crops: the last stage's score maps decoded to
-    original-image pixels; EPE mean/median and AUC 0-30 px over visible keypoints."""
+    original-image pixels (``arrays()``); EPE mean/median and AUC 0-30 px, visible keypoints."""
 
     log_items = [("epe_px", "EPE", "{:.2f}px"), ("auc_2d", "AUC", "{:.3f}")]
 
     def __init__(self, crop_size: int):
         self.crop_size = crop_size
-        self.reset()
-
-    def reset(self):
-        self.pred, self.gt, self.vis = [], [], []
+        super().__init__()
 
     @torch.no_grad()
     def update(self, outputs, targets, extras):
@@ -189,11 +200,6 @@ class PoseNetMeter:
         self.pred.append(from_crop(uv_crop, extras["boxes"].float(), self.crop_size).cpu())
         self.gt.append(extras["keypoints"].cpu())
         self.vis.append(extras["visible"].cpu())
-
-    def arrays(self) -> dict:
-        """Everything accumulated: ``pred``, ``gt`` (N, 21, 2) image pixels, ``visible``."""
-        return {"pred": torch.cat(self.pred), "gt": torch.cat(self.gt),
-                "visible": torch.cat(self.vis)}
 
     def protocol(self) -> dict:
         """The whole :func:`eval_2d` result (curve included) of the accumulated predictions."""
@@ -205,19 +211,14 @@ class PoseNetMeter:
         return {"epe_px": m["epe_mean"], "epe_median_px": m["epe_median"], "auc_2d": m["auc"]}
 
 
-class PosePriorMeter:
+class PosePriorMeter(_KeypointCollector):
     """PosePrior validation on ground-truth score maps: 3D EPE mean/median and AUC 20-50 mm (the
-    prediction times the ground-truth bone length), under Zimmermann & Brox's protocol for
-    PosePrior: palm root, **all 21 joints** (an occluded joint's 3D position still counts)."""
+    prediction times the ground-truth bone length; ``arrays()`` in the training frame,
+    wrist-relative mm), under Zimmermann & Brox's protocol for PosePrior: palm root, **all 21
+    joints** (an occluded joint's 3D position still counts)."""
 
     log_items = [("epe_mm", "EPE(palm root, 21 joints)", "{:.1f}mm"),
                  ("auc_20_50", "AUC20-50", "{:.3f}")]
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.pred, self.gt, self.vis = [], [], []
 
     @torch.no_grad()
     def update(self, outputs, targets, extras=None):
@@ -225,12 +226,6 @@ class PosePriorMeter:
         self.pred.append((outputs["xyz"] * s).cpu())
         self.gt.append((targets["xyz"] * s).cpu())
         self.vis.append(targets["visible"].cpu())
-
-    def arrays(self) -> dict:
-        """Everything accumulated: ``pred``, ``gt`` (N, 21, 3) wrist-relative mm (the training
-        frame), ``visible``."""
-        return {"pred": torch.cat(self.pred), "gt": torch.cat(self.gt),
-                "visible": torch.cat(self.vis)}
 
     def protocol(self) -> dict:
         """The whole :func:`eval_3d` result (curve included): palm root, all 21 joints."""

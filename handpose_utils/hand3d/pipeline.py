@@ -96,9 +96,7 @@ def run_pipeline(pipeline: Hand3DPipeline, dataset, batch_size: int = 16,
     pipeline = pipeline.to(device).eval()
     loader = make_loader(dataset, batch_size, iterations=None, device=device,
                          num_workers=num_workers)
-    keys = ("uv_pred", "uv_gt", "visible", "xyz_pred_mm", "xyz_gt_mm", "boxes", "hand_side",
-            "confidence", "index", "intersection", "union")
-    acc: dict[str, list] = {k: [] for k in keys}
+    acc: dict[str, list] = {}
     for batch in tqdm(loader, desc=f"pipeline ({crops} crops)", disable=not progress,
                       leave=False):
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -110,24 +108,19 @@ def run_pipeline(pipeline: Hand3DPipeline, dataset, batch_size: int = 16,
         out = pipeline(batch["image"], batch["hand_side"], boxes=boxes)
         xyz = batch["xyz"]
         scale_mm = torch.linalg.vector_norm(xyz[:, 10] - xyz[:, 9], dim=-1)[:, None, None] * 1000
-        acc["uv_pred"].append(out["uv"])
-        acc["uv_gt"].append(batch["keypoints"])
-        acc["visible"].append(batch["visible"])
-        acc["xyz_pred_mm"].append(out["xyz"].float() * scale_mm)
-        acc["xyz_gt_mm"].append((xyz - xyz[:, :1]) * 1000)
-        acc["boxes"].append(out["boxes"])
-        acc["hand_side"].append(batch["hand_side"])
-        acc["confidence"].append(out["confidence"])
-        acc["index"].append(batch["index"])
+        parts = {"uv_pred": out["uv"], "uv_gt": batch["keypoints"], "visible": batch["visible"],
+                 "xyz_pred_mm": out["xyz"].float() * scale_mm,
+                 "xyz_gt_mm": (xyz - xyz[:, :1]) * 1000, "boxes": out["boxes"],
+                 "hand_side": batch["hand_side"], "confidence": out["confidence"],
+                 "index": batch["index"]}
         if "hand_mask" in out and "mask" in batch:
-            pred = out["hand_prob"] > 0.5
-            gt = batch["mask"] > 1
-            acc["intersection"].append((pred & gt).flatten(1).sum(1))
-            acc["union"].append((pred | gt).flatten(1).sum(1))
+            pred, gt = out["hand_prob"] > 0.5, batch["mask"] > 1
+            parts.update(intersection=(pred & gt).flatten(1).sum(1),
+                         union=(pred | gt).flatten(1).sum(1))
+        for k, v in parts.items():
+            acc.setdefault(k, []).append(v)
     result: dict = {"crops": crops}
     for k, v in acc.items():
-        if not v:
-            continue
         t = torch.cat(v).cpu()
         if k == "visible":
             result[k] = t.numpy().astype(bool)

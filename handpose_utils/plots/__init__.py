@@ -240,19 +240,12 @@ def show_source(*objects) -> None:
     print(text)
 
 
-# Moved to their lesson's module; found here too until notebooks 01 and 02 call them there.
-_MOVED = {"show_versions": "dataprep", "hand_size": "splits", "keypoint_spread": "splits",
-          "plot_split_distributions": "splits"}
-
-
 def __getattr__(name: str):
     """A lesson's figures load on first use: ``hp.plots.landmarks`` imports
     ``handpose_utils/plots/landmarks.py``."""
     import importlib
     import importlib.util
 
-    if name in _MOVED:
-        return getattr(importlib.import_module(f"{__name__}.{_MOVED[name]}"), name)
     if importlib.util.find_spec(f"{__name__}.{name}") is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return importlib.import_module(f"{__name__}.{name}")
