@@ -1,38 +1,12 @@
 """handpose_utils: the thin shared package of the hand pose course.
 
 The notebooks are the course; this package holds what several of them share, one module per
-concept. A lesson's own idea (its codec, model, loss, metric) is written in its notebook; where
-tests or a later notebook import it, the notebook's ``#@save <module>`` cells generate that module
-(``python -m handpose_utils.export``; such modules say so in their first line).
+concept (the README's package table lists them). A lesson's own idea is written in its notebook;
+where another notebook or a test needs it, the notebook's ``#@save <module>`` cells generate that
+module (``python -m handpose_utils.export``; such modules say so in their first line).
 
-Where we run and what we read:
-
-* ``env``         Colab, smoke mode, device, AMP dtype, seeding, data and runs folders
-* ``safefiles``   atomic writes, one rule for leftover temporaries, a lock for shared files
-* ``skeletons``   keypoint conventions: HAND21 (FreiHAND/MediaPipe), RHD42, COCO17
-* ``camera``      the pinhole projection uv = K xyz / z
-* ``images``      image reading with errors that name the file
-* ``records``     the JSON keypoint records, saved and validated
-* ``splits``      random and grouped (leak-free) splits, and leak counting
-* ``datasets``    readers of each source's native layout (FreiHAND, OUHANDS, COCO, RHD)
-* ``synthetic``   writers of the embedded default data, in those native layouts
-* ``prepare``     one call that makes (or downloads) the data, records and splits a notebook needs
-* ``downloads``   verified, resumable downloads
-
-Training and evaluation:
-
-* ``data``        feeding batches: the decode-once image cache, device augmentation, loaders
-* ``engine``      ``TrainConfig`` and ``fit``: the loop with AMP, callbacks, several processes
-* ``checkpoints`` ``Checkpointer``: atomic, finite checkpoints, resume, runs never overwritten
-* ``schedules``   learning-rate schedules, and how they continue on resume
-* ``metrics``     PCK, AUC, EPE, MPJPE, Procrustes, and an epoch meter
-* ``models``      the coordinate regressors notebooks share, and torchvision backbones
-* ``plots``       every figure: shared helpers, ``plots.history`` (training curves) and one
-                  submodule per lesson topic
-* ``exercises``   ``check`` and ``use``: the checked exercises of every notebook
-
-Everything loads on first use (``hp.fit`` imports the engine, ``hp.heatmaps`` notebook 06's
-module), so ``import handpose_utils`` is instant and a lesson pays only for what it touches.
+Everything loads on first use: ``hp.fit`` imports the engine, ``hp.heatmaps`` notebook 06's
+module. ``import handpose_utils`` is instant, and a lesson pays only for what it touches.
 """
 
 from __future__ import annotations

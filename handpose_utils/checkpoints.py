@@ -218,9 +218,15 @@ class Checkpointer:
         if self.folder is not None and self.main:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             for folder in (f for f in (self.folder, self.drive) if f is not None):
-                safefiles.atomic_write(folder / ".write-test", lambda f: f.write(b"ok"),
-                                       error=CheckpointError)
-                (folder / ".write-test").unlink()
+                try:
+                    safefiles.atomic_write(folder / ".write-test", lambda f: f.write(b"ok"),
+                                           error=CheckpointError).unlink()
+                except CheckpointError as err:
+                    if folder == self.folder:
+                        raise
+                    self._say(f"warning: no copies on Drive this run: {err}")
+                    self.drive = None
+                    continue
                 safefiles.remove_stale_temporaries(folder, CHECKPOINT_FILES, self.log)
                 if new_run:
                     self._set_aside(folder, stamp)

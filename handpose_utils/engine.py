@@ -107,10 +107,6 @@ def format_epoch(row: dict, epochs: int, items: Sequence[tuple] = ()) -> str:
     return f"[{row['epoch']:03d}/{epochs:03d}] " + " | ".join(parts)
 
 
-def _is_ddp(model: nn.Module) -> bool:
-    return isinstance(getattr(model, "_orig_mod", model), DistributedDataParallel)
-
-
 def _float_tensors(model: nn.Module) -> list[torch.Tensor]:
     """Parameters and floating buffers (BatchNorm's statistics): what must stay finite."""
     return [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
@@ -181,28 +177,20 @@ def _progress(iterable, total, desc, enabled):
     return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, **off)
 
 
-def _nonfinite_message(epoch, batch, n_batches, value, amp: env.AmpSettings) -> str:
-    return (
-        f"loss is {value} at epoch {epoch}, batch {batch}"
-        + (f"/{n_batches}" if n_batches else "")
-        + ". Training stopped. Likely "
-        "causes: a learning rate too high (try 10x lower, warm-up epochs or grad_clip=1.0); "
-        + ("fp16 overflow under AMP (try amp=False or bfloat16); " if amp.dtype == torch.float16
-           else "")
-        + "bad targets (NaN/inf keypoints, or targets not normalised the way the loss expects); "
-        "or a non-finite input image."
-    )
-
-
-def _nonfinite_weights_message(epoch, batch, n_batches, value, loss) -> str:
-    return (
-        f"the weights became NaN/inf (the sum of their magnitudes is {value}) in the optimizer "
-        f"step of epoch {epoch}, batch {batch}" + (f"/{n_batches}" if n_batches else "")
-        + f", although that batch's loss was finite ({loss:.4g}). Training stopped. Likely "
-        "causes: a NaN/inf gradient from a finite loss (a square root, log or division at 0 in "
-        "the loss or the model), or a learning rate so high that the weights overflow (try 10x "
-        "lower, or grad_clip=1.0)."
-    )
+def _nonfinite_message(epoch, batch, n_batches, loss, weights, amp) -> str:
+    where = f"epoch {epoch}, batch {batch}" + (f"/{n_batches}" if n_batches else "")
+    if not math.isfinite(loss):  # checked first: its step ran before the weights' check
+        fp16 = "fp16 overflow under AMP (try amp=False or bfloat16); "
+        return (f"loss is {loss} at {where}. Training stopped. Likely causes: a learning rate "
+                "too high (try 10x lower, warm-up epochs or grad_clip=1.0); "
+                + (fp16 if amp.dtype == torch.float16 else "") + "bad targets (NaN/inf "
+                "keypoints, or targets not normalised the way the loss expects); or a "
+                "non-finite input image.")
+    return (f"the weights became NaN/inf (the sum of their magnitudes is {weights}) in the "
+            f"optimizer step of {where}, although that batch's loss was finite ({loss:.4g}). "
+            "Training stopped. Likely causes: a NaN/inf gradient from a finite loss (a square "
+            "root, log or division at 0 in the loss or the model), or a learning rate so high "
+            "that the weights overflow (try 10x lower, or grad_clip=1.0).")
 
 
 def _check_finite(pending: list, checked: int, epoch: int, n_batches, amp,
@@ -224,13 +212,10 @@ def _check_finite(pending: list, checked: int, epoch: int, n_batches, amp,
     bad = (~torch.isfinite(window)).any(1).nonzero()
     if len(bad):
         i = int(bad[0])
-        loss, weight = float(window[i, 0]), float(window[i, 1])
         where = f" (in process {env.distributed().rank} or another)" if sync else ""
-        if not math.isfinite(loss):  # checked first: its step ran before the weights' check
-            raise NonFiniteLossError(
-                _nonfinite_message(epoch, checked + i + 1, n_batches, loss, amp) + where)
-        raise NonFiniteLossError(
-            _nonfinite_weights_message(epoch, checked + i + 1, n_batches, weight, loss) + where)
+        raise NonFiniteLossError(_nonfinite_message(
+            epoch, checked + i + 1, n_batches, float(window[i, 0]), float(window[i, 1]), amp)
+            + where)
     checked += len(pending)
     pending.clear()
     return checked
@@ -250,7 +235,7 @@ def train_one_epoch(model, loader, *, loss_fn, optimizer, device, prepare_batch=
     amp = _amp(amp, device)
     prepare_batch = prepare_batch or default_prepare_batch
     check_every = check_every or (20 if device.type == "cuda" else 1)
-    sync = _is_ddp(model)
+    sync = isinstance(getattr(model, "_orig_mod", model), DistributedDataParallel)
     model.train()
     n_batches = _len(loader)
     if max_steps is not None:
@@ -464,7 +449,8 @@ def fit(model: nn.Module, train_loader, val_loader=None, config: TrainConfig | N
     cfg, dist = _checked(config, val_loader), env.distributed()
     device, log = _device(cfg.device, dist), cfg.log if dist.is_main else None
     amp = _amp(cfg.amp, device)
-    model = model.to(device, memory_format=_layout(cfg.channels_last))
+    model = model.to(device, memory_format=torch.channels_last if cfg.channels_last
+                     else torch.preserve_format)
     model, train_model = wrap_distributed(model, device, cfg.sync_bn, train_loader, log)
     run_model = torch.compile(train_model) if cfg.compile else train_model
     eval_model = run_model if dist.world_size == 1 else model  # rank 0 evaluates alone
@@ -535,10 +521,6 @@ def _device(device, dist) -> torch.device:
     return device
 
 
-def _layout(channels_last: bool):
-    return torch.channels_last if channels_last else torch.preserve_format
-
-
 def _run_config(cfg: TrainConfig, optimizer, amp, model, world_size: int) -> dict:
     """What defines the run, saved in every checkpoint (a resume with other values is refused)."""
     group = optimizer.param_groups[0]
@@ -572,10 +554,6 @@ def _feedback(cfg: TrainConfig, meter, main: bool) -> list:
     return out
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch) % 2**63
-
-
 _RANK_SEED = 0x9E3779B97F4A7C15  # a large odd constant: rank r's epoch seeds differ from rank 0's
 
 
@@ -583,7 +561,7 @@ def _start_epoch(seed: int | None, epoch: int, rank: int, loader) -> None:
     """Seed the epoch (each process its own augmentation, rank 0 that of a single process) and
     tell a ``DistributedSampler`` the epoch (else every epoch repeats the first one's order)."""
     if seed is not None:
-        env.seed_everything((_epoch_seed(seed, epoch) + rank * _RANK_SEED) % 2**63)
+        env.seed_everything((seed * 1_000_003 + epoch + rank * _RANK_SEED) % 2**63)
     sampler = _distributed_sampler(loader)
     if sampler is not None:
         sampler.set_epoch(epoch)
