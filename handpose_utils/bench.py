@@ -35,6 +35,7 @@ from . import data as D
 from . import env
 from .engine import train_one_epoch
 from .models import build_model
+from .pipelines import KeypointDataset, per_sample_transforms
 
 REFERENCE_WORKERS = 2  # Colab's CPU count
 
@@ -148,7 +149,7 @@ def run(models=("simple", "mobile", "resnet50"), size=224, batch=32, steps=None,
             f"batch {batch}, {warmup} warm-up + {steps} timed steps per mode")
 
         # Both datasets repeat their images to `total` samples: one loader pass covers a run.
-        per_sample = D.KeypointDataset(records, size, transform=D.per_sample_transforms(True))
+        per_sample = KeypointDataset(records, size, transform=per_sample_transforms(True))
         ref_ds = Subset(per_sample, np.resize(np.arange(len(per_sample)), total))
         course_ds = D.CachedKeypointDataset(cache, indices=np.resize(np.arange(len(cache)), total))
         prepare_course = D.PrepareBatch(D.DeviceAugment())

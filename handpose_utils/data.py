@@ -1,5 +1,5 @@
-"""Feeding keypoint batches to a model: a decode-once image cache with augmentation on the device,
-and a classic per-sample ``Dataset`` with torchvision ``transforms.v2`` for comparison.
+"""Feeding keypoint batches to a model: a decode-once image cache with augmentation on the device
+(notebook 03 compares it with a per-sample ``Dataset``, :mod:`.pipelines`).
 
 Why a cache? Colab gives a GPU 2 CPU cores, and decoding and resizing a JPEG per sample per epoch
 on them (the reference loop) starves even a T4. :func:`build_image_cache` decodes and resizes
@@ -13,11 +13,10 @@ image of width ``W`` spans ``[-0.5, W - 0.5]``, resizing from ``W`` to ``S`` pix
 **normalised coordinates** ``u = (x + 0.5) / W`` in ``[0, 1]``, independent of the resolution:
 ``x = u * W - 0.5`` maps a prediction back to any resized copy or the original image.
 
-Both paths yield dict batches with the same keys: ``image`` ``(B, 3, S, S)`` (uint8, or float
-already normalised by :func:`per_sample_transforms`); ``keypoints`` ``(B, J, 2)`` float32 pixels
-of the ``S x S`` input; ``visible`` ``(B, J)`` bool; ``index`` ``(B,)`` into the records list;
-``orig_size`` ``(B, 2)`` float32 ``(W, H)`` of the original images. :class:`PrepareBatch` is the
-engine's ``prepare_batch`` for them.
+Batches are dicts: ``image`` ``(B, 3, S, S)`` (uint8, or float already normalised);
+``keypoints`` ``(B, J, 2)`` float32 pixels of the ``S x S`` input; ``visible`` ``(B, J)`` bool;
+``index`` ``(B,)`` into the records list; ``orig_size`` ``(B, 2)`` float32 ``(W, H)`` of the
+original images. :class:`PrepareBatch` is the engine's ``prepare_batch`` for them.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from torch.utils.data.distributed import DistributedSampler
 
 from . import env
-from .images import ImageReadError, SkipReport, check_images, open_image, read_image
+from .images import ImageReadError, SkipReport, open_image
 from .metrics import normalized_to_pixels
 from .records import keypoints_array, visible_array
 from .safefiles import WriteError, atomic_write, remove_stale_temporaries, temporary_path
@@ -48,8 +47,8 @@ from .safefiles import WriteError, atomic_write, remove_stale_temporaries, tempo
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "resize_keypoints", "pixels_to_normalized",
            "normalized_to_pixels", "to_original_pixels", "input_to_original", "denormalize",
            "ImageCache", "build_image_cache", "CachedKeypointDataset", "cached_loader",
-           "colour_jitter", "DeviceAugment", "per_sample_transforms", "KeypointDataset",
-           "make_loaders", "to_device", "PrepareBatch"]
+           "colour_jitter", "DeviceAugment", "make_loaders", "to_device", "PrepareBatch",
+           "check_record_size"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -173,7 +172,7 @@ def _meta_path(path: Path) -> Path:
     return path.with_name(path.name + ".meta.npz")
 
 
-def _check_record_size(rec: dict, w: int, h: int) -> None:
+def check_record_size(rec: dict, w: int, h: int) -> None:
     """Raise unless the image's actual ``w x h`` is the size its record (if it has one) states:
     keypoints resized by another image's size would train on wrong labels without a sign."""
     stated = []
@@ -319,7 +318,7 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
                 report.skipped.append((records[i]["image_path"], str(res)))
                 continue
             array, (w, h) = res
-            _check_record_size(records[i], w, h)
+            check_record_size(records[i], w, h)
             images[len(keep)] = array  # kept images fill the first rows
             keep.append(i)
             orig_size.append((w, h))
@@ -572,90 +571,6 @@ class DeviceAugment(nn.Module):
         if return_params:
             return x, keypoints, params
         return x, keypoints
-
-
-# The per-sample path (reference style): decode and transform in workers ---------------------------
-
-
-def per_sample_transforms(train: bool = True, rotation: float = 30.0, scale=(0.8, 1.2),
-                          translate: float = 0.1, jitter: float = 0.3, normalize: bool = True):
-    """torchvision ``transforms.v2`` pipeline for :class:`KeypointDataset`, matching
-    :class:`DeviceAugment`'s defaults: flip, affine, colour jitter (train only), then float
-    conversion and ImageNet normalisation. v2 moves ``tv_tensors.KeyPoints`` with the image.
-
-    Caveat (torchvision 0.23-0.29): ``affine`` rotates keypoints about ``(W/2, H/2)`` but pixels
-    about ``((W-1)/2, (H-1)/2)``: up to half a pixel of disagreement. The device path has none.
-    """
-    from torchvision.transforms import v2
-
-    steps = []
-    if train:
-        fill = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)  # like DeviceAugment's border
-        steps += [
-            v2.RandomHorizontalFlip(0.5),
-            v2.RandomAffine(degrees=rotation, translate=(translate, translate), scale=scale,
-                            interpolation=v2.InterpolationMode.BILINEAR, fill=fill),
-            v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter),
-        ]
-    if normalize:
-        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    return v2.Compose(steps)
-
-
-class KeypointDataset(Dataset):
-    """Reads, resizes and transforms one record per ``__getitem__``, the classic way.
-
-    Each sample: :func:`~handpose_utils.images.read_image`, resize to ``size x size`` (keypoints
-    by :func:`resize_keypoints`; torchvision's ``Resize`` scales them by ``S / W``, half a pixel
-    off in our convention), then ``transform(tv_tensors.Image, tv_tensors.KeyPoints)``. With
-    ``transform=None`` the image stays uint8 and :class:`PrepareBatch` normalises (or augments)
-    it on the device. ``skip_bad=True`` decodes every image once up front and leaves out
-    unreadable ones (``self.report``); by default a bad image raises when it is reached.
-    ``extras`` works as in :class:`CachedKeypointDataset`.
-    """
-
-    def __init__(self, records: list[dict], size: int = 224, transform=None,
-                 skip_bad: bool = False, extras: dict | None = None, log=print):
-        self.records, self.size, self.transform = records, size, transform
-        self.extras = {k: np.asarray(v) for k, v in (extras or {}).items()}
-        paths = [r["image_path"] for r in records]
-        if skip_bad:
-            good, self.report = check_images(paths, skip_bad=True)
-            if self.report.n_skipped and log:
-                log(f"KeypointDataset: {self.report}")
-        else:
-            good, self.report = list(range(len(records))), SkipReport(seen=len(records))
-        self.indices = np.asarray(good, np.int64)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> dict:
-        from torchvision import tv_tensors
-        from torchvision.transforms.v2 import functional as TF
-
-        idx = int(self.indices[i])
-        rec = self.records[idx]
-        array = read_image(rec["image_path"])
-        h, w = array.shape[:2]
-        _check_record_size(rec, w, h)
-        image = TF.resize(torch.from_numpy(array).permute(2, 0, 1), [self.size, self.size],
-                          antialias=True)
-        kp = resize_keypoints(keypoints_array(rec), (w, h), self.size)
-        image = tv_tensors.Image(image)
-        kp = tv_tensors.KeyPoints(kp, canvas_size=(self.size, self.size))
-        if self.transform is not None:
-            image, kp = self.transform(image, kp)
-        sample = {
-            "image": image.as_subclass(torch.Tensor),
-            "keypoints": kp.as_subclass(torch.Tensor).float(),
-            "visible": torch.from_numpy(visible_array(rec)),
-            "index": torch.tensor(idx),
-            "orig_size": torch.tensor([w, h], dtype=torch.float32),
-        }
-        for key, values in self.extras.items():
-            sample[key] = torch.as_tensor(values[idx])
-        return sample
 
 
 # Loaders and the engine's prepare_batch -----------------------------------------------------------

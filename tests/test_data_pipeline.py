@@ -12,6 +12,7 @@ from PIL import Image
 from handpose_utils import data as D
 from handpose_utils import safefiles
 from handpose_utils.images import ImageReadError
+from handpose_utils.pipelines import KeypointDataset, per_sample_transforms
 
 
 def blob(width, height, centres, sigma):
@@ -128,10 +129,10 @@ def test_bad_images_raise_or_are_skipped_and_reported(tmp_path):
     assert len(cache) == 2 and cache.record_index.tolist() == [0, 2]
     assert cache.report.n_skipped == 1 and cache.report.skipped[0][0] == bad
     assert logged and "skipped 1" in logged[0]
-    ds = D.KeypointDataset(records, 32, skip_bad=True, log=None)
+    ds = KeypointDataset(records, 32, skip_bad=True, log=None)
     assert len(ds) == 2 and ds.report.n_skipped == 1
     with pytest.raises(ImageReadError, match="001.jpg"):
-        D.KeypointDataset(records, 32)[1]
+        KeypointDataset(records, 32)[1]
     path = tmp_path / "cache" / "skip_32.npy"  # on disk too, built and then reused
     for _ in range(2):
         disk = D.build_image_cache(records, 32, path=path, skip_bad=True, progress=False, log=None)
@@ -289,7 +290,7 @@ def test_torchvision_v2_moves_keypoints():
 def test_keypoint_dataset_matches_cached_batches(tmp_path):
     records = make_records(tmp_path, n=4, fmt="PNG")
     cache = D.build_image_cache(records, 32, progress=False)
-    ds = D.KeypointDataset(records, 32)
+    ds = KeypointDataset(records, 32)
     cached = D.CachedKeypointDataset(cache)
     sample, ref = ds[2], cached[2]
     assert sample.keys() == ref.keys()
@@ -301,7 +302,7 @@ def test_keypoint_dataset_matches_cached_batches(tmp_path):
     found = centroid(sample["image"][0].numpy())
     assert np.abs(found - sample["keypoints"][0].numpy()).max() < 0.3
 
-    train = D.KeypointDataset(records, 32, transform=D.per_sample_transforms(train=True))
+    train = KeypointDataset(records, 32, transform=per_sample_transforms(train=True))
     torch.manual_seed(0)
     s = train[0]
     assert s["image"].dtype == torch.float32 and s["keypoints"].shape == (21, 2)
@@ -394,14 +395,14 @@ def test_a_failed_write_raises_and_leaves_no_file(tmp_path, monkeypatch):
 def test_image_size_must_match_its_record(tmp_path):
     records = make_records(tmp_path, n=2, fmt="PNG")  # 256x192 files
     records[1]["width"] = 224
-    ds = D.KeypointDataset(records, 32)
+    ds = KeypointDataset(records, 32)
     ds[0]
     with pytest.raises(ValueError, match=r"001.png.* 256x192 .* 224x192"):
         ds[1]
     with pytest.raises(ValueError, match=r"001.png.* 256x192 .* 224x192"):
         D.build_image_cache(records, 32, progress=False)
     records[1]["width"] = "256"  # a string, not a size: say so instead of "256x192 vs 256x192"
-    for build in (lambda: D.KeypointDataset(records, 32)[1],
+    for build in (lambda: KeypointDataset(records, 32)[1],
                   lambda: D.build_image_cache(records, 32, progress=False)):
         with pytest.raises(ValueError, match=r"001.png.*'width' is '256' \(str\).*integer"):
             build()
