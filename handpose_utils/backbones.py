@@ -1,10 +1,5 @@
-"""Backbones for notebook 06's heatmap model, and what one costs.
-
-:func:`make_backbone` returns a feature extractor with its channels and stride: torchvision's
-ResNets and MobileNets (stride 32, under SimpleBaseline's deconvolution head) or timm's HRNet-W32
-(its stride-4 branch, under a 1x1 head alone). :func:`measure_cost` counts a model's parameters
-and multiply-adds and times its inference; :func:`cost_table` prints the comparison.
-"""
+"""Backbones for notebook 06's heatmap model (:func:`make_backbone`), and what one costs
+(:func:`measure_cost`, :func:`cost_table`)."""
 
 from __future__ import annotations
 
@@ -36,13 +31,10 @@ def make_backbone(name: str = "resnet50", pretrained: bool = True,
     if name in HRNETS:
         return _hrnet_backbone(name, pretrained, log)
     model = getattr(torchvision.models, name)(weights=None)
-    loaded = False
-    if pretrained:
-        weights = torchvision.models.get_model_weights(name).DEFAULT
-        state = imagenet_state_dict(weights, f"the {name} backbone", log=log)
-        if state is not None:
-            model.load_state_dict(state)
-            loaded = True
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    state = imagenet_state_dict(weights, f"the {name} backbone", log=log) if pretrained else None
+    if loaded := state is not None:
+        model.load_state_dict(state)
     if name in MOBILENETS:
         return model.features, model.features[-1].out_channels, 32, loaded
     body = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool,
@@ -89,45 +81,31 @@ def _hrnet_backbone(name: str, pretrained: bool, log) -> tuple[nn.Module, int, i
     return HighResolutionBranch(net), net.feature_info.channels()[1], 4, loaded
 
 
-def multiply_adds(net: nn.Module, input_size) -> float:
-    """Multiply-adds of one forward pass of one ``(W, H)`` image (torch's FLOP counter counts 2
-    FLOPs for each; papers quote multiply-adds as "FLOPs")."""
+def measure_cost(net: nn.Module, input_size, batch: int = 16, repeats: int = 3) -> dict:
+    """``{"params", "macs", "infer"}`` of ``net`` at ``input_size`` ``(W, H)`` on its device:
+    parameters, multiply-adds of one image (torch's FLOP counter counts 2 FLOPs for each; papers
+    quote multiply-adds as "FLOPs") and inference images/s (fp32, channels-last, ``repeats``
+    batches after one warm-up batch)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = torch.zeros(1, 3, input_size[1], input_size[0], device=next(net.parameters()).device)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        net.eval()(x)
-    return counter.get_total_flops() / 2
+    from .models import count_parameters
 
-
-def images_per_second(net: nn.Module, input_size, batch: int = 16, repeats: int = 3) -> float:
-    """Inference images/s on the model's device, fp32, channels-last, after one warm-up batch."""
     device = next(net.parameters()).device
     net = net.eval().to(memory_format=torch.channels_last)
     x = torch.randn(batch, 3, input_size[1], input_size[0], device=device)
     x = x.contiguous(memory_format=torch.channels_last)
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     with torch.no_grad():
+        with FlopCounterMode(display=False) as counter:
+            net(x[:1])
         net(x)
         sync()
         start = time.perf_counter()
         for _ in range(repeats):
             net(x)
         sync()
-    return batch * repeats / (time.perf_counter() - start)
-
-
-def measure_cost(net: nn.Module, input_size) -> dict:
-    """``{"params", "macs", "infer"}``: parameters, multiply-adds of one image and inference
-    images per second of ``net`` at ``input_size`` ``(W, H)`` on its device."""
-    from .models import count_parameters
-
-    return {"params": count_parameters(net), "macs": multiply_adds(net, input_size),
-            "infer": images_per_second(net, input_size)}
+    return {"params": count_parameters(net), "macs": counter.get_total_flops() / 2,
+            "infer": batch * repeats / (time.perf_counter() - start)}
 
 
 def cost_table(rows: dict[str, dict], input_size, device: str) -> str:

@@ -1,11 +1,9 @@
 """COCO keypoint evaluation: OKS, AP and AR through ``pycocotools``, and COCO results files.
 
-**OKS** (notebook 06, section 9) is for keypoints what IoU is for boxes: the mean over the
-labelled joints of ``exp(-d^2 / (2 s^2 k^2))``, ``s^2`` the person's area and ``k = 2 sigma``
-(``COCO_OKS_SIGMAS``: annotators' spread per joint). **AP** averages precision over the OKS
-thresholds 0.50, 0.55, ..., 0.95 (AP50 and AP75 at one; APm and APl by size), **AR** the recall.
-This course predicts inside the *ground-truth* boxes (no missed or invented people), so expect
-higher numbers than a detector pipeline gives.
+**OKS** (:func:`object_keypoint_similarity`) is for keypoints what IoU is for boxes. **AP**
+averages precision over the OKS thresholds 0.50, 0.55, ..., 0.95 (AP50 and AP75 at one; APm and
+APl by size), **AR** the recall. This course predicts inside the *ground-truth* boxes (no missed
+or invented people), so expect higher numbers than a detector pipeline gives.
 """
 
 from __future__ import annotations
@@ -50,38 +48,27 @@ def load_coco_gt(ann_file):
         return COCO(str(path))
 
 
-def load_coco_results(path) -> list[dict]:
-    """Read a COCO results JSON (a list of result dicts), with errors naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"COCO results file not found: {path}")
-    try:
-        with open(path) as f:
-            results = json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from err
-    if not isinstance(results, list):
-        raise ValueError(f"{path}: a COCO results file is a JSON list of dicts, got "
-                         f"{type(results).__name__}")
-    return results
-
-
 def evaluate_coco_keypoints(ann_file, results, image_ids=None, sigmas=None,
-                            verbose: bool = False, return_eval: bool = False):
+                            return_eval: bool = False):
     """OKS-based AP and AR of keypoint ``results`` (COCO result dicts, or the path of a results
     JSON) against ``ann_file``, on the images ``image_ids`` (default: all; people without a
     prediction are misses): the :data:`STAT_NAMES` as floats in 0..1, NaN where undefined (APl
-    without a large person); with ``return_eval`` also the ``COCOeval``. ``sigmas`` replaces the
-    OKS sigmas; ``verbose`` prints pycocotools' summary. Bad or empty results raise a
+    without a large person); with ``return_eval`` also the ``COCOeval`` (``.summarize()`` prints
+    pycocotools' summary). ``sigmas`` replaces the OKS sigmas. Bad or empty results raise a
     ``ValueError`` that says what is wrong (pycocotools fails with an ``IndexError``)."""
     _, COCOeval = _pycocotools()
     source = "results"
     if isinstance(results, (str, os.PathLike)):
         source = str(results)
-        results = load_coco_results(results)
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"COCO results file not found: {source}")
+        try:
+            results = json.loads(Path(source).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{source} is not valid JSON ({err})") from err
     if not isinstance(results, list):
-        raise TypeError(f"results must be a list of COCO result dicts or a path, got "
-                        f"{type(results).__name__}")
+        raise TypeError(f"{source}: COCO results are a list of result dicts (a results file: a "
+                        f"JSON list), got {type(results).__name__}")
     if not results:
         raise ValueError(
             f"{source} is empty: there are no predictions to evaluate (pycocotools itself would "
@@ -104,7 +91,7 @@ def evaluate_coco_keypoints(ann_file, results, image_ids=None, sigmas=None,
     if wrong:
         raise ValueError(f"{source}: result {wrong[0]} has {len(results[wrong[0]]['keypoints'])} "
                          f"keypoint values; the ground truth has {n_kp} keypoints ({3 * n_kp}).")
-    with contextlib.redirect_stdout(io.StringIO()) as quiet:
+    with contextlib.redirect_stdout(io.StringIO()):
         # loadRes adds fields to the dicts it gets: give it copies.
         dt = gt.loadRes(copy.deepcopy(results))
         ev = COCOeval(gt, dt, iouType="keypoints")
@@ -119,8 +106,6 @@ def evaluate_coco_keypoints(ann_file, results, image_ids=None, sigmas=None,
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    if verbose:
-        print(quiet.getvalue())
     stats = {name: (float(v) if v >= 0 else math.nan) for name, v in zip(STAT_NAMES, ev.stats)}
     return (stats, ev) if return_eval else stats
 
@@ -235,21 +220,17 @@ def format_ap_table(rows: dict[str, dict], keys=("AP", "AP50", "AP75", "APm", "A
     """A fixed-width text table: one row per named evaluation, one column per statistic. A
     statistic COCO could not compute (no person of that size: NaN, or pycocotools' -1) shows as
     "-", with a line saying so under the table."""
+    def defined(v) -> bool:
+        return v is not None and math.isfinite(v) and v >= 0
+
     name_w = max([len(n) for n in rows] + [10])
     lines = [" " * name_w + "".join(f"{k:>8s}" for k in keys)]
-    missing = set()
-
-    def cell(key, value) -> str:
-        if value is None or not math.isfinite(value) or value < 0:
-            missing.add(key)
-            return f"{'-':>8s}"
-        return f"{value:8.3f}"
-
     for name, stats in rows.items():
-        lines.append(f"{name:<{name_w}s}" + "".join(cell(k, stats.get(k, math.nan)) for k in keys))
-    if missing:
-        lines.append(f"- : not defined here ({', '.join(k for k in keys if k in missing)}: no "
-                     "person of that size, or no statistic)")
+        lines.append(f"{name:<{name_w}s}" + "".join(
+            f"{stats[k]:8.3f}" if defined(stats.get(k)) else f"{'-':>8s}" for k in keys))
+    if missing := [k for k in keys if not all(defined(s.get(k)) for s in rows.values())]:
+        lines.append(f"- : not defined here ({', '.join(missing)}: no person of that size, or "
+                     "no statistic)")
     return "\n".join(lines)
 
 

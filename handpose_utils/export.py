@@ -1,17 +1,12 @@
 """Write the package modules that notebooks own, from the notebooks' ``#@save`` cells.
 
-The course keeps each idea in one place. A lesson's code is written, explained and run in its
-notebook; what later notebooks need too is marked there with a first line ``#@save <module>``
-(d2l's convention; ``#@save hand3d.nets`` for a module in a sub-package) and this script copies
-it into ``handpose_utils/<module>.py``:
+A lesson's code is written, explained and run in its notebook; what later notebooks need too is
+marked there with a first line ``#@save <module>`` (d2l's convention; ``#@save hand3d.nets`` for
+a sub-package) and copied into ``handpose_utils/<module>.py``, in notebook order, its leading
+``import`` lines gathered at the top. Edit the notebook, never the generated module::
 
     python -m handpose_utils.export           # rewrite the exported modules
     python -m handpose_utils.export --check   # exit 1 if a module differs from its notebooks
-
-An exported module is *generated*: edit the notebook, never the module (the test suite runs
-``--check``). Cells are taken in notebook order (01, 02, ...). Their leading ``import`` lines
-are gathered at the top of the module; an exported cell must not use ``hp.`` (the package
-itself) nor IPython magics, so that the module imports on its own.
 """
 
 from __future__ import annotations
@@ -73,9 +68,8 @@ def render(module: str, parts: list[tuple[str, str]]) -> str:
 
 
 def sort_imports(text: str, module: str) -> str:
-    """The gathered imports in isort's order, as the linter wants them: ``ruff check --select I
-    --fix`` on the text (ruff is a dev tool, pinned in ``pyproject.toml``, so every machine that
-    runs the export or its check sorts alike)."""
+    """The gathered imports in isort's order: ``ruff check --select I --fix`` on the text (ruff
+    is pinned in ``pyproject.toml``, so every machine sorts alike)."""
     import shutil
     import subprocess
 
@@ -114,8 +108,7 @@ def main(argv=None) -> int:
     stale = []
     for module, text in exported_modules().items():
         path = module_path(module)
-        current = path.read_text(encoding="utf-8") if path.exists() else None
-        if current == text:
+        if path.exists() and path.read_text(encoding="utf-8") == text:
             continue
         if args.check:
             stale.append(path)

@@ -1,9 +1,5 @@
 """Exporting a trained model to ONNX, and checking that ONNX Runtime computes the same thing.
-
-The export needs the optional ``onnx`` package (and ``onnxscript`` for PyTorch's current
-exporter), the check ``onnxruntime``. Without them both functions say what to install and return
-None, so a notebook runs either way.
-"""
+Without the optional packages both functions say what to install and return None."""
 
 from __future__ import annotations
 
@@ -45,21 +41,18 @@ def export_onnx(model: nn.Module, path, input_size=(256, 192), dynamic_batch: bo
     was_training = model.training
     device = next(model.parameters()).device
     model = model.cpu().eval()
-    h, w = input_size
-    example = torch.zeros(2, 3, h, w)  # batch 2: a dynamic dimension must not be specialised to 1
+    example = torch.zeros(2, 3, *input_size)  # batch 2: a dynamic batch must not become 1
+    if dynamo:
+        options = {"verbose": False, "dynamic_shapes": (
+            {0: torch.export.Dim("batch")},) if dynamic_batch else None}
+    else:
+        options = {"opset_version": 17, "dynamic_axes": {
+            "image": {0: "batch"}, "heatmaps": {0: "batch"}} if dynamic_batch else None}
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's progress chatter and deprecations
-            if dynamo:
-                dims = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
-                torch.onnx.export(model, (example,), str(path), dynamo=True, verbose=False,
-                                  input_names=["image"], output_names=["heatmaps"],
-                                  dynamic_shapes=dims)
-            else:
-                axes = {"image": {0: "batch"}, "heatmaps": {0: "batch"}} if dynamic_batch else None
-                torch.onnx.export(model, (example,), str(path), dynamo=False,
-                                  input_names=["image"], output_names=["heatmaps"],
-                                  dynamic_axes=axes, opset_version=17)
+            torch.onnx.export(model, (example,), str(path), dynamo=dynamo, input_names=["image"],
+                              output_names=["heatmaps"], **options)
     finally:
         model.to(device).train(was_training)
     if log:

@@ -1,7 +1,5 @@
-"""Notebook 06's top-down plumbing around its lesson code: the random crop changes of training
-(:class:`TopDownAugment`, HRNet's :func:`half_body_box`), the engine's batch step (uint8 crops
-moved to the device, changed in colour there in training, and ImageNet-normalised) and the check
-that an image file has the size its annotation says."""
+"""Notebook 06's top-down plumbing around its lesson code: the random crop changes of training,
+the engine's batch step and the check that an image file has the size its annotation says."""
 
 from __future__ import annotations
 
@@ -10,10 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import IMAGENET_MEAN, IMAGENET_STD, colour_jitter
-
-UPPER_BODY = tuple(range(11))  # COCO17: head and arms
-LOWER_BODY = tuple(range(11, 17))  # hips and legs
+from .data import IMAGENET_MEAN, IMAGENET_STD, colour_jitter, to_device
 
 
 def half_body_box(keypoints, visibility, rng: torch.Generator | None = None,
@@ -22,7 +17,7 @@ def half_body_box(keypoints, visibility, rng: torch.Generator | None = None,
     or None when the chosen half has fewer than ``min_joints``."""
     kp = np.asarray(keypoints, float).reshape(-1, 2)
     v = np.asarray(visibility).reshape(-1) > 0
-    upper, lower = [j for j in UPPER_BODY if v[j]], [j for j in LOWER_BODY if v[j]]
+    upper, lower = [j for j in range(11) if v[j]], [j for j in range(11, 17) if v[j]]  # COCO17
     pick_upper = float(torch.rand((), generator=rng)) < 0.5
     joints = upper if (pick_upper and len(upper) >= min_joints) or len(lower) < min_joints else lower
     if len(joints) < min_joints:
@@ -84,15 +79,10 @@ class PrepareTopDown:
         return x * 255
 
     def __call__(self, batch, device, train: bool):
-        images, heatmaps, weight, meta = batch
-        images = images.to(device, non_blocking=True)
+        images, heatmaps, weight, extras = to_device(batch, device)
         if train and (self.brightness or self.contrast or self.saturation or self.grayscale_p):
             images = self.colour(images)
-        targets = {"heatmaps": heatmaps.to(device, non_blocking=True),
-                   "target_weight": weight.to(device, non_blocking=True)}
-        extras = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                  for k, v in meta.items()}
-        return normalize_images(images), targets, extras
+        return normalize_images(images), {"heatmaps": heatmaps, "target_weight": weight}, extras
 
 
 prepare_topdown_batch = PrepareTopDown()  # no colour changes

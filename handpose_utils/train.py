@@ -20,8 +20,8 @@ With N processes each trains on its own 1/N of the images, ``DistributedDataPara
 the gradients, and rank 0 alone evaluates, prints and writes the checkpoints. ``--batch-size`` is
 the **global** batch, split over the processes (``--per-process-batch``: each process's, with the
 learning rate scaled by N). A checkpoint holds the plain model, so ``--resume`` continues a run
-with any number of processes. Every option is a field of :class:`HandsSettings` or
-:class:`CocoSettings` (``--help`` lists the defaults here and on a GPU, a CPU and in smoke mode).
+with any number of processes. Every option is a row of :data:`OPTIONS` (``--help`` lists the
+defaults here and on a GPU, a CPU and in smoke mode).
 Rank 0 ends with one line ``RESULT {json}``: the run, its final training loss and the validation
 metrics of ``best.pth``.
 """
@@ -29,13 +29,12 @@ metrics of ``best.pth``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -44,111 +43,18 @@ from . import env
 from .backbones import BACKBONES
 from .heatmaps import DECODE_MODES
 
-__all__ = ["HandsSettings", "CocoSettings", "TASKS", "build_parser", "parser", "main",
-           "batch_plan"]
+__all__ = ["OPTIONS", "TASKS", "defaults", "build_parser", "parser", "main", "batch_plan"]
 
 
-def _opt(help: str, **kwargs):
-    """A settings field with its ``--help`` text."""
-    return field(metadata={"help": help}, **kwargs)
+class By(NamedTuple):
+    """A default that depends on the machine; ``smoke`` None: the machine's."""
+
+    gpu: object
+    cpu: object
+    smoke: object = None
 
 
-@dataclass
-class _Common:
-    """Options both recipes share. ``None`` where the default depends on the machine."""
-
-    data: str | None = _opt("data folder; default: HANDPOSE_DATA, else the course's data/",
-                            default=None)
-    run_dir: str | None = _opt("checkpoint folder; default: one named after the run in runs/",
-                               default=None)
-    device: str | None = _opt("cpu, cuda or mps; default: HANDPOSE_DEVICE, else CUDA if there "
-                              "is a GPU (under torchrun: GPU LOCAL_RANK)", default=None)
-    epochs: int = _opt("epochs (with --resume: in total, finished ones included)", default=1)
-    batch_size: int = _opt("the GLOBAL batch, split evenly over the processes (with "
-                           "--per-process-batch: each process's)", default=8)
-    lr: float = _opt("learning rate (with --per-process-batch: times the processes)",
-                     default=1e-3)
-    per_process_batch: bool = _opt("--batch-size per process: the global batch and the "
-                                   "learning rate grow with the processes", default=False)
-    sync_bn: bool = _opt("SyncBatchNorm over every process's samples (CUDA, several "
-                         "processes; helps small per-process batches)", default=False)
-    resume: bool = _opt("continue from RUN_DIR/last.pth (any number of processes); "
-                        "--no-resume starts over (the old files move aside)", default=True)
-    max_steps: int | None = _opt("batches per epoch (default: all)", default=None)
-    seed: int = _opt("seed of the data, the weights and the augmentation", default=0)
-    dataset: str = _opt("synthetic (generated here) or the real data set", default="synthetic")
-    download: bool = _opt("download the real data set first", default=False)
-
-
-@dataclass
-class HandsSettings(_Common):
-    """Notebook 03's recipe (models.hands_recipe): its soft-argmax U-Net on FreiHAND-layout
-    hands; PCK and EPE."""
-
-    model: str = _opt("regressor (models.MODEL_NAMES)", default="unet_softargmax")
-    n_poses: int = _opt("synthetic data: unique poses (x4 versions)", default=3000)
-    input_size: int = _opt("side of the cached input images (pixels)", default=128)
-    warmup_epochs: int = _opt("linear warm-up epochs before the cosine (not tied to --epochs, "
-                              "so a resumed run may add epochs)", default=1)
-
-    @classmethod
-    def defaults(cls, on_gpu: bool, smoke: bool) -> HandsSettings:
-        if smoke:
-            return cls(epochs=1, batch_size=8, lr=3e-3, n_poses=12, input_size=64)
-        return cls(epochs=30 if on_gpu else 14, batch_size=32, lr=3e-3, n_poses=3000,
-                   input_size=128 if on_gpu else 80)
-
-
-@dataclass
-class CocoSettings(_Common):
-    """Notebook 06's recipe (models_heatmap.coco_recipe): SimpleBaseline on COCO-layout person
-    keypoints; OKS AP."""
-
-    use_train2017: bool = _opt("--dataset coco: also train2017 (18 GB); else val2017 is split",
-                               default=False)
-    n_train_images: int = _opt("synthetic: training images (1 to 5 people each)", default=2000)
-    n_val_images: int = _opt("synthetic: validation images", default=200)
-    image_size: tuple = _opt("synthetic image size WxH", default=(320, 256))
-    input_size: tuple = _opt("model input WxH, multiples of 32", default=(192, 256))
-    sigma: float = _opt("heatmap Gaussian sigma, in heatmap pixels", default=2.0)
-    half_body_p: float = _opt("HRNet's half-body augmentation probability", default=0.0)
-    backbone: str = _opt("the heatmap model's trunk (hrnet_w32 needs timm)",
-                         default="resnet50")
-    colour_aug: bool = _opt("notebook 06's colour changes in training", default=True)
-    pretrained: bool = _opt("ImageNet weights (offline: random weights, with a note)",
-                            default=True)
-    deconv: tuple = _opt("deconvolution channels, e.g. 256,256,256", default=(256, 256, 256))
-    schedule: str = _opt("step (StepLR(10, 0.5), the reference's) or cosine", default="step")
-    decode: str = _opt("heatmap decoding for the final AP: argmax, quarter or dark",
-                       default="quarter")
-    flip_test: bool = _opt("flip test in the final AP", default=True)
-    num_workers: int | None = _opt("DataLoader workers per process", default=None)
-
-    @classmethod
-    def defaults(cls, on_gpu: bool, smoke: bool) -> CocoSettings:
-        machine = dict(backbone="resnet50" if on_gpu else "resnet18",
-                       deconv=(256, 256, 256) if on_gpu else (128, 128, 128),
-                       schedule="step" if on_gpu else "cosine")
-        if smoke:
-            return cls(epochs=1, batch_size=8, lr=1e-3, n_train_images=6, n_val_images=3,
-                       image_size=(160, 128), input_size=(64, 96), pretrained=False, **machine)
-        return cls(epochs=20 if on_gpu else 6, batch_size=32, lr=1e-3,
-                   input_size=(192, 256) if on_gpu else (96, 128), **machine)
-
-
-TASKS = {"hands": HandsSettings, "coco": CocoSettings}
-CHOICES = {"dataset": {"hands": ("synthetic", "freihand"), "coco": ("synthetic", "coco")},
-           "schedule": {"coco": ("step", "cosine")}, "decode": {"coco": DECODE_MODES},
-           "backbone": {"coco": BACKBONES}}
-# notebook 06's COLOUR_AUG
-COLOUR_AUG = {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "grayscale_p": 0.1}
-
-
-# --------------------------------------------------------------------------------------------
-# Options from the settings dataclasses
-
-
-def _parse_tuple(text: str) -> tuple:
+def _ints(text: str) -> tuple:
     """``192x256`` or ``256,256,256`` -> a tuple of ints."""
     parts = text.replace("x", ",").replace("X", ",").split(",")
     try:
@@ -167,6 +73,85 @@ def _optional_int(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer (or 'none')") from None
 
 
+def _shared(epochs: By, lr: float, datasets: tuple) -> list[tuple]:
+    """The options both recipes have, with the recipe's ``epochs``, ``lr`` and ``datasets``."""
+    return [
+        ("data", str, None, "data folder; default: HANDPOSE_DATA, else the course's data/"),
+        ("run_dir", str, None, "checkpoint folder; default: one named after the run in runs/"),
+        ("device", str, None, "cpu, cuda or mps; default: HANDPOSE_DEVICE, else CUDA if there "
+         "is a GPU (under torchrun: GPU LOCAL_RANK)"),
+        ("epochs", int, epochs, "epochs (with --resume: in total, finished ones included)"),
+        ("batch_size", int, By(32, 32, 8), "the GLOBAL batch, split evenly over the processes "
+         "(with --per-process-batch: each process's)"),
+        ("lr", float, lr, "learning rate (with --per-process-batch: times the processes)"),
+        ("per_process_batch", bool, False, "--batch-size per process: the global batch and the "
+         "learning rate grow with the processes"),
+        ("sync_bn", bool, False, "SyncBatchNorm over every process's samples (CUDA, several "
+         "processes; helps small per-process batches)"),
+        ("resume", bool, True, "continue from RUN_DIR/last.pth (any number of processes); "
+         "--no-resume starts over (the old files move aside)"),
+        ("max_steps", _optional_int, None, "batches per epoch (default: all)"),
+        ("seed", int, 0, "seed of the data, the weights and the augmentation"),
+        ("dataset", datasets, "synthetic", "synthetic (generated here) or the real data set"),
+        ("download", bool, False, "download the real data set first"),
+    ]
+
+
+# Each recipe's options: (name, type or choices, default, help), in --help's order.
+OPTIONS = {
+    "hands": _shared(By(30, 14, 1), 3e-3, ("synthetic", "freihand")) + [
+        ("model", str, "unet_softargmax", "regressor (models.MODEL_NAMES)"),
+        ("n_poses", int, By(3000, 3000, 12), "synthetic data: unique poses (x4 versions)"),
+        ("input_size", int, By(128, 80, 64), "side of the cached input images (pixels)"),
+        ("warmup_epochs", int, 1, "linear warm-up epochs before the cosine (not tied to "
+         "--epochs, so a resumed run may add epochs)"),
+    ],
+    "coco": _shared(By(20, 6, 1), 1e-3, ("synthetic", "coco")) + [
+        ("use_train2017", bool, False, "--dataset coco: also train2017 (18 GB); else val2017 "
+         "is split"),
+        ("n_train_images", int, By(2000, 2000, 6), "synthetic: training images (1 to 5 people "
+         "each)"),
+        ("n_val_images", int, By(200, 200, 3), "synthetic: validation images"),
+        ("image_size", _ints, By((320, 256), (320, 256), (160, 128)), "synthetic image size WxH"),
+        ("input_size", _ints, By((192, 256), (96, 128), (64, 96)), "model input WxH, multiples "
+         "of 32"),
+        ("sigma", float, 2.0, "heatmap Gaussian sigma, in heatmap pixels"),
+        ("half_body_p", float, 0.0, "HRNet's half-body augmentation probability"),
+        ("backbone", BACKBONES, By("resnet50", "resnet18"), "the heatmap model's trunk "
+         "(hrnet_w32 needs timm)"),
+        ("colour_aug", bool, True, "notebook 06's colour changes in training"),
+        ("pretrained", bool, By(True, True, False), "ImageNet weights (offline: random weights, "
+         "with a note)"),
+        ("deconv", _ints, By((256,) * 3, (128,) * 3), "deconvolution channels, e.g. 256,256,256"),
+        ("schedule", ("step", "cosine"), By("step", "cosine"), "step (StepLR(10, 0.5), the "
+         "reference's) or cosine"),
+        ("decode", DECODE_MODES, "quarter", "heatmap decoding for the final AP: argmax, quarter "
+         "or dark"),
+        ("flip_test", bool, True, "flip test in the final AP"),
+        ("num_workers", _optional_int, None, "DataLoader workers per process"),
+    ],
+}
+TASKS = {"hands": "Notebook 03's recipe (models.hands_recipe): its soft-argmax U-Net on "
+                  "FreiHAND-layout hands; PCK and EPE.",
+         "coco": "Notebook 06's recipe (models_heatmap.coco_recipe): SimpleBaseline on "
+                 "COCO-layout person keypoints; OKS AP."}
+# notebook 06's COLOUR_AUG
+COLOUR_AUG = {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "grayscale_p": 0.1}
+
+
+def _pick(default, on_gpu: bool, smoke: bool):
+    if not isinstance(default, By):
+        return default
+    if smoke and default.smoke is not None:
+        return default.smoke
+    return default.gpu if on_gpu else default.cpu
+
+
+def defaults(task: str, on_gpu: bool, smoke: bool) -> dict:
+    """The recipe's settings on a GPU or a CPU, or in smoke mode."""
+    return {name: _pick(default, on_gpu, smoke) for name, _, default, _ in OPTIONS[task]}
+
+
 def _show(value) -> str:
     if isinstance(value, tuple):
         return "x".join(map(str, value)) if len(value) == 2 else ",".join(map(str, value))
@@ -175,45 +160,33 @@ def _show(value) -> str:
     return str(value)
 
 
-def _variants(cls, name: str) -> str:
-    """``GPU 30, CPU 14, smoke 1`` where the defaults differ by machine; else empty."""
-    values = {"GPU": cls.defaults(True, False), "CPU": cls.defaults(False, False),
-              "smoke": cls.defaults(False, True)}
-    shown = {k: _show(getattr(v, name)) for k, v in values.items()}
-    if len(set(shown.values())) == 1:
-        return ""
-    return ", ".join(f"{k} {v}" for k, v in shown.items())
+_METAVARS = {int: "N", _optional_int: "N", float: "X", _ints: "C,C,C"}
 
 
-_TYPES = {"int | None": (_optional_int, "N"), "int": (int, "N"), "float": (float, "X")}
-
-
-def parser(task: str, defaults=None) -> argparse.ArgumentParser:
-    """The option parser of one recipe, generated from its settings dataclass (``defaults``:
-    the values shown as "here"; by default this machine's)."""
-    cls = TASKS[task]
-    if defaults is None:
-        defaults = cls.defaults(env.pick_device().type == "cuda", env.is_smoke())
+def parser(task: str) -> argparse.ArgumentParser:
+    """The option parser of one recipe, made from its table: each option's help names its
+    default here and, where they differ, on a GPU, a CPU and in smoke mode."""
+    here = defaults(task, env.pick_device().type == "cuda", env.is_smoke())
     p = argparse.ArgumentParser(
-        prog=f"python -m handpose_utils.train {task}", description=" ".join(cls.__doc__.split()),
+        prog=f"python -m handpose_utils.train {task}", description=TASKS[task],
         epilog="Several processes: torchrun --nproc_per_node N -m handpose_utils.train "
                f"{task} [options]. Rank 0 prints the log and a final line RESULT {{json}}.")
-    for f in dataclasses.fields(cls):
-        here, variants = getattr(defaults, f.name), _variants(cls, f.name)
-        extra = "" if here is None else (
-            f" (default here: {_show(here)}" + (f"; {variants})" if variants else ")"))
-        kwargs = {"dest": f.name, "default": None, "help": f.metadata["help"] + extra}
-        if f.type == "bool":
+    for name, kind, default, help in OPTIONS[task]:
+        if here[name] is not None:
+            machines = {m: _show(_pick(default, m == "GPU", m == "smoke"))
+                        for m in ("GPU", "CPU", "smoke")}
+            variants = ", ".join(f"{m} {v}" for m, v in machines.items())
+            help += f" (default here: {_show(here[name])}" + (
+                f"; {variants})" if len(set(machines.values())) > 1 else ")")
+        kwargs = {"dest": name, "default": None, "help": help}
+        if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif f.type == "tuple":
-            kwargs.update(type=_parse_tuple, metavar="WxH" if "size" in f.name else "C,C,C")
+        elif isinstance(kind, tuple):
+            kwargs["choices"] = kind
         else:
-            kind, metavar = _TYPES.get(f.type, (str, f.name.upper()))
-            kwargs.update(type=kind, metavar=metavar)
-        if choices := CHOICES.get(f.name, {}).get(task):
-            kwargs.pop("metavar", None)
-            kwargs["choices"] = choices
-        p.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+            kwargs.update(type=kind, metavar="WxH" if "size" in name and kind is _ints
+                          else _METAVARS.get(kind, name.upper()))
+        p.add_argument("--" + name.replace("_", "-"), **kwargs)
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved settings and the batch / learning-rate plan, then "
                         "exit without training")
@@ -228,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(torchrun --nproc_per_node N -m handpose_utils.train TASK).")
     sub = top.add_subparsers(dest="task", required=True, metavar="{hands,coco}")
     for task in TASKS:
-        sub.add_parser(task, help=" ".join(TASKS[task].__doc__.split()), add_help=False)
+        sub.add_parser(task, help=TASKS[task], add_help=False)
     return top
 
 
@@ -238,7 +211,7 @@ def resolve(task: str, argv: list[str]) -> tuple[object, bool]:
     args = parser(task).parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k != "dry_run" and v is not None}
     device = env.pick_device(given.get("device"))
-    s = dataclasses.replace(TASKS[task].defaults(device.type == "cuda", env.is_smoke()), **given)
+    s = argparse.Namespace(**{**defaults(task, device.type == "cuda", env.is_smoke()), **given})
     for name in ("epochs", "batch_size"):
         if getattr(s, name) < (0 if name == "epochs" else 1):
             raise SystemExit(f"error: --{name.replace('_', '-')} {getattr(s, name)} is too small")
@@ -321,7 +294,7 @@ def _fit(model, train_loader, val_loader, config, dist, **fit_kwargs):
     return history, result
 
 
-def _run_hands(s: HandsSettings, dist, device, plan, log):
+def _run_hands(s: argparse.Namespace, dist, device, plan, log):
     from . import data as D
     from . import engine, metrics, records
     from .models import hands_recipe
@@ -371,7 +344,7 @@ def _run_hands(s: HandsSettings, dist, device, plan, log):
     return history, result
 
 
-def _run_coco(s: CocoSettings, dist, device, plan, log):
+def _run_coco(s: argparse.Namespace, dist, device, plan, log):
     from . import coco_eval
     from .data import make_loaders
     from .heatmaps import HeatmapCodec
@@ -465,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"processes: {dist.world_size} ({dist.backend or 'single process'}) | device "
                 f"{device} | {plan['rule']}")
             log("settings: " + ", ".join(f"{k}={_show(v)}"
-                                         for k, v in dataclasses.asdict(settings).items()))
+                                         for k, v in vars(settings).items()))
         base = {"task": task, "world_size": dist.world_size, "global_batch": plan["global_batch"],
                 "per_process_batch": plan["per_process_batch"], "lr": plan["lr"],
                 "lr_rule": plan["rule"], "epochs": settings.epochs}

@@ -1,11 +1,7 @@
-"""Optional Weights & Biases logging for ``engine.fit``: off by default, never required.
+"""Optional Weights & Biases logging for ``engine.fit``: off by default, never required
+(``pip install wandb``, then ``wandb login`` once). A notebook can always write::
 
-:func:`wandb_callback` returns a callback for ``fit(..., callbacks=[...])`` that logs each
-epoch's row of the history (losses, validation metrics, learning rate, time) to a W&B run. It
-does nothing unless it is switched on *and* ``wandb`` is installed (``pip install wandb``, then
-``wandb login`` once); otherwise it says why and returns None, so a notebook can always write::
-
-    cb = hp.wandb_callback(USE_WANDB, project="handpose-course", config={...})
+    cb = hp.wandb_logging.wandb_callback(USE_WANDB, project="handpose-course", config={...})
     fit(..., callbacks=[cb] if cb else [])
 """
 
@@ -17,9 +13,9 @@ import math
 
 def wandb_callback(enabled: bool = False, project: str = "handpose-course",
                    name: str | None = None, config: dict | None = None, log=print):
-    """A ``cb(epoch, history)`` that logs ``history[-1]`` to W&B, or None when ``enabled`` is
-    False or ``wandb`` is not installed. The run is started here; call ``cb.finish()`` at the
-    end (``wandb.finish``)."""
+    """A ``cb(epoch, history)`` that logs each epoch's row of the history (losses, metrics,
+    learning rate, time) to a W&B run started here, or None (saying why, if it was switched on)
+    when ``enabled`` is False or ``wandb`` is not installed. Call ``cb.finish()`` at the end."""
     if not enabled:
         return None
     if importlib.util.find_spec("wandb") is None:

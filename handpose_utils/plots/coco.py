@@ -22,8 +22,7 @@ def _np(x):
 def _rgb(image) -> np.ndarray:
     """A crop ``(3, H, W)`` or ``(H, W, 3)`` as a uint8 ``(H, W, 3)`` array."""
     img = _np(image)
-    img = img.transpose(1, 2, 0) if img.ndim == 3 and img.shape[0] == 3 else img
-    return img if img.dtype == np.uint8 else img.astype(np.uint8)
+    return (img.transpose(1, 2, 0) if img.ndim == 3 and img.shape[0] == 3 else img).astype(np.uint8)
 
 
 def draw_person(ax, keypoints, visibility=None, color: str | None = None, linewidth: float = 2.0,
@@ -56,10 +55,9 @@ def group_by_image(records: Sequence[dict], results: Sequence[dict] = ()) -> lis
     order the records list the images."""
     images: dict[int, dict] = {}
     for r in records:
-        entry = images.setdefault(int(r["image_id"]), {"image_id": int(r["image_id"]),
-                                                       "image_path": r["image_path"],
-                                                       "people": [], "preds": []})
-        entry["people"].append(r)
+        i = int(r["image_id"])
+        images.setdefault(i, {"image_id": i, "image_path": r["image_path"], "people": [],
+                              "preds": []})["people"].append(r)
     for p in results:
         if int(p["image_id"]) in images:
             images[int(p["image_id"])]["preds"].append(p)
@@ -192,12 +190,9 @@ def show_person_augmentations(dataset, index: int, n: int = 6, size: float = 2.0
     """``n`` augmented crops of person ``index`` of a training ``TopDownDataset``, with the
     keypoints decoded back from each crop's *target* heatmaps (so the picture also checks that
     targets follow the image through flips and rotations). Torch's RNG is left as it was."""
-    state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         items = [dataset[index] for _ in range(n)]
-    finally:
-        torch.set_rng_state(state)
     W, H = dataset.codec.input_size
     fig, axes = plt.subplots(1, n, figsize=(n * size, size * H / W + 0.4))
     for ax, (image, heatmaps, weight, meta) in zip(np.atleast_1d(axes), items):
