@@ -161,6 +161,16 @@ def test_folder_can_move(root, tmp_path):
     assert all(str(moved) in r["image_path"] for r in recs)
 
 
+def test_a_relative_root_works(tmp_path, monkeypatch):
+    """The landmark files' image paths are relative to the files, not to the working folder."""
+    monkeypatch.chdir(tmp_path)
+    from handpose_utils.synthetic.ouhands import make_ouhands
+
+    make_ouhands("rel", **dict(SETTINGS, n_subjects=2, n_test_subjects=0), progress=False)
+    monkeypatch.chdir("/")
+    assert len(load_landmark_files(tmp_path / "rel" / "landmarks", "train")) == 10
+
+
 def _lm_list(n=21):
     return [(0.1 + 0.01 * i, 0.5, -0.01 * i) for i in range(n)]
 

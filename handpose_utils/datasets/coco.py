@@ -1,22 +1,19 @@
 """COCO 2017 person keypoints: reading both common layouts, and downloading in Colab.
 
-Two layouts are recognised (:func:`find_coco_files`):
-
-* the **standard** one, as the official zips extract::
+:func:`find_coco_files` finds the **standard** layout, as the official zips extract::
 
       root/annotations/person_keypoints_{train,val}2017.json
       root/{train,val}2017/000000000785.jpg
 
-* the **FiftyOne** one (``fo.zoo.load_zoo_dataset("coco-2017")``, the reference project's)::
+and the **FiftyOne** one (``fo.zoo.load_zoo_dataset("coco-2017")``, the reference project's)::
 
       root/raw/person_keypoints_{train,val}2017.json
       root/{train,validation}/data/000000000785.jpg
 
-The synthetic default (:func:`handpose_utils.make_coco`) writes the standard layout, so this
-reader serves both. Every annotated person becomes a sample: non-crowd, ``num_keypoints > 0``
-(the reference kept only the first person of each image, leaving the others unlabelled in its
-targets). People without keypoints and crowd regions have no keypoints to learn from; COCO's
-evaluation ignores them too.
+The synthetic default (:func:`handpose_utils.make_coco`) writes the standard layout. Every
+annotated person becomes a sample (the reference kept only each image's first person, leaving the
+others unlabelled in its targets); crowd regions and people without keypoints have nothing to
+learn from, and COCO's evaluation ignores them too.
 """
 
 from __future__ import annotations
@@ -76,16 +73,6 @@ def has_coco_split(root: str | Path, split: str) -> bool:
     except DatasetNotFoundError:
         return False
     return True
-
-
-def read_coco_json(path: str | Path) -> dict:
-    """Read a COCO annotation file, with errors that name it."""
-    path = Path(path)
-    data = read_dataset_json(path, "COCO annotation file", _HOW_TO_GET)
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise ValueError(f"{path} has no {key!r} list: it is not a COCO annotation file")
-    return data
 
 
 def coco_image_ids(samples: list[dict]) -> list[int]:
@@ -158,18 +145,17 @@ def load_coco_keypoints(root: str | Path | None = None, split: str = "val",
                         ann_file: str | Path | None = None, image_dir: str | Path | None = None,
                         min_keypoints: int = 1, check_images: bool = True,
                         max_samples: int | None = None) -> list[dict]:
-    """One record per annotated person of ``split``. Give ``root`` (either layout is found) or
-    ``ann_file`` and ``image_dir`` directly. A record holds ``image_path``, ``image_id``,
-    ``ann_id``, ``keypoints`` (flat ``[x1, y1, ...]``, pixels), ``visible`` (COCO's v per joint: 0
-    unlabelled, 1 occluded, 2 visible), ``bbox`` (``[x, y, w, h]``, clipped to the image),
-    ``area``, ``num_keypoints``, ``width``, ``height``, ``split``, ``source`` and ``ann_file``.
+    """One record per annotated person of ``split``, from ``root`` (either layout) or from
+    ``ann_file`` and ``image_dir``: ``image_path``, ``image_id``, ``ann_id``, ``keypoints`` (flat
+    ``[x1, y1, ...]``, pixels), ``visible`` (COCO's v per joint: 0 unlabelled, 1 occluded, 2
+    visible), ``bbox`` (``[x, y, w, h]``, clipped to the image), ``area``, ``num_keypoints``,
+    ``width``, ``height``, ``split``, ``source`` and ``ann_file``.
 
-    People are kept when they are not crowd regions, have at least ``min_keypoints`` labelled
-    joints and a box of positive size. ``check_images`` checks that every image file exists.
-    ``max_samples`` keeps the people of the first images up to that many people (whole images, so
-    no image is split between subsets). A malformed entry raises a ``ValueError`` naming the file,
-    the entry and what is wrong; so does a file from which no person is kept, counting why each
-    annotation was left out."""
+    Kept: people not crowd regions, with at least ``min_keypoints`` labelled joints and a box of
+    positive size. ``check_images`` checks that every image file exists. ``max_samples`` keeps the
+    people of the first images up to that many (whole images: none is split between subsets). A
+    malformed entry, or a file from which no person is kept (counting why), raises a
+    ``ValueError`` naming the file and what is wrong."""
     if ann_file is None or image_dir is None:
         if root is None:
             raise ValueError("give root, or both ann_file and image_dir")
@@ -179,7 +165,10 @@ def load_coco_keypoints(root: str | Path | None = None, split: str = "val",
     ann_file, image_dir = Path(ann_file), Path(image_dir)
     if not image_dir.is_dir():
         raise DatasetNotFoundError(f"COCO image folder not found: {image_dir}. " + _HOW_TO_GET)
-    data = read_coco_json(ann_file)
+    data = read_dataset_json(ann_file, "COCO annotation file", _HOW_TO_GET)
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise ValueError(f"{ann_file} has no {key!r} list: it is not a COCO annotation file")
     images = {}
     for i, im in enumerate(data["images"]):
         _require(im, _IMAGE_KEYS, "images", i, ann_file)
@@ -245,13 +234,12 @@ def load_coco_keypoints(root: str | Path | None = None, split: str = "val",
 
 # Download (Colab) ----------
 def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> Path:
-    """Download and extract COCO 2017 person keypoints into ``root`` (standard layout). Fetches
+    """Download and extract COCO 2017 person keypoints into ``root`` (standard layout):
     ``annotations_trainval2017.zip`` (241 MB; only the two ``person_keypoints_*`` files are kept)
     and the image zips of ``splits``: ``val2017.zip`` (778 MB, 5,000 images) by default,
     ``train2017.zip`` (18 GB, 118,287 images) with ``splits=("val", "train")``. Extract to the
-    runtime's local disk (``/content/data``), not to Google Drive: training from thousands of small
-    files on Drive is very slow. COCO's annotations are CC BY 4.0; the images keep their Flickr
-    licences (see the COCO terms of use)."""
+    runtime's local disk (``/content/data``): training from small files on Drive is very slow.
+    COCO's annotations are CC BY 4.0; the images keep their Flickr licences."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     for split in splits:

@@ -12,10 +12,10 @@ The layout (lmb-freiburg/freihand, ``utils/fh_utils.py``)::
       evaluation/rgb/%08d.jpg    3,960 evaluation images (one version)
       evaluation_K.json, evaluation_scale.json, and in the later release evaluation_xyz.json
 
-2D keypoints are not stored: they are the projection ``uv = K xyz`` (then divide by z).
-The synthetic default (:func:`handpose_utils.make_freihand`) writes the same layout, so this
-reader serves both; this module also reads its stamp (:func:`synthetic_meta`) and fingerprints
-the annotation files (:func:`data_fingerprint`, so cached splits know when to rebuild).
+2D keypoints are not stored: they are the projection ``uv = K xyz`` (then divide by z). The
+synthetic default (:func:`handpose_utils.make_freihand`) writes the same layout. Also here, for
+every reader: :class:`DatasetNotFoundError`, :func:`read_dataset_json`, the synthetic stamp
+(:func:`synthetic_meta`) and fingerprints that tell cached splits when to rebuild.
 """
 
 from __future__ import annotations
@@ -71,10 +71,9 @@ def synthetic_meta(root: str | Path) -> dict | None:
 def data_fingerprint(root: str | Path, split: str = "training") -> dict:
     """What the records of ``split`` are made from: per annotation file its size and SHA-256, and
     the synthetic generator's version (None for real FreiHAND). The whole file is hashed: a
-    re-download or a re-render can keep its size and modification time, and a ``touch`` changes the
-    time but no label. It is cheap next to loading: real FreiHAND's 99 MB ``training_xyz.json`` and
-    its ``_K`` and ``_scale`` files hash in about 0.1 s from the page cache; loading its 104,192
-    training records takes tens of seconds."""
+    re-download or a re-render can keep size and modification time, a ``touch`` changes the time
+    but no label. Cheap next to loading: real FreiHAND's annotation files hash in about 0.1 s from
+    the page cache; loading its 104,192 training records takes tens of seconds."""
     root = find_freihand_root(root)
     files = {}
     for kind in ("xyz", "K", "scale", "visibility"):  # what load_freihand reads
@@ -280,20 +279,12 @@ def load_freihand(root: str | Path, split: str = "training", versions: list[int]
     return records
 
 
-def _find_file(top: Path, name: str) -> Path | None:
-    for depth in range(3):
-        for cand in top.glob("/".join(["*"] * depth + [name])):
-            return cand.parent
-    return None
-
-
 def download_freihand(root: str | Path, evaluation: bool = True, keep_zip: bool = False) -> Path:
-    """Download and extract the real FreiHAND_pub_v2 into ``root`` (meant for Colab). Fetches
-    ``FREIHAND_URL`` (3.7 GB) and, with ``evaluation``, ``FREIHAND_EVAL_URL`` (724 MB, the
-    evaluation keypoints), extracts them into ``root/FreiHAND_pub_v2`` and checks that the expected
-    files exist. FreiHAND is for research use only; by downloading it you accept its licence (see
-    the project page). Extract to the runtime's local disk, not to Google Drive: training from
-    thousands of small files on Drive is very slow."""
+    """Download and extract the real FreiHAND_pub_v2 into ``root/FreiHAND_pub_v2`` (meant for
+    Colab): ``FREIHAND_URL`` (3.7 GB) and, with ``evaluation``, ``FREIHAND_EVAL_URL`` (724 MB, the
+    evaluation keypoints); checks that the expected files exist. FreiHAND is for research use
+    only; by downloading it you accept its licence (see the project page). Extract to the
+    runtime's local disk: training from small files on Google Drive is very slow."""
     root = Path(root)
     target = root / "FreiHAND_pub_v2"
     archives = [(FREIHAND_URL, "training_xyz.json"), (FREIHAND_EVAL_URL, "evaluation_xyz.json")]
@@ -303,7 +294,8 @@ def download_freihand(root: str | Path, evaluation: bool = True, keep_zip: bool 
         zpath = download_file(url, root / url.rsplit("/", 1)[1])
         staging = root / (zpath.stem + ".extract")
         extract_zip(zpath, staging)
-        found = _find_file(staging, marker)
+        found = next((c.parent for depth in range(3)  # the marker's folder, at most 2 levels down
+                      for c in staging.glob("/".join(["*"] * depth + [marker]))), None)
         if found is None:
             raise DatasetNotFoundError(f"{zpath} did not contain {marker}; the download is broken")
         target.mkdir(parents=True, exist_ok=True)

@@ -17,16 +17,13 @@ project's format::
      "handedness": {"label": "Right", "score": 0.97}}           # or null
     landmarks/extraction_report.json     images seen, hands found, images without a hand
 
-Ten hand-pose classes, A-F and H-K; ``subject`` is a three-letter person id and ``NNNN`` the
-sample number. OUHANDS has boxes and masks but **no keypoints**: the landmarks come from a
-teacher, MediaPipe's Hand Landmarker (:mod:`handpose_utils.mediapipe_labels`), or, for the
-synthetic default, from the renderer's ground truth.
-
-``x`` and ``y`` are normalised to [0, 1] by the image width and height; ``z`` is MediaPipe's
-depth relative to the wrist, on roughly the same scale as ``x`` (negative = closer to the
-camera). We write ``image_path`` relative to the landmark file (like the course's records), so
-the data folder can move; the reference wrote it relative to its project root, which
-:func:`read_landmark_file` reads with ``image_root=<that root>``.
+Ten hand-pose classes, A-F and H-K; ``subject`` is a three-letter person id, ``NNNN`` the sample
+number. OUHANDS has boxes and masks but **no keypoints**: the landmarks come from a teacher,
+MediaPipe's Hand Landmarker (:mod:`handpose_utils.mediapipe_labels`), or the synthetic default's
+renderer. ``x`` and ``y`` are normalised by the image width and height; ``z`` is the depth
+relative to the wrist, on about the scale of ``x`` (negative = closer to the camera).
+``image_path`` is relative to the landmark file, so the data folder can move; the reference's,
+relative to its project root, reads with ``read_landmark_file(..., image_root=<that root>)``.
 """
 
 from __future__ import annotations
@@ -154,11 +151,9 @@ def load_ouhands(root: str | Path, split: str) -> list[dict]:
 
 
 def install_ouhands(archives, root: str | Path, keep_archives: bool = True) -> Path:
-    """Extract the OUHANDS zip archives you downloaded by hand (whatever their names, e.g. copied
-    from your Drive) into ``root`` and check the layout. OUHANDS is not fetched by code: its page
-    (``OUHANDS_PAGE``) is where you obtain it, under its terms. Extract to the runtime's local disk
-    (``/content/data``), not to Drive. Returns the dataset root (the folder holding
-    ``OUHANDS_train``)."""
+    """Extract the OUHANDS zip archives you downloaded by hand from its page (``OUHANDS_PAGE``,
+    under its terms; whatever their names) into ``root``, best the runtime's local disk
+    (``/content/data``), check the layout and return the folder holding ``OUHANDS_train``."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     for archive in [archives] if isinstance(archives, (str, Path)) else archives:

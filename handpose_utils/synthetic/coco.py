@@ -1,24 +1,22 @@
-"""Synthetic COCO person keypoints: articulated people rendered with depth order, written in COCO
-2017's exact layout (``annotations/person_keypoints_{train,val}2017.json``,
-``{train,val}2017/ %012d.jpg``, and ``synthetic_meta.json`` written last), so the real-data reader
-and ``pycocotools`` read it unchanged.
+"""Synthetic COCO person keypoints in COCO 2017's exact layout
+(``annotations/person_keypoints_{train,val}2017.json``, ``{train,val}2017/%012d.jpg``, and
+``synthetic_meta.json`` last), so the real-data reader and ``pycocotools`` read it unchanged.
 
-Each image shows one to five people on a procedural background. A person is a 3D figure of capsules
-drawn by the hands' z-buffer rasteriser (:class:`.render.Canvas`): head with hair, eyes, nose and
-ears (so front, back and sides look different), torso, arms, legs and shoes, in a pose around a
-template (:data:`POSE_TEMPLATES`), facing any way, small to filling the image.
+Each image shows one to five people on a procedural background, figures of capsules drawn by the
+hands' z-buffer rasteriser (:class:`.render.Canvas`): head with hair, eyes, nose and ears (so front,
+back and sides differ), torso, limbs and shoes, posed around a template (:data:`POSE_TEMPLATES`),
+facing any way, small to filling the image.
 
-Annotations follow COCO's rules: ``keypoints`` 17 x (x, y, v) with ``v = 2`` visible, ``v = 1`` in
-the image but hidden (by another person or the body itself: the depth buffer says), ``v = 0`` and
-``x = y = 0`` out of the frame; people under ``min_labelled_area`` pixels get no keypoints
-(``num_keypoints = 0``), as small people in COCO do. ``segmentation``: polygons of the visible
-pixels; ``area``: their count; ``bbox``: their box ``[x, y, w, h]``. Pixel centres sit at integers.
+Annotations follow COCO's rules: ``v = 2`` visible, ``v = 1`` in the image but hidden (by another
+person or the body itself: the depth buffer says), ``v = 0`` and ``x = y = 0`` out of the frame;
+people under ``min_labelled_area`` pixels get no keypoints, as small people in COCO do.
+``segmentation``: polygons of the visible pixels; ``area``: their count; ``bbox``: their box.
 Every image comes from its own seed ``(seed, split, idx)``: the first k images of a larger set
 equal a set of k images."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,7 @@ from ..skeletons import COCO17_NAMES, coco_category
 from .backgrounds import random_background
 from .hand_model import DEG, rot_x, rot_y, rot_z
 from .jobs import ensure_dataset, run_jobs, stamp_dataset, start_dataset
-from .render import SKIN_TONES, Canvas, Capsule
+from .render import SKIN_TONES, Canvas, Capsule, HandGeometry
 from .scene import Rendering, composite
 
 COCO_GENERATOR_VERSION = 1
@@ -113,12 +111,8 @@ def sample_body_pose(rng: np.random.Generator, template: str | None = None) -> t
         t = {(("r" if k[0] == "l" else "l") + k[1:] if k[:2] in ("l_", "r_") else k): v
              for k, v in t.items()}
     jitter = {"lean": 10, "side": 8, "twist": 20, "head_yaw": 35, "head_pitch": 15}
-    pose = {}
-    for k, v in t.items():
-        spread = jitter.get(k)
-        if spread is None:
-            spread = 25 if "twist" in k else 15
-        pose[k] = (v + rng.normal(0, spread / 2)) * DEG
+    pose = {k: (v + rng.normal(0, jitter.get(k, 25 if "twist" in k else 15) / 2)) * DEG
+            for k, v in t.items()}
     for s in "lr":  # joint limits: elbows and knees only bend one way
         pose[f"{s}_elbow"] = np.clip(pose[f"{s}_elbow"], 0, 150 * DEG)
         pose[f"{s}_knee"] = np.clip(pose[f"{s}_knee"], 0, 150 * DEG)
@@ -128,18 +122,6 @@ def sample_body_pose(rng: np.random.Generator, template: str | None = None) -> t
 
 
 # Geometry ----------
-@dataclass
-class BodyGeometry:
-    """One posed person in the camera frame: COCO-17 joints and the capsules that draw them.
-    ``joint_radius`` says how deep each joint sits under the surface, for the depth-buffer
-    visibility test (:meth:`.render.Canvas.joint_visibility`)."""
-
-    joints: np.ndarray  # (17, 3)
-    joint_radius: np.ndarray  # (17,)
-    capsules: list[Capsule] = field(default_factory=list)
-    triangles: list = field(default_factory=list)
-
-
 def _body_joints(shape: BodyShape, pose: dict):
     """Joints and capsule end points in the body frame: origin at the pelvis, x = the person's
     left, y down, z backwards (a person facing the camera looks towards -z)."""
@@ -163,7 +145,7 @@ def _body_joints(shape: BodyShape, pose: dict):
     }
     face = {k: head + R_head @ v for k, v in face.items()}
 
-    J = {k: v for k, v in face.items()}
+    J = dict(face)
     limbs = {}
     for side, sign in (("l", 1), ("r", -1)):
         name = "left" if side == "l" else "right"
@@ -232,12 +214,13 @@ def _body_joints(shape: BodyShape, pose: dict):
 
 
 def build_body(shape: BodyShape, pose: dict, rotation: np.ndarray,
-               translation: np.ndarray) -> BodyGeometry:
-    """Pose a person and move them into the camera frame (body frame -> camera frame)."""
+               translation: np.ndarray) -> HandGeometry:
+    """Pose a person and move them into the camera frame (body frame -> camera frame): COCO-17
+    joints and the capsules that draw them, in the hands' geometry type (the canvas draws both)."""
     joints, radius, caps = _body_joints(shape, pose)
     to_cam = lambda p: np.asarray(p) @ rotation.T + translation
     capsules = [Capsule(to_cam(a), to_cam(b), ra, rb, part) for a, b, ra, rb, part in caps]
-    return BodyGeometry(to_cam(joints), radius, capsules)
+    return HandGeometry(to_cam(joints), radius, capsules)
 
 
 # Appearance and shading ----------

@@ -1,9 +1,8 @@
-"""The embedded default dataset: synthetic hands written in FreiHAND v2's exact native layout
-(:mod:`handpose_utils.datasets.freihand`), so :func:`handpose_utils.load_freihand` reads it as it
-reads the real dataset: images of 224 x 224, id = idx + N * version for N unique poses in 4
-versions, one hand mask per pose, and the ``training_{xyz,K,scale}.json`` and ``evaluation_*``
-files. Extras real FreiHAND lacks: ``{split}_visibility.json`` (per joint, from the depth order, 1
-= visible) and ``synthetic_meta.json`` (settings and each pose's gesture; written last).
+"""The embedded default dataset: synthetic hands in FreiHAND v2's exact native layout
+(:mod:`handpose_utils.datasets.freihand`), which :func:`handpose_utils.load_freihand` reads as it
+reads the real dataset. Extras real FreiHAND lacks: ``{split}_visibility.json`` (per joint, from
+the depth order, 1 = visible) and ``synthetic_meta.json`` (settings and each pose's gesture;
+written last).
 
 Version 0 is a green screen (FreiHAND's "gs"); versions 1-3 composite the same rendering onto
 procedural backgrounds, the hand's colour harmonised towards the background in versions 1 and 3 (as
@@ -71,8 +70,7 @@ def make_freihand(root: str | Path, n_poses: int, seed: int = 0, n_eval_poses: i
                   progress: bool = True) -> Path:
     """Write a synthetic FreiHAND under ``root``: ``n_poses`` unique training poses in
     ``versions`` background versions each, and ``n_eval_poses`` evaluation poses (default: 12%
-    of ``n_poses``, FreiHAND's ratio, at least 1). Returns ``root``;
-    ``workers`` processes render (:func:`.jobs.run_jobs`)."""
+    of ``n_poses``, FreiHAND's ratio, at least 1). Returns ``root``."""
     if n_poses < 1:
         raise ValueError(f"n_poses must be at least 1, got {n_poses}")
     if not 1 <= versions <= 4:

@@ -1,25 +1,14 @@
 """Synthetic hands written in OUHANDS' native layout (:mod:`handpose_utils.datasets.ouhands`),
-with landmark files in MediaPipe's format (``landmarks/{train,validation,test}/`` and
-``extraction_report.json``: the "teacher" labels) and ``synthetic_meta.json`` written last. The
-split lists hold whole subjects; the test folder holds other subjects.
+with landmark files in MediaPipe's format (the "teacher" labels: the renderer's ground truth in
+MediaPipe's normalisation, :func:`mediapipe_landmarks`; handedness the subject's true hand with
+score 1.0; images not mirrored) and ``synthetic_meta.json`` written last.
 
-Each of the ten OUHANDS classes is drawn as one of the renderer's gestures
-(:data:`CLASS_GESTURES`; the mapping is ours, not OUHANDS' own class definitions). A *subject*
-is one synthetic person: a fixed hand shape, skin tone and hand side (a quarter are
-left-handed; validation gets both), so images of one subject share a hand, like a real
-person's. Every image gets its own camera, pose variation, orientation (mostly palm towards the
-camera, upright), placement, lighting and procedural background.
-
-The landmark files hold the renderer's ground truth in **MediaPipe's normalisation**: ``x, y``
-are the projected joints divided by the image width and height (pixel-centre convention,
-``x = (u + 0.5) / W``), and ``z`` is the depth relative to the wrist **on the scale of x**::
-
-    z_j = (Z_j - Z_wrist) * f_x / (Z_wrist * W)
-
-i.e. the depth offset measured in the same unit as x (negative = closer to the camera).
-Handedness is the subject's true hand with score 1.0; the images are not mirrored. Everything
-derives from seeds ``(seed, split, subject, class, sample)``: reproducible bit for bit.
-"""
+Each OUHANDS class is drawn as one of the renderer's gestures (:data:`CLASS_GESTURES`; the mapping
+is ours, not OUHANDS'). A *subject* is one synthetic person with a fixed hand shape, skin tone and
+hand side (a quarter are left-handed), so a subject's images share a hand, like a real person's;
+the split lists hold whole subjects, the test folder other subjects. Every image gets its own
+camera, pose variation, orientation (mostly palm towards the camera, upright), placement, lighting
+and background, from seeds ``(seed, split, subject, class, sample)``: reproducible bit for bit."""
 
 from __future__ import annotations
 
@@ -171,10 +160,9 @@ def make_ouhands(root: str | Path, n_subjects: int = 20, n_test_subjects: int = 
                  workers: int | None = None, progress: bool = True) -> Path:
     """Write a synthetic OUHANDS under ``root`` and return ``root``. ``n_subjects`` people make the
     training folder (``n_subjects * 10 * samples_per_class`` images), of whom a ``val_fraction`` go
-    to ``validation_files.txt`` *as whole subjects* (so no person is on both sides);
-    ``n_test_subjects`` other people make the test folder. The defaults give real OUHANDS' counts:
-    1,600 training, 400 validation and 1,000 test images."""
-    root = Path(root)
+    to ``validation_files.txt`` *as whole subjects*; ``n_test_subjects`` other people make the test
+    folder. The defaults give real OUHANDS' counts: 1,600 training, 400 validation, 1,000 test."""
+    root = Path(root).absolute()  # the landmark files store image paths relative to themselves
     if n_subjects < 1 or samples_per_class < 1 or n_test_subjects < 0:
         raise ValueError("need n_subjects >= 1, samples_per_class >= 1, n_test_subjects >= 0")
     # both lists non-empty

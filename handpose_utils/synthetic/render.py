@@ -1,13 +1,11 @@
-"""A small z-buffer rasteriser for procedural hands, drawn from two kinds of primitive in the
-camera frame (metres): **capsules** (a segment swept by a sphere whose radius varies linearly) for
-the phalanges, the thenar eminence, the palm's rounded rim and the forearm, and **triangles** for
-the two faces of the palm slab.
+"""A small z-buffer rasteriser for procedural hands (and synthetic COCO's people), drawn in the
+camera frame (metres) from **capsules** (a segment swept by a sphere whose radius varies linearly:
+phalanges, thenar eminence, the palm's rim, forearm) and **triangles** (the palm slab's faces).
 
-Each pixel keeps the nearest surface (depth test), so fingers occlude each other and the palm
-exactly as their depths say. The buffers kept per pixel are what the dataset writers need: depth
-(for RHD's depth maps and per-joint visibility), a part id (for RHD's class masks and FreiHAND's
-hand mask), which hand, the surface normal (for shading) and coverage (for smooth, anti-aliased
-edges when compositing onto a background).
+Each pixel keeps the nearest surface, so fingers occlude each other as their depths say, in the
+buffers the dataset writers need: depth (RHD's depth maps, joint visibility), part id (RHD's class
+masks, FreiHAND's hand mask), which hand, surface normal (shading) and coverage (anti-aliased
+compositing).
 
 Part ids within one hand follow RHD's mask layout so that RHD ids are a fixed offset away: three
 per finger from tip to palm (thumb 1-3, index 4-6, middle 7-9, ring 10-12, pinky 13-15), 16 the
@@ -48,9 +46,10 @@ class Triangle:
 
 @dataclass
 class HandGeometry:
-    """One posed hand in the camera frame: its joints and the primitives that draw it."""
+    """One posed hand (or synthetic COCO's person) in the camera frame: its joints and the
+    primitives that draw it."""
 
-    joints: np.ndarray  # (21, 3) metres, camera frame, HAND21 order
+    joints: np.ndarray  # (21, 3) metres, camera frame, HAND21 order (a person: COCO-17)
     joint_radius: np.ndarray  # (21,) how deep each joint sits under the skin
     capsules: list[Capsule] = field(default_factory=list)
     triangles: list[Triangle] = field(default_factory=list)

@@ -1,14 +1,12 @@
 """The embedded default for notebook 07: synthetic hands written in RHD's exact native layout
-(:mod:`handpose_utils.datasets.rhd`: colour, class-id mask and depth PNGs, and
-``anno_<split>.pickle``), plus ``synthetic_meta.json`` (settings and the hands in each image;
-written last). The forearms stand for RHD's "person" (mask id 1).
+(:mod:`handpose_utils.datasets.rhd`: colour, class-id mask and depth PNGs, ``anno_<split>.pickle``),
+plus ``synthetic_meta.json`` (settings and the hands in each image; written last). The forearms
+stand for RHD's "person" (mask id 1).
 
-Each image shows one hand (left or right) or both, placed so that they overlap little. As in RHD,
-both hands are annotated in every image: a hand that is not in the picture sits outside the field
-of view with all its keypoints marked invisible. The renderer's part ids already follow RHD's mask
-layout (part p of a left hand is id 1 + p, of a right hand 17 + p). Every image comes from its own
-seed ``(seed, split, idx)``: a dataset is reproducible bit for bit and the first k images of a
-larger set equal a set of k images."""
+Each image shows one hand (left or right) or both, overlapping little. As in RHD, both hands are
+annotated in every image: a hand not in the picture sits outside the field of view, all its
+keypoints invisible. Every image comes from its own seed ``(seed, split, idx)``: a dataset is
+reproducible bit for bit and the first k images of a larger set equal a set of k images."""
 
 from __future__ import annotations
 
@@ -30,13 +28,6 @@ from .scene import composite, place_hand, render_hands, sample_hand
 RHD_GENERATOR_VERSION = 1
 _SPLIT_CODE = {"training": 0, "evaluation": 1}
 SIDES = ("left", "right")
-
-
-def sample_rhd_camera(rng: np.random.Generator, size: int) -> np.ndarray:
-    """RHD-like intrinsics: focal length about 0.8-0.95 image widths (RHD: 263-306 px at 320),
-    principal point at the image centre, as in RHD."""
-    f = rng.uniform(0.8, 0.95) * size
-    return np.array([[f, 0.0, size / 2], [0.0, f, size / 2], [0.0, 0.0, 1.0]])
 
 
 def part_to_rhd_mask(part: np.ndarray, hand: np.ndarray, sides: list[str],
@@ -78,7 +69,10 @@ def render_rhd_sample(seed: int, split: str, idx: int, image_size: int = 320,
     hands in the picture)."""
     rng = np.random.default_rng([seed, 7, _SPLIT_CODE[split], idx])  # 7: not FreiHAND's stream
     W = H = image_size
-    K = sample_rhd_camera(rng, image_size)
+    # RHD-like intrinsics: focal length 0.8-0.95 image widths (RHD: 263-306 px at 320), principal
+    # point at the image centre
+    f = rng.uniform(0.8, 0.95) * image_size
+    K = np.array([[f, 0.0, image_size / 2], [0.0, f, image_size / 2], [0.0, 0.0, 1.0]])
     sides = list(SIDES) if rng.uniform() < two_hand_fraction else [SIDES[int(rng.integers(2))]]
     specs = {side: sample_hand(rng, side) for side in SIDES}
     geometries = {}
