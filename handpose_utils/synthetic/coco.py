@@ -122,9 +122,12 @@ def sample_body_pose(rng: np.random.Generator, template: str | None = None) -> t
 
 
 # Geometry ----------
-def _body_joints(shape: BodyShape, pose: dict):
-    """Joints and capsule end points in the body frame: origin at the pelvis, x = the person's
-    left, y down, z backwards (a person facing the camera looks towards -z)."""
+def build_body(shape: BodyShape, pose: dict, rotation: np.ndarray,
+               translation: np.ndarray) -> HandGeometry:
+    """Pose a person in the body frame (origin at the pelvis, x = the person's left, y down, z
+    backwards: a person facing the camera looks towards -z), then move them into the camera frame
+    (``rotation``, ``translation``): COCO-17 joints and the capsules that draw them, in the hands'
+    geometry type (the canvas draws both)."""
     s, g = shape, shape.girth
     up = np.array([0.0, -1.0, 0.0])
     down = -up
@@ -143,12 +146,12 @@ def _body_joints(shape: BodyShape, pose: dict):
         "left_ear": np.array([1.02 * hr, 0.0, 0.1 * hr]),
         "right_ear": np.array([-1.02 * hr, 0.0, 0.1 * hr]),
     }
-    face = {k: head + R_head @ v for k, v in face.items()}
-
-    J = dict(face)
-    limbs = {}
-    for side, sign in (("l", 1), ("r", -1)):
-        name = "left" if side == "l" else "right"
+    J = {k: head + R_head @ v for k, v in face.items()}
+    radius = {"nose": 0.14 * hr, "left_eye": 0.1 * hr, "right_eye": 0.1 * hr,
+              "left_ear": 0.16 * hr, "right_ear": 0.16 * hr}
+    r_arm, r_fore, r_thigh, r_shin = 0.048 * g, 0.038 * g, 0.075 * g, 0.055 * g
+    limbs = []
+    for side, name, sign in (("l", "left", 1), ("r", "right", -1)):
         R_up = (R_torso @ rot_z(-sign * pose[f"{side}_sh_abd"]) @ rot_x(-pose[f"{side}_sh_flex"])
                 @ rot_y(sign * pose[f"{side}_sh_twist"]))
         elbow = shoulder[side] + R_up @ (down * s.upper_arm)
@@ -164,22 +167,31 @@ def _body_joints(shape: BodyShape, pose: dict):
         J.update({f"{name}_shoulder": shoulder[side], f"{name}_elbow": elbow,
                   f"{name}_wrist": wrist, f"{name}_hip": hip[side], f"{name}_knee": knee,
                   f"{name}_ankle": ankle})
-        limbs[side] = {"hand": hand, "toe": toe, "heel": heel}
-    joints = np.stack([J[n] for n in COCO17_NAMES])
-
-    r_arm, r_fore, r_thigh, r_shin = 0.048 * g, 0.038 * g, 0.075 * g, 0.055 * g
+        limbs += [
+            (shoulder[side], elbow, r_arm, r_fore * 1.05, UPPER_ARM),
+            (elbow, wrist, r_fore, r_fore * 0.8, FOREARM),
+            (wrist, hand, r_fore * 0.85, r_fore * 0.7, HAND),
+            (hip[side], knee, r_thigh, r_shin * 1.05, THIGH),
+            (knee, ankle, r_shin, r_shin * 0.75, SHIN),
+            (heel, toe, r_shin * 0.8, r_shin * 0.7, FOOT),
+        ]
+        # How deep each joint sits: the thickest surface around it (the torso's flank and
+        # shoulder bar over the shoulder, the pelvis over the hip), with a little slack, so a
+        # shoulder seen on a torso facing us counts as visible, as annotators would say.
+        radius.update({f"{name}_shoulder": 0.085 * g, f"{name}_elbow": 1.15 * r_fore * 1.05,
+                       f"{name}_wrist": 1.15 * r_fore * 0.85, f"{name}_hip": 0.11 * g,
+                       f"{name}_knee": 1.15 * r_shin * 1.05, f"{name}_ankle": 1.15 * r_shin * 0.8})
     caps = [
         # head: skull, hair cap on the back and top, face details
         (head, head, hr, hr, HEAD),
         (head + R_head @ np.array([0, -0.25 * hr, 0.22 * hr]),
          head + R_head @ np.array([0, -0.1 * hr, 0.3 * hr]), 0.9 * hr, 0.88 * hr, HAIR),
-        (face["nose"] - R_head @ np.array([0, 0, -0.25 * hr]), face["nose"], 0.16 * hr,
-         0.14 * hr, NOSE),
-        (face["left_eye"], face["left_eye"], 0.13 * hr, 0.13 * hr, EYE),
-        (face["right_eye"], face["right_eye"], 0.13 * hr, 0.13 * hr, EYE),
-        (face["left_ear"], face["left_ear"] + R_head @ np.array([0, 0.3 * hr, 0]), 0.2 * hr,
-         0.16 * hr, EAR),
-        (face["right_ear"], face["right_ear"] + R_head @ np.array([0, 0.3 * hr, 0]), 0.2 * hr,
+        (J["nose"] - R_head @ np.array([0, 0, -0.25 * hr]), J["nose"], 0.16 * hr, 0.14 * hr, NOSE),
+        (J["left_eye"], J["left_eye"], 0.13 * hr, 0.13 * hr, EYE),
+        (J["right_eye"], J["right_eye"], 0.13 * hr, 0.13 * hr, EYE),
+        (J["left_ear"], J["left_ear"] + R_head @ np.array([0, 0.3 * hr, 0]), 0.2 * hr, 0.16 * hr,
+         EAR),
+        (J["right_ear"], J["right_ear"] + R_head @ np.array([0, 0.3 * hr, 0]), 0.2 * hr,
          0.16 * hr, EAR),
         (neck, neck + R_torso @ (up * 0.08), 0.05 * g, 0.045 * g, NECK),
         # torso: spine, both flanks, shoulder and hip bars
@@ -190,37 +202,12 @@ def _body_joints(shape: BodyShape, pose: dict):
          0.075 * g, 0.09 * g, TORSO),
         (shoulder["l"], shoulder["r"], 0.065 * g, 0.065 * g, TORSO),
         (hip["l"], hip["r"], 0.1 * g, 0.1 * g, PELVIS),
+        *limbs,
     ]
-    radius = {"nose": 0.14 * hr, "left_eye": 0.1 * hr, "right_eye": 0.1 * hr,
-              "left_ear": 0.16 * hr, "right_ear": 0.16 * hr}
-    for side in "lr":
-        name = "left" if side == "l" else "right"
-        caps += [
-            (J[f"{name}_shoulder"], J[f"{name}_elbow"], r_arm, r_fore * 1.05, UPPER_ARM),
-            (J[f"{name}_elbow"], J[f"{name}_wrist"], r_fore, r_fore * 0.8, FOREARM),
-            (J[f"{name}_wrist"], limbs[side]["hand"], r_fore * 0.85, r_fore * 0.7, HAND),
-            (J[f"{name}_hip"], J[f"{name}_knee"], r_thigh, r_shin * 1.05, THIGH),
-            (J[f"{name}_knee"], J[f"{name}_ankle"], r_shin, r_shin * 0.75, SHIN),
-            (limbs[side]["heel"], limbs[side]["toe"], r_shin * 0.8, r_shin * 0.7, FOOT),
-        ]
-        # How deep each joint sits: the thickest surface around it (the torso's flank and
-        # shoulder bar over the shoulder, the pelvis over the hip), with a little slack, so a
-        # shoulder seen on a torso facing us counts as visible, as annotators would say.
-        radius.update({f"{name}_shoulder": 0.085 * g, f"{name}_elbow": 1.15 * r_fore * 1.05,
-                       f"{name}_wrist": 1.15 * r_fore * 0.85, f"{name}_hip": 0.11 * g,
-                       f"{name}_knee": 1.15 * r_shin * 1.05, f"{name}_ankle": 1.15 * r_shin * 0.8})
-    joint_radius = np.array([radius[n] for n in COCO17_NAMES])
-    return joints, joint_radius, caps
-
-
-def build_body(shape: BodyShape, pose: dict, rotation: np.ndarray,
-               translation: np.ndarray) -> HandGeometry:
-    """Pose a person and move them into the camera frame (body frame -> camera frame): COCO-17
-    joints and the capsules that draw them, in the hands' geometry type (the canvas draws both)."""
-    joints, radius, caps = _body_joints(shape, pose)
     to_cam = lambda p: np.asarray(p) @ rotation.T + translation
     capsules = [Capsule(to_cam(a), to_cam(b), ra, rb, part) for a, b, ra, rb, part in caps]
-    return HandGeometry(to_cam(joints), radius, capsules)
+    return HandGeometry(to_cam(np.stack([J[n] for n in COCO17_NAMES])),
+                        np.array([radius[n] for n in COCO17_NAMES]), capsules)
 
 
 # Appearance and shading ----------

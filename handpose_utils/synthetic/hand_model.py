@@ -186,15 +186,18 @@ def forward_kinematics(shape: HandShape, pose: HandPose, side: str = "right") ->
     return joints
 
 
+def hand_to_camera(spin: float, tilt: float, roll: float) -> np.ndarray:
+    """The rotation hand frame -> camera frame: fingers (+y) up in the image (-y), the palm normal
+    (+z) towards the camera (-z); then a ``spin`` about the finger axis, a ``tilt`` towards or away
+    from the camera and an in-plane ``roll`` (radians)."""
+    base = np.array([[1.0, 0, 0], [0, -1, 0], [0, 0, -1]])
+    return rot_z(roll) @ rot_x(tilt) @ base @ rot_y(spin)
+
+
 def random_rotation(rng: np.random.Generator, max_roll_deg: float = 120.0,
                     max_tilt_deg: float = 60.0) -> np.ndarray:
-    """A camera-frame rotation for the hand frame. The hand's fingers start pointing up in the
-    image (-y in camera coordinates) with the palm facing the camera; then a spin about the finger
-    axis (palm or back of the hand visible, any angle), a tilt towards or away from the camera, and
-    an in-plane roll of up to ``max_roll_deg`` either way."""
-    # Hand frame -> camera frame: fingers (+y) to -y (up), palm normal (+z) to -z (the camera).
-    base = np.array([[1.0, 0, 0], [0, -1, 0], [0, 0, -1]])
-    spin = rot_y(rng.uniform(-np.pi, np.pi))
-    tilt = rot_x(rng.uniform(-max_tilt_deg, max_tilt_deg) * DEG)
-    roll = rot_z(rng.uniform(-max_roll_deg, max_roll_deg) * DEG)
-    return roll @ tilt @ base @ spin
+    """:func:`hand_to_camera` with any spin (palm or back of the hand visible) and a tilt and a
+    roll of up to ``max_tilt_deg`` and ``max_roll_deg`` either way."""
+    return hand_to_camera(rng.uniform(-np.pi, np.pi),
+                          rng.uniform(-max_tilt_deg, max_tilt_deg) * DEG,
+                          rng.uniform(-max_roll_deg, max_roll_deg) * DEG)

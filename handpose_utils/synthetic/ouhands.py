@@ -30,7 +30,7 @@ from ..datasets.ouhands import (
     write_landmark_file,
 )
 from .backgrounds import random_background
-from .hand_model import HandShape, gesture_pose, rot_x, rot_y, rot_z, sample_shape
+from .hand_model import HandShape, gesture_pose, hand_to_camera, sample_shape
 from .jobs import ensure_dataset, run_jobs, stamp_dataset, start_dataset
 from .render import Skin, sample_skin
 from .scene import HandSpec, composite, place_hand, render_hands, sample_camera
@@ -92,15 +92,11 @@ def pick_validation_subjects(subjects: list[Subject], n_val: int, seed: int) -> 
 
 
 def gesture_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A hand orientation for gesture images: fingers up, palm towards the camera (the back of
-    the hand one time in five), turned up to 50 degrees about the finger axis, tilted up to 25
-    degrees and rolled up to 30 degrees in the image plane."""
-    # Hand frame -> camera frame: fingers (+y) to image up (-y), palm normal (+z) to the camera.
-    base = np.array([[1.0, 0, 0], [0, -1, 0], [0, 0, -1]])
+    """A hand orientation for gesture images (:func:`.hand_model.hand_to_camera`): fingers up, palm
+    towards the camera (the back of the hand one time in five), spun up to 50 degrees, tilted up to
+    25 and rolled up to 30."""
     spin = np.deg2rad(rng.uniform(-50, 50)) + (np.pi if rng.uniform() < 0.2 else 0.0)
-    tilt = np.deg2rad(rng.uniform(-25, 25))
-    roll = np.deg2rad(rng.uniform(-30, 30))
-    return rot_z(roll) @ rot_x(tilt) @ base @ rot_y(spin)
+    return hand_to_camera(spin, np.deg2rad(rng.uniform(-25, 25)), np.deg2rad(rng.uniform(-30, 30)))
 
 
 def mediapipe_landmarks(joints: np.ndarray, K: np.ndarray, width: int, height: int) -> np.ndarray:

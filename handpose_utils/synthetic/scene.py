@@ -47,10 +47,7 @@ class HandSpec:
 def sample_hand(rng: np.random.Generator, side: str = "right", gesture: str | None = None,
                 max_roll_deg: float = 120.0) -> HandSpec:
     shape = sample_shape(rng)
-    if gesture is None:
-        pose, name = sample_pose(rng)
-    else:
-        pose, name = gesture_pose(gesture, rng), gesture
+    pose, name = sample_pose(rng) if gesture is None else (gesture_pose(gesture, rng), gesture)
     rotation = random_rotation(rng, max_roll_deg=max_roll_deg)
     return HandSpec(shape, pose, name, rotation, sample_skin(rng), side)
 
@@ -70,20 +67,15 @@ def place_hand(spec: HandSpec, K: np.ndarray, width: int, height: int, rng: np.r
     z = max(K[0, 0] * extent / target, 0.15)
     t = np.array([0.0, 0.0, z]) - local.mean(0)
     for _ in range(3):  # perspective makes the fit approximate: refine a few times
+        t[2] = max(t[2] * np.ptp(project(local + t, K), axis=0).max() / target, 0.15)
         uv = project(local + t, K)
-        lo, hi = uv.min(0), uv.max(0)
-        size = (hi - lo).max()
-        t[2] = max(t[2] * size / target, 0.15)
-        uv = project(local + t, K)
-        lo, hi = uv.min(0), uv.max(0)
-        span = hi - lo
+        lo, span = uv.min(0), np.ptp(uv, axis=0)
         if center is None:
             room = np.maximum(np.array([width, height]) - 2 * margin - span, 0)
             want_lo = margin + rng.uniform(0, 1, 2) * room
         else:
             want_lo = np.asarray(center, float) - span / 2
-        shift = want_lo - lo
-        t[:2] += shift * t[2] / K[0, 0]
+        t[:2] += (want_lo - lo) * t[2] / K[0, 0]
     return build_hand(spec.shape, spec.pose, spec.rotation, t, spec.side, forearm=forearm)
 
 
