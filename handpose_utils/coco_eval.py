@@ -75,22 +75,19 @@ def evaluate_coco_keypoints(ann_file, results, image_ids=None, sigmas=None,
             "fail with 'IndexError: list index out of range'). Check that the model produced "
             "predictions and that they were collected, e.g. that the validation loader is not "
             "empty.")
-    bad = [i for i, r in enumerate(results)
-           if not isinstance(r, dict) or "image_id" not in r or len(r.get("keypoints", ())) % 3]
-    if bad:
+    if bad := [i for i, r in enumerate(results) if not isinstance(r, dict) or "image_id" not in r]:
         raise ValueError(f"{source}: result {bad[0]} is not a COCO keypoint result (needs "
                          "image_id, category_id, keypoints [x, y, v] x K and score)")
     gt = load_coco_gt(ann_file)
-    missing = sorted({r["image_id"] for r in results} - set(gt.getImgIds()))
-    if missing:
+    if missing := sorted({r["image_id"] for r in results} - set(gt.getImgIds())):
         raise ValueError(
             f"{source}: {len(missing)} image_id(s) are not in the ground truth {ann_file}, e.g. "
             f"{missing[:5]}. Predictions must use the image ids of the annotation file.")
     n_kp = len(gt.loadCats(gt.getCatIds())[0].get("keypoints", [])) or 17
-    wrong = [i for i, r in enumerate(results) if len(r["keypoints"]) != 3 * n_kp]
-    if wrong:
-        raise ValueError(f"{source}: result {wrong[0]} has {len(results[wrong[0]]['keypoints'])} "
-                         f"keypoint values; the ground truth has {n_kp} keypoints ({3 * n_kp}).")
+    sizes = [len(r.get("keypoints", ())) for r in results]
+    if wrong := [i for i, n in enumerate(sizes) if n != 3 * n_kp]:
+        raise ValueError(f"{source}: result {wrong[0]} has {sizes[wrong[0]]} keypoint values; "
+                         f"the ground truth has {n_kp} keypoints ({3 * n_kp}).")
     with contextlib.redirect_stdout(io.StringIO()):
         # loadRes adds fields to the dicts it gets: give it copies.
         dt = gt.loadRes(copy.deepcopy(results))
@@ -99,8 +96,7 @@ def evaluate_coco_keypoints(ann_file, results, image_ids=None, sigmas=None,
             ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=float)
         if image_ids is not None:
             image_ids = sorted({int(i) for i in image_ids})
-            unknown = set(image_ids) - set(gt.getImgIds())
-            if unknown:
+            if unknown := set(image_ids) - set(gt.getImgIds()):
                 raise ValueError(f"image_ids {sorted(unknown)[:5]} are not in {ann_file}")
             ev.params.imgIds = image_ids
         ev.evaluate()
@@ -110,24 +106,21 @@ def evaluate_coco_keypoints(ann_file, results, image_ids=None, sigmas=None,
     return (stats, ev) if return_eval else stats
 
 
-def keypoints_to_coco_results(keypoints, scores, image_ids, score_threshold: float = 0.2,
-                              box_scores=None, category_id: int = 1) -> list[dict]:
+def keypoints_to_coco_results(keypoints, scores, image_ids,
+                              score_threshold: float = 0.2) -> list[dict]:
     """COCO result dicts for ``N`` people: ``keypoints`` ``(N, J, 2)`` in image pixels, per-joint
     ``scores`` ``(N, J)`` (heatmap maxima, kept as each keypoint's third value) and
     ``image_ids``. The person's score, which ranks predictions for AP, is SimpleBaseline's: the
-    mean of the joint scores above ``score_threshold`` (all of them if none is), times
-    ``box_scores`` (1 for ground-truth boxes)."""
+    mean of the joint scores above ``score_threshold`` (all of them if none is), times the box's
+    score (1 for ground-truth boxes)."""
     kp, sc = (np.asarray(torch.as_tensor(a).cpu(), float) for a in (keypoints, scores))
-    ids = torch.as_tensor(image_ids).cpu().numpy()
-    box = np.ones(len(kp)) if box_scores is None else np.asarray(box_scores, float)
     out = []
-    for p, s, i, b in zip(kp, sc, ids, box):
+    for p, s, i in zip(kp, sc, torch.as_tensor(image_ids).cpu().numpy()):
         keep = s > score_threshold
         person = float(s[keep].mean() if keep.any() else s.mean())
-        flat = np.c_[p, s].reshape(-1)
-        out.append({"image_id": int(i), "category_id": category_id,
-                    "keypoints": [round(float(v), 3) for v in flat],
-                    "score": round(person * float(b), 5)})
+        out.append({"image_id": int(i), "category_id": 1,
+                    "keypoints": [round(float(v), 3) for v in np.c_[p, s].reshape(-1)],
+                    "score": round(person, 5)})
     return out
 
 
@@ -155,12 +148,10 @@ def ground_truth_results(ann_file, image_ids=None, min_keypoints: int = 1) -> li
     must give AP = 1.0. Unlabelled joints (v = 0) keep their (0, 0)."""
     gt = load_coco_gt(ann_file)
     ids = gt.getImgIds() if image_ids is None else [int(i) for i in image_ids]
-    out = []
-    for ann in gt.loadAnns(gt.getAnnIds(imgIds=ids, iscrowd=False)):
-        if ann.get("num_keypoints", 0) >= min_keypoints:
-            out.append({"image_id": ann["image_id"], "category_id": ann["category_id"],
-                        "keypoints": list(ann["keypoints"]), "score": 1.0})
-    return out
+    return [{"image_id": a["image_id"], "category_id": a["category_id"],
+             "keypoints": list(a["keypoints"]), "score": 1.0}
+            for a in gt.loadAnns(gt.getAnnIds(imgIds=ids, iscrowd=False))
+            if a.get("num_keypoints", 0) >= min_keypoints]
 
 
 def object_keypoint_similarity(pred, gt, area: float, sigmas=COCO_OKS_SIGMAS,
@@ -244,8 +235,7 @@ class CocoKeypointMeter:
 
     def __init__(self, ann_file, codec, image_ids=None, score_threshold: float = 0.2,
                  keys=("AP", "AP50", "AP75", "AR")):
-        unknown = set(keys) - set(STAT_NAMES)
-        if unknown:
+        if unknown := set(keys) - set(STAT_NAMES):
             raise ValueError(f"unknown statistics {sorted(unknown)}; choose from {STAT_NAMES}")
         self.gt, self.ann_file, self.codec = load_coco_gt(ann_file), ann_file, codec
         self.image_ids, self.score_threshold, self.keys = image_ids, score_threshold, tuple(keys)

@@ -72,13 +72,10 @@ def check_onnx(path, model: nn.Module, inputs: torch.Tensor | None = None, input
     against ``model`` in PyTorch on the same ``inputs`` (default: 2 random images of
     ``input_size``), ``atol`` the accepted difference (float32 on different kernels agrees to
     about 1e-5 relative); None (with a message) without onnxruntime or the file."""
-    if path is None:
+    if path is None or not onnx_status()["onnxruntime"]:
         if log:
-            log("ONNX check skipped: there is no exported file.")
-        return None
-    if not onnx_status()["onnxruntime"]:
-        if log:
-            log(f"ONNX Runtime check skipped: 'onnxruntime' is not installed ({_INSTALL_HINT}).")
+            log("ONNX Runtime check skipped: " + ("there is no exported file." if path is None else
+                f"'onnxruntime' is not installed ({_INSTALL_HINT})."))
         return None
     import onnxruntime as ort
 
@@ -97,8 +94,7 @@ def check_onnx(path, model: nn.Module, inputs: torch.Tensor | None = None, input
     if got.shape != expected.shape:
         raise ValueError(f"{path}: ONNX Runtime returned shape {got.shape}, PyTorch "
                          f"{expected.shape}; export again for this input size")
-    diff = float(np.abs(got - expected).max())
-    scale = float(np.abs(expected).max())
+    diff, scale = float(np.abs(got - expected).max()), float(np.abs(expected).max())
     out = {"max_abs_diff": diff, "max_abs_output": scale, "match": bool(diff <= atol)}
     if log:
         log(f"ONNX Runtime vs PyTorch on {tuple(inputs.shape)}: max |difference| = {diff:.2e} "

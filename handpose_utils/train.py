@@ -1,27 +1,12 @@
-"""Train a course model from the command line, in one process or on several GPUs (``torchrun``).
+"""Train notebook 03's or 06's recipe from the command line, in one process or on several GPUs.
 
-Two recipes, each built by its notebook's own function, with the notebook's defaults (the GPU
-sizes on a GPU, the CPU sizes without one, the tiny ones with ``HANDPOSE_SMOKE=1``):
-
-* ``hands``: notebook 03's ``models.hands_recipe``, by default its soft-argmax U-Net, on the
-  FreiHAND-layout data (synthetic by default), scored with PCK and EPE.
-* ``coco``: notebook 06's ``models_heatmap.coco_recipe``, SimpleBaseline top-down on COCO-layout
-  person keypoints, scored with COCO's OKS AP (pycocotools).
-
-::
-
-    python -m handpose_utils.train hands                      # one process (GPU if there is one)
-    python -m handpose_utils.train coco --epochs 40 --batch-size 64
-    torchrun --standalone --nproc_per_node 4 -m handpose_utils.train coco   # 4 GPUs, one machine
-    torchrun --nnodes 2 --nproc_per_node 4 --rdzv_id pose1 --rdzv_backend c10d \\
-        --rdzv_endpoint HOST:29500 -m handpose_utils.train coco  # the same on both machines
-
-With N processes each trains on its own 1/N of the images, ``DistributedDataParallel`` averages
-the gradients, and rank 0 alone evaluates, prints and writes the checkpoints. ``--batch-size`` is
-the **global** batch, split over the processes (``--per-process-batch``: each process's, with the
-learning rate scaled by N). A checkpoint holds the plain model, so ``--resume`` continues a run
-with any number of processes. Every option is a row of :data:`OPTIONS` (``--help`` lists the
-defaults here and on a GPU, a CPU and in smoke mode).
+``hands`` builds notebook 03's ``models.hands_recipe`` (scored with PCK and EPE), ``coco``
+notebook 06's ``models_heatmap.coco_recipe`` (COCO's OKS AP), with the notebook's defaults: the
+GPU sizes on a GPU, the CPU sizes without one, the tiny ones with ``HANDPOSE_SMOKE=1`` (``--help``
+lists them; the README shows the commands). Under ``torchrun`` each of N processes trains on its
+own 1/N of the images, ``DistributedDataParallel`` averages the gradients, and rank 0 alone
+evaluates, prints and writes the checkpoints; ``--batch-size`` is the **global** batch. A
+checkpoint holds the plain model, so ``--resume`` continues a run with any number of processes.
 Rank 0 ends with one line ``RESULT {json}``: the run, its final training loss and the validation
 metrics of ``best.pth``.
 """
@@ -200,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a course model from the command line, in one process or several "
                     "(torchrun --nproc_per_node N -m handpose_utils.train TASK).")
     sub = top.add_subparsers(dest="task", required=True, metavar="{hands,coco}")
-    for task in TASKS:
-        sub.add_parser(task, help=TASKS[task], add_help=False)
+    for task, description in TASKS.items():
+        sub.add_parser(task, help=description, add_help=False)
     return top
 
 
@@ -231,21 +216,18 @@ def batch_plan(batch_size: int, lr: float, world_size: int, per_process: bool) -
     "per_process_batch", "lr", "rule"}``. By default the global batch is split (it must divide
     evenly) and ``lr`` stays; with ``per_process`` each process takes ``batch_size`` and the
     learning rate scales linearly: ``lr * world_size`` (Goyal et al., 2017)."""
+    n = world_size
     if per_process:
-        scaled = lr * world_size
-        return {"global_batch": batch_size * world_size, "per_process_batch": batch_size,
-                "lr": scaled,
-                "rule": (f"--per-process-batch: {world_size} process(es) x {batch_size} = "
-                         f"global batch {batch_size * world_size}; linear scaling rule: lr = "
-                         f"{lr:g} x {world_size} = {scaled:g}")}
-    if batch_size % world_size:
-        raise SystemExit(
-            f"error: the global batch {batch_size} does not split evenly over {world_size} "
-            f"processes; choose a multiple of {world_size}, or --per-process-batch")
-    per = batch_size // world_size
-    return {"global_batch": batch_size, "per_process_batch": per, "lr": lr,
-            "rule": (f"global batch {batch_size} = {world_size} process(es) x {per}; lr {lr:g} "
-                     f"as given: the same steps as one process with a batch of {batch_size}")}
+        total, scaled = batch_size * n, lr * n
+        return {"global_batch": total, "per_process_batch": batch_size, "lr": scaled,
+                "rule": f"--per-process-batch: {n} process(es) x {batch_size} = global batch "
+                        f"{total}; linear scaling rule: lr = {lr:g} x {n} = {scaled:g}"}
+    if batch_size % n:
+        raise SystemExit(f"error: the global batch {batch_size} does not split evenly over {n} "
+                         f"processes; choose a multiple of {n}, or --per-process-batch")
+    return {"global_batch": batch_size, "per_process_batch": batch_size // n, "lr": lr,
+            "rule": f"global batch {batch_size} = {n} process(es) x {batch_size // n}; lr {lr:g} "
+                    f"as given: the same steps as one process with a batch of {batch_size}"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,11 +288,10 @@ def _run_hands(s: argparse.Namespace, dist, device, plan, log):
         dist)
     if log:
         log(f"train {len(train_recs)} | val {len(val_recs)} images")
-    train_cache = D.build_image_cache(train_recs, s.input_size, progress=dist.is_main, log=log)
-    val_cache = D.build_image_cache(val_recs, s.input_size, progress=dist.is_main, log=log)
-    train_loader, val_loader = D.make_loaders(train_cache, val_cache,
-                                              batch_size=plan["per_process_batch"],
-                                              device=device, seed=s.seed)
+    train_loader, val_loader = D.make_loaders(
+        *(D.build_image_cache(r, s.input_size, progress=dist.is_main, log=log)
+          for r in (train_recs, val_recs)),
+        batch_size=plan["per_process_batch"], device=device, seed=s.seed)
     run_dir = Path(s.run_dir or env.runs_dir() / f"train_hands_{s.dataset}_{s.model}_"
                                                    f"{s.input_size}px")
     env.seed_everything(s.seed)
@@ -367,8 +348,7 @@ def _run_coco(s: argparse.Namespace, dist, device, plan, log):
     if log:
         log(f"{len(train_ds)} training crops, {len(val_ds)} validation crops")
     workers = s.num_workers if s.num_workers is not None else env.default_num_workers()
-    train_loader, val_loader = make_loaders(train_ds, val_ds,
-                                            batch_size=plan["per_process_batch"],
+    train_loader, val_loader = make_loaders(train_ds, val_ds, batch_size=plan["per_process_batch"],
                                             num_workers=workers, device=device, seed=s.seed)
     env.seed_everything(s.seed)
     # Only rank 0 asks for ImageNet weights (one download); DDP copies its weights to the
@@ -408,16 +388,6 @@ def _run_coco(s: argparse.Namespace, dist, device, plan, log):
 RUNNERS = {"hands": _run_hands, "coco": _run_coco}
 
 
-def _finite(v):
-    """``v`` with every non-finite float (COCO's AP of an empty area range is NaN) as None, so
-    the RESULT line is strict JSON."""
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_finite(x) for x in v]
-    return v if not isinstance(v, float) or math.isfinite(v) else None
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), train, and print ``RESULT {json}`` on rank 0."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -437,8 +407,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{task}: {env.describe()}")
             log(f"processes: {dist.world_size} ({dist.backend or 'single process'}) | device "
                 f"{device} | {plan['rule']}")
-            log("settings: " + ", ".join(f"{k}={_show(v)}"
-                                         for k, v in vars(settings).items()))
+            log("settings: " + ", ".join(f"{k}={_show(v)}" for k, v in vars(settings).items()))
         base = {"task": task, "world_size": dist.world_size, "global_batch": plan["global_batch"],
                 "per_process_batch": plan["per_process_batch"], "lr": plan["lr"],
                 "lr_rule": plan["rule"], "epochs": settings.epochs}
@@ -464,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
                       "final_train_loss": history[-1]["train_loss"] if history else None,
                       "train_s": sum(r["train_s"] for r in trained),
                       "wall_s": time.perf_counter() - t0}
-            log("RESULT " + json.dumps(_finite(result), allow_nan=False))
+            # NaN (COCO's AP of an empty area range) as null: the RESULT line is strict JSON
+            result = json.loads(json.dumps(result), parse_constant=lambda _: None)
+            log("RESULT " + json.dumps(result, allow_nan=False))
         # The others wait here while rank 0 evaluates, so that every process tears the group
         # down together: a process that destroyed its gloo group while rank 0 was still busy
         # now and then aborted on exit ("terminate called without an active exception").

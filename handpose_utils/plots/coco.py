@@ -11,8 +11,10 @@ import numpy as np
 import torch
 
 from ..images import read_image
-from ..skeletons import COCO17_NAMES, COCO_OKS_SIGMAS, COCO_SKELETON
-from . import GT_COLOR, PRED_COLOR, draw_coco_person
+from ..skeletons import COCO17_NAMES, COCO_OKS_SIGMAS, COCO_SKELETON, coco_part_side
+from . import GT_COLOR, PRED_COLOR
+
+SIDE_COLORS = {"left": "#1f77b4", "right": "#ff7f0e", "center": "#2ca02c"}
 
 
 def _np(x):
@@ -22,32 +24,38 @@ def _np(x):
 def _rgb(image) -> np.ndarray:
     """A crop ``(3, H, W)`` or ``(H, W, 3)`` as a uint8 ``(H, W, 3)`` array."""
     img = _np(image)
-    return (img.transpose(1, 2, 0) if img.ndim == 3 and img.shape[0] == 3 else img).astype(np.uint8)
+    return (img.transpose(1, 2, 0) if img.ndim == 3 and img.shape[0] == 3 else img).astype("uint8")
+
+
+def _finish(fig, axes=()):
+    """``fig`` laid out tightly, ``axes`` without frame and ticks."""
+    for ax in np.ravel(axes):
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
 
 
 def draw_person(ax, keypoints, visibility=None, color: str | None = None, linewidth: float = 2.0,
                 markersize: float = 14, label: str | None = None) -> None:
-    """A COCO-17 skeleton, ``(17, 2)`` or ``(17, 3)`` with v last. With ``color`` everything is
-    in it (green GT, red prediction); without, left/right/centre colours. Joints with
-    visibility 0 are skipped; occluded ones (1) are drawn hollow."""
+    """A COCO-17 skeleton, ``(17, 2)`` or ``(17, 3)`` with v last, in ``color`` (green GT, red
+    prediction) or, without, :data:`SIDE_COLORS`. Joints with visibility 0 are skipped; occluded
+    ones (1) are drawn hollow."""
     kp = _np(keypoints).astype(float).reshape(len(COCO17_NAMES), -1)
     if kp.shape[1] == 3 and visibility is None:
         visibility = kp[:, 2]
     kp = kp[:, :2]
     v = np.full(len(kp), 2) if visibility is None else _np(visibility).reshape(-1)
-    if color is None:
-        draw_coco_person(ax, kp, v, linewidth=linewidth, markersize=markersize)
-        return
+    c = np.array([color or SIDE_COLORS[coco_part_side(name)] for name in COCO17_NAMES])
     for a, b in COCO_SKELETON:
         if v[a] > 0 and v[b] > 0:
-            ax.plot(kp[[a, b], 0], kp[[a, b], 1], "-", color=color, lw=linewidth, alpha=0.85,
+            ax.plot(kp[[a, b], 0], kp[[a, b], 1], "-", color=c[b], lw=linewidth, alpha=0.85,
                     solid_capstyle="round")
     shown, hidden = v == 2, (v > 0) & (v < 2)
-    ax.scatter(kp[shown, 0], kp[shown, 1], s=markersize, c=color, edgecolors="white",
+    ax.scatter(kp[shown, 0], kp[shown, 1], s=markersize, c=list(c[shown]), edgecolors="white",
                linewidths=0.5, zorder=3, label=label)
     if hidden.any():
         ax.scatter(kp[hidden, 0], kp[hidden, 1], s=markersize, facecolors="none",
-                   edgecolors=color, linewidths=1.2, zorder=3)
+                   edgecolors=list(c[hidden]), linewidths=1.2, zorder=3)
 
 
 def group_by_image(records: Sequence[dict], results: Sequence[dict] = ()) -> list[dict]:
@@ -94,10 +102,7 @@ def show_prediction_grid(images: Sequence[dict], cols: int = 3, size: float = 4.
     fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 0.8), squeeze=False)
     for ax, entry in zip(axes.flat, images):
         show_image(entry, ax=ax, boxes=boxes, gt_color=gt_color)
-    for ax in axes.flat[len(images):]:
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes.flat[len(images):])
 
 
 def show_heatmaps(image, heatmaps, target_weight=None, keypoints=None, names=COCO17_NAMES,
@@ -126,10 +131,7 @@ def show_heatmaps(image, heatmaps, target_weight=None, keypoints=None, names=COC
         if target_weight is not None:
             label += f", w={float(_np(target_weight).reshape(-1)[j]):g}"
         ax.set_title(label, fontsize=6.5)
-    for ax in axes:
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes)
 
 
 def show_person_crops(record: dict, center, size, input_size, rotations=(0.0, 30.0)):
@@ -151,10 +153,7 @@ def show_person_crops(record: dict, center, size, input_size, rotations=(0.0, 30
         ax.imshow(warp_image(image, M, input_size))
         ax.scatter(*apply_affine(kp, M)[labelled].T, s=8, c="red")
         ax.set_title(f"crop, rotation {rot:.0f}°")
-    for ax in axes:
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes)
 
 
 def show_target_centres(maps: dict, mu):
@@ -169,8 +168,7 @@ def show_target_centres(maps: dict, mu):
         ax.plot(*np.asarray(mu, float)[:2], "c+", ms=14)
         ax.set_title(f"{name}\npeak {hm.max():.3f}, centre of mass ({cx:.2f}, {cy:.2f})",
                      fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def show_colour_draws(crop, draws):
@@ -180,9 +178,7 @@ def show_colour_draws(crop, draws):
     for ax, img, title in zip(axes, [crop, *draws], titles):
         ax.imshow(_rgb(img))
         ax.set_title(title, fontsize=8)
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes)
 
 
 def show_person_augmentations(dataset, index: int, n: int = 6, size: float = 2.0,
@@ -201,9 +197,7 @@ def show_person_augmentations(dataset, index: int, n: int = 6, size: float = 2.0
         draw_person(ax, xy.numpy(), (weight.numpy() > 0) * 2, linewidth=1.2, markersize=8)
         ax.set_title(f"rot {float(meta['rotation']):+.0f}°, "
                      f"{'flipped' if bool(meta['flip']) else 'not flipped'}", fontsize=7)
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes)
 
 
 def plot_decoding_error(errors: dict, stride: float | None = None):
@@ -220,8 +214,7 @@ def plot_decoding_error(errors: dict, stride: float | None = None):
     ax.set(xlabel="error on perfect heatmaps (input pixels)", ylabel="keypoints",
            title="decoding error alone: quantisation and sub-pixel refinement")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def plot_oks_tolerance(record: dict, ax=None, sigmas=COCO_OKS_SIGMAS, level: float = 0.5):
@@ -259,9 +252,8 @@ def plot_oks_histogram(oks, thresholds=(0.5, 0.75)):
         ax.axvline(t, color="k", ls="--", lw=1)
         ax.text(t, ax.get_ylim()[1] * 0.92, f" OKS≥{t}: {share:.0%}", fontsize=8)
     ax.set(xlabel="OKS of the prediction with its own ground truth", ylabel="people",
-           title=f"{len(oks)} people, median OKS {np.median(oks) if len(oks) else float('nan'):.2f}")
-    fig.tight_layout()
-    return fig
+           title=f"{len(oks)} people, median OKS {np.median(oks) if len(oks) else np.nan:.2f}")
+    return _finish(fig)
 
 
 def plot_ap_bars(rows: dict[str, dict], keys=("AP", "AP50", "AP75", "AR")):
@@ -277,5 +269,4 @@ def plot_ap_bars(rows: dict[str, dict], keys=("AP", "AP50", "AP75", "AR")):
     ax.set_xticks(x, keys)
     ax.set(ylim=(0, 1.05), ylabel="score", title="COCO keypoint AP / AR (OKS)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
