@@ -62,28 +62,23 @@ def _texture(rng, h, w):
     return _gradient(rng, h, w)
 
 
-def _clutter(rng, img):
-    """Random shapes on top: rectangles, ellipses and lines in random colours."""
-    h, w = img.shape[:2]
-    im = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
-    draw = ImageDraw.Draw(im)
-    for _ in range(rng.integers(2, 9)):
-        color = tuple(int(c) for c in rng.integers(0, 256, 3))
-        x0, y0 = rng.uniform(-0.2, 1.0) * w, rng.uniform(-0.2, 1.0) * h
-        x1, y1 = x0 + rng.uniform(0.05, 0.6) * w, y0 + rng.uniform(0.05, 0.6) * h
-        shape = rng.integers(3)
-        if shape == 0:
-            draw.rectangle([x0, y0, x1, y1], fill=color)
-        elif shape == 1:
-            draw.ellipse([x0, y0, x1, y1], fill=color)
-        else:
-            draw.line([x0, y0, x1, y1], fill=color, width=int(rng.integers(2, 10)))
-    return np.asarray(im, np.float32) / 255.0
-
-
 def random_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A textured, sometimes cluttered background, (H, W, 3) float in 0..1."""
+    """A textured background, (H, W, 3) float in 0..1, cluttered with random rectangles, ellipses
+    and lines most of the time."""
     img = _texture(rng, h, w)
     if rng.uniform() < 0.6:
-        img = _clutter(rng, img)
+        im = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+        draw = ImageDraw.Draw(im)
+        for _ in range(rng.integers(2, 9)):
+            color = tuple(int(c) for c in rng.integers(0, 256, 3))
+            x0, y0 = rng.uniform(-0.2, 1.0) * w, rng.uniform(-0.2, 1.0) * h
+            x1, y1 = x0 + rng.uniform(0.05, 0.6) * w, y0 + rng.uniform(0.05, 0.6) * h
+            shape = rng.integers(3)
+            if shape == 0:
+                draw.rectangle([x0, y0, x1, y1], fill=color)
+            elif shape == 1:
+                draw.ellipse([x0, y0, x1, y1], fill=color)
+            else:
+                draw.line([x0, y0, x1, y1], fill=color, width=int(rng.integers(2, 10)))
+        img = np.asarray(im, np.float32) / 255.0
     return np.clip(img, 0, 1).astype(np.float32)

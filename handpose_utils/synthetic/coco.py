@@ -90,23 +90,19 @@ _TEMPLATES = {
     "bend": dict(lean=70, l_sh_flex=75, r_sh_flex=70, l_knee=10, r_knee=10, head_pitch=-30),
 }
 POSE_TEMPLATES = tuple(_TEMPLATES)
-
-
-def _template(name: str) -> dict:
-    """Mean joint angles (degrees) of a pose template, every joint of both sides."""
-    if name not in _TEMPLATES:
-        raise ValueError(f"unknown pose template {name!r}; choose one of {POSE_TEMPLATES}")
-    t = {"lean": 0, "side": 0, "twist": 0, "head_yaw": 0, "head_pitch": 0}
-    for s in "lr":
-        t.update({f"{s}_sh_flex": 5, f"{s}_sh_abd": 10, f"{s}_sh_twist": 0, f"{s}_elbow": 10,
-                  f"{s}_hip_flex": 0, f"{s}_hip_abd": 4, f"{s}_knee": 3})
-    return t | _TEMPLATES[name]
+# Standing: every joint of both sides, in the order their variations are drawn.
+_STANDING = {"lean": 0, "side": 0, "twist": 0, "head_yaw": 0, "head_pitch": 0} | {
+    f"{s}_{joint}": angle for s in "lr" for joint, angle in (
+        ("sh_flex", 5), ("sh_abd", 10), ("sh_twist", 0), ("elbow", 10), ("hip_flex", 0),
+        ("hip_abd", 4), ("knee", 3))}
 
 
 def sample_body_pose(rng: np.random.Generator, template: str | None = None) -> tuple[dict, str]:
     """Joint angles (radians) around a random (or the given) template, mirrored half the time."""
     name = template or str(rng.choice(POSE_TEMPLATES))
-    t = _template(name)
+    if name not in _TEMPLATES:
+        raise ValueError(f"unknown pose template {name!r}; choose one of {POSE_TEMPLATES}")
+    t = _STANDING | _TEMPLATES[name]
     if rng.uniform() < 0.5:  # mirror: swap the sides
         t = {(("r" if k[0] == "l" else "l") + k[1:] if k[:2] in ("l_", "r_") else k): v
              for k, v in t.items()}

@@ -27,9 +27,10 @@ VERSION_NAMES = ("gs", "hom", "sample", "auto")
 _SPLIT_CODE = {"training": 0, "evaluation": 1}
 
 
-def render_freihand_sample(seed: int, split: str, idx: int, versions: int = 4,
-                           image_size: int = 224) -> dict:
-    """Render one unique pose: its annotation, hand mask and ``versions`` images (uint8)."""
+def _write_pose(args) -> dict:
+    """Render one unique pose, write its ``versions`` images (and its hand mask, for training) and
+    return its annotation."""
+    root, seed, split, idx, n, versions, image_size = args
     rng = np.random.default_rng([seed, _SPLIT_CODE[split], idx])
     W = H = image_size
     K = sample_camera(rng, W, H)
@@ -40,29 +41,20 @@ def render_freihand_sample(seed: int, split: str, idx: int, versions: int = 4,
               H / 2 - 0.5 + rng.uniform(-0.08, 0.08) * H)
     geometry = place_hand(spec, K, W, H, rng, size_range=(0.35, 0.7), center=center)
     rendering = render_hands([geometry], [spec.skin], K, W, H, rng)
-    images = []
     for v in range(versions):
         gs = split == "training" and v == 0
         bg = green_screen(rng, H, W) if gs else random_background(rng, H, W)
         harmonize = rng.uniform(0.1, 0.35) if v in (1, 3) else 0.0
-        images.append(composite(rendering, bg, rng, harmonize=harmonize))
-    hand_pixels = (rendering.part > 0) & (rendering.part <= PALM_PART) & (rendering.cover > 0.5)
-    xyz = geometry.joints
-    return {"xyz": xyz, "K": K, "scale": float(np.linalg.norm(xyz[9] - xyz[10])),
-            "visible": rendering.visible[0].astype(int), "gesture": spec.gesture,
-            "images": images, "mask": (hand_pixels * 255).astype(np.uint8)}
-
-
-def _write_pose(args) -> dict:
-    root, seed, split, idx, n, versions, image_size = args
-    sample = render_freihand_sample(seed, split, idx, versions, image_size)
-    for v, img in enumerate(sample["images"]):
-        Image.fromarray(img).save(root / split / "rgb" / f"{idx + n * v:08d}.jpg", quality=92)
+        Image.fromarray(composite(rendering, bg, rng, harmonize=harmonize)).save(
+            root / split / "rgb" / f"{idx + n * v:08d}.jpg", quality=92)
     if split == "training":
-        Image.fromarray(sample["mask"]).save(root / split / "mask" / f"{idx:08d}.jpg", quality=95)
-    return {"xyz": np.round(sample["xyz"], 6).tolist(), "K": np.round(sample["K"], 6).tolist(),
-            "scale": round(sample["scale"], 6), "visible": sample["visible"].tolist(),
-            "gesture": sample["gesture"]}
+        hand = (rendering.part > 0) & (rendering.part <= PALM_PART) & (rendering.cover > 0.5)
+        Image.fromarray((hand * 255).astype(np.uint8)).save(
+            root / split / "mask" / f"{idx:08d}.jpg", quality=95)
+    xyz = geometry.joints
+    return {"xyz": np.round(xyz, 6).tolist(), "K": np.round(K, 6).tolist(),
+            "scale": round(float(np.linalg.norm(xyz[9] - xyz[10])), 6),
+            "visible": rendering.visible[0].astype(int).tolist(), "gesture": spec.gesture}
 
 
 def make_freihand(root: str | Path, n_poses: int, seed: int = 0, n_eval_poses: int | None = None,

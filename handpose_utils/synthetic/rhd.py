@@ -62,18 +62,17 @@ def _background_depth(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(d0 + gx * xs + gy * ys, 0.5, 4.9).astype(np.float32)
 
 
-def render_rhd_sample(seed: int, split: str, idx: int, image_size: int = 320,
-                      two_hand_fraction: float = 0.35, max_overlap: float = 0.15) -> dict:
-    """Render one RHD-style sample: ``color`` (H, W, 3) uint8, ``mask`` (H, W) class ids,
-    ``depth`` (H, W) metres, ``xyz`` (42, 3), ``uv_vis`` (42, 3), ``K``, and ``sides`` (the
-    hands in the picture)."""
+def _write_sample(args) -> tuple[int, dict, list[str]]:
+    """Render one RHD-style sample (both hands a third of the time), write its colour, class-id
+    mask and depth PNGs, and return its id, annotation and the hands in the picture."""
+    root, seed, split, idx, image_size = args
     rng = np.random.default_rng([seed, 7, _SPLIT_CODE[split], idx])  # 7: not FreiHAND's stream
     W = H = image_size
     # RHD-like intrinsics: focal length 0.8-0.95 image widths (RHD: 263-306 px at 320), principal
     # point at the image centre
     f = rng.uniform(0.8, 0.95) * image_size
     K = np.array([[f, 0.0, image_size / 2], [0.0, f, image_size / 2], [0.0, 0.0, 1.0]])
-    sides = list(SIDES) if rng.uniform() < two_hand_fraction else [SIDES[int(rng.integers(2))]]
+    sides = list(SIDES) if rng.uniform() < 0.35 else [SIDES[int(rng.integers(2))]]
     specs = {side: sample_hand(rng, side) for side in SIDES}
     geometries = {}
     if len(sides) == 1:
@@ -90,7 +89,7 @@ def render_rhd_sample(seed: int, split: str, idx: int, image_size: int = 320,
                                               center=center)
             uvs = [project(geometries[s].joints, K) for s in SIDES]
             boxes = [np.r_[uv.min(0), uv.max(0)] for uv in uvs]
-            if _box_overlap(*boxes) <= max_overlap:
+            if _box_overlap(*boxes) <= 0.15:
                 break
     present = [geometries[s] for s in sides]
     rendering = render_hands(present, [specs[s].skin for s in sides], K, W, H, rng)
@@ -112,19 +111,11 @@ def render_rhd_sample(seed: int, split: str, idx: int, image_size: int = 320,
             joints, vis = off.joints, np.zeros(21, bool)
         xyz42[sl] = joints[list(HAND21_TO_RHD)]
         vis42[sl] = vis[list(HAND21_TO_RHD)]
-    uv = project(xyz42, K)
-    return {"color": color, "mask": mask, "depth": depth.astype(np.float32),
-            "xyz": xyz42.astype(np.float32), "uv_vis": np.c_[uv, vis42].astype(np.float32),
-            "K": K.astype(np.float32), "sides": sides}
-
-
-def _write_sample(args) -> tuple[int, dict, list[str]]:
-    root, seed, split, idx, image_size = args
-    s = render_rhd_sample(seed, split, idx, image_size)
-    for kind, image in (("color", s["color"]), ("mask", s["mask"]),
-                        ("depth", encode_depth(s["depth"]))):
+    for kind, image in (("color", color), ("mask", mask),
+                        ("depth", encode_depth(depth.astype(np.float32)))):
         Image.fromarray(image).save(root / split / kind / f"{idx:05d}.png", compress_level=3)
-    return idx, {"xyz": s["xyz"], "uv_vis": s["uv_vis"], "K": s["K"]}, s["sides"]
+    uv_vis = np.c_[project(xyz42, K), vis42].astype(np.float32)
+    return idx, {"xyz": xyz42.astype(np.float32), "uv_vis": uv_vis, "K": K.astype(np.float32)}, sides
 
 
 def _n_eval(n_train: int, n_eval: int | None) -> int:
