@@ -145,7 +145,7 @@ def run(models=("simple", "mobile", "resnet50"), size=224, batch=32, steps=None,
             f"channels_last={channels_last} | reference: fp32, NCHW, {workers} workers")
         log(f"{len(records)} JPEGs {'(synthetic FreiHAND) ' if use_freihand else ''}made in "
             f"{t_make:.1f}s; cache {size}px built once in {t_cache:.2f}s "
-            f"({len(records) / t_cache:.0f} img/s, {cache.nbytes() / 2**20:.0f} MiB); "
+            f"({len(records) / t_cache:.0f} img/s, {cache.images.nbytes / 2**20:.0f} MiB); "
             f"batch {batch}, {warmup} warm-up + {steps} timed steps per mode")
 
         # Both datasets repeat their images to `total` samples: one loader pass covers a run.

@@ -2,10 +2,8 @@
 (notebook 03 compares it with a per-sample ``Dataset``, :mod:`.pipelines`).
 
 Why a cache? Colab gives a GPU 2 CPU cores, and decoding and resizing a JPEG per sample per epoch
-on them (the reference loop) starves even a T4. :func:`build_image_cache` decodes and resizes
-every image **once** into a ``(N, S, S, 3)`` uint8 array (in memory, or a memory-mapped ``.npy``
-on local disk); a batch is one slice of it, and :class:`DeviceAugment` flips, rotates, scales,
-shifts and colour-jitters the whole batch on the GPU.
+on them starves even a T4. :func:`build_image_cache` decodes and resizes every image **once**; a
+batch is one slice of it, and :class:`DeviceAugment` augments the whole batch on the GPU.
 
 Coordinates (everywhere in the course code): pixel *centres* sit at integer coordinates, so an
 image of width ``W`` spans ``[-0.5, W - 0.5]``, resizing from ``W`` to ``S`` pixels maps
@@ -13,10 +11,9 @@ image of width ``W`` spans ``[-0.5, W - 0.5]``, resizing from ``W`` to ``S`` pix
 **normalised coordinates** ``u = (x + 0.5) / W`` in ``[0, 1]``, independent of the resolution:
 ``x = u * W - 0.5`` maps a prediction back to any resized copy or the original image.
 
-Batches are dicts: ``image`` ``(B, 3, S, S)`` (uint8, or float already normalised);
-``keypoints`` ``(B, J, 2)`` float32 pixels of the ``S x S`` input; ``visible`` ``(B, J)`` bool;
-``index`` ``(B,)`` into the records list; ``orig_size`` ``(B, 2)`` float32 ``(W, H)`` of the
-original images. :class:`PrepareBatch` is the engine's ``prepare_batch`` for them.
+Batches are dicts of ``image`` ``(B, 3, S, S)`` uint8, ``keypoints`` ``(B, J, 2)`` pixels of the
+input, ``visible``, ``index`` into the records and ``orig_size`` ``(B, 2)`` ``(W, H)``;
+:class:`PrepareBatch` is the engine's ``prepare_batch`` for them.
 """
 
 from __future__ import annotations
@@ -57,7 +54,6 @@ CACHE_FORMAT = 1
 
 # Coordinates --------------------------------------------------------------------------------------
 
-
 def resize_keypoints(keypoints, from_size, to_size):
     """Map ``(..., 2)`` pixel coordinates from an image of ``from_size = (W, H)`` to one resized to
     ``to_size`` (an int for square, or ``(W', H')``): ``x' = (x + 0.5) * W' / W - 0.5``."""
@@ -87,8 +83,6 @@ def input_to_original(keypoints: torch.Tensor, input_size, orig_size) -> torch.T
     """``(B, J, 2)`` pixels of the resized input (``input_size``, a number or ``(W, H)``) to
     pixels of the original images (``orig_size``, ``(B, 2)`` ``(W, H)``), e.g. to score heatmap
     argmaxes with :class:`~handpose_utils.metrics.KeypointMeter`."""
-    if not np.isscalar(input_size):
-        input_size = torch.as_tensor(input_size, dtype=keypoints.dtype, device=keypoints.device)
     return normalized_to_pixels(pixels_to_normalized(keypoints, input_size), orig_size)
 
 
@@ -101,15 +95,12 @@ def denormalize(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> t
 
 # The image cache ----------------------------------------------------------------------------------
 
-
 @dataclass
 class ImageCache:
-    """Images decoded and resized once, with their keypoints in the cache's pixel frame:
-    ``images`` ``(N, S, S, 3)`` uint8 (an array or a read-only ``np.memmap``); ``keypoints``
-    ``(N, J, 2)`` float32 pixels of the ``S x S`` image; ``visible`` ``(N, J)`` bool;
-    ``orig_size`` ``(N, 2)`` the original ``(W, H)``; ``record_index`` ``(N,)`` the position of
-    each image in the records list (differs from ``arange(N)`` only when bad images were skipped).
-    """
+    """Images decoded and resized once: ``images`` ``(N, S, S, 3)`` uint8 (an array or a read-only
+    ``np.memmap``), ``keypoints`` ``(N, J, 2)`` float32 pixels of the ``S x S`` image, ``visible``
+    ``(N, J)``, ``orig_size`` ``(N, 2)`` ``(W, H)``, ``record_index`` ``(N,)`` each image's place
+    in the records list (not ``arange(N)`` when bad images were skipped)."""
 
     images: np.ndarray
     keypoints: np.ndarray
@@ -125,17 +116,13 @@ class ImageCache:
 
     @property
     def scale(self) -> np.ndarray:
-        """``(N, 2)`` factors from cache pixels to original pixels (a length ``l`` in the cache is
-        ``l * scale`` in the original image)."""
+        """``(N, 2)`` factors from cache pixels to original pixels."""
         return self.orig_size / self.size
 
     def to_original(self, keypoints, index) -> torch.Tensor:
         """``(B, J, 2)`` cache-pixel keypoints of samples ``index`` to original-image pixels."""
         size = torch.as_tensor(self.orig_size[np.asarray(index)])
         return input_to_original(torch.as_tensor(keypoints), self.size, size)
-
-    def nbytes(self) -> int:
-        return int(np.prod(self.images.shape))
 
 
 def _decode_resized(path: str, size: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -175,20 +162,18 @@ def _meta_path(path: Path) -> Path:
 def check_record_size(rec: dict, w: int, h: int) -> None:
     """Raise unless the image's actual ``w x h`` is the size its record (if it has one) states:
     keypoints resized by another image's size would train on wrong labels without a sign."""
-    stated = []
-    for name in ("width", "height"):
-        v = rec.get(name)
-        if v is not None and (isinstance(v, (bool, np.bool_))
-                              or not isinstance(v, (int, np.integer))):
+    stated = {name: rec.get(name) for name in ("width", "height")}
+    for name, v in stated.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
             raise ValueError(
                 f"{rec['image_path']}: its record's '{name}' is {v!r} ({type(v).__name__}), not an "
                 f"integer number of pixels (the file is {w}x{h}). Fix the code that made these "
                 "records, or re-create them.")
-        stated.append("?" if v is None else v)
-    if rec.get("width") not in (None, w) or rec.get("height") not in (None, h):
+    if stated["width"] not in (None, w) or stated["height"] not in (None, h):
+        said = "x".join("?" if v is None else str(v) for v in stated.values())
         raise ValueError(
-            f"{rec['image_path']}: the file is {w}x{h} but its record says {stated[0]}x{stated[1]};"
-            " its keypoints belong to another resolution. Re-create the records for these images.")
+            f"{rec['image_path']}: the file is {w}x{h} but its record says {said}; its keypoints "
+            "belong to another resolution. Re-create the records for these images.")
 
 
 def _write_error(path: Path, err: OSError, nbytes: int) -> OSError:
@@ -250,26 +235,23 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
     * ``path=None``: the array lives in memory. Budget RAM: ``N * size**2 * 3`` bytes, e.g.
       32,560 FreiHAND images take 4.9 GB at 224 but 1.6 GB at 128 (Colab has about 12 GB).
     * ``path="…/train_224.npy"``: the array is written to that ``.npy`` (plus ``….meta.npz`` for
-      keypoints) and memory-mapped, so RAM holds only what the OS caches. A later call with the
-      same records and size reuses the file; any change to the records, image files or size
-      rebuilds it. Both files get their names only when complete (:mod:`.safefiles`), and the
-      next build deletes what a killed one left. The disk space is reserved before decoding: a
-      full disk raises ``OSError("could not write <path>: <reason> ...")``, leaving no file. Use
-      local disk (``/content``), not Drive.
+      keypoints) and memory-mapped, so RAM holds only what the OS caches. The same records and
+      size later reuse the file; any change to the records, image files or size rebuilds it.
+      Files get their names only when complete, and the next build deletes what a killed one
+      left. A full disk raises ``OSError`` before decoding, leaving no file. Use local disk
+      (``/content``), not Drive.
 
     Images are squashed to a square (no padding); keypoints follow by :func:`resize_keypoints`'s
-    formula and ``orig_size`` maps predictions back exactly. An unreadable image raises
-    :class:`~handpose_utils.images.ImageReadError` naming the file; with ``skip_bad=True`` it is
-    left out instead, counted in ``cache.report`` and logged (``cache.record_index`` says which
-    records were kept). An image whose size is not its record's ``width`` x ``height`` raises
-    ``ValueError`` naming the file and both.
+    formula. An unreadable image raises :class:`~handpose_utils.images.ImageReadError` naming
+    the file; with ``skip_bad=True`` it is left out, counted in ``cache.report`` and logged. An
+    image whose size is not its record's raises (:func:`check_record_size`).
     """
     if not records:
         raise ValueError("build_image_cache: no records")
     path = Path(path) if path is not None else None
     if path is not None:
-        for name in (path.name, _meta_path(path).name):  # what killed builds left
-            remove_stale_temporaries(path.parent, name, log)
+        # what killed builds left
+        remove_stale_temporaries(path.parent, (path.name, _meta_path(path).name), log)
         key = _cache_key(records, size)
         cached = _load_cache(path, key, size)
         if cached is not None:
@@ -356,16 +338,11 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
 
 
 class CachedKeypointDataset(Dataset):
-    """A :class:`ImageCache` (or a subset of it, ``indices``) as a Dataset.
-
-    ``ds[i]`` is one sample; ``ds[list_of_indices]`` is a whole batch cut from the cache with a
-    single fancy-index, which is what :func:`cached_loader` uses (no per-sample collate).
-    Images come out as ``(B, 3, S, S)`` uint8 views of the ``(B, S, S, 3)`` slice, i.e. already in
-    the channels-last memory layout that the GPU's convolutions prefer.
-
-    ``extras`` adds per-record arrays to every sample, indexed like the records list (not the
-    cache, which may have skipped some), e.g. ``{"xyz": np.array([r["xyz"] for r in records])}``.
-    """
+    """A :class:`ImageCache` (or a subset of it, ``indices``) as a Dataset. ``ds[i]`` is one
+    sample; ``ds[list_of_indices]`` a whole batch cut with one fancy-index (what
+    :func:`cached_loader` uses: no per-sample collate), its images ``(B, 3, S, S)`` views of the
+    ``(B, S, S, 3)`` slice, already channels-last. ``extras`` adds per-record arrays, indexed like
+    the records list (not the cache), e.g. ``{"xyz": np.array([r["xyz"] for r in records])}``."""
 
     def __init__(self, cache: ImageCache, indices=None, extras: dict | None = None):
         self.cache = cache
@@ -393,10 +370,9 @@ class CachedKeypointDataset(Dataset):
 
 
 def _shuffling_sampler(ds, generator, distributed, seed: int):
-    """A ``DistributedSampler`` (this process's shard, reshuffled by ``set_epoch``) when
-    ``distributed`` says so, else a ``RandomSampler``. ``distributed``: None asks
-    :func:`env.distributed` (a running process group), a bool forces it, an
-    :class:`env.Distributed` gives the rank and world size explicitly."""
+    """A ``DistributedSampler`` (this process's shard) when ``distributed`` says so, else a
+    ``RandomSampler``. ``distributed``: None asks :func:`env.distributed`, a bool forces it, an
+    :class:`env.Distributed` gives the rank and world size."""
     state = distributed if isinstance(distributed, env.Distributed) else env.distributed()
     use = distributed if isinstance(distributed, bool) else state.world_size > 1
     if not use:
@@ -413,15 +389,12 @@ def _shuffling_sampler(ds, generator, distributed, seed: int):
 def cached_loader(data, batch_size: int = 32, shuffle: bool = False, drop_last: bool = False,
                   num_workers: int = 0, pin_memory: bool | None = None,
                   generator=None, distributed=None, seed: int = 0) -> DataLoader:
-    """A DataLoader whose sampler yields whole batches of indices, each fetched with one slice of
-    the cache (an :class:`ImageCache` or a :class:`CachedKeypointDataset`).
-
-    No workers by default: a batch is a memory copy, cheaper than shipping it between processes.
+    """A DataLoader whose sampler yields whole batches of indices, each one slice of the cache (an
+    :class:`ImageCache` or a :class:`CachedKeypointDataset`). No workers by default: a batch is a
+    memory copy, cheaper than shipping it between processes.
     The shuffle draws from torch's global RNG unless ``generator`` is given, so ``fit``'s
-    per-epoch seeding fixes the order of every epoch (and makes resumed runs repeat it).
-    Under ``torchrun`` a shuffled loader draws from this process's ``1/world_size`` of the data
-    (see :func:`_shuffling_sampler`); ``fit`` calls ``set_epoch``. Unshuffled (validation)
-    loaders always cover the whole set.
+    per-epoch seeding fixes the order of every epoch (and makes resumed runs repeat it). Under
+    ``torchrun`` a shuffled loader samples this process's shard (:func:`_shuffling_sampler`).
     """
     ds = data if isinstance(data, CachedKeypointDataset) else CachedKeypointDataset(data)
     base = (_shuffling_sampler(ds, generator, distributed, seed) if shuffle
@@ -434,7 +407,6 @@ def cached_loader(data, batch_size: int = 32, shuffle: bool = False, drop_last: 
 
 
 # Augmentation on the device -----------------------------------------------------------------------
-
 
 def _rand(n: int, lo: float, hi: float, generator) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
@@ -480,19 +452,16 @@ class DeviceAugment(nn.Module):
     ``forward(images, keypoints)`` takes ``(B, 3, H, W)`` uint8 (or float in ``[0, 1]``) images
     and ``(B, J, 2)`` pixel keypoints and returns float images and moved keypoints. In training
     mode, per sample: a flip with probability ``flip_p``, rotation in ``±rotation`` degrees, scale
-    in ``scale``, shift up to ``translate`` of the size (one affine matrix, applied to pixels with
-    ``grid_sample`` and to keypoints by multiplication), then :func:`colour_jitter`, then ImageNet
-    normalisation; in eval mode only the normalisation. Uncovered borders get the mean colour.
-    The pixel-centre convention is exactly ``grid_sample(align_corners=False)``'s, so flipping
-    twice is the identity.
+    in ``scale``, shift up to ``translate`` of the size (one affine matrix for pixels and
+    keypoints), then :func:`colour_jitter` and ImageNet normalisation; in eval mode only the
+    normalisation. Uncovered borders get the mean colour; keypoints pushed outside keep their flags.
 
-    A flipped right hand **keeps its joint indices** (``skeletons.HAND21_FLIP_INDEX``) but looks
-    like a left hand: fine for 2D keypoints; for 3D targets or handedness labels use
-    ``return_params=True`` to mirror them too, or ``flip_p=0``. Skeletons with left/right pairs
-    pass ``flip_index`` (e.g. ``skeletons.COCO_FLIP_INDEX``): flipped samples swap those joints
-    (and :class:`PrepareBatch` their visibility flags). Keypoints pushed outside the image keep
-    their flags (their targets leave ``[0, 1]``). Random numbers come from ``generator`` on the
-    CPU, so a seed gives the same augmentation on every device.
+    A flipped right hand **keeps its joint indices** but looks like a left hand: fine for 2D
+    keypoints; for 3D targets or handedness use ``return_params=True`` to mirror them too, or
+    ``flip_p=0``. Skeletons with left/right pairs pass ``flip_index`` (e.g.
+    ``skeletons.COCO_FLIP_INDEX``): flipped samples swap those joints (and :class:`PrepareBatch`
+    their visibility flags). Random numbers come from ``generator`` on the CPU, so a seed gives
+    the same augmentation on every device.
     """
 
     def __init__(self, flip_p: float = 0.5, rotation: float = 30.0, scale=(0.8, 1.2),
@@ -504,7 +473,6 @@ class DeviceAugment(nn.Module):
         self.flip_index = None if flip_index is None else torch.as_tensor(flip_index)
         self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
         self.normalize = normalize
-        # Buffers follow the module to the device with .to(device).
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
@@ -575,18 +543,14 @@ class DeviceAugment(nn.Module):
 
 # Loaders and the engine's prepare_batch -----------------------------------------------------------
 
-
 def make_loaders(train, val=None, *, batch_size: int = 32, num_workers: int | None = None,
                  device=None, drop_last: bool = True, distributed=None, seed: int = 0):
-    """``(train_loader, val_loader)`` for either path (``val_loader`` is None when ``val`` is).
-
-    ``train`` / ``val`` are :class:`ImageCache` or :class:`CachedKeypointDataset` (batches sliced
-    from the cache, no workers) or any per-sample ``Dataset`` (``num_workers`` defaults to
-    :func:`env.default_num_workers`; pinned memory on CUDA). The training loader shuffles and
-    drops the last partial batch (a batch of 1 upsets BatchNorm). Under ``torchrun`` it samples
-    this process's shard and ``batch_size`` is the batch **per process** (the global batch is
-    ``batch_size * world_size``); the validation loader covers the whole set (rank 0 evaluates).
-    """
+    """``(train_loader, val_loader)`` (``val_loader`` None when ``val`` is) of an
+    :class:`ImageCache` or :class:`CachedKeypointDataset` (:func:`cached_loader`) or any
+    per-sample ``Dataset`` (``num_workers`` default :func:`env.default_num_workers`). The training
+    loader shuffles and drops the last partial batch (a batch of 1 upsets BatchNorm). Under
+    ``torchrun`` it samples this process's shard and ``batch_size`` is the batch **per process**;
+    the validation loader covers the whole set (rank 0 evaluates)."""
     device = torch.device(device) if device is not None else env.pick_device()
     pin = device.type == "cuda"
 
@@ -621,15 +585,11 @@ def to_device(obj, device):
 
 class PrepareBatch:
     """The engine's ``prepare_batch`` for keypoint batches: ``(batch, device, train) ->
-    (inputs, targets, extras)``.
-
-    Moves the batch to ``device``, then, for uint8 images, runs ``augment`` (training) or only
-    its normalisation (evaluation); float images are taken as already normalised. ``extras``
-    holds every other batch entry, with ``keypoints`` moved by the augmentation (input pixels)
-    and, when augmenting, the affine ``matrix`` ``(B, 3, 3)`` and ``flip`` flags. Targets are
-    ``target_fn(keypoints, extras, size)``; the default is 2D regression, normalised coordinates
-    flattened to ``(B, 2J)`` (heatmaps or 3D targets pass their own).
-    """
+    (inputs, targets, extras)``. Moves the batch to ``device``; uint8 images go through
+    ``augment`` (training) or only its normalisation, float ones are taken as normalised.
+    ``extras`` holds every other batch entry, ``keypoints`` moved with the pixels and, when
+    augmenting, the affine ``matrix`` and ``flip`` flags. Targets are ``target_fn(keypoints,
+    extras, size)``, by default normalised coordinates ``(B, 2J)`` (2D regression)."""
 
     def __init__(self, augment: DeviceAugment | None = None, target_fn=None):
         self.augment = augment if augment is not None else DeviceAugment()

@@ -47,8 +47,7 @@ def download_file(url: str, dest: str | Path, timeout: float = 60.0, progress: b
     The bytes received must match the server's ``Content-Length``, and ``size`` (bytes) and
     ``sha256`` (hex digest) when given; otherwise :class:`DownloadError` says what arrived and
     nothing gets the name ``dest``. A cut download leaves ``<dest>.part``: calling again resumes
-    it. An HTML page where a binary file (``BINARY_SUFFIXES``) was expected is rejected. Two
-    processes downloading one ``dest`` take turns: the second finds the finished file.
+    it. Two processes downloading one ``dest`` take turns: the second finds the finished file.
 
     An existing ``dest`` is not fetched again. With ``size`` or ``sha256`` it must pass them
     (else :class:`DownloadError`; the file is left for you to delete); without, any non-empty
@@ -71,9 +70,8 @@ def download_file(url: str, dest: str | Path, timeout: float = 60.0, progress: b
 
 
 def file_sha256(path: str | Path) -> str:
-    """The SHA-256 hex digest of a file, read in 1 MiB chunks, so a multi-GB archive never sits
-    in memory. About 1 GB/s from cached files on a recent CPU; reading from disk is usually
-    slower, so an 18 GB archive takes from 20 s to a few minutes."""
+    """The SHA-256 hex digest of a file, read in 1 MiB chunks (a multi-GB archive never sits in
+    memory). About 1 GB/s from cached files; an 18 GB archive takes 20 s to a few minutes."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
@@ -187,12 +185,11 @@ def _fetch(url: str, dest: Path, part: Path, timeout: float, progress: bool,
 def _stream(url: str, dest: Path, part: Path, response, start: int, total: int | None,
             progress: bool) -> None:
     """Write the body of ``response`` into ``part`` from byte ``start``."""
-    received = start
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=dest.name)
+    received = start
+    off = {} if progress else {"disable": True}  # disable=False would beat TQDM_DISABLE
+    bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=dest.name, **off)
     try:
         with open(part, "ab" if start else "wb") as f:
             while chunk := response.read(CHUNK):
@@ -202,17 +199,16 @@ def _stream(url: str, dest: Path, part: Path, response, start: int, total: int |
                     raise _html_error(url, dest, f"its first bytes are {chunk[:40]!r}")
                 f.write(chunk)
                 received += len(chunk)
-                if bar:
-                    bar.update(len(chunk))
+                bar.update(len(chunk))
     except (OSError, http.client.HTTPException) as err:
         if isinstance(err, DownloadError):
             raise
+        of = f" of {total:,}" if total is not None else ""
         raise DownloadError(
-            f"the download of {url} broke off after {received:,}{_of(total)} bytes ({err}). They "
+            f"the download of {url} broke off after {received:,}{of} bytes ({err}). They "
             f"are kept in {part}: run the same call again to resume from there.") from err
     finally:
-        if bar:
-            bar.close()
+        bar.close()
 
 
 def _check_download(url: str, part: Path, size: int | None, sha256: str | None) -> None:
@@ -273,16 +269,11 @@ def _content_range(header: str | None) -> tuple[int | None, int | None]:
     return (int(start) if start else None), (int(total) if total != "*" else None)
 
 
-def _of(total: int | None) -> str:
-    return f" of {total:,}" if total is not None else ""
-
-
 # A SHA-256 check reads the whole file: up to minutes for an 18 GB archive, too slow to repeat
 # whenever a notebook calls download_file again, while comparing sizes alone misses a file of
 # the right length with damaged bytes. So a file that matched its hash gets a small record
 # ``<dest>.verified`` (hash, size, modification time); later calls trust it without hashing
 # while size and modification time are unchanged, and hash again otherwise.
-
 
 def _stamp(dest: Path, sha256: str) -> tuple[Path, str]:
     st = dest.stat()

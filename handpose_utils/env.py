@@ -1,18 +1,12 @@
 """The one place that reads the environment: where the course runs (Colab or not, smoke mode,
-CPU or which GPU, which mixed-precision dtype, where data lives). Notebooks and the package ask
-these functions instead of reading ``os.environ`` or ``sys.modules`` themselves.
+CPU or which GPU, which mixed-precision dtype, where data lives, which torchrun process). Notebooks
+and the package ask these functions instead of reading ``os.environ`` or ``sys.modules``.
 
-* ``HANDPOSE_SMOKE=1``: smoke mode, used by the test suite: tiny data, one epoch, small images,
-  ``num_workers=0``, so every notebook runs in seconds (``1/true/yes/on`` or ``0/false/no/off``
-  or empty, any case; anything else raises rather than silently running at full size).
-* ``HANDPOSE_DATA``: where datasets live (default: the repo's ``data/``, ``/content/data`` in
-  Colab); ``HANDPOSE_RUNS``: where checkpoints and logs go (default: ``runs/`` beside the data
-  folder, ``<data>/smoke/runs`` in smoke mode).
-* ``HANDPOSE_DEVICE``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; other names, or a device this
-  machine lacks, raise.
-* ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (and ``MASTER_ADDR``/``MASTER_PORT``): set by
-  ``torchrun`` for each process; :func:`init_distributed` reads them, the rest asks
-  :func:`distributed`.
+Variables: ``HANDPOSE_SMOKE=1``, smoke mode for the test suite (tiny data, one epoch, small
+images, no workers: every notebook runs in seconds); ``HANDPOSE_DATA`` and ``HANDPOSE_RUNS``,
+the data and runs folders (:func:`data_dir`, :func:`runs_dir`); ``HANDPOSE_DEVICE``
+(:func:`pick_device`); torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``
+(:func:`init_distributed`).
 """
 
 from __future__ import annotations
@@ -34,7 +28,6 @@ SMOKE_VAR, DATA_VAR, DEVICE_VAR, RUNS_VAR = ("HANDPOSE_SMOKE", "HANDPOSE_DATA",
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
-DEVICE_NAMES = "cpu, cuda, cuda:N, mps"
 
 
 def in_colab() -> bool:
@@ -66,7 +59,7 @@ def _checked_device(raw: str, setting: str) -> torch.device:
     on the first tensor moved there, with a message that does not name the setting."""
     name = raw.strip().lower()
     if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
-        raise ValueError(f"{setting} is not a device name. Use one of {DEVICE_NAMES} "
+        raise ValueError(f"{setting} is not a device name. Use one of cpu, cuda, cuda:N, mps "
                          "(N = GPU index), or leave it unset to pick the best one available.")
     device = torch.device(name)
     if device.type == "cuda":
@@ -81,11 +74,9 @@ def _checked_device(raw: str, setting: str) -> torch.device:
             raise RuntimeError(
                 f"{setting}, but this machine has {count} CUDA GPU(s): "
                 f"{', '.join(f'cuda:{i}' for i in range(count))}. Pick one of those.")
-    if device.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise RuntimeError(f"{setting}, but Apple's MPS backend is not available "
-                               "here. Set it to cpu (or cuda) or leave it unset.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"{setting}, but Apple's MPS backend is not available here. Set it to "
+                           "cpu (or cuda) or leave it unset.")
     return device
 
 
@@ -94,12 +85,11 @@ def pick_device(prefer: str | None = None) -> torch.device:
     else this raises, naming the setting), else CUDA, MPS, CPU."""
     if prefer:
         return _checked_device(str(prefer), f"pick_device(prefer={str(prefer)!r})")
-    if os.environ.get(DEVICE_VAR, "").strip():
-        raw = os.environ[DEVICE_VAR]
+    if (raw := os.environ.get(DEVICE_VAR, "")).strip():
         return _checked_device(raw, f"{DEVICE_VAR}={raw!r}")
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
 
@@ -160,22 +150,17 @@ def configure_threads() -> None:
         torch.set_num_threads(1)
 
 
-def repo_root() -> Path | None:
-    """The course checkout containing this package, if the package is used from a checkout."""
-    here = Path(__file__).resolve().parent.parent
-    return here if (here / "pyproject.toml").exists() and (here / "notebooks").is_dir() else None
-
-
 def data_dir() -> Path:
     """Where datasets live: ``HANDPOSE_DATA``, else ``/content/data`` in Colab, else the
-    checkout's ``data/``, else ``./data``. Smoke runs use a ``smoke/`` sub-folder so they never
-    overwrite a default-mode dataset."""
+    checkout's ``data/`` (when the package runs from one), else ``./data``. Smoke runs use a
+    ``smoke/`` sub-folder so they never overwrite a default-mode dataset."""
+    checkout = Path(__file__).resolve().parent.parent
     if os.environ.get(DATA_VAR):
         base = Path(os.environ[DATA_VAR]).expanduser()
     elif in_colab():
         base = Path("/content/data")
-    elif repo_root() is not None:
-        base = repo_root() / "data"
+    elif (checkout / "pyproject.toml").exists() and (checkout / "notebooks").is_dir():
+        base = checkout / "data"
     else:
         base = Path.cwd() / "data"
     return base / "smoke" if is_smoke() else base
@@ -218,10 +203,8 @@ class Distributed:
 
 def _env_int(name: str) -> int | None:
     raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
     try:
-        return int(raw)
+        return int(raw) if raw else None
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not an integer. It is set by torchrun for each "
                          "process; unset it, or launch with torchrun.") from None
@@ -240,13 +223,12 @@ def distributed() -> Distributed:
 def init_distributed(device: torch.device | str | None = None,
                      timeout_s: float = 1800) -> tuple[Distributed, torch.device]:
     """Start the process group when ``torchrun`` launched this process (``WORLD_SIZE`` > 1);
-    returns ``(state, device)``, the :class:`Distributed` state and this process's device.
+    returns the :class:`Distributed` state and this process's device.
 
     ``device`` (default :func:`pick_device`) decides the backend: NCCL on CUDA, with this process
-    on GPU ``LOCAL_RANK``, so ``torchrun --nproc_per_node N`` drives N GPUs; gloo on the CPU.
-    Without torchrun's variables, or with ``WORLD_SIZE=1``, nothing starts. Calling it again
-    returns the running state. ``timeout_s`` bounds the wait for the others at a collective
-    (rank 0 evaluating alone, for instance) before the run fails.
+    on GPU ``LOCAL_RANK`` (``torchrun --nproc_per_node N`` drives N GPUs); gloo on the CPU.
+    Without torchrun's variables nothing starts; a second call returns the running state.
+    ``timeout_s`` bounds the wait for the others at a collective (rank 0 evaluating alone).
     """
     device = torch.device(device) if device is not None else pick_device()
     world = _env_int("WORLD_SIZE")

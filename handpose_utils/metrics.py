@@ -1,22 +1,17 @@
 """Keypoint metrics: PCK, PCK curves and AUC, end-point error (EPE), an epoch accumulator, and
 (last section) the 3D metrics MPJPE, PA-MPJPE, 3D PCK and reprojection error.
 
-Conventions of every function here:
-
-* ``pred`` and ``gt`` are ``(N, J, D)`` points, D = 2 (pixels) or 3 (e.g. millimetres), numpy
-  arrays or tensors. Results are plain floats or CPU tensors. ``visible`` is an optional
-  ``(N, J)`` mask; invisible joints are left out of every average.
-* A joint is "correct" when its Euclidean distance is **at most** the threshold (``<=``), as in
-  FreiHAND's and hand3d's evaluation: a perfect prediction has PCK 1 everywhere and an AUC of
-  exactly 1 (MMPose counts ``<``: PCK at 0 is then 0, and the AUC of a perfect prediction over
-  31 thresholds 0.983). Otherwise the two differ only for exact ties.
+* ``pred`` and ``gt`` are ``(N, J, D)`` points (pixels, or e.g. millimetres), arrays or tensors;
+  results are floats or CPU tensors. ``visible``, an optional ``(N, J)`` mask, leaves joints out.
+* A joint is "correct" when its distance is **at most** the threshold (``<=``), as in FreiHAND's
+  and hand3d's evaluation: a perfect prediction has an AUC of exactly 1 (MMPose counts ``<``, so
+  its PCK at 0 is 0; otherwise the two differ only for exact ties).
 * **Name the PCK normaliser with every PCK figure** (:data:`PCK_NORMALISERS`): the image size,
-  the **annotation bounding box** (MMPose's, stored with e.g. OneHand10K's or COCO-WholeBody's
-  annotations) or the tight **keypoint box** around the labelled joints (all that FreiHAND
-  offers), 8-27 % smaller than the annotation box on real OneHand10K samples, so stricter.
-* **Pooled averages**: :func:`pck` and :func:`epe` average over every visible joint of every
-  sample at once; ``per_joint=True`` / :func:`per_joint_epe` give one value per joint, whose
-  mean is MMPose's "per joint, then averaged". With all joints visible the two are identical.
+  the **annotation bounding box** (MMPose's, stored with e.g. OneHand10K's annotations) or the
+  tight **keypoint box** around the labelled joints (all FreiHAND offers; 8-27 % smaller than the
+  annotation box on real OneHand10K samples, so stricter).
+* **Pooled averages** over every visible joint of every sample; ``per_joint=True`` and
+  :func:`per_joint_epe` give MMPose's "per joint, then averaged" (the same with all visible).
 """
 
 from __future__ import annotations
@@ -27,11 +22,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["pck", "pck_curve", "PCK_NORMALISERS", "bbox_size", "keypoint_box_size",
-           "annotation_box_size", "epe", "per_joint_epe", "per_sample_epe", "joint_distances",
-           "KeypointMeter", "normalized_to_pixels", "PCK3D_THRESHOLDS_MM", "mpjpe",
-           "procrustes_align", "pa_mpjpe", "pck3d_curve", "fraction_within",
-           "reproject_with_gt_root", "reprojection_error"]
+__all__ = ["pck", "pck_curve", "PCK_NORMALISERS", "bbox_size", "annotation_box_size", "epe",
+           "per_joint_epe", "per_sample_epe", "joint_distances", "KeypointMeter",
+           "normalized_to_pixels", "PCK3D_THRESHOLDS_MM", "mpjpe", "procrustes_align", "pa_mpjpe",
+           "pck3d_curve", "fraction_within", "reproject_with_gt_root", "reprojection_error"]
 
 
 def _tensor(x, dtype=torch.float32) -> torch.Tensor:
@@ -60,11 +54,9 @@ def joint_distances(pred, gt) -> torch.Tensor:
 
 
 def bbox_size(gt, visible=None) -> torch.Tensor:
-    """Longer side of each sample's tight **keypoint box**, the box around its visible joints
-    (x and y only). ``(N,)``; 0 for samples with fewer than two distinct visible joints.
-    *Not* MMPose's hand normaliser (:func:`annotation_box_size`, a larger box that includes the
-    skin around the joints): use it where the dataset has no boxes (FreiHAND, RHD) and call it
-    "keypoint box" when reporting. ``keypoint_box_size`` is the same function."""
+    """``(N,)`` longer side of each sample's tight **keypoint box** around its visible joints (x, y
+    only; 0 with fewer than two distinct ones). Smaller than MMPose's annotation box
+    (:func:`annotation_box_size`): use it where a dataset has no boxes, and say "keypoint box"."""
     gt = _tensor(gt)[..., :2]
     mask = _mask(visible, gt.shape[:2])[..., None]
     big = torch.finfo(gt.dtype).max
@@ -74,13 +66,9 @@ def bbox_size(gt, visible=None) -> torch.Tensor:
     return torch.where(mask.any(1)[:, 0], side, torch.zeros_like(side))
 
 
-keypoint_box_size = bbox_size
-
-
 def annotation_box_size(boxes) -> torch.Tensor:
-    """Longer side ``max(w, h)`` of each annotation bounding box, ``boxes`` ``(N, 4)`` as COCO's
-    ``[x, y, w, h]``: MMPose's PCK normaliser (``norm_item="bbox"``) for datasets that store a
-    box with each hand or person (OneHand10K, COCO-WholeBody, the COCO records' ``"bbox"``)."""
+    """``max(w, h)`` of each annotation box, ``boxes`` ``(N, 4)`` COCO ``[x, y, w, h]``: MMPose's
+    PCK normaliser (``norm_item="bbox"``) for datasets with boxes (OneHand10K, COCO)."""
     b = _tensor(boxes)
     if b.dim() != 2 or b.shape[-1] != 4:
         raise ValueError(f"boxes must be (N, 4) [x, y, w, h] annotation boxes, got shape "
@@ -178,14 +166,11 @@ def per_sample_epe(pred, gt, visible=None) -> torch.Tensor:
     return (d * mask).sum(1) / mask.sum(1)
 
 
-# --------------------------------------------------------------------------------------------
-# Accumulating predictions over an epoch
-
+# Accumulating predictions over an epoch -----------------------------------------------------------
 
 def normalized_to_pixels(coords: torch.Tensor, size) -> torch.Tensor:
-    """Normalised ``[0, 1]`` image coordinates to pixel coordinates (pixel centres at integers):
-    ``x_px = u * W - 0.5``. ``size`` is a number (square images) or ``(N, 2)`` per-sample
-    ``(W, H)``. The inverse of ``data.pixels_to_normalized``."""
+    """Normalised ``[0, 1]`` coordinates to pixels, ``x = u * W - 0.5``; ``size`` is a number or
+    per-sample ``(N, 2)`` ``(W, H)``. The inverse of ``data.pixels_to_normalized``."""
     size = torch.as_tensor(size, dtype=coords.dtype, device=coords.device)
     if size.dim() == 2:  # (N, 2) -> (N, 1, 2), broadcast over joints
         size = size[:, None, :]
@@ -193,11 +178,10 @@ def normalized_to_pixels(coords: torch.Tensor, size) -> torch.Tensor:
 
 
 def _default_points(outputs, targets, extras):
-    """2D regression: outputs and targets are ``(B, 2J)`` normalised coordinates. Returns them as
-    pixels of the original image when the batch carries ``orig_size``, else as normalised."""
+    """2D regression outputs and targets, ``(B, 2J)`` normalised, as ``(B, J, 2)`` pixels of the
+    original images (or normalised when the batch has no ``orig_size``)."""
     b = outputs.shape[0]
-    pred = outputs.reshape(b, -1, 2)
-    gt = targets.reshape(b, -1, 2)
+    pred, gt = outputs.reshape(b, -1, 2), targets.reshape(b, -1, 2)
     if extras and "orig_size" in extras:
         size = extras["orig_size"]
         return normalized_to_pixels(pred, size), normalized_to_pixels(gt, size)
@@ -209,13 +193,11 @@ class KeypointMeter:
     engine's meter protocol: ``reset``, ``update(outputs, targets, extras)``, ``compute()``).
 
     ``to_points(outputs, targets, extras) -> (pred, gt)`` turns a batch into ``(B, J, D)`` points
-    in the unit to report. The default reads 2D regression outputs (normalised coordinates) as
-    pixels of the **original** image (``extras["orig_size"]``), so EPE is comparable with papers;
-    heatmaps pass a decoder, 3D a function returning millimetres. ``norm`` is the PCK normaliser
-    (:func:`pck`): ``"image"`` (default), the longer side of the original image;
-    ``"bbox"``, of each sample's annotation box ``extras["bbox"]`` ``(B, 4)`` ``[x, y, w, h]``
-    (MMPose's hand PCK); ``"keypoint_box"``, of the tight box around the visible ground-truth
-    joints (:func:`bbox_size`); or a number, e.g. ``1.0`` for absolute ``alphas`` (px, mm).
+    in the unit to report; the default reads 2D regression outputs as pixels of the **original**
+    image (``extras["orig_size"]``), so EPE is comparable with papers. ``norm`` is the PCK
+    normaliser (:func:`pck`): the longer side of the original image (``"image"``), of each
+    sample's annotation box ``extras["bbox"]`` (``"bbox"``, MMPose's hand PCK), of the keypoint
+    box (``"keypoint_box"``, :func:`bbox_size`), or a number (``1.0``: absolute ``alphas``).
 
     ``compute()`` returns ``pck@<alpha>`` for each alpha, ``pck`` (the first alpha), ``auc``
     (over ``auc_thresholds`` in the points' unit, default 0-30 px) and ``epe``. ``norm_label``
@@ -271,9 +253,8 @@ class KeypointMeter:
             self._index.append(_tensor(extras["index"]).long())
 
     def arrays(self) -> dict:
-        """Everything accumulated: ``pred``, ``gt`` (N, J, D), ``visible`` (N, J), ``norm`` (N,)
-        and ``index`` (N,) when the batches carried one. Use it for per-joint and worst-case
-        analyses after :func:`engine.evaluate`."""
+        """Everything accumulated: ``pred``, ``gt``, ``visible``, ``norm`` and (when the batches
+        carried one) ``index``, for per-joint and worst-case analyses after an evaluation."""
         if not self._batches:
             raise RuntimeError("KeypointMeter is empty: call update() before compute()")
         out = dict(zip(("pred", "gt", "visible", "norm"), map(torch.cat, zip(*self._batches))))
@@ -296,11 +277,9 @@ class KeypointMeter:
 
 
 # 3D metrics (notebook 05) -------------------------------------------------------------------------
-# ``(N, J, 3)`` inputs in one unit (metres or millimetres); results in that unit, computed in
-# float64: Procrustes alignment takes an SVD, and millimetre errors of points a metre away lose
-# digits in float32. The course reports **root-relative millimetres** (joint 9, the middle MCP,
-# at the origin); FreiHAND's evaluation compares **absolute** camera-frame xyz and allows
-# reflections in its Procrustes alignment (see :func:`procrustes_align`).
+# ``(N, J, 3)`` inputs in one unit, results in that unit, computed in float64: Procrustes takes an
+# SVD, and millimetre errors of points a metre away lose digits in float32. The course reports
+# root-relative millimetres; FreiHAND's evaluation compares absolute camera-frame xyz.
 
 PCK3D_THRESHOLDS_MM = np.linspace(0.0, 50.0, 100)  # FreiHAND's eval: 0-50 mm in 100 steps
 
@@ -385,9 +364,9 @@ def pck3d_curve(pred, gt, thresholds=PCK3D_THRESHOLDS_MM, visible=None):
 
 
 def fraction_within(pred, gt, threshold: float = 50.0, visible=None) -> float:
-    """The fraction of joints whose 3D error is at most ``threshold`` (input's unit; 50 mm by
-    default): one point of the 3D PCK curve. Some projects print it as "accuracy" (within 5 cm);
-    5 cm is about a finger's length, so it saturates early: prefer MPJPE and the AUC."""
+    """The fraction of joints whose 3D error is at most ``threshold`` (50 mm by default): one
+    point of the 3D PCK curve, printed as "accuracy" by some projects. 5 cm is about a finger's
+    length, so it saturates early: prefer MPJPE and the AUC."""
     pred, gt = _points3d(pred, gt)
     return pck(pred, gt, threshold, norm=1.0, visible=visible)
 
@@ -395,12 +374,9 @@ def fraction_within(pred, gt, threshold: float = 50.0, visible=None) -> float:
 def reproject_with_gt_root(pred_rel, gt_xyz, K, root: int = 9) -> torch.Tensor:
     """Pixels ``(N, J, 2)`` of a root-relative prediction placed in the camera frame with its root
     joint at the ground-truth root position, projected through ``K`` (``(3, 3)`` or
-    ``(N, 3, 3)``): ``uv = K (p - p_root + g_root) / z``.
-
+    ``(N, 3, 3)``): ``uv = K (p - p_root + g_root) / z``, depths clamped in front of the camera.
     One image fixes neither the hand's distance nor its size (notebook 05), so borrowing the true
-    root's position (hence its depth) is the standard way to draw a root-relative prediction on
-    the image. ``pred_rel`` and ``gt_xyz`` share a unit. Depths are clamped in front of the
-    camera."""
+    root's position is the standard way to draw a root-relative prediction on the image."""
     pred, gt = _points3d(pred_rel, gt_xyz)
     k = _tensor(K, torch.float64)
     if k.dim() == 2:

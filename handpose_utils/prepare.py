@@ -1,8 +1,6 @@
-"""One call per dataset that makes it if missing, then reads it, so every notebook runs on its own.
-
-Notebook 01 makes FreiHAND and the records, notebook 02 the splits; later notebooks call
-:func:`prepare_splits`, which does whatever is still missing and otherwise just loads; notebooks
-06 and 07 call :func:`prepare_coco` and :func:`prepare_rhd`. Readers and renderers load on use."""
+"""One call per dataset that makes it if missing, then reads it, so every notebook runs on its own:
+:func:`prepare_freihand` and :func:`prepare_splits` (notebooks 01-05, 08), :func:`prepare_coco`
+(06) and :func:`prepare_rhd` (07). Readers and renderers load on first use."""
 
 from __future__ import annotations
 
@@ -69,11 +67,9 @@ def splits_dir(dataset: str, data_root: str | Path | None = None) -> Path:
 
 def write_splits(parts, directory: str | Path, meta: dict) -> dict[str, Path]:
     """Write ``train.json``, ``val.json``, ``test.json`` and ``split_meta.json`` (written last).
-
-    When ``meta`` names the dataset ``root`` but holds no ``data`` fingerprint, the fingerprint
-    of the data there now is added, so :func:`prepare_splits` reuses these splits until the
-    annotations change.
-    """
+    When ``meta`` names the dataset ``root`` but holds no ``data`` fingerprint, the fingerprint of
+    the data there now is added, so :func:`prepare_splits` reuses these splits until the
+    annotations change."""
     directory = Path(directory)
     meta_path = directory / "split_meta.json"
     meta_path.unlink(missing_ok=True)
@@ -81,10 +77,9 @@ def write_splits(parts, directory: str | Path, meta: dict) -> dict[str, Path]:
         from .datasets.freihand import data_fingerprint
 
         meta = dict(meta, data=data_fingerprint(meta["root"]))
-    paths = {}
-    for name, part in zip(("train", "val", "test"), parts):
-        paths[name] = save_records(part, directory / f"{name}.json")
-    meta = dict(meta, counts={n: len(p) for n, p in zip(("train", "val", "test"), parts)})
+    names = ("train", "val", "test")
+    paths = {n: save_records(p, directory / f"{n}.json") for n, p in zip(names, parts)}
+    meta = dict(meta, counts={n: len(p) for n, p in zip(names, parts)})
     write_json(meta_path, meta, indent=1)
     return paths
 

@@ -12,9 +12,6 @@ A record is the reference project's dict, extended with what later notebooks nee
       "K": [[fx, 0, cx], [0, fy, cy], [0, 0, 1]],
       "pose_id": 17, "version": 2, "width": 224, "height": 224,
     }
-
-``save_records`` writes image paths relative to the JSON file, so a data folder can be moved
-(say, to ``/content/data`` in Colab); ``load_records`` resolves them and validates every record.
 """
 
 from __future__ import annotations
@@ -76,19 +73,27 @@ def _finite_numbers(values) -> bool:
     return set(map(type, values)) <= {int, float} and math.isfinite(sum(values))
 
 
+def _check_numbers(values, where: str, what: str) -> None:
+    """Raise unless ``values`` are finite numbers, naming the first culprit."""
+    for i, v in enumerate(values):
+        if not _is_number(v):
+            raise RecordError(f"{where}: {what} holds a non-number at position {i}: "
+                              f"{_describe(v)}. Re-create the records.")
+    bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+    if bad:
+        raise RecordError(f"{where}: {what} value(s) at position(s) {bad[:6]} are NaN or infinite. "
+                          "Fix or drop this record; the annotation it came from is broken.")
+
+
 def _describe(v) -> str:
     return f"{v!r} ({type(v).__name__})"
 
 
 def validate_record(record: dict, index: int, source: str = "records",
                     num_joints: int = NUM_HAND_JOINTS, check_image: bool = True) -> None:
-    """Raise :class:`RecordError` unless ``record`` is well formed.
-
-    Checked: ``image_path`` and ``keypoints`` (``2 * num_joints`` finite numbers) are present;
-    when present, ``visible`` holds ``num_joints`` flags that are bools or the ints 0/1 (a string
-    such as ``"0"`` is truthy and would count as visible), ``width`` and ``height`` are positive
-    ints, and ``xyz`` is ``num_joints x 3`` finite numbers; with ``check_image``, the image exists.
-    """
+    """Raise :class:`RecordError` (naming ``source``, the record and the fix) unless ``record``
+    has an ``image_path`` and ``2 * num_joints`` finite keypoints, and its optional ``visible``,
+    ``width``, ``height`` and ``xyz`` are well formed; with ``check_image``, the image exists."""
     where = f"{source}, record {index}"
     if not isinstance(record, dict):
         raise RecordError(f"{where}: expected a dict, got {type(record).__name__}")
@@ -107,16 +112,7 @@ def validate_record(record: dict, index: int, source: str = "records",
                           f"({num_joints} joints x (x, y)). Re-create the records with the right "
                           "skeleton.")
     if not _finite_numbers(kp):
-        for i, v in enumerate(kp):
-            if not _is_number(v):
-                raise RecordError(
-                    f"{where}: 'keypoints' holds a non-number at position {i}: {_describe(v)}. "
-                    "Keypoints are pixel coordinates (numbers); re-create the records.")
-        bad = [i for i, v in enumerate(kp) if not math.isfinite(v)]
-        if bad:
-            raise RecordError(f"{where}: keypoint value(s) at position(s) {bad[:6]} are NaN or "
-                              "infinite. Fix or drop this record; the annotation it came from is "
-                              "broken.")
+        _check_numbers(kp, where, "'keypoints'")
     vis = record.get("visible")
     if vis is not None:
         if not isinstance(vis, (list, tuple)):
@@ -153,13 +149,7 @@ def _check_xyz(xyz, where: str, num_joints: int) -> None:
             got = f"{len(joint)} values" if isinstance(joint, (list, tuple)) else _describe(joint)
             raise RecordError(f"{where}: 'xyz' joint {j} has {got}, expected {shape}. "
                               "Re-create the records.")
-        for v in joint:
-            if not _is_number(v):
-                raise RecordError(f"{where}: 'xyz' joint {j} holds a non-number: {_describe(v)}. "
-                                  "Re-create the records.")
-            if not math.isfinite(v):
-                raise RecordError(f"{where}: 'xyz' joint {j} is {joint}: NaN or infinite. Fix or "
-                                  "drop this record; the annotation it came from is broken.")
+        _check_numbers(joint, where, f"'xyz' joint {j}")
 
 
 def _jsonable(value):
@@ -169,8 +159,8 @@ def _jsonable(value):
 
 
 def save_records(records: list[dict], path: str | Path) -> Path:
-    """Write records as a JSON list, image paths relative to the file. Written atomically
-    (:func:`~handpose_utils.safefiles.write_json`): two processes may save the same file."""
+    """Write records as a JSON list, image paths relative to the file (so a data folder can be
+    moved, say to ``/content/data`` in Colab). Written atomically (``safefiles.write_json``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.parent.resolve()
@@ -188,8 +178,7 @@ def load_records(path: str | Path, num_joints: int = NUM_HAND_JOINTS,
                  check_images: bool = True) -> list[dict]:
     """Read and validate a records JSON. Relative image paths resolve against the file's folder.
     Raises :class:`RecordError` naming the file and the record on a wrong keypoint count, a NaN,
-    a missing key or (with ``check_images``) a missing image file.
-    """
+    a missing key or (with ``check_images``) a missing image file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(

@@ -1,13 +1,7 @@
-"""Keypoint conventions: joint orders, names, bones, flip pairs and OKS sigmas.
-
-* **HAND21**, the 21-joint hand order of FreiHAND and MediaPipe (the course's own order):
-  0 wrist; 1-4 thumb CMC->tip; 5-8 index MCP->tip; 9-12 middle (9 = middle MCP); 13-16 ring;
-  17-20 pinky.
-* **RHD42**, the Rendered Hand Pose dataset: left hand 0-20, right hand 21-41. Within a hand,
-  0 is the wrist and each finger runs *tip -> palm* (so 12 is the middle MCP).
-* **COCO17**, COCO person keypoints. The skeleton in COCO files is 1-based; ``COCO_SKELETON`` is
-  0-based and ``COCO_SKELETON_1BASED`` is the file's own list.
-"""
+"""Keypoint conventions: joint orders, names, bones, flip pairs and OKS sigmas, for **HAND21**
+(FreiHAND's and MediaPipe's order, the course's own: 0 wrist, then each finger palm -> tip, thumb
+first, so 9 is the middle MCP), **RHD42** (the Rendered Hand Pose dataset: left hand 0-20, right
+hand 21-41, each finger *tip -> palm*, so 12 is the middle MCP) and **COCO17** (COCO persons)."""
 
 from __future__ import annotations
 
