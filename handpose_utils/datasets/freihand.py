@@ -20,7 +20,6 @@ every reader: :class:`DatasetNotFoundError`, :func:`read_dataset_json`, the synt
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import camera
-from ..downloads import download_file, extract_zip
+from ..downloads import download_file, extract_zip, file_sha256
 from ..images import image_size
 
 FREIHAND_URL = "https://lmb.informatik.uni-freiburg.de/data/freihand/FreiHAND_pub_v2.zip"
@@ -79,11 +78,7 @@ def data_fingerprint(root: str | Path, split: str = "training") -> dict:
     for kind in ("xyz", "K", "scale", "visibility"):  # what load_freihand reads
         path = root / f"{split}_{kind}.json"
         if path.is_file():
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-            files[path.name] = {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+            files[path.name] = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
     meta = synthetic_meta(root) or {}
     return {"split": split, "files": files, "generator_version": meta.get("generator_version")}
 
@@ -111,6 +106,14 @@ def fingerprint_changes(old, new: dict) -> list[str]:
 
 def freihand_image_path(root: str | Path, split: str, image_id: int) -> Path:
     return Path(root) / split / "rgb" / f"{image_id:08d}.jpg"
+
+
+def check_extracted(target: Path, expected, hint: str = "") -> Path:
+    """``target``, once every ``expected`` path under it exists; else raise naming the missing."""
+    missing = [str(e) for e in expected if not (target / e).exists()]
+    if missing:
+        raise DatasetNotFoundError(f"after extraction, {target} lacks {missing}{hint}")
+    return target
 
 
 def read_dataset_json(path: Path, what: str, how_to_get: str = ""):
@@ -313,7 +316,4 @@ def download_freihand(root: str | Path, evaluation: bool = True, keep_zip: bool 
     expected = ["training_xyz.json", "training_K.json", "training_scale.json", "training/rgb"]
     if evaluation:
         expected += ["evaluation_xyz.json", "evaluation_K.json", "evaluation/rgb"]
-    missing = [e for e in expected if not (target / e).exists()]
-    if missing:
-        raise DatasetNotFoundError(f"after extraction, {target} lacks {missing}")
-    return target
+    return check_extracted(target, expected)

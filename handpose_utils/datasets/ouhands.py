@@ -37,7 +37,7 @@ from pathlib import Path
 from ..downloads import BrokenArchiveError, extract_zip
 from ..safefiles import write_json
 from ..skeletons import NUM_HAND_JOINTS
-from .freihand import DatasetNotFoundError, read_dataset_json
+from .freihand import DatasetNotFoundError, check_extracted, read_dataset_json
 
 OUHANDS_PAGE = "https://www.oulu.fi/cmvs/node/41445"
 OUHANDS_CLASSES = ("A", "B", "C", "D", "E", "F", "H", "I", "J", "K")
@@ -173,13 +173,9 @@ def install_ouhands(archives, root: str | Path, keep_archives: bool = True) -> P
             if sub.is_dir() and (find_ouhands_root(sub) / "OUHANDS_train").is_dir():
                 found = find_ouhands_root(sub)
                 break
-    expected = [ouhands_colour_dir(found, "train"), split_list_path(found, "train"),
-                split_list_path(found, "validation")]
-    missing = [str(p) for p in expected if not p.exists()]
-    if missing:
-        raise DatasetNotFoundError(f"after extraction, {found} lacks {missing}. "
-                                   + HOW_TO_GET_OUHANDS)
-    return found
+    return check_extracted(found, [ouhands_colour_dir(found, "train"),
+                                   split_list_path(found, "train"),
+                                   split_list_path(found, "validation")], ". " + HOW_TO_GET_OUHANDS)
 
 
 # Landmark files ----------

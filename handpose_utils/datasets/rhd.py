@@ -38,7 +38,7 @@ from PIL import Image, UnidentifiedImageError
 from ..downloads import download_file, extract_zip
 from ..images import image_size as _pil_image_size
 from ..skeletons import RHD_LEFT, RHD_MASK_LEFT, RHD_MASK_RIGHT, RHD_RIGHT, rhd_hand_to_hand21
-from .freihand import DatasetNotFoundError
+from .freihand import DatasetNotFoundError, check_extracted
 
 RHD_URL = "https://lmb.informatik.uni-freiburg.de/data/RenderedHandpose/RHD_v1-1.zip"
 # The official page lists 7.1 GB. A third-party dataset survey recorded a Content-Length of
@@ -304,7 +304,4 @@ def download_rhd(root: str | Path, keep_zip: bool = False) -> Path:
             zpath.unlink()
     expected = [f"{s}/{x}" for s in RHD_SPLITS for x in ("color", "mask", "depth",
                                                           f"anno_{s}.pickle")]
-    missing = [e for e in expected if not (target / e).exists()]
-    if missing:
-        raise DatasetNotFoundError(f"after extraction, {target} lacks {missing}")
-    return target
+    return check_extracted(target, expected)
