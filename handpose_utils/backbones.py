@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import torch
@@ -61,23 +62,21 @@ def _hrnet_backbone(name: str, pretrained: bool, log) -> tuple[nn.Module, int, i
                           "models: `pip install timm` (Colab has it), or choose a ResNet or a "
                           "MobileNet") from None
 
-    def create(weights: bool) -> nn.Module:
-        # feature_location="": the branches themselves, not timm's classification neck
-        return timm.create_model(name, pretrained=weights, features_only=True,
-                                 feature_location="")
+    # feature_location="": the branches themselves, not timm's classification neck
+    create = functools.partial(timm.create_model, name, features_only=True, feature_location="")
 
     net, loaded = None, False
     if pretrained:
         try:
             with socket_timeout(30.0):
-                net, loaded = create(True), True
+                net, loaded = create(pretrained=True), True
         except Exception as err:  # noqa: BLE001 - any failure means the same fallback
             if log:
                 log(f"ImageNet weights for the {name} backbone unavailable ({type(err).__name__}:"
                     f" {str(err)[:160]}).\nContinuing with RANDOM initialisation: it trains "
                     "from scratch and learns much more slowly.")
     if net is None:
-        net = create(False)
+        net = create(pretrained=False)
     return HighResolutionBranch(net), net.feature_info.channels()[1], 4, loaded
 
 
@@ -113,8 +112,8 @@ def cost_table(rows: dict[str, dict], input_size, device: str) -> str:
     AP (``"train"`` and ``"ap"`` are NaN for a backbone that was only measured)."""
     nan = float("nan")
     lines = [f"{'backbone':20s} {'params':>8s} {'GMACs':>7s} {'infer img/s':>12s} "
-             f"{'train img/s':>12s} {'val AP':>7s}   (input {input_size[0]} wide x {input_size[1]} high, "
-             f"{device})"]
+             f"{'train img/s':>12s} {'val AP':>7s}   (input {input_size[0]} wide x "
+             f"{input_size[1]} high, {device})"]
     for name, r in rows.items():
         lines.append(f"{name:20s} {r['params'] / 1e6:7.1f}M {r['macs'] / 1e9:7.2f} "
                      f"{r['infer']:12.1f} {r.get('train', nan):12.1f} {r.get('ap', nan):7.3f}"

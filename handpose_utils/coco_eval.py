@@ -280,9 +280,8 @@ def predict_coco_results(model, loader, codec, modes=("quarter",), flip_test: bo
             with torch.autocast(device.type, dtype=amp.dtype, enabled=amp.enabled):
                 plain = model(images).float()
                 flipped = model(images.flip(-1)).float() if flip_test else None
-            heatmaps = {False: plain}
-            if flip_test:
-                heatmaps[True] = codec.flip_average(plain, flipped)
+            heatmaps = {False: plain,
+                        True: codec.flip_average(plain, flipped) if flip_test else None}
             for (mode, flip), results in out.items():
                 results += heatmaps_to_coco_results(codec, heatmaps[flip], meta, mode,
                                                     score_threshold)

@@ -1,9 +1,6 @@
-"""Write the package modules that notebooks own, from the notebooks' ``#@save`` cells.
-
-A lesson's code is written, explained and run in its notebook; what later notebooks need too is
-marked there with a first line ``#@save <module>`` (d2l's convention; ``#@save hand3d.nets`` for
-a sub-package) and copied into ``handpose_utils/<module>.py``, in notebook order, its leading
-``import`` lines gathered at the top. Edit the notebook, never the generated module::
+"""Write the package modules that notebooks own, from the notebooks' ``#@save <module>`` cells
+(d2l's convention), in notebook order, their leading imports gathered at the top. Edit the
+notebook, never the generated module::
 
     python -m handpose_utils.export           # rewrite the exported modules
     python -m handpose_utils.export --check   # exit 1 if a module differs from its notebooks
@@ -29,10 +26,8 @@ def saved_cells(notebook: Path) -> list[tuple[str, str]]:
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     out = []
     for i, cell in enumerate(cells):
-        if cell["cell_type"] != "code":
-            continue
         lines = "".join(cell["source"]).splitlines()
-        if not lines or not (m := MARK.match(lines[0].strip())):
+        if cell["cell_type"] != "code" or not lines or not (m := MARK.match(lines[0].strip())):
             continue
         code = "\n".join(lines[1:]).strip("\n")
         for bad in ("hp.", "\n%", "\n!"):

@@ -45,10 +45,9 @@ class TopDownAugment:
         n = torch.randn(2, generator=generator)
         scale = float(np.clip(1 + self.scale_factor * float(n[0]), 1 - self.scale_factor,
                               1 + self.scale_factor))
-        rot = 0.0
-        if float(r[0]) < self.rotation_p:
-            limit = 2 * self.rotation_factor
-            rot = float(np.clip(self.rotation_factor * float(n[1]), -limit, limit))
+        limit = 2 * self.rotation_factor
+        rot = float(np.clip(self.rotation_factor * float(n[1]), -limit, limit))
+        rot = rot if float(r[0]) < self.rotation_p else 0.0
         return {"scale": scale, "rotation": rot, "flip": float(r[1]) < self.flip_p,
                 "half_body": float(r[2]) < self.half_body_p}
 

@@ -1,25 +1,23 @@
-"""Train notebook 03's or 06's recipe from the command line, in one process or on several GPUs.
+"""Train notebook 03's (``hands``) or 06's (``coco``) recipe from the command line, with the
+notebook's GPU, CPU or smoke-mode defaults (``--help`` lists them; the README shows the commands).
 
-``hands`` builds notebook 03's ``models.hands_recipe`` (scored with PCK and EPE), ``coco``
-notebook 06's ``models_heatmap.coco_recipe`` (COCO's OKS AP), with the notebook's defaults: the
-GPU sizes on a GPU, the CPU sizes without one, the tiny ones with ``HANDPOSE_SMOKE=1`` (``--help``
-lists them; the README shows the commands). Under ``torchrun`` each of N processes trains on its
-own 1/N of the images, ``DistributedDataParallel`` averages the gradients, and rank 0 alone
-evaluates, prints and writes the checkpoints; ``--batch-size`` is the **global** batch. A
-checkpoint holds the plain model, so ``--resume`` continues a run with any number of processes.
-Rank 0 ends with one line ``RESULT {json}``: the run, its final training loss and the validation
-metrics of ``best.pth``.
+Under ``torchrun`` each of N processes trains on its own 1/N of the images, DDP averages the
+gradients, and rank 0 alone evaluates, prints and writes the checkpoints; ``--batch-size`` is the
+**global** batch. A checkpoint holds the plain model, so ``--resume`` continues a run with any
+number of processes. Rank 0 ends with one line ``RESULT {json}``: the run, its final training
+loss and the validation metrics of ``best.pth``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
 import time
+from collections import namedtuple
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,12 +29,8 @@ from .heatmaps import DECODE_MODES
 __all__ = ["OPTIONS", "TASKS", "defaults", "build_parser", "parser", "main", "batch_plan"]
 
 
-class By(NamedTuple):
-    """A default that depends on the machine; ``smoke`` None: the machine's."""
-
-    gpu: object
-    cpu: object
-    smoke: object = None
+# A default that depends on the machine; smoke None: the machine's.
+By = namedtuple("By", "gpu cpu smoke", defaults=(None,))
 
 
 def _ints(text: str) -> tuple:
@@ -247,11 +241,12 @@ def _in_turn(fn, dist: env.Distributed):
     return result
 
 
-def _engine_options(s, dist, device, run_dir: Path, log) -> dict:
-    """The ``TrainConfig`` fields the command line sets alike for both recipes."""
-    return {"device": device, "checkpoint_dir": run_dir, "resume": s.resume,
-            "max_steps": s.max_steps, "seed": s.seed, "live_plot": False, "log": log,
-            "sync_bn": s.sync_bn, "progress": dist.is_main}
+def _engine_options(s, dist, device, log, run_name: str) -> dict:
+    """The ``TrainConfig`` fields the command line sets alike for both recipes (the run folder:
+    ``--run-dir``, else ``run_name`` in runs/)."""
+    return {"device": device, "checkpoint_dir": Path(s.run_dir or env.runs_dir() / run_name),
+            "resume": s.resume, "max_steps": s.max_steps, "seed": s.seed, "live_plot": False,
+            "log": log, "sync_bn": s.sync_bn, "progress": dist.is_main}
 
 
 def _fit(model, train_loader, val_loader, config, dist, **fit_kwargs):
@@ -264,12 +259,10 @@ def _fit(model, train_loader, val_loader, config, dist, **fit_kwargs):
     run_dir = Path(config.checkpoint_dir)
     result = {"run_dir": str(run_dir), "resumed_from_epoch": 0, "resumed_world_size": None}
     if config.resume and (run_dir / "last.pth").is_file():
-        try:
+        with contextlib.suppress(CheckpointError):  # fit says what is wrong
             ckpt = load_checkpoint(run_dir / "last.pth")
             result.update(resumed_from_epoch=int(ckpt["epoch"]), resumed_world_size=(
                 ckpt.get("config") or {}).get("world_size", 1))
-        except CheckpointError:
-            pass  # fit says what is wrong
     history = fit(model, train_loader, val_loader, config, **fit_kwargs)
     if dist.is_main and (run_dir / "best.pth").is_file():
         result["best_epoch"] = load_checkpoint(run_dir / "best.pth", model)["best"]["epoch"]
@@ -286,20 +279,18 @@ def _run_hands(s: argparse.Namespace, dist, device, plan, log):
     train_recs, val_recs, _ = _in_turn(lambda: prepare_splits(
         s.dataset, data_root, n_poses=s.n_poses, seed=s.seed, download=s.download, log=log),
         dist)
-    if log:
-        log(f"train {len(train_recs)} | val {len(val_recs)} images")
+    log(f"train {len(train_recs)} | val {len(val_recs)} images")
     train_loader, val_loader = D.make_loaders(
         *(D.build_image_cache(r, s.input_size, progress=dist.is_main, log=log)
           for r in (train_recs, val_recs)),
         batch_size=plan["per_process_batch"], device=device, seed=s.seed)
-    run_dir = Path(s.run_dir or env.runs_dir() / f"train_hands_{s.dataset}_{s.model}_"
-                                                   f"{s.input_size}px")
     env.seed_everything(s.seed)
     model, config, fit_kwargs = hands_recipe(
         s.model, s.epochs, lr=plan["lr"], warmup_epochs=s.warmup_epochs,
         settings={"model": s.model, "input_size": s.input_size, "dataset": s.dataset,
                   "n_poses": s.n_poses, "global_batch": plan["global_batch"]},
-        **_engine_options(s, dist, device, run_dir, log))
+        **_engine_options(s, dist, device, log,
+                          f"train_hands_{s.dataset}_{s.model}_{s.input_size}px"))
     history, result = _fit(model, train_loader, val_loader, config, dist, **fit_kwargs)
     if not dist.is_main:
         return history, result
@@ -345,8 +336,7 @@ def _run_coco(s: argparse.Namespace, dist, device, plan, log):
     train_ds = TopDownDataset(train_records, codec, train=True,
                               augment=TopDownAugment(half_body_p=s.half_body_p))
     val_ds = TopDownDataset(val_records, codec)
-    if log:
-        log(f"{len(train_ds)} training crops, {len(val_ds)} validation crops")
+    log(f"{len(train_ds)} training crops, {len(val_ds)} validation crops")
     workers = s.num_workers if s.num_workers is not None else env.default_num_workers()
     train_loader, val_loader = make_loaders(train_ds, val_ds, batch_size=plan["per_process_batch"],
                                             num_workers=workers, device=device, seed=s.seed)
@@ -354,13 +344,10 @@ def _run_coco(s: argparse.Namespace, dist, device, plan, log):
     # Only rank 0 asks for ImageNet weights (one download); DDP copies its weights to the
     # others when it wraps the model.
     model = build_heatmap_model(s.backbone, pretrained=s.pretrained and dist.is_main,
-                                deconv_channels=tuple(s.deconv), log=log or (lambda m: None))
+                                deconv_channels=tuple(s.deconv), log=log)
     pretrained = bool(env.from_rank0(model.pretrained))
-    if log:
-        log(f"heatmap model on {s.backbone}: ImageNet weights: {pretrained}")
+    log(f"heatmap model on {s.backbone}: ImageNet weights: {pretrained}")
     input_name = f"{s.input_size[0]}x{s.input_size[1]}"
-    run_dir = Path(s.run_dir or env.runs_dir() / f"train_coco_{s.dataset}_{s.backbone}_"
-                                                   f"{input_name}")
     settings = {"dataset": s.dataset, "backbone": s.backbone, "pretrained": pretrained,
                 "input": input_name, "deconv": ",".join(map(str, s.deconv)), "sigma": s.sigma,
                 "global_batch": plan["global_batch"], "schedule": s.schedule,
@@ -368,7 +355,8 @@ def _run_coco(s: argparse.Namespace, dist, device, plan, log):
     config, fit_kwargs = coco_recipe(
         model, codec, ann_file, val_ids, s.epochs, lr=plan["lr"], schedule=s.schedule,
         colour_aug=COLOUR_AUG if s.colour_aug else None, settings=settings,
-        **_engine_options(s, dist, device, run_dir, log))
+        **_engine_options(s, dist, device, log,
+                          f"train_coco_{s.dataset}_{s.backbone}_{input_name}"))
     history, result = _fit(model, train_loader, val_loader, config, dist, **fit_kwargs)
     if not dist.is_main:
         return history, result
@@ -399,43 +387,36 @@ def main(argv: list[str] | None = None) -> int:
     settings, dry_run = resolve(task, argv[1:])
     env.configure_threads()
     dist, device = env.init_distributed(env.pick_device(settings.device))
-    log = print if dist.is_main else None
+    log = print if dist.is_main else (lambda *args, **kwargs: None)  # rank 0 alone prints
     try:
         plan = batch_plan(settings.batch_size, settings.lr, dist.world_size,
                           settings.per_process_batch)
-        if log:
-            log(f"{task}: {env.describe()}")
-            log(f"processes: {dist.world_size} ({dist.backend or 'single process'}) | device "
-                f"{device} | {plan['rule']}")
-            log("settings: " + ", ".join(f"{k}={_show(v)}" for k, v in vars(settings).items()))
+        log(f"{task}: {env.describe()}")
+        log(f"processes: {dist.world_size} ({dist.backend or 'single process'}) | device "
+            f"{device} | {plan['rule']}")
+        log("settings: " + ", ".join(f"{k}={_show(v)}" for k, v in vars(settings).items()))
         base = {"task": task, "world_size": dist.world_size, "global_batch": plan["global_batch"],
                 "per_process_batch": plan["per_process_batch"], "lr": plan["lr"],
                 "lr_rule": plan["rule"], "epochs": settings.epochs}
-        if dry_run:
-            if log:
-                log("RESULT " + json.dumps({**base, "dry_run": True}))
-            env.barrier()  # tear the group down together (see below)
-            return 0
-        from .checkpoints import CheckpointError
+        result = {"dry_run": True}
+        if not dry_run:
+            from .checkpoints import CheckpointError
 
-        try:
-            history, result = RUNNERS[task](settings, dist, device, plan, log)
-        except CheckpointError as err:
-            if log:
+            try:
+                history, result = RUNNERS[task](settings, dist, device, plan, log)
+            except CheckpointError as err:
                 log(f"error: {err}")
-            return 2
-        if dist.is_main:
+                return 2
             start = result["resumed_from_epoch"] + 1
             trained = [r for r in history if r["epoch"] >= start]
-            result = {**base, **result,
-                      "start_epoch": start, "epochs_done": len(history),
-                      "epochs_trained_now": len(trained),
-                      "final_train_loss": history[-1]["train_loss"] if history else None,
-                      "train_s": sum(r["train_s"] for r in trained),
-                      "wall_s": time.perf_counter() - t0}
-            # NaN (COCO's AP of an empty area range) as null: the RESULT line is strict JSON
-            result = json.loads(json.dumps(result), parse_constant=lambda _: None)
-            log("RESULT " + json.dumps(result, allow_nan=False))
+            result.update(start_epoch=start, epochs_done=len(history),
+                          epochs_trained_now=len(trained),
+                          final_train_loss=history[-1]["train_loss"] if history else None,
+                          train_s=sum(r["train_s"] for r in trained),
+                          wall_s=time.perf_counter() - t0)
+        # NaN (COCO's AP of an empty area range) as null: the RESULT line is strict JSON
+        result = json.loads(json.dumps({**base, **result}), parse_constant=lambda _: None)
+        log("RESULT " + json.dumps(result, allow_nan=False))
         # The others wait here while rank 0 evaluates, so that every process tears the group
         # down together: a process that destroyed its gloo group while rank 0 was still busy
         # now and then aborted on exit ("terminate called without an active exception").

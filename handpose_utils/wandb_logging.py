@@ -30,9 +30,8 @@ def wandb_callback(enabled: bool = False, project: str = "handpose-course",
     run = wandb.init(project=project, name=name, config=dict(config or {}))
 
     def callback(epoch: int, history) -> None:
-        row = {k: v for k, v in history[-1].items()
-               if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))}
-        run.log(row, step=epoch)
+        run.log({k: v for k, v in history[-1].items()
+                 if isinstance(v, (int, float)) and not math.isnan(v)}, step=epoch)
 
     callback.run = run
     callback.finish = run.finish

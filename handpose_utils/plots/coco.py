@@ -82,9 +82,8 @@ def show_image(entry: dict, ax=None, boxes: bool = True, gt_color: str | None = 
         draw_person(ax, np.reshape(p["keypoints"], (-1, 2)), p.get("visible"), color=gt_color,
                     linewidth=1.6, markersize=10, label="ground truth" if k == 0 else None)
         if boxes and "bbox" in p:
-            x, y, w, h = p["bbox"]
-            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec=gt_color or "white",
-                                       lw=0.8, ls="--"))
+            ax.add_patch(plt.Rectangle(p["bbox"][:2], *p["bbox"][2:], fill=False,
+                                       ec=gt_color or "white", lw=0.8, ls="--"))
     for k, p in enumerate(entry["preds"]):
         draw_person(ax, np.reshape(p["keypoints"], (-1, 3))[:, :2], color=PRED_COLOR,
                     linewidth=1.2, markersize=8, label="prediction" if k == 0 else None)
@@ -115,11 +114,10 @@ def show_heatmaps(image, heatmaps, target_weight=None, keypoints=None, names=COC
     fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * H / W))
     axes = axes.ravel()
     axes[0].imshow(img)
-    if keypoints is not None:
-        kp = _np(keypoints).reshape(J, -1)
-        vis = kp[:, 2] if kp.shape[1] == 3 else (None if target_weight is None
-                                                  else 2 * (_np(target_weight) > 0))
-        draw_person(axes[0], kp[:, :2], vis, linewidth=1.2, markersize=8)
+    if keypoints is not None:  # (J, 3) with v, or (J, 2) visible where the weight is not 0
+        vis = None if target_weight is None else 2 * (_np(target_weight) > 0)
+        draw_person(axes[0], keypoints, vis if np.shape(keypoints)[-1] == 2 else None,
+                    linewidth=1.2, markersize=8)
     axes[0].set_title(title or "crop", fontsize=8)
     extent = (-0.5, W - 0.5, H - 0.5, -0.5)  # heatmap pixels stretched over the crop's extent
     for j in range(J):
@@ -203,8 +201,7 @@ def show_person_augmentations(dataset, index: int, n: int = 6, size: float = 2.0
 def plot_decoding_error(errors: dict, stride: float | None = None):
     """Histograms of ``{mode: errors}`` in input pixels (``heatmaps.measure_decoding_error``)."""
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    hi = max(float(np.max(e)) for e in errors.values())
-    bins = np.linspace(0, hi * 1.02 + 1e-6, 40)
+    bins = np.linspace(0, max(float(np.max(e)) for e in errors.values()) * 1.02 + 1e-6, 40)
     for mode, e in errors.items():
         ax.hist(e, bins=bins, histtype="step", lw=2, label=f"{mode}: mean {np.mean(e):.2f} px")
     if stride:
@@ -232,8 +229,7 @@ def plot_oks_tolerance(record: dict, ax=None, sigmas=COCO_OKS_SIGMAS, level: flo
         ax.add_patch(plt.Circle(kp[j], radius[j], fill=False, ec="yellow", lw=1))
     x, y, w, h = record["bbox"]
     pad = 0.15 * max(w, h)
-    ax.set_xlim(x - pad, x + w + pad)
-    ax.set_ylim(y + h + pad, y - pad)
+    ax.set(xlim=(x - pad, x + w + pad), ylim=(y + h + pad, y - pad))
     ax.set_title(f"OKS tolerance (similarity {level}) for area {record['area']:.0f} px²",
                  fontsize=8)
     ax.axis("off")
