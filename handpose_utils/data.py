@@ -562,11 +562,9 @@ def make_loaders(train, val=None, *, batch_size: int = 32, num_workers: int | No
                                  pin_memory=pin, distributed=distributed, seed=seed)
         workers = env.default_num_workers() if num_workers is None else num_workers
         sampler = _shuffling_sampler(data, None, distributed, seed) if shuffle else None
-        if isinstance(sampler, RandomSampler):
-            sampler = None  # DataLoader's own shuffle: the same RandomSampler as before
-        return DataLoader(data, batch_size=batch_size, shuffle=shuffle and sampler is None,
-                          sampler=sampler, drop_last=drop_last and shuffle, num_workers=workers,
-                          pin_memory=pin, persistent_workers=workers > 0)
+        return DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                          drop_last=drop_last and shuffle, pin_memory=pin,
+                          persistent_workers=workers > 0)
 
     return one(train, True), one(val, False)
 

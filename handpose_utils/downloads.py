@@ -1,11 +1,7 @@
 """Getting files from the internet, once: dataset archives, model bundles and ImageNet weights.
-
-A download gets its final name only when every byte the server announced arrived and, where the
-caller knows them, the size and SHA-256 match; a cut one resumes with an HTTP Range request. An
-HTML page (a quota or login page) where an archive was expected is rejected. Offline (like this
-course's CI), weight loading says why it failed and returns ``None``: the caller keeps its random
-initialisation and tells the student so.
-"""
+A download is checked and resumable (:func:`download_file`); an HTML page (a quota or login page)
+where an archive was expected is rejected. Offline (like this course's CI), weight loading says
+why it failed and returns ``None``: the caller keeps its random initialisation and says so."""
 
 from __future__ import annotations
 
@@ -47,11 +43,10 @@ def download_file(url: str, dest: str | Path, timeout: float = 60.0, progress: b
     The bytes received must match the server's ``Content-Length``, and ``size`` (bytes) and
     ``sha256`` (hex digest) when given; otherwise :class:`DownloadError` says what arrived and
     nothing gets the name ``dest``. A cut download leaves ``<dest>.part``: calling again resumes
-    it. Two processes downloading one ``dest`` take turns: the second finds the finished file.
-
-    An existing ``dest`` is not fetched again. With ``size`` or ``sha256`` it must pass them
-    (else :class:`DownloadError`; the file is left for you to delete); without, any non-empty
-    file is trusted, so a damaged one shows only when it is opened (see :func:`extract_zip`).
+    it with an HTTP Range request. Two processes downloading one ``dest`` take turns. An existing
+    ``dest`` is not fetched again; with ``size`` or ``sha256`` it must pass them (else
+    :class:`DownloadError`; the file is left for you to delete), without, any non-empty file is
+    trusted, so a damaged one shows only when it is opened (see :func:`extract_zip`).
     """
     dest = Path(dest)
     sha256 = sha256.lower() if sha256 is not None else None
@@ -65,7 +60,7 @@ def download_file(url: str, dest: str | Path, timeout: float = 60.0, progress: b
         _check_download(url, part, size if size is not None else total, sha256)
         os.replace(part, dest)
         if sha256 is not None:
-            _record_verified(dest, sha256)
+            _verified(dest, sha256, record=True)
     return dest
 
 
@@ -114,13 +109,13 @@ def _check_existing(url: str, dest: Path, size: int | None, sha256: str | None) 
             f"{dest} exists but holds {have:,} bytes, not the {size:,} bytes of {url}: an "
             "incomplete or different file (an earlier download may have been cut short). "
             f"Delete it and run again to download it anew{resume}.")
-    if sha256 is not None and not _verified_before(dest, sha256):
+    if sha256 is not None and not _verified(dest, sha256):
         digest = file_sha256(dest)
         if digest != sha256:
             raise DownloadError(
                 f"{dest} exists but its SHA-256 is {digest}, not {sha256} (the file of {url}): "
                 "it is damaged or a different file. Delete it and run again to download it anew.")
-        _record_verified(dest, sha256)
+        _verified(dest, sha256, record=True)
     return dest
 
 
@@ -275,20 +270,14 @@ def _content_range(header: str | None) -> tuple[int | None, int | None]:
 # ``<dest>.verified`` (hash, size, modification time); later calls trust it without hashing
 # while size and modification time are unchanged, and hash again otherwise.
 
-def _stamp(dest: Path, sha256: str) -> tuple[Path, str]:
+def _verified(dest: Path, sha256: str, record: bool = False) -> bool:
+    """Whether ``dest`` matched ``sha256`` and is unchanged since; ``record=True`` notes it now."""
     st = dest.stat()
-    return (dest.with_name(dest.name + ".verified"),
-            f"sha256={sha256} size={st.st_size} mtime_ns={st.st_mtime_ns}\n")
-
-
-def _record_verified(dest: Path, sha256: str) -> None:
-    record, stamp = _stamp(dest, sha256)
-    record.write_text(stamp)
-
-
-def _verified_before(dest: Path, sha256: str) -> bool:
-    record, stamp = _stamp(dest, sha256)
-    return record.is_file() and record.read_text() == stamp
+    path = dest.with_name(dest.name + ".verified")
+    stamp = f"sha256={sha256} size={st.st_size} mtime_ns={st.st_mtime_ns}\n"
+    if record:
+        path.write_text(stamp)
+    return path.is_file() and path.read_text() == stamp
 
 
 @contextmanager

@@ -88,13 +88,10 @@ def prepare_splits(dataset: str = "synthetic", data_root: str | Path | None = No
                    n_poses: int = 1000, seed: int = 0, fractions=(0.8, 0.1, 0.1),
                    split_seed: int = 0, rebuild: bool = False, download: bool = False,
                    log=print) -> tuple[list[dict], list[dict], list[dict]]:
-    """The leak-free train/val/test records (grouped by ``pose_id``), made if missing.
-
-    Splits are cached in ``<data>/splits/<dataset>/`` together with the settings that made them
-    and a fingerprint of the data they were read from (:func:`data_fingerprint`: the annotation
-    files' content and the synthetic generator's version). Other settings, or data that changed
-    on disk since (re-rendered, re-downloaded, edited), rebuild them; ``log`` says why.
-    """
+    """The leak-free train/val/test records (grouped by ``pose_id``), made if missing. They are
+    cached in ``<data>/splits/<dataset>/`` with the settings that made them and a fingerprint of
+    the data (``data_fingerprint``: the annotation files' content, the generator's version); other
+    settings, or data changed on disk since, rebuild them, and ``log`` says why."""
     from .datasets.freihand import data_fingerprint, fingerprint_changes, load_freihand
 
     directory = splits_dir(dataset, data_root)
