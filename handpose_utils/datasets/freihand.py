@@ -130,9 +130,10 @@ def read_dataset_json(path: Path, what: str, how_to_get: str = ""):
                          "again") from err
 
 
-def _read_array(path: Path, what: str) -> np.ndarray:
-    """The JSON list in ``path`` as a float array, with errors that name the file and the first
-    entry whose shape differs from entry 0 (a raw NumPy error names neither)."""
+def _read_array(path: Path, what: str, n: int | None = None) -> np.ndarray:
+    """The JSON list in ``path`` as a float array (of ``n`` entries, one per pose, when given),
+    with errors that name the file and the first entry whose shape differs from entry 0 (a raw
+    NumPy error names neither)."""
     data = read_dataset_json(path, "FreiHAND annotation file", _HOW_TO_GET)
     if not isinstance(data, list):
         raise ValueError(
@@ -140,15 +141,21 @@ def _read_array(path: Path, what: str) -> np.ndarray:
             f"{type(data).__name__}. The file is not in FreiHAND's format: download or generate "
             "it again.")
     try:
-        return np.asarray(data, dtype=np.float64)
+        values = np.asarray(data, dtype=np.float64)
     except (ValueError, TypeError):
-        pass
-    shapes = [_entry_shape(entry) for entry in data]
-    i = next(i for i, shape in enumerate(shapes) if shape is None or shape != shapes[0])
-    got = f"has shape {shapes[i]}" if shapes[i] is not None else "is ragged or holds non-numbers"
-    than = f", but entry 0 has shape {shapes[0]}" if i > 0 else ""
-    raise ValueError(f"{path}: entry {i} {got}{than}; every entry must be {what}. The file is "
-                     "corrupt or was edited: download or generate it again.")
+        shapes = [_entry_shape(entry) for entry in data]
+        i = next(i for i, shape in enumerate(shapes) if shape is None or shape != shapes[0])
+        got = (f"has shape {shapes[i]}" if shapes[i] is not None
+               else "is ragged or holds non-numbers")
+        than = f", but entry 0 has shape {shapes[0]}" if i > 0 else ""
+        raise ValueError(f"{path}: entry {i} {got}{than}; every entry must be {what}. The file "
+                         "is corrupt or was edited: download or generate it again.") from None
+    if n is not None and len(values) != n:
+        raise ValueError(
+            f"{path} has {len(values)} entries but {path.name.rsplit('_', 1)[0]}_xyz.json has {n} "
+            "poses: one entry per pose is needed. The files come from different downloads or one "
+            "is truncated: download or generate the dataset again.")
+    return values
 
 
 def _entry_shape(entry) -> tuple | None:
@@ -156,14 +163,6 @@ def _entry_shape(entry) -> tuple | None:
         return np.asarray(entry, dtype=np.float64).shape
     except (ValueError, TypeError):
         return None
-
-
-def _check_count(path: Path, values: np.ndarray, n: int, xyz_path: Path) -> None:
-    if len(values) != n:
-        raise ValueError(
-            f"{path} has {len(values)} entries but {xyz_path.name} has {n} poses: one entry per "
-            "pose is needed. The files come from different downloads or one is truncated: "
-            "download or generate the dataset again.")
 
 
 def _reject(path: Path, bad: np.ndarray, what: str, values: np.ndarray) -> None:
@@ -221,8 +220,7 @@ def load_freihand(root: str | Path, split: str = "training", versions: list[int]
             "singular camera matrices (all zero, or rows that depend on each other)", K)
     scale_path = root / f"{split}_scale.json"
     if scale_path.is_file():
-        scale = _read_array(scale_path, "one bone length")
-        _check_count(scale_path, scale, n, xyz_path)
+        scale = _read_array(scale_path, "one bone length", n)
         if scale.ndim == 2 and scale.shape[1] == 1:  # [[s], [s], ...] holds the same numbers
             scale = scale[:, 0]
         if scale.ndim != 1:
@@ -234,8 +232,7 @@ def load_freihand(root: str | Path, split: str = "training", versions: list[int]
         scale = np.linalg.norm(xyz[:, 9] - xyz[:, 10], axis=-1)
     vis_path = root / f"{split}_visibility.json"  # synthetic extra; real FreiHAND has none
     if vis_path.is_file():
-        visible = _read_array(vis_path, "21 visibility flags")
-        _check_count(vis_path, visible, n, xyz_path)
+        visible = _read_array(vis_path, "21 visibility flags", n)
         if visible.shape != (n, 21):
             raise ValueError(f"{vis_path}: expected {n} x 21 flags, got shape {visible.shape}")
         _reject(vis_path, ~np.isin(visible, (0, 1)).all(axis=1),

@@ -4,25 +4,21 @@ The layout (Zimmermann & Brox 2017; lmb-freiburg/hand3d ``create_binary_db.py``)
 
     RHD_published_v2/
       training/color/%05d.png      41,258 RGB images, 320x320
-      training/mask/%05d.png       class-id masks (see below)
+      training/mask/%05d.png       class ids: 0 background, 1 person, 2-17 left hand (three per
+                                   finger tip -> palm, 17 the palm), 18-33 right hand
       training/depth/%05d.png      depth, 16 bits split over R (high byte) and G (low byte)
       training/anno_training.pickle
       evaluation/...               2,728 samples, same layout (anno_evaluation.pickle)
 
 ``anno_<split>.pickle`` is a dict ``{id: {"xyz": (42, 3) metres, camera frame, "uv_vis": (42, 3)
-u, v, visible (1/0), "K": (3, 3)}}``. Keypoints 0-20 are the left hand and 21-41 the right hand;
-within a hand 0 is the wrist and each finger runs tip -> palm (12 = middle MCP).
-:data:`handpose_utils.skeletons.RHD_TO_HAND21` reorders a hand into the course's HAND21 order.
+u, v, visible (1/0), "K": (3, 3)}}``: keypoints 0-20 the left hand, 21-41 the right, each hand
+from the wrist with fingers tip -> palm (12 = middle MCP; :data:`.skeletons.RHD_TO_HAND21`
+reorders to HAND21). Like the paper we keep each image's **dominant** hand, the one with more mask
+pixels. The synthetic default (:func:`handpose_utils.make_rhd`) writes the same layout.
 
-Mask ids: 0 background, 1 person, 2-17 left hand (three per finger tip -> palm, 17 the palm),
-18-33 right hand. Each image shows a person with up to two hands; like the paper we keep the
-**dominant** hand, the one with more mask pixels. The synthetic default
-(:func:`handpose_utils.make_rhd`) writes the same layout, so this reader serves both.
-
-**Pickles run code.** The annotations are Python pickles (RHD's own format), and loading one
-runs whatever code its author put in it: only open RHD pickles you downloaded yourself from the
-official page (:data:`RHD_PAGE`, :func:`download_rhd`) or generated with ``make_rhd``, never
-one that reached you another way (a shared folder, a forum post, a message).
+**Pickles run code.** RHD's annotations are Python pickles, and loading one runs whatever code its
+author put in it: open only RHD from the official page (:data:`RHD_PAGE`, :func:`download_rhd`) or
+``make_rhd``'s, never a pickle that reached you another way (a shared folder, a forum post).
 """
 
 from __future__ import annotations

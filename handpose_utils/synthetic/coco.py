@@ -28,7 +28,7 @@ from .backgrounds import random_background
 from .hand_model import DEG, rot_x, rot_y, rot_z
 from .jobs import ensure_dataset, run_jobs, stamp_dataset, start_dataset
 from .render import SKIN_TONES, Canvas, Capsule, HandGeometry
-from .scene import Rendering, composite
+from .scene import composite, render_hands
 
 COCO_GENERATOR_VERSION = 1
 _SPLIT_CODE = {"train": 0, "val": 1}
@@ -294,16 +294,11 @@ def render_coco_image(seed: int, split: str, idx: int, width: int = 320, height:
         bodies.append(build_body(shape, pose, R, t))
         palettes.append(sample_palette(rng))
         templates.append(name)
-    canvas = Canvas(H, W, K)
-    for i, body in enumerate(bodies):
-        canvas.draw(body, hand=i)
-    rgb = shade_people(canvas, palettes, rng)
-    rendering = Rendering(rgb, canvas.cover, canvas.depth, canvas.part, canvas.hand, bodies,
-                          [canvas.joint_visibility(b) for b in bodies], K)
+    rendering = render_hands(bodies, palettes, K, W, H, rng, shader=shade_people)
     image = composite(rendering, random_background(rng, H, W), rng)
     people = []
     for i, body in enumerate(bodies):
-        mask = (canvas.hand == i) & (canvas.cover >= 0.5)
+        mask = (rendering.hand == i) & (rendering.cover >= 0.5)
         area = int(mask.sum())
         if area < 16:
             continue

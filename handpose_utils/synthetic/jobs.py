@@ -70,14 +70,13 @@ def _new_folder(root: Path) -> Path:
 
 def ensure_dataset(root: str | Path, make: Callable[[Path], object], want: dict,
                    log: Callable | None = print) -> Path:
-    """Return ``root`` holding a finished dataset whose stamp matches ``want`` (the settings, the
-    generator and its version), calling ``make(folder)`` to write one only when there is none.
-    ``make`` writes into a new, uniquely named temporary folder beside ``root`` that is renamed
-    into place when finished, so an interrupted run never leaves a half-written dataset. The build
-    holds :func:`~handpose_utils.safefiles.file_lock` on ``root``: when two processes ask at once,
-    the second waits and reuses the first's dataset. A finished dataset made with other settings is
-    moved aside, and deleted only once the new one is in place. Folders that killed builds left are
-    removed by :func:`~handpose_utils.safefiles.is_stale`'s rule."""
+    """Return ``root`` holding a finished dataset whose stamp matches ``want`` (settings, generator
+    and version), calling ``make(folder)`` only when there is none. ``make`` writes into a new,
+    uniquely named folder beside ``root``, renamed into place when finished: an interrupted run
+    never leaves a half-written dataset. Under a :func:`~handpose_utils.safefiles.file_lock` on
+    ``root``, a second process asking at once waits and reuses the first's dataset. One made with
+    other settings is deleted only once the new one is in place; killed builds' folders go by
+    :func:`~handpose_utils.safefiles.is_stale`'s rule."""
     root = Path(root)
     if _differences(root, want) == []:
         return root

@@ -104,13 +104,9 @@ def mediapipe_landmarks(joints: np.ndarray, K: np.ndarray, width: int, height: i
     ``x = (u + 0.5) / W``, ``y = (v + 0.5) / H`` and ``z = (Z - Z_wrist) * fx / (Z_wrist * W)``,
     the depth offset from the wrist in the unit of x (negative = closer to the camera)."""
     joints = np.asarray(joints, float)
-    uv = project(joints, K)
     z_wrist = joints[0, 2]
-    out = np.empty((len(joints), 3))
-    out[:, 0] = (uv[:, 0] + 0.5) / width
-    out[:, 1] = (uv[:, 1] + 0.5) / height
-    out[:, 2] = (joints[:, 2] - z_wrist) * K[0, 0] / (z_wrist * width)
-    return out
+    return np.c_[(project(joints, K) + 0.5) / [width, height],
+                 (joints[:, 2] - z_wrist) * K[0, 0] / (z_wrist * width)]
 
 
 def render_ouhands_sample(seed: int, split: str, subject_index: int, subject: Subject, cls: str,

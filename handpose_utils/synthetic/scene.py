@@ -88,20 +88,18 @@ class Rendering:
     depth: np.ndarray  # (H, W) metres, inf where empty
     part: np.ndarray  # (H, W) uint8 part ids (0 empty)
     hand: np.ndarray  # (H, W) int8 hand index (-1 empty)
-    hands: list[HandGeometry]
     visible: list[np.ndarray]  # per hand, (21,) bool
-    K: np.ndarray
 
 
 def render_hands(hands: list[HandGeometry], skins: list[Skin], K: np.ndarray, width: int,
-                 height: int, rng: np.random.Generator) -> Rendering:
+                 height: int, rng: np.random.Generator, shader=shade) -> Rendering:
+    """Draw ``hands`` (or synthetic COCO's people) and shade them: ``shader(canvas, skins, rng)``."""
     canvas = Canvas(height, width, K)
     for i, geometry in enumerate(hands):
         canvas.draw(geometry, hand=i)
-    rgb = shade(canvas, skins, rng)
-    visible = [canvas.joint_visibility(g) for g in hands]
-    # Paint joint-level visibility onto hands drawn later too: a hand can hide another.
-    return Rendering(rgb, canvas.cover, canvas.depth, canvas.part, canvas.hand, hands, visible, K)
+    rgb = shader(canvas, skins, rng)
+    visible = [canvas.joint_visibility(g) for g in hands]  # after drawing all: one hides another
+    return Rendering(rgb, canvas.cover, canvas.depth, canvas.part, canvas.hand, visible)
 
 
 def composite(rendering: Rendering, background: np.ndarray, rng: np.random.Generator,
