@@ -26,19 +26,10 @@ from .skeletons import COCO_OKS_SIGMAS
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 
-def _pycocotools():
-    try:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-    except ImportError as err:  # pragma: no cover - it is a course requirement
-        raise ImportError("COCO evaluation needs pycocotools: pip install pycocotools") from err
-    return COCO, COCOeval
-
-
 def load_coco_gt(ann_file):
     """A ``pycocotools`` COCO object for ``ann_file`` (a path, or a COCO object as is), loaded
     quietly. Errors name the file."""
-    COCO, _ = _pycocotools()
+    from pycocotools.coco import COCO  # a course requirement; it imports matplotlib: on first use
     if isinstance(ann_file, COCO):
         return ann_file
     path = Path(ann_file)
@@ -56,7 +47,7 @@ def evaluate_coco_keypoints(ann_file, results, image_ids=None, sigmas=None,
     without a large person); with ``return_eval`` also the ``COCOeval`` (``.summarize()`` prints
     pycocotools' summary). ``sigmas`` replaces the OKS sigmas. Bad or empty results raise a
     ``ValueError`` that says what is wrong (pycocotools fails with an ``IndexError``)."""
-    _, COCOeval = _pycocotools()
+    from pycocotools.cocoeval import COCOeval
     source = "results"
     if isinstance(results, (str, os.PathLike)):
         source = str(results)

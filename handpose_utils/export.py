@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -65,9 +67,6 @@ def render(module: str, parts: list[tuple[str, str]]) -> str:
 def sort_imports(text: str, module: str) -> str:
     """The gathered imports in isort's order: ``ruff check --select I --fix`` on the text (ruff
     is pinned in ``pyproject.toml``, so every machine sorts alike)."""
-    import shutil
-    import subprocess
-
     ruff = shutil.which("ruff")
     command = [ruff] if ruff else [sys.executable, "-m", "ruff"]
     try:

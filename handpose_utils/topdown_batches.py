@@ -73,9 +73,8 @@ class PrepareTopDown:
 
     def colour(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, 3, H, W)`` -> float in ``[0, 255]`` with random colour changes."""
-        x = colour_jitter(images.float() / 255, self.brightness, self.contrast, self.saturation,
-                          self.grayscale_p)
-        return x * 255
+        return 255 * colour_jitter(images.float() / 255, self.brightness, self.contrast,
+                                   self.saturation, self.grayscale_p)
 
     def __call__(self, batch, device, train: bool):
         images, heatmaps, weight, extras = to_device(batch, device)
@@ -91,10 +90,8 @@ def check_image_size(image: np.ndarray, rec: dict) -> None:
     """Raise a ``ValueError`` naming the file when ``image`` is not the size ``rec`` (a COCO
     person record) says: a resized or swapped image file would be cut into a wrong crop without
     a word."""
-    if "width" not in rec or "height" not in rec:
-        return
     h, w = image.shape[:2]
-    if (w, h) != (int(rec["width"]), int(rec["height"])):
+    if "width" in rec and "height" in rec and (w, h) != (int(rec["width"]), int(rec["height"])):
         ann = f", annotation {rec['ann_id']}" if "ann_id" in rec else ""
         source = f" in {rec['ann_file']}" if "ann_file" in rec else ""
         raise ValueError(

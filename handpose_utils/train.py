@@ -207,9 +207,8 @@ def resolve(task: str, argv: list[str]) -> tuple[object, bool]:
 
 def batch_plan(batch_size: int, lr: float, world_size: int, per_process: bool) -> dict:
     """How ``batch_size`` and ``lr`` apply to ``world_size`` processes: ``{"global_batch",
-    "per_process_batch", "lr", "rule"}``. By default the global batch is split (it must divide
-    evenly) and ``lr`` stays; with ``per_process`` each process takes ``batch_size`` and the
-    learning rate scales linearly: ``lr * world_size`` (Goyal et al., 2017)."""
+    "per_process_batch", "lr", "rule"}``. The global batch is split evenly and ``lr`` stays; with
+    ``per_process`` each process takes ``batch_size`` and ``lr`` scales linearly (Goyal et al.)."""
     n = world_size
     if per_process:
         total, scaled = batch_size * n, lr * n
@@ -250,9 +249,8 @@ def _engine_options(s, dist, device, log, run_name: str) -> dict:
 
 
 def _fit(model, train_loader, val_loader, config, dist, **fit_kwargs):
-    """``engine.fit`` with what both recipes report around it: ``(history, result)`` where
-    ``result`` holds the run folder, where training resumed from (what ``last.pth`` said before)
-    and, on rank 0, the best epoch, whose weights ``model`` then holds."""
+    """``engine.fit`` and ``result``: the run folder, where training resumed from (``last.pth``
+    before) and, on rank 0, the best epoch, whose weights ``model`` then holds."""
     from .checkpoints import CheckpointError, load_checkpoint
     from .engine import fit
 
@@ -275,9 +273,8 @@ def _run_hands(s: argparse.Namespace, dist, device, plan, log):
     from .models import hands_recipe
     from .prepare import prepare_splits
 
-    data_root = Path(s.data) if s.data else env.data_dir()
     train_recs, val_recs, _ = _in_turn(lambda: prepare_splits(
-        s.dataset, data_root, n_poses=s.n_poses, seed=s.seed, download=s.download, log=log),
+        s.dataset, s.data, n_poses=s.n_poses, seed=s.seed, download=s.download, log=log),
         dist)
     log(f"train {len(train_recs)} | val {len(val_recs)} images")
     train_loader, val_loader = D.make_loaders(
@@ -324,9 +321,8 @@ def _run_coco(s: argparse.Namespace, dist, device, plan, log):
     from .prepare import prepare_coco
     from .topdown import TopDownAugment, TopDownDataset, mean_pose_results
 
-    data_root = Path(s.data) if s.data else env.data_dir()
     data = _in_turn(lambda: prepare_coco(
-        s.dataset, data_root, n_train=s.n_train_images, n_val=s.n_val_images, seed=s.seed,
+        s.dataset, s.data, n_train=s.n_train_images, n_val=s.n_val_images, seed=s.seed,
         width=s.image_size[0], height=s.image_size[1], download=s.download,
         use_train2017=s.use_train2017, progress=dist.is_main, log=log), dist)
     train_records, val_records = data["train"], data["val"]
