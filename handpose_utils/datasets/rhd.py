@@ -37,9 +37,8 @@ from ..skeletons import RHD_LEFT, RHD_MASK_LEFT, RHD_MASK_RIGHT, RHD_RIGHT, rhd_
 from .freihand import DatasetNotFoundError, check_extracted
 
 RHD_URL = "https://lmb.informatik.uni-freiburg.de/data/RenderedHandpose/RHD_v1-1.zip"
-# The official page lists 7.1 GB. A third-party dataset survey recorded a Content-Length of
-# 7,080,690,299 bytes, which could not be checked from here: it is not enforced, the server's own
-# Content-Length is (a cut download fails, and a damaged zip is reported when it is opened).
+# The official page lists 7.1 GB (a survey's 7,080,690,299 bytes could not be checked from here,
+# so no size is enforced but the server's Content-Length: a cut download fails).
 RHD_SIZE = "7.1 GB"
 RHD_PAGE = ("https://lmb.informatik.uni-freiburg.de/resources/datasets/"
             "RenderedHandposeDataset.en.html")

@@ -34,8 +34,7 @@ COCO_GENERATOR_VERSION = 1
 _SPLIT_CODE = {"train": 0, "val": 1}
 _ID_OFFSET = {"train": 1, "val": 1_000_000}  # image ids are unique across splits, as in COCO
 
-# Part ids (the Canvas' part buffer); each has its own colour per person. Rotations: x right =
-# the person's left, y down, z away from the camera (see _body_joints).
+# Part ids (the Canvas' part buffer); each has its own colour per person.
 HEAD, HAIR, EYE, NOSE, EAR, NECK, TORSO, UPPER_ARM, FOREARM, HAND, PELVIS, THIGH, SHIN, FOOT = \
     range(1, 15)
 NUM_BODY_PARTS = 15

@@ -91,14 +91,6 @@ def pick_validation_subjects(subjects: list[Subject], n_val: int, seed: int) -> 
     return set(lefts[:n_left] + rights[: n_val - n_left])
 
 
-def gesture_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A hand orientation for gesture images (:func:`.hand_model.hand_to_camera`): fingers up, palm
-    towards the camera (the back of the hand one time in five), spun up to 50 degrees, tilted up to
-    25 and rolled up to 30."""
-    spin = np.deg2rad(rng.uniform(-50, 50)) + (np.pi if rng.uniform() < 0.2 else 0.0)
-    return hand_to_camera(spin, np.deg2rad(rng.uniform(-25, 25)), np.deg2rad(rng.uniform(-30, 30)))
-
-
 def mediapipe_landmarks(joints: np.ndarray, K: np.ndarray, width: int, height: int) -> np.ndarray:
     """Camera-frame joints (21, 3) in metres -> MediaPipe's normalised landmarks (21, 3):
     ``x = (u + 0.5) / W``, ``y = (v + 0.5) / H`` and ``z = (Z - Z_wrist) * fx / (Z_wrist * W)``,
@@ -118,8 +110,13 @@ def render_ouhands_sample(seed: int, split: str, subject_index: int, subject: Su
     # a 640 x 480 RGB-D camera such as OUHANDS' (horizontal field of view about 55-65 degrees)
     K = sample_camera(rng, WIDTH, HEIGHT, focal=(0.85, 1.05), shift=0.02)
     gesture = CLASS_GESTURES[cls]
-    spec = HandSpec(subject.shape, gesture_pose(gesture, rng), gesture, gesture_rotation(rng),
-                    subject.skin, subject.side)
+    pose = gesture_pose(gesture, rng)
+    # Fingers up, palm towards the camera (the back of the hand one time in five), spun up to 50
+    # degrees, tilted up to 25 and rolled up to 30.
+    spin = np.deg2rad(rng.uniform(-50, 50)) + (np.pi if rng.uniform() < 0.2 else 0.0)
+    rotation = hand_to_camera(spin, np.deg2rad(rng.uniform(-25, 25)),
+                              np.deg2rad(rng.uniform(-30, 30)))
+    spec = HandSpec(subject.shape, pose, gesture, rotation, subject.skin, subject.side)
     for _ in range(20):
         geometry = place_hand(spec, K, WIDTH, HEIGHT, rng, size_range=(0.3, 0.55))
         # place_hand's fit is approximate under this wide-angle camera's perspective: draw
@@ -128,8 +125,8 @@ def render_ouhands_sample(seed: int, split: str, subject_index: int, subject: Su
         if (uv >= 2).all() and (uv[:, 0] <= WIDTH - 3).all() and (uv[:, 1] <= HEIGHT - 3).all():
             break
     rendering = render_hands([geometry], [spec.skin], K, WIDTH, HEIGHT, rng)
-    background = random_background(rng, HEIGHT, WIDTH)
-    image = composite(rendering, background, rng, harmonize=rng.uniform(0.0, 0.2), noise=0.008)
+    image = composite(rendering, random_background(rng, HEIGHT, WIDTH), rng,
+                      harmonize=rng.uniform(0.0, 0.2), noise=0.008)
     return {"image": image, "landmarks": mediapipe_landmarks(geometry.joints, K, WIDTH, HEIGHT),
             "xyz": geometry.joints, "K": K, "handedness": subject.side.capitalize()}
 
