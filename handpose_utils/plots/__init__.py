@@ -15,14 +15,7 @@ import numpy as np
 
 from ..images import read_image
 from ..records import keypoints_array, visible_array
-from ..skeletons import (
-    COCO17_NAMES,
-    COCO_SKELETON,
-    HAND21_BONES,
-    coco_part_side,
-    hand21_bone_colors,
-    hand21_joint_colors,
-)
+from ..skeletons import HAND21_BONES, hand21_bone_colors, hand21_joint_colors
 
 GT_COLOR = "#2ca02c"  # green: ground truth
 PRED_COLOR = "#d62728"  # red: prediction
@@ -51,23 +44,6 @@ def draw_hand(ax, keypoints, visible=None, color: str | None = None, linewidth: 
     if (~vis).any() and hidden_style == "hollow":
         ax.scatter(kp[~vis, 0], kp[~vis, 1], s=markersize, facecolors="none",
                    edgecolors=list(face[~vis]), linewidths=1.2, zorder=3)
-
-
-def draw_coco_person(ax, keypoints, visibility=None, linewidth: float = 2.0, markersize: float = 14):
-    """Draw a COCO-17 person: left side blue, right side orange, centre green. Joints with
-    visibility 0 (unlabelled) are skipped."""
-    kp = np.asarray(keypoints, dtype=float).reshape(-1, 2)
-    v = np.full(len(kp), 2) if visibility is None else np.asarray(visibility)
-    side_color = {"left": "#1f77b4", "right": "#ff7f0e", "center": "#2ca02c"}
-    for a, b in COCO_SKELETON:
-        if v[a] > 0 and v[b] > 0:
-            side = coco_part_side(COCO17_NAMES[b])
-            ax.plot(kp[[a, b], 0], kp[[a, b], 1], "-", color=side_color[side], lw=linewidth)
-    for j in range(len(kp)):
-        if v[j] > 0:
-            c = side_color[coco_part_side(COCO17_NAMES[j])]
-            ax.scatter(kp[j, 0], kp[j, 1], s=markersize, c=c, edgecolors="white", zorder=3,
-                       alpha=1.0 if v[j] == 2 else 0.5)
 
 
 def _axes(ax, figsize=(4, 4)):
