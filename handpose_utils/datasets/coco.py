@@ -85,8 +85,7 @@ _PERSON_KEYS = ("id", "image_id", "keypoints", "bbox")  # and num_keypoints, che
 
 
 def _require(entry, keys, where: str, index: int, ann_file: Path) -> None:
-    """Raise naming the entry (``<where>[<index>]``) and the first missing key (a bare KeyError
-    names neither)."""
+    """Raise naming the entry (``<where>[<index>]``) and its first missing key (KeyError won't)."""
     if not isinstance(entry, dict):
         raise ValueError(f"{ann_file}: {where}[{index}] is a {type(entry).__name__}, not a JSON "
                          "object; the file is not a COCO annotation file")

@@ -47,13 +47,16 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset file or folder is missing. The message names it and says how to get the data."""
 
 
+def find_root(root: str | Path, subfolders, markers) -> Path:
+    """``root`` or the first ``root/<subfolder>`` that holds one of ``markers``, else ``root``."""
+    root = Path(root)
+    return next((folder for folder in (root, *(root / s for s in subfolders))
+                 if any((folder / m).exists() for m in markers)), root)
+
+
 def find_freihand_root(root: str | Path) -> Path:
     """``root`` itself, or ``root/FreiHAND_pub_v2``, whichever holds ``training_xyz.json``."""
-    root = Path(root)
-    for cand in (root, root / "FreiHAND_pub_v2"):
-        if (cand / "training_xyz.json").is_file() or (cand / "evaluation_K.json").is_file():
-            return cand
-    return root
+    return find_root(root, ["FreiHAND_pub_v2"], ["training_xyz.json", "evaluation_K.json"])
 
 
 def synthetic_meta(root: str | Path) -> dict | None:
@@ -130,10 +133,10 @@ def read_dataset_json(path: Path, what: str, how_to_get: str = ""):
                          "again") from err
 
 
-def _read_array(path: Path, what: str, n: int | None = None) -> np.ndarray:
-    """The JSON list in ``path`` as a float array (of ``n`` entries, one per pose, when given),
-    with errors that name the file and the first entry whose shape differs from entry 0 (a raw
-    NumPy error names neither)."""
+def _read_array(path: Path, what: str, n: int | None = None, shape: tuple = ()) -> np.ndarray:
+    """The JSON list in ``path`` as a float array (of ``n`` entries, one per pose, when given; each
+    of ``shape`` unless it is ``()``), with errors that name the file and the first entry whose
+    shape differs from entry 0 (a raw NumPy error names neither)."""
     data = read_dataset_json(path, "FreiHAND annotation file", _HOW_TO_GET)
     if not isinstance(data, list):
         raise ValueError(
@@ -155,6 +158,8 @@ def _read_array(path: Path, what: str, n: int | None = None) -> np.ndarray:
             f"{path} has {len(values)} entries but {path.name.rsplit('_', 1)[0]}_xyz.json has {n} "
             "poses: one entry per pose is needed. The files come from different downloads or one "
             "is truncated: download or generate the dataset again.")
+    if shape and values.shape[1:] != shape:
+        raise ValueError(f"{path}: expected {n or 'N'} entries of {what}, got shape {values.shape}")
     return values
 
 
@@ -201,17 +206,12 @@ def load_freihand(root: str | Path, split: str = "training", versions: list[int]
             f"{xyz_path} not found. The evaluation keypoints are in the separate evaluation "
             f"archive: download_freihand(root, evaluation=True) fetches {FREIHAND_EVAL_URL} "
             f"({FREIHAND_EVAL_SIZE}).")
-    xyz = _read_array(xyz_path, "21 x 3 joint positions")
-    if xyz.ndim != 3 or xyz.shape[1:] != (21, 3):
-        raise ValueError(f"{xyz_path}: expected N x 21 x 3 joints, got shape {xyz.shape}")
+    xyz = _read_array(xyz_path, "21 x 3 joint positions", shape=(21, 3))
     n = len(xyz)
     _reject(xyz_path, ~np.isfinite(xyz).all(axis=(1, 2)) | (xyz[:, :, 2] <= 0).any(axis=1),
             "non-finite coordinates or joints behind the camera (z <= 0)", xyz)
     K_path = root / f"{split}_K.json"
-    K = _read_array(K_path, "3 x 3 camera matrices")
-    if K.shape != (n, 3, 3):
-        raise ValueError(f"{K_path}: expected {n} 3x3 matrices (one per pose in "
-                         f"{xyz_path.name}), got shape {K.shape}")
+    K = _read_array(K_path, "3 x 3 camera matrices", n, (3, 3))
     # Projection divides by K's third row and needs an invertible K; a broken K would only
     # surface later as a NaN loss that names no file.
     finite = np.isfinite(K).all(axis=(1, 2))
@@ -232,9 +232,7 @@ def load_freihand(root: str | Path, split: str = "training", versions: list[int]
         scale = np.linalg.norm(xyz[:, 9] - xyz[:, 10], axis=-1)
     vis_path = root / f"{split}_visibility.json"  # synthetic extra; real FreiHAND has none
     if vis_path.is_file():
-        visible = _read_array(vis_path, "21 visibility flags", n)
-        if visible.shape != (n, 21):
-            raise ValueError(f"{vis_path}: expected {n} x 21 flags, got shape {visible.shape}")
+        visible = _read_array(vis_path, "21 visibility flags", n, (21,))
         _reject(vis_path, ~np.isin(visible, (0, 1)).all(axis=1),
                 "visibility flags other than 0 or 1", visible)
         visible = visible.astype(int)

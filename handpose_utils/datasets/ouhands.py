@@ -37,7 +37,7 @@ from pathlib import Path
 from ..downloads import BrokenArchiveError, extract_zip
 from ..safefiles import write_json
 from ..skeletons import NUM_HAND_JOINTS
-from .freihand import DatasetNotFoundError, check_extracted, read_dataset_json
+from .freihand import DatasetNotFoundError, check_extracted, find_root, read_dataset_json
 
 OUHANDS_PAGE = "https://www.oulu.fi/cmvs/node/41445"
 OUHANDS_CLASSES = ("A", "B", "C", "D", "E", "F", "H", "I", "J", "K")
@@ -76,11 +76,7 @@ def parse_ouhands_name(name: str | Path) -> dict:
 
 def find_ouhands_root(root: str | Path) -> Path:
     """``root`` itself or a sub-folder (``OUHANDS``, ``dataset``) holding ``OUHANDS_train``."""
-    root = Path(root)
-    for cand in (root, root / "OUHANDS", root / "dataset"):
-        if (cand / "OUHANDS_train").is_dir() or (cand / "OUHANDS_test").is_dir():
-            return cand
-    return root
+    return find_root(root, ["OUHANDS", "dataset"], ["OUHANDS_train", "OUHANDS_test"])
 
 
 def ouhands_colour_dir(root: str | Path, split: str) -> Path:
@@ -325,8 +321,7 @@ def read_extraction_report(landmarks_dir: str | Path) -> dict:
 
 
 def summarize_report(report: dict) -> str:
-    """A few readable lines: per split, images seen, hands found and the first images without
-    a hand."""
+    """Readable lines: per split, images seen, hands found and the first images without a hand."""
     lines = [f"teacher: {report.get('teacher', '?')}"]
     for split, stats in report.get("splits", {}).items():
         missing = stats.get("no_hand", [])

@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from ..downloads import download_file, extract_zip
 from ..images import image_size as _pil_image_size
 from ..skeletons import RHD_LEFT, RHD_MASK_LEFT, RHD_MASK_RIGHT, RHD_RIGHT, rhd_hand_to_hand21
-from .freihand import DatasetNotFoundError, check_extracted
+from .freihand import DatasetNotFoundError, check_extracted, find_root
 
 RHD_URL = "https://lmb.informatik.uni-freiburg.de/data/RenderedHandpose/RHD_v1-1.zip"
 # The official page lists 7.1 GB (a survey's 7,080,690,299 bytes could not be checked from here,
@@ -118,13 +118,8 @@ def hand_pixel_counts(mask) -> tuple[int, int]:
 
 # Reader ----------
 def find_rhd_root(root: str | Path) -> Path:
-    """``root`` itself, or ``root/RHD_published_v2``, whichever holds a split folder with its
-    annotation pickle."""
-    root = Path(root)
-    for cand in (root, root / "RHD_published_v2"):
-        if any((cand / s / f"anno_{s}.pickle").is_file() for s in RHD_SPLITS):
-            return cand
-    return root
+    """``root`` itself, or ``root/RHD_published_v2``, whichever holds an annotation pickle."""
+    return find_root(root, ["RHD_published_v2"], [f"{s}/anno_{s}.pickle" for s in RHD_SPLITS])
 
 
 def read_rhd_annotations(root: str | Path, split: str = "training") -> dict[int, dict]:
@@ -226,13 +221,9 @@ def load_rhd(root: str | Path, split: str = "training", dominant: str = "mask",
                         f"RHD {kind} file of sample {sid} not found: {p[kind]} (anno_{split}"
                         f".pickle lists {len(ids)} samples). Re-extract or re-generate the "
                         "dataset.")
-    count_hands = dominant == "mask"
-    if count_hands or check_images:
-        with ThreadPoolExecutor(max(1, workers)) as pool:  # PNG decoding releases the GIL
-            inspected = list(pool.map(_inspect_sample, paths, [count_hands] * len(paths),
-                                      [check_images] * len(paths)))
-    else:
-        inspected = [({}, None)] * len(ids)
+    n, count_hands = len(paths), dominant == "mask"
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # PNG decoding releases the GIL
+        inspected = list(pool.map(_inspect_sample, paths, [count_hands] * n, [check_images] * n))
     counts = [c for _, c in inspected]
     first = paths[0]["color"]
     width, height = _size_from_header(first) if first.is_file() else (320, 320)

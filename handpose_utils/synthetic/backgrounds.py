@@ -63,8 +63,7 @@ def _texture(rng, h, w):
 
 
 def random_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A textured background, (H, W, 3) float in 0..1, cluttered with random rectangles, ellipses
-    and lines most of the time."""
+    """A textured background, (H, W, 3) float in 0..1, most often cluttered with random shapes."""
     img = _texture(rng, h, w)
     if rng.uniform() < 0.6:
         im = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))

@@ -337,8 +337,7 @@ def _write_image(args) -> dict:
     anns = [_annotation(p, image_id, image_id * 100 + k) for k, p in enumerate(out["people"])]
     image = {"id": image_id, "file_name": name, "width": width, "height": height, "license": 0,
              "coco_url": "", "flickr_url": "", "date_captured": ""}
-    return {"image": image, "annotations": anns,
-            "templates": [p["template"] for p in out["people"]]}
+    return {"image": image, "annotations": anns}
 
 
 def make_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0, width: int = 320,
@@ -372,8 +371,7 @@ def make_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0, width: 
 def ensure_synthetic_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0,
                           width: int = 320, height: int = 256, max_people: int = 5,
                           progress: bool = True) -> Path:
-    """Return ``root`` holding a synthetic COCO with these settings, made by :func:`make_coco`
-    only if missing or made otherwise (:func:`.jobs.ensure_dataset`)."""
+    """``root`` holding a synthetic COCO of these settings (:func:`.jobs.ensure_dataset`)."""
     want = {"n_train": n_train, "n_val": n_val, "seed": seed, "width": width, "height": height,
             "max_people": max_people}
     return ensure_dataset(root, lambda tmp: make_coco(tmp, progress=progress, **want),

@@ -28,8 +28,7 @@ _SPLIT_CODE = {"training": 0, "evaluation": 1}
 
 
 def _write_pose(args) -> dict:
-    """Render one unique pose, write its ``versions`` images (and its hand mask, for training) and
-    return its annotation."""
+    """Render one unique pose, write its images (and its hand mask, for training): its labels."""
     root, seed, split, idx, n, versions, image_size = args
     rng = np.random.default_rng([seed, _SPLIT_CODE[split], idx])
     W = H = image_size
@@ -89,8 +88,7 @@ def make_freihand(root: str | Path, n_poses: int, seed: int = 0, n_eval_poses: i
 
 def ensure_synthetic_freihand(root: str | Path, n_poses: int, seed: int = 0, versions: int = 4,
                               image_size: int = 224, progress: bool = True) -> Path:
-    """Return ``root`` holding a synthetic FreiHAND with these settings, made by
-    :func:`make_freihand` only if missing or made otherwise (:func:`.jobs.ensure_dataset`)."""
+    """``root`` holding a synthetic FreiHAND of these settings (:func:`.jobs.ensure_dataset`)."""
     want = {"n_poses": n_poses, "seed": seed, "versions": versions, "image_size": image_size}
     return ensure_dataset(root, lambda tmp: make_freihand(tmp, progress=progress, **want), dict(
         want, generator=__name__, generator_version=FREIHAND_GENERATOR_VERSION))

@@ -26,14 +26,9 @@ def run_jobs(fn: Callable, jobs: Sequence, workers: int | None = None, progress:
         workers = 1 if len(jobs) < 64 else min(2, os.cpu_count() or 1)
     from tqdm.auto import tqdm
 
-    results = []
-    with (tqdm(total=len(jobs), desc=desc, unit=unit) if progress else nullcontext()) as bar, \
-            (ProcessPoolExecutor(workers) if workers > 1 else nullcontext()) as pool:
-        for res in pool.map(fn, jobs, chunksize=chunksize) if pool else map(fn, jobs):
-            results.append(res)
-            if bar:
-                bar.update()
-    return results
+    with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        results = pool.map(fn, jobs, chunksize=chunksize) if pool else map(fn, jobs)
+        return list(tqdm(results, total=len(jobs), desc=desc, unit=unit, disable=not progress))
 
 
 def start_dataset(root: str | Path, *folders) -> tuple[Path, float]:

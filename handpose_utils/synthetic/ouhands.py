@@ -194,10 +194,8 @@ def make_ouhands(root: str | Path, n_subjects: int = 20, n_test_subjects: int = 
 def ensure_synthetic_ouhands(root: str | Path, n_subjects: int = 20, n_test_subjects: int = 10,
                              samples_per_class: int = 10, val_fraction: float = 0.2, seed: int = 0,
                              progress: bool = True) -> Path:
-    """Return ``root`` holding a synthetic OUHANDS with these settings, made by
-    :func:`make_ouhands` only if missing or made otherwise (:func:`.jobs.ensure_dataset`; the
-    landmark files store image paths relative to themselves, so moving the folder keeps them
-    valid)."""
+    """``root`` holding a synthetic OUHANDS of these settings (:func:`.jobs.ensure_dataset`: the
+    landmark files' image paths are relative to them, so the moved folder stays valid)."""
     want = {"n_subjects": n_subjects, "n_test_subjects": n_test_subjects,
             "samples_per_class": samples_per_class, "val_fraction": val_fraction, "seed": seed}
     return ensure_dataset(root, lambda tmp: make_ouhands(tmp, progress=progress, **want), dict(

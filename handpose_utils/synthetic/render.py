@@ -46,8 +46,7 @@ class Triangle:
 
 @dataclass
 class HandGeometry:
-    """One posed hand (or synthetic COCO's person) in the camera frame: its joints and the
-    primitives that draw it."""
+    """A posed hand (or COCO person) in the camera frame: joints and the primitives that draw it."""
 
     joints: np.ndarray  # (21, 3) metres, camera frame, HAND21 order (a person: COCO-17)
     joint_radius: np.ndarray  # (21,) how deep each joint sits under the skin

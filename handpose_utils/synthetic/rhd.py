@@ -114,8 +114,8 @@ def _write_sample(args) -> tuple[int, dict, list[str]]:
     for kind, image in (("color", color), ("mask", mask),
                         ("depth", encode_depth(depth.astype(np.float32)))):
         Image.fromarray(image).save(root / split / kind / f"{idx:05d}.png", compress_level=3)
-    uv_vis = np.c_[project(xyz42, K), vis42].astype(np.float32)
-    return idx, {"xyz": xyz42.astype(np.float32), "uv_vis": uv_vis, "K": K.astype(np.float32)}, sides
+    anno = {"xyz": xyz42, "uv_vis": np.c_[project(xyz42, K), vis42], "K": K}
+    return idx, {k: v.astype(np.float32) for k, v in anno.items()}, sides
 
 
 def _n_eval(n_train: int, n_eval: int | None) -> int:
@@ -152,8 +152,7 @@ def make_rhd(root: str | Path, n_train: int, n_eval: int | None = None, seed: in
 
 def ensure_synthetic_rhd(root: str | Path, n_train: int, n_eval: int | None = None, seed: int = 0,
                          image_size: int = 320, progress: bool = True) -> Path:
-    """Return ``root`` holding a synthetic RHD with these settings, made by :func:`make_rhd` only
-    if missing or made otherwise (:func:`.jobs.ensure_dataset`)."""
+    """``root`` holding a synthetic RHD of these settings (:func:`.jobs.ensure_dataset`)."""
     want = {"n_train": n_train, "n_eval": _n_eval(n_train, n_eval), "seed": seed,
             "image_size": image_size}
     return ensure_dataset(root, lambda tmp: make_rhd(tmp, progress=progress, **want),

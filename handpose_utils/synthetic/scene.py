@@ -93,7 +93,7 @@ class Rendering:
 
 def render_hands(hands: list[HandGeometry], skins: list[Skin], K: np.ndarray, width: int,
                  height: int, rng: np.random.Generator, shader=shade) -> Rendering:
-    """Draw ``hands`` (or synthetic COCO's people) and shade them: ``shader(canvas, skins, rng)``."""
+    """Draw ``hands`` (or synthetic COCO's people), shaded by ``shader(canvas, skins, rng)``."""
     canvas = Canvas(height, width, K)
     for i, geometry in enumerate(hands):
         canvas.draw(geometry, hand=i)
