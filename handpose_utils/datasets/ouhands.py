@@ -249,8 +249,7 @@ def write_landmark_file(path: str | Path, image_path: str | Path, image_shape, l
         except ValueError:  # another drive (Windows): keep it absolute
             pass
     record = landmark_record(stored.as_posix(), image_shape, landmarks, handedness)
-    write_json(path, record, indent=1)
-    return path
+    return write_json(path, record, indent=1)
 
 
 def read_landmark_file(path: str | Path, image_root: str | Path | None = None,
@@ -304,16 +303,12 @@ def load_landmark_files(landmarks_dir: str | Path, split: str,
     files = list_landmark_files(landmarks_dir, split)
     if not files:
         raise DatasetNotFoundError(f"no *{LANDMARK_SUFFIX} files in {Path(landmarks_dir) / split}")
-    if limit is not None:
-        files = files[:limit]
-    return [read_landmark_file(p, image_root, check_images) for p in files]
+    return [read_landmark_file(p, image_root, check_images) for p in files[:limit]]
 
 
 def write_extraction_report(landmarks_dir: str | Path, report: dict) -> Path:
     """Write ``landmarks/extraction_report.json`` (atomically)."""
-    path = Path(landmarks_dir) / REPORT_NAME
-    write_json(path, report, indent=1)
-    return path
+    return write_json(Path(landmarks_dir) / REPORT_NAME, report, indent=1)
 
 
 def read_extraction_report(landmarks_dir: str | Path) -> dict:

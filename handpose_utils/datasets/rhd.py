@@ -174,9 +174,8 @@ def _size_from_header(path: Path) -> tuple[int, int]:
 
 
 def _inspect_sample(paths: dict[str, Path], count_hands: bool, check_sizes: bool):
-    """``(sizes, counts)`` of one sample: the ``(width, height)`` of its files (headers only,
-    except the mask, which is decoded anyway when its hand pixels are counted) and the
-    ``(left, right)`` hand pixel counts (None unless ``count_hands``)."""
+    """``(sizes, counts)`` of a sample: its files' ``(width, height)`` (from the headers, but the
+    mask's when it is decoded to count hand pixels) and ``(left, right)`` pixel counts, or None."""
     sizes, counts = {}, None
     if count_hands:
         mask = read_mask(paths["mask"])

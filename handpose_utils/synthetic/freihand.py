@@ -53,7 +53,7 @@ def _write_pose(args) -> dict:
     xyz = geometry.joints
     return {"xyz": np.round(xyz, 6).tolist(), "K": np.round(K, 6).tolist(),
             "scale": round(float(np.linalg.norm(xyz[9] - xyz[10])), 6),
-            "visible": rendering.visible[0].astype(int).tolist(), "gesture": spec.gesture}
+            "visibility": rendering.visible[0].astype(int).tolist(), "gesture": spec.gesture}
 
 
 def make_freihand(root: str | Path, n_poses: int, seed: int = 0, n_eval_poses: int | None = None,
@@ -76,9 +76,8 @@ def make_freihand(root: str | Path, n_poses: int, seed: int = 0, n_eval_poses: i
                        chunksize=16)
     gestures = {}
     for split, part in (("training", results[:n_poses]), ("evaluation", results[n_poses:])):
-        for key, name in (("xyz", "xyz"), ("K", "K"), ("scale", "scale"),
-                          ("visible", "visibility")):
-            write_json(root / f"{split}_{name}.json", [r[key] for r in part])
+        for key in ("xyz", "K", "scale", "visibility"):
+            write_json(root / f"{split}_{key}.json", [r[key] for r in part])
         gestures[split] = [r["gesture"] for r in part]
     return stamp_dataset(root, start, __name__, FREIHAND_GENERATOR_VERSION, seed=seed,
                          n_poses=n_poses, n_eval_poses=n_eval_poses, versions=versions,

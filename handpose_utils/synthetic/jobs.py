@@ -51,9 +51,8 @@ def stamp_dataset(root: Path, start: float, generator: str, version: int, **meta
 def _differences(root: Path, want: dict) -> list[str] | None:
     """How the dataset in ``root`` differs from ``want`` (``[]``: not at all; None: unfinished)."""
     meta = synthetic_meta(root)
-    if meta is None:
-        return None
-    return [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in want.items() if meta.get(k) != v]
+    return None if meta is None else [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in want.items()
+                                      if meta.get(k) != v]
 
 
 def _new_folder(root: Path) -> Path:

@@ -176,8 +176,7 @@ def make_ouhands(root: str | Path, n_subjects: int = 20, n_test_subjects: int = 
         split_list_path(root, split).write_text("".join(f"{n}\n" for n in sorted(by_split[split])))
     write_extraction_report(root / "landmarks", {
         "teacher": "synthetic ground truth (the renderer's joints in MediaPipe's normalisation)",
-        "image_mirrored": False,
-        "handedness": "the subject's true hand (score 1.0)",
+        "image_mirrored": False, "handedness": "the subject's true hand (score 1.0)",
         "splits": {split: {"images_seen": len(v), "hands_found": len(v), "no_hand": []}
                    for split, v in by_split.items()},
         "total": {"images_seen": len(names), "hands_found": len(names), "no_hand": 0},

@@ -125,8 +125,7 @@ def _n_eval(n_train: int, n_eval: int | None) -> int:
 def make_rhd(root: str | Path, n_train: int, n_eval: int | None = None, seed: int = 0,
              image_size: int = 320, workers: int | None = None, progress: bool = True) -> Path:
     """Write a synthetic RHD under ``root``: ``n_train`` training and ``n_eval`` evaluation
-    images (default: 10% of ``n_train``, at least 2; RHD's ratio is 6.6%). Returns ``root``;
-    ``workers`` processes render (:func:`.jobs.run_jobs`)."""
+    images (default: 10% of ``n_train``, at least 2; RHD's ratio is 6.6%). Returns ``root``."""
     if n_train < 1:
         raise ValueError(f"n_train must be at least 1, got {n_train}")
     n_eval = _n_eval(n_train, n_eval)
