@@ -1,20 +1,12 @@
 """The training loop every notebook shares: ``train_one_epoch``, ``evaluate``, ``predict``, ``fit``.
 
-Plain functions in the style of torchvision's ``references/``. Nothing here knows about
-keypoints; three callables carry the task:
-
-* ``prepare_batch(batch, device, train) -> (inputs, targets, extras)`` moves a batch to the
-  device, augments it and builds the targets; ``extras`` (a dict) carries what the metrics need.
-  Keypoints use :class:`handpose_utils.data.PrepareBatch`; :func:`default_prepare_batch` takes
-  ``(inputs, targets)`` tuples or ``{"image", "target"}`` dicts.
-* ``loss_fn(outputs, targets) -> scalar``, on outputs cast to float32 (never in half precision).
-* ``metrics``: an object with ``reset()``, ``update(outputs, targets, extras)`` and
-  ``compute() -> dict`` (:class:`handpose_utils.metrics.KeypointMeter`), or a function of the
-  whole validation set; its ``log_items`` ``(key, label, format)`` say what each epoch prints.
-
-Checkpoints and resuming are :class:`handpose_utils.checkpoints.Checkpointer`'s job; printing and
-the live plot are callbacks; several processes (``torchrun``) are :func:`wrap_distributed`'s.
-Each epoch is seeded from ``(seed, epoch)``, so a resumed run repeats the uninterrupted one.
+Plain functions (torchvision's ``references/`` style) that know nothing about keypoints; three
+callables carry the task: ``prepare_batch(batch, device, train) -> (inputs, targets, extras)``
+(:class:`handpose_utils.data.PrepareBatch` for keypoints), ``loss_fn(outputs, targets)`` on
+float32 outputs, and ``metrics``, a meter with ``reset``, ``update(outputs, targets, extras)`` and
+``compute() -> dict`` (:class:`handpose_utils.metrics.KeypointMeter`) or a function of the whole
+validation set. Each epoch is seeded from ``(seed, epoch)``: a resumed run repeats the
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -50,9 +42,7 @@ __all__ = ["History", "TrainConfig", "fit", "train_one_epoch", "evaluate", "pred
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced NaN or infinite numbers (the loss, the weights after a step, or the
-    validation loss / best metric). Names the epoch and batch, and which weights the model holds
-    afterwards."""
+    """NaN or inf in the loss, the weights or the validation metrics; names the epoch and batch."""
 
 
 class StopTraining(Exception):
@@ -113,8 +103,8 @@ def _float_tensors(model: nn.Module) -> list[torch.Tensor]:
 
 
 def default_prepare_batch(batch, device, train: bool):
-    """``(inputs, targets, *rest)`` tuples or ``{"image": ..., "target": ..., **extras}`` dicts,
-    moved to ``device`` as they are (no augmentation, no dtype change)."""
+    """``(inputs, targets, *rest)`` tuples or ``{"image", "target", ...}`` dicts, moved as they
+    are."""
     if isinstance(batch, dict):
         batch = dict(batch)
         inputs, targets = batch.pop("image"), batch.pop("target", None)
@@ -284,8 +274,7 @@ def train_one_epoch(model, loader, *, loss_fn, optimizer, device, prepare_batch=
 
 
 class FunctionMeter:
-    """Adapts ``fn(outputs, targets, extras) -> dict`` to the meter protocol by concatenating
-    every batch (on the CPU). Fine for small outputs; write a real meter for large ones."""
+    """``fn(outputs, targets, extras) -> dict`` as a meter: every batch concatenated on the CPU."""
 
     def __init__(self, fn: Callable):
         self.fn = fn

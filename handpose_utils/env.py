@@ -1,12 +1,8 @@
-"""The one place that reads the environment: where the course runs (Colab or not, smoke mode,
-CPU or which GPU, which mixed-precision dtype, where data lives, which torchrun process). Notebooks
-and the package ask these functions instead of reading ``os.environ`` or ``sys.modules``.
-
-Variables: ``HANDPOSE_SMOKE=1``, smoke mode for the test suite (tiny data, one epoch, small
-images, no workers: every notebook runs in seconds); ``HANDPOSE_DATA`` and ``HANDPOSE_RUNS``,
-the data and runs folders (:func:`data_dir`, :func:`runs_dir`); ``HANDPOSE_DEVICE``
-(:func:`pick_device`); torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``
-(:func:`init_distributed`).
+"""The one place that reads the environment: Colab or not, smoke mode, the device and its
+mixed-precision dtype, the data and runs folders, which torchrun process. Variables:
+``HANDPOSE_SMOKE=1`` (tiny data and one epoch: every notebook runs in seconds, for the tests),
+``HANDPOSE_DATA``, ``HANDPOSE_RUNS``, ``HANDPOSE_DEVICE``, and torchrun's ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``.
 """
 
 from __future__ import annotations
@@ -54,9 +50,8 @@ def smoke_or(default, smoke):
 
 
 def _checked_device(raw: str, setting: str) -> torch.device:
-    """The device named by ``raw`` (given as ``setting``, for the message), once it is a known name
-    and present on this machine; torch itself would accept ``cuda`` here and fail much later,
-    on the first tensor moved there, with a message that does not name the setting."""
+    """The device ``raw`` names, once it is known and present here (torch would accept ``cuda``
+    and fail later, on the first tensor moved there, without naming ``setting``)."""
     name = raw.strip().lower()
     if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
         raise ValueError(f"{setting} is not a device name. Use one of cpu, cuda, cuda:N, mps "
@@ -96,9 +91,8 @@ def pick_device(prefer: str | None = None) -> torch.device:
 
 @dataclass(frozen=True)
 class AmpSettings:
-    """How to run mixed precision on a device: ``dtype`` is None when autocast is off;
-    ``use_scaler`` is True for float16, whose small exponent range needs loss scaling (bfloat16
-    has float32's range and needs none)."""
+    """Mixed precision on a device: ``dtype`` None is off; float16's small exponent range needs
+    loss scaling (``use_scaler``), bfloat16 has float32's range and needs none."""
 
     dtype: torch.dtype | None
     use_scaler: bool
@@ -185,9 +179,8 @@ def describe() -> str:
 
 @dataclass(frozen=True)
 class Distributed:
-    """Where this process stands in a distributed run: its ``rank`` among ``world_size``
-    processes, its ``local_rank`` on this machine (the GPU it drives), the ``backend`` and
-    ``enabled`` (a process group runs). A single process is ``Distributed()``: rank 0 of 1."""
+    """This process's ``rank`` of ``world_size``, its ``local_rank`` on this machine (its GPU),
+    ``backend`` and ``enabled`` (a process group runs). One process: ``Distributed()``."""
 
     rank: int = 0
     local_rank: int = 0
@@ -211,8 +204,7 @@ def _env_int(name: str) -> int | None:
 
 
 def distributed() -> Distributed:
-    """The current distributed state: the running process group's rank and size, or
-    ``Distributed()`` (rank 0 of 1) when none was started (plain ``python``, a notebook)."""
+    """The running process group's state, or ``Distributed()`` (rank 0 of 1) when none runs."""
     if not (dist.is_available() and dist.is_initialized()):
         return Distributed()
     return Distributed(rank=dist.get_rank(), local_rank=_env_int("LOCAL_RANK") or 0,
@@ -222,14 +214,10 @@ def distributed() -> Distributed:
 
 def init_distributed(device: torch.device | str | None = None,
                      timeout_s: float = 1800) -> tuple[Distributed, torch.device]:
-    """Start the process group when ``torchrun`` launched this process (``WORLD_SIZE`` > 1);
-    returns the :class:`Distributed` state and this process's device.
-
-    ``device`` (default :func:`pick_device`) decides the backend: NCCL on CUDA, with this process
-    on GPU ``LOCAL_RANK`` (``torchrun --nproc_per_node N`` drives N GPUs); gloo on the CPU.
-    Without torchrun's variables nothing starts; a second call returns the running state.
-    ``timeout_s`` bounds the wait for the others at a collective (rank 0 evaluating alone).
-    """
+    """Start the process group when ``torchrun`` launched this process; returns the state and
+    this process's device. NCCL on CUDA (this process on GPU ``LOCAL_RANK``), gloo on the CPU.
+    Without torchrun's variables nothing starts. ``timeout_s`` bounds the wait at a collective
+    (while rank 0 evaluates alone)."""
     device = torch.device(device) if device is not None else pick_device()
     world = _env_int("WORLD_SIZE")
     rank, local = _env_int("RANK"), _env_int("LOCAL_RANK")
