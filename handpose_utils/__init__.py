@@ -18,10 +18,10 @@ __version__ = "0.1.0"
 # every module a notebook reaches as ``hp.<module>``
 _MODULES = (
     "backbones", "bench", "camera", "capstone", "checkpoints", "coco_eval", "data", "datasets",
-    "downloads", "engine", "env", "export", "exercises", "hand3d", "heatmaps", "images",
-    "landmarks", "mediapipe_labels", "metrics", "models", "models_heatmap", "onnx_export",
-    "plots", "prepare", "records", "regression3d", "safefiles", "schedules", "skeletons",
-    "splits", "synthetic", "topdown", "topdown_batches", "wandb_logging",
+    "downloads", "engine", "env", "exercises", "export", "hand3d", "heatmaps", "images",
+    "landmarks", "mediapipe_labels", "metrics", "metrics3d", "models", "models_heatmap",
+    "onnx_export", "plots", "prepare", "records", "regression3d", "safefiles", "schedules",
+    "skeletons", "splits", "synthetic", "topdown", "topdown_batches", "wandb_logging",
 )
 
 # the names a notebook uses most, as ``hp.<name>``, and the module each lives in
@@ -46,7 +46,7 @@ _NAMES = {
     "plot_history": "plots.history",
     # metrics
     "pck": "metrics", "pck_curve": "metrics", "epe": "metrics", "mpjpe": "metrics",
-    "pa_mpjpe": "metrics",
+    "pa_mpjpe": "metrics3d",
     # lessons
     "check": "exercises", "use": "exercises", "show_source": "plots",
     "detect_hands": "mediapipe_labels",

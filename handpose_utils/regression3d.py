@@ -24,11 +24,10 @@ from handpose_utils.data import (
 )
 from handpose_utils.downloads import imagenet_state_dict
 from handpose_utils.engine import CheckpointError, TrainConfig, evaluate, fit, load_checkpoint
-from handpose_utils.metrics import (
+from handpose_utils.metrics import mpjpe, per_sample_epe
+from handpose_utils.metrics3d import (
     fraction_within,
-    mpjpe,
     pck3d_curve,
-    per_sample_epe,
     procrustes_align,
     reprojection_error,
 )

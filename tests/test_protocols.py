@@ -20,15 +20,8 @@ from handpose_utils.hand3d.crops import (
     crop_images,
     to_crop,
 )
-from handpose_utils.metrics import (
-    KeypointMeter,
-    annotation_box_size,
-    bbox_size,
-    fraction_within,
-    pck,
-    pck3d_curve,
-    pck_curve,
-)
+from handpose_utils.metrics import KeypointMeter, annotation_box_size, bbox_size, pck, pck_curve
+from handpose_utils.metrics3d import fraction_within, pck3d_curve
 
 # --------------------------------------------------------------------------------------------
 # PCK counts a joint at exactly the threshold; a perfect prediction has AUC 1

@@ -14,7 +14,7 @@ from matplotlib.colors import to_hex
 
 from ..camera import project
 from ..images import read_image
-from ..metrics import PCK3D_THRESHOLDS_MM, pck3d_curve, reproject_with_gt_root
+from ..metrics3d import PCK3D_THRESHOLDS_MM, pck3d_curve, reproject_with_gt_root
 from ..skeletons import MIDDLE_MCP
 from . import GT_COLOR, PRED_COLOR, draw_hand, plot_skeleton_3d
 from .history import plot_history
