@@ -31,13 +31,9 @@ class CheckpointError(RuntimeError):
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain module behind ``torch.compile`` and ``DistributedDataParallel``."""
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(model, DistributedDataParallel):
-            model = model.module
-        else:
-            return model
+    while hasattr(model, "_orig_mod") or isinstance(model, DistributedDataParallel):
+        model = model._orig_mod if hasattr(model, "_orig_mod") else model.module
+    return model
 
 
 def total_magnitude(tensors) -> torch.Tensor:
@@ -299,7 +295,7 @@ class Checkpointer:
         return (f"The model now holds the weights of epoch {ckpt['epoch']} from {last}; that file "
                 "and best.pth are left as they were.")
 
-    def report(self, n_epochs: int) -> None:
+    def report(self, n_epochs: int) -> None:  # the last line of a run
         if self.best["epoch"] is not None and n_epochs > 1:
             self._say(f"best {self.best['metric']} = {self.best['value']:.4g} at epoch "
                       f"{self.best['epoch']}")

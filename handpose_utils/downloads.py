@@ -28,8 +28,8 @@ BINARY_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".task",
 
 
 class DownloadError(OSError):
-    """A download that failed, arrived incomplete or is not the expected file. The message names
-    the URL and file, the byte counts, and what to do."""
+    """A download that failed, arrived incomplete or is not the expected file (names URL, file,
+    byte counts and what to do)."""
 
 
 class BrokenArchiveError(OSError):
@@ -293,10 +293,9 @@ def socket_timeout(seconds: float):
 
 
 def imagenet_state_dict(weights, what: str, timeout: float = 30.0, log=print) -> dict | None:
-    """The state dict of a torchvision ``weights`` enum member (e.g.
-    ``ResNet50_Weights.IMAGENET1K_V1``), downloaded once into ``~/.cache/torch/hub/checkpoints``
-    and hash-checked. ``None`` when it cannot be had (no network, DNS, HTTP error, bad hash, a
-    corrupt file), after ``log`` says why and that ``what`` starts from random weights."""
+    """The hash-checked state dict of a torchvision ``weights`` member (cached in
+    ``~/.cache/torch/hub``), or ``None`` after ``log`` says why and that ``what`` starts from
+    random weights."""
     try:
         with socket_timeout(timeout):
             return weights.get_state_dict(progress=False, check_hash=True)

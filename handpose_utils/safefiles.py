@@ -98,15 +98,11 @@ def _pattern(name: str | tuple | None) -> re.Pattern:
 def _process_alive(pid: int) -> bool:
     if os.name != "posix":  # Windows: os.kill would end the process, not ask about it
         return False
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)  # signal 0 only asks whether the process exists
-    except ProcessLookupError:
-        return False
     except PermissionError:  # exists, owned by someone else
         return True
-    except (OverflowError, OSError):
+    except (ProcessLookupError, OverflowError, OSError):
         return False
     return True
 
