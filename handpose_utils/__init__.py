@@ -24,33 +24,23 @@ _MODULES = (
     "skeletons", "splits", "synthetic", "topdown", "topdown_batches", "wandb_logging",
 )
 
-# the names a notebook uses most, as ``hp.<name>``, and the module each lives in
-_NAMES = {
-    # where we run
-    "data_dir": "env", "in_colab": "env", "pick_device": "env", "runs_dir": "env",
-    "seed_everything": "env", "smoke_or": "env",
-    # data
-    "load_freihand": "datasets.freihand", "download_freihand": "datasets.freihand",
-    "load_ouhands": "datasets.ouhands", "install_ouhands": "datasets.ouhands",
-    "load_coco_keypoints": "datasets.coco", "download_coco": "datasets.coco",
-    "load_rhd": "datasets.rhd", "download_rhd": "datasets.rhd",
-    "make_freihand": "synthetic.freihand", "make_ouhands": "synthetic.ouhands",
-    "make_coco": "synthetic.coco", "make_rhd": "synthetic.rhd",
-    "prepare_freihand": "prepare", "prepare_splits": "prepare", "prepare_coco": "prepare",
-    "prepare_rhd": "prepare",
-    "load_records": "records", "save_records": "records", "read_image": "images",
-    # training
-    "build_image_cache": "data", "make_loaders": "data", "build_model": "models",
-    "count_parameters": "models", "TrainConfig": "engine", "fit": "engine",
-    "evaluate": "engine", "predict": "engine", "load_checkpoint": "checkpoints",
-    "plot_history": "plots.history",
-    # metrics
-    "pck": "metrics", "pck_curve": "metrics", "epe": "metrics", "mpjpe": "metrics",
-    "pa_mpjpe": "metrics3d",
-    # lessons
-    "check": "exercises", "use": "exercises", "show_source": "plots",
-    "detect_hands": "mediapipe_labels",
-}
+# the names a notebook uses most, as ``hp.<name>``, by the module each lives in
+_NAMES = {name: module for module, names in {
+    "env": "data_dir in_colab pick_device runs_dir seed_everything smoke_or",
+    "datasets.freihand": "load_freihand download_freihand",
+    "datasets.ouhands": "load_ouhands install_ouhands",
+    "datasets.coco": "load_coco_keypoints download_coco",
+    "datasets.rhd": "load_rhd download_rhd",
+    "synthetic.freihand": "make_freihand", "synthetic.ouhands": "make_ouhands",
+    "synthetic.coco": "make_coco", "synthetic.rhd": "make_rhd",
+    "prepare": "prepare_freihand prepare_splits prepare_coco prepare_rhd",
+    "records": "load_records save_records", "images": "read_image",
+    "data": "build_image_cache make_loaders", "models": "build_model count_parameters",
+    "engine": "TrainConfig fit evaluate predict", "checkpoints": "load_checkpoint",
+    "plots.history": "plot_history", "metrics": "pck pck_curve epe mpjpe",
+    "metrics3d": "pa_mpjpe", "exercises": "check use", "plots": "show_source",
+    "mediapipe_labels": "detect_hands",
+}.items() for name in names.split()}
 
 __all__ = [*_MODULES, *_NAMES]
 
