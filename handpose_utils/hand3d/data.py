@@ -13,13 +13,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from .. import env
 from ..images import read_image
 from .canonical import to_canonical
-from .crops import (
-    boxes_from_keypoints,
-    crop_images,
-    encode_scoremaps,
-    paper_normalize,
-    to_crop,
-)
+from .crops import boxes_from_keypoints, crop_images, encode_scoremaps, paper_normalize, to_crop
 
 HAND_SIDES = ("left", "right")  # index 0 = left, 1 = right, as PosePrior's one-hot
 
@@ -57,16 +51,10 @@ class RHDSamples(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         rec = self.records[i]
-        item = {
-            "keypoints": self._kp[i],
-            "visible": self._vis[i],
-            "xyz": self._xyz[i],
-            "K": self._K[i],
-            "hand_side": self._side[i],
-            "scale": torch.linalg.vector_norm(self._xyz[i, 10] - self._xyz[i, 9]),
-            "size": self._size[i],
-            "index": torch.tensor(i),
-        }
+        item = {"keypoints": self._kp[i], "visible": self._vis[i], "xyz": self._xyz[i],
+                "K": self._K[i], "hand_side": self._side[i],
+                "scale": torch.linalg.vector_norm(self._xyz[i, 10] - self._xyz[i, 9]),
+                "size": self._size[i], "index": torch.tensor(i)}
         if self.load_images:
             image = read_image(rec["image_path"])
             _check_size(image, rec, "image_path")
@@ -118,8 +106,7 @@ def channel_gain_jitter(x: torch.Tensor, strength: float = 0.2) -> torch.Tensor:
     """Per-image brightness, contrast and **per-channel gain** on :func:`paper_normalize`'d images
     (``data.colour_jitter`` works on [0, 1] images and has no per-channel gain). Keeps the
     networks from keying on the synthetic hands' exact skin tones."""
-    b = x.shape[0]
-    dev = x.device
+    b, dev = x.shape[0], x.device
     gain = 1 + strength * (2 * torch.rand(b, 3, 1, 1, device=dev) - 1) * 0.5
     contrast = 1 + strength * (2 * torch.rand(b, 1, 1, 1, device=dev) - 1)
     bright = strength * 0.5 * (2 * torch.rand(b, 1, 1, 1, device=dev) - 1)

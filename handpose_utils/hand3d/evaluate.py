@@ -103,9 +103,8 @@ def keypoint_protocol(pred, gt, visible=None, thresholds=THRESHOLDS_2D_PX) -> di
 def eval_2d(pred_uv, gt_uv, visible) -> dict:
     """2D protocol in original-image pixels: EPE mean/median and AUC over 0-30 px, visible
     keypoints (``protocol``: ``"visible joints, image px"``)."""
-    out = keypoint_protocol(pred_uv, gt_uv, visible, THRESHOLDS_2D_PX)
-    out["protocol"] = "visible joints, image px"
-    return out
+    return {**keypoint_protocol(pred_uv, gt_uv, visible, THRESHOLDS_2D_PX),
+            "protocol": "visible joints, image px"}
 
 
 def eval_3d(pred_mm, gt_mm, visible=None, root: str = "palm") -> dict:
@@ -115,17 +114,12 @@ def eval_3d(pred_mm, gt_mm, visible=None, root: str = "palm") -> dict:
     ``"palm"`` (Zimmermann & Brox) or ``"wrist"``. ``visible=None`` scores all 21 joints (the
     paper's PosePrior evaluation), a mask the visible ones (its full pipeline). The result also
     has ``root`` and ``protocol``, the label to print with the numbers."""
-    if root not in ROOTS:
-        raise ValueError(f"root must be one of {ROOTS}, got {root!r}")
-    pred = relative_to_root(torch.as_tensor(_np(pred_mm)), root)
+    pred = relative_to_root(torch.as_tensor(_np(pred_mm)), root)  # checks root
     gt = relative_to_root(torch.as_tensor(_np(gt_mm)), root)
     out = keypoint_protocol(pred, gt, visible, THRESHOLDS_3D_MM)
-    t = out["thresholds"][AUC_3D_FROM:]
-    part = keypoint_protocol(pred, gt, visible, t)
-    out["auc_20_50"] = part["auc"]
-    out["root"] = root
-    out["protocol"] = protocol_label(root, visible is None)
-    return out
+    part = keypoint_protocol(pred, gt, visible, out["thresholds"][AUC_3D_FROM:])
+    return {**out, "auc_20_50": part["auc"], "root": root,
+            "protocol": protocol_label(root, visible is None)}
 
 
 def segmentation_iou(pred_mask, gt_mask) -> dict:
@@ -141,8 +135,7 @@ def segmentation_iou(pred_mask, gt_mask) -> dict:
             "iou_per_image": per.numpy()}
 
 
-# --------------------------------------------------------------------------------------------
-# Meters for the engine (reset / update(outputs, targets, extras) / compute)
+# ---- Meters for the engine (reset / update(outputs, targets, extras) / compute) ------------------
 
 
 class SegmentationMeter:

@@ -48,11 +48,10 @@ class Hand3DPipeline(nn.Module):
     def segment(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images -> hand logits (B, 2, H, W) at the images' own size."""
         h, w = x.shape[-2:]
-        inp = x
         if self.seg_size is not None and self.seg_size != (h, w):
-            inp = F.interpolate(x, size=self.seg_size, mode="bilinear", align_corners=False,
-                                antialias=True)
-        logits = self.segnet(inp)
+            x = F.interpolate(x, size=self.seg_size, mode="bilinear", align_corners=False,
+                              antialias=True)
+        logits = self.segnet(x)
         if logits.shape[-2:] != (h, w):
             logits = F.interpolate(logits.float(), size=(h, w), mode="bilinear",
                                    align_corners=False)
@@ -63,17 +62,15 @@ class Hand3DPipeline(nn.Module):
         x = paper_normalize(images)
         out: dict = {}
         if boxes is None:
-            logits = self.segment(x)
-            boxes, prob, mask = boxes_from_segmentation(logits, self.crop_size, self.side_range,
-                                                        self.margin)
+            boxes, prob, mask = boxes_from_segmentation(self.segment(x), self.crop_size,
+                                                        self.side_range, self.margin)
             out.update(hand_prob=prob, hand_mask=mask)
         crops = crop_images(x, boxes, self.crop_size)
         maps = self.posenet(crops)[:, -1]
         uv_crop, conf = decode_scoremaps(maps, self.crop_size)
         lifted = self.prior(maps, hand_side)
         out.update(boxes=boxes, crops=crops, scoremaps=maps, uv_crop=uv_crop,
-                   uv=from_crop(uv_crop, boxes.float(), self.crop_size), confidence=conf,
-                   **{k: v for k, v in lifted.items()})
+                   uv=from_crop(uv_crop, boxes.float(), self.crop_size), confidence=conf, **lifted)
         return out
 
 

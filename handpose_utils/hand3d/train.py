@@ -20,13 +20,7 @@ from torch import nn
 from .. import env
 from ..engine import History, TrainConfig, evaluate, fit, load_checkpoint
 from .crops import encode_scoremaps
-from .data import (
-    PoseNetBatch,
-    PosePriorBatch,
-    RHDSamples,
-    SegmentationBatch,
-    make_loader,
-)
+from .data import PoseNetBatch, PosePriorBatch, RHDSamples, SegmentationBatch, make_loader
 from .evaluate import PoseNetMeter, PosePriorMeter, SegmentationMeter
 from .losses import posenet_loss, poseprior_loss, segmentation_loss
 from .nets import HandSegNet, PoseNet, PosePrior
@@ -93,9 +87,6 @@ class Hand3DConfig:
         """Engine epochs of ``n_history`` iterations that cover ``n_iter``."""
         return max(1, math.ceil(self.n_iter / self.n_history))
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, d: dict) -> Hand3DConfig:
         """Build from a dict such as the reference's config. Its ``n_prt``, ``n_save`` and
@@ -116,9 +107,7 @@ _STAGE_DEFAULTS = {
 
 def default_config(stage: str, **overrides) -> Hand3DConfig:
     """The course's defaults for ``stage`` (sized for a Colab T4), with ``overrides``."""
-    if stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-    return Hand3DConfig(**{"stage": stage, **_STAGE_DEFAULTS[stage], **overrides})
+    return Hand3DConfig(**{"stage": stage, **_STAGE_DEFAULTS.get(stage, {}), **overrides})
 
 
 def build_stage(config: Hand3DConfig, decode=None) -> nn.Module:
@@ -154,8 +143,7 @@ def stage_parts(config: Hand3DConfig, encode=None, viewpoint=None, loss_fn=None)
                 best_metric="val_epe_mm", mode="min", load_images=False, load_masks=False)
 
 
-# --------------------------------------------------------------------------------------------
-# Training and checkpoints
+# ---- Training and checkpoints --------------------------------------------------------------------
 
 
 def run_dir(config: Hand3DConfig | str, runs: str | Path | None = None) -> Path:
@@ -207,7 +195,7 @@ def train_stage(config: Hand3DConfig, train_records: list[dict], val_records: li
         scheduler=config.scheduler, device=device, best_metric=parts["best_metric"],
         mode=parts["mode"], checkpoint_dir=ckpt_dir, resume=True, seed=config.seed,
         drive_dir=Path(drive_dir) / config.ID if drive_dir is not None else None,
-        live_plot=live_plot, progress=progress, log=log, settings=config.to_dict())
+        live_plot=live_plot, progress=progress, log=log, settings=dataclasses.asdict(config))
     history = fit(model, train_loader, val_loader, train_config, loss_fn=parts["loss_fn"],
                   prepare_batch=parts["prepare_batch"], metrics=parts["metrics"])
     load_checkpoint(ckpt_dir / "best.pth", model)

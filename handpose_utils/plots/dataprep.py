@@ -6,6 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..camera import project
 from ..images import read_image
 from ..skeletons import hand21_joint_colors
 from . import draw_hand, plot_skeleton_3d, show_grid, show_sample
@@ -15,8 +16,6 @@ def show_projection(image, xyz, K, uv=None, uv_far=None):
     """The camera-frame joints ``xyz`` in 3D, and their pixels ``uv`` (default ``K xyz / z``) on
     ``image`` with the principal point of ``K``; with ``uv_far``, the projection of ``2 * xyz``,
     a third panel draws it over ``uv``."""
-    from ..camera import project
-
     K = np.asarray(K)
     uv = project(xyz, K) if uv is None else uv
     n = 2 if uv_far is None else 3

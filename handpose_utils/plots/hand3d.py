@@ -62,8 +62,7 @@ def show_rhd_sample(record: dict, crop_size: int = 256, axes=None):
                                crop_size, (img.shape[1], img.shape[0]))[0]
     draw_box(axes[0], box, crop_size, "white")
     axes[0].set_title(f"#{record['sample_id']}: dominant hand {record['hand_side']}", fontsize=9)
-    mask = read_mask(record["mask_path"])
-    axes[1].imshow(mask, cmap=rhd_mask_colormap(), vmin=0, vmax=33, interpolation="nearest")
+    axes[1].imshow(read_mask(record["mask_path"]), cmap=rhd_mask_colormap(), vmin=0, vmax=33, interpolation="nearest")
     left, right = record.get("hand_pixels", ["?", "?"])
     axes[1].set_title(f"mask ids: left {left} px, right {right} px", fontsize=9)
     im = axes[2].imshow(read_depth(record["depth_path"]), cmap="viridis")
@@ -237,9 +236,8 @@ def show_pipeline(pipeline, dataset, index: int, device=None, crops: str = "segm
     ax[2].set_title("score maps (max over the 21)", fontsize=9)
     for a in ax[:3]:
         a.axis("off")
-    xyz = item["xyz"]
-    scale = torch.linalg.vector_norm(xyz[10] - xyz[9]) * 1000
-    gt3 = relative_to_root(xyz[None] * 1000, "palm")[0].numpy()
+    scale = item["scale"] * 1000  # the ground-truth bone length, in mm
+    gt3 = relative_to_root(item["xyz"][None] * 1000, "palm")[0].numpy()
     pred3 = relative_to_root(out["xyz"][:1].float().cpu() * scale, "palm")[0].numpy()
     plot_skeleton_3d(ax[3], gt3, color=GT_COLOR, label="ground truth", unit="mm")
     plot_skeleton_3d(ax[3], pred3, color=PRED_COLOR, label="prediction", unit="mm")

@@ -11,6 +11,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..data import denormalize
+from ..datasets.ouhands import landmark_file_path, read_landmark_file
 from ..images import read_image
 from ..landmarks import landmarks_to_pixels
 from . import GT_COLOR, PRED_COLOR, draw_hand, plot_per_joint_error, sample_browser
@@ -115,8 +117,6 @@ def show_teacher_vs_truth(teacher_dir, truth_dir, split: str, check: dict, n_fou
     """A few images of ``split``: MediaPipe's landmarks (red) against the true ones (green): the
     best, middle and worst of the hands it found (``check`` from
     ``mediapipe_labels.compare_with_ground_truth``) and one it missed, if any."""
-    from ..datasets.ouhands import landmark_file_path, read_landmark_file
-
     def pixels(record, size):
         lm = np.array([[p["x"], p["y"]] for p in record["landmarks"]])
         return landmarks_to_pixels(lm, size)
@@ -161,8 +161,6 @@ def plot_targets(targets):
 
 def show_landmark_augmentations(dataset, index: int = 0, draws: int = 5):
     """One training image as cached (no augmentation) and ``draws`` augmented draws of it."""
-    from ..data import denormalize
-
     fig, axes = plt.subplots(1, draws + 1, figsize=(13, 2.5))
     axes[0].imshow(dataset.cache.images[index])
     axes[0].set_title("no augmentation", fontsize=8)

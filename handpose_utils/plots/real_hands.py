@@ -10,6 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ..data import ImageCache
+from ..datasets.freihand import FREIHAND_EVAL_URL
+from ..downloads import download_file, extract_zip
 from . import draw_hand
 
 
@@ -171,8 +174,6 @@ def show_appearance_augment(plain, strong, strong_keypoints, denormalize):
 def mix_caches(synthetic, real, n_synthetic: int, seed: int = 0):
     """An ``ImageCache`` of ``n_synthetic`` images drawn from ``synthetic`` and the ``real`` crops
     repeated so that they make about a fifth of it; returns it and the repeat count."""
-    from ..data import ImageCache
-
     repeat = max(1, n_synthetic // (4 * len(real)))
     pick = np.random.default_rng(seed).choice(len(synthetic), n_synthetic, replace=False)
 
@@ -253,9 +254,6 @@ def get_photo(photo, data_root, fallback) -> tuple[Path, bool]:
 def download_freihand_evaluation(root) -> Path:
     """FreiHAND's evaluation archive only (724 MB: 3,960 real images with keypoints), extracted
     into ``root/freihand/FreiHAND_pub_v2``."""
-    from ..datasets.freihand import FREIHAND_EVAL_URL
-    from ..downloads import download_file, extract_zip
-
     target = Path(root) / "freihand" / "FreiHAND_pub_v2"
     if not (target / "evaluation_xyz.json").is_file():
         archive = download_file(FREIHAND_EVAL_URL, Path(root) / "FreiHAND_pub_v2_eval.zip")

@@ -11,8 +11,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.colors import to_hex
+from PIL import Image
 
 from ..camera import project
+from ..data import denormalize
 from ..images import read_image
 from ..metrics3d import PCK3D_THRESHOLDS_MM, pck3d_curve, reproject_with_gt_root
 from ..skeletons import MIDDLE_MCP
@@ -119,8 +121,6 @@ def show_rotation_check(image, uv, uv_moved, uv_projected, theta: float):
     """The image with its keypoints ``uv`` (left), and the image rotated by ``theta`` radians
     about its centre (right) with the keypoints moved by the pixel warp (green skeleton) and the
     rotated 3D joints projected through the new camera (red crosses)."""
-    from PIL import Image
-
     img = np.asarray(image)
     # PIL's rotate turns counter-clockwise on screen; Q (y pointing down) turns clockwise
     rotated = np.asarray(Image.fromarray(img).rotate(-np.degrees(theta),
@@ -145,8 +145,6 @@ def show_augmented_batch(prepare_batch, dataset, indices=range(4), seed: int = 0
     """Training-mode batches through ``prepare_batch``: the augmented images with the 2D
     keypoints moved by the warp (green) and the 3D targets rotated to match projected through
     the updated camera (red crosses). If the 3D transform were wrong, the two would part."""
-    from ..data import denormalize
-
     batch = dataset[list(indices)]
     torch.manual_seed(seed)
     images, _, extras = prepare_batch(batch, torch.device("cpu"), True)
