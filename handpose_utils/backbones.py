@@ -1,5 +1,4 @@
-"""Backbones for notebook 06's heatmap model (:func:`make_backbone`), and what one costs
-(:func:`measure_cost`, :func:`cost_table`)."""
+"""Notebook 06's trunks (:func:`make_backbone`) and what one costs (:func:`measure_cost`)."""
 
 from __future__ import annotations
 
@@ -19,14 +18,11 @@ BACKBONES = RESNETS + MOBILENETS + HRNETS
 
 def make_backbone(name: str = "resnet50", pretrained: bool = True,
                   log=print) -> tuple[nn.Module, int, int, bool]:
-    """A feature extractor for the heatmap model: ``(module, out_channels, stride,
-    loaded_pretrained)``. ResNets without their pooling and classifier and the MobileNets'
-    ``features`` (torchvision) are at stride 32; HRNet-W32 (timm) gives its stride-4 branch, into
-    which it fuses the lower resolutions again and again (what HRNet's pose head reads).
-    ImageNet weights are downloaded once; if that fails, ``log`` says why and the backbone stays
-    randomly initialised."""
+    """``(module, out_channels, stride, loaded_pretrained)`` of a trunk for the heatmap model.
+    The ResNets' and MobileNets' (torchvision) features are at stride 32; HRNet-W32 (timm) gives
+    its stride-4 branch, into which it fuses the lower resolutions again and again (what HRNet's
+    pose head reads). Without ImageNet weights, ``log`` says why and the trunk stays random."""
     import torchvision
-
     if name not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}, got {name!r}")
     if name in HRNETS:
@@ -64,7 +60,6 @@ def _hrnet_backbone(name: str, pretrained: bool, log) -> tuple[nn.Module, int, i
 
     # feature_location="": the branches themselves, not timm's classification neck
     create = functools.partial(timm.create_model, name, features_only=True, feature_location="")
-
     net, loaded = None, False
     if pretrained:
         try:
@@ -82,13 +77,11 @@ def _hrnet_backbone(name: str, pretrained: bool, log) -> tuple[nn.Module, int, i
 
 def measure_cost(net: nn.Module, input_size, batch: int = 16, repeats: int = 3) -> dict:
     """``{"params", "macs", "infer"}`` of ``net`` at ``input_size`` ``(W, H)`` on its device:
-    parameters, multiply-adds of one image (torch's FLOP counter counts 2 FLOPs for each; papers
-    quote multiply-adds as "FLOPs") and inference images/s (fp32, channels-last, ``repeats``
-    batches after one warm-up batch)."""
+    multiply-adds of one image (torch counts 2 FLOPs for each; papers call a multiply-add a
+    "FLOP") and inference images/s (fp32, channels-last, ``repeats`` batches after a warm-up)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from .models import count_parameters
-
     device = next(net.parameters()).device
     net = net.eval().to(memory_format=torch.channels_last)
     x = torch.randn(batch, 3, input_size[1], input_size[0], device=device)
@@ -108,8 +101,7 @@ def measure_cost(net: nn.Module, input_size, batch: int = 16, repeats: int = 3) 
 
 
 def cost_table(rows: dict[str, dict], input_size, device: str) -> str:
-    """One line per backbone: parameters, GMACs, inference and training images/s and validation
-    AP (``"train"`` and ``"ap"`` are NaN for a backbone that was only measured)."""
+    """One line per backbone: params, GMACs, infer/train img/s, val AP (NaN: only measured)."""
     nan = float("nan")
     lines = [f"{'backbone':20s} {'params':>8s} {'GMACs':>7s} {'infer img/s':>12s} "
              f"{'train img/s':>12s} {'val AP':>7s}   (input {input_size[0]} wide x "

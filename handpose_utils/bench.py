@@ -1,15 +1,13 @@
 """Training throughput, in images per second, for three ways of feeding the same model:
 
-(a) **reference**: the reference project's loop. PIL decode, resize and augmentation per sample in
-    at most 2 DataLoader workers (Colab's core count), fp32, NCHW.
-(b) **course**: the course pipeline end to end. A decode-once uint8 cache, batches sliced from
-    it, flip/affine/colour augmentation on the device (:class:`data.DeviceAugment`),
-    AMP as :mod:`env` chooses for the device, and channels-last (NHWC) memory on every device.
+(a) **reference**: the reference project's loop: PIL decode, resize and augmentation per sample
+    in at most 2 DataLoader workers (Colab's core count), fp32, NCHW.
+(b) **course**: a decode-once uint8 cache, augmentation on the device (:class:`data.DeviceAugment`),
+    AMP as :mod:`env` chooses, channels-last memory.
 (c) **compute**: one batch already on the device, fed again and again: the ceiling for (b).
 
-All three run the engine's own training step (:func:`engine.train_one_epoch`), so b/c says how
-much the data pipeline costs and b/a what the course pipeline gains over the reference. The
-images are a temporary set of 224 x 224 JPEGs drawn with PIL (FreiHAND's size), or the
+All three run :func:`engine.train_one_epoch`, so b/c is what the data pipeline costs and b/a what
+the course pipeline gains. The images: 224 x 224 JPEGs drawn with PIL (FreiHAND's size), or the
 synthetic FreiHAND renderer's with ``--freihand``.
 
     python -m handpose_utils.bench
@@ -69,7 +67,6 @@ def freihand_records(folder: Path, n: int) -> list[dict]:
     """Images from the synthetic FreiHAND renderer (slower to make, closer to the course data)."""
     from .datasets.freihand import load_freihand
     from .synthetic.freihand import make_freihand
-
     root = make_freihand(folder / "synthetic_freihand", n_poses=max(1, math.ceil(n / 4)),
                          progress=False)
     return load_freihand(root)[:n]
@@ -154,13 +151,11 @@ def run(models=("simple", "mobile", "resnet50"), size=224, batch=32, steps=None,
         course_ds = D.CachedKeypointDataset(cache, indices=np.resize(np.arange(len(cache)), total))
         prepare_course = D.PrepareBatch(D.DeviceAugment())
 
-        def ref_loader():
-            return DataLoader(ref_ds, batch_size=batch, shuffle=True, num_workers=workers,
-                              pin_memory=gpu, persistent_workers=workers > 0, drop_last=True)
-
-        def course_loader():
-            return D.cached_loader(course_ds, batch, shuffle=True, drop_last=True,
-                                   pin_memory=gpu)
+        ref_loader = lambda: DataLoader(ref_ds, batch_size=batch, shuffle=True, drop_last=True,
+                                        num_workers=workers, pin_memory=gpu,
+                                        persistent_workers=workers > 0)
+        course_loader = lambda: D.cached_loader(course_ds, batch, shuffle=True, drop_last=True,
+                                                pin_memory=gpu)
 
         # The data paths alone (no model): what each can feed at most.
         data_ref = data_only(ref_loader(), prepare_course, device, batch, steps, warmup)
@@ -207,12 +202,11 @@ def main(argv=None):
                    help="build_model names (default: simple mobile resnet50)")
     p.add_argument("--size", type=int, default=224, help="input size (default 224)")
     p.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="timed steps per mode (default 30 on CUDA, 3 on CPU)")
-    p.add_argument("--warmup", type=int, default=None,
-                   help="untimed warm-up steps (default 5 on CUDA, 1 on CPU)")
+    p.add_argument("--steps", type=int, help="timed steps per mode (default 30 on CUDA, 3 on CPU)")
+    p.add_argument("--warmup", type=int, help="untimed warm-up steps (default 5 on CUDA, 1 on CPU)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: env.pick_device())")
-    p.add_argument("--images", type=int, default=256, help="distinct JPEGs to generate")
+    p.add_argument("--images", type=int, default=256,
+                   help="distinct JPEGs to generate (default 256)")
     p.add_argument("--freihand", action="store_true",
                    help="use the synthetic FreiHAND renderer's images instead of drawings")
     args = p.parse_args(argv)

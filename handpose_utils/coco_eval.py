@@ -3,8 +3,7 @@
 **OKS** (:func:`object_keypoint_similarity`) is for keypoints what IoU is for boxes. **AP**
 averages precision over the OKS thresholds 0.50, 0.55, ..., 0.95 (AP50 and AP75 at one; APm and
 APl by size), **AR** the recall. This course predicts inside the *ground-truth* boxes (no missed
-or invented people), so expect higher numbers than a detector pipeline gives.
-"""
+or invented people), so expect higher numbers than a detector pipeline gives."""
 
 from __future__ import annotations
 
@@ -27,8 +26,7 @@ STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "
 
 
 def load_coco_gt(ann_file):
-    """A ``pycocotools`` COCO object for ``ann_file`` (a path, or a COCO object as is), loaded
-    quietly. Errors name the file."""
+    """``ann_file`` (a path; a COCO object as is) as a ``pycocotools`` COCO, loaded quietly."""
     from pycocotools.coco import COCO  # a course requirement; it imports matplotlib: on first use
     if isinstance(ann_file, COCO):
         return ann_file
@@ -41,11 +39,10 @@ def load_coco_gt(ann_file):
 
 def evaluate_coco_keypoints(ann_file, results, image_ids=None, sigmas=None,
                             return_eval: bool = False):
-    """OKS-based AP and AR of keypoint ``results`` (COCO result dicts, or the path of a results
-    JSON) against ``ann_file``, on the images ``image_ids`` (default: all; people without a
-    prediction are misses): the :data:`STAT_NAMES` as floats in 0..1, NaN where undefined (APl
-    without a large person); with ``return_eval`` also the ``COCOeval`` (``.summarize()`` prints
-    pycocotools' summary). ``sigmas`` replaces the OKS sigmas. Bad or empty results raise a
+    """OKS-based AP and AR of keypoint ``results`` (result dicts, or a results JSON's path)
+    against ``ann_file`` on the images ``image_ids`` (default: all; people without a prediction
+    are misses): the :data:`STAT_NAMES` in 0..1, NaN where undefined (APl without a large
+    person); with ``return_eval`` also the ``COCOeval``. Bad or empty results raise a
     ``ValueError`` that says what is wrong (pycocotools fails with an ``IndexError``)."""
     from pycocotools.cocoeval import COCOeval
     source = "results"
@@ -99,11 +96,9 @@ def evaluate_coco_keypoints(ann_file, results, image_ids=None, sigmas=None,
 
 def keypoints_to_coco_results(keypoints, scores, image_ids,
                               score_threshold: float = 0.2) -> list[dict]:
-    """COCO result dicts for ``N`` people: ``keypoints`` ``(N, J, 2)`` in image pixels, per-joint
-    ``scores`` ``(N, J)`` (heatmap maxima, kept as each keypoint's third value) and
-    ``image_ids``. The person's score, which ranks predictions for AP, is SimpleBaseline's: the
-    mean of the joint scores above ``score_threshold`` (all of them if none is), times the box's
-    score (1 for ground-truth boxes)."""
+    """COCO result dicts of ``N`` people: ``keypoints`` ``(N, J, 2)`` in image pixels, ``scores``
+    ``(N, J)`` (heatmap maxima). A person's score, its rank for AP, is SimpleBaseline's: the mean
+    of its joint scores above ``score_threshold`` (all if none is) times its box's (GT box: 1)."""
     kp, sc = (np.asarray(torch.as_tensor(a).cpu(), float) for a in (keypoints, scores))
     out = []
     for p, s, i in zip(kp, sc, torch.as_tensor(image_ids).cpu().numpy()):
@@ -116,17 +111,14 @@ def keypoints_to_coco_results(keypoints, scores, image_ids,
 
 
 def write_coco_results(results: list[dict], path) -> Path:
-    """Write ``results`` as a COCO results JSON (atomically: a crash never leaves half a file)."""
+    """Write ``results`` as a COCO results JSON, atomically."""
     return write_json(path, results)
 
 
 def heatmaps_to_coco_results(codec, heatmaps, meta, mode: str | None = None,
                              score_threshold: float = 0.2) -> list[dict]:
-    """COCO results of a batch of crops' ``heatmaps``: decoded by ``codec`` (``mode``: another
-    decoding), then mapped from each crop back into its image with the batch's ``center`` and
-    ``size`` (:func:`handpose_utils.topdown.back_project`)."""
+    """COCO results of crops' ``heatmaps``, decoded by ``codec`` (or ``mode``), back-projected."""
     from .topdown import back_project
-
     xy, scores = codec.decode(heatmaps, mode)
     pts = back_project(xy.cpu().numpy(), meta["center"].cpu().numpy(),
                        meta["size"].cpu().numpy(), codec.input_size)
@@ -135,8 +127,7 @@ def heatmaps_to_coco_results(codec, heatmaps, meta, mode: str | None = None,
 
 
 def ground_truth_results(ann_file, image_ids=None, min_keypoints: int = 1) -> list[dict]:
-    """The ground truth written as predictions (score 1): a sanity check of the evaluation, which
-    must give AP = 1.0. Unlabelled joints (v = 0) keep their (0, 0)."""
+    """The ground truth as predictions (score 1; v = 0 joints at (0, 0)): AP must be 1.0."""
     gt = load_coco_gt(ann_file)
     ids = gt.getImgIds() if image_ids is None else [int(i) for i in image_ids]
     return [{"image_id": a["image_id"], "category_id": a["category_id"],
@@ -169,7 +160,6 @@ def object_keypoint_similarity(pred, gt, area: float, sigmas=COCO_OKS_SIGMAS,
             "v is 0), so pycocotools measures the distance to its box instead; pass the "
             "annotation's bbox=[x, y, w, h]")
     x, y, w, h = (float(v) for v in bbox)
-    # pycocotools: distance to the box enlarged to 3x its width and height, zero inside it
     dx = np.maximum(0.0, (x - w) - pred[:, 0]) + np.maximum(0.0, pred[:, 0] - (x + 2 * w))
     dy = np.maximum(0.0, (y - h) - pred[:, 1]) + np.maximum(0.0, pred[:, 1] - (y + 2 * h))
     e = (dx**2 + dy**2) / var / (area + np.spacing(1)) / 2
@@ -177,10 +167,9 @@ def object_keypoint_similarity(pred, gt, area: float, sigmas=COCO_OKS_SIGMAS,
 
 
 def per_person_oks(records, results, sigmas=COCO_OKS_SIGMAS, oks=None) -> np.ndarray:
-    """OKS of each prediction ``results[i]`` against the person ``records[i]`` whose box it was
-    predicted in; a person without labelled joints against its ``bbox`` (the records' box,
-    clipped to the image). ``oks``: a function ``(pred, gt, area, sigmas)`` to use instead of
-    :func:`object_keypoint_similarity` for people with labelled joints (a notebook's own)."""
+    """OKS of each prediction ``results[i]`` against the person ``records[i]`` it was predicted
+    for (without labelled joints: against its ``bbox``). ``oks``: a notebook's own ``(pred, gt,
+    area, sigmas)`` function for people with labelled joints."""
     if len(records) != len(results):
         raise ValueError(f"{len(records)} records but {len(results)} results: pass the results "
                          "of the same loader, in order")
@@ -199,9 +188,8 @@ def per_person_oks(records, results, sigmas=COCO_OKS_SIGMAS, oks=None) -> np.nda
 
 
 def format_ap_table(rows: dict[str, dict], keys=("AP", "AP50", "AP75", "APm", "APl", "AR")) -> str:
-    """A fixed-width text table: one row per named evaluation, one column per statistic. A
-    statistic COCO could not compute (no person of that size: NaN, or pycocotools' -1) shows as
-    "-", with a line saying so under the table."""
+    """A fixed-width text table: one row per named evaluation, one column per statistic; one
+    that COCO could not compute (NaN, or pycocotools' -1) shows as "-", explained underneath."""
     def defined(v) -> bool:
         return v is not None and math.isfinite(v) and v >= 0
 
@@ -217,10 +205,8 @@ def format_ap_table(rows: dict[str, dict], keys=("AP", "AP50", "AP75", "APm", "A
 
 
 class CocoKeypointMeter:
-    """The engine's metric for top-down heatmaps: COCO AP/AR on the validation set every epoch.
-    ``update`` collects the batch's COCO results (:func:`heatmaps_to_coco_results`); ``compute``
-    evaluates them against ``ann_file`` on the images seen (or ``image_ids``) and returns the
-    ``keys`` among :data:`STAT_NAMES`; :attr:`results` keeps the last epoch's result dicts."""
+    """The engine's metric for top-down heatmaps: the ``keys`` among :data:`STAT_NAMES` on the
+    images seen (or ``image_ids``) every epoch; :attr:`results` keeps the last epoch's results."""
 
     log_items = [("AP", "AP", "{:.3f}"), ("AP50", "AP50", "{:.3f}"), ("AR", "AR", "{:.3f}")]
 

@@ -1,10 +1,6 @@
 """Write the package modules that notebooks own, from the notebooks' ``#@save <module>`` cells
 (d2l's convention), in notebook order, their leading imports gathered at the top. Edit the
-notebook, never the generated module::
-
-    python -m handpose_utils.export           # rewrite the exported modules
-    python -m handpose_utils.export --check   # exit 1 if a module differs from its notebooks
-"""
+notebook, never the generated module: ``python -m handpose_utils.export`` rewrites them."""
 
 from __future__ import annotations
 
@@ -65,8 +61,7 @@ def render(module: str, parts: list[tuple[str, str]]) -> str:
 
 
 def sort_imports(text: str, module: str) -> str:
-    """The gathered imports in isort's order: ``ruff check --select I --fix`` on the text (ruff
-    is pinned in ``pyproject.toml``, so every machine sorts alike)."""
+    """The imports in isort's order: ``ruff check --select I --fix`` (pinned: machines agree)."""
     ruff = shutil.which("ruff")
     command = [ruff] if ruff else [sys.executable, "-m", "ruff"]
     try:

@@ -1,5 +1,4 @@
-"""Exporting a trained model to ONNX, and checking that ONNX Runtime computes the same thing.
-Without the optional packages both functions say what to install and return None."""
+"""Export a model to ONNX and check ONNX Runtime against it (without the packages: a hint, None)."""
 
 from __future__ import annotations
 
@@ -25,10 +24,9 @@ def onnx_status() -> dict:
 def export_onnx(model: nn.Module, path, input_size=(256, 192), dynamic_batch: bool = True,
                 dynamo: bool | None = None, log=print) -> Path | None:
     """Export ``model`` (on the CPU, in eval mode) for ``(B, 3, H, W)`` inputs named ``image``,
-    ``input_size = (H, W)``, a variable batch when ``dynamic_batch``, to outputs named
-    ``heatmaps``; the path, or None (with a message) without ``onnx``. ``dynamo``: PyTorch's
-    ``torch.export`` exporter (needs ``onnxscript``; the default when it is there) or the older
-    TorchScript one."""
+    ``input_size = (H, W)``, a variable batch when ``dynamic_batch``, to outputs named ``heatmaps``;
+    the path, or None (with a message) without ``onnx``. ``dynamo``: PyTorch's ``torch.export``
+    exporter (needs ``onnxscript``; the default when it is there) or the older TorchScript one."""
     status = onnx_status()
     if not status["onnx"]:
         if log:
@@ -69,16 +67,14 @@ def export_onnx(model: nn.Module, path, input_size=(256, 192), dynamic_batch: bo
 def check_onnx(path, model: nn.Module, inputs: torch.Tensor | None = None, input_size=(256, 192),
                atol: float = 1e-3, log=print) -> dict | None:
     """``{"max_abs_diff", "max_abs_output", "match"}`` of the ONNX file in ONNX Runtime (CPU)
-    against ``model`` in PyTorch on the same ``inputs`` (default: 2 random images of
-    ``input_size``), ``atol`` the accepted difference (float32 on different kernels agrees to
-    about 1e-5 relative); None (with a message) without onnxruntime or the file."""
+    against ``model`` on ``inputs`` (default: 2 random images); ``atol``: float32 on other kernels
+    agrees to about 1e-5 relative. None, with a message, without onnxruntime or the file."""
     if path is None or not onnx_status()["onnxruntime"]:
         if log:
             log("ONNX Runtime check skipped: " + ("there is no exported file." if path is None else
                 f"'onnxruntime' is not installed ({_INSTALL_HINT})."))
         return None
     import onnxruntime as ort
-
     if inputs is None:
         inputs = torch.randn(2, 3, *input_size, generator=torch.Generator().manual_seed(0))
     was_training = model.training

@@ -1,5 +1,4 @@
-"""Notebook 06's top-down plumbing around its lesson code: the random crop changes of training,
-the engine's batch step and the check that an image file has the size its annotation says."""
+"""Notebook 06's top-down plumbing: crop augmentation, the engine's batch step, image-size check."""
 
 from __future__ import annotations
 
@@ -13,8 +12,7 @@ from .data import IMAGENET_MEAN, IMAGENET_STD, colour_jitter, to_device
 
 def half_body_box(keypoints, visibility, rng: torch.Generator | None = None,
                   min_joints: int = 3) -> list[float] | None:
-    """HRNet's half-body box: ``[x, y, w, h]`` around the labelled upper- (or lower-) body joints,
-    or None when the chosen half has fewer than ``min_joints``."""
+    """HRNet's half-body box ``[x, y, w, h]`` of the labelled upper or lower joints, or None."""
     kp = np.asarray(keypoints, float).reshape(-1, 2)
     v = np.asarray(visibility).reshape(-1) > 0
     upper, lower = [j for j in range(11) if v[j]], [j for j in range(11, 17) if v[j]]  # COCO17
@@ -62,9 +60,8 @@ def normalize_images(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 @dataclass
 class PrepareTopDown:
     """The engine's ``prepare_batch`` for top-down batches: images moved to ``device`` as uint8
-    (4x cheaper than float), in training changed in colour (:func:`colour_jitter`'s factors in
-    ``[1 - a, 1 + a]``, grey with probability ``grayscale_p``), then ImageNet-normalised; targets
-    ``{"heatmaps", "target_weight"}``; ``meta`` as the extras. The defaults change no colour."""
+    (4x cheaper than float), in training recoloured (:func:`colour_jitter`), ImageNet-normalised;
+    targets ``{"heatmaps", "target_weight"}``; ``meta`` as the extras. Defaults: no recolouring."""
 
     brightness: float = 0.0
     contrast: float = 0.0
@@ -87,9 +84,8 @@ prepare_topdown_batch = PrepareTopDown()  # no colour changes
 
 
 def check_image_size(image: np.ndarray, rec: dict) -> None:
-    """Raise a ``ValueError`` naming the file when ``image`` is not the size ``rec`` (a COCO
-    person record) says: a resized or swapped image file would be cut into a wrong crop without
-    a word."""
+    """Raise a ``ValueError`` naming the file when ``image`` is not the size ``rec`` (a COCO person
+    record) says: a resized or swapped image file would be cut into a wrong crop without a word."""
     h, w = image.shape[:2]
     if "width" in rec and "height" in rec and (w, h) != (int(rec["width"]), int(rec["height"])):
         ann = f", annotation {rec['ann_id']}" if "ann_id" in rec else ""

@@ -5,8 +5,7 @@ Under ``torchrun`` each of N processes trains on its own 1/N of the images, DDP 
 gradients, and rank 0 alone evaluates, prints and writes the checkpoints; ``--batch-size`` is the
 **global** batch. A checkpoint holds the plain model, so ``--resume`` continues a run with any
 number of processes. Rank 0 ends with one line ``RESULT {json}``: the run, its final training
-loss and the validation metrics of ``best.pth``.
-"""
+loss and the validation metrics of ``best.pth``."""
 
 from __future__ import annotations
 
@@ -53,7 +52,6 @@ def _optional_int(text: str) -> int | None:
 
 
 def _shared(epochs: By, lr: float, datasets: tuple) -> list[tuple]:
-    """The options both recipes have, with the recipe's ``epochs``, ``lr`` and ``datasets``."""
     return [
         ("data", str, None, "data folder; default: HANDPOSE_DATA, else the course's data/"),
         ("run_dir", str, None, "checkpoint folder; default: one named after the run in runs/"),
@@ -143,8 +141,7 @@ _METAVARS = {int: "N", _optional_int: "N", float: "X", _ints: "C,C,C"}
 
 
 def parser(task: str) -> argparse.ArgumentParser:
-    """The option parser of one recipe, made from its table: each option's help names its
-    default here and, where they differ, on a GPU, a CPU and in smoke mode."""
+    """One recipe's parser, from its table: each help names its defaults (here; GPU, CPU, smoke)."""
     here = defaults(task, env.pick_device().type == "cuda", env.is_smoke())
     p = argparse.ArgumentParser(
         prog=f"python -m handpose_utils.train {task}", description=TASKS[task],
@@ -173,7 +170,6 @@ def parser(task: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """``python -m handpose_utils.train {hands,coco} [options]``."""
     top = argparse.ArgumentParser(
         prog="python -m handpose_utils.train",
         description="Train a course model from the command line, in one process or several "
@@ -185,8 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve(task: str, argv: list[str]) -> tuple[object, bool]:
-    """``(settings, dry_run)`` from the options: the given ones over this machine's defaults
-    (GPU or CPU, as ``--device`` says; smoke mode's with ``HANDPOSE_SMOKE=1``)."""
+    """``(settings, dry_run)``: the given options over the defaults of ``--device`` (or smoke's)."""
     args = parser(task).parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k != "dry_run" and v is not None}
     device = env.pick_device(given.get("device"))
@@ -223,7 +218,6 @@ def batch_plan(batch_size: int, lr: float, world_size: int, per_process: bool) -
                     f"as given: the same steps as one process with a batch of {batch_size}"}
 
 
-# --------------------------------------------------------------------------------------------
 # Running the notebooks' recipes, in one process or several
 
 
@@ -241,8 +235,7 @@ def _in_turn(fn, dist: env.Distributed):
 
 
 def _engine_options(s, dist, device, log, run_name: str) -> dict:
-    """The ``TrainConfig`` fields the command line sets alike for both recipes (the run folder:
-    ``--run-dir``, else ``run_name`` in runs/)."""
+    """The ``TrainConfig`` fields the command line sets alike for both recipes."""
     return {"device": device, "checkpoint_dir": Path(s.run_dir or env.runs_dir() / run_name),
             "resume": s.resume, "max_steps": s.max_steps, "seed": s.seed, "live_plot": False,
             "log": log, "sync_bn": s.sync_bn, "progress": dist.is_main}
@@ -253,7 +246,6 @@ def _fit(model, train_loader, val_loader, config, dist, **fit_kwargs):
     before) and, on rank 0, the best epoch, whose weights ``model`` then holds."""
     from .checkpoints import CheckpointError, load_checkpoint
     from .engine import fit
-
     run_dir = Path(config.checkpoint_dir)
     result = {"run_dir": str(run_dir), "resumed_from_epoch": 0, "resumed_world_size": None}
     if config.resume and (run_dir / "last.pth").is_file():
@@ -272,7 +264,6 @@ def _run_hands(s: argparse.Namespace, dist, device, plan, log):
     from . import engine, metrics, records
     from .models import hands_recipe
     from .prepare import prepare_splits
-
     train_recs, val_recs, _ = _in_turn(lambda: prepare_splits(
         s.dataset, s.data, n_poses=s.n_poses, seed=s.seed, download=s.download, log=log),
         dist)
@@ -320,7 +311,6 @@ def _run_coco(s: argparse.Namespace, dist, device, plan, log):
     from .models_heatmap import build_heatmap_model, coco_recipe
     from .prepare import prepare_coco
     from .topdown import TopDownAugment, TopDownDataset, mean_pose_results
-
     data = _in_turn(lambda: prepare_coco(
         s.dataset, s.data, n_train=s.n_train_images, n_val=s.n_val_images, seed=s.seed,
         width=s.image_size[0], height=s.image_size[1], download=s.download,
@@ -369,9 +359,6 @@ def _run_coco(s: argparse.Namespace, dist, device, plan, log):
     return history, result
 
 
-RUNNERS = {"hands": _run_hands, "coco": _run_coco}
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), train, and print ``RESULT {json}`` on rank 0."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -397,9 +384,9 @@ def main(argv: list[str] | None = None) -> int:
         result = {"dry_run": True}
         if not dry_run:
             from .checkpoints import CheckpointError
-
             try:
-                history, result = RUNNERS[task](settings, dist, device, plan, log)
+                run = _run_hands if task == "hands" else _run_coco
+                history, result = run(settings, dist, device, plan, log)
             except CheckpointError as err:
                 log(f"error: {err}")
                 return 2

@@ -1,9 +1,4 @@
-"""Optional Weights & Biases logging for ``engine.fit``: off by default, never required
-(``pip install wandb``, then ``wandb login`` once). A notebook can always write::
-
-    cb = hp.wandb_logging.wandb_callback(USE_WANDB, project="handpose-course", config={...})
-    fit(..., callbacks=[cb] if cb else [])
-"""
+"""Optional Weights & Biases logging for ``engine.fit`` (``pip install wandb``, ``wandb login``)."""
 
 from __future__ import annotations
 

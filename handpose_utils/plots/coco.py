@@ -1,6 +1,5 @@
-"""Notebook 06's figures: people on images (GT green, prediction red), crops cut through an affine
-warp, targets with their centres, per-joint heatmaps, augmented and recoloured crops, decoding
-error, OKS tolerance circles and AP bars. Loaded lazily as ``hp.plots.coco``."""
+"""Notebook 06's figures: people (GT green, prediction red), crops, targets, heatmaps,
+augmentations, decoding error, OKS and AP. Loaded lazily as ``hp.plots.coco``."""
 
 from __future__ import annotations
 
@@ -37,9 +36,8 @@ def _finish(fig, axes=()):
 
 def draw_person(ax, keypoints, visibility=None, color: str | None = None, linewidth: float = 2.0,
                 markersize: float = 14, label: str | None = None) -> None:
-    """A COCO-17 skeleton, ``(17, 2)`` or ``(17, 3)`` with v last, in ``color`` (green GT, red
-    prediction) or, without, :data:`SIDE_COLORS`. Joints with visibility 0 are skipped; occluded
-    ones (1) are drawn hollow."""
+    """A COCO-17 skeleton ``(17, 2)`` or ``(17, 3)`` (v last) in ``color``, or :data:`SIDE_COLORS`.
+    Joints with visibility 0 are skipped; occluded ones (1) are drawn hollow."""
     kp = _np(keypoints).astype(float).reshape(len(COCO17_NAMES), -1)
     if kp.shape[1] == 3 and visibility is None:
         visibility = kp[:, 2]
@@ -59,8 +57,7 @@ def draw_person(ax, keypoints, visibility=None, color: str | None = None, linewi
 
 
 def group_by_image(records: Sequence[dict], results: Sequence[dict] = ()) -> list[dict]:
-    """Per image: ``{"image_id", "image_path", "people": [records], "preds": [results]}``, in the
-    order the records list the images."""
+    """Per image, in the records' order: ``{"image_id", "image_path", "people", "preds"}``."""
     images: dict[int, dict] = {}
     for r in records:
         i = int(r["image_id"])
@@ -73,8 +70,7 @@ def group_by_image(records: Sequence[dict], results: Sequence[dict] = ()) -> lis
 
 
 def show_image(entry: dict, ax=None, boxes: bool = True, gt_color: str | None = GT_COLOR):
-    """One :func:`group_by_image` entry: its ground-truth people in green (``gt_color=None``:
-    left blue, right orange) with their boxes, and its predictions in red."""
+    """A :func:`group_by_image` entry: GT people green (None: by side), boxes, predictions red."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4.5))
     ax.imshow(read_image(entry["image_path"]))
@@ -96,7 +92,7 @@ def show_image(entry: dict, ax=None, boxes: bool = True, gt_color: str | None = 
 
 def show_prediction_grid(images: Sequence[dict], cols: int = 3, size: float = 4.0,
                          gt_color: str | None = GT_COLOR, boxes: bool = False):
-    """A grid of :func:`group_by_image` entries drawn by :func:`show_image`."""
+    """A grid of :func:`show_image` figures."""
     rows = max(1, int(np.ceil(len(images) / cols)))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 0.8), squeeze=False)
     for ax, entry in zip(axes.flat, images):
@@ -106,8 +102,7 @@ def show_prediction_grid(images: Sequence[dict], cols: int = 3, size: float = 4.
 
 def show_heatmaps(image, heatmaps, target_weight=None, keypoints=None, names=COCO17_NAMES,
                   cols: int = 6, size: float = 1.9, title: str | None = None):
-    """The crop with its keypoints, then one panel per joint: the heatmap (``(J, h, w)``) over
-    the crop, its peak value and target weight."""
+    """The crop with its keypoints, then each joint's heatmap over it, with its peak and weight."""
     img, hm = _rgb(image), _np(heatmaps)
     J, (H, W) = hm.shape[0], img.shape[:2]
     rows = int(np.ceil((J + 1) / cols))
@@ -133,10 +128,8 @@ def show_heatmaps(image, heatmaps, target_weight=None, keypoints=None, names=COC
 
 
 def show_person_crops(record: dict, center, size, input_size, rotations=(0.0, 30.0)):
-    """A person's image with its crop box, then the crop cut at each of ``rotations`` (degrees),
-    the keypoints moved by the same matrix."""
+    """A person's image with its crop box, then the crop (and keypoints) at each rotation."""
     from ..topdown import apply_affine, crop_matrix, warp_image
-
     image = read_image(record["image_path"])
     kp = np.asarray(record["keypoints"], float).reshape(-1, 2)
     labelled = np.asarray(record["visible"]) > 0
@@ -155,8 +148,7 @@ def show_person_crops(record: dict, center, size, input_size, rotations=(0.0, 30
 
 
 def show_target_centres(maps: dict, mu):
-    """Target heatmaps side by side (``{title: (h, w) map}``), each with its centre of mass and
-    peak in the title, and a cross where the joint really is (``mu = (x, y)``)."""
+    """Target heatmaps ``{title: (h, w) map}`` with centre of mass and peak, a cross at ``mu``."""
     fig, axes = plt.subplots(1, len(maps), figsize=(3.5 * len(maps), 3))
     for ax, (name, hm) in zip(np.atleast_1d(axes), maps.items()):
         hm = np.asarray(hm, float)
@@ -181,9 +173,8 @@ def show_colour_draws(crop, draws):
 
 def show_person_augmentations(dataset, index: int, n: int = 6, size: float = 2.0,
                               seed: int = 0):
-    """``n`` augmented crops of person ``index`` of a training ``TopDownDataset``, with the
-    keypoints decoded back from each crop's *target* heatmaps (so the picture also checks that
-    targets follow the image through flips and rotations). Torch's RNG is left as it was."""
+    """``n`` augmented crops of person ``index`` of a training ``TopDownDataset``, keypoints decoded
+    from their *target* heatmaps (which must follow flips and rotations); torch's RNG unchanged."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         items = [dataset[index] for _ in range(n)]
@@ -215,9 +206,8 @@ def plot_decoding_error(errors: dict, stride: float | None = None):
 
 
 def plot_oks_tolerance(record: dict, ax=None, sigmas=COCO_OKS_SIGMAS, level: float = 0.5):
-    """A ground-truth person with, around each labelled joint, the circle where that joint's
-    similarity ``exp(-d^2 / (2 s^2 k^2))`` drops to ``level``: radius ``k s sqrt(2 ln(1/level))``
-    with ``s^2`` the person's area and ``k = 2 sigma``."""
+    """A ground-truth person and, around each labelled joint, the circle where its similarity
+    ``exp(-d^2 / (2 s^2 k^2))`` drops to ``level`` (``s^2`` the area, ``k = 2 sigma``)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5))
     ax.imshow(read_image(record["image_path"]))
@@ -237,8 +227,7 @@ def plot_oks_tolerance(record: dict, ax=None, sigmas=COCO_OKS_SIGMAS, level: flo
 
 
 def plot_oks_histogram(oks, thresholds=(0.5, 0.75)):
-    """Per-person OKS of the predictions, with the OKS thresholds of AP50 and AP75 marked: the
-    share of people right of a line is roughly that threshold's recall."""
+    """Per-person OKS, AP50's and AP75's thresholds marked: the share right of one ~ its recall."""
     oks = np.asarray(oks, float)
     oks = oks[np.isfinite(oks)]
     fig, ax = plt.subplots(figsize=(7, 3))
