@@ -5,12 +5,9 @@
     image --HandSegNet--> hand mask --crop--> hand crop --PoseNet--> 21 score maps
           --PosePrior(+ hand side)--> canonical 3D pose + viewpoint --> root-relative 3D pose
 
-``canonical`` (the canonical frame and viewpoint), ``nets`` and ``losses`` are generated from
-notebook 07's ``#@save`` cells (``python -m handpose_utils.export``). ``crops`` (boxes, crops,
-score-map codec), ``data`` (RHD tensors, loaders, one ``prepare_batch`` per stage), ``train``
-(per-stage training and checkpoints), ``pipeline`` (the three networks chained) and ``evaluate``
-(the paper's protocol, engine meters) are written by hand; the figures are
-:mod:`handpose_utils.plots.hand3d`.
+``canonical``, ``nets`` and ``losses`` are generated from notebook 07's ``#@save`` cells
+(``python -m handpose_utils.export``); ``crops``, ``data``, ``train``, ``pipeline`` and
+``evaluate`` are written by hand; the figures are :mod:`handpose_utils.plots.hand3d`.
 """
 
 from . import canonical, crops, data, evaluate, losses, nets, pipeline, train

@@ -72,8 +72,7 @@ def boxes_from_keypoints(uv: torch.Tensor, visible: torch.Tensor, crop_size: int
     ``scale_noise`` zooms in. Samples without a visible keypoint get a centred box."""
     W, H = image_size
     ref = float(max(W, H))
-    b = uv.shape[0]
-    dev, dt = uv.device, uv.dtype
+    b, dev, dt = uv.shape[0], uv.device, uv.dtype
     vis = visible.bool()
 
     def noise(shape, sigma):  # truncated at 2 sigma, like the paper's tf.truncated_normal

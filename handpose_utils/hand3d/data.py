@@ -123,9 +123,7 @@ class SegmentationBatch:
     def __init__(self, input_size: tuple[int, int] | None = None, random_crop: bool = True,
                  crop: int = 256, jitter: float = 0.2):
         self.input_size = tuple(input_size) if input_size is not None else None
-        self.random_crop = random_crop
-        self.crop = crop
-        self.jitter = jitter
+        self.random_crop, self.crop, self.jitter = random_crop, crop, jitter
 
     def __call__(self, batch: dict, device, train: bool):
         batch = _to(batch, device)

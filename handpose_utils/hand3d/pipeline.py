@@ -91,8 +91,7 @@ def run_pipeline(pipeline: Hand3DPipeline, dataset, batch_size: int = 16,
 
     device = torch.device(device) if device is not None else env.pick_device()
     pipeline = pipeline.to(device).eval()
-    loader = make_loader(dataset, batch_size, iterations=None, device=device,
-                         num_workers=num_workers)
+    loader = make_loader(dataset, batch_size, num_workers=num_workers, device=device)
     acc: dict[str, list] = {}
     for batch in tqdm(loader, desc=f"pipeline ({crops} crops)", disable=not progress,
                       leave=False):
