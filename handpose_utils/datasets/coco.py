@@ -13,8 +13,7 @@ and the **FiftyOne** one (``fo.zoo.load_zoo_dataset("coco-2017")``, the referenc
 The synthetic default (:func:`handpose_utils.make_coco`) writes the standard layout. Every
 annotated person becomes a sample (the reference kept only each image's first person, leaving the
 others unlabelled in its targets); crowd regions and people without keypoints have nothing to
-learn from, and COCO's evaluation ignores them too.
-"""
+learn from, and COCO's evaluation ignores them too."""
 
 from __future__ import annotations
 
@@ -43,9 +42,8 @@ _HOW_TO_GET = (
 
 
 def find_coco_files(root: str | Path, split: str = "val") -> tuple[Path, Path]:
-    """``(annotation_file, image_dir)`` of ``split`` ("train" or "val") under ``root``, in the
-    standard layout or the FiftyOne one. Raises :class:`DatasetNotFoundError` naming what is
-    missing and how to get it."""
+    """``(annotation_file, image_dir)`` of ``split`` ("train" or "val") under ``root``, in either
+    layout; else raises :class:`DatasetNotFoundError` naming what is missing and how to get it."""
     if split not in COCO_SPLITS:
         raise ValueError(f"split must be one of {COCO_SPLITS}, got {split!r}")
     root = Path(root)
@@ -121,10 +119,9 @@ def _checked_person(ann: dict, index: int, ann_file: Path):
         raise ValueError(f"{where()}: keypoints, bbox and area must be lists of numbers and a "
                          f"number ({err})") from None
     if len(kp) != 51:
-        raise ValueError(
-            f"{where()} has {len(kp)} keypoint values; expected 51 = 17 x 3 (x, y, v for each "
-            "of COCO's 17 person joints). Is this a person-keypoints file with the COCO-17 "
-            "skeleton?")
+        raise ValueError(f"{where()} has {len(kp)} keypoint values; expected 51 = 17 x 3 (x, y, v "
+                         "for each of COCO's 17 person joints). Is this a person-keypoints file "
+                         "with the COCO-17 skeleton?")
     if not all(map(math.isfinite, kp)):
         raise ValueError(f"{where()}: keypoints hold NaN or inf: {ann['keypoints']}")
     bad_v = [j for j, v in enumerate(kp[2::3]) if v not in (0.0, 1.0, 2.0)]
@@ -153,8 +150,7 @@ def load_coco_keypoints(root: str | Path | None = None, split: str = "val",
     Kept: people not crowd regions, with at least ``min_keypoints`` labelled joints and a box of
     positive size. ``check_images`` checks that every image file exists. ``max_samples`` keeps the
     people of the first images up to that many (whole images: none is split between subsets). A
-    malformed entry, or a file from which no person is kept (counting why), raises a
-    ``ValueError`` naming the file and what is wrong."""
+    malformed entry, or a file keeping no person (counting why), raises a ``ValueError``."""
     if ann_file is None or image_dir is None:
         if root is None:
             raise ValueError("give root, or both ann_file and image_dir")
@@ -231,7 +227,6 @@ def load_coco_keypoints(root: str | Path | None = None, split: str = "val",
     return records
 
 
-# Download (Colab) ----------
 def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> Path:
     """Download and extract COCO 2017 person keypoints into ``root`` (standard layout):
     ``annotations_trainval2017.zip`` (241 MB; only the two ``person_keypoints_*`` files are kept)

@@ -15,8 +15,7 @@ The layout (lmb-freiburg/freihand, ``utils/fh_utils.py``)::
 2D keypoints are not stored: they are the projection ``uv = K xyz`` (then divide by z). The
 synthetic default (:func:`handpose_utils.make_freihand`) writes the same layout. Also here, for
 every reader: :class:`DatasetNotFoundError`, :func:`read_dataset_json`, the synthetic stamp
-(:func:`synthetic_meta`) and fingerprints that tell cached splits when to rebuild.
-"""
+(:func:`synthetic_meta`) and fingerprints that tell cached splits when to rebuild."""
 
 from __future__ import annotations
 
@@ -73,9 +72,8 @@ def synthetic_meta(root: str | Path) -> dict | None:
 def data_fingerprint(root: str | Path, split: str = "training") -> dict:
     """What the records of ``split`` are made from: per annotation file its size and SHA-256, and
     the synthetic generator's version (None for real FreiHAND). The whole file is hashed: a
-    re-download or a re-render can keep size and modification time, a ``touch`` changes the time
-    but no label. Cheap next to loading: real FreiHAND's annotation files hash in about 0.1 s from
-    the page cache; loading its 104,192 training records takes tens of seconds."""
+    re-download or re-render can keep size and time, a ``touch`` changes the time but no label.
+    Cheap next to loading: real FreiHAND's files hash in 0.1 s, its records take tens of seconds."""
     root = find_freihand_root(root)
     files = {}
     for kind in ("xyz", "K", "scale", "visibility"):  # what load_freihand reads
@@ -134,15 +132,13 @@ def read_dataset_json(path: Path, what: str, how_to_get: str = ""):
 
 
 def _read_array(path: Path, what: str, n: int | None = None, shape: tuple = ()) -> np.ndarray:
-    """The JSON list in ``path`` as a float array (of ``n`` entries, one per pose, when given; each
-    of ``shape`` unless it is ``()``), with errors that name the file and the first entry whose
-    shape differs from entry 0 (a raw NumPy error names neither)."""
+    """The JSON list in ``path`` as a float array (``n`` entries if given, each of ``shape`` unless
+    ``()``); errors name the file and the first entry unlike entry 0 (NumPy's name neither)."""
     data = read_dataset_json(path, "FreiHAND annotation file", _HOW_TO_GET)
     if not isinstance(data, list):
-        raise ValueError(
-            f"{path}: expected a JSON list with one entry of {what} per pose, got a "
-            f"{type(data).__name__}. The file is not in FreiHAND's format: download or generate "
-            "it again.")
+        raise ValueError(f"{path}: expected a JSON list with one entry of {what} per pose, got a "
+                         f"{type(data).__name__}. The file is not in FreiHAND's format: download "
+                         "or generate it again.")
     try:
         values = np.asarray(data, dtype=np.float64)
     except (ValueError, TypeError):
@@ -189,10 +185,9 @@ def load_freihand(root: str | Path, split: str = "training", versions: list[int]
     ``pose_id`` (the unique pose idx), ``version`` (0 gs, 1 hom, 2 sample, 3 auto), ``image_id``,
     ``split``, ``width``, ``height`` and ``source``.
 
-    ``versions`` picks background versions (default: all that are on disk). With ``check_images``
-    the reader checks that the image files of every version it returns exist. ``project(xyz, K)``,
-    ``(21, 3)`` points and a ``(3, 3)`` camera to ``(21, 2)`` pixels, makes the keypoints (default
-    :func:`handpose_utils.camera.project`, all poses at once)."""
+    ``versions`` picks background versions (default: all on disk), whose images ``check_images``
+    checks. ``project(xyz, K)``, ``(21, 3)`` points and a ``(3, 3)`` camera to ``(21, 2)`` pixels,
+    makes the keypoints (default :func:`handpose_utils.camera.project`, all poses at once)."""
     if split not in FREIHAND_SPLITS:
         raise ValueError(f"split must be one of {FREIHAND_SPLITS}, got {split!r}")
     root = find_freihand_root(root)

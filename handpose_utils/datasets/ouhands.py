@@ -23,8 +23,7 @@ MediaPipe's Hand Landmarker (:mod:`handpose_utils.mediapipe_labels`), or the syn
 renderer. ``x`` and ``y`` are normalised by the image width and height; ``z`` is the depth
 relative to the wrist, on about the scale of ``x`` (negative = closer to the camera).
 ``image_path`` is relative to the landmark file, so the data folder can move; the reference's,
-relative to its project root, reads with ``read_landmark_file(..., image_root=<that root>)``.
-"""
+relative to its project root, reads with ``read_landmark_file(..., image_root=<that root>)``."""
 
 from __future__ import annotations
 
@@ -203,9 +202,8 @@ def validate_landmark_record(record: dict, source: str = "landmark record") -> N
         raise LandmarkFileError(f"{source}: expected a JSON object, got {type(record).__name__}")
     missing = [k for k in ("image_path", "image_shape", "landmarks") if k not in record]
     if missing:
-        raise LandmarkFileError(
-            f"{source}: missing key(s) {missing}. Re-create it with write_landmark_file or "
-            "label_ouhands.")
+        raise LandmarkFileError(f"{source}: missing key(s) {missing}. Re-create it with "
+                                "write_landmark_file or label_ouhands.")
     shape = record["image_shape"]
     if not (isinstance(shape, (list, tuple)) and len(shape) == 3
             and all(isinstance(v, int) and v > 0 for v in shape)):
@@ -254,11 +252,10 @@ def write_landmark_file(path: str | Path, image_path: str | Path, image_shape, l
 
 def read_landmark_file(path: str | Path, image_root: str | Path | None = None,
                        check_image: bool = True) -> dict:
-    """Read and validate one landmark file. Returns its content with ``image_path`` resolved to an
-    absolute path (relative paths against ``image_root`` if given, else the file's folder) and
-    ``landmark_file`` added. Raises :class:`LandmarkFileError` naming the file when it is not valid
-    JSON, has other than 21 landmarks, a bad value, or (with ``check_image``) points to a missing
-    image."""
+    """Read and validate one landmark file: its content with ``image_path`` made absolute (against
+    ``image_root`` if given, else the file's folder) and ``landmark_file`` added. Raises
+    :class:`LandmarkFileError` naming the file when it is not valid JSON, has other than 21
+    landmarks, a bad value, or (with ``check_image``) points to a missing image."""
     path = Path(path)
     try:
         with open(path) as f:

@@ -18,8 +18,7 @@ pixels. The synthetic default (:func:`handpose_utils.make_rhd`) writes the same 
 
 **Pickles run code.** RHD's annotations are Python pickles, and loading one runs whatever code its
 author put in it: open only RHD from the official page (:data:`RHD_PAGE`, :func:`download_rhd`) or
-``make_rhd``'s, never a pickle that reached you another way (a shared folder, a forum post).
-"""
+``make_rhd``'s, never a pickle that reached you another way (a shared folder, a forum post)."""
 
 from __future__ import annotations
 
@@ -54,8 +53,7 @@ _HOW_TO_GET = (
 # Codecs: depth and mask PNGs ----------
 def encode_depth(depth_m) -> np.ndarray:
     """Metres ``(H, W)`` -> RHD's depth PNG content ``(H, W, 3)`` uint8: ``d16 = round(d / 5 *
-    65535)`` split into R = high byte and G = low byte (B = 0). Depths outside 0..5 m (and inf,
-    "nothing there") are clipped to that range."""
+    65535)``, R its high byte, G its low byte, B 0. Depths past 0..5 m (inf: none) are clipped."""
     d = np.nan_to_num(np.asarray(depth_m, dtype=np.float64), nan=RHD_DEPTH_MAX_M,
                       posinf=RHD_DEPTH_MAX_M, neginf=0.0)
     d16 = np.round(np.clip(d, 0.0, RHD_DEPTH_MAX_M) / RHD_DEPTH_MAX_M * 65535).astype(np.uint16)
@@ -96,8 +94,7 @@ def read_depth(path: str | Path) -> np.ndarray:
 
 def read_mask(path: str | Path) -> np.ndarray:
     """Decode a mask PNG into class ids ``(H, W)`` uint8 (0 background, 1 person, 2-17 left
-    hand, 18-33 right hand). RHD stores one 8-bit channel; for an RGB file the first channel
-    holds the id."""
+    hand, 18-33 right hand). RHD stores one 8-bit channel; in an RGB file, the first holds it."""
     with _open(Path(path), "mask") as im:
         arr = np.array(im)  # a writable copy
     if arr.ndim == 3:
@@ -160,9 +157,8 @@ def read_rhd_annotations(root: str | Path, split: str = "training") -> dict[int,
 
 
 def _size_from_header(path: Path) -> tuple[int, int]:
-    """``(width, height)`` of an image. For a PNG it is read from the first 24 bytes (the IHDR
-    chunk), about ten times faster than opening it with PIL: checking 41k x 3 RHD files this
-    way adds seconds, not a minute. Other files go through PIL."""
+    """``(width, height)`` of an image; a PNG's from its first 24 bytes (the IHDR chunk), ten times
+    faster than PIL: checking 41k x 3 RHD files this way adds seconds, not a minute."""
     try:
         with open(path, "rb") as f:
             head = f.read(24)
@@ -203,8 +199,7 @@ def load_rhd(root: str | Path, split: str = "training", dominant: str = "mask",
     ``dominant="mask"`` (the paper's rule) keeps the hand with more mask pixels, reading every mask
     once; ``"visible"`` keeps the hand with more visible keypoints without reading masks.
     ``check_images`` checks that every colour and mask file exists and that colour, mask and depth
-    files all have the size of the first colour image (from the PNG headers). The annotations are
-    a pickle, and loading one can run code: only RHD from the official page or from make_rhd."""
+    files match the first image's size. A pickle can run code: only official RHD or make_rhd's."""
     if dominant not in ("mask", "visible"):
         raise ValueError(f"dominant must be 'mask' or 'visible', got {dominant!r}")
     root = find_rhd_root(root)
@@ -266,13 +261,11 @@ def load_rhd(root: str | Path, split: str = "training", dominant: str = "mask",
     return records
 
 
-# Download (Colab) ----------
 def download_rhd(root: str | Path, keep_zip: bool = False) -> Path:
     """Download and extract the real RHD into ``root/RHD_published_v2`` (meant for Colab):
     :data:`RHD_URL` (:data:`RHD_SIZE`, and several GB more extracted: leave about 20 GB free), and
     check the expected files. RHD is for research use only; by downloading it you accept its
-    licence (see :data:`RHD_PAGE`). Extract to the runtime's local disk: reading 44k small files
-    from Google Drive is very slow."""
+    licence (:data:`RHD_PAGE`). Extract to local disk: reading 44k files from Drive is very slow."""
     root = Path(root)
     target = root / "RHD_published_v2"
     marker = target / "training" / "anno_training.pickle"

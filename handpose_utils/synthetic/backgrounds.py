@@ -33,8 +33,7 @@ def green_screen(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
     r = (np.hypot(ys - cy, xs - cx) / max(h, w)).astype(np.float32)
     light = 1.0 - rng.uniform(0.2, 0.5) * r**2
-    img = green * light[..., None] * (0.92 + 0.16 * _smooth_noise(rng, h, w, 4))
-    return np.clip(img, 0, 1)
+    return np.clip(green * light[..., None] * (0.92 + 0.16 * _smooth_noise(rng, h, w, 4)), 0, 1)
 
 
 def _texture(rng, h, w):
@@ -49,8 +48,7 @@ def _texture(rng, h, w):
         s = np.sin((np.cos(a) * xs + np.sin(a) * ys) * 2 * np.pi / period)
         if rng.uniform() < 0.5:
             s = s * np.sin((-np.sin(a) * xs + np.cos(a) * ys) * 2 * np.pi / period)
-        t = (s > 0)[..., None]
-        return np.where(t, c0, c1) * (0.85 + 0.15 * _smooth_noise(rng, h, w, 5))
+        return np.where((s > 0)[..., None], c0, c1) * (0.85 + 0.15 * _smooth_noise(rng, h, w, 5))
     if kind == 2:  # fine multi-octave noise, like fabric or gravel
         img = sum(_smooth_noise(rng, h, w, c) / (i + 1) for i, c in enumerate((4, 16, 56)))
         return np.clip(img / 1.83, 0, 1) * rng.uniform(0.5, 1.0, 3)

@@ -11,8 +11,7 @@ Annotations follow COCO's rules: ``v = 2`` visible, ``v = 1`` in the image but h
 person or the body itself: the depth buffer says), ``v = 0`` and ``x = y = 0`` out of the frame;
 people under ``min_labelled_area`` pixels get no keypoints, as small people in COCO do.
 ``segmentation``: polygons of the visible pixels; ``area``: their count; ``bbox``: their box.
-Every image comes from its own seed ``(seed, split, idx)``: the first k images of a larger set
-equal a set of k images."""
+Each image has its own seed ``(seed, split, idx)``: the first k of a larger set equal a set of k."""
 
 from __future__ import annotations
 
@@ -67,10 +66,9 @@ def sample_body_shape(rng: np.random.Generator) -> BodyShape:
                      head_r=0.095 * k * rng.uniform(0.95, 1.05))
 
 
-# Mean joint angles (degrees) of each pose template that differ from standing, for the left ("l")
-# and right ("r") side. sh_flex raises the arm forwards, sh_abd sideways, sh_twist turns it about
-# its axis (it decides which way the elbow bends); hip_flex lifts the thigh forwards, knee bends
-# backwards.
+# Mean joint angles (degrees) of each pose template that differ from standing, left ("l") and
+# right ("r"). sh_flex raises the arm forwards, sh_abd sideways, sh_twist turns it about its axis
+# (it decides which way the elbow bends); hip_flex lifts the thigh forwards, knee bends backwards.
 _TEMPLATES = {
     "stand": {},
     "walk": dict(l_sh_flex=25, r_sh_flex=-25, l_elbow=25, r_elbow=20, l_hip_flex=-18,
@@ -121,8 +119,7 @@ def build_body(shape: BodyShape, pose: dict, rotation: np.ndarray,
                translation: np.ndarray) -> HandGeometry:
     """Pose a person in the body frame (origin at the pelvis, x = the person's left, y down, z
     backwards: a person facing the camera looks towards -z), then move them into the camera frame
-    (``rotation``, ``translation``): COCO-17 joints and the capsules that draw them, in the hands'
-    geometry type (the canvas draws both)."""
+    (``rotation``, ``translation``): COCO-17 joints and capsules, in the hands' geometry type."""
     s, g = shape, shape.girth
     up = np.array([0.0, -1.0, 0.0])
     down = -up
@@ -236,11 +233,9 @@ def shade_people(canvas: Canvas, palettes: list[np.ndarray], rng: np.random.Gene
     on = who >= 0
     albedo = np.zeros((canvas.h, canvas.w, 3), np.float32)
     albedo[on] = table[who[on], canvas.part[on].astype(int)]
-    rgb = albedo * (ambient + (1 - ambient) * diffuse)[..., None]
-    return np.clip(rgb, 0, 1)
+    return np.clip(albedo * (ambient + (1 - ambient) * diffuse)[..., None], 0, 1)
 
 
-# Masks to COCO polygons ----------
 def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]:
     """Outer boundaries of a binary mask as COCO polygons ``[[x1, y1, x2, y2, ...], ...]``, in
     pixel-centre coordinates (a pixel's edge is half a pixel from its centre). Holes are left out:
@@ -318,8 +313,7 @@ def _annotation(person: dict, image_id: int, ann_id: int) -> dict:
     mask = person["mask"]
     ys, xs = np.nonzero(mask)
     x0, y0 = max(xs.min() - 0.5, 0.0), max(ys.min() - 0.5, 0.0)
-    x1 = min(xs.max() + 0.5, mask.shape[1] - 1.0)
-    y1 = min(ys.max() + 0.5, mask.shape[0] - 1.0)
+    x1, y1 = min(xs.max() + 0.5, mask.shape[1] - 1.0), min(ys.max() + 0.5, mask.shape[0] - 1.0)
     kp = person["keypoints"]
     flat = [n for x, y, v in kp for n in (round(float(x), 2), round(float(y), 2), int(v))]
     box = [round(float(c), 2) for c in (x0, y0, x1 - x0, y1 - y0)]

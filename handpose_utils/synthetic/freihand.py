@@ -59,9 +59,8 @@ def _write_pose(args) -> dict:
 def make_freihand(root: str | Path, n_poses: int, seed: int = 0, n_eval_poses: int | None = None,
                   versions: int = 4, image_size: int = 224, workers: int | None = None,
                   progress: bool = True) -> Path:
-    """Write a synthetic FreiHAND under ``root``: ``n_poses`` unique training poses in
-    ``versions`` background versions each, and ``n_eval_poses`` evaluation poses (default: 12%
-    of ``n_poses``, FreiHAND's ratio, at least 1). Returns ``root``."""
+    """Write a synthetic FreiHAND under ``root``: ``n_poses`` unique training poses in ``versions``
+    backgrounds each, ``n_eval_poses`` evaluation poses (default 12%, FreiHAND's ratio, >= 1)."""
     if n_poses < 1:
         raise ValueError(f"n_poses must be at least 1, got {n_poses}")
     if not 1 <= versions <= 4:

@@ -5,8 +5,7 @@ thumb on the +x side, and the palm normal along +z (for a right hand, palm norma
 x finger direction). A left hand is the mirror image (x -> -x). Each finger is a chain MCP -> PIP
 -> DIP -> tip. Flexion bends a finger towards the palm (a rotation about the finger's lateral
 axis), abduction spreads it within the palm plane. The thumb has its own degrees of freedom: CMC
-flexion (across the palm) and abduction (out of the palm plane), a pronation twist, then MCP and IP
-flexion."""
+flexion (across the palm) and abduction (out of the palm plane), a pronation twist, MCP, IP."""
 
 from __future__ import annotations
 
@@ -73,8 +72,7 @@ def sample_shape(rng: np.random.Generator) -> HandShape:
 @dataclass
 class HandPose:
     """Joint angles in degrees. ``fingers`` is (4, 4): for index..pinky, (MCP flexion, abduction,
-    PIP flexion, DIP flexion). ``thumb`` is (5,): CMC flexion, CMC abduction, twist, MCP flexion,
-    IP flexion."""
+    PIP flexion, DIP flexion). ``thumb`` is (5,): CMC flexion, CMC abduction, twist, MCP, IP."""
 
     fingers: np.ndarray
     thumb: np.ndarray
@@ -187,9 +185,8 @@ def forward_kinematics(shape: HandShape, pose: HandPose, side: str = "right") ->
 
 
 def hand_to_camera(spin: float, tilt: float, roll: float) -> np.ndarray:
-    """The rotation hand frame -> camera frame: fingers (+y) up in the image (-y), the palm normal
-    (+z) towards the camera (-z); then a ``spin`` about the finger axis, a ``tilt`` towards or away
-    from the camera and an in-plane ``roll`` (radians)."""
+    """Hand frame -> camera frame: fingers (+y) up in the image (-y), palm normal (+z) towards the
+    camera (-z); then a ``spin`` about the finger axis, a ``tilt``, an in-plane ``roll`` (rad)."""
     base = np.array([[1.0, 0, 0], [0, -1, 0], [0, 0, -1]])
     return rot_z(roll) @ rot_x(tilt) @ base @ rot_y(spin)
 

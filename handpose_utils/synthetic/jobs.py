@@ -69,8 +69,7 @@ def ensure_dataset(root: str | Path, make: Callable[[Path], object], want: dict,
     uniquely named folder beside ``root``, renamed into place when finished: an interrupted run
     never leaves a half-written dataset. Under a :func:`~handpose_utils.safefiles.file_lock` on
     ``root``, a second process asking at once waits and reuses the first's dataset. One made with
-    other settings is deleted only once the new one is in place; killed builds' folders go by
-    :func:`~handpose_utils.safefiles.is_stale`'s rule."""
+    other settings goes once the new one is in place, killed builds' by ``is_stale``'s rule."""
     root = Path(root)
     if _differences(root, want) == []:
         return root

@@ -39,10 +39,8 @@ OUHANDS_GENERATOR_VERSION = 3
 WIDTH, HEIGHT = OUHANDS_IMAGE_SIZE
 
 # OUHANDS class -> renderer gesture (synthetic/hand_model.GESTURES). Ten distinct gestures.
-CLASS_GESTURES = {
-    "A": "open", "B": "fist", "C": "point", "D": "peace", "E": "three",
-    "F": "four", "H": "thumbs_up", "I": "call", "J": "rock", "K": "ok",
-}  # fmt: skip
+CLASS_GESTURES = {"A": "open", "B": "fist", "C": "point", "D": "peace", "E": "three", "F": "four",
+                  "H": "thumbs_up", "I": "call", "J": "rock", "K": "ok"}
 LEFT_HANDED_FRACTION = 0.25
 _SPLIT_CODE = {"train": 0, "test": 1}
 

@@ -7,9 +7,8 @@ buffers the dataset writers need: depth (RHD's depth maps, joint visibility), pa
 masks, FreiHAND's hand mask), which hand, surface normal (shading) and coverage (anti-aliased
 compositing).
 
-Part ids within one hand follow RHD's mask layout so that RHD ids are a fixed offset away: three
-per finger from tip to palm (thumb 1-3, index 4-6, middle 7-9, ring 10-12, pinky 13-15), 16 the
-palm and 17 the forearm."""
+Part ids within a hand follow RHD's mask layout, so RHD ids are a fixed offset away: three per
+finger, tip to palm (thumb 1-3, index 4-6, middle 7-9, ring 10-12, pinky 13-15), 16 palm, 17 arm."""
 
 from __future__ import annotations
 
@@ -139,9 +138,8 @@ def build_hand(shape: HandShape, pose: HandPose, rotation: np.ndarray, translati
 
 
 class Canvas:
-    """Per-pixel buffers for drawing hands with a depth test. Pixel centres sit at integer
-    coordinates, the same convention as ``uv = K xyz`` and as matplotlib's ``imshow``: pixel (row
-    v, column u) covers [u-0.5, u+0.5] x [v-0.5, v+0.5]."""
+    """Per-pixel buffers for drawing hands with a depth test. Pixel centres are integers (as in
+    ``uv = K xyz`` and ``imshow``): pixel (v, u) covers [u-0.5, u+0.5] x [v-0.5, v+0.5]."""
 
     def __init__(self, height: int, width: int, K: np.ndarray):
         self.h, self.w = height, width
@@ -301,6 +299,4 @@ def shade(canvas: Canvas, skins: list[Skin], rng: np.random.Generator) -> np.nda
             albedo[on & (canvas.part == FOREARM_PART)] = skin.sleeve
         albedo[on & (canvas.part == PALM_PART)] *= skin.palm_tint
         albedo[on & (canvas.material == 1)] = skin.color * 0.35 + np.array([0.62, 0.52, 0.5])
-    light_term = ambient + (1 - ambient) * diffuse
-    rgb = albedo * light_term[..., None] + spec[..., None]
-    return np.clip(rgb, 0, 1)
+    return np.clip(albedo * (ambient + (1 - ambient) * diffuse)[..., None] + spec[..., None], 0, 1)

@@ -32,9 +32,8 @@ SIDES = ("left", "right")
 
 def part_to_rhd_mask(part: np.ndarray, hand: np.ndarray, sides: list[str],
                      covered: np.ndarray) -> np.ndarray:
-    """RHD class ids from the renderer's per-pixel part ids and hand indices. Part ``p`` (1-15
-    finger segments, 16 palm) of a left hand -> ``1 + p`` (2-17), of a right hand -> ``17 + p``
-    (18-33); the forearm -> 1 (RHD's "person"); uncovered pixels -> 0."""
+    """RHD class ids from the renderer's part ids and hand indices. Part ``p`` (1-15 fingers, 16
+    palm) of a left hand -> ``1 + p``, of a right -> ``17 + p``; forearm -> 1 ("person"); else 0."""
     mask = np.zeros(part.shape, np.uint8)
     for i, side in enumerate(sides):
         on = covered & (hand == i)
@@ -68,8 +67,7 @@ def _write_sample(args) -> tuple[int, dict, list[str]]:
     root, seed, split, idx, image_size = args
     rng = np.random.default_rng([seed, 7, _SPLIT_CODE[split], idx])  # 7: not FreiHAND's stream
     W = H = image_size
-    # RHD-like intrinsics: focal length 0.8-0.95 image widths (RHD: 263-306 px at 320), principal
-    # point at the image centre
+    # RHD-like intrinsics: focal length 0.8-0.95 widths (RHD: 263-306 px at 320), centred
     f = rng.uniform(0.8, 0.95) * image_size
     K = np.array([[f, 0.0, image_size / 2], [0.0, f, image_size / 2], [0.0, 0.0, 1.0]])
     sides = list(SIDES) if rng.uniform() < 0.35 else [SIDES[int(rng.integers(2))]]

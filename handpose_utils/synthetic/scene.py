@@ -23,9 +23,8 @@ from .render import Canvas, HandGeometry, Skin, build_hand, sample_skin, shade
 
 def sample_camera(rng: np.random.Generator, width: int, height: int, focal=(1.7, 2.9),
                   shift: float = 0.03) -> np.ndarray:
-    """Pinhole intrinsics with square pixels: a focal length of ``focal`` image widths (the
-    default is like FreiHAND's 224x224 crops), the principal point up to ``shift`` image sizes
-    from the centre."""
+    """Pinhole intrinsics, square pixels: a focal length of ``focal`` image widths (the default is
+    like FreiHAND's 224x224 crops), the principal point up to ``shift`` image sizes off centre."""
     f = rng.uniform(*focal) * width
     cx = width / 2 - 0.5 + rng.uniform(-shift, shift) * width
     cy = height / 2 - 0.5 + rng.uniform(-shift, shift) * height
@@ -104,9 +103,8 @@ def render_hands(hands: list[HandGeometry], skins: list[Skin], K: np.ndarray, wi
 
 def composite(rendering: Rendering, background: np.ndarray, rng: np.random.Generator,
               harmonize: float = 0.0, noise: float = 0.012) -> np.ndarray:
-    """Alpha-blend the rendered hands onto ``background``; returns (H, W, 3) uint8. ``harmonize``
-    pulls the hand's colour towards the background's mean (as FreiHAND's "hom" and "auto" versions
-    do); ``noise`` adds sensor noise."""
+    """Alpha-blend the rendered hands onto ``background``: (H, W, 3) uint8. ``harmonize`` pulls the
+    hand's colour towards the background's mean (FreiHAND's "hom", "auto"); ``noise``: sensor."""
     hand = rendering.rgb.astype(np.float32, copy=False)
     background = background.astype(np.float32, copy=False)
     if harmonize > 0:
