@@ -312,16 +312,16 @@ def as_keypoints(outputs: torch.Tensor, dims: int = 2) -> torch.Tensor:
 
 
 # --- from notebooks/03_cnn_regression.ipynb ---
-def hands_recipe(name: str, epochs: int, lr: float = 3e-3, warmup_epochs: int | None = None,
-                 soft_argmax: Callable[[torch.Tensor], torch.Tensor] | None = None, **config):
-    """Section 4's recipe for the regressor ``name``: ``(model, config, fit_kwargs)`` for
-    ``fit(model, train_loader, val_loader, config, **fit_kwargs)``. ``warmup_epochs`` None: one
-    when there are more than two epochs. ``config``: more ``TrainConfig`` fields."""
-    model = build_model(name, soft_argmax=soft_argmax)
+def hands_recipe(model: nn.Module, epochs: int, lr: float = 3e-3,
+                 warmup_epochs: int | None = None, **config):
+    """Section 4's recipe for any regressor: ``(config, fit_kwargs)`` for ``fit(model,
+    train_loader, val_loader, config, **fit_kwargs)``, the best epoch chosen by validation
+    PCK@0.05. ``warmup_epochs`` None: one when there are more than two epochs. ``config``: more
+    ``TrainConfig`` fields (checkpoints, resume, ...)."""
     if warmup_epochs is None:
         warmup_epochs = 1 if epochs > 2 else 0
     config = TrainConfig(epochs=epochs, lr=lr, warmup_epochs=warmup_epochs,
                          best_metric="val_pck", mode="max", **config)
     fit_kwargs = {"loss_fn": nn.L1Loss(), "prepare_batch": hands_prepare_batch(),
                   "metrics": KeypointMeter(alphas=(0.05, 0.1, 0.2))}
-    return model, config, fit_kwargs
+    return config, fit_kwargs

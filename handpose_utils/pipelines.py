@@ -14,10 +14,11 @@ from handpose_utils.records import keypoints_array, visible_array
 
 
 # --- from notebooks/03_cnn_regression.ipynb ---
-def per_sample_transforms(train: bool = True, rotation: float = 30.0, scale=(0.8, 1.2),
-                          translate: float = 0.1, jitter: float = 0.3, normalize: bool = True):
-    """torchvision ``transforms.v2`` pipeline for :class:`KeypointDataset`, matching
-    ``DeviceAugment``'s defaults: flip, affine, colour jitter (train only), then float
+def per_sample_transforms(train: bool = True, flip_p: float = 0.5, rotation: float = 30.0,
+                          scale=(0.8, 1.2), translate: float = 0.1, jitter: float = 0.3,
+                          normalize: bool = True):
+    """torchvision ``transforms.v2`` pipeline for :class:`KeypointDataset`, with
+    ``DeviceAugment``'s parameters: flip, affine, colour jitter (train only), then float
     conversion and ImageNet normalisation. v2 moves ``tv_tensors.KeyPoints`` with the image.
 
     Caveat (torchvision 0.23-0.29): ``affine`` rotates keypoints about ``(W/2, H/2)`` but pixels
@@ -29,7 +30,7 @@ def per_sample_transforms(train: bool = True, rotation: float = 30.0, scale=(0.8
     if train:
         fill = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)  # like DeviceAugment's border
         steps += [
-            v2.RandomHorizontalFlip(0.5),
+            v2.RandomHorizontalFlip(flip_p),
             v2.RandomAffine(degrees=rotation, translate=(translate, translate), scale=scale,
                             interpolation=v2.InterpolationMode.BILINEAR, fill=fill),
             v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter),

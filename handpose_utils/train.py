@@ -261,7 +261,7 @@ def _fit(model, train_loader, val_loader, config, dist, **fit_kwargs):
 
 def _run_hands(s: argparse.Namespace, dist, device, plan, log):
     from . import data as D
-    from . import engine, metrics, records
+    from . import engine, metrics, models, records
     from .models import hands_recipe
     from .prepare import prepare_splits
     train_recs, val_recs, _ = _in_turn(lambda: prepare_splits(
@@ -273,8 +273,9 @@ def _run_hands(s: argparse.Namespace, dist, device, plan, log):
           for r in (train_recs, val_recs)),
         batch_size=plan["per_process_batch"], device=device, seed=s.seed)
     env.seed_everything(s.seed)
-    model, config, fit_kwargs = hands_recipe(
-        s.model, s.epochs, lr=plan["lr"], warmup_epochs=s.warmup_epochs,
+    model = models.build_model(s.model)
+    config, fit_kwargs = hands_recipe(
+        model, s.epochs, lr=plan["lr"], warmup_epochs=s.warmup_epochs,
         settings={"model": s.model, "input_size": s.input_size, "dataset": s.dataset,
                   "n_poses": s.n_poses, "global_batch": plan["global_batch"]},
         **_engine_options(s, dist, device, log,
@@ -309,7 +310,7 @@ def _run_coco(s: argparse.Namespace, dist, device, plan, log):
     from .data import make_loaders
     from .heatmaps import HeatmapCodec
     from .models_heatmap import build_heatmap_model, coco_recipe
-    from .prepare import prepare_coco
+    from .prepare.coco import prepare_coco
     from .topdown import TopDownAugment, TopDownDataset, mean_pose_results
     data = _in_turn(lambda: prepare_coco(
         s.dataset, s.data, n_train=s.n_train_images, n_val=s.n_val_images, seed=s.seed,

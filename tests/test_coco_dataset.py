@@ -12,7 +12,7 @@ from PIL import Image
 import handpose_utils as hp
 from handpose_utils.datasets.coco import find_coco_files
 from handpose_utils.datasets.freihand import DatasetNotFoundError
-from handpose_utils.prepare import prepare_coco
+from handpose_utils.prepare.coco import prepare_coco
 from handpose_utils.synthetic.coco import (
     COCO_GENERATOR_VERSION,
     ensure_synthetic_coco,

@@ -1,16 +1,17 @@
 """One call per dataset that makes it if missing, then reads it, so every notebook runs on its own:
-:func:`prepare_freihand` and :func:`prepare_splits` (notebooks 01-05, 08), :func:`prepare_coco`
-(06) and :func:`prepare_rhd` (07). Readers and renderers load on first use."""
+:func:`prepare_freihand` and :func:`prepare_splits` (notebooks 01-05, 08) here, one lesson's data
+in a submodule: ``prepare.coco`` (06), ``prepare.rhd`` (07). The one place that uses both readers
+and writers; they load on first use."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from .env import data_dir
-from .records import load_records, save_records
-from .safefiles import file_lock, write_json
-from .splits import grouped_split
+from ..env import data_dir
+from ..records import load_records, save_records
+from ..safefiles import file_lock, write_json
+from ..splits import grouped_split
 
 
 def _data(data_root) -> Path:
@@ -29,7 +30,7 @@ def _real(root: Path, present: bool, download: bool, fetch, name: str, size: str
     if present:
         return
     if not download:
-        from .datasets.freihand import DatasetNotFoundError
+        from ..datasets.freihand import DatasetNotFoundError
 
         raise DatasetNotFoundError(
             f"real {name} not found at {root}. In Colab, set DOWNLOAD = True ({size}) or put it "
@@ -46,10 +47,10 @@ def prepare_freihand(dataset: str = "synthetic", data_root: str | Path | None = 
     root = _folder(dataset, data_root, {"synthetic": "synthetic_freihand",
                                         "freihand": "FreiHAND_pub_v2"})
     if dataset == "synthetic":
-        from .synthetic.freihand import ensure_synthetic_freihand
+        from ..synthetic.freihand import ensure_synthetic_freihand
 
         return ensure_synthetic_freihand(root, n_poses, seed=seed, progress=progress)
-    from .datasets.freihand import download_freihand
+    from ..datasets.freihand import download_freihand
 
     _real(root, (root / "training_xyz.json").is_file(), download,
           lambda: download_freihand(root.parent), "FreiHAND (FreiHAND_pub_v2)", "3.7 GB + 724 MB")
@@ -74,7 +75,7 @@ def write_splits(parts, directory: str | Path, meta: dict) -> dict[str, Path]:
     meta_path = directory / "split_meta.json"
     meta_path.unlink(missing_ok=True)
     if "data" not in meta and meta.get("root"):
-        from .datasets.freihand import data_fingerprint
+        from ..datasets.freihand import data_fingerprint
 
         meta = dict(meta, data=data_fingerprint(meta["root"]))
     names = ("train", "val", "test")
@@ -92,7 +93,7 @@ def prepare_splits(dataset: str = "synthetic", data_root: str | Path | None = No
     cached in ``<data>/splits/<dataset>/`` with the settings that made them and a fingerprint of
     the data (``data_fingerprint``: the annotation files' content, the generator's version); other
     settings, or data changed on disk since, rebuild them, and ``log`` says why."""
-    from .datasets.freihand import data_fingerprint, fingerprint_changes, load_freihand
+    from ..datasets.freihand import data_fingerprint, fingerprint_changes, load_freihand
 
     directory = splits_dir(dataset, data_root)
     root = prepare_freihand(dataset, data_root, n_poses, seed, download)
@@ -121,51 +122,3 @@ def prepare_splits(dataset: str = "synthetic", data_root: str | Path | None = No
                               seed=split_seed)
         write_splits(parts, directory, dict(want, data=fingerprint))
     return parts
-
-
-def prepare_rhd(dataset: str = "synthetic", data_root: str | Path | None = None,
-                n_train: int = 3000, n_eval: int | None = None, image_size: int = 320,
-                seed: int = 0, download: bool = False, progress: bool = True) -> Path:
-    """Make sure an RHD-layout dataset is on disk and return its root: ``"synthetic"``
-    (``n_train`` training and ``n_eval`` evaluation images of ``image_size`` pixels) or ``"rhd"``
-    (``RHD_published_v2``), as :func:`prepare_freihand` does."""
-    root = _folder(dataset, data_root, {"synthetic": "synthetic_rhd", "rhd": "RHD_published_v2"})
-    if dataset == "synthetic":
-        from .synthetic.rhd import ensure_synthetic_rhd
-
-        return ensure_synthetic_rhd(root, n_train, n_eval=n_eval, seed=seed,
-                                    image_size=image_size, progress=progress)
-    from .datasets.rhd import RHD_SIZE, download_rhd
-
-    _real(root, (root / "training" / "anno_training.pickle").is_file(), download,
-          lambda: download_rhd(root.parent), "RHD (RHD_published_v2)", f"{RHD_SIZE} zip")
-    return root
-
-
-def prepare_coco(dataset: str = "synthetic", data_root: str | Path | None = None, *,
-                 n_train: int = 2000, n_val: int = 200, seed: int = 0, width: int = 320,
-                 height: int = 256, download: bool = False, use_train2017: bool = False,
-                 val_fraction: float = 0.2, max_train: int | None = None,
-                 max_val: int | None = None, progress: bool = True, log=print) -> dict:
-    """Make sure the person-keypoint data is on disk and return what a top-down run needs
-    (:func:`~handpose_utils.datasets.coco.coco_train_val` says what, and how it splits):
-    ``"synthetic"`` is rendered if missing (``n_train`` and ``n_val`` images of ``width`` x
-    ``height``), real ``"coco"`` (either layout) downloaded when ``download`` (val2017 and
-    annotations, 1 GB; with ``use_train2017`` also train2017, 18 GB)."""
-    from .datasets.coco import coco_train_val, download_coco, has_coco_split
-
-    root = _folder(dataset, data_root, {"synthetic": "synthetic_coco", "coco": "coco"})
-    if dataset == "synthetic":
-        from .synthetic.coco import ensure_synthetic_coco
-
-        ensure_synthetic_coco(root, n_train, n_val, seed=seed, width=width, height=height,
-                              progress=progress)
-        use_train2017 = True
-    else:
-        splits = ("val", "train") if use_train2017 else ("val",)
-        _real(root, has_coco_split(root, "val"), download,
-              lambda: download_coco(root, splits=splits), "COCO 2017 (standard or FiftyOne layout)",
-              "val2017 778 MB + annotations 241 MB; train2017 adds 18 GB")
-        if use_train2017 and download and not has_coco_split(root, "train"):
-            download_coco(root, splits=splits)
-    return coco_train_val(root, use_train2017, val_fraction, seed, max_train, max_val, log)
