@@ -20,8 +20,7 @@ __all__ = ["Checkpointer", "CheckpointError", "save_checkpoint", "load_checkpoin
            "set_rng_state", "unwrap", "total_magnitude", "CHECKPOINT_FILES", "RESUMABLE_CHANGES"]
 
 CHECKPOINT_FILES = ("best.pth", "last.pth")
-# Settings that may change between an interrupted run and its resumption without changing what
-# is trained: the hardware (AMP, memory layout, number of processes) and the planned length.
+# what a resumed run may change without training something else: the hardware and the length
 RESUMABLE_CHANGES = ("amp", "channels_last", "epochs", "world_size")
 
 
@@ -52,7 +51,7 @@ def _nonfinite_names(state: dict) -> list[str]:
 
 
 def rng_state() -> dict:
-    """Python, NumPy, torch CPU and CUDA RNG states, in types ``weights_only`` loading accepts."""
+    """Python, NumPy, torch and CUDA RNG states, in types ``weights_only`` accepts."""
     py = random.getstate()
     _, keys, pos, has_gauss, gauss = np.random.get_state()
     return {
@@ -80,9 +79,8 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scaler=None,
                     epoch: int = 0, history=None, best: dict | None = None,
                     config: dict | None = None) -> Path:
-    """Save everything needed to resume, atomically. Refuses NaN or infinite weights or buffers
-    (a checkpoint is something to go back to); a failed write names the file and leaves the
-    previous one intact (:class:`CheckpointError`)."""
+    """Save everything needed to resume, atomically; refuses NaN/inf weights (a checkpoint is
+    something to go back to). A failed write names the file and keeps the previous one."""
     path = Path(path)
     weights = unwrap(model).state_dict()
     bad = _nonfinite_names(weights)
@@ -101,9 +99,8 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scal
 
 def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, scheduler=None,
                     scaler=None, restore_rng: bool = False, map_location="cpu") -> dict:
-    """Load with ``weights_only=True`` (no code runs), restore the given objects, return the dict
-    (``epoch``, ``history``, ``best``, ``config``). A missing, corrupt or unfitting file raises an
-    error naming it."""
+    """Load with ``weights_only=True`` (no code runs), restore the given objects, return the dict;
+    a missing, corrupt or unfitting file raises an error naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")

@@ -141,8 +141,8 @@ def _decode_resized(path: str, size: int) -> tuple[np.ndarray, tuple[int, int]]:
 
 
 def _cache_key(records: list[dict], size: int) -> str:
-    """Identifies a cache's content: format, size, and per record the image file (path, byte size,
-    modification time), keypoints and visibility. Any change means a rebuild."""
+    """The cache's identity: format, size, and per record the image file's path, size and time,
+    keypoints and visibility."""
     h = hashlib.sha256(f"handpose-cache-{CACHE_FORMAT}-{size}".encode())
     for rec in records:
         try:
@@ -232,19 +232,15 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
                       progress: bool = True, log=print) -> ImageCache:
     """Decode and resize every record's image once into a uint8 ``(N, size, size, 3)`` array.
 
-    * ``path=None``: the array lives in memory. Budget RAM: ``N * size**2 * 3`` bytes, e.g.
-      32,560 FreiHAND images take 4.9 GB at 224 but 1.6 GB at 128 (Colab has about 12 GB).
-    * ``path="…/train_224.npy"``: the array is written to that ``.npy`` (plus ``….meta.npz`` for
-      keypoints) and memory-mapped, so RAM holds only what the OS caches. The same records and
-      size later reuse the file; any change to the records, image files or size rebuilds it.
-      Files get their names only when complete, and the next build deletes what a killed one
-      left. A full disk raises ``OSError`` before decoding, leaving no file. Use local disk
-      (``/content``), not Drive.
+    * ``path=None``: in memory, ``N * size**2 * 3`` bytes (32,560 FreiHAND images: 4.9 GB at
+      224, 1.6 GB at 128; Colab has about 12 GB).
+    * ``path="…/train_224.npy"``: written there (keypoints in ``….meta.npz``) and memory-mapped.
+      The same records and size reuse it; any change rebuilds it. Files get their names only
+      when complete; a full disk raises ``OSError`` before decoding. Use local disk, not Drive.
 
-    Images are squashed to a square (no padding); keypoints follow by :func:`resize_keypoints`'s
-    formula. An unreadable image raises :class:`~handpose_utils.images.ImageReadError` naming
-    the file; with ``skip_bad=True`` it is left out, counted in ``cache.report`` and logged. An
-    image whose size is not its record's raises (:func:`check_record_size`).
+    Images are squashed to a square; keypoints follow (:func:`resize_keypoints`). An unreadable
+    image raises :class:`~handpose_utils.images.ImageReadError` naming the file (``skip_bad``:
+    left out, counted in ``cache.report``); a size other than its record's raises.
     """
     if not records:
         raise ValueError("build_image_cache: no records")
@@ -338,11 +334,10 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
 
 
 class CachedKeypointDataset(Dataset):
-    """A :class:`ImageCache` (or a subset of it, ``indices``) as a Dataset. ``ds[i]`` is one
-    sample; ``ds[list_of_indices]`` a whole batch cut with one fancy-index (what
-    :func:`cached_loader` uses: no per-sample collate), its images ``(B, 3, S, S)`` views of the
-    ``(B, S, S, 3)`` slice, already channels-last. ``extras`` adds per-record arrays, indexed like
-    the records list (not the cache), e.g. ``{"xyz": np.array([r["xyz"] for r in records])}``."""
+    """An :class:`ImageCache` (or its ``indices``) as a Dataset. ``ds[i]`` is one sample,
+    ``ds[list_of_indices]`` a whole batch cut with one fancy-index (no per-sample collate), its
+    images channels-last views. ``extras``: per-record arrays, indexed like the records list,
+    e.g. ``{"xyz": np.array([r["xyz"] for r in records])}``."""
 
     def __init__(self, cache: ImageCache, indices=None, extras: dict | None = None):
         self.cache = cache
@@ -370,9 +365,8 @@ class CachedKeypointDataset(Dataset):
 
 
 def _shuffling_sampler(ds, generator, distributed, seed: int):
-    """A ``DistributedSampler`` (this process's shard) when ``distributed`` says so, else a
-    ``RandomSampler``. ``distributed``: None asks :func:`env.distributed`, a bool forces it, an
-    :class:`env.Distributed` gives the rank and world size."""
+    """This process's shard (``DistributedSampler``) when ``distributed`` (None: ask
+    :func:`env.distributed`; a bool; or an :class:`env.Distributed`) says so, else random."""
     state = distributed if isinstance(distributed, env.Distributed) else env.distributed()
     use = distributed if isinstance(distributed, bool) else state.world_size > 1
     if not use:
@@ -389,13 +383,10 @@ def _shuffling_sampler(ds, generator, distributed, seed: int):
 def cached_loader(data, batch_size: int = 32, shuffle: bool = False, drop_last: bool = False,
                   num_workers: int = 0, pin_memory: bool | None = None,
                   generator=None, distributed=None, seed: int = 0) -> DataLoader:
-    """A DataLoader whose sampler yields whole batches of indices, each one slice of the cache (an
-    :class:`ImageCache` or a :class:`CachedKeypointDataset`). No workers by default: a batch is a
-    memory copy, cheaper than shipping it between processes.
-    The shuffle draws from torch's global RNG unless ``generator`` is given, so ``fit``'s
-    per-epoch seeding fixes the order of every epoch (and makes resumed runs repeat it). Under
-    ``torchrun`` a shuffled loader samples this process's shard (:func:`_shuffling_sampler`).
-    """
+    """A DataLoader whose sampler yields whole batches of indices, each one slice of the cache.
+    No workers by default: a batch is a memory copy, cheaper than shipping it between processes.
+    The shuffle draws from torch's global RNG (unless ``generator``), so ``fit``'s per-epoch
+    seeding fixes every epoch's order; under ``torchrun`` it samples this process's shard."""
     ds = data if isinstance(data, CachedKeypointDataset) else CachedKeypointDataset(data)
     base = (_shuffling_sampler(ds, generator, distributed, seed) if shuffle
             else SequentialSampler(ds))
@@ -545,12 +536,10 @@ class DeviceAugment(nn.Module):
 
 def make_loaders(train, val=None, *, batch_size: int = 32, num_workers: int | None = None,
                  device=None, drop_last: bool = True, distributed=None, seed: int = 0):
-    """``(train_loader, val_loader)`` (``val_loader`` None when ``val`` is) of an
-    :class:`ImageCache` or :class:`CachedKeypointDataset` (:func:`cached_loader`) or any
-    per-sample ``Dataset`` (``num_workers`` default :func:`env.default_num_workers`). The training
-    loader shuffles and drops the last partial batch (a batch of 1 upsets BatchNorm). Under
-    ``torchrun`` it samples this process's shard and ``batch_size`` is the batch **per process**;
-    the validation loader covers the whole set (rank 0 evaluates)."""
+    """``(train_loader, val_loader)`` of caches (:func:`cached_loader`) or per-sample Datasets.
+    The training loader shuffles and drops the last partial batch (a batch of 1 upsets
+    BatchNorm); under ``torchrun`` it samples this process's shard (``batch_size`` per process),
+    while the validation loader covers the whole set (rank 0 evaluates)."""
     device = torch.device(device) if device is not None else env.pick_device()
     pin = device.type == "cuda"
 

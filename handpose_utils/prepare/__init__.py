@@ -1,7 +1,6 @@
-"""One call per dataset that makes it if missing, then reads it, so every notebook runs on its own:
-:func:`prepare_freihand` and :func:`prepare_splits` (notebooks 01-05, 08) here, one lesson's data
-in a submodule: ``prepare.coco`` (06), ``prepare.rhd`` (07). The one place that uses both readers
-and writers; they load on first use."""
+"""Make a dataset if it is missing, then read it, so every notebook runs on its own: FreiHAND
+and its splits here (01-05, 08), ``prepare.coco`` (06), ``prepare.rhd`` (07). The one place that
+uses both readers and writers (each loaded on first use)."""
 
 from __future__ import annotations
 
@@ -18,8 +17,7 @@ def _data(data_root) -> Path:
     return Path(data_root) if data_root is not None else data_dir()
 
 
-def _folder(dataset: str, data_root, folders: dict) -> Path:
-    """``<data>/<folder>`` of ``dataset``; ``folders`` maps each dataset name to its folder."""
+def _folder(dataset: str, data_root, folders: dict) -> Path:  # folders: dataset -> folder
     if dataset not in folders:
         raise ValueError(f"dataset must be one of {tuple(folders)}, got {dataset!r}")
     return _data(data_root) / folders[dataset]
