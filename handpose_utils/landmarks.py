@@ -26,9 +26,7 @@ from handpose_utils.skeletons import NUM_HAND_JOINTS
 
 # --- from notebooks/04_mobilenetv2_landmarks.ipynb ---
 def landmarks_to_pixels(landmarks, size):
-    """``(..., 21, 3|2)`` normalised landmarks -> ``(..., 21, 2)`` pixels of an image of
-    ``size = (W, H)`` (or ``(N, 2)`` sizes, one per sample): ``u = x W - 0.5``, ``v = y H - 0.5``
-    (pixel centres at integers). Arrays or tensors."""
+    """``(..., 21, 3|2)`` -> pixels of ``size`` (W, H) or (N, 2); pixel centres at integers."""
     lm = landmarks[..., :2]
     if isinstance(lm, torch.Tensor):
         size_t = torch.as_tensor(size, dtype=lm.dtype, device=lm.device)
@@ -44,8 +42,7 @@ NUM_OUTPUTS = 3 * NUM_HAND_JOINTS  # 63
 
 @dataclass(frozen=True)
 class LandmarkCodec:
-    """MediaPipe landmarks (x, y in [0, 1] of W and H, z relative to the wrist on x's scale)
-    <-> the network's 63 targets ``(2x - 1, 2y - 1, z_scale * z)``, plus the flip."""
+    """MediaPipe landmarks <-> the network's 63 targets ``(2x - 1, 2y - 1, z_scale * z)``."""
 
     z_scale: float = Z_SCALE
 
@@ -60,8 +57,7 @@ class LandmarkCodec:
         return out.reshape(*lm.shape[:-2], NUM_OUTPUTS)
 
     def decode(self, values):
-        """``(..., 63)`` targets or predictions (array or tensor; a 64th handedness column is
-        ignored) -> ``(..., 21, 3)`` in MediaPipe's normalisation."""
+        """``(..., 63)`` array or tensor (a 64th handedness column ignored) -> ``(..., 21, 3)``."""
         values = values[..., :NUM_OUTPUTS]
         lm = values.reshape(*values.shape[:-1], NUM_HAND_JOINTS, 3)
         xy = (lm[..., :2] + 1.0) / 2.0
@@ -72,8 +68,7 @@ class LandmarkCodec:
 
     @staticmethod
     def flip(target: np.ndarray, p_right: float) -> tuple[np.ndarray, float]:
-        """The target of the horizontally mirrored image: x' -> -x', and a right hand becomes
-        a left one (an unknown handedness, NaN, stays unknown)."""
+        """The target of the mirrored image (an unknown handedness, NaN, stays unknown)."""
         mirrored = target.reshape(NUM_HAND_JOINTS, 3) * np.array([-1.0, 1.0, 1.0], np.float32)
         return mirrored.reshape(-1), 1.0 - p_right
 
@@ -87,8 +82,7 @@ def _read_only(a: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LandmarkLabels:
-    """One split's labels: ``landmarks`` (N, 21, 3), ``p_right`` (N,), ``image_size`` (N, 2)
-    ``(W, H)``, ``image_paths`` and ``files`` (the landmark files). Arrays are read-only."""
+    """One split's labels (``files``: the landmark files; ``image_size``: ``(W, H)``)."""
 
     image_paths: tuple[str, ...]
     files: tuple[str, ...]
@@ -135,16 +129,13 @@ def labels_from_files(records: Sequence[dict]) -> LandmarkLabels:
 def load_landmark_labels(landmarks_dir: str | Path, split: str,
                          image_root: str | Path | None = None,
                          limit: int | None = None) -> LandmarkLabels:
-    """Every ``landmarks_dir/<split>/*_landmarks.json`` (validated: exactly 21 landmarks, errors
-    name the file) as :class:`LandmarkLabels`; ``limit`` keeps the first files by name."""
+    """``landmarks_dir/<split>/*_landmarks.json`` (first ``limit`` by name); errors name files."""
     return labels_from_files(load_landmark_files(landmarks_dir, split, image_root, limit))
 
 
 # --- from notebooks/04_mobilenetv2_landmarks.ipynb ---
 class LandmarkDataset(Dataset):
-    """Items ``image`` (3, S, S), ``target`` (64,) = encoded landmarks then ``p_right``,
-    ``index`` and ``orig_size`` ``(W, H)``. ``cache=True`` decodes and resizes every image once
-    (unreadable images raise naming the file); the labels are never modified."""
+    """Items ``image``, ``target`` (64,), ``index``, ``orig_size`` (W, H); ``labels`` unchanged."""
 
     def __init__(self, labels: LandmarkLabels, image_size: int = 224, train: bool = False,
                  z_scale: float = Z_SCALE, hflip_p: float = 0.0, cache: bool = True,
@@ -180,18 +171,14 @@ class LandmarkDataset(Dataset):
         if self.train and self.hflip_p > 0 and torch.rand(()) < self.hflip_p:
             x = x.flip(-1)
             target, p_right = self.codec.flip(target, p_right)
-        return {
-            "image": x,
-            "target": torch.from_numpy(np.append(target, np.float32(p_right))),
-            "index": torch.tensor(i),
-            "orig_size": torch.tensor(self.labels.image_size[i], dtype=torch.float32),
-        }
+        return {"image": x, "target": torch.from_numpy(np.append(target, np.float32(p_right))),
+                "index": torch.tensor(i),
+                "orig_size": torch.tensor(self.labels.image_size[i], dtype=torch.float32)}
 
 
 # --- from notebooks/04_mobilenetv2_landmarks.ipynb ---
 class MobileNetV2Landmarks(nn.Module):
-    """MobileNetV2 features -> pool -> the regression head (63 outputs) and, with
-    ``handedness=True``, a handedness logit on the head's 512 hidden features (64 outputs)."""
+    """MobileNetV2 features -> pool -> 63 landmark outputs (+ the handedness logit: 64)."""
 
     def __init__(self, num_landmarks: int = NUM_HAND_JOINTS, handedness: bool = True,
                  dropout: float = 0.2):
@@ -202,12 +189,8 @@ class MobileNetV2Landmarks(nn.Module):
         self.features = backbone.features  # (B, 1280, S/32, S/32)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(backbone.last_channel, 512),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(512, num_landmarks * 3),
-        )
+            nn.Dropout(dropout), nn.Linear(backbone.last_channel, 512), nn.ReLU(inplace=True),
+            nn.Dropout(dropout), nn.Linear(512, num_landmarks * 3))
         self.handedness = nn.Linear(512, 1) if handedness else None
         self.pretrained = False  # set by build_landmark_model when ImageNet weights load
         for m in [*self.classifier, self.handedness]:
@@ -226,8 +209,7 @@ class MobileNetV2Landmarks(nn.Module):
 
 # --- from notebooks/04_mobilenetv2_landmarks.ipynb ---
 def load_imagenet_weights(model: nn.Module, timeout: float = 30.0, log=print) -> bool:
-    """torchvision's ``IMAGENET1K_V1`` MobileNetV2 weights (classifier skipped) into ``model``;
-    True on success, False (with the reason printed) when they cannot be had."""
+    """``IMAGENET1K_V1`` into ``model`` (classifier skipped); False when they cannot be had."""
     from torchvision.models import MobileNet_V2_Weights
 
     weights = MobileNet_V2_Weights.IMAGENET1K_V1
@@ -247,8 +229,7 @@ def load_imagenet_weights(model: nn.Module, timeout: float = 30.0, log=print) ->
 
 def build_landmark_model(pretrained: bool = True, handedness: bool = True, dropout: float = 0.2,
                          timeout: float = 30.0, log=print) -> MobileNetV2Landmarks:
-    """:class:`MobileNetV2Landmarks`, with ImageNet weights in the backbone when ``pretrained``
-    and they can be had (``model.pretrained`` says whether they were)."""
+    """:class:`MobileNetV2Landmarks`, with ImageNet weights when ``pretrained`` and available."""
     model = MobileNetV2Landmarks(handedness=handedness, dropout=dropout)
     if pretrained:
         model.pretrained = load_imagenet_weights(model, timeout=timeout, log=log)
@@ -257,8 +238,7 @@ def build_landmark_model(pretrained: bool = True, handedness: bool = True, dropo
 
 # --- from notebooks/04_mobilenetv2_landmarks.ipynb ---
 class LandmarkLoss(nn.Module):
-    """SmoothL1 (``beta``) on the 63 landmark targets plus ``handedness_weight`` x BCE between
-    the handedness logit and the soft label ``p_right`` (NaN labels left out)."""
+    """SmoothL1 on the 63 targets + ``handedness_weight`` x BCE on the soft label ``p_right``."""
 
     def __init__(self, beta: float = 0.02, handedness_weight: float = 0.1):
         super().__init__()
@@ -278,8 +258,7 @@ class LandmarkLoss(nn.Module):
 
 # --- from notebooks/04_mobilenetv2_landmarks.ipynb ---
 def mean_abs_coordinate_error(pred, target) -> float:
-    """``mean |pred - target|`` over the 63 coordinates: an L1 coordinate error, not a per-joint
-    position error; for the same predictions it is smaller than the MPJPE."""
+    """``mean |pred - target|`` over the 63 coordinates: not a per-joint position error."""
     p = torch.as_tensor(pred)[..., :NUM_OUTPUTS].float()
     t = torch.as_tensor(target)[..., :NUM_OUTPUTS].float()
     return float((p - t).abs().mean())
@@ -287,9 +266,7 @@ def mean_abs_coordinate_error(pred, target) -> float:
 
 # --- from notebooks/04_mobilenetv2_landmarks.ipynb ---
 class LandmarkMeter:
-    """Accumulates a validation pass (``reset`` / ``update`` / ``compute``) and computes the
-    metrics listed above; ``arrays()`` gives the decoded predictions and per-joint errors.
-    ``mpjpe(pred, gt)`` on ``(N, 21, 3)`` target-unit points computes ``mpjpe``."""
+    """A validation pass's metrics (above); ``mpjpe(pred, gt)`` in target units gives ``mpjpe``."""
 
     def __init__(self, z_scale: float = Z_SCALE, alphas: Sequence[float] = (0.1, 0.2),
                  mpjpe=mpjpe):
@@ -315,9 +292,7 @@ class LandmarkMeter:
             self._index.append(extras["index"].detach().cpu().long())
 
     def arrays(self) -> dict:
-        """``pred`` / ``gt`` (N, 21, 3) decoded, ``pred_px`` / ``gt_px`` (N, 21, 2),
-        ``errors_px`` (N, 21), ``size``, ``index``, raw ``outputs`` / ``targets`` and
-        ``p_right_pred`` when predicted."""
+        """Decoded ``pred``/``gt`` (N, 21, 3), ``pred_px``/``gt_px``/``errors_px``, raw batches."""
         if not self._out:
             raise RuntimeError("LandmarkMeter is empty: call update() first")
         out, tgt, size = torch.cat(self._out), torch.cat(self._tgt), torch.cat(self._size)
@@ -358,8 +333,7 @@ class LandmarkMeter:
 
 def mean_hand_baseline(train: LandmarkLabels, val: LandmarkLabels, z_scale: float = Z_SCALE,
                        alphas: Sequence[float] = (0.1, 0.2), mpjpe=mpjpe) -> dict:
-    """:class:`LandmarkMeter`'s metrics on ``val`` for a constant prediction: the training
-    labels' mean hand and mean handedness."""
+    """:class:`LandmarkMeter`'s metrics on ``val`` for the training labels' mean hand."""
     codec = LandmarkCodec(z_scale)
     mean = codec.encode(train.landmarks).mean(0)
     p = float(np.nanmean(train.p_right)) if np.isfinite(train.p_right).any() else 0.5

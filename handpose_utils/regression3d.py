@@ -37,16 +37,13 @@ from handpose_utils.splits import count_pose_leak, grouped_split, random_split
 
 # --- from notebooks/05_resnet50_3d_regression.ipynb ---
 def root_relative(xyz, root: int = MIDDLE_MCP):
-    """``(..., J, 3)`` joints minus their root joint (joint 9, the middle MCP: FreiHAND's
-    ``scale`` is the bone 9-10). Arrays stay arrays, tensors tensors."""
+    """``(..., J, 3)`` joints minus their root joint; arrays stay arrays, tensors tensors."""
     return xyz - xyz[..., root : root + 1, :]
 
 
 @dataclass
 class RootRelativeCodec:
-    """Camera-frame joints (metres) <-> regression targets. ``normalize=True`` divides by each
-    hand's ``scale``; decoding then needs one: the true one (evaluation "with ground-truth
-    scale", which flatters MPJPE) or ``default_scale`` (e.g. the mean training scale)."""
+    """Camera-frame joints (metres) <-> targets; decoding with the true ``scale`` flatters MPJPE."""
 
     root: int = MIDDLE_MCP
     normalize: bool = False
@@ -74,32 +71,25 @@ class RootRelativeCodec:
 # --- from notebooks/05_resnet50_3d_regression.ipynb ---
 def pose3d_metrics(pred_mm, gt_mm, xyz=None, K=None, root: int = MIDDLE_MCP,
                    allow_reflection: bool = False, align=None) -> dict:
-    """Every 3D number of the notebook for root-relative predictions and ground truth in mm
-    ``(N, 21, 3)`` (and ``reproj_px`` with the absolute ``xyz`` and cameras ``K``). Aligned
-    numbers use ``align(pred, gt)`` (float64 arrays) when given, else the package's rotation
-    (``allow_reflection=True``: FreiHAND's, which also accepts a mirror image)."""
+    """The notebook's 3D numbers for root-relative mm ``(N, 21, 3)`` (``reproj_px`` needs ``xyz``
+    and ``K``); aligned with ``align(pred, gt)`` (float64 arrays), else the package's rotation."""
     if align is None:
         aligned = procrustes_align(pred_mm, gt_mm, allow_reflection)
     else:
         aligned = torch.as_tensor(np.asarray(align(np.asarray(pred_mm, np.float64),
                                                    np.asarray(gt_mm, np.float64)), np.float64))
-    out = {
-        "mpjpe": mpjpe(pred_mm, gt_mm),
-        "pa_mpjpe": mpjpe(aligned, gt_mm),
-        "pck3d_auc": pck3d_curve(pred_mm, gt_mm)[1],
-        "pa_pck3d_auc": pck3d_curve(aligned, gt_mm)[1],
-        "pck3d@20mm": fraction_within(pred_mm, gt_mm, 20.0),
-        "within_50mm": fraction_within(pred_mm, gt_mm, 50.0),
-    }
+    out = {"mpjpe": mpjpe(pred_mm, gt_mm), "pa_mpjpe": mpjpe(aligned, gt_mm),
+           "pck3d_auc": pck3d_curve(pred_mm, gt_mm)[1],
+           "pa_pck3d_auc": pck3d_curve(aligned, gt_mm)[1],
+           "pck3d@20mm": fraction_within(pred_mm, gt_mm, 20.0),
+           "within_50mm": fraction_within(pred_mm, gt_mm, 50.0)}
     if xyz is not None and K is not None:
         out["reproj_px"] = reprojection_error(torch.as_tensor(pred_mm) / 1000.0, xyz, K, root)
     return out
 
 
 class Pose3DMeter:
-    """The engine's metrics for 3D regression: decodes each batch with ``codec`` to root-relative
-    mm, keeps it with the ground truth (``extras["xyz"]``, never the augmented targets) and
-    scores the **whole** set with :func:`pose3d_metrics` (and ``align``)."""
+    """The engine's meter: :func:`pose3d_metrics` of the whole set, against ``extras["xyz"]``."""
 
     def __init__(self, codec: RootRelativeCodec, root: int = MIDDLE_MCP, align=None):
         self.codec, self.root, self.align = codec, root, align
@@ -141,7 +131,7 @@ def mean_pose(records: Sequence[dict], root: int = MIDDLE_MCP) -> np.ndarray:
 
 # --- from notebooks/05_resnet50_3d_regression.ipynb ---
 def rotation_about_z(theta) -> torch.Tensor:
-    """``(..., 3, 3)`` rotations by ``theta`` (radians) about the camera's optical axis z."""
+    """``(..., 3, 3)`` rotations by ``theta`` (radians) about the optical axis z."""
     theta = torch.as_tensor(theta, dtype=torch.float64)
     c, s = torch.cos(theta), torch.sin(theta)
     r = torch.zeros(*theta.shape, 3, 3, dtype=torch.float64)
@@ -151,8 +141,7 @@ def rotation_about_z(theta) -> torch.Tensor:
 
 
 def rotate_sample(xyz, K, theta, size):
-    """One sample, joints ``xyz`` ``(J, 3)`` and camera ``K``, as seen in its image of ``size``
-    ``(W, H)`` rotated by ``theta`` about the centre: ``(R_z xyz, M K R_z^T)``, float64."""
+    """``(R_z xyz, M K R_z^T)`` (float64): the sample in its image rotated about the centre."""
     rz = rotation_about_z(theta).numpy()
     c0 = np.array([(size[0] - 1) / 2, (size[1] - 1) / 2])
     warp = np.eye(3)
@@ -161,8 +150,7 @@ def rotate_sample(xyz, K, theta, size):
 
 
 def in_plane(matrix: torch.Tensor) -> torch.Tensor:
-    """The 3D rotation (a reflection for flips) about z that the image warp ``matrix``
-    ``(B, 3, 3)`` applies: its linear part ``L = s Q`` divided by the zoom ``s``."""
+    """The 3D rotation (a reflection for flips) about z that image warps ``matrix`` apply."""
     lin = matrix[:, :2, :2].float()
     det = lin[:, 0, 0] * lin[:, 1, 1] - lin[:, 0, 1] * lin[:, 1, 0]
     q = lin / det.abs().sqrt().clamp(min=1e-12)[:, None, None]
@@ -178,8 +166,7 @@ def rotate_xyz_like_image(xyz: torch.Tensor, matrix: torch.Tensor) -> torch.Tens
 
 def input_camera(K: torch.Tensor, orig_size: torch.Tensor, input_size: int,
                  matrix: torch.Tensor | None = None) -> torch.Tensor:
-    """Cameras ``(B, 3, 3)`` of the network input: ``K``, the resize ``D`` to ``input_size``
-    (``x' = (x + 0.5) S / W - 0.5``), then ``matrix`` if given: ``K' = M D K R_z^T``."""
+    """Cameras ``(B, 3, 3)`` of the network input: ``M D K R_z^T``, ``D`` the resize to ``S``."""
     K = K.float()
     size = orig_size.float().to(K.device)
     d = torch.zeros_like(K)
@@ -193,8 +180,7 @@ def input_camera(K: torch.Tensor, orig_size: torch.Tensor, input_size: int,
 
 
 class Pose3DTargets:
-    """``target_fn`` for ``PrepareBatch``: rotates ``extras["xyz"]`` like the image and encodes
-    it; leaves the input's joints and camera in ``extras["xyz_input"]``, ``extras["K_input"]``."""
+    """``target_fn`` for ``PrepareBatch``; leaves ``extras["xyz_input"]``, ``extras["K_input"]``."""
 
     def __init__(self, codec):
         self.codec = codec
@@ -226,19 +212,16 @@ def pose3d_extras(records: Sequence[dict]) -> dict[str, np.ndarray]:
 
 def pose3d_dataset(records: Sequence[dict], image_size: int, cache_path=None,
                    progress: bool = True, log=print) -> CachedKeypointDataset:
-    """The records' images decoded once at ``image_size`` (memory-mapped at ``cache_path`` if
-    given), with their 3D joints, camera and scale as extras."""
+    """The records' images cached at ``image_size``, with :func:`pose3d_extras`."""
     cache = build_image_cache(list(records), image_size, path=cache_path, progress=progress,
                               log=log)
     return CachedKeypointDataset(cache, extras=pose3d_extras(records))
 
 
 def pose3d_augment(geometric: bool = True, flip_p: float = 0.0, rotation: float = 30.0,
-                   scale=(0.85, 1.15), translate: float = 0.05,
-                   jitter: float = 0.3) -> DeviceAugment:
-    """The shared ``DeviceAugment`` for 3D targets: ``geometric=True`` rotates, zooms and
-    shifts (and flips with ``flip_p``), :class:`Pose3DTargets` moving the 3D targets to match;
-    ``geometric=False``: colour jitter only."""
+                   scale=(0.85, 1.15), translate: float = 0.05, jitter: float = 0.3
+                   ) -> DeviceAugment:
+    """The shared ``DeviceAugment``; ``geometric=False``: colour jitter only."""
     if not geometric:
         return DeviceAugment(flip_p=0.0, rotation=0.0, scale=(1.0, 1.0), translate=0.0,
                              brightness=jitter, contrast=jitter, saturation=jitter)
@@ -284,8 +267,7 @@ class ResNetPose3D(nn.Module):
 
 def load_imagenet_backbone(model: ResNetPose3D, weights: str = "IMAGENET1K_V1",
                            timeout: float = 30.0, log=print) -> bool:
-    """Load torchvision's ImageNet ``weights`` for ``model.arch`` into ``model.backbone``. True on
-    success; when they cannot be had it says why and returns False (random weights stay)."""
+    """ImageNet ``weights`` into ``model.backbone``; False (saying why) when not to be had."""
     import torchvision
 
     enum = getattr(torchvision.models, ARCHS[model.arch])
@@ -323,9 +305,7 @@ def pose3d_loss(kind: str = "mse") -> nn.Module:
 
 # --- from notebooks/05_resnet50_3d_regression.ipynb ---
 def run_config(codec, image_size: int, model: ResNetPose3D, **extra) -> dict:
-    """What :func:`load_pose3d_model` needs to rebuild the model and decode its outputs (the
-    codec's ``root``, ``normalize`` and ``default_scale``); pass it as
-    ``TrainConfig(settings=...)`` so every checkpoint carries it (numbers and strings only)."""
+    """``TrainConfig(settings=...)`` for :func:`load_pose3d_model` (numbers and strings only)."""
     codec_settings = {f"codec_{k}": getattr(codec, k) for k in ("root", "normalize",
                                                                 "default_scale")}
     return {"task": "pose3d", "image_size": int(image_size), "arch": model.arch,
@@ -345,16 +325,12 @@ def _sem_over_poses(errors: torch.Tensor, pose_ids: Sequence) -> float:
 def compare_splits(records: Sequence[dict], *, fractions=(0.6, 0.2, 0.2), image_size: int = 128,
                    epochs: int = 5, batch_size: int = 32, lr: float = 1e-4,
                    weight_decay: float = 1e-4, pretrained: bool = False, loss: str = "mse",
-                   dropout: float = 0.5,
-                   geometric_aug: bool = True, codec: RootRelativeCodec | None = None,
-                   align=None, arch: str = "resnet50", seed: int = 0, device=None,
-                   max_steps: int | None = None, progress: bool = False,
-                   log=print) -> list[dict]:
-    """Train the same model (same images count, initial weights and epochs) on a ``"random per
-    image"`` split and a ``"grouped by pose"`` split of ``records``, and score each on its own
-    test part. One dict per split: sizes, leak, the test :func:`pose3d_metrics`, ``mpjpe_sem``
-    (standard error over test *poses*) and the MPJPE of test images whose pose is / is not in
-    training (``mpjpe_seen_poses``, ``mpjpe_unseen_poses``, ``n_seen_poses``, ...)."""
+                   dropout: float = 0.5, geometric_aug: bool = True,
+                   codec: RootRelativeCodec | None = None, align=None, arch: str = "resnet50",
+                   seed: int = 0, device=None, max_steps: int | None = None,
+                   progress: bool = False, log=print) -> list[dict]:
+    """One dict per split (random per image, grouped by pose): sizes, leak, the test
+    :func:`pose3d_metrics`, ``mpjpe_sem`` (over test *poses*) and ``mpjpe_(un)seen_poses``."""
     records = list(records)
     codec = codec or RootRelativeCodec()
     cache = build_image_cache(records, image_size, progress=progress, log=log)
@@ -376,10 +352,9 @@ def compare_splits(records: Sequence[dict], *, fractions=(0.6, 0.2, 0.2), image_
             CachedKeypointDataset(cache, [position[id(r)] for r in train], extras),
             CachedKeypointDataset(cache, [position[id(r)] for r in test], extras),
             batch_size=batch_size, device=device)
-        train_config = TrainConfig(
-            epochs=epochs, lr=lr, weight_decay=weight_decay, device=device, seed=seed,
-            best_metric="train_loss", max_steps=max_steps, live_plot=False, progress=progress,
-            log=None)
+        train_config = TrainConfig(epochs=epochs, lr=lr, weight_decay=weight_decay, device=device,
+                                   seed=seed, best_metric="train_loss", max_steps=max_steps,
+                                   live_plot=False, progress=progress, log=None)
         history = fit(model, train_loader, None, train_config, loss_fn=pose3d_loss(loss),
                       prepare_batch=prep)
         meter = Pose3DMeter(codec, align=align)
@@ -407,8 +382,7 @@ def compare_splits(records: Sequence[dict], *, fractions=(0.6, 0.2, 0.2), image_
 
 # --- from notebooks/05_resnet50_3d_regression.ipynb ---
 def load_pose3d_model(path, device=None, log=print, codec_class=None):
-    """Rebuild ``(model in eval mode, codec, checkpoint)`` from a checkpoint written with
-    :func:`run_config`; the codec is a ``codec_class`` (default :class:`RootRelativeCodec`)."""
+    """``(model in eval mode, codec, checkpoint)`` from a checkpoint carrying :func:`run_config`."""
     ckpt = load_checkpoint(path)
     cfg = ckpt.get("config") or {}
     if cfg.get("task") != "pose3d":
@@ -429,8 +403,7 @@ def load_pose3d_model(path, device=None, log=print, codec_class=None):
 
 
 def load_input_image(image, image_size: int) -> np.ndarray:
-    """An image file (decoded as the training cache does) or an ``(H, W, 3)`` uint8 array, as
-    the ``(S, S, 3)`` uint8 network input."""
+    """An image file (decoded as the training cache does) or RGB array -> ``(S, S, 3)`` uint8."""
     if isinstance(image, (str, Path)):
         record = {"image_path": str(image), "keypoints": [0.0] * 2 * NUM_HAND_JOINTS}
         return np.asarray(build_image_cache([record], image_size, progress=False,
@@ -447,9 +420,7 @@ def load_input_image(image, image_size: int) -> np.ndarray:
 @torch.no_grad()
 def predict_image(model: nn.Module, image, image_size: int, codec,
                   scale: float | None = None, device=None) -> np.ndarray:
-    """Single-image inference: the 21 joints ``(21, 3)`` in **metres, relative to joint 9**,
-    for an image path or ``(H, W, 3)`` uint8 array (a FreiHAND-like crop). ``scale`` is only
-    used by a normalising codec (default: its ``default_scale``)."""
+    """``(21, 3)`` joints in **metres, relative to joint 9**; ``scale``: for a normalising codec."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     x = torch.from_numpy(load_input_image(image, image_size).copy()).permute(2, 0, 1)[None]
     x = x.to(device).float().div(255)
