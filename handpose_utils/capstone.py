@@ -23,10 +23,7 @@ MEAN_COLOUR = (124, 116, 104)  # ImageNet's mean in uint8: 0 after normalisation
 
 
 def hand_box(keypoints, visible=None, scale: float = 1.5) -> tuple[float, float, int]:
-    """A square crop box ``(x0, y0, side)`` around a hand: centred on the box around the visible
-    keypoints ``(J, 2)``, with ``side = ceil(scale * longer side of that box)`` pixels. Joints
-    that are not visible (unlabelled ones are often stored as (0, 0)) are left out; fewer than
-    2 visible joints raise a ValueError."""
+    """Square box ``(x0, y0, side)``, ``scale`` x the visible ``keypoints``' box's long side."""
     kp = np.asarray(keypoints, np.float64).reshape(-1, 2)
     vis = np.ones(len(kp), bool) if visible is None else np.asarray(visible).reshape(-1).astype(bool)
     if vis.sum() < 2:
@@ -38,20 +35,17 @@ def hand_box(keypoints, visible=None, scale: float = 1.5) -> tuple[float, float,
 
 
 def to_hand_crop(keypoints, box, size: int) -> np.ndarray:
-    """Image pixels ``(..., 2)`` to pixels of the ``size x size`` crop of ``box``."""
     x0, y0, side = box
     return (np.asarray(keypoints, np.float64) - (x0, y0) + 0.5) * (size / side) - 0.5
 
 
 def from_hand_crop(keypoints, box, size: int) -> np.ndarray:
-    """The inverse of :func:`to_hand_crop`: crop pixels back to image pixels."""
     x0, y0, side = box
     return (np.asarray(keypoints, np.float64) + 0.5) * (side / size) - 0.5 + (x0, y0)
 
 
 def crop_image(image: np.ndarray, box, size: int) -> np.ndarray:
-    """The ``size x size`` uint8 crop of ``box`` from an RGB ``image``: a sub-pixel translation
-    (bilinear), then an area-averaging resize; outside the image, the mean colour."""
+    """``size x size`` uint8 crop of ``box``: bilinear sub-pixel shift, then area-mean resize."""
     x0, y0, side = box
     # PIL's affine map sends each output pixel (x, y) to the input point (x + x0, y + y0)
     square = Image.fromarray(np.ascontiguousarray(image, np.uint8)).transform(
@@ -67,8 +61,6 @@ PHOTO_SOURCES = ("freihand", "onehand10k")  # RHD is rendered, like our training
 
 
 def load_onehand10k(root) -> list[dict]:
-    """OneHand10K's COCO-style ``annotations.json`` (21 keypoints, ``x, y, v``) and ``images/``
-    into samples; a missing file or a malformed annotation raises, naming it."""
     root = Path(root)
     ann_path = root / "annotations.json"
     try:
@@ -94,14 +86,11 @@ def load_onehand10k(root) -> list[dict]:
 
 
 def load_real_hands(real_dir, max_per_source: int | None = None) -> list[dict]:
-    """Real hand samples from the native layouts found in ``real_dir``: ``freihand/`` (or a
-    ``FreiHAND_pub_v2`` folder itself; the evaluation split when it is there, else the training
-    split), ``rhd/`` and ``onehand10k/``. Each sample: ``image_path``, ``keypoints`` (21, 2),
-    ``visible`` (21,) bool, ``source``, ``group`` (one per FreiHAND pose or image)."""
+    """Samples of ``real_dir``'s ``freihand/`` (or a ``FreiHAND_pub_v2`` folder itself; evaluation
+    split if there, else training), ``rhd/`` and ``onehand10k/``, each source in whole groups."""
     from handpose_utils.datasets.freihand import find_freihand_root, load_freihand
     from handpose_utils.datasets.rhd import load_rhd
     from handpose_utils.records import keypoints_array, visible_array
-
     real_dir = Path(real_dir)
     if not real_dir.is_dir():
         raise FileNotFoundError(f"REAL_DIR {real_dir} is not a folder: point it to a folder with "
@@ -111,18 +100,16 @@ def load_real_hands(real_dir, max_per_source: int | None = None) -> list[dict]:
         root = find_freihand_root(folder)
         if (root / "evaluation_xyz.json").is_file() or (root / "training_xyz.json").is_file():
             split = "evaluation" if (root / "evaluation_xyz.json").is_file() else "training"
-            found["freihand"] = [
-                {"image_path": r["image_path"], "keypoints": keypoints_array(r),
-                 "visible": np.ones(21, bool), "source": "freihand",
-                 "group": f"freihand-{split}-{r['pose_id']}"}
-                for r in load_freihand(root, split)]
+            found["freihand"] = [{"image_path": r["image_path"], "keypoints": keypoints_array(r),
+                                  "visible": np.ones(21, bool), "source": "freihand",
+                                  "group": f"freihand-{split}-{r['pose_id']}"}
+                                 for r in load_freihand(root, split)]
             break
     if (real_dir / "rhd").is_dir():
-        found["rhd"] = [
-            {"image_path": r["image_path"], "keypoints": keypoints_array(r),
-             "visible": visible_array(r).astype(bool), "source": "rhd",
-             "group": f"rhd-{r['sample_id']}"}
-            for r in load_rhd(real_dir / "rhd", "training")]
+        found["rhd"] = [{"image_path": r["image_path"], "keypoints": keypoints_array(r),
+                         "visible": visible_array(r).astype(bool), "source": "rhd",
+                         "group": f"rhd-{r['sample_id']}"}
+                        for r in load_rhd(real_dir / "rhd", "training")]
     if (real_dir / "onehand10k" / "annotations.json").is_file():
         found["onehand10k"] = load_onehand10k(real_dir / "onehand10k")
     if not found:
@@ -147,15 +134,10 @@ def load_real_hands(real_dir, max_per_source: int | None = None) -> list[dict]:
 
 
 # --- from notebooks/08_real_hands_capstone.ipynb ---
-def crop_cache(samples, boxes, size: int, frame: int = 224, keypoints=None,
-               to_crop=to_hand_crop):
-    """An ``ImageCache`` of ``size x size`` crops of ``samples`` (dicts with
-    ``image_path``, ``keypoints``, ``visible``) at ``boxes``; keypoints (default: the samples')
-    in the cache's pixels, ``orig_size`` ``frame x frame``, so predictions come back in pixels
-    of a ``frame x frame`` crop. ``to_crop(keypoints, box, size)`` moves the keypoints."""
+def crop_cache(samples, boxes, size: int, frame: int = 224, keypoints=None, to_crop=to_hand_crop):
+    """An ``ImageCache`` of ``samples`` cropped at ``boxes``, ``orig_size`` ``frame x frame``."""
     from handpose_utils.data import ImageCache
     from handpose_utils.images import read_image
-
     n = len(samples)
     images = np.zeros((n, size, size, 3), np.uint8)
     kps = np.zeros((n, 21, 2), np.float32)
@@ -171,9 +153,6 @@ def crop_cache(samples, boxes, size: int, frame: int = 224, keypoints=None,
 
 # --- from notebooks/08_real_hands_capstone.ipynb ---
 class UNetDirect(UNetSoftArgmax):
-    """Direct regression on the U-Net's encoder: stride-16 features, global average pooling, a
-    two-layer MLP to ``(B, 2J)`` normalised coordinates (the decoder is not used)."""
-
     def __init__(self, num_outputs: int = 42, width: int = 16):
         super().__init__(num_outputs, width)
         del self.up8, self.up4, self.heatmaps  # unused: no parameters counted that do nothing
@@ -185,8 +164,6 @@ class UNetDirect(UNetSoftArgmax):
 
 
 class UNetHeatmap(UNetSoftArgmax):
-    """The U-Net's stride-4 maps as heatmaps ``(B, J, S/4, S/4)``, trained toward Gaussians."""
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(x)
 
@@ -198,9 +175,7 @@ def hand_codec(input_size: int, sigma: float = 1.5, stride: int = 4) -> HeatmapC
 
 
 def gaussian_targets(keypoints: torch.Tensor, codec: HeatmapCodec):
-    """Heatmaps ``(B, J, h, w)`` and weights ``(B, J)`` for input-pixel ``keypoints`` ``(B, J, 2)``,
-    on their device: separable Gaussians at the sub-pixel heatmap coordinates; a joint whose
-    centre is off the map gets weight 0 and an empty map."""
+    """Heatmaps ``(B, J, h, w)`` and weights ``(B, J)`` (0 off the map) of pixel ``keypoints``."""
     w, h = codec.heatmap_size
     hxy = codec.to_heatmap_coords(keypoints.float())  # (B, J, 2) heatmap pixels
     xs = torch.arange(w, device=keypoints.device, dtype=torch.float32)
@@ -215,9 +190,8 @@ def gaussian_targets(keypoints: torch.Tensor, codec: HeatmapCodec):
 
 # --- from notebooks/08_real_hands_capstone.ipynb ---
 def pck_with_misses(pred, gt, threshold: float, visible=None) -> float:
-    """The fraction of the labelled joints (``visible`` ``(N, J)``, default all) of ``gt``
-    ``(N, J, 2)`` that ``pred`` places within ``threshold`` pixels. A missed image has NaN
-    predictions: ``NaN <= t`` is False, so its labelled joints are wrong and stay counted."""
+    """The fraction of the labelled joints (``visible``, default all) within ``threshold`` px of
+    ``gt``. A missed image has NaN predictions: ``NaN <= t`` is False, so they count as wrong."""
     dist = np.linalg.norm(np.asarray(pred, np.float64) - np.asarray(gt, np.float64), axis=-1)
     vis = np.ones(dist.shape, bool) if visible is None else np.asarray(visible, bool)
     return float(((dist <= threshold) & vis).sum() / max(int(vis.sum()), 1))
@@ -225,10 +199,8 @@ def pck_with_misses(pred, gt, threshold: float, visible=None) -> float:
 
 def score_points(pred, gt, visible=None, frame: int = 224, alpha: float = 0.05,
                  thresholds=tuple(range(31)), pck=pck_with_misses) -> dict:
-    """PCK@alpha (of the ``frame``) and the PCK curve over ``thresholds`` (px), both with ``pck``,
-    the curve's AUC (divided by the largest threshold), EPE (px) and the detection rate of
-    ``pred`` ``(N, J, 2)`` against ``gt``, over the ``visible`` joints. A missed image has NaN
-    predictions: it counts (as wrong) in PCK and AUC, and is left out of the EPE."""
+    """PCK@alpha (of ``frame``), PCK curve (both with ``pck``), its AUC, EPE px, detection rate
+    over the ``visible`` joints. A missed image (NaN) is wrong in PCK and AUC, left out of EPE."""
     pred = torch.as_tensor(pred, dtype=torch.float64).cpu().numpy()
     gt = torch.as_tensor(gt, dtype=torch.float64).cpu().numpy()
     vis = (np.ones(gt.shape[:2], bool) if visible is None
@@ -245,12 +217,10 @@ def score_points(pred, gt, visible=None, frame: int = 224, alpha: float = 0.05,
 
 @torch.no_grad()
 def predict_points(model, cache, to_points, batch_size: int = 64, channels_last: bool = True):
-    """Keypoints ``(N, J, 2)`` in the cache's original-size pixels for every image of ``cache``
-    (normalised as in training, no augmentation), and the images per second."""
+    """Keypoints ``(N, J, 2)`` in the original-size pixels of every ``cache`` image, images/s."""
     import time
 
     from handpose_utils.data import DeviceAugment, PrepareBatch, cached_loader
-
     device = next(model.parameters()).device
     prepare = PrepareBatch(DeviceAugment())
     model.eval()
@@ -271,12 +241,9 @@ def predict_points(model, cache, to_points, batch_size: int = 64, channels_last:
 
 
 def teacher_points(samples, boxes, frame: int = 224, to_crop=to_hand_crop, **kwargs) -> np.ndarray:
-    """MediaPipe's keypoints ``(N, 21, 2)`` on each whole image, in pixels of the ``frame``
-    crop of ``boxes`` (moved with ``to_crop``): of the hands it finds, the one whose centre is
-    nearest the box's; NaN where it finds none. ``kwargs`` go to ``detect_hands``."""
+    """MediaPipe's hand nearest each box's centre, in its ``frame`` crop (NaN if none)."""
     from handpose_utils.images import read_image
     from handpose_utils.mediapipe_labels import detect_hands
-
     out = np.full((len(samples), 21, 2), np.nan)
     for i, (sample, box) in enumerate(zip(samples, boxes)):
         image = sample["image"] if "image" in sample else read_image(sample["image_path"])
@@ -290,10 +257,7 @@ def teacher_points(samples, boxes, frame: int = 224, to_crop=to_hand_crop, **kwa
 
 # --- from notebooks/08_real_hands_capstone.ipynb ---
 class AppearanceAugment(DeviceAugment):
-    """:class:`~handpose_utils.data.DeviceAugment` plus stronger appearance changes that do not
-    move any pixel: a random 3x3 colour mix (``mix`` from the identity), a gamma in
-    ``1 +- gamma``, grey with ``gray_p``, a 3x3 box blur with ``blur_p``, Gaussian noise up to
-    ``noise`` (images in [0, 1])."""
+    """DeviceAugment plus colour mix, gamma, grey, blur and noise: no pixel moves."""
 
     def __init__(self, *args, mix: float = 0.25, gamma: float = 0.4, gray_p: float = 0.15,
                  blur_p: float = 0.3, noise: float = 0.04, **kwargs):

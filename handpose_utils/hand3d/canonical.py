@@ -37,8 +37,7 @@ def normalize_pose(xyz) -> tuple[torch.Tensor, torch.Tensor]:
 
 # --- from notebooks/07_rhd_3d_hand_pose.ipynb ---
 def canonical_rotation(xyz_rel) -> torch.Tensor:
-    """The viewpoint R (..., 3, 3) of root-relative joints: its rows are the canonical x, y, z
-    axes in camera coordinates, so canonical = xyz_rel @ R.T and xyz_rel = canonical @ R."""
+    """Viewpoint R (..., 3, 3): rows are the canonical axes, so canonical = xyz_rel @ R.T."""
     xyz_rel = _as_tensor(xyz_rel)
     ey = xyz_rel[..., ALIGN_JOINT, :]
     ey = ey / torch.linalg.vector_norm(ey, dim=-1, keepdim=True).clamp_min(_EPS)
@@ -50,8 +49,7 @@ def canonical_rotation(xyz_rel) -> torch.Tensor:
 
 
 def mirror_right_hands(coords, is_right) -> torch.Tensor:
-    """Negate z where is_right ((...,) bool): a mirrored right hand looks like a left hand. The
-    mirror is its own inverse."""
+    """Negate z where is_right ((...,) bool): a mirrored right hand looks like a left hand."""
     coords = _as_tensor(coords)
     is_right = torch.as_tensor(is_right, device=coords.device).bool()
     sign = torch.ones(coords.shape[:-2] + (1, 3), dtype=coords.dtype, device=coords.device)
@@ -60,10 +58,7 @@ def mirror_right_hands(coords, is_right) -> torch.Tensor:
 
 
 def to_canonical(xyz, is_right, viewpoint=None) -> dict[str, torch.Tensor]:
-    """Encode camera-frame joints (..., 21, 3) into PosePrior's targets: canonical (normalised,
-    rotated into the hand's frame, right hands mirrored), rotation (the viewpoint R), xyz
-    (root-relative, normalised, camera frame) and scale (the bone length, in the input's unit).
-    ``viewpoint``: the function that computes R (default :func:`canonical_rotation`)."""
+    """PosePrior's targets from joints (..., 21, 3): canonical, rotation, xyz, scale."""
     rel, scale = normalize_pose(xyz)
     R = (viewpoint or canonical_rotation)(rel)
     canonical = mirror_right_hands(rel @ R.transpose(-1, -2), is_right)
@@ -71,14 +66,12 @@ def to_canonical(xyz, is_right, viewpoint=None) -> dict[str, torch.Tensor]:
 
 
 def from_canonical(canonical, rotation, is_right) -> torch.Tensor:
-    """Decode: xyz_rel = mirror(canonical) @ R, root-relative and normalised, camera frame."""
     return mirror_right_hands(canonical, is_right) @ _as_tensor(rotation)
 
 
 # --- from notebooks/07_rhd_3d_hand_pose.ipynb ---
 def axis_angle_to_matrix(axis_angle) -> torch.Tensor:
-    """Rodrigues: (..., 3) axis * angle (radians) -> (..., 3, 3), R = I + sin(t) K + (1 - cos t) K^2.
-    Differentiable everywhere (the epsilon keeps t = 0 finite)."""
+    """(..., 3) axis * angle (radians) -> (..., 3, 3); the epsilon keeps angle 0 differentiable."""
     v = _as_tensor(axis_angle)
     theta = torch.sqrt((v * v).sum(-1, keepdim=True) + _EPS)
     k = v / theta
@@ -93,13 +86,11 @@ def axis_angle_to_matrix(axis_angle) -> torch.Tensor:
 
 
 def matrix_to_axis_angle(R) -> torch.Tensor:
-    """Inverse of axis_angle_to_matrix for angles in [0, pi): read a viewpoint as "turned t
-    radians about this axis"."""
+    """Inverse of axis_angle_to_matrix for angles in [0, pi)."""
     R = _as_tensor(R)
     cos = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
     theta = torch.acos(cos)
     w = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
                      R[..., 1, 0] - R[..., 0, 1]], dim=-1)
     sin = torch.sin(theta)[..., None]
-    return torch.where(sin.abs() > 1e-6, w / (2 * sin.clamp_min(1e-12)) * theta[..., None],
-                       w / 2)
+    return torch.where(sin.abs() > 1e-6, w / (2 * sin.clamp_min(1e-12)) * theta[..., None], w / 2)

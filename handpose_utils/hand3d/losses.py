@@ -10,16 +10,13 @@ import torch.nn.functional as F  # noqa: F811 (the same F as above; the module n
 
 # --- from notebooks/07_rhd_3d_hand_pose.ipynb ---
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Softmax cross-entropy over (background, hand), averaged over pixels."""
     return F.cross_entropy(logits, target)
 
 
 # --- from notebooks/07_rhd_3d_hand_pose.ipynb ---
 def posenet_loss(maps: torch.Tensor, targets: dict) -> torch.Tensor:
-    """Summed over stages: per keypoint the RMS difference between predicted and target map,
-    averaged over the visible keypoints (an occluded one has no target to learn)."""
     gt = targets["scoremaps"][:, None]  # (B, 1, J, S, S): the same target for every stage
-    vis = targets["visible"][:, None]  # (B, 1, J)
+    vis = targets["visible"][:, None]  # (B, 1, J): an occluded keypoint has no target to learn
     rmse = torch.sqrt(((maps - gt) ** 2).mean((-2, -1)) + 1e-8)  # (B, stages, J)
     per_stage = (rmse * vis).sum((0, 2)) / (vis.sum() + 1e-3)
     return per_stage.sum()
@@ -27,8 +24,6 @@ def posenet_loss(maps: torch.Tensor, targets: dict) -> torch.Tensor:
 
 # --- from notebooks/07_rhd_3d_hand_pose.ipynb ---
 def poseprior_loss(outputs: dict, targets: dict) -> torch.Tensor:
-    """Proposed: squared error of the canonical joints plus squared error of the viewpoint
-    matrix. Direct: squared error of the camera-frame joints."""
     if "canonical" in outputs:
         return (F.mse_loss(outputs["canonical"], targets["canonical"])
                 + F.mse_loss(outputs["rotation"], targets["rotation"]))

@@ -23,7 +23,6 @@ def _ch(c: int, width: float) -> int:
 
 def conv_block(cin: int, cout: int, kernel: int = 3, stride: int = 1,
                batch_norm: bool = True) -> nn.Sequential:
-    """Convolution ('same' padding), optional BatchNorm, ReLU: one hidden layer."""
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2,
                                          bias=not batch_norm)]  # BatchNorm has its own bias
     if batch_norm:
@@ -33,8 +32,7 @@ def conv_block(cin: int, cout: int, kernel: int = 3, stride: int = 1,
 
 
 class VGGTrunk(nn.Sequential):
-    """VGG-style blocks of 3x3 convolutions with 2x2 max-pooling between blocks (none after the
-    last), output stride 8: layers=(2, 2, 4, 4) is HandSegNet's trunk, (2, 2, 4, 2) PoseNet's."""
+    """``layers[i]`` 3x3 convolutions in block i, 2x2 max-pooling between blocks, stride 8."""
 
     def __init__(self, layers, channels=(64, 128, 256, 512), width: float = 1.0,
                  batch_norm: bool = True, in_channels: int = 3):
@@ -53,8 +51,6 @@ class VGGTrunk(nn.Sequential):
 
 # --- from notebooks/07_rhd_3d_hand_pose.ipynb ---
 class HandSegNet(nn.Module):
-    """(B, 3, H, W) normalised image -> (B, 2, H, W) logits (background, hand)."""
-
     def __init__(self, width: float = 1.0, batch_norm: bool = True):
         super().__init__()
         self.trunk = VGGTrunk((2, 2, 4, 4), width=width, batch_norm=batch_norm)
@@ -63,8 +59,7 @@ class HandSegNet(nn.Module):
             conv_block(c, _ch(512, width), batch_norm=batch_norm),
             conv_block(_ch(512, width), _ch(128, width), batch_norm=batch_norm),
             conv_block(_ch(128, width), _ch(512, width), kernel=1, batch_norm=batch_norm),
-            nn.Conv2d(_ch(512, width), 2, 1),  # linear logits: no ReLU, no BatchNorm
-        )
+            nn.Conv2d(_ch(512, width), 2, 1))  # linear logits: no ReLU, no BatchNorm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.head(self.trunk(x))  # at 1/8 of the input
@@ -73,8 +68,6 @@ class HandSegNet(nn.Module):
 
 # --- from notebooks/07_rhd_3d_hand_pose.ipynb ---
 class PoseNet(nn.Module):
-    """(B, 3, C, C) hand crop -> (B, stages, 21, C/8, C/8) score maps, every stage's output."""
-
     def __init__(self, width: float = 1.0, batch_norm: bool = True, stages: int = 3,
                  num_keypoints: int = NUM_KEYPOINTS):
         super().__init__()
@@ -88,8 +81,7 @@ class PoseNet(nn.Module):
         self.encoding = nn.Sequential(*enc)  # the 128-channel encoding every stage reads
         self.stages = nn.ModuleList([nn.Sequential(
             conv_block(c128, _ch(512, width), kernel=1, batch_norm=batch_norm),
-            nn.Conv2d(_ch(512, width), num_keypoints, 1),  # linear score maps
-        )])
+            nn.Conv2d(_ch(512, width), num_keypoints, 1))])  # linear score maps
         for _ in range(stages - 1):  # refinement: encoding + previous maps, wide 7x7 context
             layers = [conv_block(c128 + num_keypoints, c128, kernel=7, batch_norm=batch_norm)]
             layers += [conv_block(c128, c128, kernel=7, batch_norm=batch_norm) for _ in range(4)]
@@ -126,9 +118,8 @@ def _mlp(cin: int, hidden, cout: int, dropout: float) -> nn.Sequential:
 
 
 class PosePrior(nn.Module):
-    """(B, 21, S, S) score maps + (B,) hand side (0 left, 1 right, or its (B, 2) one-hot) ->
-    {"xyz": (B, 21, 3) root-relative normalised pose, and for "proposed" "canonical" and
-    "rotation" (B, 3, 3)}. Also takes one dict {"scoremaps", "hand_side"} (what the engine passes)."""
+    """Score maps (B, 21, S, S) + hand side ((B,) 0 left, 1 right, or (B, 2) one-hot), or one dict
+    of both (the engine's) -> {"xyz": (B, 21, 3)}, plus "canonical" and "rotation" if proposed."""
 
     def __init__(self, variant: str = "proposed", map_size: int = 32, dropout: float = 0.2,
                  batch_norm: bool = False, num_keypoints: int = NUM_KEYPOINTS, decode=None):
