@@ -213,9 +213,13 @@ def batch_plan(batch_size: int, lr: float, world_size: int, per_process: bool) -
     if batch_size % n:
         raise SystemExit(f"error: the global batch {batch_size} does not split evenly over {n} "
                          f"processes; choose a multiple of {n}, or --per-process-batch")
+    # BatchNorm is the exception to "the same steps": each process normalises its own images
+    # (a 4-image batch's statistics, not 8's) unless SyncBatchNorm pools them
+    bn = ("" if n == 1 else f", except BatchNorm, whose statistics each process takes over its own "
+          f"{batch_size // n} image(s) (--sync-bn pools them, on GPUs)")
     return {"global_batch": batch_size, "per_process_batch": batch_size // n, "lr": lr,
             "rule": f"global batch {batch_size} = {n} process(es) x {batch_size // n}; lr {lr:g} "
-                    f"as given: the same steps as one process with a batch of {batch_size}"}
+                    f"as given: the same steps as one process with a batch of {batch_size}{bn}"}
 
 
 # Running the notebooks' recipes, in one process or several
@@ -253,6 +257,10 @@ def _fit(model, train_loader, val_loader, config, dist, **fit_kwargs):
             ckpt = load_checkpoint(run_dir / "last.pth")
             result.update(resumed_from_epoch=int(ckpt["epoch"]), resumed_world_size=(
                 ckpt.get("config") or {}).get("world_size", 1))
+    if config.epochs == 0 and result["resumed_from_epoch"] == 0:  # a RESULT of random weights
+        raise CheckpointError(f"--epochs 0 and no finished epoch in {run_dir}: nothing to "
+                              "evaluate. Train with --epochs 1 or more, or point --run-dir at a "
+                              "run to evaluate (with --resume).")
     history = fit(model, train_loader, val_loader, config, **fit_kwargs)
     if dist.is_main and (run_dir / "best.pth").is_file():
         result["best_epoch"] = load_checkpoint(run_dir / "best.pth", model)["best"]["epoch"]
@@ -372,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     env.configure_threads()
     dist, device = env.init_distributed(env.pick_device(settings.device))
     log = print if dist.is_main else (lambda *args, **kwargs: None)  # rank 0 alone prints
+    if settings.sync_bn and (device.type != "cuda" or dist.world_size == 1):
+        env.cleanup_distributed()
+        raise SystemExit(f"error: --sync-bn needs several processes on CUDA GPUs (torchrun); this "
+                         f"run has {dist.world_size} process(es) on {device.type}, where each "
+                         "process's BatchNorm keeps its own statistics. Drop --sync-bn.")
     try:
         plan = batch_plan(settings.batch_size, settings.lr, dist.world_size,
                           settings.per_process_batch)

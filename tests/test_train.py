@@ -162,3 +162,26 @@ def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path):
     resumed = torch.load(run / "last.pth", weights_only=True)["model"]
     assert resumed.keys() == saved.keys()
     assert any(not torch.equal(resumed[k], saved[k]) for k in saved)  # it trained on
+
+
+def test_the_plan_says_batchnorm_is_per_process():
+    one, two = train.batch_plan(8, 1e-3, 1, False)["rule"], train.batch_plan(8, 1e-3, 2, False)["rule"]
+    assert "BatchNorm" not in one
+    assert "BatchNorm" in two and "own 4 image(s)" in two and "--sync-bn" in two
+
+
+def test_sync_bn_where_it_cannot_run_is_refused(monkeypatch):
+    monkeypatch.setenv("HANDPOSE_SMOKE", "1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(SystemExit, match="--sync-bn needs several processes on CUDA"):
+        train.main(["hands", "--sync-bn", "--device", "cpu", "--dry-run"])
+
+
+def test_zero_epochs_without_a_finished_run_is_an_error(tmp_path):
+    environ = {**os.environ, "HANDPOSE_SMOKE": "1", "HANDPOSE_DATA": str(tmp_path / "data"),
+               "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-m", "handpose_utils.train", "hands", "--epochs", "0",
+                           "--run-dir", str(tmp_path / "run")], cwd=REPO, env=environ,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "nothing to evaluate" in proc.stdout and "RESULT" not in proc.stdout
