@@ -185,3 +185,17 @@ def test_zero_epochs_without_a_finished_run_is_an_error(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "nothing to evaluate" in proc.stdout and "RESULT" not in proc.stdout
+
+
+def test_an_unwritable_run_folder_is_named_before_training(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    environ = {**os.environ, "HANDPOSE_SMOKE": "1", "HANDPOSE_DATA": str(tmp_path / "data"),
+               "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-m", "handpose_utils.train", "hands",
+                           "--run-dir", str(blocker / "run")], cwd=REPO, env=environ,
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-2000:]
+    assert "could not write" in proc.stdout and str(blocker / "run") in proc.stdout
+    assert "Traceback" not in out and "[001/" not in out  # refused before the first epoch
