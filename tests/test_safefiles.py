@@ -35,28 +35,27 @@ def _append_locked(path, tag, n):
                 f.write(f"{tag}-end\n")
 
 
-def test_two_processes_writing_one_file_both_succeed_and_it_stays_whole(tmp_path):
-    path = tmp_path / "shared.json"
+def _in_two_processes(target, path, n) -> list[int]:
+    """Run ``target(path, tag, n)`` in two fresh processes at once; their exit codes."""
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_write_many, args=(path, tag, 40)) for tag in "ab"]
+    procs = [ctx.Process(target=target, args=(path, tag, n)) for tag in "ab"]
     for p in procs:
         p.start()
     for p in procs:
         p.join(120)
-    assert [p.exitcode for p in procs] == [0, 0]
+    return [p.exitcode for p in procs]
+
+
+def test_two_processes_writing_one_file_both_succeed_and_it_stays_whole(tmp_path):
+    path = tmp_path / "shared.json"
+    assert _in_two_processes(_write_many, path, 40) == [0, 0]
     assert json.loads(path.read_text())["i"] == 39
     assert [p.name for p in tmp_path.iterdir()] == ["shared.json"]  # no temporaries left
 
 
 def test_the_lock_serialises_writers(tmp_path):
     path = tmp_path / "log.txt"
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_append_locked, args=(path, tag, 25)) for tag in "ab"]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert _in_two_processes(_append_locked, path, 25) == [0, 0]
     lines = path.read_text().split()
     assert len(lines) == 100
     for start, end in zip(lines[::2], lines[1::2]):
