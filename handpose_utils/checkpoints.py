@@ -98,9 +98,9 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scal
 
 
 def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, scheduler=None,
-                    scaler=None, restore_rng: bool = False, map_location="cpu") -> dict:
-    """Load with ``weights_only=True`` (no code runs), restore the given objects, return the dict;
-    a missing, corrupt or unfitting file raises an error naming it."""
+                    scaler=None, restore_rng: bool = False, map_location="cpu", check=None) -> dict:
+    """Load with ``weights_only=True`` (no code runs), call ``check(dict)`` if given, restore the
+    objects, return the dict; a missing, corrupt or unfitting file raises an error naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -115,6 +115,8 @@ def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, schedu
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise CheckpointError(f"{path} is not a course checkpoint (no 'model' entry); "
                               "save it with save_checkpoint")
+    if check is not None:  # e.g. refuse other settings before anything is overwritten
+        check(ckpt)
     if model is not None:
         try:
             unwrap(model).load_state_dict(ckpt["model"])
@@ -164,13 +166,12 @@ class Checkpointer:
             self._say(f"resume: no checkpoint in {self.folder}, starting from scratch")
             env.barrier()
             return None
-        self.check_settings(last, load_checkpoint(last).get("config", {}), run_config)
-        ckpt = load_checkpoint(last, model, optimizer, None, scaler, restore_rng=True)
+        ckpt = load_checkpoint(last, model, optimizer, None, scaler, restore_rng=True, check=(
+            lambda saved: self.check_settings(last, saved.get("config", {}), run_config)))
         saved_ws = (ckpt.get("config") or {}).get("world_size", 1)
         ws = run_config.get("world_size", 1)
-        self._say(f"resumed from {last}: {ckpt['epoch']} epoch(s) done"
-                  + (f", saved by {saved_ws} process(es), resumed by {ws}" if saved_ws != ws
-                     else ""))
+        self._say(f"resumed from {last}: {ckpt['epoch']} epoch(s) done" + (
+            f", saved by {saved_ws} process(es), resumed by {ws}" if saved_ws != ws else ""))
         self._resume_best(ckpt)
         env.barrier()  # all have read it before rank 0 may move files
         return ckpt
@@ -292,7 +293,7 @@ class Checkpointer:
         return (f"The model now holds the weights of epoch {ckpt['epoch']} from {last}; that file "
                 "and best.pth are left as they were.")
 
-    def report(self, n_epochs: int) -> None:  # the last line of a run
+    def report(self, n_epochs: int) -> None:
         if self.best["epoch"] is not None and n_epochs > 1:
             self._say(f"best {self.best['metric']} = {self.best['value']:.4g} at epoch "
                       f"{self.best['epoch']}")

@@ -37,8 +37,7 @@ from .schedules import make_scheduler, resume_schedule
 __all__ = ["History", "TrainConfig", "fit", "train_one_epoch", "evaluate", "predict",
            "default_prepare_batch", "FunctionMeter", "NonFiniteLossError",
            "StopTraining", "format_epoch", "epoch_printer", "wrap_distributed",
-           # re-exported from checkpoints, where they live
-           "CheckpointError", "load_checkpoint", "save_checkpoint"]
+           "CheckpointError", "load_checkpoint", "save_checkpoint"]  # the last 3 live in checkpoints
 
 
 class NonFiniteLossError(FloatingPointError):
