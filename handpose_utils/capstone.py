@@ -194,7 +194,8 @@ def pck_with_misses(pred, gt, threshold: float, visible=None) -> float:
     ``gt``. A missed image has NaN predictions: ``NaN <= t`` is False, so they count as wrong."""
     dist = np.linalg.norm(np.asarray(pred, np.float64) - np.asarray(gt, np.float64), axis=-1)
     vis = np.ones(dist.shape, bool) if visible is None else np.asarray(visible, bool)
-    return float(((dist <= threshold) & vis).sum() / max(int(vis.sum()), 1))
+    n = int(vis.sum())  # no labelled joint: nothing to score, so NaN (undefined)
+    return float(((dist <= threshold) & vis).sum() / n) if n else float("nan")
 
 
 def score_points(pred, gt, visible=None, frame: int = 224, alpha: float = 0.05,

@@ -252,6 +252,10 @@ class Checkpointer:
         if value is None:
             raise KeyError(f"best_metric {metric!r} is not among this epoch's values "
                            f"{sorted(row)}: set TrainConfig(best_metric=...) to one of them")
+        undefined = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
+        if undefined:  # kept in the history as they are, but never without a word
+            self._say(f"warning: epoch {row['epoch']}: {', '.join(undefined)} not finite (NaN: "
+                      "nothing to score, e.g. no visible joint; inf: a diverged loss)")
         old = self.best["value"]
         better = old is None or (value > old if self.best["mode"] == "max" else value < old)
         if math.isfinite(value) and better:

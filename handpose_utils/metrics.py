@@ -12,6 +12,8 @@
   annotation box on real OneHand10K samples, so stricter).
 * **Pooled averages** over every visible joint of every sample; ``per_joint=True`` and
   :func:`per_joint_epe` give MMPose's "per joint, then averaged" (the same with all visible).
+* **Undefined is NaN**: a figure over no scored joint (none visible, or every normaliser zero) is
+  NaN, PCK, its curve and AUC, EPE alike; never 0, which would read as "every joint wrong".
 """
 
 from __future__ import annotations
@@ -126,14 +128,13 @@ def pck_curve(pred, gt, thresholds: Sequence[float], norm=1.0, visible=None):
     ``thresholds`` are in units of ``norm`` (see :func:`pck`); with ``norm=1`` they are pixels,
     e.g. ``np.linspace(0, 30, 31)``, the 0-30 px range of hand papers. The AUC is the trapezoidal
     area under PCK over ``[thresholds[0], thresholds[-1]]`` divided by that range: in [0, 1], and
-    1 when every joint is within the smallest threshold.
+    1 when every joint is within the smallest threshold (NaN with no joint to score).
     """
     t = _tensor(thresholds).flatten()
     if t.numel() < 2 or not bool((t[1:] > t[:-1]).all()):
         raise ValueError("thresholds must be increasing, with at least two values")
     correct, mask = _correct(pred, gt, t, norm, visible)
-    total = mask.sum().clamp(min=1)
-    curve = correct.sum((1, 2)).float() / total
+    curve = correct.sum((1, 2)).float() / mask.sum()  # 0/0: NaN, undefined
     auc = float(torch.trapezoid(curve, t) / (t[-1] - t[0]))
     return curve, auc
 

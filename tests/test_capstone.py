@@ -86,6 +86,9 @@ def test_score_points_counts_misses_as_wrong():
     vis = torch.ones(4, 21, dtype=torch.bool)
     vis[:, :10] = False
     assert capstone.score_points(pred, gt, vis)["PCK@0.05"] == pytest.approx(0.75)
+    # no labelled joint: undefined, NaN as in hp.metrics (0 would read as "all wrong")
+    none = capstone.score_points(pred, gt, torch.zeros(4, 21, dtype=torch.bool))
+    assert all(np.isnan(none[k]) for k in ("PCK@0.05", "AUC", "EPE px"))
 
 
 def test_appearance_augment_keeps_the_geometry():

@@ -512,3 +512,20 @@ def test_fit_takes_a_config_and_at_most_ten_parameters():
         E.fit(Tiny(), loader, loader, {"epochs": 1}, loss_fn=nn.MSELoss())
     with pytest.raises(ValueError, match="best_metric='train_loss'"):
         E.fit(Tiny(), loader, None, E.TrainConfig(epochs=1), loss_fn=nn.MSELoss())
+
+
+def test_an_undefined_validation_metric_is_checkpointed_only_with_a_warning(tmp_path):
+    """A NaN in a metric that does not choose the best epoch (no visible joint to score) is
+    written to the history, as it is, but the log names it."""
+    loader = tiny_loader()
+
+    def fake_metric(outputs, targets, extras):
+        return {"score": 0.5, "pck": math.nan}
+
+    lines = []
+    fit_with(model_and_seed(), loader, loader, epochs=1, metrics=fake_metric,
+             best_metric="val_score", mode="max", checkpoint_dir=tmp_path, log=lines.append,
+             **QUIET)
+    assert math.isnan(E.load_checkpoint(tmp_path / "last.pth")["history"][0]["val_pck"])
+    warned = [line for line in lines if "warning" in line and "val_pck" in line]
+    assert warned and "val_score" not in warned[0], lines

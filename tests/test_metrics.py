@@ -131,3 +131,16 @@ def test_keypoint_meter_accumulates_batches_in_original_pixels():
     with pytest.raises(KeyError, match="orig_size"):
         meter.update(torch.zeros(1, 42), torch.zeros(1, 42), {})
     assert meter.log_items[0][1] == "PCK@0.05 (image size)"
+
+
+def test_undefined_is_nan_for_every_figure():
+    """No visible joint: nothing to score. PCK, EPE, the PCK curve, its AUC and the meter's
+    figures are all NaN; an AUC of 0 would read as "every joint wrong"."""
+    pred, gt = torch.rand(3, 21, 2) * 50, torch.rand(3, 21, 2) * 50
+    hidden = torch.zeros(3, 21, dtype=torch.bool)
+    curve, auc = pck_curve(pred, gt, [0, 10, 20], visible=hidden)
+    assert torch.isnan(curve).all() and math.isnan(auc)
+    assert math.isnan(pck(pred, gt, 0.1, 100.0, hidden)) and math.isnan(epe(pred, gt, hidden))
+    meter = KeypointMeter(norm=1.0, to_points=lambda o, t, e: (o, t))
+    meter.update(pred, gt, {"visible": hidden})
+    assert all(math.isnan(v) for v in meter.compute().values())
