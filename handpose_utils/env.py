@@ -150,7 +150,7 @@ def data_dir() -> Path:
     ``smoke/`` sub-folder so they never overwrite a default-mode dataset."""
     checkout = Path(__file__).resolve().parent.parent
     if os.environ.get(DATA_VAR):
-        base = Path(os.environ[DATA_VAR]).expanduser()
+        base = _folder_var(DATA_VAR)
     elif in_colab():
         base = Path("/content/data")
     elif (checkout / "pyproject.toml").exists() and (checkout / "notebooks").is_dir():
@@ -163,8 +163,18 @@ def data_dir() -> Path:
 def runs_dir() -> Path:
     """Where checkpoints and training logs go: ``HANDPOSE_RUNS``, else next to ``data/``."""
     if os.environ.get(RUNS_VAR):
-        return Path(os.environ[RUNS_VAR]).expanduser()
+        return _folder_var(RUNS_VAR)
     return data_dir().parent / "runs" if not is_smoke() else data_dir() / "runs"
+
+
+def _folder_var(name: str) -> Path:
+    """The folder a variable names, refused by name where a file stands in the way."""
+    path = Path(os.environ[name]).expanduser()
+    there = next(p for p in (path, *path.parents) if p.exists())  # "/" always exists
+    if not there.is_dir():
+        raise ValueError(f"{name}={os.environ[name]!r}: {there} is a file, not a folder. Point "
+                         f"{name} at a folder (created if missing), or unset it for the default.")
+    return path
 
 
 def describe() -> str:

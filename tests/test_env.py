@@ -92,3 +92,12 @@ def test_an_unavailable_device_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(env.DEVICE_VAR, "mps")
     with pytest.raises(RuntimeError, match=r"HANDPOSE_DEVICE='mps'.*not available"):
         env.pick_device()
+
+
+@pytest.mark.parametrize("var, where", [(env.DATA_VAR, "a-file"), (env.DATA_VAR, "a-file/data"),
+                                        (env.RUNS_VAR, "a-file")])
+def test_a_folder_variable_naming_a_file_is_refused_by_name(monkeypatch, tmp_path, var, where):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv(var, str(tmp_path / where))
+    with pytest.raises(ValueError, match=rf"{var}=.*a-file is a file, not a folder"):
+        env.data_dir() if var == env.DATA_VAR else env.runs_dir()
