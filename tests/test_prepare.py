@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +100,42 @@ def test_write_splits_records_the_fingerprint(data_root):
     prepare.write_splits(parts, prepare.splits_dir("synthetic", data_root), meta)
     written = json.loads((prepare.splits_dir("synthetic", data_root) / "split_meta.json").read_text())
     assert written["data"] == freihand.data_fingerprint(root)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """``read_only(folder)``: makes ``folder`` unwritable, as a read-only mount is: a read-only
+    bind mount as root (who ignores file modes), file modes otherwise."""
+    mounted = []
+
+    def make(folder):
+        if os.geteuid() != 0:
+            for path in [folder, *folder.rglob("*")]:
+                path.chmod(path.stat().st_mode & ~0o222)
+            return folder
+        if subprocess.run(["mount", "--bind", folder, folder], capture_output=True).returncode:
+            pytest.skip("cannot mount a read-only folder here")
+        mounted.append(folder)
+        subprocess.run(["mount", "-o", "remount,ro,bind", folder], check=True)
+        return folder
+
+    yield make
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=True)
+    for path in tmp_path.rglob("*"):
+        path.chmod(path.stat().st_mode | 0o200)
+
+
+def test_a_moved_read_only_copy_reuses_its_splits(data_root, tmp_path, read_only, capsys):
+    """The splits key on the data's content and paths relative to the data folder: a copy
+    elsewhere, read-only (a mounted dataset), reuses them and writes nothing."""
+    first = prepare_splits("synthetic", data_root, **SETTINGS)
+    copy = read_only(Path(shutil.copytree(data_root, tmp_path / "elsewhere" / "data")))
+    capsys.readouterr()
+    again = prepare_splits("synthetic", copy, **SETTINGS)
+    assert "rebuild" not in capsys.readouterr().out
+    moved = {p.replace(str(data_root), str(copy)): r["pose_id"] for p, r in by_image(first).items()}
+    assert {p: r["pose_id"] for p, r in by_image(again).items()} == moved
+    # other settings there: made in memory, and said, instead of a crash
+    other = prepare_splits("synthetic", copy, **dict(SETTINGS, fractions=(0.5, 0.5, 0.0)))
+    assert "cannot be written" in capsys.readouterr().out and len(other[2]) == 0

@@ -5,6 +5,7 @@ uses both readers and writers (each loaded on first use)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..env import data_dir
@@ -66,21 +67,54 @@ def splits_dir(dataset: str, data_root: str | Path | None = None) -> Path:
 
 def write_splits(parts, directory: str | Path, meta: dict) -> dict[str, Path]:
     """Write ``train.json``, ``val.json``, ``test.json`` and ``split_meta.json`` (written last).
-    When ``meta`` names the dataset ``root`` but holds no ``data`` fingerprint, the fingerprint of
-    the data there now is added, so :func:`prepare_splits` reuses these splits until the
-    annotations change."""
+    The dataset ``root`` in ``meta`` is kept relative to ``directory``, and the fingerprint of the
+    data there is added when ``meta`` holds none: :func:`prepare_splits` reuses these splits
+    until the annotations change, also in a moved copy of the data folder."""
     directory = Path(directory)
     meta_path = directory / "split_meta.json"
     meta_path.unlink(missing_ok=True)
-    if "data" not in meta and meta.get("root"):
-        from ..datasets.freihand import data_fingerprint
+    if meta.get("root"):
+        root = directory / meta["root"]  # an absolute root stays itself
+        meta = dict(meta, root=_relative(root, directory))
+        if "data" not in meta:
+            from ..datasets.freihand import data_fingerprint
 
-        meta = dict(meta, data=data_fingerprint(meta["root"]))
+            meta["data"] = data_fingerprint(root)
     names = ("train", "val", "test")
     paths = {n: save_records(p, directory / f"{n}.json") for n, p in zip(names, parts)}
     meta = dict(meta, counts={n: len(p) for n, p in zip(names, parts)})
     write_json(meta_path, meta, indent=1)
     return paths
+
+
+def _relative(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
+def _cached(directory: Path, want: dict, fingerprint: dict, log) -> tuple | None:
+    """The splits in ``directory`` if made with ``want`` from this data, else None (``log`` why)."""
+    from ..datasets.freihand import fingerprint_changes
+
+    meta_path = directory / "split_meta.json"
+    if not meta_path.is_file():
+        return None
+    text = meta_path.read_text()
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict):
+        why = [f"{meta_path.name} is unreadable"]
+    else:
+        why = [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in want.items()
+               if meta.get(k) != v] or fingerprint_changes(meta.get("data"), fingerprint)
+    if why:
+        if log:
+            log(f"rebuilding the splits in {directory}: " + "; ".join(why))
+        return None
+    parts = tuple(load_records(directory / f"{n}.json") for n in ("train", "val", "test"))
+    # read without the lock: valid only if no writer replaced them meanwhile
+    return parts if meta_path.is_file() and meta_path.read_text() == text else None
 
 
 def prepare_splits(dataset: str = "synthetic", data_root: str | Path | None = None,
@@ -91,32 +125,35 @@ def prepare_splits(dataset: str = "synthetic", data_root: str | Path | None = No
     cached in ``<data>/splits/<dataset>/`` with the settings that made them and a fingerprint of
     the data (``data_fingerprint``: the annotation files' content, the generator's version); other
     settings, or data changed on disk since, rebuild them, and ``log`` says why."""
-    from ..datasets.freihand import data_fingerprint, fingerprint_changes, load_freihand
+    from ..datasets.freihand import data_fingerprint, load_freihand
 
     directory = splits_dir(dataset, data_root)
     root = prepare_freihand(dataset, data_root, n_poses, seed, download)
-    want = {"dataset": dataset, "root": str(root.resolve()), "n_poses": n_poses if dataset ==
-            "synthetic" else None, "seed": seed, "fractions": list(fractions),
+    want = {"dataset": dataset, "root": _relative(root, directory), "n_poses": n_poses if
+            dataset == "synthetic" else None, "seed": seed, "fractions": list(fractions),
             "split_seed": split_seed, "key": "pose_id"}
     fingerprint = data_fingerprint(root)  # before reading: changes meanwhile rebuild next time
-    meta_path = directory / "split_meta.json"
-    with file_lock(meta_path):  # two notebooks asking at once: the second reuses the first's
-        if not rebuild and meta_path.is_file():
-            try:
-                meta = json.loads(meta_path.read_text())
-            except json.JSONDecodeError:
-                meta = None
-            if not isinstance(meta, dict):
-                why = [f"{meta_path.name} is unreadable"]
-            else:
-                why = [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in want.items()
-                       if meta.get(k) != v] or fingerprint_changes(meta.get("data"), fingerprint)
-            if not why:
-                return tuple(load_records(directory / f"{n}.json")
-                             for n in ("train", "val", "test"))
-            if log:
-                log(f"rebuilding the splits in {directory}: " + "; ".join(why))
-        parts = grouped_split(load_freihand(root, "training"), fractions, key="pose_id",
-                              seed=split_seed)
-        write_splits(parts, directory, dict(want, data=fingerprint))
+    parts = None if rebuild else _cached(directory, want, fingerprint, None)
+    if parts is not None:  # no lock needed to read, so a read-only copy works
+        return parts
+
+    def split():
+        return grouped_split(load_freihand(root, "training"), fractions, key="pose_id",
+                             seed=split_seed)
+
+    if not _writable(directory):
+        if log:
+            log(f"{directory} cannot be written (a read-only copy?): the splits are made in "
+                "memory and made again next time")
+        return split()
+    with file_lock(directory / "split_meta.json"):  # two notebooks: the second reuses the first's
+        parts = None if rebuild else _cached(directory, want, fingerprint, log)
+        if parts is None:
+            parts = split()
+            write_splits(parts, directory, dict(want, data=fingerprint))
     return parts
+
+
+def _writable(folder: Path) -> bool:
+    there = next(p for p in (folder, *folder.parents) if p.exists())
+    return os.access(there, os.W_OK)
