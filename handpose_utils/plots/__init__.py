@@ -1,5 +1,5 @@
 """The figures several lessons share: skeletons on images, sample grids, 3D skeletons,
-predictions against ground truth, per-joint errors, PCK curves, a table and a widget browser.
+per-joint errors, PCK curves and a widget browser.
 One lesson's figures are in ``hp.plots.<topic>`` (``plots/<topic>.py``, loaded on first use).
 
 Every widget browser wraps a plain plotting function: call that function once directly first
@@ -122,20 +122,7 @@ def sample_browser(records: Sequence[dict], show=show_sample, **kwargs):
                                            continuous_update=False))
 
 
-# --------------------------------------------------------------------------------------------
-# Predictions and model comparison
-
-
-def show_predictions(records: Sequence[dict], preds, indices=None, cols: int = 4, size: float = 2.6,
-                     errors=None):
-    """Validation images with ground truth (green) and predictions ``(N, 21, 2)`` in image pixels
-    (red): ``indices`` (default: the first ``cols`` * 2), their ``errors`` (px) in the titles."""
-    preds = np.asarray(preds)
-    indices = list(range(min(len(records), cols * 2))) if indices is None else list(indices)
-    titles = [f"#{i}" + (f"  EPE {errors[i]:.1f}px" if errors is not None else "") for i in indices]
-    return show_grid([records[i] for i in indices], cols=cols, size=size, titles=titles,
-                     preds=[preds[i] for i in indices])
-
+# Model comparison -----------------------------------------------------------------------------
 
 def plot_per_joint_error(errors: dict, ax=None, unit: str = "px", title: str = "error per joint"):
     """Grouped bars: mean error per HAND21 joint for each model, ``{name: (21,) errors}`` (or
@@ -166,36 +153,6 @@ def plot_pck_curves(curves: dict[str, tuple], ax=None, xlabel: str = "threshold 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return ax
-
-
-def prediction_browser(records: Sequence[dict], preds):
-    """A slider over validation images showing ground truth (green) and prediction (red)."""
-    preds = np.asarray(preds)
-    sample_browser(range(len(records)),
-                   lambda i: show_sample(records[i], pred=preds[i], title=f"#{i}"))
-
-
-def results_table(rows: dict[str, dict], floatfmt: str = "{:.3f}") -> str:
-    """A fixed-width text table of ``{row name: {column: value}}`` (integers with thousands
-    separators, floats with ``floatfmt``)."""
-    cols: list[str] = []
-    for r in rows.values():
-        cols += [c for c in r if c not in cols]
-
-    def fmt(v):
-        if isinstance(v, bool) or v is None:
-            return str(v)
-        if isinstance(v, (int, np.integer)):
-            return f"{v:,d}"
-        if isinstance(v, (float, np.floating)):
-            return floatfmt.format(v)
-        return str(v)
-
-    table = [["model"] + cols] + [[name] + [fmt(r.get(c, "")) for c in cols]
-                                  for name, r in rows.items()]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))) for row in table)
 
 
 def show_source(*objects) -> None:
