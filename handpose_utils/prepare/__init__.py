@@ -98,23 +98,18 @@ def _cached(directory: Path, want: dict, fingerprint: dict, log) -> tuple | None
     meta_path = directory / "split_meta.json"
     if not meta_path.is_file():
         return None
-    text = meta_path.read_text()
     try:
-        meta = json.loads(text)
+        meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError:
         meta = None
-    if not isinstance(meta, dict):
-        why = [f"{meta_path.name} is unreadable"]
-    else:
-        why = [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in want.items()
-               if meta.get(k) != v] or fingerprint_changes(meta.get("data"), fingerprint)
+    why = ([f"{meta_path.name} is unreadable"] if not isinstance(meta, dict) else
+           [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in want.items() if meta.get(k) != v]
+           or fingerprint_changes(meta.get("data"), fingerprint))
     if why:
         if log:
             log(f"rebuilding the splits in {directory}: " + "; ".join(why))
         return None
-    parts = tuple(load_records(directory / f"{n}.json") for n in ("train", "val", "test"))
-    # read without the lock: valid only if no writer replaced them meanwhile
-    return parts if meta_path.is_file() and meta_path.read_text() == text else None
+    return tuple(load_records(directory / f"{n}.json") for n in ("train", "val", "test"))
 
 
 def prepare_splits(dataset: str = "synthetic", data_root: str | Path | None = None,
@@ -133,19 +128,16 @@ def prepare_splits(dataset: str = "synthetic", data_root: str | Path | None = No
             dataset == "synthetic" else None, "seed": seed, "fractions": list(fractions),
             "split_seed": split_seed, "key": "pose_id"}
     fingerprint = data_fingerprint(root)  # before reading: changes meanwhile rebuild next time
-    parts = None if rebuild else _cached(directory, want, fingerprint, None)
-    if parts is not None:  # no lock needed to read, so a read-only copy works
-        return parts
 
     def split():
         return grouped_split(load_freihand(root, "training"), fractions, key="pose_id",
                              seed=split_seed)
 
-    if not _writable(directory):
-        if log:
-            log(f"{directory} cannot be written (a read-only copy?): the splits are made in "
-                "memory and made again next time")
-        return split()
+    if not _writable(directory):  # a read-only copy (no writer, no lock): reuse, or make anew
+        parts = None if rebuild else _cached(directory, want, fingerprint, log)
+        if parts is None and log:
+            log(f"{directory} cannot be written: the splits are made in memory, and again next time")
+        return parts or split()
     with file_lock(directory / "split_meta.json"):  # two notebooks: the second reuses the first's
         parts = None if rebuild else _cached(directory, want, fingerprint, log)
         if parts is None:
