@@ -378,6 +378,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     scheduler: str | Callable | None = "cosine"  # "cosine", "step", None, f(optimizer)
     warmup_epochs: int = 0
+    restart_schedule: bool = False  # a resume adding epochs: a new cosine from lr over them
     grad_clip: float | None = None  # clip the global gradient norm
     # speed: AMP None = env.amp_settings (fp16 + GradScaler on a T4, bf16 on Ampere, off on CPU)
     amp: bool | None = None
@@ -452,7 +453,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, config: TrainConfig | N
     history, start = History(), 1
     if cfg.resume and (saved := ckpt.resume(model, optimizer, scaler, run)) is not None:
         sched = resume_schedule(sched, cfg.scheduler, optimizer, saved, cfg.epochs,
-                                  cfg.warmup_epochs, run, log)
+                                  cfg.warmup_epochs, run, log, cfg.restart_schedule)
         history, start = History(saved["history"]), saved["epoch"] + 1
     ckpt.start(new_run=start == 1)
     if start > cfg.epochs and log:

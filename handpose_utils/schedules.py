@@ -40,22 +40,21 @@ def _cosine_tail(optimizer, start: int, factor: float, epochs: int, done: int):
     from torch.optim.lr_scheduler import LambdaLR
 
     remaining = epochs - start
-
-    def lr_factor(k):  # k = 0 for epoch start + 1
-        return factor * (1 + math.cos(math.pi * (k + 1) / (remaining + 1))) / 2
-
-    # last_epoch = k - 1 makes the constructor's own step land on k (needs initial_lr, which
-    # the restored optimiser state carries)
-    return LambdaLR(optimizer, lr_factor, last_epoch=done - start - 1)
+    # k = 0 for epoch start + 1; last_epoch = k - 1 makes the constructor's own step land on k
+    # (needs initial_lr, which the restored optimiser state carries)
+    return LambdaLR(optimizer, lambda k: factor * (1 + math.cos(
+        math.pi * (k + 1) / (remaining + 1))) / 2, last_epoch=done - start - 1)
 
 
 def resume_schedule(sched, scheduler, optimizer, ckpt: dict, epochs: int, warmup_epochs: int,
-                      run_config: dict, log):
+                    run_config: dict, log, restart: bool = False):
     """The schedule to continue a run with. Unchanged plan: the saved state. When ``epochs``
     changed, the old curve would be wrong (a 2-epoch cosine resumed to 5 would climb back up),
-    so a cosine is re-planned: in its warm-up, the fresh plan; after it, a cosine from the last
-    epoch's rate down over the remaining epochs (recorded in ``run_config`` so a later resume
-    rebuilds it). Other schedules continue from their saved state, with a note."""
+    so a cosine is re-planned: in its warm-up, the fresh plan; after it, a cosine down over the
+    remaining epochs from the last epoch's rate, or with ``restart`` from the base rate (SGDR's
+    warm restart, no warm-up: the weights are trained), logged with its rates and recorded in
+    ``run_config`` so a later resume rebuilds it. Other schedules continue from their saved
+    state, with a note."""
     saved = ckpt.get("config") or {}
     done, old_epochs = int(ckpt["epoch"]), saved.get("epochs", epochs)
     tail = saved.get("cosine_tail_epoch"), saved.get("cosine_tail_factor")
@@ -69,8 +68,10 @@ def resume_schedule(sched, scheduler, optimizer, ckpt: dict, epochs: int, warmup
                     else "custom scheduler")
             log(f"epochs changed from {old_epochs} to {epochs}: the {kind} continues from its "
                 "saved state (built for the old length; if it depends on the number of epochs, "
-                "start a new run with resume=False)")
+                "start a new run with resume=False" + (
+                    "; restart_schedule restarts a cosine only)" if restart else ")"))
         return sched
+    base = optimizer.param_groups[0]["initial_lr"]
     if old_epochs == epochs:  # a re-planned cosine, interrupted again
         start, factor = int(tail[0]), float(tail[1])
     elif done <= warmup_epochs:
@@ -87,10 +88,16 @@ def resume_schedule(sched, scheduler, optimizer, ckpt: dict, epochs: int, warmup
         return fresh
     else:
         start = done
-        factor = ckpt["history"][-1]["lr"] / optimizer.param_groups[0]["initial_lr"]
-        if log:
-            log(f"epochs changed from {old_epochs} to {epochs}: the cosine continues from the "
-                f"last epoch's learning rate ({ckpt['history'][-1]['lr']:.2e}) down over the "
-                f"remaining {epochs - done} epoch(s)")
+        # a restart's factor puts its first epoch exactly at the base rate
+        factor = (2 / (1 + math.cos(math.pi / (epochs - done + 1))) if restart
+                  else ckpt["history"][-1]["lr"] / base)
     run_config.update(cosine_tail_epoch=start, cosine_tail_factor=factor)
-    return _cosine_tail(optimizer, start, factor, epochs, done)
+    new = _cosine_tail(optimizer, start, factor, epochs, done)
+    if log and old_epochs != epochs:
+        first, last = optimizer.param_groups[0]["lr"], base * new.lr_lambdas[0](epochs - start - 1)
+        log(f"epochs changed from {old_epochs} to {epochs}: epochs {done + 1}-{epochs} "
+            f"{'restart' if restart else 'continue'} the cosine: lr {first:.2e} -> {last:.2e} "
+            f"({first / base:.1%} of the base rate {base:.2e})" + ("" if restart else (
+                "; restart_schedule=True (--restart-schedule) runs a new cosine from the base "
+                "rate over them instead")))
+    return new

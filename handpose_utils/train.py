@@ -67,6 +67,8 @@ def _shared(epochs: By, lr: float, datasets: tuple) -> list[tuple]:
          "processes; helps small per-process batches)"),
         ("resume", bool, True, "continue from RUN_DIR/last.pth (any number of processes); "
          "--no-resume starts over (the old files move aside)"),
+        ("restart_schedule", bool, False, "with --resume and more --epochs: a new cosine from "
+         "--lr over the added epochs (else the finished one continues at its last, low rate)"),
         ("max_steps", _optional_int, None, "batches per epoch (default: all)"),
         ("seed", int, 0, "seed of the data, the weights and the augmentation"),
         ("dataset", datasets, "synthetic", "synthetic (generated here) or the real data set"),
@@ -242,7 +244,8 @@ def _engine_options(s, dist, device, log, run_name: str) -> dict:
     """The ``TrainConfig`` fields the command line sets alike for both recipes."""
     return {"device": device, "checkpoint_dir": Path(s.run_dir or env.runs_dir() / run_name),
             "resume": s.resume, "max_steps": s.max_steps, "seed": s.seed, "live_plot": False,
-            "log": log, "sync_bn": s.sync_bn, "progress": dist.is_main}
+            "log": log, "sync_bn": s.sync_bn, "progress": dist.is_main,
+            "restart_schedule": s.restart_schedule}
 
 
 def _fit(model, train_loader, val_loader, config, dist, **fit_kwargs):
@@ -276,10 +279,19 @@ def _run_hands(s: argparse.Namespace, dist, device, plan, log):
         s.dataset, s.data, n_poses=s.n_poses, seed=s.seed, download=s.download, log=log),
         dist)
     log(f"train {len(train_recs)} | val {len(val_recs)} images")
-    train_loader, val_loader = D.make_loaders(
-        *(D.build_image_cache(r, s.input_size, progress=dist.is_main, log=log)
-          for r in (train_recs, val_recs)),
-        batch_size=plan["per_process_batch"], device=device, seed=s.seed)
+    # Each process caches only the images it trains on, and rank 0 alone (it evaluates) the
+    # validation images: the memory per process falls with the number of processes.
+    shard = (dist.rank, dist.world_size) if dist.world_size > 1 else None
+    train_cache = D.build_image_cache(train_recs, s.input_size, progress=dist.is_main, log=log,
+                                      shard=shard)
+    val_cache = (D.build_image_cache(val_recs, s.input_size, progress=dist.is_main, log=log)
+                 if dist.is_main else None)
+    held = [(0, 0) if c is None else (len(c), c.images.nbytes / 1e6)
+            for c in (train_cache, val_cache)]
+    print(f"images in memory: rank {dist.rank} holds {held[0][0] + held[1][0]} images, "
+          f"{held[0][1]:.2f} MB (train shard) + {held[1][1]:.2f} MB (validation)", flush=True)
+    train_loader, val_loader = D.make_loaders(train_cache, val_cache, device=device, seed=s.seed,
+                                              batch_size=plan["per_process_batch"])
     env.seed_everything(s.seed)
     model = models.build_model(s.model)
     config, fit_kwargs = hands_recipe(
@@ -288,7 +300,10 @@ def _run_hands(s: argparse.Namespace, dist, device, plan, log):
                   "n_poses": s.n_poses, "global_batch": plan["global_batch"]},
         **_engine_options(s, dist, device, log,
                           f"train_hands_{s.dataset}_{s.model}_{s.input_size}px"))
-    history, result = _fit(model, train_loader, val_loader, config, dist, **fit_kwargs)
+    # an empty stand-in on the other ranks: fit evaluates on rank 0 only, but reads None as "no
+    # validation set", which it refuses for a best epoch chosen by validation PCK
+    history, result = _fit(model, train_loader, val_loader if dist.is_main else [], config, dist,
+                           **fit_kwargs)
     if not dist.is_main:
         return history, result
     out, ex = engine.predict(model, val_loader, prepare_batch=fit_kwargs["prepare_batch"],

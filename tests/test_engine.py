@@ -438,6 +438,49 @@ def test_more_epochs_during_warmup_follow_the_new_plan(tmp_path):
     assert resumed == pytest.approx(fresh)
 
 
+def test_added_epochs_name_their_rates_and_can_restart_the_cosine(tmp_path):
+    """A finished 4-epoch cosine resumed to 12: by default the added epochs continue its low
+    tail, and the log says so with the rates before they train; restart_schedule runs a new
+    cosine from the base rate down to ~0 instead, and a run interrupted in that restarted
+    segment resumes it (not the original schedule) when the same command runs again."""
+    import shutil
+
+    loader, base = tiny_loader(), 1e-2
+    kw = dict(lr=base, **QUIET)
+    fit_with(model_and_seed(), loader, epochs=4, checkpoint_dir=tmp_path / "a", log=None, **kw)
+    for copy in ("b", "c"):  # the same finished run, to be resumed three ways
+        shutil.copytree(tmp_path / "a", tmp_path / copy)
+    logs = []
+    tail = fit_with(model_and_seed(), loader, epochs=12, checkpoint_dir=tmp_path / "a",
+                    resume=True, log=logs.append, **kw).column("lr")
+    said = [line for line in logs if "epochs 5-12 continue the cosine" in line]
+    fifth = next(i for i, line in enumerate(logs) if line.startswith("[005/012]"))
+    assert len(said) == 1 and logs.index(said[0]) < fifth  # said before the epochs train
+    assert f"lr {tail[4]:.2e} -> {tail[11]:.2e} ({tail[4] / base:.1%} of the base rate" in said[0]
+    assert "--restart-schedule" in said[0] and tail[4] < tail[3] < 0.2 * base
+
+    logs = []
+    restarted = fit_with(model_and_seed(), loader, epochs=12, checkpoint_dir=tmp_path / "b",
+                         resume=True, restart_schedule=True, log=logs.append, **kw).column("lr")
+    assert restarted[:4] == pytest.approx(tail[:4])
+    assert restarted[4] == pytest.approx(base)  # the first added epoch: the base rate
+    assert all(b < a for a, b in zip(restarted[4:], restarted[5:])), restarted
+    assert 0 < restarted[11] < 0.05 * base  # ... down to about 0 at the end
+    assert any(f"epochs 5-12 restart the cosine: lr {base:.2e} -> {restarted[11]:.2e}" in line
+               for line in logs), logs
+
+    def crash_after_seven(epoch, history):
+        if epoch == 7:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit_with(model_and_seed(), loader, epochs=12, checkpoint_dir=tmp_path / "c", resume=True,
+                 restart_schedule=True, log=None, callbacks=[crash_after_seven], **kw)
+    again = fit_with(model_and_seed(), loader, epochs=12, checkpoint_dir=tmp_path / "c",
+                     resume=True, restart_schedule=True, log=None, **kw).column("lr")
+    assert again == pytest.approx(restarted)
+
+
 def test_stale_temporaries_of_killed_saves_are_removed(tmp_path):
     """Only the course's own temporaries, only when old and not written by a live process."""
     import os

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def test_help_documents_the_options(task, capsys):
     assert stop.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--epochs", "--batch-size", "--lr", "--data", "--run-dir", "--resume",
-                 "--per-process-batch", "--sync-bn", "--dry-run"):
+                 "--per-process-batch", "--sync-bn", "--restart-schedule", "--dry-run"):
         assert flag in text, flag
     assert "GPU" in text and "CPU" in text and "smoke" in text  # per-machine defaults named
 
@@ -91,16 +92,16 @@ def test_batch_plan_splits_the_global_batch_or_scales_the_rate():
         train.batch_plan(30, 1e-3, 4, per_process=False)
 
 
-def test_each_process_trains_on_its_own_shard():
+def test_each_process_trains_on_its_own_shard_of_a_whole_cache(monkeypatch):
     n = 22
     cache = ImageCache(images=np.zeros((n, 8, 8, 3), np.uint8),
                        keypoints=np.zeros((n, 21, 2), np.float32),
                        visible=np.ones((n, 21), bool), orig_size=np.full((n, 2), 8.0),
                        record_index=np.arange(n), size=8)
     shards = []
-    for rank in range(2):
-        loader = cached_loader(cache, batch_size=4, shuffle=True, seed=3,
-                               distributed=env.Distributed(rank=rank, world_size=2))
+    for rank in range(2):  # as under torchrun with 2 processes
+        monkeypatch.setattr(env, "distributed", lambda r=rank: env.Distributed(rank=r, world_size=2))
+        loader = cached_loader(cache, batch_size=4, shuffle=True, seed=3)
         loader.sampler.sampler.set_epoch(1)
         shards.append([int(i) for batch in loader for i in batch["index"]])
     assert len(shards[0]) == len(shards[1]) == 11  # equal shares: no process waits for another
@@ -108,8 +109,6 @@ def test_each_process_trains_on_its_own_shard():
     assert not set(shards[0]) & set(shards[1])
     loader.sampler.sampler.set_epoch(2)  # a new epoch, a new order
     assert [int(i) for b in loader for i in b["index"]] != shards[1]
-    with pytest.raises(ValueError, match="process group"):
-        cached_loader(cache, batch_size=4, shuffle=True, distributed=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,13 +129,42 @@ def _assert_trained(result: dict, world_size: int, keys: tuple[str, ...]) -> Non
     assert not any(k.startswith(("module.", "_orig_mod.")) for k in ckpt["model"])  # plain model
 
 
-@pytest.mark.parametrize("processes", [1, 2])
-def test_hands_trains_in_smoke_mode(processes, tmp_path):
-    result, out = run_cli(["hands", "--run-dir", str(tmp_path / "run"), "--epochs", "1"],
-                          tmp_path / "data", processes)
-    _assert_trained(result, processes, ("PCK@0.05 (image size, all joints)",))
-    assert result["per_process_batch"] * processes == result["global_batch"] == 8
-    assert out.count("[001/001]") == 1  # rank 0 alone logs
+MEMORY = re.compile(r"images in memory: rank (\d+) holds (\d+) images, ([\d.]+) MB \(train "
+                    r"shard\) \+ ([\d.]+) MB \(validation\)")
+
+
+def test_hands_trains_in_smoke_mode_each_of_two_processes_caching_half(tmp_path):
+    """The same data in one process and in two: both train, evaluate and save. Each of the two
+    holds about half the training images (its shard, the shorter one padded), and only rank 0,
+    which evaluates, the validation images; every process says what it holds."""
+    held = {}
+    for processes in (1, 2):
+        result, out = run_cli(["hands", "--run-dir", str(tmp_path / f"run{processes}"),
+                               "--epochs", "1"], tmp_path / "data", processes)
+        _assert_trained(result, processes, ("PCK@0.05 (image size, all joints)",))
+        assert result["per_process_batch"] * processes == result["global_batch"] == 8
+        assert out.count("[001/001]") == 1  # rank 0 alone logs
+        assert "no DistributedSampler" not in out
+        held[processes] = {int(rank): (int(n), float(train_mb), float(val_mb))
+                           for rank, n, train_mb, val_mb in MEMORY.findall(out)}
+    assert sorted(held[1]) == [0] and sorted(held[2]) == [0, 1], held
+    n_one, train_one, val_one = held[1][0]
+    per_image = (train_one + val_one) / n_one
+    assert n_one <= held[2][0][0] + held[2][1][0] <= n_one + 1  # padded by one image at most
+    for rank, (_, train_mb, val_mb) in held[2].items():
+        assert abs(train_mb - train_one / 2) <= 2 * per_image, held
+        assert val_mb == (val_one if rank == 0 else 0.0), held
+
+
+def test_restart_schedule_on_the_command_line(tmp_path):
+    """--restart-schedule reaches the engine: a resume that adds epochs to a finished cosine
+    starts them at the base rate, and the settings check lets the flag through."""
+    args = ["hands", "--run-dir", str(tmp_path / "run"), "--warmup-epochs", "0", "--lr", "0.002"]
+    run_cli([*args, "--epochs", "2"], tmp_path / "data")
+    _, out = run_cli([*args, "--epochs", "4", "--restart-schedule"], tmp_path / "data")
+    assert "epochs 3-4 restart the cosine: lr 2.00e-03" in out
+    history = torch.load(tmp_path / "run" / "last.pth", weights_only=True)["history"]
+    assert history[2]["lr"] == pytest.approx(0.002) and 0 < history[3]["lr"] < 0.002
 
 
 @pytest.mark.parametrize("processes", [1, 2])
