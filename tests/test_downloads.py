@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import io
 import multiprocessing
 import random
 import threading
@@ -33,7 +34,7 @@ def test_failed_download_names_url_and_destination_and_leaves_nothing(tmp_path):
     dest = tmp_path / "data" / "missing.zip"
     with pytest.raises(OSError, match=r"could not download .*missing\.zip.*internet") as err:
         download_file(url, dest, progress=False)
-    assert str(dest) in str(err.value)
+    assert str(dest) in str(err.value) and "No bytes were kept" in str(err.value)
     assert not dest.exists() and not dest.with_name("missing.zip.part").exists()
 
 
@@ -64,42 +65,70 @@ def test_imagenet_weights_fall_back_with_a_message():
 
 # --------------------------------------------------------------------------------------------
 # Over HTTP: a real server on 127.0.0.1 that can cut a response short, send an HTML error page,
-# answer Range requests (206) or ignore them.
+# answer Range requests (206) or ignore them, and honour If-Range.
 
 PAYLOAD = random.Random(0).randbytes(300_000)
 CUT = 100_000  # bytes a cut response sends before it closes the connection
+CHUNK_CUT = 120_000  # bytes a dropped chunked response delivers: two chunks and part of a third
+CLOSE_CUT = 123_456  # bytes a cut response without any length sends before it closes
 HTML_PAGE = b"<!DOCTYPE html>\n<html><body>Quota exceeded, try again later</body></html>\n"
+
+
+def _stored_zip(size):
+    """A zip archive (one stored member of random bytes) of exactly ``size`` bytes."""
+    def build(n):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("hand.bin", random.Random(2).randbytes(n))
+        return buf.getvalue()
+    data = build(size - len(build(0)))  # a stored member adds a fixed overhead
+    assert len(data) == size
+    return data
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     """``/<mode>/<name>``: ``full`` honours Range, ``norange`` ignores it, ``cut`` announces the
     whole payload but sends CUT bytes, ``flaky`` cuts the first plain GET and honours Range,
-    ``slow`` is ``full`` sent in 10 pieces 20 ms apart, ``html`` sends an HTML page as
-    text/html, ``htmlbytes`` as application/octet-stream."""
+    ``chunked`` is ``flaky`` with the first body chunked and dropped inside its third chunk
+    (CHUNK_CUT bytes), ``close`` is ``flaky`` with the first body sent without any length and
+    cut after CLOSE_CUT bytes, ``slow`` is ``full`` sent in 10 pieces 20 ms apart, ``html`` sends
+    an HTML page as text/html, ``htmlbytes`` as application/octet-stream. The file is
+    ``server.payload``; replies carry ``server.etag`` and ``server.last_modified`` when set, and a
+    Range whose If-Range names neither gets the whole file (200), as RFC 9110 says."""
 
     def do_GET(self):  # noqa: N802 - the name http.server calls
         mode = self.path.split("/")[1]
         rng = self.headers.get("Range")
-        self.server.seen.append((mode, rng))
+        srv = self.server
+        srv.seen.append((mode, rng))
+        srv.if_range.append(self.headers.get("If-Range"))
         self.close_connection = True
         if mode in ("html", "htmlbytes"):
             kind = "text/html; charset=utf-8" if mode == "html" else "application/octet-stream"
             return self._send(200, HTML_PAGE, {"Content-Type": kind})
+        payload = srv.payload
+        version = {k: v for k, v in [("ETag", srv.etag), ("Last-Modified", srv.last_modified)] if v}
         pieces = 10 if mode == "slow" else 1
-        if rng and mode in ("full", "flaky", "slow"):
+        unchanged = self.headers.get("If-Range") in (None, srv.etag, srv.last_modified)
+        if rng and unchanged and mode in ("full", "flaky", "chunked", "close", "slow"):
             start = int(rng.removeprefix("bytes=").rstrip("-"))
-            if start >= len(PAYLOAD):
-                return self._send(416, b"", {"Content-Range": f"bytes */{len(PAYLOAD)}"})
-            return self._send(206, PAYLOAD[start:], {
-                "Content-Range": f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}"},
+            if start >= len(payload):
+                return self._send(416, b"", {"Content-Range": f"bytes */{len(payload)}"})
+            return self._send(206, payload[start:], {
+                "Content-Range": f"bytes {start}-{len(payload) - 1}/{len(payload)}", **version},
                 pieces=pieces)
+        if mode == "chunked" and not rng:
+            return self._send_chunked_and_drop(payload, version)
+        if mode == "close" and not rng:
+            return self._send(200, payload, version, send=CLOSE_CUT, length=False)
         if mode == "cut" or (mode == "flaky" and not rng):
-            return self._send(200, PAYLOAD, {}, send=CUT)
-        return self._send(200, PAYLOAD, {}, pieces=pieces)
+            return self._send(200, payload, version, send=CUT)
+        return self._send(200, payload, version, pieces=pieces)
 
-    def _send(self, code, body, headers, send=None, pieces=1):
+    def _send(self, code, body, headers, send=None, pieces=1, length=True):
         self.send_response(code)
-        self.send_header("Content-Length", str(len(body)))
+        if length:
+            self.send_header("Content-Length", str(len(body)))
         headers.setdefault("Content-Type", "application/zip")
         for key, value in headers.items():
             self.send_header(key, value)
@@ -112,6 +141,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body[i:i + step])
             self.wfile.flush()
 
+    def _send_chunked_and_drop(self, body, headers):
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Content-Type", "application/zip")
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        for start in (0, 50_000):
+            self.wfile.write(b"c350\r\n" + body[start:start + 50_000] + b"\r\n")  # 0xc350 = 50,000
+        self.wfile.write(b"c350\r\n" + body[100_000:CHUNK_CUT])  # the connection closes here
+        self.wfile.flush()
+
     def log_message(self, *args):  # keep the test output quiet
         pass
 
@@ -119,9 +160,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     """The base URL of a server on 127.0.0.1 (an ephemeral port); ``server.seen`` lists the
-    (mode, Range header) of every request."""
+    (mode, Range header) of every request, ``server.if_range`` its If-Range header."""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.seen = []
+    httpd.seen, httpd.if_range = [], []
+    httpd.payload, httpd.etag, httpd.last_modified = PAYLOAD, '"v1"', None
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
@@ -189,14 +231,18 @@ def test_interrupted_download_resumes_with_a_range_request(server, tmp_path):
 def test_server_that_ignores_range_restarts_the_file(server, tmp_path):
     dest = tmp_path / "archive.zip"
     (tmp_path / "archive.zip.part").write_bytes(b"stale bytes from another download")
-    dl.download_file(_url(server, "norange"), dest, progress=False)
+    (tmp_path / "archive.zip.part.validator").write_text('"v1"')
+    messages = []
+    dl.download_file(_url(server, "norange"), dest, progress=False, log=messages.append)
     assert dest.read_bytes() == PAYLOAD  # the 200 reply replaced the stale part, not appended
     assert server.seen == [("norange", "bytes=33-")]
+    assert len(messages) == 1 and "starts again from byte 0" in messages[0]
 
 
 def test_complete_part_file_is_finished_without_downloading_again(server, tmp_path):
     dest = tmp_path / "archive.zip"
     (tmp_path / "archive.zip.part").write_bytes(PAYLOAD)  # cut off just before the rename
+    (tmp_path / "archive.zip.part.validator").write_text('"v1"')
     dl.download_file(_url(server, "full"), dest, progress=False)
     assert dest.read_bytes() == PAYLOAD
     assert server.seen == [("full", f"bytes={len(PAYLOAD)}-")]  # answered 416: nothing left
@@ -249,8 +295,8 @@ def test_existing_file_is_trusted_only_when_it_passes_the_known_checks(server, t
 
     dest.write_bytes(PAYLOAD)
     hashed = []
-    real = dl.file_sha256
-    monkeypatch.setattr(dl, "file_sha256", lambda p: hashed.append(p) or real(p))
+    real = dl.file_digest
+    monkeypatch.setattr(dl, "file_digest", lambda p, name: hashed.append(p) or real(p, name))
     good = hashlib.sha256(PAYLOAD).hexdigest()
     for _ in range(3):
         assert dl.download_file(url, dest, progress=False, size=len(PAYLOAD), sha256=good) == dest
@@ -305,3 +351,148 @@ def test_dataset_downloads_report_a_broken_archive(tmp_path):
     with pytest.raises(OSError, match="[Dd]elete") as err:
         rhd.download_rhd(rz.parent)
     assert str(rz) in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Resuming only the same version of a file, and saying exactly what a failure kept.
+
+@pytest.mark.parametrize("etag, last_modified, sent", [
+    ('"v1"', None, '"v1"'),
+    # a weak ETag is not allowed in If-Range: the date is sent instead
+    ('W/"v1"', "Sat, 30 May 2026 10:00:00 GMT", "Sat, 30 May 2026 10:00:00 GMT"),
+])
+def test_resume_sends_if_range_with_the_first_responses_validator(server, tmp_path, etag,
+                                                                  last_modified, sent):
+    server.etag, server.last_modified = etag, last_modified
+    dest = tmp_path / "archive.zip"
+    url = _url(server, "flaky")
+    with pytest.raises(OSError):
+        dl.download_file(url, dest, progress=False)
+    assert dl.download_file(url, dest, progress=False) == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert server.seen == [("flaky", None), ("flaky", f"bytes={CUT}-")]
+    assert server.if_range == [None, sent]
+    assert not (tmp_path / "archive.zip.part.validator").exists()  # removed with the part
+
+
+def test_file_changed_on_the_server_restarts_instead_of_splicing(server, tmp_path):
+    dest = tmp_path / "archive.zip"
+    url = _url(server, "flaky")
+    with pytest.raises(OSError):
+        dl.download_file(url, dest, progress=False)  # CUT bytes of version 1 kept
+    new = random.Random(5).randbytes(len(PAYLOAD))
+    server.payload, server.etag = new, '"v2"'
+    messages = []
+    dl.download_file(url, dest, progress=False, size=len(new), log=messages.append)
+    assert dest.read_bytes() == new  # not PAYLOAD[:CUT] + new[CUT:]
+    assert server.if_range == [None, '"v1"']
+    assert len(messages) == 1 and "starts again from byte 0" in messages[0]
+    assert f"{CUT:,}" in messages[0]
+
+
+def test_part_of_unknown_version_restarts_unless_a_digest_would_catch_a_splice(server, tmp_path):
+    dest = tmp_path / "archive.zip"
+    part = tmp_path / "archive.zip.part"
+    part.write_bytes(PAYLOAD[:CUT])  # no .validator beside it: its version is unknown
+    messages = []
+    dl.download_file(_url(server, "full"), dest, progress=False, log=messages.append)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.seen == [("full", None)]
+    assert len(messages) == 1 and str(part) in messages[0] and "byte 0" in messages[0]
+
+    dest.unlink()
+    part.write_bytes(PAYLOAD[:CUT])
+    good = hashlib.sha256(PAYLOAD).hexdigest()
+    dl.download_file(_url(server, "full"), dest, progress=False, sha256=good)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.seen[1:] == [("full", f"bytes={CUT}-")]  # resumed: the SHA-256 checks it
+
+
+def test_md5_mismatch_is_refused_and_a_match_is_recorded(server, tmp_path):
+    dest = tmp_path / "archive.zip"
+    url = _url(server, "full")
+    good = hashlib.md5(PAYLOAD).hexdigest()
+    with pytest.raises(OSError, match="MD5") as err:
+        dl.download_file(url, dest, progress=False, md5="0" * 32)
+    assert url in str(err.value) and good in str(err.value)
+    assert not dest.exists() and not (tmp_path / "archive.zip.part").exists()
+    dl.download_file(url, dest, progress=False, size=len(PAYLOAD), md5=good.upper())
+    assert dest.read_bytes() == PAYLOAD
+    assert f"md5={good}" in (tmp_path / "archive.zip.verified").read_text()
+    dest.write_bytes(PAYLOAD[::-1])  # same size, other bytes
+    with pytest.raises(OSError, match="MD5"):
+        dl.download_file(url, dest, progress=False, size=len(PAYLOAD), md5=good)
+
+
+def test_cut_body_without_any_length_is_refused_and_resumed(server, tmp_path):
+    """The server sends no Content-Length and closes after CLOSE_CUT of 300,000 bytes: the
+    short file is not taken for the archive, and the message says what is on disk."""
+    server.payload = _stored_zip(300_000)
+    dest = tmp_path / "archive.zip"
+    part = tmp_path / "archive.zip.part"
+    url = _url(server, "close")
+    with pytest.raises(OSError, match="not a complete zip") as err:
+        dl.download_file(url, dest, progress=False)
+    assert not dest.exists() and part.stat().st_size == CLOSE_CUT
+    assert f"The {CLOSE_CUT:,} bytes received so far are kept in {part}" in str(err.value)
+    assert dl.download_file(url, dest, progress=False) == dest
+    assert dest.read_bytes() == server.payload
+    assert server.seen == [("close", None), ("close", f"bytes={CLOSE_CUT}-")]
+
+    with pytest.raises(OSError, match=f"{CLOSE_CUT:,} of 300,000 bytes"):  # a known size
+        dl.download_file(url, tmp_path / "sized.zip", progress=False, size=300_000)
+
+
+def test_dropped_chunked_transfer_keeps_the_bytes_it_reports(server, tmp_path):
+    dest = tmp_path / "archive.zip"
+    part = tmp_path / "archive.zip.part"
+    url = _url(server, "chunked")
+    with pytest.raises(OSError, match="broke off") as err:
+        dl.download_file(url, dest, progress=False)
+    have = part.stat().st_size
+    assert have == CHUNK_CUT and part.read_bytes() == PAYLOAD[:have]
+    assert f"The {have:,} bytes received so far are kept in {part}" in str(err.value)
+    assert dl.download_file(url, dest, progress=False) == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert server.seen == [("chunked", None), ("chunked", f"bytes={CHUNK_CUT}-")]
+
+
+def test_dataset_downloads_pass_the_servers_sizes_and_md5(tmp_path, monkeypatch):
+    """Sizes as the servers reported them (``curl -I``, 2026-05-31); the annotations' ETag is
+    their MD5."""
+    from handpose_utils.datasets import coco, freihand, rhd
+    from handpose_utils.plots import real_hands
+
+    asked = {}
+
+    def fake_download(url, dest, **checks):
+        asked[url.rsplit("/", 1)[1]] = checks
+        raise OSError("no network in this test")
+
+    for module in (freihand, rhd, coco, real_hands):
+        monkeypatch.setattr(module, "download_file", fake_download)
+    calls = [lambda: freihand.download_freihand(tmp_path / "a", evaluation=False),
+             lambda: real_hands.download_freihand_evaluation(tmp_path / "b"),
+             lambda: rhd.download_rhd(tmp_path / "c"),
+             lambda: coco.download_coco(tmp_path / "d")]
+    (tmp_path / "e" / "FreiHAND_pub_v2").mkdir(parents=True)
+    (tmp_path / "e" / "FreiHAND_pub_v2" / "training_xyz.json").write_text("[]")
+    calls.append(lambda: freihand.download_freihand(tmp_path / "e", evaluation=True))
+    for split in ("train", "val"):  # annotations present: the image zips come next
+        root = tmp_path / f"coco_{split}"
+        (root / "annotations").mkdir(parents=True)
+        for s in ("train", "val"):
+            (root / "annotations" / f"person_keypoints_{s}2017.json").write_text("{}")
+        calls.append(lambda root=root, split=split: coco.download_coco(root, splits=(split,)))
+    for call in calls:
+        with pytest.raises(OSError, match="no network"):
+            call()
+    assert asked == {
+        "FreiHAND_pub_v2.zip": {"size": 3_881_833_583},
+        "FreiHAND_pub_v2_eval.zip": {"size": 758_382_230},
+        "RHD_v1-1.zip": {"size": 7_080_690_299},
+        "annotations_trainval2017.zip": {"size": 252_907_541,
+                                         "md5": "f4bbac642086de4f52a3fdda2de5fa2c"},
+        "val2017.zip": {"size": 815_585_330},
+        "train2017.zip": {"size": 19_336_861_798},
+    }

@@ -31,6 +31,10 @@ COCO_URLS = {
     "train2017": "http://images.cocodataset.org/zips/train2017.zip",
     "annotations": "http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
 }
+# Bytes of each archive as the server reported them (2026-05-31), and the one MD5 it reports
+# (the annotations' ETag): anything else is refused.
+COCO_BYTES = {"val2017": 815_585_330, "train2017": 19_336_861_798, "annotations": 252_907_541}
+COCO_MD5 = {"annotations": "f4bbac642086de4f52a3fdda2de5fa2c"}
 COCO_PAGE = "https://cocodataset.org/#download"
 COCO_SPLITS = ("train", "val")
 _FIFTYONE_SPLIT = {"train": "train", "val": "validation"}
@@ -241,7 +245,8 @@ def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> 
             raise ValueError(f"splits must be among {COCO_SPLITS}, got {split!r}")
     wanted = [root / "annotations" / f"person_keypoints_{s}2017.json" for s in COCO_SPLITS]
     if not all(p.is_file() for p in wanted):
-        zpath = download_file(COCO_URLS["annotations"], root / "annotations_trainval2017.zip")
+        zpath = download_file(COCO_URLS["annotations"], root / "annotations_trainval2017.zip",
+                              size=COCO_BYTES["annotations"], md5=COCO_MD5["annotations"])
         (root / "annotations").mkdir(exist_ok=True)
         # only the two keypoint files: they land in root/annotations/
         extract_zip(zpath, root, [f"annotations/{p.name}" for p in wanted])
@@ -252,7 +257,7 @@ def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> 
         stamp = root / key / ".complete"
         if stamp.is_file():
             continue
-        zpath = download_file(COCO_URLS[key], root / f"{key}.zip")
+        zpath = download_file(COCO_URLS[key], root / f"{key}.zip", size=COCO_BYTES[key])
         extract_zip(zpath, root)  # the zip holds the folder val2017/ (or train2017/)
         stamp.touch()
         if not keep_zip:

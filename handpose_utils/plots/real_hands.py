@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..data import ImageCache
-from ..datasets.freihand import FREIHAND_EVAL_URL
+from ..datasets.freihand import FREIHAND_BYTES, FREIHAND_EVAL_URL
 from ..downloads import download_file, extract_zip
 from . import draw_hand
 
@@ -256,7 +256,8 @@ def download_freihand_evaluation(root) -> Path:
     into ``root/freihand/FreiHAND_pub_v2``."""
     target = Path(root) / "freihand" / "FreiHAND_pub_v2"
     if not (target / "evaluation_xyz.json").is_file():
-        archive = download_file(FREIHAND_EVAL_URL, Path(root) / "FreiHAND_pub_v2_eval.zip")
+        archive = download_file(FREIHAND_EVAL_URL, Path(root) / "FreiHAND_pub_v2_eval.zip",
+                                size=FREIHAND_BYTES[FREIHAND_EVAL_URL])
         staging = Path(root) / "FreiHAND_pub_v2_eval.extract"
         extract_zip(archive, staging)
         found = next(staging.rglob("evaluation_xyz.json"), None)
