@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import math
 import os
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .datasets.freihand import read_dataset_json
 from .safefiles import write_json
 from .skeletons import COCO_OKS_SIGMAS
 
@@ -48,12 +48,7 @@ def evaluate_coco_keypoints(ann_file, results, image_ids=None, sigmas=None,
     source = "results"
     if isinstance(results, (str, os.PathLike)):
         source = str(results)
-        if not Path(source).is_file():
-            raise FileNotFoundError(f"COCO results file not found: {source}")
-        try:
-            results = json.loads(Path(source).read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{source} is not valid JSON ({err})") from err
+        results = read_dataset_json(Path(source), "COCO results file")
     if not isinstance(results, list):
         raise TypeError(f"{source}: COCO results are a list of result dicts (a results file: a "
                         f"JSON list), got {type(results).__name__}")

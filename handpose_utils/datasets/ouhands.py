@@ -123,12 +123,10 @@ def list_ouhands_images(root: str | Path, split: str, check: bool = True) -> lis
             raise DatasetNotFoundError(f"no PNG images in {colour}. " + HOW_TO_GET_OUHANDS)
         return paths
     paths = [colour / name for name in sorted(read_split_list(root, split))]
-    if check:
-        missing = [p for p in paths if not p.is_file()]
-        if missing:
-            raise DatasetNotFoundError(
-                f"{len(missing)} image(s) listed in {split_list_path(root, split)} are missing "
-                f"from {colour}, e.g. {missing[0].name}. Re-extract the dataset.")
+    if check and (missing := [p for p in paths if not p.is_file()]):
+        raise DatasetNotFoundError(
+            f"{len(missing)} image(s) listed in {split_list_path(root, split)} are missing "
+            f"from {colour}, e.g. {missing[0].name}. Re-extract the dataset.")
     return paths
 
 
@@ -200,8 +198,7 @@ def validate_landmark_record(record: dict, source: str = "landmark record") -> N
     handedness null or ``{"label": "Left"|"Right", "score": 0..1}``."""
     if not isinstance(record, dict):
         raise LandmarkFileError(f"{source}: expected a JSON object, got {type(record).__name__}")
-    missing = [k for k in ("image_path", "image_shape", "landmarks") if k not in record]
-    if missing:
+    if missing := [k for k in ("image_path", "image_shape", "landmarks") if k not in record]:
         raise LandmarkFileError(f"{source}: missing key(s) {missing}. Re-create it with "
                                 "write_landmark_file or label_ouhands.")
     shape = record["image_shape"]

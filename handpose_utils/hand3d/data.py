@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from .. import env
+from ..data import to_device
 from ..images import read_image
 from .canonical import to_canonical
 from .crops import boxes_from_keypoints, crop_images, encode_scoremaps, paper_normalize, to_crop
@@ -78,8 +79,7 @@ def _check_size(array: np.ndarray, rec: dict, key: str) -> None:
             f"{rec[key]} (sample {rec.get('sample_id', '?')}) is {w} x {h} pixels, but its record "
             f"says {want[0]} x {want[1]}, the size of every image of its split: a batch needs "
             "one size. The file changed after load_rhd read the dataset, or is corrupt: extract "
-            "or generate the dataset again and reload the records."
-        )
+            "or generate the dataset again and reload the records.")
 
 
 def make_loader(dataset: Dataset, batch_size: int, iterations: int | None = None,
@@ -95,11 +95,6 @@ def make_loader(dataset: Dataset, batch_size: int, iterations: int | None = None
         return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
     sampler = RandomSampler(dataset, replacement=False, num_samples=iterations * batch_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, **common)
-
-
-def _to(batch: dict, device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-            for k, v in batch.items()}
 
 
 def channel_gain_jitter(x: torch.Tensor, strength: float = 0.2) -> torch.Tensor:
@@ -126,7 +121,7 @@ class SegmentationBatch:
         self.random_crop, self.crop, self.jitter = random_crop, crop, jitter
 
     def __call__(self, batch: dict, device, train: bool):
-        batch = _to(batch, device)
+        batch = to_device(batch, device)
         images = paper_normalize(batch.pop("image"))
         target = (batch.pop("mask") > 1).long()
         if self.input_size is not None and tuple(images.shape[-2:]) != self.input_size:
@@ -148,12 +143,6 @@ class SegmentationBatch:
         return images, target, batch
 
 
-def _crop_noise(train: bool, center: float, offset: float, scale: tuple[float, float]) -> dict:
-    if not train:
-        return {}
-    return {"center_noise": center, "offset_noise": offset, "scale_noise": scale}
-
-
 class PoseNetBatch:
     """``prepare_batch`` for PoseNet: ``(crops, {"scoremaps", "visible"}, extras)``. The box comes
     from the ground-truth keypoints, jittered in training like the paper's reader (centre 20 px,
@@ -169,17 +158,18 @@ class PoseNetBatch:
         self.map_size = crop_size // 8
         self.sigma = sigma * crop_size  # crop pixels
         self.jitter = jitter
-        self.noise = (center_noise, offset_noise, scale_noise)
+        self.noise = dict(center_noise=center_noise, offset_noise=offset_noise,
+                          scale_noise=scale_noise)  # the box jitter, in training only
         self.margin = margin
         self.encode = encode  # the score-map encoder (the notebook may pass the learner's)
 
     def __call__(self, batch: dict, device, train: bool):
-        batch = _to(batch, device)
+        batch = to_device(batch, device)
         images = paper_normalize(batch.pop("image"))
         batch.pop("mask", None)
         h, w = images.shape[-2:]
         boxes = boxes_from_keypoints(batch["keypoints"], batch["visible"], self.crop_size, (w, h),
-                                     margin=self.margin, **_crop_noise(train, *self.noise))
+                                     margin=self.margin, **(self.noise if train else {}))
         crops = crop_images(images, boxes, self.crop_size)
         if train and self.jitter:
             crops = channel_gain_jitter(crops, self.jitter)
@@ -205,18 +195,19 @@ class PosePriorBatch:
         self.map_size = crop_size // 8
         self.sigma = sigma * crop_size
         self.uv_noise = uv_noise
-        self.noise = (center_noise, offset_noise, scale_noise)
+        self.noise = dict(center_noise=center_noise, offset_noise=offset_noise,
+                          scale_noise=scale_noise)  # the box jitter, in training only
         self.encode = encode  # score-map encoder and viewpoint R (the notebook may pass the
         self.viewpoint = viewpoint  # learner's; None: canonical_rotation)
 
     def __call__(self, batch: dict, device, train: bool):
-        batch = _to(batch, device)
+        batch = to_device(batch, device)
         batch.pop("image", None)
         batch.pop("mask", None)
         w, h = batch["size"][0].tolist()
         uv = batch["keypoints"]
         boxes = boxes_from_keypoints(uv, batch["visible"], self.crop_size, (w, h),
-                                     **_crop_noise(train, *self.noise))
+                                     **(self.noise if train else {}))
         if train and self.uv_noise:
             uv = uv + torch.randn_like(uv).clamp(-2, 2) * self.uv_noise * max(w, h)
         uv_crop = to_crop(uv, boxes, self.crop_size)

@@ -136,8 +136,6 @@ def segmentation_iou(pred_mask, gt_mask) -> dict:
 
 
 # ---- Meters for the engine (reset / update(outputs, targets, extras) / compute) ------------------
-
-
 class SegmentationMeter:
     """HandSegNet validation: pooled hand IoU and pixel accuracy."""
 

@@ -92,8 +92,7 @@ class Hand3DConfig:
         """Build from a dict such as the reference's config. Its ``n_prt``, ``n_save`` and
         ``n_output`` are accepted and ignored; any other unknown key is an error."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = [k for k in d if k not in names and k not in REFERENCE_ONLY_KEYS]
-        if unknown:
+        if unknown := [k for k in d if k not in names and k not in REFERENCE_ONLY_KEYS]:
             raise KeyError(f"unknown config key(s) {unknown}; known: {sorted(names)}")
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -144,8 +143,6 @@ def stage_parts(config: Hand3DConfig, encode=None, viewpoint=None, loss_fn=None)
 
 
 # ---- Training and checkpoints --------------------------------------------------------------------
-
-
 def run_dir(config: Hand3DConfig | str, runs: str | Path | None = None) -> Path:
     """``<runs>/07_rhd/<ID>``: where a stage's ``last.pth`` and ``best.pth`` live."""
     base = Path(runs) if runs is not None else env.runs_dir()
@@ -154,14 +151,12 @@ def run_dir(config: Hand3DConfig | str, runs: str | Path | None = None) -> Path:
 
 
 def _check_compatible(saved: dict, config: Hand3DConfig, path: Path) -> None:
-    diff = {k: (saved.get(k), getattr(config, k)) for k in ARCHITECTURE_KEYS
-            if k in saved and saved.get(k) != getattr(config, k)}
-    if diff:
+    if diff := {k: (saved.get(k), getattr(config, k)) for k in ARCHITECTURE_KEYS
+                if k in saved and saved.get(k) != getattr(config, k)}:
         raise ValueError(
             f"checkpoint {path} was trained with {', '.join(f'{k}={a!r}' for k, (a, _) in diff.items())}"
             f" but the config says {', '.join(f'{k}={b!r}' for k, (_, b) in diff.items())}. "
-            "Use another ID for another architecture, or delete the old run."
-        )
+            "Use another ID for another architecture, or delete the old run.")
 
 
 def train_stage(config: Hand3DConfig, train_records: list[dict], val_records: list[dict],
@@ -212,8 +207,7 @@ def load_stage(path: str | Path, device=None, expect: Hand3DConfig | None = None
     if not path.is_file():
         raise FileNotFoundError(
             f"no checkpoint at {path}: train the stage first (training=True), or point to the "
-            "run folder that holds best.pth"
-        )
+            "run folder that holds best.pth")
     saved = load_checkpoint(path).get("config", {})
     if "stage" not in saved:
         raise ValueError(f"{path} was not saved by hand3d.train_stage (no stage in its config)")

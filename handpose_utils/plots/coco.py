@@ -12,6 +12,7 @@ import torch
 from ..images import read_image
 from ..skeletons import COCO17_NAMES, COCO_OKS_SIGMAS, COCO_SKELETON, coco_part_side
 from . import GT_COLOR, PRED_COLOR
+from ._layout import finish
 
 SIDE_COLORS = {"left": "#1f77b4", "right": "#ff7f0e", "center": "#2ca02c"}
 
@@ -24,14 +25,6 @@ def _rgb(image) -> np.ndarray:
     """A crop ``(3, H, W)`` or ``(H, W, 3)`` as a uint8 ``(H, W, 3)`` array."""
     img = _np(image)
     return (img.transpose(1, 2, 0) if img.ndim == 3 and img.shape[0] == 3 else img).astype("uint8")
-
-
-def _finish(fig, axes=()):
-    """``fig`` laid out tightly, ``axes`` without frame and ticks."""
-    for ax in np.ravel(axes):
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
 
 
 def draw_person(ax, keypoints, visibility=None, color: str | None = None, linewidth: float = 2.0,
@@ -97,7 +90,7 @@ def show_prediction_grid(images: Sequence[dict], cols: int = 3, size: float = 4.
     fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 0.8), squeeze=False)
     for ax, entry in zip(axes.flat, images):
         show_image(entry, ax=ax, boxes=boxes, gt_color=gt_color)
-    return _finish(fig, axes.flat[len(images):])
+    return finish(fig, axes.flat[len(images):])
 
 
 def show_heatmaps(image, heatmaps, target_weight=None, keypoints=None, names=COCO17_NAMES,
@@ -124,7 +117,7 @@ def show_heatmaps(image, heatmaps, target_weight=None, keypoints=None, names=COC
         if target_weight is not None:
             label += f", w={float(_np(target_weight).reshape(-1)[j]):g}"
         ax.set_title(label, fontsize=6.5)
-    return _finish(fig, axes)
+    return finish(fig, axes)
 
 
 def show_person_crops(record: dict, center, size, input_size, rotations=(0.0, 30.0)):
@@ -144,7 +137,7 @@ def show_person_crops(record: dict, center, size, input_size, rotations=(0.0, 30
         ax.imshow(warp_image(image, M, input_size))
         ax.scatter(*apply_affine(kp, M)[labelled].T, s=8, c="red")
         ax.set_title(f"crop, rotation {rot:.0f}°")
-    return _finish(fig, axes)
+    return finish(fig, axes)
 
 
 def show_target_centres(maps: dict, mu):
@@ -158,7 +151,7 @@ def show_target_centres(maps: dict, mu):
         ax.plot(*np.asarray(mu, float)[:2], "c+", ms=14)
         ax.set_title(f"{name}\npeak {hm.max():.3f}, centre of mass ({cx:.2f}, {cy:.2f})",
                      fontsize=8)
-    return _finish(fig)
+    return finish(fig)
 
 
 def show_colour_draws(crop, draws):
@@ -168,7 +161,7 @@ def show_colour_draws(crop, draws):
     for ax, img, title in zip(axes, [crop, *draws], titles):
         ax.imshow(_rgb(img))
         ax.set_title(title, fontsize=8)
-    return _finish(fig, axes)
+    return finish(fig, axes)
 
 
 def show_person_augmentations(dataset, index: int, n: int = 6, size: float = 2.0,
@@ -186,7 +179,7 @@ def show_person_augmentations(dataset, index: int, n: int = 6, size: float = 2.0
         draw_person(ax, xy.numpy(), (weight.numpy() > 0) * 2, linewidth=1.2, markersize=8)
         ax.set_title(f"rot {float(meta['rotation']):+.0f}°, "
                      f"{'flipped' if bool(meta['flip']) else 'not flipped'}", fontsize=7)
-    return _finish(fig, axes)
+    return finish(fig, axes)
 
 
 def plot_decoding_error(errors: dict, stride: float | None = None):
@@ -202,7 +195,7 @@ def plot_decoding_error(errors: dict, stride: float | None = None):
     ax.set(xlabel="error on perfect heatmaps (input pixels)", ylabel="keypoints",
            title="decoding error alone: quantisation and sub-pixel refinement")
     ax.legend(fontsize=8)
-    return _finish(fig)
+    return finish(fig)
 
 
 def plot_oks_tolerance(record: dict, ax=None, sigmas=COCO_OKS_SIGMAS, level: float = 0.5):
@@ -238,7 +231,7 @@ def plot_oks_histogram(oks, thresholds=(0.5, 0.75)):
         ax.text(t, ax.get_ylim()[1] * 0.92, f" OKS≥{t}: {share:.0%}", fontsize=8)
     ax.set(xlabel="OKS of the prediction with its own ground truth", ylabel="people",
            title=f"{len(oks)} people, median OKS {np.median(oks) if len(oks) else np.nan:.2f}")
-    return _finish(fig)
+    return finish(fig)
 
 
 def plot_ap_bars(rows: dict[str, dict], keys=("AP", "AP50", "AP75", "AR")):
@@ -254,4 +247,4 @@ def plot_ap_bars(rows: dict[str, dict], keys=("AP", "AP50", "AP75", "AR")):
     ax.set_xticks(x, keys)
     ax.set(ylim=(0, 1.05), ylabel="score", title="COCO keypoint AP / AR (OKS)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
-    return _finish(fig)
+    return finish(fig)

@@ -10,6 +10,7 @@ from ..camera import project
 from ..images import read_image
 from ..skeletons import hand21_joint_colors
 from . import draw_hand, plot_skeleton_3d, show_grid, show_sample
+from ._layout import finish
 
 
 def show_projection(image, xyz, K, uv=None, uv_far=None):
@@ -36,10 +37,7 @@ def show_projection(image, xyz, K, uv=None, uv_far=None):
         axes[1].legend(loc="lower right", fontsize=7)
         gap = np.abs(np.asarray(uv_far) - uv).max()
         axes[1].set_title(f"2 × xyz: max pixel change {gap:.1e} px", fontsize=9)
-    for ax in axes:
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
+    return finish(fig, axes)
 
 
 def show_versions(records, pose_id: int, size: float = 2.6):
@@ -63,9 +61,7 @@ def show_resized(image, keypoints, small, small_keypoints):
         ax.imshow(im, extent=(-0.5, im.shape[1] - 0.5, im.shape[0] - 0.5, -0.5))
         draw_hand(ax, kp)
         ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
+    return finish(fig, axes)
 
 
 def show_visibility(record: dict, mask_path, visible):
@@ -80,5 +76,4 @@ def show_visibility(record: dict, mask_path, visible):
     axes[2].bar(range(21), np.asarray(visible).mean(0) * 100, color=hand21_joint_colors())
     axes[2].set(xlabel="joint", ylabel="% visible", title="how often each joint is visible",
                 ylim=(0, 100))
-    fig.tight_layout()
-    return fig
+    return finish(fig)

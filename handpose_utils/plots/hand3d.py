@@ -23,6 +23,7 @@ from ..hand3d.pipeline import Hand3DPipeline
 from ..images import read_image
 from ..skeletons import FINGER_COLORS, FINGERS, HAND21_NAMES
 from . import GT_COLOR, PRED_COLOR, draw_hand, plot_skeleton_3d, sample_browser
+from ._layout import finish
 
 
 def rhd_mask_colormap() -> ListedColormap:
@@ -46,14 +47,11 @@ def draw_box(ax, box, crop_size: int, color: str, label: str | None = None) -> N
                                edgecolor=color, lw=1.5, label=label))
 
 
-def show_rhd_sample(record: dict, crop_size: int = 256, axes=None):
+def show_rhd_sample(record: dict, crop_size: int = 256):
     """One record in four panels: the image with the dominant hand's keypoints and its crop box,
     the class-id mask, the decoded depth map and the 3D joints (camera frame)."""
-    if axes is None:
-        fig = plt.figure(figsize=(13, 3.4))
-        axes = [fig.add_subplot(1, 4, i + 1) for i in range(3)]
-        axes.append(fig.add_subplot(1, 4, 4, projection="3d"))
-    fig = axes[0].figure
+    fig = plt.figure(figsize=(13, 3.4))
+    axes = [fig.add_subplot(1, 4, i + 1, projection="3d" if i == 3 else None) for i in range(4)]
     img = read_image(record["image_path"])
     axes[0].imshow(img)
     kp = np.reshape(record["keypoints"], (21, 2))
@@ -68,12 +66,9 @@ def show_rhd_sample(record: dict, crop_size: int = 256, axes=None):
     im = axes[2].imshow(read_depth(record["depth_path"]), cmap="viridis")
     fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.02, label="m")
     axes[2].set_title("depth (decoded)", fontsize=9)
-    for ax in axes[:3]:
-        ax.axis("off")
     plot_skeleton_3d(axes[3], record["xyz"])
     axes[3].set_title("xyz (camera frame)", fontsize=9)
-    fig.tight_layout()
-    return fig
+    return finish(fig, axes[:3])
 
 
 def show_canonical_frame(records: list[dict], n: int = 12, viewpoint=None):
@@ -102,8 +97,7 @@ def show_canonical_frame(records: list[dict], n: int = 12, viewpoint=None):
     ax.set_xticks(x[::4], [HAND21_NAMES[i] for i in x[::4]], rotation=30, fontsize=7)
     ax.set(ylabel="std over hands (bone lengths)", title=f"joint spread over {len(records)} hands")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 @torch.no_grad()
@@ -140,10 +134,7 @@ def show_segmentation(segnet, dataset, indices, crop_size: int = 256, seg_size=N
         axes[2, k].set_title(title, fontsize=9)
         axes[3, k].imshow(_overlay(crop_images(x, boxes, crop_size)[0]))
         axes[3, k].set_title(f"crop, scale {float(boxes[0, 2]):.2f}", fontsize=9)
-        for a in axes[:, k]:
-            a.axis("off")
-    fig.tight_layout()
-    return fig
+    return finish(fig, axes)
 
 
 @torch.no_grad()
@@ -188,9 +179,7 @@ def show_scoremaps(crop: torch.Tensor, stage_maps: torch.Tensor, joints=(4, 8, 1
             if gt_uv is not None:
                 ax.scatter(*np.asarray(gt_uv)[j], s=25, c=GT_COLOR, edgecolors="white", lw=0.6)
             ax.set_title(f"stage {s + 1}: {HAND21_NAMES[j]} (max {m.max():.2f})", fontsize=7)
-            ax.axis("off")
-    fig.tight_layout()
-    return fig
+    return finish(fig, axes)
 
 
 @torch.no_grad()
@@ -211,8 +200,7 @@ def show_pipeline(pipeline, dataset, index: int, device=None, crops: str = "segm
     uv_gt = item["keypoints"].numpy()
     vis = item["visible"].numpy()
     fig = plt.figure(figsize=(15, 3.4))
-    ax = [fig.add_subplot(1, 4, i + 1) for i in range(3)] + [fig.add_subplot(1, 4, 4,
-                                                                            projection="3d")]
+    ax = [fig.add_subplot(1, 4, i + 1, projection="3d" if i == 3 else None) for i in range(4)]
     ax[0].imshow(item["image"].permute(1, 2, 0).numpy())
     if "hand_prob" in out:
         ax[0].imshow(out["hand_prob"][0].float().cpu().numpy(), cmap="magma", alpha=0.45,
@@ -234,8 +222,6 @@ def show_pipeline(pipeline, dataset, index: int, device=None, crops: str = "segm
                          mode="bilinear", align_corners=False)[0].amax(0).cpu().numpy()
     ax[2].imshow(maps, cmap="jet", alpha=0.5, vmin=0, vmax=max(float(maps.max()), 1e-3))
     ax[2].set_title("score maps (max over the 21)", fontsize=9)
-    for a in ax[:3]:
-        a.axis("off")
     scale = item["scale"] * 1000  # the ground-truth bone length, in mm
     gt3 = relative_to_root(item["xyz"][None] * 1000, "palm")[0].numpy()
     pred3 = relative_to_root(out["xyz"][:1].float().cpu() * scale, "palm")[0].numpy()
@@ -243,8 +229,7 @@ def show_pipeline(pipeline, dataset, index: int, device=None, crops: str = "segm
     plot_skeleton_3d(ax[3], pred3, color=PRED_COLOR, label="prediction", unit="mm")
     e3 = np.linalg.norm(pred3 - gt3, axis=-1)[vis].mean() if vis.any() else float("nan")
     ax[3].set_title(f"3D (mm), palm root: EPE {e3:.1f} mm, visible joints", fontsize=9)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax[:3])
 
 
 def pipeline_browser(pipeline, dataset, device=None, crops: str = "segmentation"):

@@ -16,6 +16,7 @@ from ..datasets.ouhands import landmark_file_path, read_landmark_file
 from ..images import read_image
 from ..landmarks import landmarks_to_pixels
 from . import GT_COLOR, PRED_COLOR, draw_hand, plot_per_joint_error, sample_browser
+from ._layout import finish
 
 
 def _as_image(image) -> np.ndarray:
@@ -103,14 +104,11 @@ def show_class_examples(records: Sequence[dict], cols: int = 5, size: float = 2.
     classes = sorted(first)
     rows = max(1, math.ceil(len(classes) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 0.8), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
     for ax, cls in zip(axes.flat, classes):
         ax.imshow(read_image(first[cls]["image_path"]))
         extra = f" ({titles[cls]})" if titles and cls in titles else ""
         ax.set_title(f"class {cls}{extra}: {first[cls]['subject']}", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, axes)
 
 
 def show_teacher_vs_truth(teacher_dir, truth_dir, split: str, check: dict, n_found: int = 3):
@@ -141,9 +139,7 @@ def show_teacher_vs_truth(teacher_dir, truth_dir, split: str, check: dict, n_fou
             draw_hand(ax, pixels(teacher, size), color=PRED_COLOR, label="MediaPipe")
             ax.set_title(f"{name}: {err:.1f} px", fontsize=8)
         ax.legend(loc="lower right", fontsize=6)
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
+    return finish(fig, axes)
 
 
 def plot_targets(targets):
@@ -155,8 +151,7 @@ def plot_targets(targets):
         ax.set_title(f"{name}: min {v.min():+.2f}, max {v.max():+.2f}", fontsize=9)
     axes[0].set_ylabel("joints")
     fig.suptitle("the training targets, all joints", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def show_landmark_augmentations(dataset, index: int = 0, draws: int = 5):

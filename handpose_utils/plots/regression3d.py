@@ -19,12 +19,12 @@ from ..images import read_image
 from ..metrics3d import PCK3D_THRESHOLDS_MM, pck3d_curve, reproject_with_gt_root
 from ..skeletons import MIDDLE_MCP
 from . import GT_COLOR, PRED_COLOR, draw_hand, plot_skeleton_3d
+from ._layout import finish
 from .history import plot_history
 
 
 def show_prediction_3d(image, gt_xyz, pred_rel, K, root: int = MIDDLE_MCP,
-                       title: str | None = None, elev: float = 20.0, azim: float = -70.0,
-                       fig=None):
+                       title: str | None = None, elev: float = 20.0, azim: float = -70.0):
     """One test sample, ground truth green and prediction red: the image (a path or an array)
     with the prediction ``pred_rel`` (root-relative metres) projected through ``K`` at the true
     root of ``gt_xyz`` (absolute metres), and both root-relative skeletons in 3D (mm), seen from
@@ -37,8 +37,7 @@ def show_prediction_3d(image, gt_xyz, pred_rel, K, root: int = MIDDLE_MCP,
     uv_pred = reproject_with_gt_root(pred[None], gt[None], Km, root)[0].numpy()
     gt_mm, pred_mm = (gt - gt[root]) * 1000, pred * 1000
     err = np.linalg.norm(pred_mm - gt_mm, axis=-1).mean()
-    if fig is None:
-        fig = plt.figure(figsize=(8.6, 4.0))
+    fig = plt.figure(figsize=(8.6, 4.0))
     ax2 = fig.add_subplot(1, 2, 1)
     ax2.imshow(img)
     draw_hand(ax2, uv_gt, color=GT_COLOR, label="ground truth")
@@ -55,8 +54,7 @@ def show_prediction_3d(image, gt_xyz, pred_rel, K, root: int = MIDDLE_MCP,
     ax3.set_title(f"3D, root-relative: MPJPE {err:.1f} mm", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def show_target_spread(xyz, rel):
@@ -69,8 +67,7 @@ def show_target_spread(xyz, rel):
     ax_b.hist(np.linalg.norm(rel, axis=-1).ravel() * 1000, bins=40, color="tab:orange")
     ax_b.set(xlabel="distance of a joint from joint 9 (mm)",
              title="root-relative: the hand's shape")
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def show_depth_scale_ambiguity(record: dict, factors=(1.0, 1.5, 2.0)):
@@ -95,9 +92,7 @@ def show_depth_scale_ambiguity(record: dict, factors=(1.0, 1.5, 2.0)):
     ax_top.set(xlabel="x (m)", ylabel="z (m, depth)", title="top view: same rays, other hands")
     ax_top.legend(fontsize=7, loc="upper left")
     ax_img.set_title("their projections on the image", fontsize=9)
-    ax_img.axis("off")
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax_img)
 
 
 def show_alignment(gt_mm, pred_mm, aligned_mm):
@@ -113,8 +108,7 @@ def show_alignment(gt_mm, pred_mm, aligned_mm):
         plot_skeleton_3d(ax, pts, color=PRED_COLOR, label="prediction", unit="mm")
         err = np.linalg.norm(pts - gt, axis=-1).mean()
         ax.set_title(f"{name}: {err:.1f} mm", fontsize=9)
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def show_rotation_check(image, uv, uv_moved, uv_projected, theta: float):
@@ -135,10 +129,7 @@ def show_rotation_check(image, uv, uv_moved, uv_projected, theta: float):
     axes[1].scatter(p[:, 0], p[:, 1], marker="x", s=18, c=PRED_COLOR, zorder=4)
     axes[1].set_title(f"rotated {np.degrees(theta):.0f}°: warped 2D (green), "
                       "R_z·xyz through K' (red)", fontsize=9)
-    for ax in axes:
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
+    return finish(fig, axes)
 
 
 def show_augmented_batch(prepare_batch, dataset, indices=range(4), seed: int = 0):
@@ -159,9 +150,7 @@ def show_augmented_batch(prepare_batch, dataset, indices=range(4), seed: int = 0
         ax.scatter(uv[k, :, 0], uv[k, :, 1], marker="x", s=14, c=PRED_COLOR, zorder=4)
         gap = np.linalg.norm(uv[k] - extras["keypoints"][k].numpy(), axis=-1).max()
         ax.set_title(f"max gap {gap:.2g} px", fontsize=8)
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
+    return finish(fig, axes)
 
 
 class EpochVisualizer:
@@ -260,8 +249,7 @@ def plot_split_comparison(rows: Sequence[dict]):
     ax_b.set_xticks(x, names, fontsize=8)
     ax_b.set(ylabel="MPJPE (mm)", title="test images by pose: seen in training or not")
     ax_b.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def split_comparison_table(rows: Sequence[dict]) -> str:

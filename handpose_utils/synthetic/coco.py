@@ -131,13 +131,10 @@ def build_body(shape: BodyShape, pose: dict, rotation: np.ndarray,
     R_head = R_torso @ rot_y(pose["head_yaw"]) @ rot_x(pose["head_pitch"])
     head = neck + R_torso @ (up * 0.06) + R_head @ np.array([0.0, -s.head_r * 1.05, -0.01])
     hr = s.head_r
-    face = {  # in the head frame (looking towards -z)
-        "nose": np.array([0.0, 0.15 * hr, -1.1 * hr]),
-        "left_eye": np.array([0.36 * hr, -0.2 * hr, -0.9 * hr]),
-        "right_eye": np.array([-0.36 * hr, -0.2 * hr, -0.9 * hr]),
-        "left_ear": np.array([1.02 * hr, 0.0, 0.1 * hr]),
-        "right_ear": np.array([-1.02 * hr, 0.0, 0.1 * hr]),
-    }
+    face = {"nose": np.array([0.0, 0.15 * hr, -1.1 * hr])}  # in the head frame (facing -z)
+    for name, sign in (("left", 1), ("right", -1)):
+        face[f"{name}_eye"] = np.array([sign * 0.36 * hr, -0.2 * hr, -0.9 * hr])
+        face[f"{name}_ear"] = np.array([sign * 1.02 * hr, 0.0, 0.1 * hr])
     J = {k: head + R_head @ v for k, v in face.items()}
     radius = {"nose": 0.14 * hr, "left_eye": 0.1 * hr, "right_eye": 0.1 * hr,
               "left_ear": 0.16 * hr, "right_ear": 0.16 * hr}
@@ -179,19 +176,14 @@ def build_body(shape: BodyShape, pose: dict, rotation: np.ndarray,
         (head + R_head @ np.array([0, -0.25 * hr, 0.22 * hr]),
          head + R_head @ np.array([0, -0.1 * hr, 0.3 * hr]), 0.9 * hr, 0.88 * hr, HAIR),
         (J["nose"] - R_head @ np.array([0, 0, -0.25 * hr]), J["nose"], 0.16 * hr, 0.14 * hr, NOSE),
-        (J["left_eye"], J["left_eye"], 0.13 * hr, 0.13 * hr, EYE),
-        (J["right_eye"], J["right_eye"], 0.13 * hr, 0.13 * hr, EYE),
-        (J["left_ear"], J["left_ear"] + R_head @ np.array([0, 0.3 * hr, 0]), 0.2 * hr, 0.16 * hr,
-         EAR),
-        (J["right_ear"], J["right_ear"] + R_head @ np.array([0, 0.3 * hr, 0]), 0.2 * hr,
-         0.16 * hr, EAR),
+        *[(J[f"{n}_eye"], J[f"{n}_eye"], 0.13 * hr, 0.13 * hr, EYE) for n in ("left", "right")],
+        *[(J[f"{n}_ear"], J[f"{n}_ear"] + R_head @ np.array([0, 0.3 * hr, 0]), 0.2 * hr,
+           0.16 * hr, EAR) for n in ("left", "right")],
         (neck, neck + R_torso @ (up * 0.08), 0.05 * g, 0.045 * g, NECK),
         # torso: spine, both flanks, shoulder and hip bars
         (np.zeros(3), neck * 0.85, 0.12 * g, 0.13 * g, TORSO),
-        (shoulder["l"] * 0.9 + np.array([0, 0.02, 0]), hip["l"] + R_torso @ (up * 0.08),
-         0.075 * g, 0.09 * g, TORSO),
-        (shoulder["r"] * 0.9 + np.array([0, 0.02, 0]), hip["r"] + R_torso @ (up * 0.08),
-         0.075 * g, 0.09 * g, TORSO),
+        *[(shoulder[side] * 0.9 + np.array([0, 0.02, 0]), hip[side] + R_torso @ (up * 0.08),
+           0.075 * g, 0.09 * g, TORSO) for side in "lr"],
         (shoulder["l"], shoulder["r"], 0.065 * g, 0.065 * g, TORSO),
         (hip["l"], hip["r"], 0.1 * g, 0.1 * g, PELVIS),
         *limbs,

@@ -65,25 +65,19 @@ def build_hand(shape: HandShape, pose: HandPose, rotation: np.ndarray, translati
     r0 = shape.finger_radius
     caps: list[Capsule] = []
     radius = np.full(21, r0)
-    # Fingers: taper from the knuckle to the tip.
-    taper = (1.0, 0.88, 0.78, 0.7)
-    for f in range(1, 5):
-        base = 1 + 4 * f
-        scale = 0.85 if f == 4 else 1.0  # a slimmer little finger
-        for k in range(3):
-            a, b = base + k, base + k + 1
-            caps.append(Capsule(joints[a], joints[b], r0 * scale * taper[k],
-                                r0 * scale * taper[k + 1], finger_part(f, 2 - k)))
-            radius[a] = r0 * scale * taper[k]
-        radius[base + 3] = r0 * scale * taper[3]
-    # Thumb: thicker, and a fleshy thenar capsule from the wrist to the thumb's MCP.
+    # Fingers taper from the knuckle to the tip; the little finger is slimmer, the thumb thicker
+    # and wider at its base. The fingers are drawn before the thumb (the order settles depth ties).
     rt = 1.12 * r0
-    for k in range(3):
-        a, b = 1 + k, 2 + k
-        ra = rt * (1.35 if k == 0 else taper[k])
-        caps.append(Capsule(joints[a], joints[b], ra, rt * taper[k + 1], finger_part(0, 2 - k)))
-        radius[a] = ra
-    radius[4] = rt * taper[3]
+    for f in (1, 2, 3, 4, 0):
+        base = 1 + 4 * f
+        r = rt if f == 0 else r0 * (0.85 if f == 4 else 1.0)
+        taper = (1.35 if f == 0 else 1.0, 0.88, 0.78, 0.7)
+        for k in range(3):
+            caps.append(Capsule(joints[base + k], joints[base + k + 1], r * taper[k],
+                                r * taper[k + 1], finger_part(f, 2 - k)))
+            radius[base + k] = r * taper[k]
+        radius[base + 3] = r * taper[3]
+    # A fleshy thenar capsule from the wrist to the thumb's MCP.
     caps.append(Capsule(to_cam(local[0] * 0.3 + local[1] * 0.7), joints[2], 1.45 * rt, 1.05 * rt,
                         finger_part(0, 2)))
     radius[1] = 1.45 * rt
