@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from itertools import chain
+from itertools import chain, compress
 from pathlib import Path
 
 import numpy as np
@@ -60,12 +60,6 @@ def _check_flags(vis, where: str) -> None:
                 "visible). Fix the code that wrote these records, or re-create them.")
 
 
-def _is_number(v) -> bool:
-    """An int or float, but not a bool (True is an int to Python, never a coordinate)."""
-    return (isinstance(v, (int, float, np.integer, np.floating))
-            and not isinstance(v, (bool, np.bool_)))
-
-
 def _finite_numbers(values) -> bool:
     """Fast check for the common case, plain finite ints/floats: records are checked one by one
     on every load (130,000 of them for FreiHAND), so this avoids a Python call per value. A NaN
@@ -75,8 +69,9 @@ def _finite_numbers(values) -> bool:
 
 def _check_numbers(values, where: str, what: str) -> None:
     """Raise unless ``values`` are finite numbers, naming the first culprit."""
-    for i, v in enumerate(values):
-        if not _is_number(v):
+    for i, v in enumerate(values):  # True is an int to Python, never a coordinate
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
+                                                                 np.floating)):
             raise RecordError(f"{where}: {what} holds a non-number at position {i}: "
                               f"{_describe(v)}. Re-create the records.")
     bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
@@ -115,24 +110,56 @@ def validate_record(record: dict, index: int, source: str = "records",
         _check_numbers(kp, where, "'keypoints'")
     vis = record.get("visible")
     if vis is not None:
-        if not isinstance(vis, (list, tuple)):
+        if not isinstance(vis, (list, tuple)) or len(vis) != num_joints:
+            got = f"{len(vis)} flags" if isinstance(vis, (list, tuple)) else _describe(vis)
             raise RecordError(f"{where}: 'visible' must be a list of {num_joints} flags, got "
-                              f"{_describe(vis)}. Re-create the records.")
-        if len(vis) != num_joints:
-            raise RecordError(f"{where}: 'visible' has {len(vis)} flags, expected {num_joints}")
+                              f"{got}. Re-create the records.")
         _check_flags(vis, where)
-    for name in ("width", "height"):
-        v = record.get(name)
-        if name in record and (isinstance(v, (bool, np.bool_))
-                               or not isinstance(v, (int, np.integer)) or v <= 0):
-            raise RecordError(
-                f"{where}: '{name}' must be a positive integer (pixels), got {_describe(v)}. "
-                "Fix the code that wrote these records, or re-create them (notebook 01).")
+    check_record_fits(record, where)
     if "xyz" in record:
         _check_xyz(record["xyz"], where, num_joints)
     if check_image and not Path(record["image_path"]).is_file():
         raise RecordError(f"{where}: image file not found: {record['image_path']}. The dataset was "
                           "moved or deleted: re-create it (notebook 01) or fix the data root.")
+
+
+def check_record_fits(record: dict, where: str, size: tuple[int, int] | None = None) -> None:
+    """Raise :class:`RecordError` unless the record's optional ``width`` and ``height`` are
+    positive integers, equal to ``size`` (the image's actual ``(W, H)``) when given, and its
+    visible keypoints can be pixels of that size: not all within [-0.5, 1.5] (normalised, as
+    MediaPipe's) nor any more than one image size outside it. A hand cut by the image's edge
+    passes; unlabelled joints (COCO's (0, 0)) and invisible ones do not count."""
+    stated = [record.get("width"), record.get("height")]
+    for name, v in zip(("width", "height"), stated):
+        if name in record and (isinstance(v, (bool, np.bool_))
+                               or not isinstance(v, (int, np.integer)) or v <= 0):
+            file = "" if size is None else f" (the file is {size[0]}x{size[1]})"
+            raise RecordError(
+                f"{where}: '{name}' is {_describe(v)}, not a positive integer number of pixels"
+                f"{file}. Fix the code that wrote these records, or re-create them (notebook 01).")
+    if size is not None and any(v not in (None, s) for v, s in zip(stated, size)):
+        said = "x".join("?" if v is None else str(v) for v in stated)
+        raise RecordError(f"{where}: the file is {size[0]}x{size[1]} but its record says {said}; "
+                          "its keypoints belong to another resolution. Re-create the records "
+                          "for these images.")
+    width, height = size or stated
+    kp = record["keypoints"]
+    kp = kp.ravel().tolist() if isinstance(kp, np.ndarray) else kp  # (J, 2), handed straight in
+    vis = [1] * (len(kp) // 2) if record.get("visible") is None else record["visible"]
+    xs, ys = list(compress(kp[0::2], vis)), list(compress(kp[1::2], vis))
+    if width is None or height is None or not xs:
+        return
+    # Distinct points only: one point, or a placeholder's all at (0, 0), has no extent to judge.
+    if (max(xs + ys) <= 1.5 and min(xs + ys) >= -0.5 and min(width, height) > 16
+            and len(set(zip(xs, ys))) > 1):
+        raise RecordError(f"{where}: every visible keypoint lies within [-0.5, 1.5] in a "
+                          f"{width}x{height} image: normalised coordinates? Keypoints are pixels: "
+                          "multiply x by the width and y by the height.")
+    if min(xs) < -width or max(xs) > 2 * width or min(ys) < -height or max(ys) > 2 * height:
+        raise RecordError(f"{where}: visible keypoints reach x {min(xs):g} to {max(xs):g}, y "
+                          f"{min(ys):g} to {max(ys):g}, more than one image size outside the "
+                          f"{width}x{height} image: another resolution or another image's "
+                          "keypoints? Re-create the records for these images.")
 
 
 def _check_xyz(xyz, where: str, num_joints: int) -> None:
