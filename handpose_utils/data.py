@@ -30,15 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from . import env
-from .images import ImageReadError, SkipReport, open_image
+from .images import ImageReadError, SkipReport, decode_pixels, open_image
 from .metrics import normalized_to_pixels
-from .records import keypoints_array, visible_array
+from .records import check_record_fits, keypoints_array, visible_array
 from .safefiles import WriteError, atomic_write, remove_stale_temporaries, temporary_path
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "resize_keypoints", "pixels_to_normalized",
@@ -49,7 +48,7 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "resize_keypoints", "pixels_to_norma
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 # Coordinates --------------------------------------------------------------------------------------
@@ -110,6 +109,7 @@ class ImageCache:
     size: int
     path: Path | None = None
     report: SkipReport = field(default_factory=SkipReport)
+    shard: tuple[int, int] | None = None  # (rank, world_size) of one process's share
 
     def __len__(self) -> int:
         return len(self.images)
@@ -126,18 +126,10 @@ class ImageCache:
 
 
 def _decode_resized(path: str, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode an image straight to ``size x size`` RGB. For JPEGs, ``draft`` lets libjpeg decode
-    at 1/2, 1/4 or 1/8 scale (much faster); ``resize(box=...)`` then maps exactly the original
-    extent, so the keypoint formula of :func:`resize_keypoints` stays exact."""
+    """An image decoded straight to ``size x size`` RGB and its ``(W, H)``, both upright, the
+    keypoint formula of :func:`resize_keypoints` exact for them (:func:`.images.decode_pixels`)."""
     with open_image(path) as im:
-        w, h = im.size
-        box = (0.0, 0.0, float(w), float(h))
-        if im.format == "JPEG":
-            drafted = im.draft("RGB", (size, size))
-            if drafted is not None:
-                box = tuple(float(v) for v in drafted[1])
-        im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, box=box)
-        return np.asarray(im), (w, h)
+        return decode_pixels(im, path, square=size)
 
 
 def _cache_key(records: list[dict], size: int) -> str:
@@ -160,20 +152,10 @@ def _meta_path(path: Path) -> Path:
 
 
 def check_record_size(rec: dict, w: int, h: int) -> None:
-    """Raise unless the image's actual ``w x h`` is the size its record (if it has one) states:
-    keypoints resized by another image's size would train on wrong labels without a sign."""
-    stated = {name: rec.get(name) for name in ("width", "height")}
-    for name, v in stated.items():
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
-            raise ValueError(
-                f"{rec['image_path']}: its record's '{name}' is {v!r} ({type(v).__name__}), not an "
-                f"integer number of pixels (the file is {w}x{h}). Fix the code that made these "
-                "records, or re-create them.")
-    if stated["width"] not in (None, w) or stated["height"] not in (None, h):
-        said = "x".join("?" if v is None else str(v) for v in stated.values())
-        raise ValueError(
-            f"{rec['image_path']}: the file is {w}x{h} but its record says {said}; its keypoints "
-            "belong to another resolution. Re-create the records for these images.")
+    """Raise unless the image's actual ``w x h`` is the size its record (if it has one) states and
+    its keypoints can be pixels of it (:func:`.records.check_record_fits`): keypoints resized by
+    another image's size would train on wrong labels without a sign."""
+    check_record_fits(rec, rec["image_path"], (w, h))
 
 
 def _write_error(path: Path, err: OSError, nbytes: int) -> OSError:
@@ -229,7 +211,7 @@ def _load_cache(path: Path, key: str, size: int) -> ImageCache | None:
 
 def build_image_cache(records: list[dict], size: int, path: str | Path | None = None,
                       skip_bad: bool = False, num_threads: int | None = None,
-                      progress: bool = True, log=print) -> ImageCache:
+                      progress: bool = True, log=print, shard=None) -> ImageCache:
     """Decode and resize every record's image once into a uint8 ``(N, size, size, 3)`` array.
 
     * ``path=None``: in memory, ``N * size**2 * 3`` bytes (32,560 FreiHAND images: 4.9 GB at
@@ -237,6 +219,8 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
     * ``path="…/train_224.npy"``: written there (keypoints in ``….meta.npz``) and memory-mapped.
       The same records and size reuse it; any change rebuilds it. Files get their names only
       when complete; a full disk raises ``OSError`` before decoding. Use local disk, not Drive.
+    * ``shard=(rank, world_size)`` (``torchrun``): only that process's share, every
+      ``world_size``-th record from ``rank``, in a file of its own (``train_224.shard0of4.npy``).
 
     Images are squashed to a square; keypoints follow (:func:`resize_keypoints`). An unreadable
     image raises :class:`~handpose_utils.images.ImageReadError` naming the file (``skip_bad``:
@@ -245,6 +229,21 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
     if not records:
         raise ValueError("build_image_cache: no records")
     path = Path(path) if path is not None else None
+    if shard is not None:
+        rank, world_size = shard
+        if path is not None:
+            path = path.with_name(f"{path.stem}.shard{rank}of{world_size}.npy")
+        # shorter shares repeat the first records: DDP hangs on a process with fewer batches
+        mine = np.arange(rank, len(records), world_size)
+        mine = np.concatenate([mine, np.arange(math.ceil(len(records) / world_size) - len(mine))])
+        cache = build_image_cache([records[i] for i in mine], size, path, skip_bad, num_threads,
+                                  progress, log)
+        if len(cache) < len(mine):  # a process with fewer images would leave DDP waiting
+            raise ImageReadError(f"process {rank} of {world_size} skipped images of its shard, so "
+                                 "it would run fewer batches than the others; remove them from "
+                                 f"the records:\n{cache.report}")
+        cache.record_index, cache.shard = mine[cache.record_index], (rank, world_size)
+        return cache
     if path is not None:
         # what killed builds left
         remove_stale_temporaries(path.parent, (path.name, _meta_path(path).name), log)
@@ -364,16 +363,15 @@ class CachedKeypointDataset(Dataset):
         return sample
 
 
-def _shuffling_sampler(ds, generator, distributed, seed: int):
-    """This process's shard (``DistributedSampler``) when ``distributed`` (None: ask
-    :func:`env.distributed`; a bool; or an :class:`env.Distributed`) says so, else random."""
-    state = distributed if isinstance(distributed, env.Distributed) else env.distributed()
-    use = distributed if isinstance(distributed, bool) else state.world_size > 1
-    if not use:
+def _shuffling_sampler(ds, generator, seed: int):
+    """A new order each epoch: of a cache built as one process's shard (seeded by its rank too),
+    else under ``torchrun`` of this process's 1/N (``DistributedSampler``), else of all."""
+    shard = getattr(getattr(ds, "cache", None), "shard", None)
+    if shard is not None:
+        return DistributedSampler(ds, num_replicas=1, rank=0, seed=seed + shard[0] * 1_000_003)
+    state = env.distributed()
+    if state.world_size == 1:
         return RandomSampler(ds, generator=generator)
-    if state.world_size == 1 and isinstance(distributed, bool):
-        raise ValueError("distributed=True needs a running process group (env.init_distributed "
-                         "under torchrun), or pass an env.Distributed(rank=..., world_size=...)")
     # pads the last shard with repeated samples, so every process runs the same number of
     # batches (a process with one batch fewer would leave the others waiting)
     return DistributedSampler(ds, num_replicas=state.world_size, rank=state.rank, shuffle=True,
@@ -382,14 +380,14 @@ def _shuffling_sampler(ds, generator, distributed, seed: int):
 
 def cached_loader(data, batch_size: int = 32, shuffle: bool = False, drop_last: bool = False,
                   num_workers: int = 0, pin_memory: bool | None = None,
-                  generator=None, distributed=None, seed: int = 0) -> DataLoader:
+                  generator=None, seed: int = 0) -> DataLoader:
     """A DataLoader whose sampler yields whole batches of indices, each one slice of the cache.
     No workers by default: a batch is a memory copy, cheaper than shipping it between processes.
     The shuffle draws from torch's global RNG (unless ``generator``), so ``fit``'s per-epoch
-    seeding fixes every epoch's order; under ``torchrun`` it samples this process's shard."""
+    seeding fixes every epoch's order; under ``torchrun`` it samples this process's shard (or
+    shuffles a cache built as one, ``set_epoch`` seeding it)."""
     ds = data if isinstance(data, CachedKeypointDataset) else CachedKeypointDataset(data)
-    base = (_shuffling_sampler(ds, generator, distributed, seed) if shuffle
-            else SequentialSampler(ds))
+    base = _shuffling_sampler(ds, generator, seed) if shuffle else SequentialSampler(ds)
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
     return DataLoader(ds, sampler=BatchSampler(base, batch_size, drop_last), batch_size=None,
@@ -535,7 +533,7 @@ class DeviceAugment(nn.Module):
 # Loaders and the engine's prepare_batch -----------------------------------------------------------
 
 def make_loaders(train, val=None, *, batch_size: int = 32, num_workers: int | None = None,
-                 device=None, drop_last: bool = True, distributed=None, seed: int = 0):
+                 device=None, drop_last: bool = True, seed: int = 0):
     """``(train_loader, val_loader)`` of caches (:func:`cached_loader`) or per-sample Datasets.
     The training loader shuffles and drops the last partial batch (a batch of 1 upsets
     BatchNorm); under ``torchrun`` it samples this process's shard (``batch_size`` per process),
@@ -548,9 +546,9 @@ def make_loaders(train, val=None, *, batch_size: int = 32, num_workers: int | No
             return None
         if isinstance(data, (ImageCache, CachedKeypointDataset)):
             return cached_loader(data, batch_size, shuffle=shuffle, drop_last=drop_last and shuffle,
-                                 pin_memory=pin, distributed=distributed, seed=seed)
+                                 pin_memory=pin, seed=seed)
         workers = env.default_num_workers() if num_workers is None else num_workers
-        sampler = _shuffling_sampler(data, None, distributed, seed) if shuffle else None
+        sampler = _shuffling_sampler(data, None, seed) if shuffle else None
         return DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=workers,
                           drop_last=drop_last and shuffle, pin_memory=pin,
                           persistent_workers=workers > 0)

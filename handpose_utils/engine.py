@@ -494,8 +494,8 @@ def _checked(config, val_loader) -> TrainConfig:
     cfg = config if config is not None else TrainConfig()
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"fit's config must be a hp.TrainConfig, not {type(cfg).__name__}")
-    if val_loader is None and cfg.best_metric.startswith("val_"):
-        raise ValueError(
+    if val_loader is None and cfg.best_metric.startswith("val_") and env.distributed().is_main:
+        raise ValueError(  # (only rank 0 evaluates: the others need no validation set)
             f"best_metric {cfg.best_metric!r} needs a validation loader; without one use "
             "TrainConfig(best_metric='train_loss')")
     return cfg

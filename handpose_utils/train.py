@@ -300,10 +300,7 @@ def _run_hands(s: argparse.Namespace, dist, device, plan, log):
                   "n_poses": s.n_poses, "global_batch": plan["global_batch"]},
         **_engine_options(s, dist, device, log,
                           f"train_hands_{s.dataset}_{s.model}_{s.input_size}px"))
-    # an empty stand-in on the other ranks: fit evaluates on rank 0 only, but reads None as "no
-    # validation set", which it refuses for a best epoch chosen by validation PCK
-    history, result = _fit(model, train_loader, val_loader if dist.is_main else [], config, dist,
-                           **fit_kwargs)
+    history, result = _fit(model, train_loader, val_loader, config, dist, **fit_kwargs)
     if not dist.is_main:
         return history, result
     out, ex = engine.predict(model, val_loader, prepare_batch=fit_kwargs["prepare_batch"],

@@ -406,3 +406,76 @@ def test_image_size_must_match_its_record(tmp_path):
                   lambda: D.build_image_cache(records, 32, progress=False)):
         with pytest.raises(ValueError, match=r"001.png.*'width' is '256' \(str\).*integer"):
             build()
+
+
+def test_implausible_keypoints_are_refused_against_the_decoded_size(tmp_path):
+    """Records without width and height (handed straight in, or from an old notebook) are checked
+    against the image's real size: normalised keypoints, or ones 5,000 px outside a 256 x 192
+    image, would train on nothing but the top-left corner or on clamped edges."""
+    records = make_records(tmp_path, n=2, fmt="PNG")  # 256x192 files
+    for rec in records:
+        del rec["width"], rec["height"]
+    fine = [dict(r) for r in records]
+    shifted = enumerate(records[0]["keypoints"])
+    fine[0]["keypoints"] = [v - 100 if i % 2 == 0 else v for i, v in shifted]
+    assert min(fine[0]["keypoints"][0::2]) < -20  # a hand partly outside the image passes
+    D.build_image_cache(fine, 32, progress=False)
+    KeypointDataset(fine, 32)[0]
+    cases = [([v / 256 if i % 2 == 0 else v / 192 for i, v in enumerate(records[1]["keypoints"])],
+              r"001.png: every visible keypoint .* in a 256x192 image: normalised coordinates\?"),
+             (records[1]["keypoints"][:2] + [5000.0, 100.0] + records[1]["keypoints"][4:],
+              r"001.png: visible keypoints reach x .* to 5000.*256x192 image: another resolution")]
+    for keypoints, message in cases:
+        bad = [records[0], dict(records[1], keypoints=keypoints)]
+        with pytest.raises(ValueError, match=message):
+            KeypointDataset(bad, 32)[1]
+        with pytest.raises(ValueError, match=message):
+            D.build_image_cache(bad, 32, progress=False)
+
+
+def test_shard_caches_split_the_records_evenly_and_shuffle_within(tmp_path, monkeypatch):
+    """Under torchrun each process caches only its share: all shares as long (a shorter one
+    padded with the first records), together every record, each in a file of its own. Its loader
+    shuffles within it (not split again by the process count), a new order each epoch."""
+    import math
+
+    from handpose_utils import env
+
+    records = make_records(tmp_path, n=5, w=160, h=120)
+    whole = D.build_image_cache(records, 16, progress=False)
+    folder = tmp_path / "cache"
+    for world_size in (2, 3):
+        shards = [D.build_image_cache(records, 16, path=folder / "train_16.npy", progress=False,
+                                      shard=(rank, world_size)) for rank in range(world_size)]
+        assert [len(c) for c in shards] == [math.ceil(len(records) / world_size)] * world_size
+        assert set().union(*(c.record_index.tolist() for c in shards)) == set(range(5))
+        for rank, cache in enumerate(shards):
+            assert cache.shard == (rank, world_size)
+            assert np.array_equal(cache.images, whole.images[cache.record_index])
+            assert np.array_equal(cache.keypoints, whole.keypoints[cache.record_index])
+    assert sorted(p.name for p in folder.glob("*.npy")) == sorted(
+        f"train_16.shard{r}of{w}.npy" for w in (2, 3) for r in range(w))
+
+    monkeypatch.setattr(env, "distributed", lambda: env.Distributed(rank=1, world_size=2))
+    cache = D.build_image_cache(records, 16, progress=False, shard=(1, 2))
+    loader = D.cached_loader(cache, batch_size=2, shuffle=True, seed=0)
+
+    def order(epoch):
+        loader.sampler.sampler.set_epoch(epoch)
+        return [int(i) for batch in loader for i in batch["index"]]
+
+    assert sorted(order(1)) == sorted(cache.record_index.tolist())  # the whole shard
+    assert order(1) == order(1)  # seeded by the epoch: a resumed run repeats it
+    assert any(order(epoch) != order(1) for epoch in range(2, 8))
+
+
+def test_a_shard_that_skipped_images_is_refused(tmp_path):
+    """A process with fewer images than the others would run fewer batches, and DDP would wait
+    for it forever: the shard names the images to remove instead."""
+    records = make_records(tmp_path, n=4, w=160, h=120)
+    bad = records[1]["image_path"]
+    with open(bad, "r+b") as f:  # truncate the JPEG
+        f.truncate(os.path.getsize(bad) // 3)
+    D.build_image_cache(records, 16, skip_bad=True, progress=False, log=None, shard=(0, 2))
+    with pytest.raises(ImageReadError, match=r"process 1 of 2 skipped images(.|\n)*001.jpg"):
+        D.build_image_cache(records, 16, skip_bad=True, progress=False, log=None, shard=(1, 2))
