@@ -59,28 +59,17 @@ class History(list):
     def best(self, key: str, mode: str = "max") -> dict | None:
         """The row with the best finite ``key``, or None."""
         rows = [r for r in self if key in r and math.isfinite(r[key])]
-        if not rows:
-            return None
-        pick = max if mode == "max" else min
-        return pick(rows, key=lambda r: r[key])
+        return (max if mode == "max" else min)(rows, key=lambda r: r[key], default=None)
 
     def table(self, keys: Sequence[str] | None = None) -> str:
         """A fixed-width text table of the history (all keys by default)."""
         if not self:
             return "(empty history)"
-        if keys is None:
-            keys = []
-            for row in self:
-                keys += [k for k in row if k not in keys]
+        keys = list(keys or dict.fromkeys(k for row in self for k in row))  # in order of appearance
         widths = [max(len(k), 9) for k in keys]
-        lines = ["  ".join(k.rjust(w) for k, w in zip(keys, widths))]
-        for row in self:
-            cells = []
-            for k, w in zip(keys, widths):
-                v = row.get(k, "")
-                cells.append((f"{v:.4g}" if isinstance(v, float) else str(v)).rjust(w))
-            lines.append("  ".join(cells))
-        return "\n".join(lines)
+        cells = [keys] + [[f"{row[k]:.4g}" if isinstance(row.get(k), float) else
+                           str(row.get(k, "")) for k in keys] for row in self]
+        return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in cells)
 
 
 def format_epoch(row: dict, epochs: int, items: Sequence[tuple] = ()) -> str:
