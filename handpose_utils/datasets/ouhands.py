@@ -159,13 +159,9 @@ def install_ouhands(archives, root: str | Path, keep_archives: bool = True) -> P
             raise DatasetNotFoundError(str(err)) from err
         if not keep_archives:
             archive.unlink()
-    found = find_ouhands_root(root)
-    if not (found / "OUHANDS_train").is_dir():
-        # Some archives wrap everything in one extra folder: look one level deeper.
-        for sub in root.iterdir():
-            if sub.is_dir() and (find_ouhands_root(sub) / "OUHANDS_train").is_dir():
-                found = find_ouhands_root(sub)
-                break
+    # Some archives wrap everything in one extra folder: look one level deeper too.
+    candidates = [find_ouhands_root(d) for d in (root, *root.iterdir()) if d.is_dir()]
+    found = next((c for c in candidates if (c / "OUHANDS_train").is_dir()), candidates[0])
     return check_extracted(found, [ouhands_colour_dir(found, "train"),
                                    split_list_path(found, "train"),
                                    split_list_path(found, "validation")], ". " + HOW_TO_GET_OUHANDS)

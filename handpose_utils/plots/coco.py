@@ -11,7 +11,7 @@ import torch
 
 from ..images import read_image
 from ..skeletons import COCO17_NAMES, COCO_OKS_SIGMAS, COCO_SKELETON, coco_part_side
-from . import GT_COLOR, PRED_COLOR
+from . import GT_COLOR, PRED_COLOR, _axes
 from ._layout import finish
 
 SIDE_COLORS = {"left": "#1f77b4", "right": "#ff7f0e", "center": "#2ca02c"}
@@ -64,8 +64,7 @@ def group_by_image(records: Sequence[dict], results: Sequence[dict] = ()) -> lis
 
 def show_image(entry: dict, ax=None, boxes: bool = True, gt_color: str | None = GT_COLOR):
     """A :func:`group_by_image` entry: GT people green (None: by side), boxes, predictions red."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4.5))
+    ax = _axes(ax, figsize=(6, 4.5))
     ax.imshow(read_image(entry["image_path"]))
     for k, p in enumerate(entry["people"]):
         draw_person(ax, np.reshape(p["keypoints"], (-1, 2)), p.get("visible"), color=gt_color,
@@ -201,8 +200,7 @@ def plot_decoding_error(errors: dict, stride: float | None = None):
 def plot_oks_tolerance(record: dict, ax=None, sigmas=COCO_OKS_SIGMAS, level: float = 0.5):
     """A ground-truth person and, around each labelled joint, the circle where its similarity
     ``exp(-d^2 / (2 s^2 k^2))`` drops to ``level`` (``s^2`` the area, ``k = 2 sigma``)."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 5))
+    ax = _axes(ax, figsize=(5, 5))
     ax.imshow(read_image(record["image_path"]))
     kp = np.asarray(record["keypoints"], float).reshape(-1, 2)
     v = np.asarray(record["visible"])

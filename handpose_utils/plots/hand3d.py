@@ -22,7 +22,7 @@ from ..hand3d.evaluate import relative_to_root
 from ..hand3d.pipeline import Hand3DPipeline
 from ..images import read_image
 from ..skeletons import FINGER_COLORS, FINGERS, HAND21_NAMES
-from . import GT_COLOR, PRED_COLOR, draw_hand, plot_skeleton_3d, sample_browser
+from . import GT_COLOR, PRED_COLOR, _axes, draw_hand, plot_skeleton_3d, sample_browser
 from ._layout import finish
 
 
@@ -240,8 +240,7 @@ def pipeline_browser(pipeline, dataset, device=None, crops: str = "segmentation"
 def plot_eval_pck(results: dict[str, dict], unit: str = "px", ax=None, title: str = ""):
     """PCK curves of ``eval_2d`` / ``eval_3d`` results, AUC in the legend; their ``protocol``
     label in the title when all share one, else in each legend entry."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.6))
+    ax = _axes(ax, figsize=(5, 3.6))
     protocols = {res.get("protocol") for res in results.values()} - {None}
     if len(protocols) == 1:
         title = f"{title}\n{protocols.pop()}" if title else protocols.pop()

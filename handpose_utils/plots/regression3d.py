@@ -18,7 +18,7 @@ from ..data import denormalize
 from ..images import read_image
 from ..metrics3d import PCK3D_THRESHOLDS_MM, pck3d_curve, reproject_with_gt_root
 from ..skeletons import MIDDLE_MCP
-from . import GT_COLOR, PRED_COLOR, draw_hand, plot_skeleton_3d
+from . import GT_COLOR, PRED_COLOR, _axes, draw_hand, plot_skeleton_3d
 from ._layout import finish
 from .history import plot_history
 
@@ -196,8 +196,7 @@ class EpochVisualizer:
 
 def plot_pck3d_curves(results: dict[str, tuple], ax=None, title: str = "3D PCK (test)"):
     """3D PCK curves ``{label: (pred_mm, gt_mm)}`` over 0-50 mm, with their AUC in the legend."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5.2, 3.6))
+    ax = _axes(ax, figsize=(5.2, 3.6))
     for label, (pred, gt) in results.items():
         curve, auc = pck3d_curve(pred, gt)
         ax.plot(PCK3D_THRESHOLDS_MM, 100 * curve.numpy(), label=f"{label} (AUC {auc:.3f})")

@@ -117,11 +117,10 @@ def gesture_pose(name: str, rng: np.random.Generator | None = None, noise: float
     if rng is not None:
         levels = np.clip(levels + rng.normal(0, 0.08 * noise, 4), 0, 1)
         spread = float(np.clip(spread + rng.normal(0, 0.2 * noise), 0, 1.2))
-    fingers = np.zeros((4, 4))
-    fingers[:, 0] = 85 * levels  # MCP
-    fingers[:, 2] = 100 * levels  # PIP
-    fingers[:, 3] = 65 * levels  # DIP follows PIP (tendon coupling, about 2/3)
-    fingers[:, 1] = spread * np.array([-12, -3, 5, 13])  # spread away from the middle finger
+    # Columns: MCP flexion, abduction (spread away from the middle finger), PIP flexion, and
+    # DIP following PIP (tendon coupling, about 2/3).
+    fingers = np.stack([85 * levels, spread * np.array([-12, -3, 5, 13]), 100 * levels,
+                        65 * levels], axis=1)
     thumb = np.asarray(thumb, float)
     if rng is not None:
         fingers += rng.normal(0, 5 * noise, fingers.shape)
