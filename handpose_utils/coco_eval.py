@@ -240,7 +240,6 @@ def predict_coco_results(model, loader, codec, modes=("quarter",), flip_test: bo
 
     from . import env
     from .topdown import prepare_topdown_batch
-
     device = torch.device(device) if device is not None else env.pick_device()
     amp = amp if amp is not None else env.amp_settings(device)
     was_training = model.training

@@ -19,7 +19,6 @@ def wandb_callback(enabled: bool = False, project: str = "handpose-course",
                 "(pip install wandb); training continues without it.")
         return None
     import wandb
-
     if wandb.run is not None:  # a new training run gets a new W&B run
         wandb.run.finish()
     run = wandb.init(project=project, name=name, config=dict(config or {}))

@@ -62,7 +62,6 @@ class RHDSamples(Dataset):
             item["image"] = torch.from_numpy(image).permute(2, 0, 1)
         if self.load_masks:
             from ..datasets.rhd import read_mask
-
             mask = read_mask(rec["mask_path"])
             _check_size(mask, rec, "mask_path")
             item["mask"] = torch.from_numpy(mask)

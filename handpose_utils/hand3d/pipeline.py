@@ -88,7 +88,6 @@ def run_pipeline(pipeline: Hand3DPipeline, dataset, batch_size: int = 16,
     if crops not in ("segmentation", "ground_truth"):
         raise ValueError(f"crops must be 'segmentation' or 'ground_truth', got {crops!r}")
     from tqdm.auto import tqdm
-
     device = torch.device(device) if device is not None else env.pick_device()
     pipeline = pipeline.to(device).eval()
     loader = make_loader(dataset, batch_size, num_workers=num_workers, device=device)

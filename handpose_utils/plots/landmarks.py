@@ -172,7 +172,6 @@ def plot_landmark_loss(beta: float):
     binary cross-entropy on a soft handedness label, against the logit."""
     import torch
     import torch.nn.functional as F
-
     d = torch.linspace(-0.1, 0.1, 401)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3))
     axes[0].plot(d, F.smooth_l1_loss(d, torch.zeros_like(d), beta=beta, reduction="none"),

@@ -273,7 +273,6 @@ def pose_browser(records: Sequence[dict], pred_rel, root: int = MIDDLE_MCP):
     sample and turn the 3D view. The first sample is drawn once first (``interact`` prints
     errors instead of raising them)."""
     from ipywidgets import IntSlider, interact
-
     pred_rel = np.asarray(pred_rel)
     first = records[0]
     plt.close(show_prediction_3d(first["image_path"], first["xyz"], pred_rel[0], first["K"], root))

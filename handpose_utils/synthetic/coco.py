@@ -233,7 +233,6 @@ def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]
     pixel-centre coordinates (a pixel's edge is half a pixel from its centre). Holes are left out:
     COCO polygons are filled regions."""
     from contourpy import FillType, contour_generator
-
     padded = np.pad(mask.astype(np.float32), 1)
     gen = contour_generator(z=padded, fill_type=FillType.OuterOffset)
     points, offsets = gen.filled(0.5, 2.0)

@@ -25,7 +25,6 @@ def run_jobs(fn: Callable, jobs: Sequence, workers: int | None = None, progress:
     if workers is None:
         workers = 1 if len(jobs) < 64 else min(2, os.cpu_count() or 1)
     from tqdm.auto import tqdm
-
     with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
         results = pool.map(fn, jobs, chunksize=chunksize) if pool else map(fn, jobs)
         return list(tqdm(results, total=len(jobs), desc=desc, unit=unit, disable=not progress))
