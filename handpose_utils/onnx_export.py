@@ -32,8 +32,7 @@ def export_onnx(model: nn.Module, path, input_size=(256, 192), dynamic_batch: bo
         if log:
             log(f"ONNX export skipped: the 'onnx' package is not installed ({_INSTALL_HINT}).")
         return None
-    if dynamo is None:
-        dynamo = status["onnxscript"]
+    dynamo = status["onnxscript"] if dynamo is None else dynamo
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training

@@ -37,9 +37,7 @@ SEG_SIDE_RANGE = (256 / 5 / REFERENCE_IMAGE_SIZE, 256 / 0.25 / REFERENCE_IMAGE_S
 def paper_normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 ``(B, 3, H, W)`` -> float ``x / 255 - 0.5`` (not ImageNet's normalisation; the
     reference fed raw 0-255 values). Float input is returned unchanged (already normalised)."""
-    if images.dtype == torch.uint8:
-        return images.float().div_(255.0).sub_(0.5)
-    return images
+    return images.float().div_(255.0).sub_(0.5) if images.dtype == torch.uint8 else images
 
 
 def to_crop(uv: torch.Tensor, boxes: torch.Tensor, crop_size: int) -> torch.Tensor:

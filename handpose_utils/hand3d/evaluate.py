@@ -36,9 +36,7 @@ ROOTS = ("palm", "wrist")
 
 
 def _np(x) -> np.ndarray:
-    if torch.is_tensor(x):
-        return x.detach().cpu().double().numpy()
-    return np.asarray(x, dtype=np.float64)
+    return x.detach().cpu().double().numpy() if torch.is_tensor(x) else np.asarray(x, np.float64)
 
 
 def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:

@@ -65,8 +65,7 @@ def make_freihand(root: str | Path, n_poses: int, seed: int = 0, n_eval_poses: i
         raise ValueError(f"n_poses must be at least 1, got {n_poses}")
     if not 1 <= versions <= 4:
         raise ValueError(f"versions must be 1..4 (FreiHAND has 4), got {versions}")
-    if n_eval_poses is None:
-        n_eval_poses = max(1, round(0.12 * n_poses))
+    n_eval_poses = max(1, round(0.12 * n_poses)) if n_eval_poses is None else n_eval_poses
     root, start = start_dataset(root, "training/rgb", "training/mask", "evaluation/rgb")
     jobs = [(root, seed, "training", i, n_poses, versions, image_size) for i in range(n_poses)]
     jobs += [(root, seed, "evaluation", i, n_eval_poses, 1, image_size)
