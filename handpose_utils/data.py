@@ -152,18 +152,16 @@ def _meta_path(path: Path) -> Path:
 
 
 def check_record_size(rec: dict, w: int, h: int) -> None:
-    """Raise unless the image's actual ``w x h`` is the size its record (if it has one) states and
-    its keypoints can be pixels of it (:func:`.records.check_record_fits`): keypoints resized by
+    """:func:`.records.check_record_fits` for the image's actual ``w x h``: keypoints resized by
     another image's size would train on wrong labels without a sign."""
     check_record_fits(rec, rec["image_path"], (w, h))
 
 
 def _write_error(path: Path, err: OSError, nbytes: int) -> OSError:
     need = f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.1f} MB"
-    return OSError(
-        f"could not write {path}: {err.strerror or err}. The cache needs about {need} in "
-        f"{path.parent}: free space there, pass another path, or path=None to keep the cache "
-        "in memory.")
+    return OSError(f"could not write {path}: {err.strerror or err}. The cache needs about {need} "
+                   f"in {path.parent}: free space there, pass another path, or path=None to keep "
+                   "the cache in memory.")
 
 
 def _new_array_file(path: Path, shape: tuple) -> tuple[Path, np.memmap]:
@@ -171,6 +169,7 @@ def _new_array_file(path: Path, shape: tuple) -> tuple[Path, np.memmap]:
     ``open_memmap`` makes a sparse file, and writing through the map into a hole the disk cannot
     fill kills the process with SIGBUS (a Colab kernel simply dies). Reserving the blocks first
     turns a full disk into an ``OSError`` here, before any decoding."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
     try:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
@@ -188,11 +187,8 @@ def _new_array_file(path: Path, shape: tuple) -> tuple[Path, np.memmap]:
 
 
 def _load_cache(path: Path, key: str, size: int) -> ImageCache | None:
-    meta_path = _meta_path(path)
-    if not (path.is_file() and meta_path.is_file()):
-        return None
     try:
-        with np.load(meta_path, allow_pickle=False) as meta:
+        with np.load(_meta_path(path), allow_pickle=False) as meta:
             if str(meta["key"]) != key:
                 return None
             images = np.load(path, mmap_mode="r")
@@ -200,7 +196,7 @@ def _load_cache(path: Path, key: str, size: int) -> ImageCache | None:
             skipped = json.loads(str(meta["skipped"]))
             seen = int(meta["seen"])
     except (OSError, ValueError, KeyError):
-        return None  # unreadable or from an older format: rebuild
+        return None  # missing, unreadable or from an older format: rebuild
     k = len(fields["keypoints"])
     if images.dtype != np.uint8 or len(images) < k or images.shape[1:] != (size, size, 3):
         return None
@@ -255,20 +251,16 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
             return cached
 
     n = len(records)
-    kp_all = np.stack([keypoints_array(r) for r in records]).astype(np.float32)
+    kp_all = np.stack([keypoints_array(r) for r in records])
     vis_all = np.stack([visible_array(r) for r in records])
-    tmp, nbytes = None, n * size * size * 3
-    if path is None:
-        images = np.empty((n, size, size, 3), np.uint8)
-    else:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp, images = _new_array_file(path, (n, size, size, 3))
-        except OSError as err:
-            raise _write_error(path, err, nbytes) from err
+    shape = (n, size, size, 3)
+    try:  # an array in memory, or a temporary file (tmp) beside path
+        tmp, images = ((None, np.empty(shape, np.uint8)) if path is None
+                       else _new_array_file(path, shape))
+    except OSError as err:
+        raise _write_error(path, err, math.prod(shape)) from err
     try:
         keep, orig_size, report = [], [], SkipReport()
-        threads = num_threads or max(1, env.default_num_workers())
 
         def work(i):
             try:
@@ -278,18 +270,17 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
                     raise
                 return err
 
-        from tqdm.auto import tqdm
-
-        def decoded():
+        def decoded():  # in the records' order
             # PIL releases the GIL while decoding and resizing, so threads use both Colab cores.
             # Chunks bound the decoded images waiting in memory, and the work wasted on an error.
-            with ThreadPoolExecutor(threads) as pool:
+            with ThreadPoolExecutor(num_threads or max(1, env.default_num_workers())) as pool:
                 for start in range(0, n, 256):
-                    yield from zip(range(start, min(n, start + 256)),
-                                   pool.map(work, range(start, min(n, start + 256))))
+                    yield from pool.map(work, range(start, min(n, start + 256)))
 
+        from tqdm.auto import tqdm
         off = {} if progress else {"disable": True}  # disable=False would beat TQDM_DISABLE
-        for i, res in tqdm(decoded(), total=n, desc=f"caching {size}px", leave=False, **off):
+        bar = tqdm(decoded(), total=n, desc=f"caching {size}px", leave=False, **off)
+        for i, res in enumerate(bar):
             report.seen += 1
             if isinstance(res, ImageReadError):
                 report.skipped.append((records[i]["image_path"], str(res)))
@@ -325,7 +316,7 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
             if tmp is None:  # the images reached their final name, the metadata did not
                 path.unlink(missing_ok=True)
             cause = err.__cause__ if isinstance(err, WriteError) and err.__cause__ else err
-            raise _write_error(path, cause, nbytes) from err
+            raise _write_error(path, cause, math.prod(shape)) from err
         return _load_cache(path, key, size)
     finally:
         if tmp is not None:
@@ -374,8 +365,7 @@ def _shuffling_sampler(ds, generator, seed: int):
         return RandomSampler(ds, generator=generator)
     # pads the last shard with repeated samples, so every process runs the same number of
     # batches (a process with one batch fewer would leave the others waiting)
-    return DistributedSampler(ds, num_replicas=state.world_size, rank=state.rank, shuffle=True,
-                              seed=seed)
+    return DistributedSampler(ds, num_replicas=state.world_size, rank=state.rank, seed=seed)
 
 
 def cached_loader(data, batch_size: int = 32, shuffle: bool = False, drop_last: bool = False,
@@ -401,9 +391,6 @@ def _rand(n: int, lo: float, hi: float, generator) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
 
 
-_GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as PIL's and torchvision's grayscale
-
-
 def colour_jitter(x: torch.Tensor, brightness: float = 0.0, contrast: float = 0.0,
                   saturation: float = 0.0, grayscale_p: float = 0.0,
                   generator: torch.Generator | None = None) -> torch.Tensor:
@@ -419,7 +406,8 @@ def colour_jitter(x: torch.Tensor, brightness: float = 0.0, contrast: float = 0.
         return _rand(b, max(0.0, 1 - amount), 1 + amount, generator).float().to(
             x.device).view(b, 1, 1, 1)
 
-    gray_w = torch.tensor(_GRAY_WEIGHTS, device=x.device).view(1, 3, 1, 1)
+    # ITU-R 601 luma, as PIL's and torchvision's grayscale
+    gray_w = torch.tensor((0.299, 0.587, 0.114), device=x.device).view(1, 3, 1, 1)
     if brightness:
         x = x * factors(brightness)
     if contrast:
@@ -449,8 +437,7 @@ class DeviceAugment(nn.Module):
     keypoints; for 3D targets or handedness use ``return_params=True`` to mirror them too, or
     ``flip_p=0``. Skeletons with left/right pairs pass ``flip_index`` (e.g.
     ``skeletons.COCO_FLIP_INDEX``): flipped samples swap those joints (and :class:`PrepareBatch`
-    their visibility flags). Random numbers come from ``generator`` on the CPU, so a seed gives
-    the same augmentation on every device.
+    their visibility flags). ``generator``: as in :func:`colour_jitter`, the same on every device.
     """
 
     def __init__(self, flip_p: float = 0.5, rotation: float = 30.0, scale=(0.8, 1.2),
@@ -478,14 +465,13 @@ class DeviceAugment(nn.Module):
         s = _rand(batch, self.scale[0], self.scale[1], generator)
         tx = _rand(batch, -self.translate, self.translate, generator) * width
         ty = _rand(batch, -self.translate, self.translate, generator) * height
-        cx, cy = (width - 1) / 2, (height - 1) / 2
         f = torch.where(flip, -1.0, 1.0).double()
         cos, sin = torch.cos(angle) * s, torch.sin(angle) * s
         m = torch.zeros(batch, 3, 3, dtype=torch.float64)
         # linear part R S F, with F = diag(f, 1) flipping x
         m[:, 0, 0], m[:, 0, 1] = cos * f, -sin
         m[:, 1, 0], m[:, 1, 1] = sin * f, cos
-        centre = torch.tensor([cx, cy], dtype=torch.float64)
+        centre = torch.tensor([(width - 1) / 2, (height - 1) / 2], dtype=torch.float64)
         m[:, :2, 2] = centre + torch.stack([tx, ty], 1) - m[:, :2, :2] @ centre
         m[:, 2, 2] = 1
         return m, flip
@@ -509,8 +495,9 @@ class DeviceAugment(nn.Module):
             b, _, h, w = x.shape
             m, flip = self.sample_matrices(b, h, w, generator)
             x = self._jitter(x, generator)
-            if self.normalize:
-                x = (x - self.mean) / self.std
+        if self.normalize:  # before the warp: its zeros at uncovered borders are the mean colour
+            x = (x - self.mean) / self.std
+        if self.training:
             # grid_sample needs the inverse map (output -> input) in [-1, 1] coordinates:
             # u = (2x + 1) / W - 1 is exactly align_corners=False's pixel-centre convention.
             n = torch.tensor([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]],
@@ -523,8 +510,6 @@ class DeviceAugment(nn.Module):
                 keypoints = keypoints.float() @ mk[:, :2, :2].transpose(1, 2) + mk[:, None, :2, 2]
                 keypoints = self.swap_flipped(keypoints, flip)
             params = {"matrix": m.float(), "flip": flip}
-        elif self.normalize:
-            x = (x - self.mean) / self.std
         if return_params:
             return x, keypoints, params
         return x, keypoints
