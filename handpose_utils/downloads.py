@@ -198,26 +198,24 @@ def _stream(url: str, dest: Path, part: Path, response, start: int, total: int |
 
     received = start
     off = {} if progress else {"disable": True}  # disable=False would beat TQDM_DISABLE
-    bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=dest.name, **off)
-    try:
-        with open(part, "ab" if start else "wb") as f:
-            # read1: read(n) of a chunked body loses what it gathered if the connection breaks
-            while chunk := response.read1(CHUNK):
-                if received == 0 and _looks_like_html(chunk, dest):
-                    f.close()
-                    part.unlink()
-                    raise _html_error(url, dest, part, f"its first bytes are {chunk[:40]!r}")
-                f.write(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-    except (OSError, http.client.HTTPException) as err:
-        if isinstance(err, DownloadError):
-            raise
-        of = f" of {total:,}" if total is not None else ""
-        raise DownloadError(f"the download of {url} broke off after {received:,}{of} bytes "
-                            f"({err}). Run the same call again. {_kept(part)}") from err
-    finally:
-        bar.close()
+    with tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=dest.name, **off) as bar:
+        try:
+            with open(part, "ab" if start else "wb") as f:
+                # read1: read(n) of a chunked body loses what it gathered if the connection breaks
+                while chunk := response.read1(CHUNK):
+                    if received == 0 and _looks_like_html(chunk, dest):
+                        f.close()
+                        part.unlink()
+                        raise _html_error(url, dest, part, f"its first bytes are {chunk[:40]!r}")
+                    f.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+        except DownloadError:
+            raise  # an HTML page: already says what arrived
+        except (OSError, http.client.HTTPException) as err:
+            of = f" of {total:,}" if total is not None else ""
+            raise DownloadError(f"the download of {url} broke off after {received:,}{of} bytes "
+                                f"({err}). Run the same call again. {_kept(part)}") from err
 
 
 def _check_download(url: str, dest: Path, part: Path, size: int | None, digests: dict) -> None:
@@ -284,13 +282,11 @@ def _content_range(header: str | None) -> tuple[int | None, int | None]:
     return (int(start) if start else None), (int(total) if total != "*" else None)
 
 
-# A digest check reads the whole file (minutes for an 18 GB archive): too slow to repeat whenever
-# a notebook calls download_file again, while sizes alone miss damaged bytes of the right length.
-# So a file that matched its digests gets a small record ``<dest>.verified`` (digests, size,
-# modification time); later calls trust it while size and time are unchanged, else hash again.
-
 def _verified(dest: Path, digests: dict, record: bool = False) -> bool:
-    """Whether ``dest`` matched ``digests`` and is unchanged since; ``record=True`` notes it now."""
+    """Whether ``dest`` matched ``digests`` and is unchanged since (its size and modification time,
+    noted with the digests in ``<dest>.verified`` by ``record=True``). Hashing reads the whole file
+    (minutes for an 18 GB archive): too slow to repeat whenever a notebook calls download_file
+    again, while sizes alone miss damaged bytes of the right length."""
     st = dest.stat()
     path = dest.with_name(dest.name + ".verified")
     stamp = " ".join(f"{name}={value}" for name, value in digests.items())
