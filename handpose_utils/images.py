@@ -77,9 +77,8 @@ def decode_pixels(im: Image.Image, path, mode: str = "RGB",
         if not np.isfinite(values).all():
             raise ImageReadError(f"cannot read image {path}: it holds NaN or infinite values (mode "
                                  f"{im.mode!r}). Replace them, or pass skip_bad=True to skip it.")
-        low, high = 0.0, 65535.0
-        if im.mode == "F" or values.min() < 0 or values.max() > 65535:
-            low, high = values.min(), values.max()
+        bit_depth = im.mode != "F" and values.min() >= 0 and values.max() <= 65535
+        low, high = (0.0, 65535.0) if bit_depth else (values.min(), values.max())
         scaled = np.round((values - low) * (255 / ((high - low) or 1.0)))
         out = Image.fromarray(scaled.astype(np.uint8)).convert(mode)
     else:

@@ -51,9 +51,8 @@ def _check_flags(vis, where: str) -> None:
     be silently wrong ("0" and 2 both become True)."""
     if set(map(type, vis)) <= {int, bool} and set(vis) <= {0, 1}:
         return  # the common case, checked at C speed; below finds the culprit otherwise
-    for i, v in enumerate(vis):
-        if not (isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, np.integer))
-                                                    and v in (0, 1))):
+    for i, v in enumerate(vis):  # True == 1 and False == 0, numpy's too
+        if not (isinstance(v, (bool, np.bool_, int, np.integer)) and v in (0, 1)):
             raise RecordError(
                 f"{where}: 'visible' flag at position {i} is {_describe(v)}; flags must be "
                 "true/false or the integers 0/1 (a string such as \"0\" would count as "
@@ -94,8 +93,7 @@ def validate_record(record: dict, index: int, source: str = "records",
         raise RecordError(f"{where}: expected a dict, got {type(record).__name__}")
     missing = [k for k in ("image_path", "keypoints") if k not in record]
     if missing:
-        raise RecordError(f"{where}: missing key(s) {missing}. Re-create the records "
-                          "(notebook 01).")
+        raise RecordError(f"{where}: missing keys {missing}. Re-create the records (notebook 01).")
     if not isinstance(record["image_path"], str) or not record["image_path"]:
         raise RecordError(f"{where}: 'image_path' must be a file path (a string), got "
                           f"{_describe(record['image_path'])}. Re-create the records.")
@@ -104,8 +102,7 @@ def validate_record(record: dict, index: int, source: str = "records",
     if not isinstance(kp, (list, tuple)) or len(kp) != 2 * num_joints:
         n = len(kp) if isinstance(kp, (list, tuple)) else type(kp).__name__
         raise RecordError(f"{where}: 'keypoints' has {n} values, expected {2 * num_joints} "
-                          f"({num_joints} joints x (x, y)). Re-create the records with the right "
-                          "skeleton.")
+                          f"({num_joints} joints x (x, y)). Re-create them for this skeleton.")
     if not _finite_numbers(kp):
         _check_numbers(kp, where, "'keypoints'")
     vis = record.get("visible")
@@ -203,9 +200,8 @@ def save_records(records: list[dict], path: str | Path) -> Path:
 
 def load_records(path: str | Path, num_joints: int = NUM_HAND_JOINTS,
                  check_images: bool = True) -> list[dict]:
-    """Read and validate a records JSON. Relative image paths resolve against the file's folder.
-    Raises :class:`RecordError` naming the file and the record on a wrong keypoint count, a NaN,
-    a missing key or (with ``check_images``) a missing image file."""
+    """Read a records JSON, each record checked by :func:`validate_record` (``check_images``: its
+    image file exists). Relative image paths resolve against the file's folder."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
