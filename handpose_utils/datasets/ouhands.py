@@ -143,7 +143,7 @@ def load_ouhands(root: str | Path, split: str) -> list[dict]:
     return records
 
 
-def install_ouhands(archives, root: str | Path, keep_archives: bool = True) -> Path:
+def install_ouhands(archives, root: str | Path) -> Path:
     """Extract the OUHANDS zip archives you downloaded by hand from its page (``OUHANDS_PAGE``,
     under its terms; whatever their names) into ``root``, best the runtime's local disk
     (``/content/data``), check the layout and return the folder holding ``OUHANDS_train``."""
@@ -157,8 +157,6 @@ def install_ouhands(archives, root: str | Path, keep_archives: bool = True) -> P
             extract_zip(archive, root)
         except BrokenArchiveError as err:
             raise DatasetNotFoundError(str(err)) from err
-        if not keep_archives:
-            archive.unlink()
     # Some archives wrap everything in one extra folder: look one level deeper too.
     candidates = [find_ouhands_root(d) for d in (root, *root.iterdir()) if d.is_dir()]
     found = next((c for c in candidates if (c / "OUHANDS_train").is_dir()), candidates[0])

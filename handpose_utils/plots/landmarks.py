@@ -23,57 +23,51 @@ def _as_image(image) -> np.ndarray:
     return read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
 
 
-def _panels(ax, two: bool, width: float, ratios):
-    if ax is not None:
-        return [ax]
-    _, axes = plt.subplots(1, 2 if two else 1, figsize=(width if two else width / 2, 3.8),
-                           squeeze=False, gridspec_kw={"width_ratios": ratios} if two else None)
-    return list(axes[0])
+def _two_panels(width: float, ratios) -> list:
+    """A row of two axes, ``width`` inches wide together, as wide as ``ratios`` says."""
+    return list(plt.subplots(1, 2, figsize=(width, 3.8), gridspec_kw={"width_ratios": ratios})[1])
 
 
-def show_landmarks(image, landmarks, ax=None, title: str | None = None, depth: bool = True):
-    """An image (array or path) with its 21 landmarks (MediaPipe normalisation) and, with
-    ``depth``, grey bones, joints coloured by z (blue = closer to the camera than the wrist, a
-    colour bar says how much) and a second panel seen from above (x against z)."""
+def show_landmarks(image, landmarks, title: str | None = None):
+    """An image (array or path) with its 21 landmarks (MediaPipe normalisation): grey bones,
+    joints coloured by z (blue = closer to the camera than the wrist, a colour bar says how
+    much), and a second panel seen from above (x against z)."""
     img = _as_image(image)
     h, w = img.shape[:2]
     lm = np.asarray(landmarks, float)
     px = landmarks_to_pixels(lm, (w, h))
-    axes = _panels(ax, depth, 10, [1.4, 1])
+    axes = _two_panels(10, [1.4, 1])
     axes[0].imshow(img)
-    draw_hand(axes[0], px, color="lightgrey" if depth else None)  # depth: the colour is z's alone
-    if depth:
-        lim = max(np.abs(lm[:, 2]).max(), 1e-3)
-        dots = axes[0].scatter(px[:, 0], px[:, 1], c=lm[:, 2], cmap="coolwarm", vmin=-lim,
-                               vmax=lim, s=14, zorder=4, edgecolors="black", linewidths=0.3)
-        bar = axes[0].figure.colorbar(dots, ax=axes[0], orientation="horizontal", fraction=0.05,
-                                      pad=0.03, aspect=40)
-        bar.set_label("joint colour: z (blue: closer to the camera than the wrist)", fontsize=8)
-        bar.ax.tick_params(labelsize=7)
+    draw_hand(axes[0], px, color="lightgrey")  # the joints' colour is z's alone
+    lim = max(np.abs(lm[:, 2]).max(), 1e-3)
+    dots = axes[0].scatter(px[:, 0], px[:, 1], c=lm[:, 2], cmap="coolwarm", vmin=-lim, vmax=lim,
+                           s=14, zorder=4, edgecolors="black", linewidths=0.3)
+    bar = axes[0].figure.colorbar(dots, ax=axes[0], orientation="horizontal", fraction=0.05,
+                                  pad=0.03, aspect=40)
+    bar.set_label("joint colour: z (blue: closer to the camera than the wrist)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     axes[0].set_title(title or "landmarks (joint colour = z)", fontsize=9)
     axes[0].axis("off")
-    if depth and len(axes) > 1:
-        draw_hand(axes[1], np.stack([lm[:, 0] * w, lm[:, 2] * w], axis=1))  # both in x's pixels
-        axes[1].axhline(0, color="grey", lw=0.8, ls="--")
-        axes[1].invert_yaxis()  # the camera at the top: negative z (closer) plotted up
-        axes[1].set_aspect("equal", adjustable="datalim")
-        axes[1].set(xlabel="x (px)", ylabel="z × W (px, on x's scale)",
-                    title="seen from above, camera at the top: z relative to the wrist (dashed)")
-        axes[1].title.set_fontsize(9)
+    draw_hand(axes[1], np.stack([lm[:, 0] * w, lm[:, 2] * w], axis=1))  # both in x's pixels
+    axes[1].axhline(0, color="grey", lw=0.8, ls="--")
+    axes[1].invert_yaxis()  # the camera at the top: negative z (closer) plotted up
+    axes[1].set_aspect("equal", adjustable="datalim")
+    axes[1].set(xlabel="x (px)", ylabel="z × W (px, on x's scale)",
+                title="seen from above, camera at the top: z relative to the wrist (dashed)")
+    axes[1].title.set_fontsize(9)
     return axes
 
 
-def show_prediction(image, gt, pred, ax=None, title: str | None = None, errors: bool = True,
-                    labels: str = "labels"):
+def show_prediction(image, gt, pred, title: str | None = None, labels: str = "labels"):
     """The labelled landmarks (green, named ``labels`` in the legend: "truth" or "teacher") and
-    the student's (red) on the image, a line from each labelled joint to its prediction and,
-    with ``errors``, the per-joint pixel errors beside it."""
+    the student's (red) on the image, a line from each labelled joint to its prediction, and
+    the per-joint pixel errors beside it."""
     img = _as_image(image)
     h, w = img.shape[:2]
     gt_px = landmarks_to_pixels(np.asarray(gt, float), (w, h))
     pred_px = landmarks_to_pixels(np.asarray(pred, float), (w, h))
     err = np.linalg.norm(pred_px - gt_px, axis=-1)
-    axes = _panels(ax, errors, 11, [1.5, 1])
+    axes = _two_panels(11, [1.5, 1])
     axes[0].imshow(img)
     for (x0, y0), (x1, y1) in zip(gt_px, pred_px):
         axes[0].plot([x0, x1], [y0, y1], "-", color="white", lw=0.8, alpha=0.8)
@@ -82,8 +76,7 @@ def show_prediction(image, gt, pred, ax=None, title: str | None = None, errors: 
     axes[0].legend(loc="lower right", fontsize=7)
     axes[0].set_title(title or f"mean 2D error {err.mean():.1f} px", fontsize=9)
     axes[0].axis("off")
-    if errors and len(axes) > 1:
-        plot_per_joint_error({"student": err}, ax=axes[1], title="this image: error per joint")
+    plot_per_joint_error({"student": err}, ax=axes[1], title="this image: error per joint")
     return axes
 
 

@@ -103,18 +103,15 @@ def build_hand(shape: HandShape, pose: HandPose, rotation: np.ndarray, translati
         [mcp[3, 0] - mirror * 0.006, 0.032],  # hypothenar edge
         [-mirror * 0.023, 0.004],  # wrist, little-finger side
     ])
-    z_out = np.zeros(len(outline2d))
-    tris = []
+    rim = np.c_[outline2d, np.zeros(len(outline2d))]  # the outline in the palm's mid-plane
     centre = np.r_[outline2d.mean(0), 0.0]
+    tris = []
     for face in (+1, -1):
-        ring = np.c_[outline2d, z_out + face * half]
+        ring = rim + [0, 0, face * half]
         c = centre + [0, 0, face * half]
-        for i in range(len(ring)):
-            corners = np.stack([c, ring[i], ring[(i + 1) % len(ring)]])
-            tris.append(Triangle(to_cam(corners), PALM_PART))
-    for i in range(len(outline2d)):
-        a = np.r_[outline2d[i], 0.0]
-        b = np.r_[outline2d[(i + 1) % len(outline2d)], 0.0]
+        for a, b in zip(ring, np.roll(ring, -1, axis=0)):
+            tris.append(Triangle(to_cam(np.stack([c, a, b])), PALM_PART))
+    for a, b in zip(rim, np.roll(rim, -1, axis=0)):
         caps.append(Capsule(to_cam(a), to_cam(b), half, half, PALM_PART))
     # Knuckle bumps at the MCPs so fingers join the palm smoothly.
     for f in range(4):
