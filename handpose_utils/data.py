@@ -193,15 +193,13 @@ def _load_cache(path: Path, key: str, size: int) -> ImageCache | None:
                 return None
             images = np.load(path, mmap_mode="r")
             fields = {k: meta[k] for k in ("keypoints", "visible", "orig_size", "record_index")}
-            skipped = json.loads(str(meta["skipped"]))
-            seen = int(meta["seen"])
+            skipped = [tuple(s) for s in json.loads(str(meta["skipped"]))]
+            report = SkipReport(seen=int(meta["seen"]), skipped=skipped)
     except (OSError, ValueError, KeyError):
         return None  # missing, unreadable or from an older format: rebuild
     k = len(fields["keypoints"])
     if images.dtype != np.uint8 or len(images) < k or images.shape[1:] != (size, size, 3):
         return None
-    report = SkipReport(seen=seen, skipped=[tuple(s) for s in skipped])
-    # kept images fill the first rows; rows of skipped images stay unused at the end
     return ImageCache(images=images[:k], size=size, path=path, report=report, **fields)
 
 
@@ -241,7 +239,6 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
         cache.record_index, cache.shard = mine[cache.record_index], (rank, world_size)
         return cache
     if path is not None:
-        # what killed builds left
         remove_stale_temporaries(path.parent, (path.name, _meta_path(path).name), log)
         key = _cache_key(records, size)
         cached = _load_cache(path, key, size)
@@ -287,7 +284,7 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
                 continue
             array, (w, h) = res
             check_record_size(records[i], w, h)
-            images[len(keep)] = array  # kept images fill the first rows
+            images[len(keep)] = array  # kept images fill the first rows, the rest stay unused
             keep.append(i)
             orig_size.append((w, h))
         if not keep:
@@ -378,11 +375,9 @@ def cached_loader(data, batch_size: int = 32, shuffle: bool = False, drop_last: 
     shuffles a cache built as one, ``set_epoch`` seeding it)."""
     ds = data if isinstance(data, CachedKeypointDataset) else CachedKeypointDataset(data)
     base = _shuffling_sampler(ds, generator, seed) if shuffle else SequentialSampler(ds)
-    if pin_memory is None:
-        pin_memory = torch.cuda.is_available()
+    pin = torch.cuda.is_available() if pin_memory is None else pin_memory
     return DataLoader(ds, sampler=BatchSampler(base, batch_size, drop_last), batch_size=None,
-                      num_workers=num_workers, pin_memory=pin_memory,
-                      persistent_workers=num_workers > 0)
+                      num_workers=num_workers, pin_memory=pin, persistent_workers=num_workers > 0)
 
 
 # Augmentation on the device -----------------------------------------------------------------------
@@ -510,9 +505,7 @@ class DeviceAugment(nn.Module):
                 keypoints = keypoints.float() @ mk[:, :2, :2].transpose(1, 2) + mk[:, None, :2, 2]
                 keypoints = self.swap_flipped(keypoints, flip)
             params = {"matrix": m.float(), "flip": flip}
-        if return_params:
-            return x, keypoints, params
-        return x, keypoints
+        return (x, keypoints, params) if return_params else (x, keypoints)
 
 
 # Loaders and the engine's prepare_batch -----------------------------------------------------------

@@ -283,10 +283,9 @@ def _content_range(header: str | None) -> tuple[int | None, int | None]:
 
 
 def _verified(dest: Path, digests: dict, record: bool = False) -> bool:
-    """Whether ``dest`` matched ``digests`` and is unchanged since (its size and modification time,
-    noted with the digests in ``<dest>.verified`` by ``record=True``). Hashing reads the whole file
-    (minutes for an 18 GB archive): too slow to repeat whenever a notebook calls download_file
-    again, while sizes alone miss damaged bytes of the right length."""
+    """Whether ``dest`` matched ``digests`` and keeps the size and modification time noted with
+    them in ``<dest>.verified`` by ``record=True``: hashing (:func:`file_digest`) is too slow to
+    repeat at every call, while sizes alone miss damaged bytes of the right length."""
     st = dest.stat()
     path = dest.with_name(dest.name + ".verified")
     stamp = " ".join(f"{name}={value}" for name, value in digests.items())

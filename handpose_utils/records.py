@@ -186,8 +186,7 @@ def save_records(records: list[dict], path: str | Path) -> Path:
     """Write records as a JSON list, image paths relative to the file (so a data folder can be
     moved, say to ``/content/data`` in Colab). Written atomically (``safefiles.write_json``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    base = path.parent.resolve()
+    base = path.parent.resolve()  # write_json creates the folder
     out = []
     for rec in records:
         rec = {k: _jsonable(v) for k, v in rec.items()}
@@ -208,8 +207,7 @@ def load_records(path: str | Path, num_joints: int = NUM_HAND_JOINTS,
             f"records file not found: {path}. Run notebook 01 (records) or 02 (splits) first, "
             "or call make_freihand + load_freihand + save_records.")
     try:
-        with open(path) as f:
-            records = json.load(f)
+        records = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise RecordError(f"{path}: not valid JSON ({err}). Re-create the file.") from err
     if not isinstance(records, list):
