@@ -32,10 +32,9 @@ def plot_history(history: Sequence[dict], keys: Sequence[str] | None = None, fig
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     if history:
         ax_loss.legend()
-    if keys is None:
-        keys = []
-        for r in history:
-            keys += [k for k in r if k.startswith("val_") and k != "val_loss" and k not in keys]
+    if keys is None:  # every validation metric, in order of appearance
+        keys = list(dict.fromkeys(k for r in history for k in r
+                                  if k.startswith("val_") and k != "val_loss"))
     series = {k: [r.get(k, math.nan) for r in history] for k in keys}
     fractions = [k for k, v in series.items()
                  if all(0.0 <= x <= 1.0 for x in v if math.isfinite(x))]
