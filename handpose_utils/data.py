@@ -360,8 +360,7 @@ def _shuffling_sampler(ds, generator, seed: int):
     state = env.distributed()
     if state.world_size == 1:
         return RandomSampler(ds, generator=generator)
-    # pads the last shard with repeated samples, so every process runs the same number of
-    # batches (a process with one batch fewer would leave the others waiting)
+    # pads the last shard with repeated samples: a process with a batch fewer leaves others waiting
     return DistributedSampler(ds, num_replicas=state.world_size, rank=state.rank, seed=seed)
 
 

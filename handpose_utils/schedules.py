@@ -86,11 +86,9 @@ def resume_schedule(sched, scheduler, optimizer, ckpt: dict, epochs: int, warmup
             log(f"epochs changed from {old_epochs} to {epochs} during the warm-up: the "
                 f"schedule follows the plan for {epochs} epochs")
         return fresh
-    else:
-        start = done
-        # a restart's factor puts its first epoch exactly at the base rate
-        factor = (2 / (1 + math.cos(math.pi / (epochs - done + 1))) if restart
-                  else ckpt["history"][-1]["lr"] / base)
+    else:  # a restart's factor puts its first epoch exactly at the base rate
+        start, factor = done, (2 / (1 + math.cos(math.pi / (epochs - done + 1))) if restart
+                               else ckpt["history"][-1]["lr"] / base)
     run_config.update(cosine_tail_epoch=start, cosine_tail_factor=factor)
     new = _cosine_tail(optimizer, start, factor, epochs, done)
     if log and old_epochs != epochs:
