@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import warnings
 
+from torch.optim import lr_scheduler as sch
+
 __all__ = ["make_scheduler", "resume_schedule"]
 
 
@@ -13,8 +15,6 @@ def make_scheduler(optimizer, scheduler, epochs: int, warmup_epochs: int = 0):
     warm-up; warm-up epoch ``e`` runs at ``(e + 1) / (warmup_epochs + 1)`` of the rate, so even
     one warm-up epoch trains), ``"step"`` (x 0.1 every third of the epochs), None (constant), or
     a callable ``f(optimizer)`` / a scheduler object, used as is."""
-    from torch.optim import lr_scheduler as sch
-
     if scheduler is not None and not isinstance(scheduler, str):
         return scheduler(optimizer) if callable(scheduler) and not hasattr(
             scheduler, "state_dict") else scheduler
@@ -37,13 +37,10 @@ def make_scheduler(optimizer, scheduler, epochs: int, warmup_epochs: int = 0):
 def _cosine_tail(optimizer, start: int, factor: float, epochs: int, done: int):
     """A cosine from ``factor`` x the base rate after epoch ``start`` down towards 0 over the
     epochs up to ``epochs`` (the last one still trains), positioned for epoch ``done + 1``."""
-    from torch.optim.lr_scheduler import LambdaLR
-
-    remaining = epochs - start
     # k = 0 for epoch start + 1; last_epoch = k - 1 makes the constructor's own step land on k
     # (needs initial_lr, which the restored optimiser state carries)
-    return LambdaLR(optimizer, lambda k: factor * (1 + math.cos(
-        math.pi * (k + 1) / (remaining + 1))) / 2, last_epoch=done - start - 1)
+    return sch.LambdaLR(optimizer, lambda k: factor * (1 + math.cos(
+        math.pi * (k + 1) / (epochs - start + 1))) / 2, last_epoch=done - start - 1)
 
 
 def resume_schedule(sched, scheduler, optimizer, ckpt: dict, epochs: int, warmup_epochs: int,
