@@ -20,8 +20,8 @@ _MODULES = (
     "backbones", "bench", "camera", "capstone", "checkpoints", "coco_eval", "data", "datasets",
     "downloads", "engine", "env", "exercises", "export", "hand3d", "heatmaps", "images",
     "landmarks", "mediapipe_labels", "metrics", "metrics3d", "models", "models_heatmap",
-    "onnx_export", "plots", "prepare", "records", "regression3d", "safefiles", "schedules",
-    "skeletons", "splits", "synthetic", "topdown", "topdown_batches", "wandb_logging",
+    "onnx_export", "plots", "prepare", "pretrained", "records", "regression3d", "safefiles",
+    "schedules", "skeletons", "splits", "synthetic", "topdown", "topdown_batches", "wandb_logging",
 )
 
 # the names a notebook uses most, as ``hp.<name>``, by the module each lives in

@@ -8,7 +8,7 @@ import time
 import torch
 from torch import nn
 
-from .downloads import imagenet_state_dict, socket_timeout
+from .pretrained import imagenet_state_dict, socket_timeout
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 MOBILENETS = ("mobilenet_v2", "mobilenet_v3_large")  # torchvision, phone-sized

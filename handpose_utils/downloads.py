@@ -1,7 +1,6 @@
-"""Getting files from the internet, once: dataset archives, model bundles and ImageNet weights.
-A download is checked and resumable (:func:`download_file`); an HTML page (a quota or login page)
-where an archive was expected is rejected. Offline (like this course's CI), weight loading says
-why it failed and returns ``None``: the caller keeps its random initialisation and says so."""
+"""Getting files from the internet, once: dataset archives and model bundles. A download is
+checked and resumable (:func:`download_file`); an HTML page (a quota or login page) where an
+archive was expected is rejected. ImageNet weights: :mod:`.pretrained`."""
 
 from __future__ import annotations
 
@@ -9,12 +8,10 @@ import hashlib
 import http.client
 import os
 import re
-import socket
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from contextlib import contextmanager
 from pathlib import Path
 
 from .safefiles import atomic_write, file_lock
@@ -293,32 +290,3 @@ def _verified(dest: Path, digests: dict, record: bool = False) -> bool:
     if record:
         path.write_text(stamp)
     return path.is_file() and path.read_text() == stamp
-
-
-@contextmanager
-def socket_timeout(seconds: float):
-    """A default socket timeout while active: torch's weight download takes no timeout, and on
-    a machine without internet a connection attempt could otherwise hang."""
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(old)
-
-
-def imagenet_state_dict(weights, what: str, timeout: float = 30.0, log=print) -> dict | None:
-    """The hash-checked state dict of a torchvision ``weights`` member (cached in
-    ``~/.cache/torch/hub``), or ``None`` after ``log`` says why and that ``what`` starts from
-    random weights."""
-    try:
-        with socket_timeout(timeout):
-            return weights.get_state_dict(progress=False, check_hash=True)
-    except Exception as err:  # noqa: BLE001 - any failure means the same fallback
-        if log:
-            log(f"ImageNet weights for {what} unavailable "
-                f"({type(err).__name__}: {str(err)[:160]}).\n"
-                f"Continuing with RANDOM initialisation: {what} trains from scratch and learns "
-                f"much more slowly. To use them offline, put {weights.url.rsplit('/', 1)[1]} in "
-                "~/.cache/torch/hub/checkpoints/.")
-        return None

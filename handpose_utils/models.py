@@ -265,7 +265,7 @@ def _resnet(name: str, num_outputs: int, pretrained: bool) -> nn.Module:
     once, or says it is offline and keeps the random initialisation."""
     import torchvision
 
-    from handpose_utils.downloads import imagenet_state_dict
+    from handpose_utils.pretrained import imagenet_state_dict
 
     model = getattr(torchvision.models, name)(weights=None)
     if pretrained:

@@ -22,7 +22,6 @@ from handpose_utils.data import (
     build_image_cache,
     make_loaders,
 )
-from handpose_utils.downloads import imagenet_state_dict
 from handpose_utils.engine import CheckpointError, TrainConfig, evaluate, fit, load_checkpoint
 from handpose_utils.metrics import mpjpe, per_sample_epe
 from handpose_utils.metrics3d import (
@@ -31,6 +30,7 @@ from handpose_utils.metrics3d import (
     procrustes_align,
     reprojection_error,
 )
+from handpose_utils.pretrained import imagenet_state_dict
 from handpose_utils.skeletons import MIDDLE_MCP, NUM_HAND_JOINTS
 from handpose_utils.splits import count_pose_leak, grouped_split, random_split
 

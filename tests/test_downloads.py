@@ -14,7 +14,8 @@ import zipfile
 import pytest
 
 import handpose_utils.downloads as dl
-from handpose_utils.downloads import download_file, imagenet_state_dict
+from handpose_utils.downloads import download_file
+from handpose_utils.pretrained import imagenet_state_dict
 
 
 def test_download_file_writes_the_whole_file_and_skips_an_existing_one(tmp_path):
