@@ -4,6 +4,7 @@ uses both readers and writers (each loaded on first use)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -128,24 +129,17 @@ def prepare_splits(dataset: str = "synthetic", data_root: str | Path | None = No
             dataset == "synthetic" else None, "seed": seed, "fractions": list(fractions),
             "split_seed": split_seed, "key": "pose_id"}
     fingerprint = data_fingerprint(root)  # before reading: changes meanwhile rebuild next time
-
-    def split():
-        return grouped_split(load_freihand(root, "training"), fractions, key="pose_id",
-                             seed=split_seed)
-
-    if not _writable(directory):  # a read-only copy (no writer, no lock): reuse, or make anew
-        parts = None if rebuild else _cached(directory, want, fingerprint, log)
-        if parts is None and log:
-            log(f"{directory} cannot be written: the splits are made in memory, and again next time")
-        return parts or split()
-    with file_lock(directory / "split_meta.json"):  # two notebooks: the second reuses the first's
+    # locked: of two notebooks asking at once, the second reuses the first's splits; a read-only
+    # copy has no writer to wait for (nor room for a lock file)
+    writable = os.access(next(p for p in (directory, *directory.parents) if p.exists()), os.W_OK)
+    with file_lock(directory / "split_meta.json") if writable else contextlib.nullcontext():
         parts = None if rebuild else _cached(directory, want, fingerprint, log)
         if parts is None:
-            parts = split()
-            write_splits(parts, directory, dict(want, data=fingerprint))
+            parts = grouped_split(load_freihand(root, "training"), fractions, key="pose_id",
+                                  seed=split_seed)
+            if writable:
+                write_splits(parts, directory, dict(want, data=fingerprint))
+            elif log:
+                log(f"{directory} cannot be written: the splits are made in memory, and again "
+                    "next time")
     return parts
-
-
-def _writable(folder: Path) -> bool:
-    there = next(p for p in (folder, *folder.parents) if p.exists())
-    return os.access(there, os.W_OK)
