@@ -274,9 +274,7 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
                 for start in range(0, n, 256):
                     yield from pool.map(work, range(start, min(n, start + 256)))
 
-        from tqdm.auto import tqdm
-        off = {} if progress else {"disable": True}  # disable=False would beat TQDM_DISABLE
-        bar = tqdm(decoded(), total=n, desc=f"caching {size}px", leave=False, **off)
+        bar = env.progress_bar(decoded(), progress, total=n, desc=f"caching {size}px", leave=False)
         for i, res in enumerate(bar):
             report.seen += 1
             if isinstance(res, ImageReadError):

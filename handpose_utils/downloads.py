@@ -14,6 +14,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from .env import progress_bar
 from .safefiles import atomic_write, file_lock
 
 CHUNK = 1 << 20  # bytes per read and per hashing step: 1 MiB
@@ -75,9 +76,6 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-file_sha256 = file_digest  # the SHA-256 of a file (the default algorithm)
 
 
 def extract_zip(path: str | Path, dest: str | Path, members=None) -> Path:
@@ -191,11 +189,9 @@ def _fetch(url: str, dest: Path, part: Path, timeout: float, progress: bool, siz
 def _stream(url: str, dest: Path, part: Path, response, start: int, total: int | None,
             progress: bool) -> None:
     """Write the body of ``response`` into ``part`` from byte ``start``."""
-    from tqdm.auto import tqdm
-
     received = start
-    off = {} if progress else {"disable": True}  # disable=False would beat TQDM_DISABLE
-    with tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=dest.name, **off) as bar:
+    with progress_bar(None, progress, total=total, initial=start, unit="B", unit_scale=True,
+                      desc=dest.name) as bar:
         try:
             with open(part, "ab" if start else "wb") as f:
                 # read1: read(n) of a chunked body loses what it gathered if the connection breaks

@@ -146,15 +146,6 @@ def _len(loader) -> int | None:
         return None
 
 
-def _progress(iterable, total, desc, enabled):
-    from tqdm.auto import tqdm
-
-    # disable is passed only to switch bars off: otherwise tqdm's own TQDM_DISABLE /
-    # TQDM_MININTERVAL environment defaults (handy in CI) still apply.
-    off = {} if enabled else {"disable": True}
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, **off)
-
-
 def _nonfinite_message(epoch, batch, n_batches, loss, weights, amp) -> str:
     where = f"epoch {epoch}, batch {batch}" + (f"/{n_batches}" if n_batches else "")
     if not math.isfinite(loss):  # checked first: its step ran before the weights' check
@@ -223,7 +214,8 @@ def train_one_epoch(model, loader, *, loss_fn, optimizer, device, prepare_batch=
     pending: list[tuple] = []  # (loss, weights' finiteness) not yet checked, on the device
     checked = 0
     weights = _float_tensors(model)
-    bar = _progress(loader, n_batches, f"epoch {epoch} train", progress)
+    bar = env.progress_bar(loader, progress, total=n_batches, desc=f"epoch {epoch} train",
+                           leave=False, dynamic_ncols=True)
     step = 0
     for step, batch in enumerate(bar, start=1):
         inputs, targets, _ = prepare_batch(batch, device, True)
@@ -302,7 +294,8 @@ def _forward(model, loader, prepare_batch, device, amp, channels_last, progress,
     amp = _amp(amp, device)
     prepare_batch = prepare_batch or default_prepare_batch
     model.eval()
-    for batch in _progress(loader, _len(loader), desc, progress):
+    for batch in env.progress_bar(loader, progress, total=_len(loader), desc=desc, leave=False,
+                                  dynamic_ncols=True):
         inputs, targets, extras = prepare_batch(batch, device, False)
         inputs = _channels_last(inputs, channels_last)
         with torch.autocast(device.type, dtype=amp.dtype, enabled=amp.enabled):

@@ -144,6 +144,14 @@ def configure_threads() -> None:
         torch.set_num_threads(1)
 
 
+def progress_bar(iterable=None, enabled: bool = True, **kwargs):
+    """A tqdm bar (Jupyter's widget in a notebook); ``enabled=False`` switches it off. Only
+    ``disable=True`` is ever passed: ``disable=False`` would override tqdm's own environment
+    defaults (``TQDM_DISABLE``, ``TQDM_MININTERVAL``), which CI and the tests use."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kwargs, **({} if enabled else {"disable": True}))
+
 def data_dir() -> Path:
     """Where datasets live: ``HANDPOSE_DATA``, else ``/content/data`` in Colab, else the
     checkout's ``data/`` (when the package runs from one), else ``./data``. Smoke runs use a

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import camera
-from ..downloads import download_file, extract_zip, file_sha256
+from ..downloads import download_file, extract_zip, file_digest
 from ..images import image_size
 
 FREIHAND_URL = "https://lmb.informatik.uni-freiburg.de/data/freihand/FreiHAND_pub_v2.zip"
@@ -81,7 +81,7 @@ def data_fingerprint(root: str | Path, split: str = "training") -> dict:
     for kind in ("xyz", "K", "scale", "visibility"):  # what load_freihand reads
         path = root / f"{split}_{kind}.json"
         if path.is_file():
-            files[path.name] = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+            files[path.name] = {"bytes": path.stat().st_size, "sha256": file_digest(path)}
     meta = synthetic_meta(root) or {}
     return {"split": split, "files": files, "generator_version": meta.get("generator_version")}
 
