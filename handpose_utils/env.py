@@ -31,6 +31,12 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
+def in_notebook() -> bool:
+    """True in a Jupyter (or Colab) kernel, where figures and highlighted code can be displayed."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return getattr(shell, "kernel", None) is not None
+
+
 def is_smoke() -> bool:
     """True when ``HANDPOSE_SMOKE`` is on. A typo such as ``2`` or ``y`` raises instead of quietly
     starting a full-size run."""

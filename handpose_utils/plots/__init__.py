@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .. import env
 from ..images import read_image
 from ..records import keypoints_array, visible_array
 from ..skeletons import HAND21_BONES, hand21_bone_colors, hand21_joint_colors
@@ -161,16 +162,11 @@ def show_source(*objects) -> None:
     import inspect
 
     text = "\n\n".join(inspect.getsource(obj).rstrip() for obj in objects)
-    try:
-        from IPython import get_ipython
-        from IPython.display import Markdown, display
+    if not env.in_notebook():
+        return print(text)
+    from IPython.display import Markdown, display
 
-        if get_ipython() is not None:
-            display(Markdown(f"```python\n{text}\n```"))
-            return
-    except ImportError:
-        pass
-    print(text)
+    display(Markdown(f"```python\n{text}\n```"))
 
 
 def __getattr__(name: str):

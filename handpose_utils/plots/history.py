@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from .. import env
+
 __all__ = ["plot_history", "LivePlot"]
 
 
@@ -57,15 +59,6 @@ def plot_history(history: Sequence[dict], keys: Sequence[str] | None = None, fig
     return fig
 
 
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
 class LivePlot:
     """The callback ``fit`` runs for its live plot: a history figure that updates in place in
     Jupyter and Colab. Shown once with ``display(fig, display_id=True)`` and refreshed with
@@ -73,7 +66,7 @@ class LivePlot:
     lines of the same cell alone. Outside a notebook it does nothing."""
 
     def __init__(self, enabled: bool = True, keys: Sequence[str] | None = None):
-        self.enabled = enabled and _in_notebook()
+        self.enabled = enabled and env.in_notebook()
         self.keys = keys  # the metrics to draw (default: every val_* metric)
         self.fig = None
         self.handle = None
