@@ -38,8 +38,8 @@ _NAMES = {name: module for module, names in {
     "records": "load_records save_records", "images": "read_image",
     "data": "build_image_cache make_loaders", "models": "build_model count_parameters",
     "engine": "TrainConfig fit evaluate predict", "checkpoints": "load_checkpoint",
-    "plots.history": "plot_history", "metrics": "pck pck_curve epe mpjpe",
-    "metrics3d": "pa_mpjpe", "exercises": "check use", "plots": "show_source",
+    "plots.history": "plot_history", "metrics": "pck pck_curve epe",
+    "metrics3d": "mpjpe pa_mpjpe", "exercises": "check use", "plots": "show_source",
     "mediapipe_labels": "detect_hands",
 }.items() for name in names.split()}
 

@@ -19,7 +19,8 @@ from torch.utils.data import Dataset
 from handpose_utils.data import IMAGENET_MEAN, IMAGENET_STD, build_image_cache
 from handpose_utils.datasets.ouhands import load_landmark_files
 from handpose_utils.images import read_image
-from handpose_utils.metrics import bbox_size, epe, joint_distances, mpjpe, pck
+from handpose_utils.metrics import bbox_size, epe, joint_distances, pck
+from handpose_utils.metrics3d import mpjpe
 from handpose_utils.pretrained import imagenet_state_dict
 from handpose_utils.skeletons import NUM_HAND_JOINTS
 

@@ -1,5 +1,5 @@
-"""Keypoint metrics: PCK, PCK curves and AUC, end-point error (EPE), an epoch accumulator, and
-(last section) the 3D MPJPE; PA-MPJPE, 3D PCK and reprojection error are in :mod:`.metrics3d`.
+"""Keypoint metrics: PCK, PCK curves and AUC, end-point error (EPE), an epoch accumulator. The
+3D metrics (MPJPE, PA-MPJPE, 3D PCK, reprojection error) are in :mod:`.metrics3d`.
 
 * ``pred`` and ``gt`` are ``(N, J, D)`` points (pixels, or e.g. millimetres), arrays or tensors;
   results are floats or CPU tensors. ``visible``, an optional ``(N, J)`` mask, leaves joints out.
@@ -26,7 +26,7 @@ import torch
 
 __all__ = ["pck", "pck_curve", "PCK_NORMALISERS", "bbox_size", "annotation_box_size", "epe",
            "per_joint_epe", "per_sample_epe", "joint_distances", "KeypointMeter",
-           "normalized_to_pixels", "mpjpe"]
+           "normalized_to_pixels"]
 
 
 def _tensor(x, dtype=torch.float32) -> torch.Tensor:
@@ -274,27 +274,3 @@ class KeypointMeter:
             out["auc"] = pck_curve(pred, gt, self.auc_thresholds, 1.0, vis)[1]
         out["epe"] = epe(pred, gt, vis)
         return out
-
-
-# 3D: MPJPE (notebooks 04 and 05; notebook 05's other 3D metrics are in metrics3d) ----------------
-# ``(N, J, 3)`` inputs in one unit, results in that unit, computed in float64: millimetre errors
-# of points a metre away lose digits in float32. The course reports root-relative millimetres;
-# FreiHAND's evaluation compares absolute camera-frame xyz.
-
-def _points3d(pred, gt) -> tuple[torch.Tensor, torch.Tensor]:
-    pred, gt = _tensor(pred, torch.float64), _tensor(gt, torch.float64)
-    if pred.shape != gt.shape or pred.dim() != 3 or pred.shape[-1] != 3:
-        raise ValueError(
-            f"pred and gt must both be (N, J, 3); got {tuple(pred.shape)} and {tuple(gt.shape)}")
-    return pred, gt
-
-
-def mpjpe(pred, gt, visible=None) -> float:
-    """Mean per-joint position error: the mean Euclidean distance between predicted and true
-    joints over all (visible) joints of all samples, in the input's unit.
-
-    The course passes root-relative points (both roots at the origin), which forgives where the
-    hand is; absolute camera-frame points, as in FreiHAND's official unaligned "keypoint error",
-    add the root's own position, which one image cannot pin down (notebook 05)."""
-    pred, gt = _points3d(pred, gt)
-    return _masked_mean(torch.linalg.vector_norm(pred - gt, dim=-1), visible)

@@ -1,8 +1,9 @@
-"""3D pose metrics: Procrustes alignment and PA-MPJPE, 3D PCK and its AUC, reprojection error;
-notebook 05's evaluation.
+"""3D pose metrics: MPJPE (notebooks 04 and 05), Procrustes alignment and PA-MPJPE, 3D PCK and
+its AUC, reprojection error (notebook 05's evaluation).
 
-``(N, J, 3)`` inputs in one unit, results in that unit, in float64 (Procrustes takes an SVD), as
-:func:`.metrics.mpjpe` (which stays in :mod:`.metrics`: notebook 04 uses it too).
+``(N, J, 3)`` inputs in one unit, results in that unit, computed in float64: millimetre errors of
+points a metre away lose digits in float32, and Procrustes takes an SVD. The course reports
+root-relative millimetres; FreiHAND's evaluation compares absolute camera-frame xyz.
 """
 
 from __future__ import annotations
@@ -10,12 +11,31 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .metrics import _masked_mean, _points3d, _tensor, mpjpe, pck, pck_curve
+from .metrics import _masked_mean, _tensor, pck, pck_curve
 
-__all__ = ["PCK3D_THRESHOLDS_MM", "procrustes_align", "pa_mpjpe", "pck3d_curve",
+__all__ = ["PCK3D_THRESHOLDS_MM", "mpjpe", "procrustes_align", "pa_mpjpe", "pck3d_curve",
            "fraction_within", "reproject_with_gt_root", "reprojection_error"]
 
 PCK3D_THRESHOLDS_MM = np.linspace(0.0, 50.0, 100)  # FreiHAND's eval: 0-50 mm in 100 steps
+
+
+def _points3d(pred, gt) -> tuple[torch.Tensor, torch.Tensor]:
+    pred, gt = _tensor(pred, torch.float64), _tensor(gt, torch.float64)
+    if pred.shape != gt.shape or pred.dim() != 3 or pred.shape[-1] != 3:
+        raise ValueError(
+            f"pred and gt must both be (N, J, 3); got {tuple(pred.shape)} and {tuple(gt.shape)}")
+    return pred, gt
+
+
+def mpjpe(pred, gt, visible=None) -> float:
+    """Mean per-joint position error: the mean Euclidean distance between predicted and true
+    joints over all (visible) joints of all samples, in the input's unit.
+
+    The course passes root-relative points (both roots at the origin), which forgives where the
+    hand is; absolute camera-frame points, as in FreiHAND's official unaligned "keypoint error",
+    add the root's own position, which one image cannot pin down (notebook 05)."""
+    pred, gt = _points3d(pred, gt)
+    return _masked_mean(torch.linalg.vector_norm(pred - gt, dim=-1), visible)
 
 
 def procrustes_align(pred, gt, allow_reflection: bool = False,

@@ -23,9 +23,10 @@ from handpose_utils.data import (
     make_loaders,
 )
 from handpose_utils.engine import CheckpointError, TrainConfig, evaluate, fit, load_checkpoint
-from handpose_utils.metrics import mpjpe, per_sample_epe
+from handpose_utils.metrics import per_sample_epe
 from handpose_utils.metrics3d import (
     fraction_within,
+    mpjpe,
     pck3d_curve,
     procrustes_align,
     reprojection_error,

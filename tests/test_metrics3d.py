@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from handpose_utils.metrics import mpjpe
 from handpose_utils.metrics3d import (
     PCK3D_THRESHOLDS_MM,
     fraction_within,
+    mpjpe,
     pa_mpjpe,
     pck3d_curve,
     procrustes_align,
