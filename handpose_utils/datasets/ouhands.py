@@ -118,8 +118,7 @@ def list_ouhands_images(root: str | Path, split: str, check: bool = True) -> lis
         raise DatasetNotFoundError(f"OUHANDS image folder not found: {colour}. "
                                    + HOW_TO_GET_OUHANDS)
     if split == "test":
-        paths = sorted(colour.glob("*.png"))
-        if not paths:
+        if not (paths := sorted(colour.glob("*.png"))):
             raise DatasetNotFoundError(f"no PNG images in {colour}. " + HOW_TO_GET_OUHANDS)
         return paths
     paths = [colour / name for name in sorted(read_split_list(root, split))]

@@ -216,8 +216,7 @@ def load_stage(path: str | Path, device=None, expect: Hand3DConfig | None = None
     if expect is not None:
         _check_compatible(saved, expect, path)
     model = build_stage(config, decode=decode)
-    ckpt = load_checkpoint(path, model)
-    history = ckpt.get("history", [])
+    history = load_checkpoint(path, model).get("history", [])
     last = path.with_name("last.pth")
     if last != path and last.is_file():  # best.pth holds the history up to its epoch only
         history = load_checkpoint(last).get("history", history)

@@ -18,6 +18,7 @@ from ..hand3d.crops import (
     paper_normalize,
     to_crop,
 )
+from ..hand3d.data import HAND_SIDES
 from ..hand3d.evaluate import relative_to_root
 from ..hand3d.pipeline import Hand3DPipeline
 from ..images import read_image
@@ -121,8 +122,7 @@ def show_segmentation(segnet, dataset, indices, crop_size: int = 256, seg_size=N
         axes[0, k].imshow(item["image"].permute(1, 2, 0).numpy())
         draw_box(axes[0, k], gt_box, crop_size, GT_COLOR)
         draw_box(axes[0, k], boxes[0].cpu(), crop_size, PRED_COLOR)
-        axes[0, k].set_title(f"#{i} ({'left' if int(item['hand_side']) == 0 else 'right'})",
-                             fontsize=9)
+        axes[0, k].set_title(f"#{i} ({HAND_SIDES[int(item['hand_side'])]})", fontsize=9)
         title = "P(hand)"
         if "mask" in item:
             gt = (item["mask"] > 1).numpy()
@@ -144,14 +144,13 @@ def show_posenet_stages(posenet, dataset, index: int, crop_size: int = 256,
     every stage (rows), the annotated keypoint in green."""
     device = device or next(posenet.parameters()).device
     posenet.eval()
-    item = dataset[index]
-    x = paper_normalize(item["image"][None].to(device))
+    item = {k: v[None].to(device) for k, v in dataset[index].items()}
+    x = paper_normalize(item["image"])
     h, w = x.shape[-2:]
-    box = boxes_from_keypoints(item["keypoints"][None].to(device), item["visible"][None]
-                               .to(device), crop_size, (w, h))
+    box = boxes_from_keypoints(item["keypoints"], item["visible"], crop_size, (w, h))
     crop = crop_images(x, box, crop_size)
     maps = posenet(crop)[0]
-    gt = to_crop(item["keypoints"][None].to(device), box, crop_size)[0].cpu().numpy()
+    gt = to_crop(item["keypoints"], box, crop_size)[0].cpu().numpy()
     return show_scoremaps(crop[0], maps, joints, gt_uv=gt)
 
 
@@ -191,12 +190,11 @@ def show_pipeline(pipeline, dataset, index: int, device=None, crops: str = "segm
     device = device or next(pipeline.parameters()).device
     pipeline.eval()
     item = dataset[index]
-    image = item["image"][None].to(device)
-    side = item["hand_side"][None].to(device)
-    h, w = image.shape[-2:]
-    gt_box = boxes_from_keypoints(item["keypoints"][None].to(device), item["visible"][None]
-                                  .to(device), pipeline.crop_size, (w, h))
-    out = pipeline(image, side, boxes=gt_box if crops == "ground_truth" else None)
+    batch = {k: v[None].to(device) for k, v in item.items()}
+    h, w = batch["image"].shape[-2:]
+    gt_box = boxes_from_keypoints(batch["keypoints"], batch["visible"], pipeline.crop_size, (w, h))
+    out = pipeline(batch["image"], batch["hand_side"],
+                   boxes=gt_box if crops == "ground_truth" else None)
     uv_gt = item["keypoints"].numpy()
     vis = item["visible"].numpy()
     fig = plt.figure(figsize=(15, 3.4))
@@ -207,7 +205,7 @@ def show_pipeline(pipeline, dataset, index: int, device=None, crops: str = "segm
                      vmin=0, vmax=1)
     draw_box(ax[0], gt_box[0].cpu(), pipeline.crop_size, GT_COLOR, "GT box")
     draw_box(ax[0], out["boxes"][0].cpu(), pipeline.crop_size, PRED_COLOR, "crop")
-    ax[0].set_title(f"#{index} ({'left' if int(side) == 0 else 'right'}): hand probability",
+    ax[0].set_title(f"#{index} ({HAND_SIDES[int(item['hand_side'])]}): hand probability",
                     fontsize=9)
     ax[1].imshow(_overlay(out["crops"][0]))
     uv_gt_crop = to_crop(item["keypoints"][None], out["boxes"][:1].cpu(), pipeline.crop_size)

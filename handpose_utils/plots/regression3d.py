@@ -31,10 +31,9 @@ def show_prediction_3d(image, gt_xyz, pred_rel, K, root: int = MIDDLE_MCP,
     ``elev`` / ``azim`` degrees."""
     gt = np.asarray(gt_xyz, np.float64).reshape(-1, 3)
     pred = np.asarray(pred_rel, np.float64).reshape(-1, 3)
-    Km = np.asarray(K, np.float64)
     img = read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
-    uv_gt = project(gt, Km)
-    uv_pred = reproject_with_gt_root(pred[None], gt[None], Km, root)[0].numpy()
+    uv_gt = project(gt, K)
+    uv_pred = reproject_with_gt_root(pred[None], gt[None], K, root)[0].numpy()
     gt_mm, pred_mm = (gt - gt[root]) * 1000, pred * 1000
     err = np.linalg.norm(pred_mm - gt_mm, axis=-1).mean()
     fig = plt.figure(figsize=(8.6, 4.0))
@@ -75,7 +74,6 @@ def show_depth_scale_ambiguity(record: dict, factors=(1.0, 1.5, 2.0)):
     farther): a top view (x against depth z) with the rays through the joints, and the
     projections on the image."""
     xyz = np.asarray(record["xyz"], np.float64)
-    K = np.asarray(record["K"], np.float64)
     fig, (ax_top, ax_img) = plt.subplots(1, 2, figsize=(9.5, 4.0))
     colors = [to_hex(c) for c in plt.cm.viridis(np.linspace(0.1, 0.8, len(factors)))]
     ax_img.imshow(read_image(record["image_path"]))
@@ -84,7 +82,7 @@ def show_depth_scale_ambiguity(record: dict, factors=(1.0, 1.5, 2.0)):
         bone = np.linalg.norm(p[9] - p[10]) * 1000
         ax_top.plot(p[:, 0], p[:, 2], "o", ms=3, color=c,
                     label=f"x{f:g}: depth {p[9, 2]:.2f} m, bone 9-10 {bone:.0f} mm")
-        draw_hand(ax_img, project(p, K), color=c, markersize=10, linewidth=1.2)
+        draw_hand(ax_img, project(p, record["K"]), color=c, markersize=10, linewidth=1.2)
     far = max(factors) * xyz
     for j in (4, 8, 12, 16, 20, 0):
         ax_top.plot([0, far[j, 0]], [0, far[j, 2]], "-", color="0.75", lw=0.7, zorder=0)
