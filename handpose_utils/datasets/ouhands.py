@@ -215,8 +215,7 @@ def validate_landmark_record(record: dict, source: str = "landmark record") -> N
         if not ok:
             raise LandmarkFileError(f"{source}: landmark {i} has a non-finite or non-numeric "
                                     f"value {lm!r}")
-    hand = record.get("handedness")
-    if hand is not None:
+    if (hand := record.get("handedness")) is not None:
         if not isinstance(hand, dict) or hand.get("label") not in HANDEDNESS_LABELS:
             raise LandmarkFileError(f"{source}: 'handedness' must be null or "
                                     f"{{'label': 'Left'|'Right', 'score': ...}}, got {hand!r}")
@@ -256,10 +255,8 @@ def read_landmark_file(path: str | Path, image_root: str | Path | None = None,
         raise LandmarkFileError(f"{path}: not valid JSON ({err}). Delete it and re-run the "
                                 "labelling for this image.") from err
     validate_landmark_record(record, source=str(path))
-    img = Path(record["image_path"])
-    if not img.is_absolute():
-        img = (Path(image_root) if image_root is not None else path.parent) / img
-    img = Path(os.path.normpath(img.absolute()))
+    base = Path(image_root) if image_root is not None else path.parent
+    img = Path(os.path.normpath((base / record["image_path"]).absolute()))  # absolute: kept
     if check_image and not img.is_file():
         hint = ("pass image_root=<the folder its image_path is relative to>"
                 if image_root is None else "check image_root")

@@ -36,8 +36,7 @@ class RHDSamples(Dataset):
         if not records:
             raise ValueError("RHDSamples needs at least one record")
         self.records = list(records)
-        self.load_images = load_images
-        self.load_masks = load_masks
+        self.load_images, self.load_masks = load_images, load_masks
         self._kp = torch.tensor(np.array([np.reshape(r["keypoints"], (21, 2))
                                           for r in self.records]), dtype=torch.float32)
         self._vis = torch.tensor(np.array([r["visible"] for r in self.records]), dtype=torch.bool)

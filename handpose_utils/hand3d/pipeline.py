@@ -42,8 +42,7 @@ class Hand3DPipeline(nn.Module):
         self.segnet, self.posenet, self.prior = segnet, posenet, prior
         self.crop_size = crop_size
         self.seg_size = tuple(seg_size) if seg_size is not None else None
-        self.side_range = side_range
-        self.margin = margin
+        self.side_range, self.margin = side_range, margin
 
     def segment(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images -> hand logits (B, 2, H, W) at the images' own size."""
