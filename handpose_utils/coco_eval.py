@@ -236,8 +236,6 @@ def predict_coco_results(model, loader, codec, modes=("quarter",), flip_test: bo
     augmentation) for each decoding ``mode``, plain and (with ``flip_test``) averaged with the
     mirrored crops' heatmaps (:meth:`HeatmapCodec.flip_average`): ``{(mode, flipped): results}``,
     all from one pass over the crops."""
-    from tqdm.auto import tqdm
-
     from . import env
     from .topdown import prepare_topdown_batch
     device = torch.device(device) if device is not None else env.pick_device()
@@ -246,7 +244,7 @@ def predict_coco_results(model, loader, codec, modes=("quarter",), flip_test: bo
     model.eval()
     out = {(m, f): [] for m in modes for f in ((False, True) if flip_test else (False,))}
     try:
-        for batch in tqdm(loader, desc="predict", leave=False, disable=not progress):
+        for batch in env.progress_bar(loader, progress, desc="predict", leave=False):
             images, _, meta = prepare_topdown_batch(batch, device, False)
             with torch.autocast(device.type, dtype=amp.dtype, enabled=amp.enabled):
                 plain = model(images).float()

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from . import env
 from .datasets.ouhands import (
     LANDMARK_SUFFIX,
     REPORT_NAME,
@@ -237,8 +238,6 @@ def label_folder(images: str | Path | Iterable[str | Path], out_dir: str | Path,
     ``hands_found``, ``no_hand`` (names) and ``unreadable`` (with ``skip_bad``; otherwise an
     unreadable image raises :class:`~handpose_utils.images.ImageReadError` naming it).
     ``swap_handedness=None``: :func:`handedness_swap_needed` (Tasks API convention)."""
-    from tqdm.auto import tqdm
-
     if isinstance(images, (str, Path)):
         paths = sorted(p for p in Path(images).iterdir()
                        if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
@@ -249,7 +248,7 @@ def label_folder(images: str | Path | Iterable[str | Path], out_dir: str | Path,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stats = {"images_seen": 0, "hands_found": 0, "no_hand": [], "unreadable": []}
-    for path in tqdm(paths, desc=desc, unit="image", disable=not progress):
+    for path in env.progress_bar(paths, progress, desc=desc, unit="image"):
         stats["images_seen"] += 1
         try:
             image = read_image(path)

@@ -86,13 +86,11 @@ def run_pipeline(pipeline: Hand3DPipeline, dataset, batch_size: int = 16,
     hand-pixel counts against the ground-truth mask (both hands)."""
     if crops not in ("segmentation", "ground_truth"):
         raise ValueError(f"crops must be 'segmentation' or 'ground_truth', got {crops!r}")
-    from tqdm.auto import tqdm
     device = torch.device(device) if device is not None else env.pick_device()
     pipeline = pipeline.to(device).eval()
     loader = make_loader(dataset, batch_size, num_workers=num_workers, device=device)
     acc: dict[str, list] = {}
-    for batch in tqdm(loader, desc=f"pipeline ({crops} crops)", disable=not progress,
-                      leave=False):
+    for batch in env.progress_bar(loader, progress, desc=f"pipeline ({crops} crops)", leave=False):
         batch = {k: v.to(device) for k, v in batch.items()}
         boxes = None
         if crops == "ground_truth":

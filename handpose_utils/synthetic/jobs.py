@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from ..datasets.freihand import synthetic_meta
+from ..env import progress_bar
 from ..safefiles import file_lock, is_stale, temporary_path, write_json
 
 
@@ -24,10 +25,9 @@ def run_jobs(fn: Callable, jobs: Sequence, workers: int | None = None, progress:
     saves), with a tqdm bar. ``fn`` must be a module-level function (workers import it by name)."""
     if workers is None:
         workers = 1 if len(jobs) < 64 else min(2, os.cpu_count() or 1)
-    from tqdm.auto import tqdm
     with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
         results = pool.map(fn, jobs, chunksize=chunksize) if pool else map(fn, jobs)
-        return list(tqdm(results, total=len(jobs), desc=desc, unit=unit, disable=not progress))
+        return list(progress_bar(results, progress, total=len(jobs), desc=desc, unit=unit))
 
 
 def start_dataset(root: str | Path, *folders) -> tuple[Path, float]:
