@@ -139,3 +139,25 @@ def test_a_moved_read_only_copy_reuses_its_splits(data_root, tmp_path, read_only
     # other settings there: made in memory, and said, instead of a crash
     other = prepare_splits("synthetic", copy, **dict(SETTINGS, fractions=(0.5, 0.5, 0.0)))
     assert "cannot be written" in capsys.readouterr().out and len(other[2]) == 0
+
+
+def _prepare_many(data_root, times, first):
+    for i in range(times):
+        prepare_splits("synthetic", data_root, **SETTINGS, rebuild=i % 2 == first, log=None)
+
+
+def test_two_processes_preparing_one_data_folder_both_succeed(data_root):
+    """Two notebooks preparing the same splits at once, each rebuilding every other call: every
+    call of both succeeds (each writer has its own temporaries; the lock makes one wait while
+    the other writes), and the splits on disk are whole and current."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
+                                      else "spawn")
+    procs = [ctx.Process(target=_prepare_many, args=(data_root, 16, first)) for first in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert sum(map(len, prepare_splits("synthetic", data_root, **SETTINGS, log=None))) == 24
