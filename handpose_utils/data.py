@@ -208,8 +208,8 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
                       progress: bool = True, log=print, shard=None) -> ImageCache:
     """Decode and resize every record's image once into a uint8 ``(N, size, size, 3)`` array.
 
-    * ``path=None``: in memory, ``N * size**2 * 3`` bytes (32,560 FreiHAND images: 4.9 GB at
-      224, 1.6 GB at 128; Colab has about 12 GB).
+    * ``path=None``: in memory, ``N * size**2 * 3`` bytes (FreiHAND's 130,240 training images:
+      19.6 GB at 224, 6.4 GB at 128; Colab has about 12 GB, so a path or a smaller size).
     * ``path="…/train_224.npy"``: written there (keypoints in ``….meta.npz``) and memory-mapped.
       The same records and size reuse it; any change rebuilds it. Files get their names only
       when complete; a full disk raises ``OSError`` before decoding. Use local disk, not Drive.

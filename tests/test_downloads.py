@@ -497,3 +497,17 @@ def test_dataset_downloads_pass_the_servers_sizes_and_md5(tmp_path, monkeypatch)
         "val2017.zip": {"size": 815_585_330},
         "train2017.zip": {"size": 19_336_861_798},
     }
+
+
+def test_extract_zip_takes_the_members_asked_for(tmp_path):
+    archive = tmp_path / "two.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("keep/a.txt", "a")
+        zf.writestr("skip/b.txt", "b")
+    dl.extract_zip(archive, tmp_path / "some", members=["keep/a.txt"], progress=False)
+    assert [p.relative_to(tmp_path / "some").as_posix()
+            for p in (tmp_path / "some").rglob("*.txt")] == ["keep/a.txt"]
+    dl.extract_zip(archive, tmp_path / "all", members=[], progress=False)  # none asked, none taken
+    assert not (tmp_path / "all").exists() or not any((tmp_path / "all").rglob("*.txt"))
+    dl.extract_zip(archive, tmp_path / "every")
+    assert sorted(p.name for p in (tmp_path / "every").rglob("*.txt")) == ["a.txt", "b.txt"]
