@@ -1,6 +1,9 @@
-"""Write the package modules that notebooks own, from the notebooks' ``#@save <module>`` cells
-(d2l's convention), in notebook order, their leading imports gathered at the top. Edit the
-notebook, never the generated module: ``python -m handpose_utils.export`` rewrites them."""
+"""Keep the notebooks and the package in step. Writes the package modules that notebooks own,
+from the notebooks' ``#@save <module>`` cells (d2l's convention), in notebook order, their leading
+imports gathered at the top: edit the notebook, never the generated module. Also writes every
+notebook's set-up cell and every Colab badge (notebooks and README) from the two facts they
+depend on: the version (``handpose_utils.__version__``) and the GitHub repository
+(``[project.urls]`` in pyproject.toml); ``--repo OWNER/NAME`` moves the course to a fork."""
 
 from __future__ import annotations
 
@@ -16,6 +19,106 @@ from .safefiles import atomic_write
 
 PACKAGE = Path(__file__).resolve().parent
 NOTEBOOKS = PACKAGE.parent / "notebooks"
+REPOSITORY = re.compile(r'^Repository = "https://github\.com/([\w.-]+/[\w.-]+)"$', re.M)
+BADGE = re.compile(r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/"
+                   r"notebooks/")
+
+# The set-up cell cannot import the package it installs, so its code lives in every notebook;
+# `setup_cell` writes it, with the version and the repository filled in.
+SETUP_HEAD = """\
+# Set-up: the course package `handpose_utils`, at the version this notebook was written for.
+# Already there (a local `pip install -e .`, or an earlier run): nothing to do. Otherwise pip
+# installs it from the package index, else from the course's GitHub repository REPO (a fork?
+# change it), else from a wheel uploaded next to the notebook. Colab's own torch is kept.
+"""
+SETUP_BODY = """\
+
+
+
+def install_course(repo, version):
+    import glob
+    import importlib
+    import subprocess
+    import sys
+
+    def installed():
+        try:
+            import handpose_utils
+        except ImportError:
+            return None
+        return handpose_utils.__version__
+
+    found = installed()
+    if found == version:
+        return
+    wheels = sorted(glob.glob(f"handpose_utils-{version}-*.whl"))  # uploaded next to the notebook
+    index, github = f"handpose-utils=={version}", f"git+https://github.com/{repo}@v{version}"
+    errors = []
+    for source in [*wheels, index, github]:
+        print(f"pip install {source} ...")
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", source],
+                              capture_output=True, text=True)
+        if done.returncode == 0:
+            importlib.invalidate_caches()
+            if found is not None:  # this kernel has already imported the other version
+                raise RuntimeError(f"This kernel imported handpose_utils {found}; {version} is "
+                                   "installed now. Restart it (Colab: Runtime > Restart session) "
+                                   "and run all again.")
+            if installed() == version:
+                print(f"handpose_utils {version} installed")
+                return
+        errors.append(f"  pip install {source}: " + (done.stderr.strip().splitlines() or ["?"])[-1])
+    raise RuntimeError(
+        f"Could not install the course package handpose_utils {version}:\\n" + "\\n".join(errors)
+        + "\\nBefore the course is published, or without internet, install it yourself, then run "
+        "this cell again:\\n"
+        f"  * upload handpose_utils-{version}-py3-none-any.whl (from the course's releases, or "
+        "`python -m build` in a copy of the course) next to this notebook (Colab: the Files "
+        "panel, /content): this cell installs it;\\n"
+        "  * or keep a copy of the course on Google Drive: `from google.colab import drive; "
+        "drive.mount('/content/drive')`, then `%pip install /content/drive/MyDrive/handpose-course`;\\n"
+        "  * a fork of the course? Set REPO above to its OWNER/NAME.")
+
+
+install_course(REPO, VERSION)"""
+
+
+def setup_cell(repo: str, version: str) -> str:
+    """The first code cell of every notebook, for the course at ``repo`` and ``version``."""
+    return (SETUP_HEAD + f'REPO = "{repo}"  #@param {{type:"string"}}\n'
+            f'VERSION = "{version}"  # the course version; `python -m handpose_utils.export` writes it'
+            + SETUP_BODY)
+
+
+def badge(repo: str, version: str) -> str:
+    """The start of a notebook's Colab address: the notebooks of release ``v<version>``, the very
+    ones that the set-up cell's package belongs to."""
+    return f"https://colab.research.google.com/github/{repo}/blob/v{version}/notebooks/"
+
+
+def course_repo(root: Path = PACKAGE.parent) -> str:
+    """``OWNER/NAME`` of the course's GitHub repository, from pyproject.toml."""
+    found = REPOSITORY.search((root / "pyproject.toml").read_text(encoding="utf-8"))
+    if not found:
+        raise ValueError(f"{root / 'pyproject.toml'}: no `Repository = \"https://github.com/"
+                         "OWNER/NAME\"` line under [project.urls]; add one")
+    return found.group(1)
+
+
+def linked_files(root: Path, repo: str, version: str) -> dict[Path, str]:
+    """Every file that names the repository or the version, as it should read."""
+    out = {}
+    for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        data = json.loads(nb.read_text(encoding="utf-8"))
+        cells = data["cells"]
+        cells[0]["source"] = BADGE.sub(badge(repo, version), "".join(cells[0]["source"]))
+        cells[1]["source"] = setup_cell(repo, version)
+        for cell in cells[:2]:
+            cell["source"] = cell["source"].splitlines(keepends=True)
+        out[nb] = json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    readme = root / "README.md"
+    out[readme] = BADGE.sub(badge(repo, version), readme.read_text(encoding="utf-8"))
+    return out
 MARK = re.compile(r"^#@save\s+([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)\s*$")
 
 
@@ -92,22 +195,40 @@ def exported_modules(notebooks: Path = NOTEBOOKS) -> dict[str, str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true",
-                        help="do not write; exit 1 when a module differs from its notebooks")
+                        help="do not write; exit 1 when a file differs from what it should be")
+    parser.add_argument("--repo", metavar="OWNER/NAME",
+                        help="move the course to this GitHub repository (a fork, a new owner): "
+                             "rewrites pyproject.toml, the README's and notebooks' badges and "
+                             "the set-up cells")
+    parser.add_argument("--root", type=Path, default=PACKAGE.parent, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    root = args.root
+    if args.repo:
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", args.repo):
+            parser.error(f"--repo {args.repo!r}: give the GitHub repository as OWNER/NAME")
+        pyproject = root / "pyproject.toml"
+        text = REPOSITORY.sub(f'Repository = "https://github.com/{args.repo}"',
+                              pyproject.read_text(encoding="utf-8"))
+        atomic_write(pyproject, lambda f: f.write(text.encode("utf-8")))
+    from . import __version__
+
+    files = linked_files(root, course_repo(root), __version__)
+    if root == PACKAGE.parent:
+        files.update({module_path(m): text for m, text in exported_modules().items()})
     stale = []
-    for module, text in exported_modules().items():
-        path = module_path(module)
+    for path, text in files.items():
         if path.exists() and path.read_text(encoding="utf-8") == text:
             continue
         if args.check:
             stale.append(path)
         else:
             atomic_write(path, lambda f, text=text: f.write(text.encode("utf-8")))
-            print(f"wrote {path.relative_to(PACKAGE.parent)}")
+            print(f"wrote {path.relative_to(root)}")
     if stale:
-        print("These modules differ from their notebooks' #@save cells; run "
-              "`python -m handpose_utils.export` (and never edit them by hand):\n  "
-              + "\n  ".join(str(p.relative_to(PACKAGE.parent)) for p in stale))
+        print("These files differ from what the notebooks' #@save cells, the version and the "
+              "repository make of them; run `python -m handpose_utils.export` (and never edit "
+              "generated modules, set-up cells or badges by hand):\n  "
+              + "\n  ".join(str(p.relative_to(root)) for p in stale))
         return 1
     return 0
 

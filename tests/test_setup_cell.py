@@ -1,0 +1,178 @@
+"""Every notebook's set-up cell and Colab badge: one version, one repository, three ways to install.
+
+The set-up cell is executed here as Colab would run it, with pip replaced by a recorder: the
+package already there (nothing happens), missing (the package index, then GitHub at the
+version's tag), and nothing installable (a message that says what to do, and the cell stops).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import handpose_utils
+from handpose_utils import export
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+VERSION = handpose_utils.__version__
+
+
+def cell(path: Path, i: int) -> str:
+    return "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][i]["source"])
+
+
+class FakePip:
+    """Stands in for ``subprocess.run``: records each pip command and answers with the return
+    code given for its source; a success makes the package importable at ``installs``."""
+
+    def __init__(self, monkeypatch, codes: dict[str, int], installs: str | None = None):
+        self.commands: list[list[str]] = []
+        self.codes, self.installs, self.monkeypatch = codes, installs, monkeypatch
+        monkeypatch.setattr(subprocess, "run", self)
+
+    def __call__(self, command, **kwargs):
+        self.commands.append(command)
+        source = command[-1]
+        code = next((c for key, c in self.codes.items() if key in source), 1)
+        if code == 0 and self.installs:
+            self.monkeypatch.setitem(sys.modules, "handpose_utils",
+                                     types.SimpleNamespace(__version__=self.installs))
+        stderr = "" if code == 0 else f"ERROR: No matching distribution found for {source}\n"
+        return subprocess.CompletedProcess(command, code, "", stderr)
+
+
+def run_cell(source: str):
+    exec(compile(source, "<set-up cell>", "exec"), {"__name__": "__main__"})
+
+
+def without_package(monkeypatch):
+    """``import handpose_utils`` fails, as in a fresh Colab runtime."""
+    monkeypatch.setitem(sys.modules, "handpose_utils", None)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem[:2] for p in NOTEBOOKS])
+def test_every_notebook_starts_with_the_one_set_up_cell_and_badge(path):
+    repo = export.course_repo()
+    assert cell(path, 1) == export.setup_cell(repo, VERSION)
+    assert f"{export.badge(repo, VERSION)}{path.name})" in cell(path, 0)
+    assert "torch" not in cell(path, 1).split("def install_course", 1)[1].replace(
+        "Colab's own torch", ""), "the set-up cell must never (re)install torch"
+
+
+def test_readme_badges_open_the_notebooks_of_this_version():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = export.BADGE.findall(readme)
+    assert len(links) == len(NOTEBOOKS)
+    assert set(links) == {export.badge(export.course_repo(), VERSION)}
+
+
+def test_the_version_lives_in_one_place():
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'dynamic = ["version"]' in pyproject
+    assert [line for line in pyproject.splitlines() if line.startswith("version =")] == [
+        'version = { attr = "handpose_utils.__version__" }']
+
+
+def test_already_installed_does_nothing(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    pip = FakePip(monkeypatch, {})
+    run_cell(cell(NOTEBOOKS[0], 1))
+    assert pip.commands == []
+
+
+def test_missing_package_comes_from_the_index_else_github_at_the_version_tag(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    without_package(monkeypatch)
+    pip = FakePip(monkeypatch, {"git+": 0}, installs=VERSION)
+    run_cell(export.setup_cell("someone/fork", VERSION))
+    pip_install = [sys.executable, "-m", "pip", "install", "-q"]
+    assert pip.commands == [pip_install + [f"handpose-utils=={VERSION}"],
+                            pip_install + [f"git+https://github.com/someone/fork@v{VERSION}"]]
+
+
+def test_an_uploaded_wheel_of_the_version_is_tried_first(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    without_package(monkeypatch)
+    (tmp_path / f"handpose_utils-{VERSION}-py3-none-any.whl").write_bytes(b"")
+    (tmp_path / "handpose_utils-0.0.1-py3-none-any.whl").write_bytes(b"")  # another version
+    pip = FakePip(monkeypatch, {".whl": 0}, installs=VERSION)
+    run_cell(export.setup_cell("a/b", VERSION))
+    assert [c[-1] for c in pip.commands] == [f"handpose_utils-{VERSION}-py3-none-any.whl"]
+
+
+def test_nothing_installable_stops_with_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    without_package(monkeypatch)
+    pip = FakePip(monkeypatch, {})
+    with pytest.raises(RuntimeError) as err:
+        run_cell(export.setup_cell("someone/fork", VERSION))
+    message = str(err.value)
+    assert len(pip.commands) == 2
+    assert f"No matching distribution found for handpose-utils=={VERSION}" in message
+    assert f"git+https://github.com/someone/fork@v{VERSION}" in message
+    assert f"upload handpose_utils-{VERSION}-py3-none-any.whl" in message
+    assert "drive.mount" in message and "Set REPO" in message
+
+
+def test_another_version_already_imported_asks_for_a_restart(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "handpose_utils", types.SimpleNamespace(__version__="0.0.1"))
+    pip = FakePip(monkeypatch, {"handpose-utils==": 0})
+    with pytest.raises(RuntimeError, match="imported handpose_utils 0.0.1.*Restart"):
+        run_cell(export.setup_cell("a/b", VERSION))
+    assert [c[-1] for c in pip.commands] == [f"handpose-utils=={VERSION}"]
+
+
+def test_a_pip_that_installs_but_cannot_be_imported_is_not_success(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    without_package(monkeypatch)
+    FakePip(monkeypatch, {"handpose-utils==": 0, "git+": 0})  # "succeeds", imports nothing
+    with pytest.raises(RuntimeError, match="Could not install"):
+        run_cell(export.setup_cell("a/b", VERSION))
+
+
+@pytest.fixture
+def course_copy(tmp_path):
+    """The files the fork command rewrites, in a folder of their own."""
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    for name in ("README.md", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+def test_the_fork_command_moves_every_badge_and_set_up_cell(course_copy, capsys):
+    old = export.course_repo()
+    assert export.main(["--root", str(course_copy), "--check"]) == 0
+    assert export.main(["--root", str(course_copy), "--repo", "new-owner/hands.course"]) == 0
+    assert export.course_repo(course_copy) == "new-owner/hands.course"
+    texts = [p.read_text(encoding="utf-8") for p in [course_copy / "README.md",
+                                                     *(course_copy / "notebooks").glob("*.ipynb")]]
+    assert not any(f"github/{old}/" in t or f'REPO = \\"{old}\\"' in t for t in texts)
+    for nb in sorted((course_copy / "notebooks").glob("*.ipynb")):
+        assert cell(nb, 1) == export.setup_cell("new-owner/hands.course", VERSION)
+        assert export.badge("new-owner/hands.course", VERSION) + nb.name in cell(nb, 0)
+        # the rest of the notebook is untouched, byte for byte
+        before = json.loads((ROOT / "notebooks" / nb.name).read_text(encoding="utf-8"))["cells"]
+        assert json.loads(nb.read_text(encoding="utf-8"))["cells"][2:] == before[2:]
+    assert export.main(["--root", str(course_copy), "--check"]) == 0
+
+
+def test_a_hand_edited_set_up_cell_fails_the_check(course_copy, capsys):
+    nb = course_copy / "notebooks" / NOTEBOOKS[3].name
+    nb.write_text(nb.read_text(encoding="utf-8").replace('@v{version}', "@main"),
+                  encoding="utf-8")
+    assert export.main(["--root", str(course_copy), "--check"]) == 1
+    assert NOTEBOOKS[3].name in capsys.readouterr().out
+
+
+def test_fork_command_refuses_a_repository_that_is_not_owner_slash_name(course_copy, capsys):
+    with pytest.raises(SystemExit):
+        export.main(["--root", str(course_copy), "--repo", "https://github.com/a/b"])
+    assert "OWNER/NAME" in capsys.readouterr().err
