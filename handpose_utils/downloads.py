@@ -14,7 +14,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from .env import progress_bar
+from .env import archives_dir, progress_bar
 from .safefiles import atomic_write, file_lock
 
 CHUNK = 1 << 20  # bytes per read and per hashing step: 1 MiB
@@ -49,8 +49,10 @@ def download_file(url: str, dest: str | Path, timeout: float = 60.0, progress: b
     being spliced. Two processes downloading one ``dest`` take turns. An existing ``dest`` is not
     fetched again; with ``size`` or a digest it must pass them (else :class:`DownloadError`; the
     file is left for you to delete), without, any non-empty file is trusted, so a damaged one
-    shows only when it is opened (see :func:`extract_zip`)."""
-    dest = Path(dest)
+    shows only when it is opened (see :func:`extract_zip`). Where archives are kept for good
+    (:func:`.env.archives_dir`, on Google Drive with ``use_drive``) the file goes there instead,
+    under its own name: the returned path says where."""
+    dest = Path(dest) if archives_dir() is None else archives_dir() / Path(dest).name
     digests = {name: value.lower() for name, value in (("sha256", sha256), ("md5", md5)) if value}
     if dest.is_file() and dest.stat().st_size > 0:
         return _check_existing(url, dest, size, digests)
@@ -76,6 +78,12 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def discard_archive(path: Path, keep: bool = False) -> None:
+    """Delete an archive once extracted, unless ``keep`` or archives are kept for good."""
+    if not keep and archives_dir() is None:
+        path.unlink()
 
 
 def extract_zip(path: str | Path, dest: str | Path, members=None, progress: bool = True) -> Path:

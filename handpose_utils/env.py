@@ -19,8 +19,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-SMOKE_VAR, DATA_VAR, DEVICE_VAR, RUNS_VAR = ("HANDPOSE_SMOKE", "HANDPOSE_DATA",
-                                             "HANDPOSE_DEVICE", "HANDPOSE_RUNS")
+SMOKE_VAR, DATA_VAR, DEVICE_VAR, RUNS_VAR, ARCHIVES_VAR = (
+    "HANDPOSE_SMOKE", "HANDPOSE_DATA", "HANDPOSE_DEVICE", "HANDPOSE_RUNS", "HANDPOSE_ARCHIVES")
+DRIVE = Path("/content/drive")  # where Colab mounts Google Drive
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -179,6 +180,34 @@ def runs_dir() -> Path:
     if os.environ.get(RUNS_VAR):
         return _folder_var(RUNS_VAR)
     return data_dir().parent / "runs" if not is_smoke() else data_dir() / "runs"
+
+
+def archives_dir() -> Path | None:
+    """Where downloaded archives are kept for good: ``HANDPOSE_ARCHIVES`` (:func:`use_drive` sets
+    it). ``None``: each archive is downloaded beside its dataset and deleted once extracted."""
+    return _folder_var(ARCHIVES_VAR) if os.environ.get(ARCHIVES_VAR) else None
+
+
+def use_drive(enabled: bool, folder: str = "MyDrive/handpose-course") -> Path | None:
+    """In Colab, with ``enabled``: mount Google Drive and keep in ``folder`` on it the runs
+    (checkpoints, histories), the downloaded archives and the ImageNet weights, so that a new
+    runtime resumes training and extracts the data again without downloading it. Datasets are
+    extracted to the runtime's own disk: Drive is slow with many small files. Archives count
+    against Drive's quota (15 GB free): COCO's train2017 (18 GB) does not fit there."""
+    if not enabled:
+        return None
+    if not in_colab():
+        print(f"USE_DRIVE: Google Drive is mounted in Colab only; runs stay in {runs_dir()}")
+        return None
+    from google.colab import drive
+
+    drive.mount(str(DRIVE))
+    base = DRIVE / folder
+    for name, sub in ((RUNS_VAR, "runs"), (ARCHIVES_VAR, "downloads"), ("TORCH_HOME", "torch")):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+        os.environ[name] = str(base / sub)
+    print(f"Google Drive: runs, downloaded archives and ImageNet weights are kept in {base}")
+    return base
 
 
 def _folder_var(name: str) -> Path:

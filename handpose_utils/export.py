@@ -23,71 +23,21 @@ REPOSITORY = re.compile(r'^Repository = "https://github\.com/([\w.-]+/[\w.-]+)"$
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/"
                    r"notebooks/")
 
-# The set-up cell cannot import the package it installs, so its code lives in every notebook;
-# `setup_cell` writes it, with the version and the repository filled in.
-SETUP_HEAD = """\
-# Set-up: the course package `handpose_utils`, at the version this notebook was written for.
-# Already there (a local `pip install -e .`, or an earlier run): nothing to do. Otherwise pip
-# installs it from the package index, else from the course's GitHub repository REPO (a fork?
-# change it), else from a wheel uploaded next to the notebook. Colab's own torch is kept.
-"""
-SETUP_BODY = """\
+SETUP_LINES = (re.compile(r'^REPO = "[^"]*"', re.M), re.compile(r'^VERSION = "[^"]*"', re.M))
 
 
-
-def install_course(repo, version):
-    import glob
-    import importlib
-    import subprocess
-    import sys
-
-    def installed():
-        try:
-            import handpose_utils
-        except ImportError:
-            return None
-        return handpose_utils.__version__
-
-    found = installed()
-    if found == version:
-        return
-    wheels = sorted(glob.glob(f"handpose_utils-{version}-*.whl"))  # uploaded next to the notebook
-    index, github = f"handpose-utils=={version}", f"git+https://github.com/{repo}@v{version}"
-    errors = []
-    for source in [*wheels, index, github]:
-        print(f"pip install {source} ...")
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", source],
-                              capture_output=True, text=True)
-        if done.returncode == 0:
-            importlib.invalidate_caches()
-            if found is not None:  # this kernel has already imported the other version
-                raise RuntimeError(f"This kernel imported handpose_utils {found}; {version} is "
-                                   "installed now. Restart it (Colab: Runtime > Restart session) "
-                                   "and run all again.")
-            if installed() == version:
-                print(f"handpose_utils {version} installed")
-                return
-        errors.append(f"  pip install {source}: " + (done.stderr.strip().splitlines() or ["?"])[-1])
-    raise RuntimeError(
-        f"Could not install the course package handpose_utils {version}:\\n" + "\\n".join(errors)
-        + "\\nBefore the course is published, or without internet, install it yourself, then run "
-        "this cell again:\\n"
-        f"  * upload handpose_utils-{version}-py3-none-any.whl (from the course's releases, or "
-        "`python -m build` in a copy of the course) next to this notebook (Colab: the Files "
-        "panel, /content): this cell installs it;\\n"
-        "  * or keep a copy of the course on Google Drive: `from google.colab import drive; "
-        "drive.mount('/content/drive')`, then `%pip install /content/drive/MyDrive/handpose-course`;\\n"
-        "  * a fork of the course? Set REPO above to its OWNER/NAME.")
-
-
-install_course(REPO, VERSION)"""
-
-
-def setup_cell(repo: str, version: str) -> str:
-    """The first code cell of every notebook, for the course at ``repo`` and ``version``."""
-    return (SETUP_HEAD + f'REPO = "{repo}"  #@param {{type:"string"}}\n'
-            f'VERSION = "{version}"  # the course version; `python -m handpose_utils.export` writes it'
-            + SETUP_BODY)
+def setup_cell(repo: str, version: str, root: Path = PACKAGE.parent) -> str:
+    """The first code cell of every notebook, for the course at ``repo`` and ``version``. It
+    cannot import the package it installs, so each notebook carries its code: the first
+    notebook's is the one written into the others, with ``REPO`` and ``VERSION`` filled in."""
+    first = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))[0]
+    text = "".join(json.loads(first.read_text(encoding="utf-8"))["cells"][1]["source"])
+    for pattern, value in zip(SETUP_LINES, (f'REPO = "{repo}"', f'VERSION = "{version}"')):
+        text, found = pattern.subn(value, text)
+        if found != 1:
+            raise ValueError(f"{first}: the set-up cell (the first code cell) needs one line "
+                             f"starting {value.split('=')[0]}= \"...\"")
+    return text
 
 
 def badge(repo: str, version: str) -> str:
@@ -112,7 +62,7 @@ def linked_files(root: Path, repo: str, version: str) -> dict[Path, str]:
         data = json.loads(nb.read_text(encoding="utf-8"))
         cells = data["cells"]
         cells[0]["source"] = BADGE.sub(badge(repo, version), "".join(cells[0]["source"]))
-        cells[1]["source"] = setup_cell(repo, version)
+        cells[1]["source"] = setup_cell(repo, version, root)
         for cell in cells[:2]:
             cell["source"] = cell["source"].splitlines(keepends=True)
         out[nb] = json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"

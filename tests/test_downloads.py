@@ -511,3 +511,23 @@ def test_extract_zip_takes_the_members_asked_for(tmp_path):
     assert not (tmp_path / "all").exists() or not any((tmp_path / "all").rglob("*.txt"))
     dl.extract_zip(archive, tmp_path / "every")
     assert sorted(p.name for p in (tmp_path / "every").rglob("*.txt")) == ["a.txt", "b.txt"]
+
+
+def test_kept_archives_survive_a_new_runtime_and_are_not_fetched_again(server, tmp_path,
+                                                                       monkeypatch):
+    """With archives kept for good (Google Drive, by ``use_drive``), the download lands there,
+    extraction does not delete it, and a fresh data folder gets it without a request."""
+    kept = tmp_path / "drive" / "downloads"
+    monkeypatch.setenv("HANDPOSE_ARCHIVES", str(kept))
+    got = dl.download_file(_url(server, "full"), tmp_path / "data" / "archive.zip", progress=False)
+    assert got == kept / "archive.zip" and got.read_bytes() == PAYLOAD
+    assert not (tmp_path / "data" / "archive.zip").exists()
+    dl.discard_archive(got)
+    assert got.is_file(), "an archive kept on Drive must outlive its extraction"
+    requests = len(server.seen)
+    again = dl.download_file(_url(server, "full"), tmp_path / "new-runtime" / "archive.zip",
+                             progress=False)
+    assert again == got and len(server.seen) == requests
+    monkeypatch.delenv("HANDPOSE_ARCHIVES")
+    dl.discard_archive(got)
+    assert not got.exists(), "without kept archives an extracted one is deleted"

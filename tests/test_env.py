@@ -1,5 +1,7 @@
 """The environment module: smoke mode, AMP choice, device, seeding, data folder."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -101,3 +103,35 @@ def test_a_folder_variable_naming_a_file_is_refused_by_name(monkeypatch, tmp_pat
     monkeypatch.setenv(var, str(tmp_path / where))
     with pytest.raises(ValueError, match=rf"{var}=.*a-file is a file, not a folder"):
         env.data_dir() if var == env.DATA_VAR else env.runs_dir()
+
+
+def test_use_drive_in_colab_keeps_runs_archives_and_weights_on_drive(monkeypatch, tmp_path, capsys):
+    import sys
+    import types
+
+    mounted = []
+    drive = types.SimpleNamespace(mount=lambda where: mounted.append(where))
+    colab = types.ModuleType("google.colab")
+    colab.drive = drive
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setattr(env, "DRIVE", tmp_path / "drive")
+    for name in ("HANDPOSE_RUNS", "HANDPOSE_ARCHIVES", "TORCH_HOME", "HANDPOSE_SMOKE"):
+        monkeypatch.setenv(name, "")  # so that the test's own settings are undone after it
+        monkeypatch.delenv(name)
+    assert env.use_drive(False) is None and mounted == [] and env.archives_dir() is None
+    base = env.use_drive(True)
+    assert mounted == [str(tmp_path / "drive")]
+    assert base == tmp_path / "drive" / "MyDrive" / "handpose-course"
+    assert env.runs_dir() == base / "runs" and env.archives_dir() == base / "downloads"
+    assert torch.hub.get_dir() == str(base / "torch" / "hub")
+    assert env.data_dir() == Path("/content/data"), "datasets stay on the runtime's fast disk"
+    assert str(base) in capsys.readouterr().out
+
+
+def test_use_drive_outside_colab_says_so_and_changes_nothing(monkeypatch, capsys):
+    monkeypatch.delenv("HANDPOSE_ARCHIVES", raising=False)
+    runs = env.runs_dir()
+    assert env.use_drive(True) is None
+    assert env.runs_dir() == runs and env.archives_dir() is None
+    assert "Colab only" in capsys.readouterr().out

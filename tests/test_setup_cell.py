@@ -176,3 +176,19 @@ def test_fork_command_refuses_a_repository_that_is_not_owner_slash_name(course_c
     with pytest.raises(SystemExit):
         export.main(["--root", str(course_copy), "--repo", "https://github.com/a/b"])
     assert "OWNER/NAME" in capsys.readouterr().err
+
+
+TRAIN_OR_DOWNLOAD = [p for p in NOTEBOOKS if p.name[:2] in {"03", "04", "05", "06", "07", "08"}]
+
+
+@pytest.mark.parametrize("path", TRAIN_OR_DOWNLOAD, ids=[p.stem[:2] for p in TRAIN_OR_DOWNLOAD])
+def test_notebooks_that_train_or_download_can_keep_them_on_drive(path):
+    """``USE_DRIVE`` is a parameter, off by default, and Drive is mounted before anything asks
+    where runs or downloads go."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells[2:] if c["cell_type"] == "code")
+    assert "\nUSE_DRIVE = False\nhp.env.use_drive(USE_DRIVE)\n" in code
+    mounted = code.index("hp.env.use_drive(USE_DRIVE)")
+    for first_use in ("runs_dir()", "prepare_", "download_", "RUN_DIR", "checkpoint_dir"):
+        if first_use in code:
+            assert code.index(first_use) > mounted, f"{first_use} comes before use_drive"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..downloads import download_file, extract_zip
+from ..downloads import discard_archive, download_file, extract_zip
 from ..images import ImageReadError
 from .freihand import DatasetNotFoundError, read_dataset_json
 
@@ -250,8 +250,7 @@ def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> 
         (root / "annotations").mkdir(exist_ok=True)
         # only the two keypoint files: they land in root/annotations/
         extract_zip(zpath, root, [f"annotations/{p.name}" for p in wanted])
-        if not keep_zip:
-            zpath.unlink()
+        discard_archive(zpath, keep_zip)
     for split in splits:
         key = f"{split}2017"
         stamp = root / key / ".complete"
@@ -260,8 +259,7 @@ def download_coco(root: str | Path, splits=("val",), keep_zip: bool = False) -> 
         zpath = download_file(COCO_URLS[key], root / f"{key}.zip", size=COCO_BYTES[key])
         extract_zip(zpath, root)  # the zip holds the folder val2017/ (or train2017/)
         stamp.touch()
-        if not keep_zip:
-            zpath.unlink()
+        discard_archive(zpath, keep_zip)
     return root
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import camera
-from ..downloads import download_file, extract_zip, file_digest
+from ..downloads import discard_archive, download_file, extract_zip, file_digest
 from ..images import image_size
 
 FREIHAND_URL = "https://lmb.informatik.uni-freiburg.de/data/freihand/FreiHAND_pub_v2.zip"
@@ -303,8 +303,7 @@ def download_freihand(root: str | Path, evaluation: bool = True, keep_zip: bool 
             elif not dest.exists():
                 shutil.move(str(item), str(dest))
         shutil.rmtree(staging, ignore_errors=True)
-        if not keep_zip:
-            zpath.unlink()
+        discard_archive(zpath, keep_zip)
     expected = ["training_xyz.json", "training_K.json", "training_scale.json", "training/rgb"]
     if evaluation:
         expected += ["evaluation_xyz.json", "evaluation_K.json", "evaluation/rgb"]

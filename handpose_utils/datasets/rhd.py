@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..downloads import download_file, extract_zip
+from ..downloads import discard_archive, download_file, extract_zip
 from ..images import image_size as _pil_image_size
 from ..skeletons import RHD_LEFT, RHD_MASK_LEFT, RHD_MASK_RIGHT, RHD_RIGHT, rhd_hand_to_hand21
 from .freihand import DatasetNotFoundError, check_extracted, find_root
@@ -278,8 +278,7 @@ def download_rhd(root: str | Path, keep_zip: bool = False) -> Path:
                 raise DatasetNotFoundError(f"{zpath} did not contain training/anno_training.pickle;"
                                            " the download is broken: delete it and retry")
             shutil.move(str(found.parent.parent), str(target))
-        if not keep_zip:
-            zpath.unlink()
+        discard_archive(zpath, keep_zip)
     expected = [f"{s}/{x}" for s in RHD_SPLITS for x in ("color", "mask", "depth",
                                                           f"anno_{s}.pickle")]
     return check_extracted(target, expected)
