@@ -19,9 +19,9 @@ __version__ = "0.1.0"
 _MODULES = (
     "backbones", "bench", "camera", "capstone", "checkpoints", "coco_eval", "data", "datasets",
     "downloads", "engine", "env", "exercises", "export", "hand3d", "heatmaps", "images",
-    "landmarks", "mediapipe_labels", "metrics", "metrics3d", "models", "models_heatmap",
+    "landmarks", "loggers", "mediapipe_labels", "metrics", "metrics3d", "models", "models_heatmap",
     "onnx_export", "plots", "prepare", "pretrained", "records", "regression3d", "safefiles",
-    "schedules", "skeletons", "splits", "synthetic", "topdown", "topdown_batches", "wandb_logging",
+    "schedules", "skeletons", "splits", "synthetic", "topdown", "topdown_batches",
 )
 
 # the names a notebook uses most, as ``hp.<name>``, by the module each lives in

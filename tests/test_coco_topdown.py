@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import handpose_utils as hp
-from handpose_utils import onnx_export, wandb_logging
+from handpose_utils import loggers, onnx_export
 from handpose_utils.models_heatmap import (
     REFERENCE_DECONV,
     KeypointMSELoss,
@@ -313,11 +313,31 @@ def test_onnx_export_matches_pytorch(tmp_path):
 
 
 def test_wandb_is_off_by_default_and_optional(monkeypatch, capsys):
-    assert hp.wandb_logging.wandb_callback() is None
-    assert hp.wandb_logging.wandb_callback(False, project="x") is None
-    monkeypatch.setattr(wandb_logging.importlib.util, "find_spec", lambda name: None)
-    assert hp.wandb_logging.wandb_callback(True) is None
+    assert hp.loggers.wandb_callback() is None
+    assert hp.loggers.wandb_callback(False, project="x") is None
+    monkeypatch.setattr(loggers.importlib.util, "find_spec", lambda name: None)
+    assert hp.loggers.wandb_callback(True) is None
     assert "'wandb' is not installed" in capsys.readouterr().out
+
+
+def test_tensorboard_callback_writes_every_epochs_numbers(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert hp.loggers.tensorboard_callback(False, tmp_path) is None
+    cb = hp.loggers.tensorboard_callback(True, tmp_path / "tb")
+    history = []
+    for epoch, (loss, ap) in enumerate([(0.5, 0.1), (0.25, float("nan"))], start=1):
+        history.append({"epoch": epoch, "train_loss": loss, "AP": ap, "note": "text"})
+        cb(epoch, history)
+    cb.finish()
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    assert set(events.Tags()["scalars"]) == {"epoch", "train_loss", "AP"}
+    assert [(e.step, e.value) for e in events.Scalars("train_loss")] == [(1, 0.5), (2, 0.25)]
+    assert [e.step for e in events.Scalars("AP")] == [1], "an undefined figure is left out"
+    monkeypatch.setattr(loggers.importlib.util, "find_spec", lambda name: None)
+    assert hp.loggers.tensorboard_callback(True, tmp_path) is None
+    assert "'tensorboard' is not installed" in capsys.readouterr().out
 
 
 def test_image_whose_size_differs_from_its_annotation_is_named(tmp_path):
