@@ -370,7 +370,8 @@ class TrainConfig:
     # the best epoch: a key of the epoch's row; only the losses' direction (min) goes unsaid
     best_metric: str = "val_loss"
     mode: str | None = None  # "max" or "min"
-    # checkpoints (see Checkpointer): last.pth each epoch, best.pth; copies on Google Drive
+    # checkpoints (see Checkpointer): last.pth each epoch, best.pth; copies on Google Drive (in
+    # drive_dir, or where env.use_drive keeps them)
     checkpoint_dir: str | Path | None = None
     resume: bool = False
     drive_dir: str | Path | None = None
@@ -430,7 +431,8 @@ def fit(model: nn.Module, train_loader, val_loader=None, config: TrainConfig | N
     sched = make_scheduler(optimizer, cfg.scheduler, cfg.epochs, cfg.warmup_epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=amp.use_scaler)
     meter, progress = _meter(metrics), cfg.progress and dist.is_main
-    ckpt = Checkpointer(cfg.checkpoint_dir, cfg.drive_dir, cfg.best_metric, cfg.mode, log)
+    drive = cfg.drive_dir or env.drive_copy(cfg.checkpoint_dir)  # USE_DRIVE: copies on Drive
+    ckpt = Checkpointer(cfg.checkpoint_dir, drive, cfg.best_metric, cfg.mode, log)
     run = _run_config(cfg, optimizer, amp, model, dist.world_size)
     history, start = History(), 1
     if cfg.resume and (saved := ckpt.resume(model, optimizer, scaler, run)) is not None:

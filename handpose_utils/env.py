@@ -19,8 +19,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-SMOKE_VAR, DATA_VAR, DEVICE_VAR, RUNS_VAR, ARCHIVES_VAR = (
-    "HANDPOSE_SMOKE", "HANDPOSE_DATA", "HANDPOSE_DEVICE", "HANDPOSE_RUNS", "HANDPOSE_ARCHIVES")
+SMOKE_VAR, DATA_VAR, DEVICE_VAR, RUNS_VAR, ARCHIVES_VAR, DRIVE_RUNS_VAR = (
+    "HANDPOSE_SMOKE", "HANDPOSE_DATA", "HANDPOSE_DEVICE", "HANDPOSE_RUNS", "HANDPOSE_ARCHIVES",
+    "HANDPOSE_DRIVE_RUNS")
 DRIVE = Path("/content/drive")  # where Colab mounts Google Drive
 
 _TRUE = ("1", "true", "yes", "on")
@@ -188,12 +189,24 @@ def archives_dir() -> Path | None:
     return _folder_var(ARCHIVES_VAR) if os.environ.get(ARCHIVES_VAR) else None
 
 
+def drive_copy(folder) -> Path | None:
+    """Where ``fit`` keeps copies of the checkpoints in ``folder`` (:func:`use_drive`): the same
+    place under ``HANDPOSE_DRIVE_RUNS`` as ``folder`` has under :func:`runs_dir`, else None."""
+    if folder is None or not os.environ.get(DRIVE_RUNS_VAR):
+        return None
+    try:
+        return _folder_var(DRIVE_RUNS_VAR) / Path(folder).resolve().relative_to(runs_dir().resolve())
+    except ValueError:  # a folder outside the runs folder: no copies
+        return None
+
+
 def use_drive(enabled: bool, folder: str = "MyDrive/handpose-course") -> Path | None:
-    """In Colab, with ``enabled``: mount Google Drive and keep in ``folder`` on it the runs
-    (checkpoints, histories), the downloaded archives and the ImageNet weights, so that a new
-    runtime resumes training and extracts the data again without downloading it. Datasets are
-    extracted to the runtime's own disk: Drive is slow with many small files. Archives count
-    against Drive's quota (15 GB free): COCO's train2017 (18 GB) does not fit there."""
+    """In Colab, with ``enabled``: mount Google Drive and keep in ``folder`` on it a copy of every
+    run's checkpoints (``fit`` resumes from it on a new runtime; a Drive hiccup only warns), the
+    downloaded archives and the ImageNet weights, so that a new runtime resumes training and
+    extracts the data again without downloading it. Training reads and writes the runtime's own
+    disk: Drive is slow with many small files. Archives count against Drive's quota (15 GB
+    free): COCO's train2017 (18 GB) does not fit there. Outside Colab it says so."""
     if not enabled:
         return None
     if not in_colab():
@@ -203,10 +216,10 @@ def use_drive(enabled: bool, folder: str = "MyDrive/handpose-course") -> Path | 
 
     drive.mount(str(DRIVE))
     base = DRIVE / folder
-    for name, sub in ((RUNS_VAR, "runs"), (ARCHIVES_VAR, "downloads"), ("TORCH_HOME", "torch")):
+    for name, sub in ((DRIVE_RUNS_VAR, "runs"), (ARCHIVES_VAR, "downloads"), ("TORCH_HOME", "torch")):
         (base / sub).mkdir(parents=True, exist_ok=True)
         os.environ[name] = str(base / sub)
-    print(f"Google Drive: runs, downloaded archives and ImageNet weights are kept in {base}")
+    print(f"Google Drive: run checkpoints, downloaded archives and ImageNet weights are kept in {base}")
     return base
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -249,6 +250,24 @@ def test_warmup_then_cosine_and_drive_copy(tmp_path):
     # one more epoch continues the cosine downwards (the old 2-epoch cosine would give 0)
     assert more.column("lr")[:4] == pytest.approx(lrs)
     assert 0 < more.column("lr")[4] < lrs[3]
+
+
+def test_use_drive_copies_every_run_under_runs_and_a_new_runtime_resumes_from_drive(
+        tmp_path, monkeypatch):
+    """With ``use_drive`` (HANDPOSE_DRIVE_RUNS), fit copies the checkpoints of a run folder
+    under runs_dir() to the same place on Drive, with no drive_dir given, and a new runtime
+    whose local runs folder is gone resumes from there."""
+    monkeypatch.setenv("HANDPOSE_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("HANDPOSE_DRIVE_RUNS", str(tmp_path / "drive" / "runs"))
+    loader, logs = tiny_loader(), []
+    fit_with(model_and_seed(), loader, loader, epochs=2, checkpoint_dir=tmp_path / "runs" / "03",
+             log=None, **QUIET)
+    drive = tmp_path / "drive" / "runs" / "03"
+    assert sorted(p.name for p in drive.iterdir()) == ["best.pth", "last.pth"]
+    shutil.rmtree(tmp_path / "runs")
+    more = fit_with(model_and_seed(), loader, loader, epochs=3, resume=True,
+                    checkpoint_dir=tmp_path / "runs" / "03", log=logs.append, **QUIET)
+    assert len(more) == 3 and any("resumed" in s and "2 epoch(s) done" in s for s in logs), logs
 
 
 def test_evaluate_predict_and_history_helpers():

@@ -116,14 +116,19 @@ def test_use_drive_in_colab_keeps_runs_archives_and_weights_on_drive(monkeypatch
     monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
     monkeypatch.setitem(sys.modules, "google.colab", colab)
     monkeypatch.setattr(env, "DRIVE", tmp_path / "drive")
-    for name in ("HANDPOSE_RUNS", "HANDPOSE_ARCHIVES", "TORCH_HOME", "HANDPOSE_SMOKE"):
+    for name in ("HANDPOSE_DRIVE_RUNS", "HANDPOSE_ARCHIVES", "TORCH_HOME", "HANDPOSE_SMOKE"):
         monkeypatch.setenv(name, "")  # so that the test's own settings are undone after it
         monkeypatch.delenv(name)
+    monkeypatch.setenv("HANDPOSE_RUNS", str(tmp_path / "runs"))
     assert env.use_drive(False) is None and mounted == [] and env.archives_dir() is None
+    assert env.drive_copy(tmp_path / "runs" / "03_cnn") is None
     base = env.use_drive(True)
     assert mounted == [str(tmp_path / "drive")]
     assert base == tmp_path / "drive" / "MyDrive" / "handpose-course"
-    assert env.runs_dir() == base / "runs" and env.archives_dir() == base / "downloads"
+    assert env.runs_dir() == tmp_path / "runs", "training writes the runtime's own disk"
+    assert env.drive_copy(tmp_path / "runs" / "03_cnn") == base / "runs" / "03_cnn"
+    assert env.drive_copy(tmp_path / "elsewhere") is None
+    assert env.archives_dir() == base / "downloads"
     assert torch.hub.get_dir() == str(base / "torch" / "hub")
     assert env.data_dir() == Path("/content/data"), "datasets stay on the runtime's fast disk"
     assert str(base) in capsys.readouterr().out
@@ -131,7 +136,9 @@ def test_use_drive_in_colab_keeps_runs_archives_and_weights_on_drive(monkeypatch
 
 def test_use_drive_outside_colab_says_so_and_changes_nothing(monkeypatch, capsys):
     monkeypatch.delenv("HANDPOSE_ARCHIVES", raising=False)
+    monkeypatch.delenv("HANDPOSE_DRIVE_RUNS", raising=False)
     runs = env.runs_dir()
     assert env.use_drive(True) is None
     assert env.runs_dir() == runs and env.archives_dir() is None
+    assert env.drive_copy(runs / "03_cnn") is None
     assert "Colab only" in capsys.readouterr().out

@@ -8,6 +8,7 @@ version's tag), and nothing installable (a message that says what to do, and the
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -192,3 +193,21 @@ def test_notebooks_that_train_or_download_can_keep_them_on_drive(path):
     for first_use in ("runs_dir()", "prepare_", "download_", "RUN_DIR", "checkpoint_dir"):
         if first_use in code:
             assert code.index(first_use) > mounted, f"{first_use} comes before use_drive"
+
+
+ONNX_EXPORTERS = [p for p in NOTEBOOKS if p.name[:2] in {"06", "08"}]
+
+
+@pytest.mark.parametrize("path", ONNX_EXPORTERS, ids=[p.stem[:2] for p in ONNX_EXPORTERS])
+def test_colab_installs_the_tested_onnx_versions_before_exporting(path):
+    """Colab has no ONNX packages: the export cell installs exactly the versions the dev extra
+    pins, the ones CI runs the export and its check with."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    pins = {name: re.search(rf'"{name}==([\w.]+)"', pyproject) for name in
+            ("onnx", "onnxscript", "onnxruntime")}
+    assert all(pins.values()), "the dev extra pins onnx, onnxscript and onnxruntime"
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    export_cell = next("".join(c["source"]) for c in cells
+                       if c["cell_type"] == "code" and "export_onnx(" in "".join(c["source"]))
+    install = " ".join(f"{name}=={pin.group(1)}" for name, pin in pins.items())
+    assert export_cell.startswith("if hp.in_colab():") and f"%pip install -q {install}\n" in export_cell

@@ -161,13 +161,11 @@ def _check_compatible(saved: dict, config: Hand3DConfig, path: Path) -> None:
 
 def train_stage(config: Hand3DConfig, train_records: list[dict], val_records: list[dict],
                 runs: str | Path | None = None, device=None, num_workers: int | None = None,
-                progress: bool = True, live_plot: bool = True, log=print,
-                drive_dir: str | Path | None = None, encode=None, viewpoint=None, decode=None,
-                loss_fn=None) -> tuple[nn.Module, History]:
+                progress: bool = True, live_plot: bool = True, log=print, encode=None,
+                viewpoint=None, decode=None, loss_fn=None) -> tuple[nn.Module, History]:
     """Train one stage with :func:`handpose_utils.engine.fit`; ``(model, history)``, the best
     checkpoint's weights loaded, in eval mode. Resumes from ``last.pth`` (a finished run is just
-    loaded); ``config.training=False`` loads ``best.pth``. ``drive_dir`` keeps a copy of the
-    checkpoints in ``drive_dir/<ID>`` (Colab). ``encode``, ``viewpoint``, ``decode`` and
+    loaded); ``config.training=False`` loads ``best.pth``. ``encode``, ``viewpoint``, ``decode`` and
     ``loss_fn`` replace the course's functions (the learner's, :func:`stage_parts`)."""
     ckpt_dir = run_dir(config, runs)
     model = build_stage(config, decode=decode)
@@ -189,7 +187,6 @@ def train_stage(config: Hand3DConfig, train_records: list[dict], val_records: li
         epochs=config.epochs, lr=config.LR, weight_decay=config.weight_decay,
         scheduler=config.scheduler, device=device, best_metric=parts["best_metric"],
         mode=parts["mode"], checkpoint_dir=ckpt_dir, resume=True, seed=config.seed,
-        drive_dir=Path(drive_dir) / config.ID if drive_dir is not None else None,
         live_plot=live_plot, progress=progress, log=log, settings=dataclasses.asdict(config))
     history = fit(model, train_loader, val_loader, train_config, loss_fn=parts["loss_fn"],
                   prepare_batch=parts["prepare_batch"], metrics=parts["metrics"])
