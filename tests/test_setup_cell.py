@@ -40,6 +40,7 @@ class FakePip:
 
     def __call__(self, command, **kwargs):
         self.commands.append(command)
+        assert kwargs["env"]["GIT_TERMINAL_PROMPT"] == "0", "git must fail, not wait for a password"
         source = command[-1]
         code = next((c for key, c in self.codes.items() if key in source), 1)
         if code == 0 and self.installs:
