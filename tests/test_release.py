@@ -39,9 +39,9 @@ RELEASE = (WORKFLOWS / "release.yml").read_text()
 # Imported only inside the function that needs them, behind an install hint (find_spec or
 # try/except ImportError), or only in Colab (google.colab): not package dependencies.
 OPTIONAL_IMPORTS = {"google", "mediapipe", "onnxruntime", "timm", "wandb"}
-# Imported directly but installed by a declared dependency, which requires them (checked below):
-# contourpy (synthetic COCO polygons) by matplotlib, IPython (display in plots) by ipywidgets.
-VIA_DEPENDENCY = {"contourpy": "matplotlib", "IPython": "ipywidgets"}
+# Imported directly but installed by a declared dependency, which requires it (checked below):
+# IPython (display in plots) by ipywidgets.
+VIA_DEPENDENCY = {"IPython": "ipywidgets"}
 
 
 def _tool(name: str) -> str:
