@@ -85,11 +85,6 @@ def format_epoch(row: dict, epochs: int, items: Sequence[tuple] = ()) -> str:
     return f"[{row['epoch']:03d}/{epochs:03d}] " + " | ".join(parts)
 
 
-def _float_tensors(model: nn.Module) -> list[torch.Tensor]:
-    """Parameters and floating buffers (BatchNorm's statistics): what must stay finite."""
-    return [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
-
-
 def default_prepare_batch(batch, device, train: bool):
     """``(inputs, targets, *rest)`` tuples or ``{"image", "target", ...}`` dicts, moved as they
     are."""
@@ -170,9 +165,7 @@ def _check_finite(pending: list, checked: int, epoch: int, n_batches, amp,
     them at the same batch (alone, it would leave the others waiting for its gradients)."""
     if not pending:
         return checked
-    losses = torch.stack([loss for loss, _ in pending]).float()
-    weights = torch.stack([w for _, w in pending]).float()
-    window = torch.stack([losses, weights], 1)
+    window = torch.stack([torch.stack(column).float() for column in zip(*pending)], 1)
     if sync:
         local = window.clone()
         torch_dist.all_reduce(window)
@@ -213,10 +206,12 @@ def train_one_epoch(model, loader, *, loss_fn, optimizer, device, prepare_batch=
     count = 0
     pending: list[tuple] = []  # (loss, weights' finiteness) not yet checked, on the device
     checked = 0
-    weights = _float_tensors(model)
+    # what must stay finite: the parameters and the floating buffers (BatchNorm's statistics)
+    weights = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    # a disabled scaler (fp32, bf16) passes the loss, the gradients and the step through as they are
+    scaler = scaler if scaler is not None else torch.amp.GradScaler(device.type, enabled=False)
     bar = env.progress_bar(loader, progress, total=n_batches, desc=f"epoch {epoch} train",
                            leave=False, dynamic_ncols=True)
-    step = 0
     for step, batch in enumerate(bar, start=1):
         inputs, targets, _ = prepare_batch(batch, device, True)
         inputs = _channels_last(inputs, channels_last)
@@ -224,18 +219,12 @@ def train_one_epoch(model, loader, *, loss_fn, optimizer, device, prepare_batch=
             outputs = model(inputs)
         loss = loss_fn(_float(outputs), targets)
         optimizer.zero_grad(set_to_none=True)
-        if scaler is not None and scaler.is_enabled():
-            scaler.scale(loss).backward()
-            if grad_clip:
-                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            if grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
         bs = _batch_size(inputs)
         total += loss.detach().double() * bs
         count += bs
@@ -283,9 +272,7 @@ class FunctionMeter:
 
 
 def _meter(metrics):
-    if metrics is None or hasattr(metrics, "update"):
-        return metrics
-    return FunctionMeter(metrics)
+    return metrics if metrics is None or hasattr(metrics, "update") else FunctionMeter(metrics)
 
 
 def _forward(model, loader, prepare_batch, device, amp, channels_last, progress, desc):
@@ -535,8 +522,7 @@ def _start_epoch(seed: int | None, epoch: int, rank: int, loader) -> None:
     tell a ``DistributedSampler`` the epoch (else every epoch repeats the first one's order)."""
     if seed is not None:
         env.seed_everything((seed * 1_000_003 + epoch + rank * _RANK_SEED) % 2**63)
-    sampler = _distributed_sampler(loader)
-    if sampler is not None:
+    if (sampler := _distributed_sampler(loader)) is not None:
         sampler.set_epoch(epoch)
 
 
