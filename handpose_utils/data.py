@@ -125,13 +125,6 @@ class ImageCache:
         return input_to_original(torch.as_tensor(keypoints), self.size, size)
 
 
-def _decode_resized(path: str, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """An image decoded straight to ``size x size`` RGB and its ``(W, H)``, both upright, the
-    keypoint formula of :func:`resize_keypoints` exact for them (:func:`.images.decode_pixels`)."""
-    with open_image(path) as im:
-        return decode_pixels(im, path, square=size)
-
-
 def _cache_key(records: list[dict], size: int) -> str:
     """The cache's identity: format, size, and per record the image file's path, size and time,
     keypoints and visibility."""
@@ -259,9 +252,11 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
     try:
         keep, orig_size, report = [], [], SkipReport()
 
-        def work(i):
+        def work(i):  # decoded straight to size x size RGB, upright: resize_keypoints is exact
+            path = records[i]["image_path"]
             try:
-                return _decode_resized(records[i]["image_path"], size)
+                with open_image(path) as im:
+                    return decode_pixels(im, path, square=size)
             except ImageReadError as err:
                 if not skip_bad:
                     raise

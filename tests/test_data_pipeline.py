@@ -107,7 +107,7 @@ def test_disk_cache_is_reused_and_rebuilt_when_records_change(tmp_path, monkeypa
     def boom(*args):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(D, "_decode_resized", boom)
+    monkeypatch.setattr(D, "decode_pixels", boom)
     again = D.build_image_cache(records, 32, path=path, progress=False)  # no decode
     assert np.array_equal(np.asarray(again.images), np.asarray(first.images))
     assert np.array_equal(again.keypoints, first.keypoints)
