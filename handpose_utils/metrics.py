@@ -81,23 +81,15 @@ def annotation_box_size(boxes) -> torch.Tensor:
 PCK_NORMALISERS = {"image": "image size", "bbox": "annotation bbox", "keypoint_box": "keypoint box"}
 
 
-def _norm_column(norm, n: int) -> torch.Tensor:
-    """Normaliser as an ``(N, 1)`` column: a scalar is broadcast, a sequence is per sample."""
-    norm_t = _tensor(norm)
-    if norm_t.dim() == 0:
-        return norm_t.expand(n)[:, None]
-    if norm_t.shape != (n,):
-        raise ValueError(f"norm must be a scalar or have shape ({n},), got {tuple(norm_t.shape)}")
-    return norm_t[:, None]
-
-
 def _correct(pred, gt, thresholds, norm, visible):
     """``(T, N, J)`` correctness for each threshold and the ``(N, J)`` scoring mask."""
     d = joint_distances(pred, gt)
-    mask = _mask(visible, d.shape)
-    norm_col = _norm_column(norm, d.shape[0])
-    mask = mask & (norm_col > 0)  # a zero normaliser (one visible joint) cannot be scored
-    thr = _tensor(thresholds).reshape(-1, 1, 1) * norm_col  # (T, N, 1)
+    n, norm = d.shape[0], _tensor(norm)
+    norm = norm.expand(n) if norm.dim() == 0 else norm  # a scalar: the same for every sample
+    if norm.shape != (n,):
+        raise ValueError(f"norm must be a scalar or have shape ({n},), got {tuple(norm.shape)}")
+    mask = _mask(visible, d.shape) & (norm[:, None] > 0)  # 0 (one visible joint): unscorable
+    thr = _tensor(thresholds).reshape(-1, 1, 1) * norm[:, None]  # (T, N, 1)
     return (d[None] <= thr) & mask, mask
 
 
