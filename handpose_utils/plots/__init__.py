@@ -17,6 +17,7 @@ from .. import env
 from ..images import read_image
 from ..records import keypoints_array, visible_array
 from ..skeletons import HAND21_BONES, hand21_bone_colors, hand21_joint_colors
+from ._layout import finish
 
 GT_COLOR = "#2ca02c"  # green: ground truth
 PRED_COLOR = "#d62728"  # red: prediction
@@ -81,14 +82,10 @@ def show_grid(records: Sequence[dict], cols: int = 4, size: float = 2.6, titles=
     n = len(records)
     rows = max(1, int(np.ceil(n / cols)))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        if i < n:
-            show_sample(records[i], ax=ax, title=None if titles is None else titles[i],
-                        pred=None if preds is None else preds[i])
-        else:
-            ax.axis("off")
-    fig.tight_layout()
-    return fig
+    for i, ax in zip(range(n), axes.flat):
+        show_sample(records[i], ax=ax, title=None if titles is None else titles[i],
+                    pred=None if preds is None else preds[i])
+    return finish(fig, axes.flat[n:])  # the grid's empty cells without a frame
 
 
 def plot_skeleton_3d(ax, xyz, color: str | None = None, label: str | None = None,

@@ -68,8 +68,7 @@ class LivePlot:
     def __init__(self, enabled: bool = True, keys: Sequence[str] | None = None):
         self.enabled = enabled and env.in_notebook()
         self.keys = keys  # the metrics to draw (default: every val_* metric)
-        self.fig = None
-        self.handle = None
+        self.fig = self.handle = None  # drawn and shown at the first epoch
 
     def __call__(self, epoch: int, history) -> None:
         if not self.enabled or not history:
