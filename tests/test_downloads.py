@@ -470,7 +470,7 @@ def test_dataset_downloads_pass_the_servers_sizes_and_md5(tmp_path, monkeypatch)
         asked[url.rsplit("/", 1)[1]] = checks
         raise OSError("no network in this test")
 
-    for module in (freihand, rhd, coco, real_hands):
+    for module in (freihand, rhd, coco):  # real_hands downloads through freihand
         monkeypatch.setattr(module, "download_file", fake_download)
     calls = [lambda: freihand.download_freihand(tmp_path / "a", evaluation=False),
              lambda: real_hands.download_freihand_evaluation(tmp_path / "b"),
@@ -497,6 +497,32 @@ def test_dataset_downloads_pass_the_servers_sizes_and_md5(tmp_path, monkeypatch)
         "val2017.zip": {"size": 815_585_330},
         "train2017.zip": {"size": 19_336_861_798},
     }
+
+
+def test_notebook_08_fetches_only_freihands_evaluation_archive(tmp_path, monkeypatch):
+    """``download_freihand_evaluation`` is ``download_freihand(training=False)``: the 724 MB
+    archive alone, extracted into ``<root>/freihand/FreiHAND_pub_v2``, then deleted."""
+    from handpose_utils.datasets import freihand
+    from handpose_utils.plots import real_hands
+
+    archive = tmp_path / "eval.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in ("evaluation_xyz.json", "evaluation_K.json", "evaluation/rgb/00000000.jpg"):
+            zf.writestr(f"FreiHAND_pub_v2_eval/{name}", "[]")
+    fetched = []
+
+    def fake_download(url, dest, **checks):
+        fetched.append(url)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(archive.read_bytes())
+        return dest
+
+    monkeypatch.setattr(freihand, "download_file", fake_download)
+    root = real_hands.download_freihand_evaluation(tmp_path / "real")
+    assert fetched == [freihand.FREIHAND_EVAL_URL] and root == tmp_path / "real" / "freihand"
+    assert (root / "FreiHAND_pub_v2" / "evaluation" / "rgb" / "00000000.jpg").is_file()
+    assert sorted(p.name for p in root.iterdir()) == ["FreiHAND_pub_v2"]  # zip and staging gone
+    assert real_hands.download_freihand_evaluation(tmp_path / "real") == root and len(fetched) == 1
 
 
 def test_extract_zip_takes_the_members_asked_for(tmp_path):

@@ -274,17 +274,19 @@ def load_freihand(root: str | Path, split: str = "training", versions: list[int]
     return records
 
 
-def download_freihand(root: str | Path, evaluation: bool = True, keep_zip: bool = False) -> Path:
+def download_freihand(root: str | Path, evaluation: bool = True, keep_zip: bool = False,
+                      training: bool = True) -> Path:
     """Download and extract the real FreiHAND_pub_v2 into ``root/FreiHAND_pub_v2`` (meant for
-    Colab): ``FREIHAND_URL`` (3.7 GB) and, with ``evaluation``, ``FREIHAND_EVAL_URL`` (724 MB, the
-    evaluation keypoints); checks that the expected files exist. FreiHAND is for research use
-    only; by downloading it you accept its licence (see the project page). Extract to the
-    runtime's local disk: training from small files on Google Drive is very slow."""
+    Colab): ``FREIHAND_URL`` (3.7 GB) with ``training``, ``FREIHAND_EVAL_URL`` (724 MB, the
+    evaluation keypoints) with ``evaluation``; checks that the expected files exist. FreiHAND is
+    for research use only; by downloading it you accept its licence (see the project page).
+    Extract to the runtime's local disk: training from small files on Google Drive is very slow."""
     root = Path(root)
     target = root / "FreiHAND_pub_v2"
-    archives = [(FREIHAND_URL, "training_xyz.json"), (FREIHAND_EVAL_URL, "evaluation_xyz.json")]
-    for url, marker in archives[:2 if evaluation else 1]:
-        if (target / marker).is_file():
+    archives = [(FREIHAND_URL, "training_xyz.json", training),
+                (FREIHAND_EVAL_URL, "evaluation_xyz.json", evaluation)]
+    for url, marker, wanted in archives:
+        if not wanted or (target / marker).is_file():
             continue
         zpath = download_file(url, root / url.rsplit("/", 1)[1], size=FREIHAND_BYTES[url])
         staging = root / (zpath.stem + ".extract")
@@ -304,7 +306,8 @@ def download_freihand(root: str | Path, evaluation: bool = True, keep_zip: bool 
                 shutil.move(str(item), str(dest))
         shutil.rmtree(staging, ignore_errors=True)
         discard_archive(zpath, keep_zip)
-    expected = ["training_xyz.json", "training_K.json", "training_scale.json", "training/rgb"]
+    expected = (["training_xyz.json", "training_K.json", "training_scale.json", "training/rgb"]
+                if training else [])
     if evaluation:
         expected += ["evaluation_xyz.json", "evaluation_K.json", "evaluation/rgb"]
     return check_extracted(target, expected)

@@ -11,8 +11,7 @@ import numpy as np
 import torch
 
 from ..data import ImageCache
-from ..datasets.freihand import FREIHAND_BYTES, FREIHAND_EVAL_URL
-from ..downloads import download_file, extract_zip
+from ..datasets.freihand import download_freihand
 from . import draw_hand
 
 
@@ -253,18 +252,7 @@ def get_photo(photo, data_root, fallback) -> tuple[Path, bool]:
 
 def download_freihand_evaluation(root) -> Path:
     """FreiHAND's evaluation archive only (724 MB: 3,960 real images with keypoints), extracted
-    into ``root/freihand/FreiHAND_pub_v2``."""
-    target = Path(root) / "freihand" / "FreiHAND_pub_v2"
-    if not (target / "evaluation_xyz.json").is_file():
-        archive = download_file(FREIHAND_EVAL_URL, Path(root) / "FreiHAND_pub_v2_eval.zip",
-                                size=FREIHAND_BYTES[FREIHAND_EVAL_URL])
-        staging = Path(root) / "FreiHAND_pub_v2_eval.extract"
-        extract_zip(archive, staging)
-        found = next(staging.rglob("evaluation_xyz.json"), None)
-        if found is None:
-            raise FileNotFoundError(f"{archive} has no evaluation_xyz.json: delete it and run again")
-        target.mkdir(parents=True, exist_ok=True)
-        for item in found.parent.iterdir():
-            if not (target / item.name).exists():
-                item.rename(target / item.name)
+    into ``root/freihand/FreiHAND_pub_v2`` by :func:`.datasets.freihand.download_freihand`;
+    returns ``root/freihand``."""
+    download_freihand(Path(root) / "freihand", training=False)
     return Path(root) / "freihand"
