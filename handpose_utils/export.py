@@ -23,20 +23,25 @@ REPOSITORY = re.compile(r'^Repository = "https://github\.com/([\w.-]+/[\w.-]+)"$
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/"
                    r"notebooks/")
 
-SETUP_LINES = (re.compile(r'^REPO = "[^"]*"', re.M), re.compile(r'^VERSION = "[^"]*"', re.M))
+SETUP_LINES = {name: re.compile(rf"^{name} = (\"[^\"]*\"|True|False)", re.M)
+               for name in ("REPO", "VERSION", "PACKAGE_INDEX")}
 
 
-def setup_cell(repo: str, version: str, root: Path = PACKAGE.parent) -> str:
+def setup_cell(repo: str, version: str, root: Path = PACKAGE.parent,
+               package_index: bool | None = None) -> str:
     """The first code cell of every notebook, for the course at ``repo`` and ``version``. It
     cannot import the package it installs, so each notebook carries its code: the first
-    notebook's is the one written into the others, with ``REPO`` and ``VERSION`` filled in."""
+    notebook's is the one written into the others, with ``REPO``, ``VERSION`` and (when given)
+    ``PACKAGE_INDEX`` filled in."""
     first = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))[0]
     text = "".join(json.loads(first.read_text(encoding="utf-8"))["cells"][1]["source"])
-    for pattern, value in zip(SETUP_LINES, (f'REPO = "{repo}"', f'VERSION = "{version}"')):
-        text, found = pattern.subn(value, text)
-        if found != 1:
-            raise ValueError(f"{first}: the set-up cell (the first code cell) needs one line "
-                             f"starting {value.split('=')[0]}= \"...\"")
+    values = {"REPO": f'"{repo}"', "VERSION": f'"{version}"', "PACKAGE_INDEX": package_index}
+    for name, pattern in SETUP_LINES.items():
+        if not pattern.search(text):
+            raise ValueError(f"{first}: the set-up cell (the first code cell) needs a line "
+                             f"starting {name} = ")
+        if values[name] is not None:
+            text = pattern.sub(f"{name} = {values[name]}", text, count=1)
     return text
 
 
@@ -55,14 +60,15 @@ def course_repo(root: Path = PACKAGE.parent) -> str:
     return found.group(1)
 
 
-def linked_files(root: Path, repo: str, version: str) -> dict[Path, str]:
+def linked_files(root: Path, repo: str, version: str,
+                 package_index: bool | None = None) -> dict[Path, str]:
     """Every file that names the repository or the version, as it should read."""
     out = {}
     for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         data = json.loads(nb.read_text(encoding="utf-8"))
         cells = data["cells"]
         cells[0]["source"] = BADGE.sub(badge(repo, version), "".join(cells[0]["source"]))
-        cells[1]["source"] = setup_cell(repo, version, root)
+        cells[1]["source"] = setup_cell(repo, version, root, package_index)
         for cell in cells[:2]:
             cell["source"] = cell["source"].splitlines(keepends=True)
         out[nb] = json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
@@ -149,7 +155,10 @@ def main(argv=None) -> int:
     parser.add_argument("--repo", metavar="OWNER/NAME",
                         help="move the course to this GitHub repository (a fork, a new owner): "
                              "rewrites pyproject.toml, the README's and notebooks' badges and "
-                             "the set-up cells")
+                             "the set-up cells; the set-up cells then install from GitHub only")
+    parser.add_argument("--package-index", action="store_true",
+                        help="with --repo: the new owner also publishes the package to PyPI, so "
+                             "the set-up cells try it before GitHub")
     parser.add_argument("--root", type=Path, default=PACKAGE.parent, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     root = args.root
@@ -162,7 +171,8 @@ def main(argv=None) -> int:
         atomic_write(pyproject, lambda f: f.write(text.encode("utf-8")))
     from . import __version__
 
-    files = linked_files(root, course_repo(root), __version__)
+    index = (args.package_index if args.repo else None)  # None: as notebook 01 says
+    files = linked_files(root, course_repo(root), __version__, index)
     if root == PACKAGE.parent:
         files.update({module_path(m): text for m, text in exported_modules().items()})
     stale = []

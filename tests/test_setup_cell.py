@@ -33,9 +33,11 @@ class FakePip:
     """Stands in for ``subprocess.run``: records each pip command and answers with the return
     code given for its source; a success makes the package importable at ``installs``."""
 
-    def __init__(self, monkeypatch, codes: dict[str, int], installs: str | None = None):
+    def __init__(self, monkeypatch, codes: dict[str, int], installs: str | None = None,
+                 stderr: dict[str, str] | None = None):
         self.commands: list[list[str]] = []
         self.codes, self.installs, self.monkeypatch = codes, installs, monkeypatch
+        self.stderr = stderr or {}
         monkeypatch.setattr(subprocess, "run", self)
 
     def __call__(self, command, **kwargs):
@@ -46,7 +48,9 @@ class FakePip:
         if code == 0 and self.installs:
             self.monkeypatch.setitem(sys.modules, "handpose_utils",
                                      types.SimpleNamespace(__version__=self.installs))
-        stderr = "" if code == 0 else f"ERROR: No matching distribution found for {source}\n"
+        stderr = "" if code == 0 else next(
+            (text for key, text in self.stderr.items() if key in source),
+            f"ERROR: No matching distribution found for {source}\n")
         return subprocess.CompletedProcess(command, code, "", stderr)
 
 
@@ -82,11 +86,12 @@ def test_the_version_lives_in_one_place():
         'version = { attr = "handpose_utils.__version__" }']
 
 
-def test_already_installed_does_nothing(monkeypatch, tmp_path):
+def test_already_installed_does_nothing(monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)
     pip = FakePip(monkeypatch, {})
     run_cell(cell(NOTEBOOKS[0], 1))
     assert pip.commands == []
+    assert capsys.readouterr().out == f"handpose_utils {VERSION} is installed\n"
 
 
 def test_missing_package_comes_from_the_index_else_github_at_the_version_tag(monkeypatch, tmp_path):
@@ -119,8 +124,56 @@ def test_nothing_installable_stops_with_what_to_do(monkeypatch, tmp_path):
     assert len(pip.commands) == 2
     assert f"No matching distribution found for handpose-utils=={VERSION}" in message
     assert f"git+https://github.com/someone/fork@v{VERSION}" in message
-    assert f"upload handpose_utils-{VERSION}-py3-none-any.whl" in message
-    assert "drive.mount" in message and "Set REPO" in message
+    assert f"handpose_utils-{VERSION}-py3-none-any.whl" in message and "Files panel" in message
+    assert "pip install -e ." in message and "drive.mount" in message and "Set REPO" in message
+
+
+def test_github_failures_are_told_in_words(monkeypatch, tmp_path):
+    """git's own lines, which pip buries under "note: This error originates from a subprocess",
+    are found and said plainly: a tag that was not pushed, a repository that is not public."""
+    monkeypatch.chdir(tmp_path)
+    without_package(monkeypatch)
+    pip_noise = ("  error: subprocess-exited-with-error\n  ... [1 lines of output]\n      {}\n"
+                 "  note: This error originates from a subprocess, and is likely not a problem "
+                 "with pip.\n")
+    for git_says, meaning in [
+            (f"error: pathspec 'v{VERSION}' did not match any file(s) known to git",
+             f"someone/fork has no tag v{VERSION}"),
+            ("fatal: could not read Username for 'https://github.com': terminal prompts disabled",
+             "someone/fork is not a public GitHub repository")]:
+        FakePip(monkeypatch, {}, stderr={"git+": pip_noise.format(git_says)})
+        with pytest.raises(RuntimeError) as err:
+            run_cell(export.setup_cell("someone/fork", VERSION))
+        assert f"{git_says}: {meaning}" in str(err.value)
+
+
+def test_a_fork_installs_from_its_own_repository_only(course_copy, monkeypatch, tmp_path):
+    """The package index has the course's releases, not a fork's: after the fork command the
+    set-up cell goes to the fork's GitHub tag; ``--package-index`` (a new owner who publishes)
+    keeps the index first."""
+    assert export.main(["--root", str(course_copy), "--repo", "me/fork"]) == 0
+    cell_source = cell(course_copy / "notebooks" / NOTEBOOKS[4].name, 1)
+    assert "\nPACKAGE_INDEX = False  #" in cell_source
+    monkeypatch.chdir(tmp_path)
+    without_package(monkeypatch)
+    pip = FakePip(monkeypatch, {"git+": 0}, installs=VERSION)
+    run_cell(cell_source)
+    assert [c[-1] for c in pip.commands] == [f"git+https://github.com/me/fork@v{VERSION}"]
+    assert export.main(["--root", str(course_copy), "--repo", "new/owner", "--package-index"]) == 0
+    assert "\nPACKAGE_INDEX = True  #" in cell(course_copy / "notebooks" / NOTEBOOKS[4].name, 1)
+    assert export.main(["--root", str(course_copy), "--check"]) == 0
+
+
+def test_a_wheel_kept_on_drive_is_found(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    without_package(monkeypatch)
+    drive = f"/content/drive/MyDrive/handpose-course/handpose_utils-{VERSION}-py3-none-any.whl"
+    real_glob = __import__("glob").glob
+    monkeypatch.setattr("glob.glob", lambda pattern: [drive] if pattern.startswith(
+        "/content/drive/") else real_glob(pattern))
+    pip = FakePip(monkeypatch, {".whl": 0}, installs=VERSION)
+    run_cell(export.setup_cell("a/b", VERSION))
+    assert [c[-1] for c in pip.commands] == [drive]
 
 
 def test_another_version_already_imported_asks_for_a_restart(monkeypatch, tmp_path):
@@ -158,7 +211,8 @@ def test_the_fork_command_moves_every_badge_and_set_up_cell(course_copy, capsys)
                                                      *(course_copy / "notebooks").glob("*.ipynb")]]
     assert not any(f"github/{old}/" in t or f'REPO = \\"{old}\\"' in t for t in texts)
     for nb in sorted((course_copy / "notebooks").glob("*.ipynb")):
-        assert cell(nb, 1) == export.setup_cell("new-owner/hands.course", VERSION)
+        assert cell(nb, 1) == export.setup_cell("new-owner/hands.course", VERSION,
+                                                package_index=False)
         assert export.badge("new-owner/hands.course", VERSION) + nb.name in cell(nb, 0)
         # the rest of the notebook is untouched, byte for byte
         before = json.loads((ROOT / "notebooks" / nb.name).read_text(encoding="utf-8"))["cells"]
