@@ -158,7 +158,10 @@ def test_release_publishes_tags_and_only_its_publish_job_gets_a_token():
         == ["publish"]
     assert jobs["publish"]["permissions"] == {"id-token": "write"}
     assert jobs["publish"]["environment"]["name"] == "pypi"
-    assert jobs["publish"]["needs"] == "build" and jobs["release"]["needs"] == "publish"
+    assert jobs["build"]["needs"] == "test" and jobs["publish"]["needs"] == "build"
+    assert jobs["release"]["needs"] == "publish"
+    assert [step.get("run") for step in jobs["test"]["steps"] if "run" in step] == [
+        "bash .ci/run"], "a release runs the tests first, exactly as CI does"
     assert any(step.get("uses", "").startswith("pypa/gh-action-pypi-publish@")
                for step in jobs["publish"]["steps"])
     build_runs = "\n".join(step.get("run", "") for step in jobs["build"]["steps"])
