@@ -3,6 +3,10 @@ chain from targets to COCO AP, SimpleBaseline and its loss, ONNX export and W&B 
 
 from __future__ import annotations
 
+import os
+import signal
+from datetime import timedelta
+
 import numpy as np
 import pytest
 import torch
@@ -338,6 +342,28 @@ def test_tensorboard_callback_writes_every_epochs_numbers(tmp_path, monkeypatch,
     monkeypatch.setattr(loggers.importlib.util, "find_spec", lambda name: None)
     assert hp.loggers.tensorboard_callback(True, tmp_path) is None
     assert "'tensorboard' is not installed" in capsys.readouterr().out
+
+
+def test_tensorboard_serves_the_logged_numbers_as_the_notebook_shows_them(tmp_path):
+    """``%tensorboard --logdir`` starts TensorBoard in a subprocess (tensorboard.manager); it
+    must start and serve the callback's scalars (it once died on a missing pkg_resources)."""
+    pytest.importorskip("tensorboard")
+    import json
+    import urllib.request
+
+    from tensorboard import manager
+
+    cb = hp.loggers.tensorboard_callback(True, tmp_path / "run", log=None)
+    cb(1, [{"epoch": 1, "train_loss": 0.5}])
+    cb.finish()
+    started = manager.start(["--logdir", str(tmp_path), "--port", "0"], timeout=timedelta(seconds=60))
+    assert isinstance(started, manager.StartLaunched), started
+    try:
+        url = f"http://localhost:{started.info.port}/data/plugin/scalars/tags"
+        tags = json.load(urllib.request.urlopen(url, timeout=30))
+        assert any("train_loss" in run_tags for run_tags in tags.values()), tags
+    finally:
+        os.kill(started.info.pid, signal.SIGTERM)
 
 
 def test_image_whose_size_differs_from_its_annotation_is_named(tmp_path):
