@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import time
+from pathlib import Path
 
 
 def _numbers(row: dict) -> dict:
@@ -42,18 +44,23 @@ def wandb_callback(enabled: bool = False, project: str = "handpose-course",
 
 def tensorboard_callback(enabled: bool = False, log_dir=None, log=print):
     """A ``cb(epoch, history)`` that writes each epoch's row of the history to TensorBoard event
-    files in ``log_dir`` (see them with ``%load_ext tensorboard`` and ``%tensorboard --logdir
-    LOG_DIR`` in Colab or Jupyter), or None (saying why, if it was switched on) when ``enabled``
-    is False or ``tensorboard`` is not installed. Call ``cb.finish()`` at the end."""
+    files in a new ``log_dir/<date-time>`` (one curve per training run; see them with
+    ``%load_ext tensorboard`` and ``%tensorboard --logdir LOG_DIR`` in Colab or Jupyter), or None
+    (saying why, if it was switched on) when ``enabled`` is False or ``tensorboard`` is not
+    installed. Call ``cb.finish()`` at the end."""
     if not _available(enabled, "tensorboard", "TensorBoard", log):
         return None
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(log_dir))
+    folder = Path(log_dir) / time.strftime("%Y%m%d-%H%M%S")
+    writer = SummaryWriter(str(folder))
+    if log:
+        log(f"TensorBoard: this run's curves go to {folder}")
 
     def callback(epoch: int, history) -> None:
         for key, value in _numbers(history[-1]).items():
-            writer.add_scalar(key, value, epoch)
+            if key != "epoch":  # the step already
+                writer.add_scalar(key, value, epoch)
         writer.flush()  # TensorBoard shows the epoch while training goes on
 
     callback.writer = writer

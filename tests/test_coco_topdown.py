@@ -335,8 +335,10 @@ def test_tensorboard_callback_writes_every_epochs_numbers(tmp_path, monkeypatch,
         history.append({"epoch": epoch, "train_loss": loss, "AP": ap, "note": "text"})
         cb(epoch, history)
     cb.finish()
-    events = EventAccumulator(str(tmp_path / "tb")).Reload()
-    assert set(events.Tags()["scalars"]) == {"epoch", "train_loss", "AP"}
+    (run,) = (tmp_path / "tb").iterdir()  # one folder per training run
+    assert str(run) in capsys.readouterr().out
+    events = EventAccumulator(str(run)).Reload()
+    assert set(events.Tags()["scalars"]) == {"train_loss", "AP"}
     assert [(e.step, e.value) for e in events.Scalars("train_loss")] == [(1, 0.5), (2, 0.25)]
     assert [e.step for e in events.Scalars("AP")] == [1], "an undefined figure is left out"
     monkeypatch.setattr(loggers.importlib.util, "find_spec", lambda name: None)
