@@ -98,8 +98,6 @@ NO_BUNDLED_MODELS = ("this mediapipe has no bundled hand models (mp.solutions wa
 
 
 # ---- Handedness ----------------------------------------------------------------------------------
-
-
 def swap_handedness_label(label: str) -> str:
     """"Left" <-> "Right"."""
     if label not in ("Left", "Right"):
@@ -121,8 +119,6 @@ def _swap_for(api: str, image_mirrored: bool) -> bool:
 
 
 # ---- Result objects -> landmark files (pure) -----------------------------------------------------
-
-
 def result_to_landmark_record(result, image_path: str | Path, image_shape, hand_index: int = 0,
                               swap_handedness: bool = False) -> dict | None:
     """The landmark-file content for hand ``hand_index`` of a ``HandLandmarkerResult`` (21
@@ -152,8 +148,6 @@ def result_to_landmark_record(result, image_path: str | Path, image_shape, hand_
 
 
 # ---- Running the teacher -------------------------------------------------------------------------
-
-
 def download_hand_landmarker(dest_dir: str | Path, url: str = HAND_LANDMARKER_URL,
                              timeout: float = 60.0) -> Path:
     """MediaPipe's ``hand_landmarker.task`` model bundle, downloaded once into ``dest_dir``."""
@@ -331,8 +325,6 @@ def label_ouhands(root: str | Path, model_path: str | Path | None, landmarks_dir
 
 
 # ---- One call: the hands in an image -------------------------------------------------------------
-
-
 _DETECTORS: dict = {}  # building a detector loads its models, which takes longer than detecting
 
 
@@ -377,24 +369,18 @@ def detect_hands(image, *, max_hands: int = 2, min_confidence: float = 0.5,
         _DETECTORS[key], _ = create_teacher(model_path if api == "tasks" else None,
                                             int(max_hands), float(min_confidence))
     result = detect(_DETECTORS[key], rgb)
-    swap = _swap_for(api, image_mirrored)
+    where = str(image) if isinstance(image, (str, Path)) else "detect_hands' image array"
     hands = []
-    for points, categories in zip(result.hand_landmarks, result.handedness):
-        xyz = np.asarray([(p.x, p.y, p.z) for p in points], np.float32)
-        if xyz.shape != (NUM_HAND_JOINTS, 3) or not np.isfinite(xyz).all():
-            raise LandmarkFileError(f"MediaPipe returned landmarks of shape {xyz.shape} (or "
-                                    "non-finite values); is the model a hand landmarker?")
-        label = categories[0].category_name or categories[0].display_name
-        hands.append({"keypoints": xyz[:, :2] * np.array([w, h], np.float32),
-                      "z": xyz[:, 2].copy(),
-                      "handedness": swap_handedness_label(label) if swap else label,
-                      "score": float(categories[0].score)})
+    for i in range(len(result.hand_landmarks)):  # each checked as a landmark file would be
+        hand = result_to_landmark_record(result, where, rgb.shape, i, _swap_for(api, image_mirrored))
+        xyz = np.array([[p["x"], p["y"], p["z"]] for p in hand["landmarks"]], np.float32)
+        hands.append({"keypoints": xyz[:, :2] * np.array([w, h], np.float32), "z": xyz[:, 2],
+                      "handedness": hand["handedness"]["label"],
+                      "score": hand["handedness"]["score"]})
     return sorted(hands, key=lambda hand: -hand["score"])
 
 
 # ---- How good is the teacher? --------------------------------------------------------------------
-
-
 def _seen_by_teacher(teacher_dir: Path, split: str) -> set[str] | None:
     """Landmark-file names of the images the teacher looked at in ``split`` without writing a
     file, from its extraction report; None without a report for that split."""
