@@ -253,10 +253,10 @@ def build_image_cache(records: list[dict], size: int, path: str | Path | None = 
         keep, orig_size, report = [], [], SkipReport()
 
         def work(i):  # decoded straight to size x size RGB, upright: resize_keypoints is exact
-            path = records[i]["image_path"]
+            image_path = records[i]["image_path"]
             try:
-                with open_image(path) as im:
-                    return decode_pixels(im, path, square=size)
+                with open_image(image_path) as im:
+                    return decode_pixels(im, image_path, square=size)
             except ImageReadError as err:
                 if not skip_bad:
                     raise

@@ -169,8 +169,7 @@ def show_source(*objects) -> None:
 def __getattr__(name: str):
     """A lesson's figures load on first use: ``hp.plots.landmarks`` imports
     ``handpose_utils/plots/landmarks.py``."""
-    import importlib
-    import importlib.util
+    import importlib.util  # binds importlib too
 
     if importlib.util.find_spec(f"{__name__}.{name}") is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
