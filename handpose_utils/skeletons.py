@@ -46,8 +46,7 @@ def hand21_joint_colors() -> list[str]:
 HAND21_FLIP_INDEX = tuple(range(NUM_HAND_JOINTS))
 
 # RHD42: Rendered Hand Pose dataset ----------------------------------------------------------------
-RHD_NUM_KEYPOINTS = 42
-RHD_LEFT, RHD_RIGHT = slice(0, 21), slice(21, 42)
+RHD_LEFT, RHD_RIGHT = slice(0, 21), slice(21, 42)  # RHD's 42 keypoints: two hands
 # Within one RHD hand: 0 wrist, then per finger tip->palm. Reversing each finger gives HAND21.
 # The permutation is its own inverse, so it converts both ways.
 RHD_TO_HAND21 = (0, 4, 3, 2, 1, 8, 7, 6, 5, 12, 11, 10, 9, 16, 15, 14, 13, 20, 19, 18, 17)
@@ -65,14 +64,6 @@ def rhd_hand_to_hand21(keypoints: np.ndarray) -> np.ndarray:
     if keypoints.shape[0] != 21:
         raise ValueError(f"expected one RHD hand with 21 keypoints, got shape {keypoints.shape}")
     return keypoints[list(RHD_TO_HAND21)]
-
-
-def rhd_split_hands(keypoints42: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split RHD's (42, ...) array into (left, right), each in HAND21 order."""
-    keypoints42 = np.asarray(keypoints42)
-    if keypoints42.shape[0] != RHD_NUM_KEYPOINTS:
-        raise ValueError(f"expected 42 RHD keypoints, got shape {keypoints42.shape}")
-    return rhd_hand_to_hand21(keypoints42[RHD_LEFT]), rhd_hand_to_hand21(keypoints42[RHD_RIGHT])
 
 
 # COCO17: COCO person keypoints --------------------------------------------------------------------

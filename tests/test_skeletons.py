@@ -31,7 +31,7 @@ def test_rhd_permutation_reverses_fingers_and_is_its_own_inverse():
     # RHD joint 12 is the middle MCP (fingers tip->palm); HAND21 index 9 must read it.
     assert perm[9] == 12
     rhd = np.arange(42)[:, None] * np.ones((1, 3))
-    left, right = sk.rhd_split_hands(rhd)
+    left, right = (sk.rhd_hand_to_hand21(rhd[side]) for side in (sk.RHD_LEFT, sk.RHD_RIGHT))
     assert left[4, 0] == 1 and left[1, 0] == 4  # thumb tip in RHD slot 1 -> HAND21 4
     assert right[0, 0] == 21 and right[9, 0] == 33
 
