@@ -114,11 +114,6 @@ class ImageCache:
     def __len__(self) -> int:
         return len(self.images)
 
-    @property
-    def scale(self) -> np.ndarray:
-        """``(N, 2)`` factors from cache pixels to original pixels."""
-        return self.orig_size / self.size
-
     def to_original(self, keypoints, index) -> torch.Tensor:
         """``(B, J, 2)`` cache-pixel keypoints of samples ``index`` to original-image pixels."""
         size = torch.as_tensor(self.orig_size[np.asarray(index)])

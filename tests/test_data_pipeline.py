@@ -87,7 +87,6 @@ def test_cache_puts_keypoints_on_the_pixels(tmp_path):
     assert cache.keypoints.shape == (4, 21, 2) and cache.keypoints.dtype == np.float32
     assert cache.visible.shape == (4, 21) and not cache.visible[:, 20].any()
     assert cache.orig_size.tolist() == [[256, 192]] * 4
-    assert np.allclose(cache.scale, [[4.0, 3.0]] * 4)
     for i in range(4):
         found = centroid(cache.images[i, :, :, 0])
         assert np.abs(found - cache.keypoints[i, 0]).max() < 0.15, (found, cache.keypoints[i, 0])
