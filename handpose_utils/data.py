@@ -114,11 +114,6 @@ class ImageCache:
     def __len__(self) -> int:
         return len(self.images)
 
-    def to_original(self, keypoints, index) -> torch.Tensor:
-        """``(B, J, 2)`` cache-pixel keypoints of samples ``index`` to original-image pixels."""
-        size = torch.as_tensor(self.orig_size[np.asarray(index)])
-        return input_to_original(torch.as_tensor(keypoints), self.size, size)
-
 
 def _cache_key(records: list[dict], size: int) -> str:
     """The cache's identity: format, size, and per record the image file's path, size and time,

@@ -90,7 +90,8 @@ def test_cache_puts_keypoints_on_the_pixels(tmp_path):
     for i in range(4):
         found = centroid(cache.images[i, :, :, 0])
         assert np.abs(found - cache.keypoints[i, 0]).max() < 0.15, (found, cache.keypoints[i, 0])
-    back = cache.to_original(cache.keypoints[:2], [0, 1])
+    back = D.input_to_original(torch.as_tensor(cache.keypoints[:2]), cache.size,
+                               torch.as_tensor(cache.orig_size[:2]))
     want = torch.tensor([r["keypoints"] for r in records[:2]]).view(2, 21, 2)
     assert torch.allclose(back, want, atol=1e-3)
 
