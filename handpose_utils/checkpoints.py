@@ -16,9 +16,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import env, safefiles
 
-__all__ = ["Checkpointer", "CheckpointError", "save_checkpoint", "load_checkpoint", "rng_state",
-           "set_rng_state", "unwrap", "total_magnitude", "CHECKPOINT_FILES", "RESUMABLE_CHANGES"]
-
 CHECKPOINT_FILES = ("best.pth", "last.pth")
 # what a resumed run may change without training something else: the hardware and the length
 RESUMABLE_CHANGES = ("amp", "channels_last", "epochs", "world_size")

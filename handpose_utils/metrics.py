@@ -24,10 +24,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["pck", "pck_curve", "PCK_NORMALISERS", "bbox_size", "annotation_box_size", "epe",
-           "per_joint_epe", "per_sample_epe", "joint_distances", "KeypointMeter",
-           "normalized_to_pixels"]
-
 
 def _tensor(x, dtype=torch.float32) -> torch.Tensor:
     """A detached CPU tensor of ``dtype`` from an array or tensor."""

@@ -13,9 +13,6 @@ import torch
 
 from .metrics import _masked_mean, _tensor, pck, pck_curve
 
-__all__ = ["PCK3D_THRESHOLDS_MM", "mpjpe", "procrustes_align", "pa_mpjpe", "pck3d_curve",
-           "fraction_within", "reproject_with_gt_root", "reprojection_error"]
-
 PCK3D_THRESHOLDS_MM = np.linspace(0.0, 50.0, 100)  # FreiHAND's eval: 0-50 mm in 100 steps
 
 

@@ -7,8 +7,6 @@ import warnings
 
 from torch.optim import lr_scheduler as sch
 
-__all__ = ["make_scheduler", "resume_schedule"]
-
 
 def make_scheduler(optimizer, scheduler, epochs: int, warmup_epochs: int = 0):
     """A learning-rate schedule stepped once per epoch: ``"cosine"`` (decay to 0 after the

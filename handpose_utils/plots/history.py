@@ -7,8 +7,6 @@ from collections.abc import Sequence
 
 from .. import env
 
-__all__ = ["plot_history", "LivePlot"]
-
 
 def plot_history(history: Sequence[dict], keys: Sequence[str] | None = None, fig=None):
     """Loss curves (left) and validation metrics (right) against the epoch. Returns the figure.
