@@ -144,21 +144,20 @@ def object_keypoint_similarity(pred, gt, area: float, sigmas=COCO_OKS_SIGMAS,
     pred = np.asarray(pred, float).reshape(-1, 2)
     g = np.asarray(gt, float).reshape(-1, 3)
     labelled = g[:, 2] > 0
-    var = (2 * np.asarray(sigmas, float)) ** 2
     if labelled.any():
         d2 = ((pred - g[:, :2]) ** 2).sum(-1)
-        e = d2 / var / (area + np.spacing(1)) / 2
-        return float(np.exp(-e[labelled]).mean())
-    if bbox is None:
+    elif bbox is None:
         raise ValueError(
             "object_keypoint_similarity: the ground-truth person has no labelled joint (every "
             "v is 0), so pycocotools measures the distance to its box instead; pass the "
             "annotation's bbox=[x, y, w, h]")
-    x, y, w, h = (float(v) for v in bbox)
-    dx = np.maximum(0.0, (x - w) - pred[:, 0]) + np.maximum(0.0, pred[:, 0] - (x + 2 * w))
-    dy = np.maximum(0.0, (y - h) - pred[:, 1]) + np.maximum(0.0, pred[:, 1] - (y + 2 * h))
-    e = (dx**2 + dy**2) / var / (area + np.spacing(1)) / 2
-    return float(np.exp(-e).mean())
+    else:  # every joint scored, by its distance to the enlarged box
+        x, y, w, h = (float(v) for v in bbox)
+        dx = np.maximum(0.0, (x - w) - pred[:, 0]) + np.maximum(0.0, pred[:, 0] - (x + 2 * w))
+        dy = np.maximum(0.0, (y - h) - pred[:, 1]) + np.maximum(0.0, pred[:, 1] - (y + 2 * h))
+        d2, labelled = dx**2 + dy**2, np.ones_like(labelled)
+    e = d2 / (2 * np.asarray(sigmas, float)) ** 2 / (area + np.spacing(1)) / 2
+    return float(np.exp(-e[labelled]).mean())
 
 
 def per_person_oks(records, results, sigmas=COCO_OKS_SIGMAS, oks=None) -> np.ndarray:

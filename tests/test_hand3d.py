@@ -272,6 +272,8 @@ def test_pipeline_end_to_end(tiny_rhd):
         assert res["uv_pred"].shape == (4, 21, 2) and res["xyz_pred_mm"].shape == (4, 21, 3)
         assert np.isfinite(res["uv_pred"]).all() and np.isfinite(res["xyz_pred_mm"]).all()
         assert ("union" in res) == (crops == "segmentation")
+        assert res["visible"].dtype == bool and res["uv_pred"].dtype == np.float32
+        assert res["index"].dtype == res["hand_side"].dtype == np.int64
         np.testing.assert_allclose(res["xyz_gt_mm"][:, 0], 0, atol=1e-4)  # root-relative
     m = h3.eval_3d(res["xyz_pred_mm"], res["xyz_gt_mm"], res["visible"])
     assert 0 <= m["auc_20_50"] <= 1

@@ -113,11 +113,6 @@ def run_pipeline(pipeline: Hand3DPipeline, dataset, batch_size: int = 16,
             acc.setdefault(k, []).append(v)
     result: dict = {"crops": crops}
     for k, v in acc.items():
-        t = torch.cat(v).cpu()
-        if k == "visible":
-            result[k] = t.numpy().astype(bool)
-        elif k in ("hand_side", "index", "intersection", "union"):
-            result[k] = t.long().numpy()
-        else:
-            result[k] = t.float().numpy()
+        t = torch.cat(v).cpu()  # visible: bool; hand_side, index and the pixel counts: int64
+        result[k] = (t.float() if t.is_floating_point() else t).numpy()
     return result
