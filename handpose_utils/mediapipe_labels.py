@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -172,11 +173,11 @@ def create_hand_landmarker(model_path: str | Path, num_hands: int = 1,
     return vision.HandLandmarker.create_from_options(options)
 
 
-class LegacyHandLandmarker:
+class LegacyHandLandmarker(AbstractContextManager):
     """The models bundled with mediapipe <= 0.10.21 (``mp.solutions.hands.Hands``, no download)
     behind the Tasks API's interface: ``detect(mp.Image)`` returns ``hand_landmarks`` and
-    ``handedness`` alike, so :func:`label_folder` takes either. Its labels assume a mirrored
-    image (``LEGACY_ASSUMES_MIRRORED``)."""
+    ``handedness`` alike, so :func:`label_folder` takes either, and ``with`` closes it. Its
+    labels assume a mirrored image (``LEGACY_ASSUMES_MIRRORED``)."""
 
     def __init__(self, num_hands: int = 1, min_hand_detection_confidence: float = 0.7):
         hands = _legacy_hands()
@@ -199,12 +200,8 @@ class LegacyHandLandmarker:
     def close(self) -> None:
         self._hands.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
+    def __exit__(self, *exc):  # AbstractContextManager's __enter__ returns self
         self.close()
-        return False
 
 
 def create_teacher(model_path: str | Path | None = None, num_hands: int = 1,
@@ -212,9 +209,7 @@ def create_teacher(model_path: str | Path | None = None, num_hands: int = 1,
     """``(landmarker, api)``: with a ``hand_landmarker.task`` file the Tasks API and ``"tasks"``;
     with ``None`` the bundled models (offline) and ``"solutions"``."""
     if model_path is not None:
-        return create_hand_landmarker(
-            model_path, num_hands=num_hands,
-            min_hand_detection_confidence=min_hand_detection_confidence), "tasks"
+        return create_hand_landmarker(model_path, num_hands, min_hand_detection_confidence), "tasks"
     return LegacyHandLandmarker(num_hands, min_hand_detection_confidence), "solutions"
 
 
