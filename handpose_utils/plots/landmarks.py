@@ -155,9 +155,7 @@ def show_landmark_augmentations(dataset, index: int = 0, draws: int = 5):
     for k, ax in enumerate(axes[1:], 1):
         ax.imshow(denormalize(dataset[index]["image"]).permute(1, 2, 0))
         ax.set_title(f"training draw {k}", fontsize=8)
-    for ax in axes:
-        ax.axis("off")
-    return fig
+    return finish(fig, axes)
 
 
 def plot_landmark_loss(beta: float):

@@ -13,6 +13,7 @@ import torch
 from ..data import ImageCache
 from ..datasets.freihand import download_freihand
 from . import draw_hand
+from ._layout import finish
 
 
 def _box_patch(ax, box, color="y", lw=2.0):
@@ -31,8 +32,7 @@ def show_crop_box(image, keypoints, box, crop, crop_keypoints):
     axes[1].imshow(crop)
     draw_hand(axes[1], crop_keypoints, markersize=8, linewidth=1)
     axes[1].set_title(f"the crop, {crop.shape[1]} px", fontsize=9)
-    for ax in axes:
-        ax.axis("off")
+    finish(fig, axes)
     plt.show()
 
 
@@ -60,8 +60,7 @@ def show_targets(image, keypoints, maps, joints=((8, "index tip"), (0, "wrist"))
         ax.imshow(image)
         ax.imshow(maps[j], cmap="magma", alpha=0.7, extent=extent)
         ax.set_title(f"target: {label}", fontsize=9)
-    for ax in axes:
-        ax.axis("off")
+    finish(fig, axes)
     plt.show()
 
 
@@ -163,10 +162,9 @@ def show_appearance_augment(plain, strong, strong_keypoints, denormalize):
         axes[0, i].imshow(denormalize(plain[i]).permute(1, 2, 0).clamp(0, 1))
         axes[1, i].imshow(denormalize(strong[i]).permute(1, 2, 0).clamp(0, 1))
         draw_hand(axes[1, i], strong_keypoints[i], markersize=4, linewidth=1)
-    for ax in axes.flat:
-        ax.axis("off")
     axes[0, 0].set_title("DeviceAugment", fontsize=9)
     axes[1, 0].set_title("AppearanceAugment", fontsize=9)
+    finish(fig, axes)
     plt.show()
 
 
