@@ -8,7 +8,7 @@ import time
 import torch
 from torch import nn
 
-from .pretrained import imagenet_state_dict, socket_timeout
+from .pretrained import fetch_weights, imagenet_state_dict
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 MOBILENETS = ("mobilenet_v2", "mobilenet_v3_large")  # torchvision, phone-sized
@@ -60,17 +60,10 @@ def _hrnet_backbone(name: str, pretrained: bool, log) -> tuple[nn.Module, int, i
 
     # feature_location="": the branches themselves, not timm's classification neck
     create = functools.partial(timm.create_model, name, features_only=True, feature_location="")
-    net, loaded = None, False
-    if pretrained:
-        try:
-            with socket_timeout(30.0):
-                net, loaded = create(pretrained=True), True
-        except Exception as err:  # noqa: BLE001 - any failure means the same fallback
-            if log:
-                log(f"ImageNet weights for the {name} backbone unavailable ({type(err).__name__}:"
-                    f" {str(err)[:160]}).\nContinuing with RANDOM initialisation: it trains "
-                    "from scratch and learns much more slowly.")
-    if net is None:
+    net = (fetch_weights(lambda: create(pretrained=True), f"the {name} backbone", log=log)
+           if pretrained else None)
+    loaded = net is not None
+    if not loaded:
         net = create(pretrained=False)
     return HighResolutionBranch(net), net.feature_info.channels()[1], 4, loaded
 
