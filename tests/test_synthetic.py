@@ -206,22 +206,19 @@ def test_ensure_dataset_keeps_a_finished_dataset_until_the_new_one_is_whole(tmp_
 
     root = tmp_path / "data"
 
-    def make(n):
-        def write(folder):
-            folder, start = start_dataset(folder, "images")
-            (folder / "images" / "a.txt").write_text(str(n))
-            if n < 0:
-                raise RuntimeError("killed half-way")
-            stamp_dataset(folder, start, "test", 1, n=n)
-        return write
+    def make(folder, progress, n):  # the generator is this module, version 1
+        folder, start = start_dataset(folder, "images")
+        (folder / "images" / "a.txt").write_text(str(n))
+        if n < 0:
+            raise RuntimeError("killed half-way")
+        stamp_dataset(folder, start, __name__, 1, n=n)
 
-    want = lambda n: {"n": n, "generator": "test", "generator_version": 1}
     logs = []
-    ensure_dataset(root, make(1), want(1), log=logs.append)
+    ensure_dataset(root, make, 1, log=logs.append, n=1)
     with pytest.raises(RuntimeError, match="half-way"):
-        ensure_dataset(root, make(-1), want(-1), log=logs.append)
+        ensure_dataset(root, make, 1, log=logs.append, n=-1)
     assert synthetic_meta(root)["n"] == 1 and (root / "images" / "a.txt").read_text() == "1"
-    assert ensure_dataset(root, make(2), want(2), log=logs.append) == root
+    assert ensure_dataset(root, make, 1, log=logs.append, n=2) == root
     assert synthetic_meta(root)["n"] == 2 and (root / "images" / "a.txt").read_text() == "2"
     assert "n 1 -> 2" in logs[-1]
     assert not list(tmp_path.glob(".*.tmp"))

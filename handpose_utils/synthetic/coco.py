@@ -357,7 +357,5 @@ def ensure_synthetic_coco(root: str | Path, n_train: int, n_val: int, seed: int 
                           width: int = 320, height: int = 256, max_people: int = 5,
                           progress: bool = True) -> Path:
     """``root`` holding a synthetic COCO of these settings (:func:`.jobs.ensure_dataset`)."""
-    want = {"n_train": n_train, "n_val": n_val, "seed": seed, "width": width, "height": height,
-            "max_people": max_people}
-    return ensure_dataset(root, lambda tmp: make_coco(tmp, progress=progress, **want),
-                          dict(want, generator=__name__, generator_version=COCO_GENERATOR_VERSION))
+    return ensure_dataset(root, make_coco, COCO_GENERATOR_VERSION, progress, n_train=n_train,
+                          n_val=n_val, seed=seed, width=width, height=height, max_people=max_people)

@@ -86,6 +86,5 @@ def make_freihand(root: str | Path, n_poses: int, seed: int = 0, n_eval_poses: i
 def ensure_synthetic_freihand(root: str | Path, n_poses: int, seed: int = 0, versions: int = 4,
                               image_size: int = 224, progress: bool = True) -> Path:
     """``root`` holding a synthetic FreiHAND of these settings (:func:`.jobs.ensure_dataset`)."""
-    want = {"n_poses": n_poses, "seed": seed, "versions": versions, "image_size": image_size}
-    return ensure_dataset(root, lambda tmp: make_freihand(tmp, progress=progress, **want), dict(
-        want, generator=__name__, generator_version=FREIHAND_GENERATOR_VERSION))
+    return ensure_dataset(root, make_freihand, FREIHAND_GENERATOR_VERSION, progress,
+                          n_poses=n_poses, seed=seed, versions=versions, image_size=image_size)

@@ -61,15 +61,17 @@ def _new_folder(root: Path) -> Path:
     return tmp
 
 
-def ensure_dataset(root: str | Path, make: Callable[[Path], object], want: dict,
-                   log: Callable | None = print) -> Path:
-    """Return ``root`` holding a finished dataset whose stamp matches ``want`` (settings, generator
-    and version), calling ``make(folder)`` only when there is none. ``make`` writes into a new,
-    uniquely named folder beside ``root``, renamed into place when finished: an interrupted run
-    never leaves a half-written dataset. Under a :func:`~handpose_utils.safefiles.file_lock` on
-    ``root``, a second process asking at once waits and reuses the first's dataset. One made with
-    other settings goes once the new one is in place, killed builds' by ``is_stale``'s rule."""
+def ensure_dataset(root: str | Path, make: Callable, version: int, progress: bool = True,
+                   log: Callable | None = print, **settings) -> Path:
+    """Return ``root`` holding a finished dataset whose stamp matches ``settings``, ``make``'s
+    module (the generator) and ``version``, calling ``make(folder, progress=progress, **settings)``
+    only when there is none. ``make`` writes into a new, uniquely named folder beside ``root``,
+    renamed into place when finished: an interrupted run never leaves a half-written dataset. Under
+    a :func:`~handpose_utils.safefiles.file_lock` on ``root``, a second process asking at once
+    waits and reuses the first's dataset. One made with other settings goes once the new one is in
+    place, killed builds' by ``is_stale``'s rule."""
     root = Path(root)
+    want = dict(settings, generator=make.__module__, generator_version=version)
     if _differences(root, want) == []:
         return root
     with file_lock(root, timeout_s=24 * 3600):  # a waiter waits as long as the build takes
@@ -83,7 +85,7 @@ def ensure_dataset(root: str | Path, make: Callable[[Path], object], want: dict,
                 shutil.rmtree(old, ignore_errors=True)
         tmp, aside = _new_folder(root), None
         try:
-            make(tmp)
+            make(tmp, progress=progress, **settings)
             if _differences(tmp, want) != []:
                 raise RuntimeError(f"{make} wrote no stamp matching {want} in {tmp}")
             if root.exists():

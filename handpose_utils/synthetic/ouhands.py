@@ -193,7 +193,6 @@ def ensure_synthetic_ouhands(root: str | Path, n_subjects: int = 20, n_test_subj
                              progress: bool = True) -> Path:
     """``root`` holding a synthetic OUHANDS of these settings (:func:`.jobs.ensure_dataset`: the
     landmark files' image paths are relative to them, so the moved folder stays valid)."""
-    want = {"n_subjects": n_subjects, "n_test_subjects": n_test_subjects,
-            "samples_per_class": samples_per_class, "val_fraction": val_fraction, "seed": seed}
-    return ensure_dataset(root, lambda tmp: make_ouhands(tmp, progress=progress, **want), dict(
-        want, generator=__name__, generator_version=OUHANDS_GENERATOR_VERSION))
+    return ensure_dataset(root, make_ouhands, OUHANDS_GENERATOR_VERSION, progress,
+                          n_subjects=n_subjects, n_test_subjects=n_test_subjects,
+                          samples_per_class=samples_per_class, val_fraction=val_fraction, seed=seed)

@@ -150,7 +150,5 @@ def make_rhd(root: str | Path, n_train: int, n_eval: int | None = None, seed: in
 def ensure_synthetic_rhd(root: str | Path, n_train: int, n_eval: int | None = None, seed: int = 0,
                          image_size: int = 320, progress: bool = True) -> Path:
     """``root`` holding a synthetic RHD of these settings (:func:`.jobs.ensure_dataset`)."""
-    want = {"n_train": n_train, "n_eval": _n_eval(n_train, n_eval), "seed": seed,
-            "image_size": image_size}
-    return ensure_dataset(root, lambda tmp: make_rhd(tmp, progress=progress, **want),
-                          dict(want, generator=__name__, generator_version=RHD_GENERATOR_VERSION))
+    return ensure_dataset(root, make_rhd, RHD_GENERATOR_VERSION, progress, n_train=n_train,
+                          n_eval=_n_eval(n_train, n_eval), seed=seed, image_size=image_size)
