@@ -19,6 +19,7 @@ from .safefiles import atomic_write
 
 PACKAGE = Path(__file__).resolve().parent
 NOTEBOOKS = PACKAGE.parent / "notebooks"
+MARK = re.compile(r"^#@save\s+([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)\s*$")
 REPOSITORY = re.compile(r'^Repository = "https://github\.com/([\w.-]+/[\w.-]+)"$', re.M)
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/"
                    r"notebooks/")
@@ -75,7 +76,8 @@ def linked_files(root: Path, repo: str, version: str,
     readme = root / "README.md"
     out[readme] = BADGE.sub(badge(repo, version), readme.read_text(encoding="utf-8"))
     return out
-MARK = re.compile(r"^#@save\s+([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)\s*$")
+
+
 
 
 def saved_cells(notebook: Path) -> list[tuple[str, str]]:
