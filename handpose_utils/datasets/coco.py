@@ -159,8 +159,7 @@ def load_coco_keypoints(root: str | Path | None = None, split: str = "val",
         if root is None:
             raise ValueError("give root, or both ann_file and image_dir")
         found_ann, found_dir = find_coco_files(root, split)
-        ann_file = ann_file or found_ann
-        image_dir = image_dir or found_dir
+        ann_file, image_dir = ann_file or found_ann, image_dir or found_dir
     ann_file, image_dir = Path(ann_file), Path(image_dir)
     if not image_dir.is_dir():
         raise DatasetNotFoundError(f"COCO image folder not found: {image_dir}. " + _HOW_TO_GET)
