@@ -194,8 +194,9 @@ def drive_copy(folder) -> Path | None:
     place under ``HANDPOSE_DRIVE_RUNS`` as ``folder`` has under :func:`runs_dir`, else None."""
     if folder is None or not os.environ.get(DRIVE_RUNS_VAR):
         return None
+    drive, runs = _folder_var(DRIVE_RUNS_VAR), runs_dir()  # a file in the way raises, named
     try:
-        return _folder_var(DRIVE_RUNS_VAR) / Path(folder).resolve().relative_to(runs_dir().resolve())
+        return drive / Path(folder).resolve().relative_to(runs.resolve())
     except ValueError:  # a folder outside the runs folder: no copies
         return None
 

@@ -105,6 +105,16 @@ def test_a_folder_variable_naming_a_file_is_refused_by_name(monkeypatch, tmp_pat
         env.data_dir() if var == env.DATA_VAR else env.runs_dir()
 
 
+def test_drive_runs_naming_a_file_is_refused_not_ignored(monkeypatch, tmp_path):
+    """fit asks drive_copy where to keep copies: a file in the way must stop the run, not leave
+    it without copies on Drive without a word."""
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv(env.RUNS_VAR, str(tmp_path / "runs"))
+    monkeypatch.setenv(env.DRIVE_RUNS_VAR, str(tmp_path / "a-file"))
+    with pytest.raises(ValueError, match=r"HANDPOSE_DRIVE_RUNS=.*a-file is a file, not a folder"):
+        env.drive_copy(tmp_path / "runs" / "03_cnn")
+
+
 def test_use_drive_in_colab_keeps_runs_archives_and_weights_on_drive(monkeypatch, tmp_path, capsys):
     import sys
     import types
