@@ -125,7 +125,8 @@ def run(models=("simple", "mobile", "resnet50"), size=224, batch=32, steps=None,
     amp = env.amp_settings(device)
     channels_last = True  # the engine's default on every device (faster on CPUs too)
     total = batch * (steps + warmup + 1)
-    workers = min(REFERENCE_WORKERS, env.default_num_workers() or REFERENCE_WORKERS)
+    # the course's rule: no worker processes in smoke mode (the tests, gpu_check's dry run)
+    workers = 0 if env.is_smoke() else min(REFERENCE_WORKERS, env.default_num_workers())
     rows = []
     with tempfile.TemporaryDirectory(prefix="handpose-bench-") as tmp:
         t0 = time.perf_counter()
