@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import shlex
 import time
-from pathlib import Path
+
+from . import env
 
 
 def _numbers(row: dict) -> dict:
@@ -42,20 +44,25 @@ def wandb_callback(enabled: bool = False, project: str = "handpose-course",
     return callback
 
 
-def tensorboard_callback(enabled: bool = False, log_dir=None, log=print):
+def tensorboard_callback(enabled: bool = False, name: str = "run", log=print):
     """A ``cb(epoch, history)`` that writes each epoch's row of the history to TensorBoard event
-    files in a new ``log_dir/<date-time>`` (one curve per training run; see them with
-    ``%load_ext tensorboard`` and ``%tensorboard --logdir LOG_DIR`` in Colab or Jupyter), or None
-    (saying why, if it was switched on) when ``enabled`` is False or ``tensorboard`` is not
-    installed. Call ``cb.finish()`` at the end."""
+    files in ``runs_dir()/tensorboard/<name>/<date-time>`` (one folder per training run), or
+    None (saying why, if it was switched on) when ``enabled`` is False or ``tensorboard`` is not
+    installed. In a notebook it also shows TensorBoard inline, over every run logged so far (what
+    ``%tensorboard --logdir`` does); it reloads as epochs arrive. Call ``cb.finish()`` at the end."""
     if not _available(enabled, "tensorboard", "TensorBoard", log):
         return None
     from torch.utils.tensorboard import SummaryWriter
 
-    folder = Path(log_dir) / time.strftime("%Y%m%d-%H%M%S")
+    root = env.runs_dir() / "tensorboard"
+    folder = root / name / time.strftime("%Y%m%d-%H%M%S")
     writer = SummaryWriter(str(folder))
     if log:
         log(f"TensorBoard: this run's curves go to {folder}")
+    if env.in_notebook():
+        from tensorboard import notebook
+
+        notebook.start(shlex.join(["--logdir", str(root)]))
 
     def callback(epoch: int, history) -> None:
         for key, value in _numbers(history[-1]).items():

@@ -134,10 +134,15 @@ def is_exercise(cell: dict) -> bool:
     return "NotImplementedError" in code and bool(CHECK_CALL.search(code) or USE_CALL.search(code))
 
 
+SETUP_CELL = "# Set-up: the course package"  # export writes it, the same in every notebook
+
+
 def lesson_lines(notebook: Path) -> int:
-    """Non-blank lines of code in the lesson: every code cell but exercises and solutions."""
+    """Non-blank lines of code in the lesson: every code cell but exercises, solutions and the
+    set-up cell (installing the package is plumbing, not the lesson)."""
     return sum(1 for c in cells(notebook)
                if c["cell_type"] == "code" and not is_solution(c) and not is_exercise(c)
+               and not source(c).startswith(SETUP_CELL)
                for line in source(c).splitlines() if line.strip())
 
 

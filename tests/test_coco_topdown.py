@@ -328,25 +328,26 @@ def test_tensorboard_callback_writes_every_epochs_numbers(tmp_path, monkeypatch,
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    assert hp.loggers.tensorboard_callback(False, tmp_path) is None
-    cb = hp.loggers.tensorboard_callback(True, tmp_path / "tb")
+    monkeypatch.setenv("HANDPOSE_RUNS", str(tmp_path))
+    assert hp.loggers.tensorboard_callback(False, "tb") is None
+    cb = hp.loggers.tensorboard_callback(True, "tb")
     history = []
     for epoch, (loss, ap) in enumerate([(0.5, 0.1), (0.25, float("nan"))], start=1):
         history.append({"epoch": epoch, "train_loss": loss, "AP": ap, "note": "text"})
         cb(epoch, history)
     cb.finish()
-    (run,) = (tmp_path / "tb").iterdir()  # one folder per training run
+    (run,) = (tmp_path / "tensorboard" / "tb").iterdir()  # one folder per training run
     assert str(run) in capsys.readouterr().out
     events = EventAccumulator(str(run)).Reload()
     assert set(events.Tags()["scalars"]) == {"train_loss", "AP"}
     assert [(e.step, e.value) for e in events.Scalars("train_loss")] == [(1, 0.5), (2, 0.25)]
     assert [e.step for e in events.Scalars("AP")] == [1], "an undefined figure is left out"
     monkeypatch.setattr(loggers.importlib.util, "find_spec", lambda name: None)
-    assert hp.loggers.tensorboard_callback(True, tmp_path) is None
+    assert hp.loggers.tensorboard_callback(True, "tb") is None
     assert "'tensorboard' is not installed" in capsys.readouterr().out
 
 
-def test_tensorboard_serves_the_logged_numbers_as_the_notebook_shows_them(tmp_path):
+def test_tensorboard_serves_the_logged_numbers_as_the_notebook_shows_them(tmp_path, monkeypatch):
     """``%tensorboard --logdir`` starts TensorBoard in a subprocess (tensorboard.manager); it
     must start and serve the callback's scalars (it once died on a missing pkg_resources)."""
     pytest.importorskip("tensorboard")
@@ -355,10 +356,11 @@ def test_tensorboard_serves_the_logged_numbers_as_the_notebook_shows_them(tmp_pa
 
     from tensorboard import manager
 
-    cb = hp.loggers.tensorboard_callback(True, tmp_path / "run", log=None)
+    monkeypatch.setenv("HANDPOSE_RUNS", str(tmp_path))
+    cb = hp.loggers.tensorboard_callback(True, "run", log=None)
     cb(1, [{"epoch": 1, "train_loss": 0.5}])
     cb.finish()
-    started = manager.start(["--logdir", str(tmp_path), "--port", "0"], timeout=timedelta(seconds=60))
+    started = manager.start(["--logdir", str(tmp_path / "tensorboard"), "--port", "0"], timeout=timedelta(seconds=60))
     assert isinstance(started, manager.StartLaunched), started
     try:
         url = f"http://localhost:{started.info.port}/data/plugin/scalars/tags"
