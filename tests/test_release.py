@@ -38,7 +38,7 @@ RELEASE = (WORKFLOWS / "release.yml").read_text()
 
 # Imported only inside the function that needs them, behind an install hint (find_spec or
 # try/except ImportError), or only in Colab (google.colab): not package dependencies.
-OPTIONAL_IMPORTS = {"google", "mediapipe", "onnxruntime", "timm", "wandb"}
+OPTIONAL_IMPORTS = {"google", "mediapipe", "onnxruntime", "tensorboard", "timm", "wandb"}
 # Imported directly but installed by a declared dependency, which requires it (checked below):
 # IPython (display in plots) by ipywidgets.
 VIA_DEPENDENCY = {"IPython": "ipywidgets"}
