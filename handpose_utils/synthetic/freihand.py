@@ -17,37 +17,61 @@ import numpy as np
 from PIL import Image
 
 from ..safefiles import write_json
-from .backgrounds import green_screen, random_background
+from .backgrounds import green_screen, random_background, room_background
 from .jobs import ensure_dataset, run_jobs, stamp_dataset, start_dataset
+from .photo import jpeg_quality
 from .render import PALM_PART
-from .scene import composite, place_hand, render_hands, sample_camera, sample_hand
+from .scene import composite, place_hand, render_hands, sample_camera, sample_hand, sample_occluders
+from .style import RenderStyle
 
-FREIHAND_GENERATOR_VERSION = 2
+FREIHAND_GENERATOR_VERSION = 3
 VERSION_NAMES = ("gs", "hom", "sample", "auto")
 _SPLIT_CODE = {"training": 0, "evaluation": 1}
 
 
-def _write_pose(args) -> dict:
-    """Render one unique pose, write its images (and its hand mask, for training): its labels."""
-    root, seed, split, idx, n, versions, image_size = args
+def render_pose(seed: int, split: str, idx: int, image_size: int = 224,
+                style: RenderStyle | None = None):
+    """One unique pose's camera, hand and rendering (with any occluders), from its own seed."""
     rng = np.random.default_rng([seed, _SPLIT_CODE[split], idx])
     W = H = image_size
     K = sample_camera(rng, W, H)
-    spec = sample_hand(rng)
+    spec = sample_hand(rng, style=style)
     # FreiHAND's images are crops centred on the hand: keypoint box centre near the image centre
     # (+-8%), longer side 35-70% of the image.
     center = (W / 2 - 0.5 + rng.uniform(-0.08, 0.08) * W,
               H / 2 - 0.5 + rng.uniform(-0.08, 0.08) * H)
     geometry = place_hand(spec, K, W, H, rng, size_range=(0.35, 0.7), center=center)
-    rendering = render_hands([geometry], [spec.skin], K, W, H, rng)
+    others, other_skins = ([], []) if style is None or not style.occluders else \
+        sample_occluders(geometry, K, W, H, rng)
+    rendering = render_hands([geometry, *others], [spec.skin, *other_skins], K, W, H, rng,
+                             style=style)
+    return rng, K, spec, geometry, rendering
+
+
+def background(rng: np.random.Generator, h: int, w: int, version: int, split: str,
+               style: RenderStyle | None = None) -> np.ndarray:
+    """FreiHAND's version ``version`` background: the green screen (training, version 0), else a
+    room (``style.rooms``) or a procedural pattern."""
+    if split == "training" and version == 0:
+        return green_screen(rng, h, w)
+    return room_background(rng, h, w) if style is not None and style.rooms else \
+        random_background(rng, h, w)
+
+
+def _write_pose(args) -> dict:
+    """Render one unique pose, write its images (and its hand mask, for training): its labels."""
+    root, seed, split, idx, n, versions, image_size, style = args
+    rng, K, spec, geometry, rendering = render_pose(seed, split, idx, image_size, style)
+    W = H = image_size
     for v in range(versions):
-        gs = split == "training" and v == 0
-        bg = green_screen(rng, H, W) if gs else random_background(rng, H, W)
+        bg = background(rng, H, W, v, split, style)
         harmonize = rng.uniform(0.1, 0.35) if v in (1, 3) else 0.0
-        Image.fromarray(composite(rendering, bg, rng, harmonize=harmonize)).save(
-            root / split / "rgb" / f"{idx + n * v:08d}.jpg", quality=92)
+        quality = jpeg_quality(rng) if style is not None and style.jpeg else 92
+        Image.fromarray(composite(rendering, bg, rng, harmonize=harmonize, style=style)).save(
+            root / split / "rgb" / f"{idx + n * v:08d}.jpg", quality=quality)
     if split == "training":
-        hand = (rendering.part > 0) & (rendering.part <= PALM_PART) & (rendering.cover > 0.5)
+        hand = (rendering.hand == 0) & (rendering.part > 0) & (rendering.part <= PALM_PART) & \
+            (rendering.cover > 0.5)
         Image.fromarray((hand * 255).astype(np.uint8)).save(
             root / split / "mask" / f"{idx:08d}.jpg", quality=95)
     xyz = geometry.joints
@@ -58,17 +82,20 @@ def _write_pose(args) -> dict:
 
 def make_freihand(root: str | Path, n_poses: int, seed: int = 0, n_eval_poses: int | None = None,
                   versions: int = 4, image_size: int = 224, workers: int | None = None,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, style: RenderStyle | None = None) -> Path:
     """Write a synthetic FreiHAND under ``root``: ``n_poses`` unique training poses in ``versions``
-    backgrounds each, ``n_eval_poses`` evaluation poses (default 12%, FreiHAND's ratio, >= 1)."""
+    backgrounds each, ``n_eval_poses`` evaluation poses (default 12%, FreiHAND's ratio, >= 1),
+    drawn in ``style`` (default: ``RenderStyle()``, every realism feature on; or its ``as_dict``)."""
+    style = RenderStyle(**style) if isinstance(style, dict) else style or RenderStyle()
     if n_poses < 1:
         raise ValueError(f"n_poses must be at least 1, got {n_poses}")
     if not 1 <= versions <= 4:
         raise ValueError(f"versions must be 1..4 (FreiHAND has 4), got {versions}")
     n_eval_poses = max(1, round(0.12 * n_poses)) if n_eval_poses is None else n_eval_poses
     root, start = start_dataset(root, "training/rgb", "training/mask", "evaluation/rgb")
-    jobs = [(root, seed, "training", i, n_poses, versions, image_size) for i in range(n_poses)]
-    jobs += [(root, seed, "evaluation", i, n_eval_poses, 1, image_size)
+    jobs = [(root, seed, "training", i, n_poses, versions, image_size, style)
+            for i in range(n_poses)]
+    jobs += [(root, seed, "evaluation", i, n_eval_poses, 1, image_size, style)
              for i in range(n_eval_poses)]
     results = run_jobs(_write_pose, jobs, workers, progress, desc="rendering hands", unit="pose",
                        chunksize=16)
@@ -80,11 +107,13 @@ def make_freihand(root: str | Path, n_poses: int, seed: int = 0, n_eval_poses: i
     return stamp_dataset(root, start, __name__, FREIHAND_GENERATOR_VERSION, seed=seed,
                          n_poses=n_poses, n_eval_poses=n_eval_poses, versions=versions,
                          version_names=list(VERSION_NAMES[:versions]), image_size=image_size,
-                         gestures=gestures)
+                         style=style.as_dict(), gestures=gestures)
 
 
 def ensure_synthetic_freihand(root: str | Path, n_poses: int, seed: int = 0, versions: int = 4,
-                              image_size: int = 224, progress: bool = True) -> Path:
+                              image_size: int = 224, progress: bool = True,
+                              style: RenderStyle | None = None) -> Path:
     """``root`` holding a synthetic FreiHAND of these settings (:func:`.jobs.ensure_dataset`)."""
     return ensure_dataset(root, make_freihand, FREIHAND_GENERATOR_VERSION, progress,
-                          n_poses=n_poses, seed=seed, versions=versions, image_size=image_size)
+                          n_poses=n_poses, seed=seed, versions=versions, image_size=image_size,
+                          style=(style or RenderStyle()).as_dict())

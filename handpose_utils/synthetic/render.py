@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .hand_model import HandPose, HandShape, forward_kinematics
+from .style import RenderStyle
 
 PALM_PART = 16
 FOREARM_PART = 17
@@ -41,6 +42,7 @@ class Capsule:
 class Triangle:
     p: np.ndarray  # (3, 3) vertices
     part: int
+    bulge: float = 0.0  # > 0: the normal tilts outwards away from vertex 0 (a rounded palm)
 
 
 @dataclass
@@ -52,17 +54,20 @@ class HandGeometry:
     capsules: list[Capsule] = field(default_factory=list)
     triangles: list[Triangle] = field(default_factory=list)
     side: str = "right"
+    palm_normal: np.ndarray | None = None  # camera frame: the direction the palm faces
 
 
 def build_hand(shape: HandShape, pose: HandPose, rotation: np.ndarray, translation: np.ndarray,
-               side: str = "right", forearm: bool = True) -> HandGeometry:
-    """Pose a hand (``rotation``, ``translation``: hand frame -> camera frame)."""
+               side: str = "right", forearm: bool = True, flesh: bool = False) -> HandGeometry:
+    """Pose a hand (``rotation``, ``translation``: hand frame -> camera frame). ``flesh``: the
+    proportions of a real hand (fingers that touch at their base, a palm as thick as a finger with
+    a rounded face, the web between thumb and index); without it, the slimmer first model."""
     local = forward_kinematics(shape, pose, side)
     mirror = -1.0 if side == "left" else 1.0
     to_cam = lambda p: np.asarray(p) @ rotation.T + translation
     joints = to_cam(local)
 
-    r0 = shape.finger_radius
+    r0 = shape.finger_radius * (1.2 if flesh else 1.0)
     caps: list[Capsule] = []
     radius = np.full(21, r0)
     # Fingers taper from the knuckle to the tip; the little finger is slimmer, the thumb thicker
@@ -71,7 +76,8 @@ def build_hand(shape: HandShape, pose: HandPose, rotation: np.ndarray, translati
     for f in (1, 2, 3, 4, 0):
         base = 1 + 4 * f
         r = rt if f == 0 else r0 * (0.85 if f == 4 else 1.0)
-        taper = (1.35 if f == 0 else 1.0, 0.88, 0.78, 0.7)
+        taper = (1.35 if f == 0 else 1.0, 0.92, 0.84, 0.78) if flesh else \
+            (1.35 if f == 0 else 1.0, 0.88, 0.78, 0.7)
         for k in range(3):
             caps.append(Capsule(joints[base + k], joints[base + k + 1], r * taper[k],
                                 r * taper[k + 1], finger_part(f, 2 - k)))
@@ -93,24 +99,39 @@ def build_hand(shape: HandShape, pose: HandPose, rotation: np.ndarray, translati
         caps.append(Capsule(a + off, b + off, r_tip * 0.6, r_tip * 0.6, finger_part(f, 0), 1))
 
     # Palm: a slab between two parallel faces, with a rounded rim of capsules.
-    half = shape.palm_thickness / 2
+    half = shape.palm_thickness / 2 * (1.6 if flesh else 1.0)
     mcp = local[[5, 9, 13, 17]]
+    wide = 0.5 * r0 if flesh else 0.0  # a real palm reaches past the outer knuckles' centres
     outline2d = np.array([
-        [mirror * 0.021, 0.004],  # wrist, thumb side
-        [local[1][0] + mirror * 0.004, local[1][1] + 0.006],  # thumb CMC
-        mcp[0, :2] + [mirror * 0.005, -0.004], mcp[1, :2] + [0, 0.001], mcp[2, :2] + [0, 0.0],
-        mcp[3, :2] + [-mirror * 0.006, -0.003],
-        [mcp[3, 0] - mirror * 0.006, 0.032],  # hypothenar edge
-        [-mirror * 0.023, 0.004],  # wrist, little-finger side
+        [mirror * (0.021 + wide), 0.004],  # wrist, thumb side
+        [local[1][0] + mirror * (0.004 + wide), local[1][1] + 0.006],  # thumb CMC
+        mcp[0, :2] + [mirror * (0.005 + wide), -0.004], mcp[1, :2] + [0, 0.001],
+        mcp[2, :2] + [0, 0.0], mcp[3, :2] + [-mirror * (0.006 + wide), -0.003],
+        [mcp[3, 0] - mirror * (0.006 + wide), 0.032],  # hypothenar edge
+        [-mirror * (0.023 + wide), 0.004],  # wrist, little-finger side
     ])
     rim = np.c_[outline2d, np.zeros(len(outline2d))]  # the outline in the palm's mid-plane
     centre = np.r_[outline2d.mean(0), 0.0]
     tris = []
     for face in (+1, -1):
         ring = rim + [0, 0, face * half]
-        c = centre + [0, 0, face * half]
+        c = centre + [0, 0, face * half * (1.6 if flesh else 1.0)]  # a flesh palm domes
         for a, b in zip(ring, np.roll(ring, -1, axis=0)):
-            tris.append(Triangle(to_cam(np.stack([c, a, b])), PALM_PART))
+            tris.append(Triangle(to_cam(np.stack([c, a, b])), PALM_PART, 0.7 if flesh else 0.0))
+    if flesh:  # skin webs join the fingers' first third: a finger starts well past its knuckle
+        for f in range(1, 4):
+            a, b = 1 + 4 * f, 5 + 4 * f  # MCPs of neighbouring fingers
+            qa, qb = joints[a] + 0.4 * (joints[a + 1] - joints[a]), \
+                joints[b] + 0.4 * (joints[b + 1] - joints[b])
+            tris.append(Triangle(np.stack([joints[a], joints[b], qa]), PALM_PART))
+            tris.append(Triangle(np.stack([joints[b], qb, qa]), PALM_PART))
+            caps.append(Capsule(qa, qb, 0.5 * r0, 0.5 * r0, PALM_PART))
+    if flesh:  # the web between the thumb and the index finger, on both faces
+        web = np.stack([local[1], local[2] * 0.6 + local[1] * 0.4, local[5]])
+        for face in (+1, -1):
+            tris.append(Triangle(to_cam(web + [0, 0, face * half * 0.6]), PALM_PART))
+        caps.append(Capsule(to_cam(local[2] * 0.6 + local[1] * 0.4), joints[5], 0.45 * rt,
+                            0.6 * r0, PALM_PART))
     for a, b in zip(rim, np.roll(rim, -1, axis=0)):
         caps.append(Capsule(to_cam(a), to_cam(b), half, half, PALM_PART))
     # Knuckle bumps at the MCPs so fingers join the palm smoothly.
@@ -125,7 +146,8 @@ def build_hand(shape: HandShape, pose: HandPose, rotation: np.ndarray, translati
         r_wrist = 0.024 * (shape.palm_thickness / 0.013)
         caps.append(Capsule(w, elbow, r_wrist, 0.033, FOREARM_PART))
         radius[0] = r_wrist
-    return HandGeometry(joints, radius, caps, tris, side)
+    palm_normal = rotation @ np.array([0.0, 0.0, 1.0])
+    return HandGeometry(joints, radius, caps, tris, side, palm_normal)
 
 
 class Canvas:
@@ -141,6 +163,8 @@ class Canvas:
         self.hand = np.full((height, width), -1, np.int8)
         self.cover = np.zeros((height, width), np.float32)
         self.material = np.zeros((height, width), np.uint8)
+        self.along = np.zeros((height, width), np.float32)  # 0..1 from a capsule's a to its b
+        self.palm_normals: dict[int, np.ndarray] = {}  # per hand index
 
     def _project(self, p):
         p = np.asarray(p, float)
@@ -151,10 +175,12 @@ class Canvas:
         x1, y1 = min(int(np.ceil(hi[0])) + 1, self.w), min(int(np.ceil(hi[1])) + 1, self.h)
         return x0, y0, x1, y1
 
-    def _write(self, y0, y1, x0, x1, inside, z, n, cover, part, hand, material=0):
+    def _write(self, y0, y1, x0, x1, inside, z, n, cover, part, hand, material=0, along=None):
         sub = self.depth[y0:y1, x0:x1]
         win = inside & (z < sub)
         sub[win] = z[win]
+        if along is not None:
+            self.along[y0:y1, x0:x1][win] = along[win]
         self.normal[y0:y1, x0:x1][win] = n[win]
         self.part[y0:y1, x0:x1][win] = part
         self.hand[y0:y1, x0:x1][win] = hand
@@ -192,7 +218,7 @@ class Canvas:
         rp_safe = np.maximum(rp, 1e-6)
         n = np.stack([ox / rp_safe, oy / rp_safe, -h], axis=-1)
         n /= np.linalg.norm(n, axis=-1, keepdims=True) + 1e-9
-        self._write(y0, y1, x0, x1, inside, z, n, cover, cap.part, hand, cap.material)
+        self._write(y0, y1, x0, x1, inside, z, n, cover, cap.part, hand, cap.material, t)
 
     def triangle(self, tri: Triangle, hand: int = 0) -> None:
         p = np.asarray(tri.p, float)
@@ -227,9 +253,16 @@ class Canvas:
         if nrm[2] > 0:  # face the camera
             nrm = -nrm
         n = np.broadcast_to(nrm.astype(np.float32), (*xs.shape, 3))
+        if tri.bulge > 0:  # tilt towards the rim: the further from vertex 0, the more
+            out = (w1[..., None] * p[1] + w2[..., None] * p[2]) - (w1 + w2)[..., None] * p[0]
+            out -= (out @ nrm)[..., None] * nrm  # within the face
+            n = n + tri.bulge * out / (np.linalg.norm(p[1:] - p[0], axis=1).mean() + 1e-9)
+            n = (n / (np.linalg.norm(n, axis=-1, keepdims=True) + 1e-9)).astype(np.float32)
         self._write(y0, y1, x0, x1, inside, z, n, cover, tri.part, hand)
 
     def draw(self, geometry: HandGeometry, hand: int = 0) -> None:
+        if geometry.palm_normal is not None:
+            self.palm_normals[hand] = np.asarray(geometry.palm_normal, float)
         for tri in geometry.triangles:
             self.triangle(tri, hand)
         for cap in geometry.capsules:
@@ -239,7 +272,7 @@ class Canvas:
         """Per-joint visibility: inside the image and not hidden behind another surface. A joint
         sits inside its own capsule, ``joint_radius`` under the skin; it is visible when the
         nearest surface at its pixel is no more than that (plus ``tolerance``) in front of it."""
-        uv = np.stack([self._project(p) for p in geometry.joints])
+        uv = np.array([self._project(p) for p in geometry.joints]).reshape(-1, 2)
         u = np.round(uv[:, 0]).astype(int)
         v = np.round(uv[:, 1]).astype(int)
         inside = (u >= 0) & (u < self.w) & (v >= 0) & (v < self.h)
@@ -272,16 +305,41 @@ def sample_skin(rng: np.random.Generator) -> Skin:
     return Skin(np.clip(base, 0, 1), rng.uniform(1.0, 1.12), sleeve)
 
 
-def shade(canvas: Canvas, skins: list[Skin], rng: np.random.Generator) -> np.ndarray:
-    """Lambert + Blinn-Phong shading of the hand pixels. Returns (H, W, 3) float RGB in 0..1."""
-    # Direction towards the light: in front of the hand (-z, towards the camera) and above it.
-    to_light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.9, -0.1), -1.0])
+def shade(canvas: Canvas, skins: list[Skin], rng: np.random.Generator,
+          style: RenderStyle | None = None) -> np.ndarray:
+    """The hands' pixels, (H, W, 3) float RGB in 0..1: :func:`shade_plain` without a ``style``
+    (or a plain one), else skin, lights and shadows as its switches say."""
+    if style is None or not (style.skin or style.shadows or style.lighting):
+        return shade_plain(canvas, skins, rng)
+    if style.lighting:  # a key light from anywhere in front, warm (tungsten) to cool (daylight)
+        to_light = np.array([rng.uniform(-1, 1), rng.uniform(-1, 0.5), -rng.uniform(0.2, 1)])
+        warmth = rng.uniform(-1, 1)
+        light = np.array([1 + 0.18 * warmth, 1.0, 1 - 0.25 * warmth]) * rng.uniform(0.75, 1.25)
+        ambient = rng.uniform(0.15, 0.45) * (1 + 0.15 * rng.uniform(-1, 1, 3))
+    else:
+        to_light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.9, -0.1), -1.0])
+        light, ambient = np.ones(3), np.full(3, rng.uniform(0.3, 0.45))
     to_light /= np.linalg.norm(to_light)
-    ambient = rng.uniform(0.3, 0.45)
-    diffuse = np.clip(canvas.normal @ to_light, 0, None)
-    half = to_light + np.array([0, 0, -1.0])  # halfway between the light and the viewer
+    lit = canvas.normal @ to_light
+    if style.skin:  # light scattered under the skin wraps past the terminator, reddened
+        diffuse = np.clip((lit + 0.35) / 1.35, 0, None)[..., None] * [1.0, 0.93, 0.88] + \
+            np.clip(lit, 0, None)[..., None] * [0.0, 0.07, 0.12]
+    else:
+        diffuse = np.clip(lit, 0, None)[..., None]
+    if style.shadows:
+        diffuse = diffuse * cast_shadow(canvas, to_light)[..., None]
+    half = to_light + np.array([0, 0, -1.0])
     half /= np.linalg.norm(half)
-    spec = np.clip(canvas.normal @ half, 0, None) ** 24 * rng.uniform(0.05, 0.25)
+    gloss = rng.uniform(0.03, 0.12) if style.skin else rng.uniform(0.05, 0.25)
+    spec = np.clip(canvas.normal @ half, 0, None) ** (12 if style.skin else 24) * gloss
+    albedo = skin_albedo(canvas, skins, rng) if style.skin else _albedo(canvas, skins)
+    shaded = albedo * (ambient + light * diffuse) + (spec[..., None] * light)
+    if style.shadows:
+        shaded *= contact_darkening(canvas)[..., None]
+    return np.clip(shaded, 0, 1).astype(np.float32)
+
+
+def _albedo(canvas: Canvas, skins: list[Skin]) -> np.ndarray:
     albedo = np.zeros((canvas.h, canvas.w, 3), np.float32)
     for i, skin in enumerate(skins):
         on = canvas.hand == i
@@ -290,4 +348,102 @@ def shade(canvas: Canvas, skins: list[Skin], rng: np.random.Generator) -> np.nda
             albedo[on & (canvas.part == FOREARM_PART)] = skin.sleeve
         albedo[on & (canvas.part == PALM_PART)] *= skin.palm_tint
         albedo[on & (canvas.material == 1)] = skin.color * 0.35 + np.array([0.62, 0.52, 0.5])
+    return albedo
+
+
+def skin_albedo(canvas: Canvas, skins: list[Skin], rng: np.random.Generator) -> np.ndarray:
+    """Skin colour that varies over the hand: the palm side lighter and pinker than the back,
+    finger tips and knuckles redder, darker creases across the finger joints, blotches."""
+    albedo = _albedo(canvas, skins)
+    finger = (canvas.part >= 1) & (canvas.part <= 15)
+    for i, skin in enumerate(skins):
+        on = (canvas.hand == i) & (canvas.part <= PALM_PART) & (canvas.material == 0)
+        if i in canvas.palm_normals and on.any():
+            palm_side = np.clip(canvas.normal[on] @ canvas.palm_normals[i] * 2, 0, 1)[:, None]
+            albedo[on] *= 1 + palm_side * (np.array([0.12, 0.06, 0.06]) * skin.palm_tint)
+    distal = finger & ((canvas.part - 1) % 3 == 0)
+    albedo[distal] *= 1 - np.clip(canvas.along[distal] - 0.5, 0, 0.5)[:, None] * [-0.06, 0.16, 0.14]
+    # creases: thin darker bands where phalanges meet (capsule ends), knuckles a little redder
+    end = np.minimum(canvas.along, 1 - canvas.along)
+    crease = finger & (end < 0.07) & (canvas.material == 0)
+    albedo[crease] *= np.array([0.86, 0.8, 0.8]) + 2 * end[crease][:, None]
+    h, w = canvas.h, canvas.w
+    blotch = 1 + 0.05 * (_coarse_noise(rng, h, w) - 0.5)
+    return np.clip(albedo * blotch[..., None], 0, 1)
+
+
+def _coarse_noise(rng: np.random.Generator, h: int, w: int, cells: int = 6) -> np.ndarray:
+    grid = rng.uniform(0, 1, (cells, cells)).astype(np.float32)
+    ys = np.linspace(0, cells - 1, h)
+    xs = np.linspace(0, cells - 1, w)
+    y0, x0 = np.floor(ys).astype(int).clip(0, cells - 2), np.floor(xs).astype(int).clip(0, cells - 2)
+    fy, fx = (ys - y0)[:, None], (xs - x0)[None]
+    top = grid[y0][:, x0] * (1 - fx) + grid[y0][:, x0 + 1] * fx
+    bottom = grid[y0 + 1][:, x0] * (1 - fx) + grid[y0 + 1][:, x0 + 1] * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+
+
+def _shifted(a: np.ndarray, dy: int, dx: int, fill) -> np.ndarray:
+    """``a`` moved so that out[y, x] = a[y + dy, x + dx] (``fill`` outside)."""
+    out = np.full_like(a, fill)
+    h, w = a.shape
+    ys, yd = slice(max(dy, 0), h + min(dy, 0)), slice(max(-dy, 0), h + min(-dy, 0))
+    xs, xd = slice(max(dx, 0), w + min(dx, 0)), slice(max(-dx, 0), w + min(-dx, 0))
+    out[yd, xd] = a[ys, xs]
+    return out
+
+
+def _pixels_per_metre(canvas: Canvas) -> float:
+    drawn = np.isfinite(canvas.depth)
+    return canvas.K[0, 0] / float(np.median(canvas.depth[drawn])) if drawn.any() else 0.0
+
+
+def contact_darkening(canvas: Canvas, reach: float = 0.012, strength: float = 0.45) -> np.ndarray:
+    """Screen-space ambient occlusion: a surface with nearer surfaces around it (a finger against
+    another, the palm under curled fingers) gets less light. (H, W) factors in 0..1."""
+    r = reach * _pixels_per_metre(canvas)
+    if r < 1:
+        return np.ones((canvas.h, canvas.w), np.float32)
+    depth = np.where(np.isfinite(canvas.depth), canvas.depth, np.float32(1e3))
+    occluded = np.zeros_like(depth)
+    steps = [(np.sin(a), np.cos(a)) for a in np.linspace(0, 2 * np.pi, 8, endpoint=False)]
+    for k, (sy, sx) in enumerate(steps):
+        dist = r * (0.5 + 0.5 * (k % 2))
+        there = _shifted(depth, int(round(sy * dist)), int(round(sx * dist)), 1e3)
+        gap = depth - there  # > 0: the neighbour is nearer
+        occluded += np.clip(gap / reach, 0, 1) * (gap < 3 * reach)
+    return (1 - strength * occluded / len(steps)).astype(np.float32)
+
+
+def cast_shadow(canvas: Canvas, to_light: np.ndarray, softness: float = 0.006) -> np.ndarray:
+    """Screen-space shadows: a pixel is in shadow when, walking towards the light in the image, a
+    surface rises in front of the ray towards the light. Soft: the more such samples, the darker."""
+    ppm = _pixels_per_metre(canvas)
+    step_2d = -to_light[:2] if np.linalg.norm(to_light[:2]) > 1e-3 else np.zeros(2)
+    if ppm <= 0 or not step_2d.any():
+        return np.ones((canvas.h, canvas.w), np.float32)
+    depth = np.where(np.isfinite(canvas.depth), canvas.depth, np.float32(1e3))
+    light = np.zeros_like(depth)
+    n = 6
+    rise = -to_light[2] / max(np.linalg.norm(to_light[:2]), 1e-3)  # towards the camera per metre
+    for k in range(1, n + 1):
+        metres = 0.006 * k
+        d = -step_2d / np.linalg.norm(step_2d) * metres * ppm  # image step towards the light
+        there = _shifted(depth, int(round(d[1])), int(round(d[0])), 1e3)
+        ray = depth - rise * metres  # the ray's depth there
+        light += np.clip((ray - there) / softness, 0, 1) * (there > depth - 0.06)
+    return (1 - 0.6 * np.clip(light / 2, 0, 1)).astype(np.float32)
+
+
+def shade_plain(canvas: Canvas, skins: list[Skin], rng: np.random.Generator) -> np.ndarray:
+    """Lambert + Blinn-Phong shading of the hand pixels under one white light: the first look."""
+    # Direction towards the light: in front of the hand (-z, towards the camera) and above it.
+    to_light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.9, -0.1), -1.0])
+    to_light /= np.linalg.norm(to_light)
+    ambient = rng.uniform(0.3, 0.45)
+    diffuse = np.clip(canvas.normal @ to_light, 0, None)
+    half = to_light + np.array([0, 0, -1.0])  # halfway between the light and the viewer
+    half /= np.linalg.norm(half)
+    spec = np.clip(canvas.normal @ half, 0, None) ** 24 * rng.uniform(0.05, 0.25)
+    albedo = _albedo(canvas, skins)
     return np.clip(albedo * (ambient + (1 - ambient) * diffuse)[..., None] + spec[..., None], 0, 1)

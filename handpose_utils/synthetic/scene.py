@@ -18,7 +18,11 @@ from .hand_model import (
     sample_pose,
     sample_shape,
 )
-from .render import Canvas, HandGeometry, Skin, build_hand, sample_skin, shade
+from .photo import camera_effects
+from .render import Canvas, Capsule, HandGeometry, Skin, build_hand, sample_skin, shade
+from .style import RenderStyle
+
+CAMERA_EFFECTS = ("white_balance", "vignette", "defocus", "motion_blur", "noise")
 
 
 def sample_camera(rng: np.random.Generator, width: int, height: int, focal=(1.7, 2.9),
@@ -41,14 +45,16 @@ class HandSpec:
     rotation: np.ndarray
     skin: Skin
     side: str = "right"
+    flesh: bool = False  # build_hand's real proportions (RenderStyle.flesh)
 
 
 def sample_hand(rng: np.random.Generator, side: str = "right", gesture: str | None = None,
-                max_roll_deg: float = 120.0) -> HandSpec:
+                max_roll_deg: float = 120.0, style: RenderStyle | None = None) -> HandSpec:
     shape = sample_shape(rng)
     pose, name = sample_pose(rng) if gesture is None else (gesture_pose(gesture, rng), gesture)
     rotation = random_rotation(rng, max_roll_deg=max_roll_deg)
-    return HandSpec(shape, pose, name, rotation, sample_skin(rng), side)
+    flesh = style is not None and style.flesh
+    return HandSpec(shape, pose, name, rotation, sample_skin(rng), side, flesh)
 
 
 def place_hand(spec: HandSpec, K: np.ndarray, width: int, height: int, rng: np.random.Generator,
@@ -59,7 +65,7 @@ def place_hand(spec: HandSpec, K: np.ndarray, width: int, height: int, rng: np.r
     (longer side of their bounding box) and lie inside it, ``margin`` pixels from the border.
     ``center`` (pixels) places the keypoints' box centre there instead of at random."""
     probe = build_hand(spec.shape, spec.pose, spec.rotation, np.array([0, 0, 1.0]), spec.side,
-                       forearm=False)
+                       forearm=False, flesh=spec.flesh)
     local = probe.joints - np.array([0, 0, 1.0])
     extent = np.ptp(local[:, :2], axis=0).max()  # metres, seen face-on at depth 1
     target = rng.uniform(*size_range) * min(width, height)
@@ -75,7 +81,47 @@ def place_hand(spec: HandSpec, K: np.ndarray, width: int, height: int, rng: np.r
         else:
             want_lo = np.asarray(center, float) - span / 2
         t[:2] += (want_lo - lo) * t[2] / K[0, 0]
-    return build_hand(spec.shape, spec.pose, spec.rotation, t, spec.side, forearm=forearm)
+    return build_hand(spec.shape, spec.pose, spec.rotation, t, spec.side, forearm=forearm,
+                      flesh=spec.flesh)
+
+
+OBJECT_PART = 18  # part id of an occluding object (hands use 1..17)
+
+
+def sample_occluders(geometry: HandGeometry, K: np.ndarray, width: int, height: int,
+                     rng: np.random.Generator, object_p: float = 0.35, hand_p: float = 0.15
+                     ) -> tuple[list[HandGeometry], list[Skin]]:
+    """Things in front of or beside the hand, as real photos have: sometimes an object (a pen, a
+    cup, a ball, a phone's edge) between the camera and part of the hand, and sometimes a second
+    hand at the image's edge. Drawn with the hand, they hide its joints by the depth test."""
+    found, skins = [], []
+    uv = project(geometry.joints, K)
+    lo, hi = uv.min(0), uv.max(0)
+    z = float(np.median(geometry.joints[:, 2]))
+    if rng.uniform() < object_p:
+        radius = rng.choice([0.004, 0.012, 0.025, 0.04]) * rng.uniform(0.8, 1.25)
+        depth = z - rng.uniform(0.03, 0.25) * z
+        anchor = lo + rng.uniform(0, 1, 2) * (hi - lo)  # crosses the hand somewhere
+        angle = rng.uniform(0, np.pi)
+        length = rng.uniform(0.3, 1.5) * max(width, height)
+        ends = [anchor + sign * length / 2 * np.array([np.cos(angle), np.sin(angle)])
+                for sign in (-1, 1)]
+        ray = lambda p: np.linalg.solve(K, np.r_[p, 1.0]) * depth
+        caps = [Capsule(ray(ends[0]), ray(ends[1]), radius, radius, OBJECT_PART)]
+        if rng.uniform() < 0.3:  # a ball or the end of a rod stops short of the hand's far side
+            caps = [Capsule(ray(anchor), ray(anchor + (ends[1] - anchor) * rng.uniform(0, 0.5)),
+                            radius * 1.5, radius * 1.5, OBJECT_PART)]
+        found.append(HandGeometry(np.zeros((0, 3)), np.zeros(0), caps))
+        skins.append(Skin(rng.uniform(0.05, 0.95, 3) * rng.uniform(0.5, 1.0), 1.0))
+    if rng.uniform() < hand_p:  # another person's hand, or the other hand, reaching in
+        spec = sample_hand(rng, "left" if geometry.side == "right" else "right")
+        spec.flesh = True
+        toward = rng.uniform(0, 2 * np.pi)
+        centre = (lo + hi) / 2 + 0.7 * max(width, height) * np.array([np.cos(toward), np.sin(toward)])
+        other = place_hand(spec, K, width, height, rng, size_range=(0.35, 0.7), center=centre)
+        found.append(other)
+        skins.append(spec.skin)
+    return found, skins
 
 
 @dataclass
@@ -91,20 +137,24 @@ class Rendering:
 
 
 def render_hands(hands: list[HandGeometry], skins: list[Skin], K: np.ndarray, width: int,
-                 height: int, rng: np.random.Generator, shader=shade) -> Rendering:
-    """Draw ``hands`` (or synthetic COCO's people), shaded by ``shader(canvas, skins, rng)``."""
+                 height: int, rng: np.random.Generator, shader=shade,
+                 style: RenderStyle | None = None) -> Rendering:
+    """Draw ``hands`` (or synthetic COCO's people), shaded by ``shader(canvas, skins, rng)``
+    (``shader(canvas, skins, rng, style)`` with a ``style``)."""
     canvas = Canvas(height, width, K)
     for i, geometry in enumerate(hands):
         canvas.draw(geometry, hand=i)
-    rgb = shader(canvas, skins, rng)
+    rgb = shader(canvas, skins, rng) if style is None else shader(canvas, skins, rng, style)
     visible = [canvas.joint_visibility(g) for g in hands]  # after drawing all: one hides another
     return Rendering(rgb, canvas.cover, canvas.depth, canvas.part, canvas.hand, visible)
 
 
 def composite(rendering: Rendering, background: np.ndarray, rng: np.random.Generator,
-              harmonize: float = 0.0, noise: float = 0.012) -> np.ndarray:
+              harmonize: float = 0.0, noise: float = 0.012,
+              style: RenderStyle | None = None) -> np.ndarray:
     """Alpha-blend the rendered hands onto ``background``: (H, W, 3) uint8. ``harmonize`` pulls the
-    hand's colour towards the background's mean (FreiHAND's "hom", "auto"); ``noise``: sensor."""
+    hand's colour towards the background's mean (FreiHAND's "hom", "auto"); ``noise``: sensor
+    noise, replaced by a camera's (:mod:`.photo`) when ``style`` asks for camera effects."""
     hand = rendering.rgb.astype(np.float32, copy=False)
     background = background.astype(np.float32, copy=False)
     if harmonize > 0:
@@ -113,6 +163,9 @@ def composite(rendering: Rendering, background: np.ndarray, rng: np.random.Gener
         hand = hand * gain.astype(np.float32)
     a = rendering.cover[..., None]
     img = background + a * (hand - background)
+    if style is not None and any(getattr(style, k) for k in CAMERA_EFFECTS):
+        img = camera_effects(np.clip(img, 0, 1), rng, **{k: getattr(style, k) for k in CAMERA_EFFECTS})
+        noise = 0.0 if style.noise else noise
     if noise > 0:
         img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(noise)
     np.clip(img, 0, 1, out=img)

@@ -1,0 +1,54 @@
+"""What the renderer draws beyond geometry: every realism feature is a switch, so each one's effect
+can be measured (``python -m handpose_utils.synthetic.realism`` does, with MediaPipe).
+
+``RenderStyle()`` is the course's default look; ``RenderStyle.plain()`` turns everything off and
+renders exactly what the first renderer did: flat-sided hands on procedural patterns."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class RenderStyle:
+    # the hand
+    flesh: bool = True  # real proportions: fingers that touch at the base, a thick rounded palm
+    skin: bool = True  # skin that varies over the hand: lighter palm, redder tips, creases; soft light
+    shadows: bool = True  # contact darkening where fingers meet, and shadows they cast on the hand
+    # the scene and the camera
+    lighting: bool = True  # light from any side, warm to cool, dim to bright (else one white lamp)
+    rooms: bool = True  # backgrounds like rooms and desks, out of focus (else procedural patterns)
+    occluders: bool = True  # objects in front of the hand, and sometimes a second hand
+    white_balance: bool = True
+    vignette: bool = True
+    defocus: bool = True
+    motion_blur: bool = True
+    noise: bool = True  # shot and read noise (else a little Gaussian noise, as before)
+    jpeg: bool = True  # JPEG quality of phone and web photos (else 92)
+
+    @classmethod
+    def plain(cls) -> RenderStyle:
+        return cls(**{f.name: False for f in fields(cls)})
+
+    @classmethod
+    def without(cls, *names: str) -> RenderStyle:
+        """The default look with the features ``names`` turned off."""
+        unknown = set(names) - set(cls.switches())
+        if unknown:
+            raise ValueError(f"RenderStyle has no switch {sorted(unknown)}; its switches: "
+                             f"{', '.join(cls.switches())}")
+        return replace(cls(), **{n: False for n in names})
+
+    @classmethod
+    def switches(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def is_plain(self) -> bool:
+        return not any(self.as_dict().values())
+
+
+SCENE_SWITCHES = ("lighting", "rooms", "occluders", "white_balance", "vignette", "defocus",
+                  "motion_blur", "noise", "jpeg")
