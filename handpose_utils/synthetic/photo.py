@@ -51,16 +51,16 @@ def camera_effects(img: np.ndarray, rng: np.random.Generator, *, white_balance=T
         r2 = ((np.arange(h, dtype=np.float32) - np.float32(cy)) ** 2)[:, None] + (
             (np.arange(w, dtype=np.float32) - np.float32(cx)) ** 2)
         out *= (1 - np.float32(strength / r2.max()) * r2)[..., None]
-    if defocus and rng.random() < 0.5:
-        sigma = rng.uniform(0.1, 1.0) * 0.01 * side
+    if defocus and rng.random() < 0.35:
+        sigma = rng.uniform(0.1, 0.6) * 0.01 * side
         k = np.arange(-int(np.ceil(3 * sigma)), int(np.ceil(3 * sigma)) + 1)
         weights = np.exp(-0.5 * (k / sigma) ** 2)
         weights /= weights.sum()
         zeros = np.zeros_like(k)
         out = _shifted_sum(_shifted_sum(out, np.stack([zeros, k], 1), weights),
                            np.stack([k, zeros], 1), weights)
-    if motion_blur and rng.random() < 0.3:
-        length, angle = rng.uniform(0, 0.025) * side, rng.uniform(0, np.pi)
+    if motion_blur and rng.random() < 0.25:
+        length, angle = rng.uniform(0, 0.015) * side, rng.uniform(0, np.pi)
         step = np.array([np.sin(angle), np.cos(angle)])
         step /= np.abs(step).max()  # one pixel per tap along the line's main axis
         m = int(round(length / 2 / np.hypot(*step)))
@@ -86,8 +86,8 @@ def camera_effects(img: np.ndarray, rng: np.random.Generator, *, white_balance=T
             out += blotches * np.float32(rng.uniform(0.2, 0.6) * level)
     if white_balance:
         # Log gains in linear light: warm tungsten (t < 0: red up, blue down) to cool daylight,
-        # a green/magenta tint, and an exposure of -0.7..+0.5 stops.
-        t, tint, stops = rng.uniform(-1, 1), rng.uniform(-0.05, 0.05), rng.uniform(-0.7, 0.5)
+        # a green/magenta tint, and an exposure of -0.5..+0.3 stops.
+        t, tint, stops = rng.uniform(-1, 1), rng.uniform(-0.05, 0.05), rng.uniform(-0.5, 0.3)
         log_gain = np.array([-0.25 * t, tint, 0.25 * t]) + stops * np.log(2)
         out *= np.exp(log_gain / 2.2).astype(np.float32)
     return np.clip(out, 0, 1, out=out)

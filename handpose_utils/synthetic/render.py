@@ -268,10 +268,12 @@ class Canvas:
         for cap in geometry.capsules:
             self.capsule(cap, hand)
 
-    def joint_visibility(self, geometry: HandGeometry, tolerance: float = 0.004) -> np.ndarray:
+    def joint_visibility(self, geometry: HandGeometry, tolerance: float = 0.004,
+                         hand: int = 0) -> np.ndarray:
         """Per-joint visibility: inside the image and not hidden behind another surface. A joint
         sits inside its own capsule, ``joint_radius`` under the skin; it is visible when the
-        nearest surface at its pixel is no more than that (plus ``tolerance``) in front of it."""
+        nearest surface at its pixel is its own skin (its finger's, the palm's; ``hand``'s) no more
+        than that plus ``tolerance`` in front of it, or anything else no nearer than its skin."""
         uv = np.array([self._project(p) for p in geometry.joints]).reshape(-1, 2)
         u = np.round(uv[:, 0]).astype(int)
         v = np.round(uv[:, 1]).astype(int)
@@ -279,7 +281,13 @@ class Canvas:
         vis = np.zeros(len(uv), bool)
         idx = np.flatnonzero(inside)
         front = self.depth[v[idx], u[idx]]
-        z = geometry.joints[idx, 2] - geometry.joint_radius[idx] - tolerance
+        part = self.part[v[idx], u[idx]].astype(int)
+        finger = np.maximum(idx - 1, 0) // 4  # HAND21: joints 1-4 thumb, 5-8 index, ...
+        in_palm = np.isin(idx, (0, 1, 2, 5, 9, 13, 17))  # wrist, CMC, MCPs: inside the palm
+        own = in_palm & (part == PALM_PART) | ((part - 1) // 3 == finger) & (part >= 1) & (part <= 15)
+        own |= (idx == 0) & (part == FOREARM_PART)
+        own &= self.hand[v[idx], u[idx]] == hand
+        z = geometry.joints[idx, 2] - geometry.joint_radius[idx] - np.where(own, tolerance, 0.0)
         vis[idx] = z <= front
         return vis
 
@@ -309,13 +317,15 @@ def shade(canvas: Canvas, skins: list[Skin], rng: np.random.Generator,
           style: RenderStyle | None = None) -> np.ndarray:
     """The hands' pixels, (H, W, 3) float RGB in 0..1: :func:`shade_plain` without a ``style``
     (or a plain one), else skin, lights and shadows as its switches say."""
-    if style is None or not (style.skin or style.shadows or style.lighting):
+    if style is None or not (style.flesh or style.skin or style.shadows or style.lighting):
         return shade_plain(canvas, skins, rng)
+    if style.flesh:
+        smooth_normals(canvas)
     if style.lighting:  # a key light from anywhere in front, warm (tungsten) to cool (daylight)
-        to_light = np.array([rng.uniform(-1, 1), rng.uniform(-1, 0.5), -rng.uniform(0.2, 1)])
+        to_light = np.array([rng.uniform(-1, 1), rng.uniform(-1, 0.5), -rng.uniform(0.3, 1)])
         warmth = rng.uniform(-1, 1)
-        light = np.array([1 + 0.18 * warmth, 1.0, 1 - 0.25 * warmth]) * rng.uniform(0.75, 1.25)
-        ambient = rng.uniform(0.15, 0.45) * (1 + 0.15 * rng.uniform(-1, 1, 3))
+        light = np.array([1 + 0.18 * warmth, 1.0, 1 - 0.25 * warmth]) * rng.uniform(0.7, 1.1)
+        ambient = rng.uniform(0.25, 0.45) * (1 + 0.12 * rng.uniform(-1, 1, 3))
     else:
         to_light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.9, -0.1), -1.0])
         light, ambient = np.ones(3), np.full(3, rng.uniform(0.3, 0.45))
@@ -339,6 +349,38 @@ def shade(canvas: Canvas, skins: list[Skin], rng: np.random.Generator,
     return np.clip(shaded, 0, 1).astype(np.float32)
 
 
+def blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a 2-D float array (separable, edges extended)."""
+    r = max(1, int(np.ceil(2.5 * sigma)))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    padded = np.pad(a, ((r, r), (0, 0)), mode="edge")
+    a = sum(w * padded[i:i + a.shape[0]] for i, w in enumerate(k))
+    padded = np.pad(a, ((0, 0), (r, r)), mode="edge")
+    return sum(w * padded[:, i:i + a.shape[1]] for i, w in enumerate(k)).astype(np.float32)
+
+
+def smooth_normals(canvas: Canvas, reach: float = 0.008) -> None:
+    """Blend the primitives into one surface: normals from the depth map smoothed over ``reach``
+    metres, so a finger flows into the palm instead of meeting it at a seam (a smooth union, as
+    skin over bones). At the silhouette the exact normals stay (the depth map ends there)."""
+    on = np.isfinite(canvas.depth)
+    ppm = _pixels_per_metre(canvas)
+    if ppm * reach < 0.5:
+        return
+    z = np.where(on, canvas.depth, 0).astype(np.float32)
+    weight = blur(on.astype(np.float32), reach * ppm)
+    smooth = blur(z, reach * ppm) / np.maximum(weight, 1e-6)
+    gy, gx = np.gradient(np.where(on, smooth, 0))
+    n = np.stack([gx * ppm, gy * ppm, -np.ones_like(gx)], axis=-1)  # depth slope per metre
+    # near the silhouette the depth map ends: keep the exact normals there. Across a step (a finger
+    # in front of another) the smooth surface ramps, which reads as soft flesh, as skin does.
+    inner = np.clip((weight - 0.6) * 2.5, 0, 1)[..., None]
+    n = inner * n / np.linalg.norm(n, axis=-1, keepdims=True) + (1 - inner) * canvas.normal
+    n /= np.linalg.norm(n, axis=-1, keepdims=True) + 1e-9
+    canvas.normal[on] = n[on]
+
+
 def _albedo(canvas: Canvas, skins: list[Skin]) -> np.ndarray:
     albedo = np.zeros((canvas.h, canvas.w, 3), np.float32)
     for i, skin in enumerate(skins):
@@ -351,22 +393,30 @@ def _albedo(canvas: Canvas, skins: list[Skin]) -> np.ndarray:
     return albedo
 
 
+def _nails(canvas: Canvas, skins: list[Skin], albedo: np.ndarray) -> None:
+    """Nails a shade lighter and pinker than the skin around them, not painted on."""
+    for i, skin in enumerate(skins):
+        nail = (canvas.hand == i) & (canvas.material == 1)
+        albedo[nail] = skin.color * 0.8 + np.array([0.2, 0.15, 0.15])
+
+
 def skin_albedo(canvas: Canvas, skins: list[Skin], rng: np.random.Generator) -> np.ndarray:
     """Skin colour that varies over the hand: the palm side lighter and pinker than the back,
     finger tips and knuckles redder, darker creases across the finger joints, blotches."""
     albedo = _albedo(canvas, skins)
+    _nails(canvas, skins, albedo)
     finger = (canvas.part >= 1) & (canvas.part <= 15)
     for i, skin in enumerate(skins):
         on = (canvas.hand == i) & (canvas.part <= PALM_PART) & (canvas.material == 0)
         if i in canvas.palm_normals and on.any():
-            palm_side = np.clip(canvas.normal[on] @ canvas.palm_normals[i] * 2, 0, 1)[:, None]
-            albedo[on] *= 1 + palm_side * (np.array([0.12, 0.06, 0.06]) * skin.palm_tint)
-    distal = finger & ((canvas.part - 1) % 3 == 0)
+            palm_side = np.clip(canvas.normal[on] @ canvas.palm_normals[i] + 0.5, 0, 1)[:, None]
+            albedo[on] *= 1 + palm_side * (np.array([0.08, 0.04, 0.04]) * skin.palm_tint)
+    distal = finger & ((canvas.part - 1) % 3 == 0) & (canvas.material == 0)
     albedo[distal] *= 1 - np.clip(canvas.along[distal] - 0.5, 0, 0.5)[:, None] * [-0.06, 0.16, 0.14]
     # creases: thin darker bands where phalanges meet (capsule ends), knuckles a little redder
     end = np.minimum(canvas.along, 1 - canvas.along)
-    crease = finger & (end < 0.07) & (canvas.material == 0)
-    albedo[crease] *= np.array([0.86, 0.8, 0.8]) + 2 * end[crease][:, None]
+    crease = finger & (end < 0.04) & (canvas.material == 0)
+    albedo[crease] *= np.array([0.94, 0.9, 0.9]) + 1.5 * end[crease][:, None]
     h, w = canvas.h, canvas.w
     blotch = 1 + 0.05 * (_coarse_noise(rng, h, w) - 0.5)
     return np.clip(albedo * blotch[..., None], 0, 1)
@@ -398,7 +448,7 @@ def _pixels_per_metre(canvas: Canvas) -> float:
     return canvas.K[0, 0] / float(np.median(canvas.depth[drawn])) if drawn.any() else 0.0
 
 
-def contact_darkening(canvas: Canvas, reach: float = 0.012, strength: float = 0.45) -> np.ndarray:
+def contact_darkening(canvas: Canvas, reach: float = 0.012, strength: float = 0.3) -> np.ndarray:
     """Screen-space ambient occlusion: a surface with nearer surfaces around it (a finger against
     another, the palm under curled fingers) gets less light. (H, W) factors in 0..1."""
     r = reach * _pixels_per_metre(canvas)
@@ -423,7 +473,7 @@ def cast_shadow(canvas: Canvas, to_light: np.ndarray, softness: float = 0.006) -
     if ppm <= 0 or not step_2d.any():
         return np.ones((canvas.h, canvas.w), np.float32)
     depth = np.where(np.isfinite(canvas.depth), canvas.depth, np.float32(1e3))
-    light = np.zeros_like(depth)
+    blocked = np.zeros_like(depth)
     n = 6
     rise = -to_light[2] / max(np.linalg.norm(to_light[:2]), 1e-3)  # towards the camera per metre
     for k in range(1, n + 1):
@@ -431,8 +481,8 @@ def cast_shadow(canvas: Canvas, to_light: np.ndarray, softness: float = 0.006) -
         d = -step_2d / np.linalg.norm(step_2d) * metres * ppm  # image step towards the light
         there = _shifted(depth, int(round(d[1])), int(round(d[0])), 1e3)
         ray = depth - rise * metres  # the ray's depth there
-        light += np.clip((ray - there) / softness, 0, 1) * (there > depth - 0.06)
-    return (1 - 0.6 * np.clip(light / 2, 0, 1)).astype(np.float32)
+        blocked += np.clip((ray - there) / softness, 0, 1) * (there > depth - 0.06)
+    return 1 - 0.5 * blur(np.clip(blocked / 2, 0, 1), 1.0)
 
 
 def shade_plain(canvas: Canvas, skins: list[Skin], rng: np.random.Generator) -> np.ndarray:

@@ -89,7 +89,7 @@ OBJECT_PART = 18  # part id of an occluding object (hands use 1..17)
 
 
 def sample_occluders(geometry: HandGeometry, K: np.ndarray, width: int, height: int,
-                     rng: np.random.Generator, object_p: float = 0.35, hand_p: float = 0.15
+                     rng: np.random.Generator, object_p: float = 0.15, hand_p: float = 0.08
                      ) -> tuple[list[HandGeometry], list[Skin]]:
     """Things in front of or beside the hand, as real photos have: sometimes an object (a pen, a
     cup, a ball, a phone's edge) between the camera and part of the hand, and sometimes a second
@@ -97,20 +97,15 @@ def sample_occluders(geometry: HandGeometry, K: np.ndarray, width: int, height: 
     found, skins = [], []
     uv = project(geometry.joints, K)
     lo, hi = uv.min(0), uv.max(0)
-    z = float(np.median(geometry.joints[:, 2]))
-    if rng.uniform() < object_p:
-        radius = rng.choice([0.004, 0.012, 0.025, 0.04]) * rng.uniform(0.8, 1.25)
-        depth = z - rng.uniform(0.03, 0.25) * z
-        anchor = lo + rng.uniform(0, 1, 2) * (hi - lo)  # crosses the hand somewhere
-        angle = rng.uniform(0, np.pi)
-        length = rng.uniform(0.3, 1.5) * max(width, height)
-        ends = [anchor + sign * length / 2 * np.array([np.cos(angle), np.sin(angle)])
-                for sign in (-1, 1)]
-        ray = lambda p: np.linalg.solve(K, np.r_[p, 1.0]) * depth
-        caps = [Capsule(ray(ends[0]), ray(ends[1]), radius, radius, OBJECT_PART)]
-        if rng.uniform() < 0.3:  # a ball or the end of a rod stops short of the hand's far side
-            caps = [Capsule(ray(anchor), ray(anchor + (ends[1] - anchor) * rng.uniform(0, 0.5)),
-                            radius * 1.5, radius * 1.5, OBJECT_PART)]
+    if rng.uniform() < object_p:  # held: just in front of a finger, at its own scale
+        radius = rng.choice([0.004, 0.008, 0.015, 0.025]) * rng.uniform(0.8, 1.25)
+        centre = geometry.joints[rng.integers(2, 21)] - [0, 0, radius + rng.uniform(0.005, 0.03)]
+        axis = rng.normal(size=3) * [1, 1, 0.3]
+        axis *= rng.uniform(0.04, 0.1) / np.linalg.norm(axis)  # half its length, metres
+        if rng.uniform() < 0.3:  # a ball
+            axis *= 0
+            radius *= 1.5
+        caps = [Capsule(centre - axis, centre + axis, radius, radius, OBJECT_PART)]
         found.append(HandGeometry(np.zeros((0, 3)), np.zeros(0), caps))
         skins.append(Skin(rng.uniform(0.05, 0.95, 3) * rng.uniform(0.5, 1.0), 1.0))
     if rng.uniform() < hand_p:  # another person's hand, or the other hand, reaching in
@@ -145,7 +140,8 @@ def render_hands(hands: list[HandGeometry], skins: list[Skin], K: np.ndarray, wi
     for i, geometry in enumerate(hands):
         canvas.draw(geometry, hand=i)
     rgb = shader(canvas, skins, rng) if style is None else shader(canvas, skins, rng, style)
-    visible = [canvas.joint_visibility(g) for g in hands]  # after drawing all: one hides another
+    # after drawing all: one hides another
+    visible = [canvas.joint_visibility(g, hand=i) for i, g in enumerate(hands)]
     return Rendering(rgb, canvas.cover, canvas.depth, canvas.part, canvas.hand, visible)
 
 
