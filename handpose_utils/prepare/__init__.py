@@ -42,14 +42,18 @@ def prepare_freihand(dataset: str = "synthetic", data_root: str | Path | None = 
                      n_poses: int = 1000, seed: int = 0, download: bool = False,
                      progress: bool = True) -> Path:
     """Make sure the dataset is on disk and return its root: ``"synthetic"`` is rendered if
-    missing (or made with other settings), real ``"freihand"`` is used where it is
-    (``<data>/FreiHAND_pub_v2``) and downloaded only when ``download=True``."""
+    missing (or made with other settings; ``"synthetic_plain"``: by the first, plain renderer),
+    real ``"freihand"`` is used where it is (``<data>/FreiHAND_pub_v2``) and downloaded only when
+    ``download=True``."""
     root = _folder(dataset, data_root, {"synthetic": "synthetic_freihand",
+                                        "synthetic_plain": "synthetic_freihand_plain",
                                         "freihand": "FreiHAND_pub_v2"})
-    if dataset == "synthetic":
+    if dataset.startswith("synthetic"):
         from ..synthetic.freihand import ensure_synthetic_freihand
+        from ..synthetic.style import RenderStyle
 
-        return ensure_synthetic_freihand(root, n_poses, seed=seed, progress=progress)
+        style = RenderStyle.plain() if dataset == "synthetic_plain" else RenderStyle()
+        return ensure_synthetic_freihand(root, n_poses, seed=seed, progress=progress, style=style)
     from ..datasets.freihand import download_freihand
 
     _real(root, (root / "training_xyz.json").is_file(), download,
@@ -126,7 +130,7 @@ def prepare_splits(dataset: str = "synthetic", data_root: str | Path | None = No
     directory = splits_dir(dataset, data_root)
     root = prepare_freihand(dataset, data_root, n_poses, seed, download)
     want = {"dataset": dataset, "root": _relative(root, directory), "n_poses": n_poses if
-            dataset == "synthetic" else None, "seed": seed, "fractions": list(fractions),
+            dataset.startswith("synthetic") else None, "seed": seed, "fractions": list(fractions),
             "split_seed": split_seed, "key": "pose_id"}
     fingerprint = data_fingerprint(root)  # before reading: changes meanwhile rebuild next time
     # locked: of two notebooks asking at once, the second reuses the first's splits; a read-only

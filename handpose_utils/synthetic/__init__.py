@@ -5,7 +5,7 @@ import importlib
 
 
 def __getattr__(name: str):
-    if name in ("backgrounds", "coco", "freihand", "hand_model", "jobs", "ouhands", "render",
-                "rhd", "scene"):
+    if name in ("backgrounds", "coco", "freihand", "hand_model", "jobs", "ouhands", "photo",
+                "render", "rhd", "scene", "style"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -239,3 +239,9 @@ def room_background(rng: np.random.Generator, h: int, w: int, blur: bool = True)
     if blur and sigma > 0.3:  # depth of field: the camera focuses on the hand, not the room
         im = _blur(im, sigma)
     return np.asarray(im, np.float32) / 255
+
+
+def scene_background(rng: np.random.Generator, h: int, w: int, style=None) -> np.ndarray:
+    """A room (``style.rooms``, a :class:`~.style.RenderStyle`) or, without, a procedural pattern."""
+    return room_background(rng, h, w) if style is not None and style.rooms else \
+        random_background(rng, h, w)

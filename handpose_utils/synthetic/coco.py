@@ -23,13 +23,15 @@ from PIL import Image
 
 from ..safefiles import write_json
 from ..skeletons import COCO17_NAMES, coco_category
-from .backgrounds import random_background
+from .backgrounds import scene_background
 from .hand_model import DEG, rot_x, rot_y, rot_z
 from .jobs import ensure_dataset, run_jobs, stamp_dataset, start_dataset
+from .photo import jpeg_quality
 from .render import SKIN_TONES, Canvas, Capsule, HandGeometry
 from .scene import composite, render_hands
+from .style import RenderStyle, as_style
 
-COCO_GENERATOR_VERSION = 1
+COCO_GENERATOR_VERSION = 2
 _SPLIT_CODE = {"train": 0, "val": 1}
 _ID_OFFSET = {"train": 1, "val": 1_000_000}  # image ids are unique across splits, as in COCO
 
@@ -254,11 +256,13 @@ def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]
 
 # One image ----------
 def render_coco_image(seed: int, split: str, idx: int, width: int = 320, height: int = 256,
-                      max_people: int = 5, min_labelled_area: float = 24 * 24) -> dict:
+                      max_people: int = 5, min_labelled_area: float = 24 * 24,
+                      style: RenderStyle | None = None) -> dict:
     """Render one image: ``{"image": uint8 (H, W, 3), "people": [...]}`` where each person has
     ``keypoints`` (17, 3) with COCO's v, ``mask`` (visible pixels), ``template`` and ``depth``.
     People whose visible area is under 16 pixels are left out (no annotation, as nobody would
-    see them); under ``min_labelled_area`` they get no keypoints."""
+    see them); under ``min_labelled_area`` they get no keypoints. ``style``: the scene's and the
+    camera's switches of a :class:`~.style.RenderStyle` (people have their own shading)."""
     rng = np.random.default_rng([seed, 7, _SPLIT_CODE[split], idx])
     W, H = width, height
     f = W * rng.uniform(0.9, 1.6)
@@ -280,7 +284,7 @@ def render_coco_image(seed: int, split: str, idx: int, width: int = 320, height:
         palettes.append(sample_palette(rng))
         templates.append(name)
     rendering = render_hands(bodies, palettes, K, W, H, rng, shader=shade_people)
-    image = composite(rendering, random_background(rng, H, W), rng)
+    image = composite(rendering, scene_background(rng, H, W, style), rng, style=style)
     people = []
     for i, body in enumerate(bodies):
         mask = (rendering.hand == i) & (rendering.cover >= 0.5)
@@ -314,11 +318,12 @@ def _annotation(person: dict, image_id: int, ann_id: int) -> dict:
 
 
 def _write_image(args) -> dict:
-    root, seed, split, idx, width, height, max_people = args
-    out = render_coco_image(seed, split, idx, width, height, max_people)
+    root, seed, split, idx, width, height, max_people, style = args
+    out = render_coco_image(seed, split, idx, width, height, max_people, style=style)
     image_id = _ID_OFFSET[split] + idx
     name = f"{image_id:012d}.jpg"
-    Image.fromarray(out["image"]).save(root / f"{split}2017" / name, quality=90)
+    quality = jpeg_quality(np.random.default_rng([seed, 8, _SPLIT_CODE[split], idx])) if style.jpeg else 90
+    Image.fromarray(out["image"]).save(root / f"{split}2017" / name, quality=quality)
     anns = [_annotation(p, image_id, image_id * 100 + k) for k, p in enumerate(out["people"])]
     image = {"id": image_id, "file_name": name, "width": width, "height": height, "license": 0,
              "coco_url": "", "flickr_url": "", "date_captured": ""}
@@ -327,14 +332,15 @@ def _write_image(args) -> dict:
 
 def make_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0, width: int = 320,
               height: int = 256, max_people: int = 5, workers: int | None = None,
-              progress: bool = True) -> Path:
+              progress: bool = True, style: RenderStyle | dict | None = None) -> Path:
     """Write a synthetic COCO person-keypoints dataset under ``root`` (standard 2017 layout):
-    ``n_train`` and ``n_val`` images of ``width`` x ``height``. Returns ``root``."""
+    ``n_train`` and ``n_val`` images of ``width`` x ``height``, in ``style``. Returns ``root``."""
+    style = as_style(style)
     if n_train < 1 or n_val < 1:
         raise ValueError(f"n_train and n_val must be at least 1, got {n_train} and {n_val}")
     root, start = start_dataset(root, "train2017", "val2017", "annotations")
-    jobs = [(root, seed, "train", i, width, height, max_people) for i in range(n_train)]
-    jobs += [(root, seed, "val", i, width, height, max_people) for i in range(n_val)]
+    jobs = [(root, seed, "train", i, width, height, max_people, style) for i in range(n_train)]
+    jobs += [(root, seed, "val", i, width, height, max_people, style) for i in range(n_val)]
     results = run_jobs(_write_image, jobs, workers, progress, desc="rendering people", chunksize=8)
     counts = {}
     for split, part in (("train", results[:n_train]), ("val", results[n_train:])):
@@ -350,12 +356,13 @@ def make_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0, width: 
                          "with_keypoints": sum(a["num_keypoints"] > 0 for a in anns)}
     return stamp_dataset(root, start, __name__, COCO_GENERATOR_VERSION, seed=seed, n_train=n_train,
                          n_val=n_val, width=width, height=height, max_people=max_people,
-                         counts=counts)
+                         style=style.as_dict(), counts=counts)
 
 
 def ensure_synthetic_coco(root: str | Path, n_train: int, n_val: int, seed: int = 0,
                           width: int = 320, height: int = 256, max_people: int = 5,
-                          progress: bool = True) -> Path:
+                          progress: bool = True, style: RenderStyle | dict | None = None) -> Path:
     """``root`` holding a synthetic COCO of these settings (:func:`.jobs.ensure_dataset`)."""
     return ensure_dataset(root, make_coco, COCO_GENERATOR_VERSION, progress, n_train=n_train,
-                          n_val=n_val, seed=seed, width=width, height=height, max_people=max_people)
+                          n_val=n_val, seed=seed, width=width, height=height, max_people=max_people,
+                          style=as_style(style).as_dict())

@@ -17,12 +17,12 @@ import numpy as np
 from PIL import Image
 
 from ..safefiles import write_json
-from .backgrounds import green_screen, random_background, room_background
+from .backgrounds import green_screen, scene_background
 from .jobs import ensure_dataset, run_jobs, stamp_dataset, start_dataset
 from .photo import jpeg_quality
 from .render import PALM_PART
 from .scene import composite, place_hand, render_hands, sample_camera, sample_hand, sample_occluders
-from .style import RenderStyle
+from .style import RenderStyle, as_style
 
 FREIHAND_GENERATOR_VERSION = 3
 VERSION_NAMES = ("gs", "hom", "sample", "auto")
@@ -54,8 +54,7 @@ def background(rng: np.random.Generator, h: int, w: int, version: int, split: st
     room (``style.rooms``) or a procedural pattern."""
     if split == "training" and version == 0:
         return green_screen(rng, h, w)
-    return room_background(rng, h, w) if style is not None and style.rooms else \
-        random_background(rng, h, w)
+    return scene_background(rng, h, w, style)
 
 
 def _write_pose(args) -> dict:
@@ -86,7 +85,7 @@ def make_freihand(root: str | Path, n_poses: int, seed: int = 0, n_eval_poses: i
     """Write a synthetic FreiHAND under ``root``: ``n_poses`` unique training poses in ``versions``
     backgrounds each, ``n_eval_poses`` evaluation poses (default 12%, FreiHAND's ratio, >= 1),
     drawn in ``style`` (default: ``RenderStyle()``, every realism feature on; or its ``as_dict``)."""
-    style = RenderStyle(**style) if isinstance(style, dict) else style or RenderStyle()
+    style = as_style(style)
     if n_poses < 1:
         raise ValueError(f"n_poses must be at least 1, got {n_poses}")
     if not 1 <= versions <= 4:
@@ -116,4 +115,4 @@ def ensure_synthetic_freihand(root: str | Path, n_poses: int, seed: int = 0, ver
     """``root`` holding a synthetic FreiHAND of these settings (:func:`.jobs.ensure_dataset`)."""
     return ensure_dataset(root, make_freihand, FREIHAND_GENERATOR_VERSION, progress,
                           n_poses=n_poses, seed=seed, versions=versions, image_size=image_size,
-                          style=(style or RenderStyle()).as_dict())
+                          style=as_style(style).as_dict())

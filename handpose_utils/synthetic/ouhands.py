@@ -29,13 +29,14 @@ from ..datasets.ouhands import (
     write_extraction_report,
     write_landmark_file,
 )
-from .backgrounds import random_background
+from .backgrounds import scene_background
 from .hand_model import HandShape, gesture_pose, hand_to_camera, sample_shape
 from .jobs import ensure_dataset, run_jobs, stamp_dataset, start_dataset
 from .render import Skin, sample_skin
 from .scene import HandSpec, composite, place_hand, render_hands, sample_camera
+from .style import RenderStyle, as_style
 
-OUHANDS_GENERATOR_VERSION = 3
+OUHANDS_GENERATOR_VERSION = 4
 WIDTH, HEIGHT = OUHANDS_IMAGE_SIZE
 
 # OUHANDS class -> renderer gesture (synthetic/hand_model.GESTURES). Ten distinct gestures.
@@ -100,9 +101,11 @@ def mediapipe_landmarks(joints: np.ndarray, K: np.ndarray, width: int, height: i
 
 
 def render_ouhands_sample(seed: int, split: str, subject_index: int, subject: Subject, cls: str,
-                          number: int) -> dict:
+                          number: int, style: RenderStyle | None = None) -> dict:
     """Render one image: ``image`` (480, 640, 3) uint8, ``landmarks`` (21, 3) in MediaPipe's
-    normalisation, ``xyz`` (metres, camera frame), ``K`` and ``handedness`` ("Left"/"Right")."""
+    normalisation, ``xyz`` (metres, camera frame), ``K`` and ``handedness`` ("Left"/"Right").
+    Drawn in ``style`` but without occluders: OUHANDS' labels have no visibility."""
+    style = as_style(style)
     rng = np.random.default_rng(
         [seed, _SPLIT_CODE[split], subject_index, OUHANDS_CLASSES.index(cls), number])
     # a 640 x 480 RGB-D camera such as OUHANDS' (horizontal field of view about 55-65 degrees)
@@ -114,7 +117,7 @@ def render_ouhands_sample(seed: int, split: str, subject_index: int, subject: Su
     spin = np.deg2rad(rng.uniform(-50, 50)) + (np.pi if rng.uniform() < 0.2 else 0.0)
     rotation = hand_to_camera(spin, np.deg2rad(rng.uniform(-25, 25)),
                               np.deg2rad(rng.uniform(-30, 30)))
-    spec = HandSpec(subject.shape, pose, gesture, rotation, subject.skin, subject.side)
+    spec = HandSpec(subject.shape, pose, gesture, rotation, subject.skin, subject.side, style.flesh)
     for _ in range(20):
         geometry = place_hand(spec, K, WIDTH, HEIGHT, rng, size_range=(0.3, 0.55))
         # place_hand's fit is approximate under this wide-angle camera's perspective: draw
@@ -122,16 +125,16 @@ def render_ouhands_sample(seed: int, split: str, subject_index: int, subject: Su
         uv = project(geometry.joints, K)
         if (uv >= 2).all() and (uv[:, 0] <= WIDTH - 3).all() and (uv[:, 1] <= HEIGHT - 3).all():
             break
-    rendering = render_hands([geometry], [spec.skin], K, WIDTH, HEIGHT, rng)
-    image = composite(rendering, random_background(rng, HEIGHT, WIDTH), rng,
-                      harmonize=rng.uniform(0.0, 0.2), noise=0.008)
+    rendering = render_hands([geometry], [spec.skin], K, WIDTH, HEIGHT, rng, style=style)
+    image = composite(rendering, scene_background(rng, HEIGHT, WIDTH, style), rng,
+                      harmonize=rng.uniform(0.0, 0.2), noise=0.008, style=style)
     return {"image": image, "landmarks": mediapipe_landmarks(geometry.joints, K, WIDTH, HEIGHT),
             "xyz": geometry.joints, "K": K, "handedness": subject.side.capitalize()}
 
 
 def _write_sample(args) -> str:
-    root, seed, split, label_split, subject_index, subject, cls, number = args
-    sample = render_ouhands_sample(seed, split, subject_index, subject, cls, number)
+    root, seed, split, label_split, subject_index, subject, cls, number, style = args
+    sample = render_ouhands_sample(seed, split, subject_index, subject, cls, number, style)
     name = f"{cls}-{subject.id}-{number:04d}.png"
     image_path = ouhands_colour_dir(root, "test" if split == "test" else "train") / name
     # compress_level 3: the sensor noise makes PNGs hard to compress; level 6 is 3x slower.
@@ -144,11 +147,14 @@ def _write_sample(args) -> str:
 
 def make_ouhands(root: str | Path, n_subjects: int = 20, n_test_subjects: int = 10,
                  samples_per_class: int = 10, val_fraction: float = 0.2, seed: int = 0,
-                 workers: int | None = None, progress: bool = True) -> Path:
+                 workers: int | None = None, progress: bool = True,
+                 style: RenderStyle | dict | None = None) -> Path:
     """Write a synthetic OUHANDS under ``root`` and return ``root``. ``n_subjects`` people make the
     training folder (``n_subjects * 10 * samples_per_class`` images), of whom a ``val_fraction`` go
     to ``validation_files.txt`` *as whole subjects*; ``n_test_subjects`` other people make the test
-    folder. The defaults give real OUHANDS' counts: 1,600 training, 400 validation, 1,000 test."""
+    folder. The defaults give real OUHANDS' counts: 1,600 training, 400 validation, 1,000 test.
+    ``style``: how the images look (:class:`~.style.RenderStyle`; default every feature on)."""
+    style = as_style(style)
     root = Path(root).absolute()  # the landmark files store image paths relative to themselves
     if n_subjects < 1 or samples_per_class < 1 or n_test_subjects < 0:
         raise ValueError("need n_subjects >= 1, samples_per_class >= 1, n_test_subjects >= 0")
@@ -163,7 +169,7 @@ def make_ouhands(root: str | Path, n_subjects: int = 20, n_test_subjects: int = 
     split_of = {s.id: "test" if i >= n_subjects else "validation" if i in val_index else "train"
                 for i, s in enumerate(subjects)}
     jobs = [(root, seed, "test" if i >= n_subjects else "train", split_of[subject.id], i, subject,
-             cls, number) for i, subject in enumerate(subjects) for cls in OUHANDS_CLASSES
+             cls, number, style) for i, subject in enumerate(subjects) for cls in OUHANDS_CLASSES
             for number in range(1, samples_per_class + 1)]
     names = run_jobs(_write_sample, jobs, workers, progress, desc="rendering OUHANDS-style hands")
 
@@ -182,7 +188,8 @@ def make_ouhands(root: str | Path, n_subjects: int = 20, n_test_subjects: int = 
     return stamp_dataset(root, start, __name__, OUHANDS_GENERATOR_VERSION, seed=seed,
                          n_subjects=n_subjects, n_test_subjects=n_test_subjects,
                          samples_per_class=samples_per_class, val_fraction=val_fraction,
-                         image_size=[WIDTH, HEIGHT], class_gestures=CLASS_GESTURES,
+                         style=style.as_dict(), image_size=[WIDTH, HEIGHT],
+                         class_gestures=CLASS_GESTURES,
                          subjects={s.id: {"side": s.side, "split": split_of[s.id]}
                                    for s in subjects},
                          counts={k: len(v) for k, v in by_split.items()})
@@ -190,9 +197,10 @@ def make_ouhands(root: str | Path, n_subjects: int = 20, n_test_subjects: int = 
 
 def ensure_synthetic_ouhands(root: str | Path, n_subjects: int = 20, n_test_subjects: int = 10,
                              samples_per_class: int = 10, val_fraction: float = 0.2, seed: int = 0,
-                             progress: bool = True) -> Path:
+                             progress: bool = True, style: RenderStyle | dict | None = None) -> Path:
     """``root`` holding a synthetic OUHANDS of these settings (:func:`.jobs.ensure_dataset`: the
     landmark files' image paths are relative to them, so the moved folder stays valid)."""
     return ensure_dataset(root, make_ouhands, OUHANDS_GENERATOR_VERSION, progress,
                           n_subjects=n_subjects, n_test_subjects=n_test_subjects,
-                          samples_per_class=samples_per_class, val_fraction=val_fraction, seed=seed)
+                          samples_per_class=samples_per_class, val_fraction=val_fraction, seed=seed,
+                          style=as_style(style).as_dict())

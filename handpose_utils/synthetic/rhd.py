@@ -20,12 +20,13 @@ from ..camera import project
 from ..datasets.rhd import RHD_SPLITS, encode_depth
 from ..safefiles import atomic_write
 from ..skeletons import HAND21_TO_RHD, RHD_LEFT, RHD_RIGHT
-from .backgrounds import random_background
+from .backgrounds import scene_background
 from .jobs import ensure_dataset, run_jobs, stamp_dataset, start_dataset
 from .render import FOREARM_PART, PALM_PART
 from .scene import composite, place_hand, render_hands, sample_hand
+from .style import RenderStyle, as_style
 
-RHD_GENERATOR_VERSION = 1
+RHD_GENERATOR_VERSION = 2
 _SPLIT_CODE = {"training": 0, "evaluation": 1}
 SIDES = ("left", "right")
 
@@ -64,14 +65,14 @@ def _background_depth(rng: np.random.Generator, size: int) -> np.ndarray:
 def _write_sample(args) -> tuple[int, dict, list[str]]:
     """Render one RHD-style sample (both hands a third of the time), write its colour, class-id
     mask and depth PNGs, and return its id, annotation and the hands in the picture."""
-    root, seed, split, idx, image_size = args
+    root, seed, split, idx, image_size, style = args
     rng = np.random.default_rng([seed, 7, _SPLIT_CODE[split], idx])  # 7: not FreiHAND's stream
     W = H = image_size
     # RHD-like intrinsics: focal length 0.8-0.95 widths (RHD: 263-306 px at 320), centred
     f = rng.uniform(0.8, 0.95) * image_size
     K = np.array([[f, 0.0, image_size / 2], [0.0, f, image_size / 2], [0.0, 0.0, 1.0]])
     sides = list(SIDES) if rng.uniform() < 0.35 else [SIDES[int(rng.integers(2))]]
-    specs = {side: sample_hand(rng, side) for side in SIDES}
+    specs = {side: sample_hand(rng, side, style=style) for side in SIDES}
     geometries = {}
     if len(sides) == 1:
         geometries[sides[0]] = place_hand(specs[sides[0]], K, W, H, rng, size_range=(0.3, 0.6))
@@ -90,8 +91,8 @@ def _write_sample(args) -> tuple[int, dict, list[str]]:
             if _box_overlap(*boxes) <= 0.15:
                 break
     present = [geometries[s] for s in sides]
-    rendering = render_hands(present, [specs[s].skin for s in sides], K, W, H, rng)
-    color = composite(rendering, random_background(rng, H, W), rng)
+    rendering = render_hands(present, [specs[s].skin for s in sides], K, W, H, rng, style=style)
+    color = composite(rendering, scene_background(rng, H, W, style), rng, style=style)
     covered = rendering.cover > 0.5
     mask = part_to_rhd_mask(rendering.part, rendering.hand, sides, covered)
     depth = np.where(covered & np.isfinite(rendering.depth), rendering.depth,
@@ -121,9 +122,13 @@ def _n_eval(n_train: int, n_eval: int | None) -> int:
 
 
 def make_rhd(root: str | Path, n_train: int, n_eval: int | None = None, seed: int = 0,
-             image_size: int = 320, workers: int | None = None, progress: bool = True) -> Path:
+             image_size: int = 320, workers: int | None = None, progress: bool = True,
+             style: RenderStyle | dict | None = None) -> Path:
     """Write a synthetic RHD under ``root``: ``n_train`` training and ``n_eval`` evaluation
-    images (default: 10% of ``n_train``, at least 2; RHD's ratio is 6.6%). Returns ``root``."""
+    images (default: 10% of ``n_train``, at least 2; RHD's ratio is 6.6%). Returns ``root``.
+    ``style``: :class:`~.style.RenderStyle` (default every feature on; no occluders: RHD's masks
+    have no class for them)."""
+    style = as_style(style)
     if n_train < 1:
         raise ValueError(f"n_train must be at least 1, got {n_train}")
     n_eval = _n_eval(n_train, n_eval)
@@ -131,8 +136,8 @@ def make_rhd(root: str | Path, n_train: int, n_eval: int | None = None, seed: in
         raise ValueError(f"image_size must be at least 32 px, got {image_size}")
     root, start = start_dataset(root, *(f"{split}/{kind}" for split in RHD_SPLITS
                                         for kind in ("color", "mask", "depth")))
-    jobs = [(root, seed, "training", i, image_size) for i in range(n_train)]
-    jobs += [(root, seed, "evaluation", i, image_size) for i in range(n_eval)]
+    jobs = [(root, seed, "training", i, image_size, style) for i in range(n_train)]
+    jobs += [(root, seed, "evaluation", i, image_size, style) for i in range(n_eval)]
     results = run_jobs(_write_sample, jobs, workers, progress, desc="rendering RHD scenes",
                        chunksize=16)
     hands = {}
@@ -143,12 +148,15 @@ def make_rhd(root: str | Path, n_train: int, n_eval: int | None = None, seed: in
         hands[split] = [sides for _, _, sides in part]
     two_hands = {split: sum(len(sides) == 2 for sides in v) for split, v in hands.items()}
     return stamp_dataset(root, start, __name__, RHD_GENERATOR_VERSION, seed=seed, n_train=n_train,
-                         n_eval=n_eval, image_size=image_size, two_hand_images=two_hands,
+                         n_eval=n_eval, image_size=image_size, style=style.as_dict(),
+                         two_hand_images=two_hands,
                          hands=hands)
 
 
 def ensure_synthetic_rhd(root: str | Path, n_train: int, n_eval: int | None = None, seed: int = 0,
-                         image_size: int = 320, progress: bool = True) -> Path:
+                         image_size: int = 320, progress: bool = True,
+                         style: RenderStyle | dict | None = None) -> Path:
     """``root`` holding a synthetic RHD of these settings (:func:`.jobs.ensure_dataset`)."""
     return ensure_dataset(root, make_rhd, RHD_GENERATOR_VERSION, progress, n_train=n_train,
-                          n_eval=_n_eval(n_train, n_eval), seed=seed, image_size=image_size)
+                          n_eval=_n_eval(n_train, n_eval), seed=seed, image_size=image_size,
+                          style=as_style(style).as_dict())

@@ -50,5 +50,20 @@ class RenderStyle:
         return not any(self.as_dict().values())
 
 
+def as_style(style: RenderStyle | dict | None) -> RenderStyle:
+    """A writer's ``style`` argument: None is the default look, a dict is a stamp's ``as_dict``."""
+    if style is None:
+        return RenderStyle()
+    if isinstance(style, dict):
+        unknown = set(style) - set(RenderStyle.switches())
+        if unknown:
+            raise ValueError(f"style has unknown switches {sorted(unknown)}; RenderStyle has "
+                             f"{', '.join(RenderStyle.switches())}")
+        return RenderStyle(**style)
+    if not isinstance(style, RenderStyle):
+        raise TypeError(f"style must be a RenderStyle, its as_dict() or None, got {style!r}")
+    return style
+
+
 SCENE_SWITCHES = ("lighting", "rooms", "occluders", "white_balance", "vignette", "defocus",
                   "motion_blur", "noise", "jpeg")
