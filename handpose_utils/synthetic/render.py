@@ -110,6 +110,10 @@ def build_hand(shape: HandShape, pose: HandPose, rotation: np.ndarray, translati
         [mcp[3, 0] - mirror * (0.006 + wide), 0.032],  # hypothenar edge
         [-mirror * (0.023 + wide), 0.004],  # wrist, little-finger side
     ])
+    if flesh:  # round the corners (Chaikin's cut): a palm's outline has no sharp vertices
+        nxt = np.roll(outline2d, -1, axis=0)
+        outline2d = np.stack([0.75 * outline2d + 0.25 * nxt, 0.25 * outline2d + 0.75 * nxt],
+                             axis=1).reshape(-1, 2)
     rim = np.c_[outline2d, np.zeros(len(outline2d))]  # the outline in the palm's mid-plane
     centre = np.r_[outline2d.mean(0), 0.0]
     tris = []
@@ -348,8 +352,8 @@ def _shade_styled(canvas: Canvas, skins: list[Skin], rng: np.random.Generator,
     if style.lighting:  # a key light from anywhere in front, warm (tungsten) to cool (daylight)
         to_light = np.array([rng.uniform(-1, 1), rng.uniform(-1, 0.5), -rng.uniform(0.3, 1)])
         warmth = rng.uniform(-1, 1)
-        light = np.array([1 + 0.18 * warmth, 1.0, 1 - 0.25 * warmth]) * rng.uniform(0.7, 1.1)
-        ambient = rng.uniform(0.25, 0.45) * (1 + 0.12 * rng.uniform(-1, 1, 3))
+        light = np.array([1 + 0.18 * warmth, 1.0, 1 - 0.25 * warmth]) * rng.uniform(0.6, 1.0)
+        ambient = rng.uniform(0.2, 0.4) * (1 + 0.12 * rng.uniform(-1, 1, 3))
     else:
         to_light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.9, -0.1), -1.0])
         light, ambient = np.ones(3), np.full(3, rng.uniform(0.3, 0.45))
@@ -451,7 +455,8 @@ def skin_albedo(canvas: Canvas, skins: list[Skin], rng: np.random.Generator) -> 
     crease = finger & (end < 0.04) & (canvas.material == 0)
     albedo[crease] *= np.array([0.94, 0.9, 0.9]) + 1.5 * end[crease][:, None]
     h, w = canvas.h, canvas.w
-    blotch = 1 + 0.05 * (_coarse_noise(rng, h, w) - 0.5)
+    cells = max(int(max(h, w) / 6), 8)  # skin's fine texture, a few pixels across
+    blotch = 1 + 0.05 * (_coarse_noise(rng, h, w) - 0.5) + 0.08 * (_coarse_noise(rng, h, w, cells) - 0.5)
     return np.clip(albedo * blotch[..., None], 0, 1)
 
 

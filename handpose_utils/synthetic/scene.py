@@ -89,7 +89,7 @@ OBJECT_PART = 18  # part id of an occluding object (hands use 1..17)
 
 
 def sample_occluders(geometry: HandGeometry, K: np.ndarray, width: int, height: int,
-                     rng: np.random.Generator, object_p: float = 0.15, hand_p: float = 0.08
+                     rng: np.random.Generator, object_p: float = 0.12, hand_p: float = 0.06
                      ) -> tuple[list[HandGeometry], list[Skin]]:
     """Things in front of or beside the hand, as real photos have: sometimes an object (a pen, a
     cup, a ball, a phone's edge) between the camera and part of the hand, and sometimes a second
@@ -102,9 +102,9 @@ def sample_occluders(geometry: HandGeometry, K: np.ndarray, width: int, height: 
         centre = geometry.joints[rng.integers(2, 21)] - [0, 0, radius + rng.uniform(0.005, 0.03)]
         axis = rng.normal(size=3) * [1, 1, 0.3]
         axis *= rng.uniform(0.04, 0.1) / np.linalg.norm(axis)  # half its length, metres
-        if rng.uniform() < 0.3:  # a ball
+        if rng.uniform() < 0.3:  # a ball, up to a tennis ball's size
             axis *= 0
-            radius *= 1.5
+            radius = min(radius * 1.5, 0.033)
         caps = [Capsule(centre - axis, centre + axis, radius, radius, OBJECT_PART)]
         found.append(HandGeometry(np.zeros((0, 3)), np.zeros(0), caps))
         skins.append(Skin(rng.uniform(0.05, 0.95, 3) * rng.uniform(0.5, 1.0), 1.0))
