@@ -37,6 +37,7 @@ def detection_rate(records: list[dict], min_confidence: float = 0.5) -> dict:
         joints += int(vis.sum())
         if hands:
             found += 1
+        if hands and vis.any():
             errors.append(min(float(np.linalg.norm(h["keypoints"] - kp, axis=1)[vis].mean())
                               for h in hands))
     return {"images": len(records), "joints": joints, "found": found / max(len(records), 1),
@@ -74,7 +75,7 @@ def row(name: str, r: dict) -> str:
 def ablation_styles() -> dict[str, RenderStyle]:
     """The course's renderer, then each scene and camera switch off in turn, then the hand's."""
     styles = {"all on": RenderStyle()}
-    for name in (*SCENE_SWITCHES, "shadows", "skin", "flesh"):
+    for name in (*SCENE_SWITCHES, "shadows", "skin", "flesh", "viewpoints", "poses"):
         styles[f"without {name}"] = RenderStyle.without(name)
     styles["hand only (no scene, camera)"] = RenderStyle.without(*SCENE_SWITCHES)
     styles["plain (the first renderer)"] = RenderStyle.plain()

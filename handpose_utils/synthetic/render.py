@@ -446,8 +446,12 @@ def skin_albedo(canvas: Canvas, skins: list[Skin], rng: np.random.Generator) -> 
     for i, skin in enumerate(skins):
         on = (canvas.hand == i) & (canvas.part <= PALM_PART) & (canvas.material == 0)
         if i in canvas.palm_normals and on.any():
-            palm_side = np.clip(canvas.normal[on] @ canvas.palm_normals[i] + 0.5, 0, 1)[:, None]
-            albedo[on] *= 1 + palm_side * (np.array([0.08, 0.04, 0.04]) * skin.palm_tint)
+            # palms (and the fingers' palm sides) carry less pigment: lighter and pinker, the
+            # more so the darker the skin
+            palm_side = np.clip(canvas.normal[on] @ canvas.palm_normals[i] * 1.5 + 0.3, 0, 1)
+            pale = np.array([0.92, 0.72, 0.62]) * (0.85 + 0.1 * skin.palm_tint)
+            mix = palm_side[:, None] * (0.15 + 0.4 * (1 - skin.color.mean()))
+            albedo[on] = albedo[on] * (1 - mix) + pale * mix
     distal = finger & ((canvas.part - 1) % 3 == 0) & (canvas.material == 0)
     albedo[distal] *= 1 - np.clip(canvas.along[distal] - 0.5, 0, 0.5)[:, None] * [-0.06, 0.16, 0.14]
     # creases: thin darker bands where phalanges meet (capsule ends), knuckles a little redder

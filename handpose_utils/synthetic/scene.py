@@ -51,8 +51,13 @@ class HandSpec:
 def sample_hand(rng: np.random.Generator, side: str = "right", gesture: str | None = None,
                 max_roll_deg: float = 120.0, style: RenderStyle | None = None) -> HandSpec:
     shape = sample_shape(rng)
-    pose, name = sample_pose(rng) if gesture is None else (gesture_pose(gesture, rng), gesture)
-    rotation = random_rotation(rng, max_roll_deg=max_roll_deg)
+    natural = style is not None and style.poses
+    pose, name = sample_pose(rng, 0.8 if natural else 0.6) if gesture is None else \
+        (gesture_pose(gesture, rng), gesture)
+    if style is not None and style.viewpoints:  # as people hold their hands to a camera
+        rotation = random_rotation(rng, max_roll_deg=min(max_roll_deg, 75), max_tilt_deg=45)
+    else:
+        rotation = random_rotation(rng, max_roll_deg=max_roll_deg)
     flesh = style is not None and style.flesh
     return HandSpec(shape, pose, name, rotation, sample_skin(rng), side, flesh)
 
