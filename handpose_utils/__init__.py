@@ -20,7 +20,8 @@ _MODULES = (
     "backbones", "bench", "camera", "capstone", "checkpoints", "coco_eval", "data", "datasets",
     "downloads", "engine", "env", "exercises", "export", "hand3d", "heatmaps", "images",
     "landmarks", "loggers", "mediapipe_labels", "metrics", "metrics3d", "models", "models_heatmap",
-    "onnx_export", "plots", "prepare", "pretrained", "records", "regression3d", "safefiles",
+    "onnx_export", "plots", "prepare", "pretrained", "realism", "records", "regression3d",
+    "safefiles",
     "schedules", "skeletons", "splits", "synthetic", "topdown", "topdown_batches",
 )
 

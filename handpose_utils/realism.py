@@ -26,14 +26,16 @@ from .synthetic.freihand import make_freihand
 from .synthetic.style import SCENE_SWITCHES, RenderStyle
 
 
-def detection_rate(records: list[dict], min_confidence: float = 0.5) -> dict:
+def detection_rate(records: list[dict], min_confidence: float = 0.5,
+                   model_path: str | Path | None = None) -> dict:
     """MediaPipe on each record's image: the share found, and the mean keypoint distance (px, over
     the found images' visible joints) of the found hand nearest to the labels."""
     found, errors, joints = 0, [], 0
     for rec in records:
         kp = np.asarray(rec["keypoints"], float).reshape(-1, 2)
         vis = np.asarray(rec["visible"], bool).reshape(-1)
-        hands = detect_hands(read_image(rec["image_path"]), min_confidence=min_confidence)
+        hands = detect_hands(read_image(rec["image_path"]), min_confidence=min_confidence,
+                             model_path=model_path)
         joints += int(vis.sum())
         if hands:
             found += 1
@@ -55,13 +57,15 @@ def rendered_records(style: RenderStyle, n_poses: int, folder: Path, seed: int =
     return records
 
 
-def measure(styles: dict[str, RenderStyle], n_poses: int, seed: int = 0, log=print) -> dict:
-    """Detection rate and keypoint error of each named style, on the same ``n_poses`` poses."""
+def measure(styles: dict[str, RenderStyle], n_poses: int, seed: int = 0, log=print,
+            model_path: str | Path | None = None) -> dict:
+    """Detection rate and keypoint error of each named style, on the same ``n_poses`` poses
+    (``model_path``: a ``hand_landmarker.task`` for the Tasks API, else the bundled models)."""
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, style in styles.items():
             records = rendered_records(style, n_poses, Path(tmp) / name, seed)
-            results[name] = detection_rate(records)
+            results[name] = detection_rate(records, model_path=model_path)
             if log:
                 log(row(name, results[name]))
     return results
