@@ -168,35 +168,37 @@ def show_appearance_augment(plain, strong, strong_keypoints, denormalize):
     plt.show()
 
 
-def show_renderers(rows: dict, n: int = 5):
-    """The same poses from each renderer: ``rows`` maps a name to records (one image per pose)."""
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.9 * n, 2.0 * len(rows)), squeeze=False)
+def show_renderers(rows: dict, n: int = 4):
+    """A row of images from each renderer: ``rows`` maps a name to records."""
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.9 * n, 2.1 * len(rows)), squeeze=False)
     for r, (name, records) in enumerate(rows.items()):
         for c, rec in enumerate(records[:n]):
             axes[r, c].imshow(plt.imread(rec["image_path"]))
-        axes[r, 0].set_ylabel(name, fontsize=9)
+            axes[r, c].set_title(name if c == 0 else "", fontsize=9, loc="left")
     finish(fig, axes)
     plt.show()
 
 
 def renderer_table(judged: dict, heads: dict, n_real: int, n_joints: int):
     """MediaPipe on each renderer's images, then each head's real-photo PCK@0.05 after training on
-    each renderer: ``heads[head][renderer] = score dict``."""
+    each renderer: ``heads[head][renderer] = score dict``. Changes in points and in joints."""
     for name, r in judged.items():
-        print(f"MediaPipe on {name:24s}: hand found in {100 * r['found']:5.1f} % of {r['images']} "
-              f"images, keypoints {r['error_px']:.1f} px from the labels")
+        print(f"MediaPipe on the {name}: hand found in {100 * r['found']:.1f}% of {r['images']} images; "
+              f"where found, keypoints {r['error_px']:.1f} px from the labels (224 px images)")
     if not heads:
         return
     names = list(next(iter(heads.values())))
     print(f"\nreal photos: {n_real} images, {n_joints} labelled joints (one joint = "
           f"{100 / max(n_joints, 1):.2f} PCK points)")
-    print(f"{'PCK@0.05 (EPE) on photos':26s}" + "".join(f"{n:>24s}" for n in names)
-          + f"{names[-1].split()[0] + ' / ' + names[0].split()[0]:>18s}")
+    print(f"{'PCK@0.05 (EPE) on photos':26s}" + "".join(f"{n:>22s}" for n in names)
+          + f"{'change':>24s}")
     for head, by in heads.items():
         pcks = [by[n]["PCK@0.05"] for n in names]
-        print(f"{head:26s}" + "".join(f"{100 * p:12.1f} % ({by[n]['EPE px']:5.1f} px)"
+        diff = pcks[-1] - pcks[0]
+        times = f", {pcks[-1] / pcks[0]:.1f}x" if pcks[0] > 0 else ""
+        print(f"{head:26s}" + "".join(f"{100 * p:10.1f}% ({by[n]['EPE px']:5.1f} px)"
                                       for p, n in zip(pcks, names))
-              + (f"{pcks[-1] / pcks[0]:17.2f}x" if pcks[0] > 0 else f"{'-':>18s}"))
+              + f"{100 * diff:+10.1f} pts ({round(diff * n_joints):+d} joints{times})")
 
 
 def mix_caches(synthetic, real, n_synthetic: int, seed: int = 0):

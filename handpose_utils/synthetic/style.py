@@ -1,8 +1,9 @@
 """What the renderer draws beyond geometry: every realism feature is a switch, so each one's effect
-can be measured (``python -m handpose_utils.synthetic.realism`` does, with MediaPipe).
+can be measured (``python -m handpose_utils.realism`` does, with MediaPipe).
 
 ``RenderStyle()`` is the course's default look; ``RenderStyle.plain()`` turns everything off and
-renders exactly what the first renderer did: flat-sided hands on procedural patterns."""
+renders exactly what the first renderer did: capsule hands under one white lamp on
+procedural patterns."""
 
 from __future__ import annotations
 
