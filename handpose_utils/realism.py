@@ -104,8 +104,12 @@ def judge_model() -> Path | None:
 def heads(notebook: Path, real_dir: Path, timeout_s: int = 7200) -> dict:
     """Notebook 08 in its default mode with ``REAL_DIR = real_dir``: it trains its three heads on
     both renderers at the same settings and scores them on the real photos; its ``renderers.json``."""
-    import nbformat
-    from nbclient import NotebookClient
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+    except ImportError as err:
+        raise ImportError(f"--heads runs notebook 08 with Jupyter's nbclient ({err}): "
+                          "pip install jupyterlab (requirements.txt has it)") from err
 
     from .env import runs_dir
 

@@ -37,8 +37,10 @@ WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.yml"))
 RELEASE = (WORKFLOWS / "release.yml").read_text()
 
 # Imported only inside the function that needs them, behind an install hint (find_spec or
-# try/except ImportError), or only in Colab (google.colab): not package dependencies.
-OPTIONAL_IMPORTS = {"google", "mediapipe", "onnxruntime", "tensorboard", "timm", "wandb"}
+# try/except ImportError), or only in Colab (google.colab): not package dependencies. nbclient and
+# nbformat: only `realism --heads`, which runs notebook 08 from a checkout (Jupyter installed).
+OPTIONAL_IMPORTS = {"google", "mediapipe", "nbclient", "nbformat", "onnxruntime", "tensorboard",
+                    "timm", "wandb"}
 # Imported directly but installed by a declared dependency, which requires it (checked below):
 # IPython (display in plots) by ipywidgets.
 VIA_DEPENDENCY = {"IPython": "ipywidgets"}
