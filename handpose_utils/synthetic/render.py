@@ -130,7 +130,7 @@ def build_hand(shape: HandShape, pose: HandPose, rotation: np.ndarray, translati
             tris.append(Triangle(np.stack([joints[a], joints[b], qa]), PALM_PART))
             tris.append(Triangle(np.stack([joints[b], qb, qa]), PALM_PART))
             caps.append(Capsule(qa, qb, 0.5 * r0, 0.5 * r0, PALM_PART))
-    if flesh:  # the web between the thumb and the index finger, on both faces
+        # and the web between the thumb and the index finger, on both faces
         web = np.stack([local[1], local[2] * 0.6 + local[1] * 0.4, local[5]])
         for face in (+1, -1):
             tris.append(Triangle(to_cam(web + [0, 0, face * half * 0.6]), PALM_PART))
