@@ -19,7 +19,7 @@ from handpose_utils.synthetic.freihand import ensure_synthetic_freihand, make_fr
 from handpose_utils.synthetic.ouhands import ensure_synthetic_ouhands
 from handpose_utils.synthetic.render import PALM_PART
 from handpose_utils.synthetic.rhd import ensure_synthetic_rhd
-from handpose_utils.synthetic.scene import OBJECT_PART
+from handpose_utils.synthetic.scene import OBJECT_PART, sample_hand
 from handpose_utils.synthetic.style import SCENE_SWITCHES, RenderStyle, as_style
 
 REPO = Path(__file__).resolve().parent.parent
@@ -111,6 +111,27 @@ def test_each_switch_turned_off_alone_changes_the_images(tmp_path):
         if all(other[name] == base[name] for name in base if "/rgb/" in name):
             unwired.append(switch)
     assert not unwired, f"turning off {unwired} changes no image"
+
+
+def finger_angles(style: RenderStyle | None, n: int = 600) -> tuple[np.ndarray, np.ndarray]:
+    """In-image angle from upright and out-of-image tilt (degrees) of the fingers' direction
+    (the hand frame's +y) of ``n`` sampled hands."""
+    rng = np.random.default_rng(3)
+    d = np.array([sample_hand(rng, style=style).rotation @ [0.0, 1.0, 0.0] for _ in range(n)])
+    roll = np.degrees(np.arctan2(d[:, 0], -d[:, 1]))  # 0: fingers up in the image
+    tilt = np.degrees(np.arcsin(np.clip(np.abs(d[:, 2]), 0, 1)))
+    return roll, tilt
+
+
+def test_viewpoints_cover_every_angle_in_the_image_but_not_edge_on():
+    """Real photos hold hands sideways and upside down (two of the FreiHAND samples at 80
+    degrees, a OneHand10K one at 150): the course's hands come at every roll, tilted at most 45."""
+    roll, tilt = finger_angles(RenderStyle())
+    assert tilt.max() <= 45 + 1e-6
+    counts = np.histogram(roll, bins=8, range=(-180, 180))[0]
+    assert counts.min() >= 0.5 * len(roll) / 8, f"rolls not spread over the circle: {counts}"
+    roll_off, tilt_off = finger_angles(RenderStyle.without("viewpoints"))
+    assert np.abs(roll_off).max() <= 120 + 1e-6 and tilt_off.max() > 50
 
 
 # --- the FreiHAND mask is the labelled hand only ---

@@ -21,10 +21,18 @@ from .backgrounds import green_screen, scene_background
 from .jobs import ensure_dataset, run_jobs, stamp_dataset, start_dataset
 from .photo import jpeg_quality
 from .render import PALM_PART
-from .scene import composite, place_hand, render_hands, sample_camera, sample_hand, sample_occluders
+from .scene import (
+    CAMERA_EFFECTS,
+    composite,
+    place_hand,
+    render_hands,
+    sample_camera,
+    sample_hand,
+    sample_occluders,
+)
 from .style import RenderStyle, as_style
 
-FREIHAND_GENERATOR_VERSION = 3
+FREIHAND_GENERATOR_VERSION = 4
 VERSION_NAMES = ("gs", "hom", "sample", "auto")
 _SPLIT_CODE = {"training": 0, "evaluation": 1}
 
@@ -62,11 +70,16 @@ def _write_pose(args) -> dict:
     root, seed, split, idx, n, versions, image_size, style = args
     rng, K, spec, geometry, rendering = render_pose(seed, split, idx, image_size, style)
     W = H = image_size
+    # FreiHAND's versions are one capture with its background replaced: the camera's effects
+    # (white balance, blur, noise) are drawn once per pose and repeated in every version.
+    one_capture = style is not None and any(getattr(style, k) for k in CAMERA_EFFECTS)
+    capture_seed = int(rng.integers(2**32)) if one_capture else None
     for v in range(versions):
         bg = background(rng, H, W, v, split, style)
         harmonize = rng.uniform(0.1, 0.35) if v in (1, 3) else 0.0
         quality = jpeg_quality(rng) if style is not None and style.jpeg else 92
-        Image.fromarray(composite(rendering, bg, rng, harmonize=harmonize, style=style)).save(
+        camera = np.random.default_rng(capture_seed) if one_capture else rng
+        Image.fromarray(composite(rendering, bg, camera, harmonize=harmonize, style=style)).save(
             root / split / "rgb" / f"{idx + n * v:08d}.jpg", quality=quality)
     if split == "training":
         hand = (rendering.hand == 0) & (rendering.part > 0) & (rendering.part <= PALM_PART) & \

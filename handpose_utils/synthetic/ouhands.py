@@ -36,7 +36,7 @@ from .render import Skin, sample_skin
 from .scene import HandSpec, composite, place_hand, render_hands, sample_camera
 from .style import RenderStyle, as_style
 
-OUHANDS_GENERATOR_VERSION = 4
+OUHANDS_GENERATOR_VERSION = 5
 WIDTH, HEIGHT = OUHANDS_IMAGE_SIZE
 
 # OUHANDS class -> renderer gesture (synthetic/hand_model.GESTURES). Ten distinct gestures.

@@ -287,9 +287,11 @@ class Canvas:
     def joint_visibility(self, geometry: HandGeometry, tolerance: float = 0.004,
                          hand: int = 0) -> np.ndarray:
         """Per-joint visibility: inside the image and not hidden behind another surface. A joint
-        sits inside its own capsule, ``joint_radius`` under the skin; it is visible when the
-        nearest surface at its pixel is its own skin (its finger's, the palm's; ``hand``'s) no more
-        than that plus ``tolerance`` in front of it, or anything else no nearer than its skin."""
+        sits inside its own capsule, ``joint_radius`` under the skin. A hand's joint is visible
+        when its pixel shows its own skin (its finger's, the palm's; ``hand``'s) no more than
+        ``tolerance`` in front of that depth: where a neighbour's surface touches the skin, the
+        pixel decides, as it does for an annotator. A person's joint (COCO-17) is visible when
+        nothing at its pixel is nearer than its skin."""
         uv = np.array([self._project(p) for p in geometry.joints]).reshape(-1, 2)
         u = np.round(uv[:, 0]).astype(int)
         v = np.round(uv[:, 1]).astype(int)
@@ -304,7 +306,7 @@ class Canvas:
         own |= (idx == 0) & (part == FOREARM_PART)
         own &= self.hand[v[idx], u[idx]] == hand
         z = geometry.joints[idx, 2] - geometry.joint_radius[idx] - np.where(own, tolerance, 0.0)
-        vis[idx] = z <= front
+        vis[idx] = (z <= front) & (own | (len(uv) != 21))
         return vis
 
 

@@ -54,8 +54,10 @@ def sample_hand(rng: np.random.Generator, side: str = "right", gesture: str | No
     natural = style is not None and style.poses
     pose, name = sample_pose(rng, 0.8 if natural else 0.6) if gesture is None else \
         (gesture_pose(gesture, rng), gesture)
-    if style is not None and style.viewpoints:  # as people hold their hands to a camera
-        rotation = random_rotation(rng, max_roll_deg=min(max_roll_deg, 75), max_tilt_deg=45)
+    if style is not None and style.viewpoints:
+        # Photos show hands at every angle in the image (sideways, fingers down), but rarely
+        # edge-on: any roll, a tilt of at most 45 degrees.
+        rotation = random_rotation(rng, max_roll_deg=180, max_tilt_deg=45)
     else:
         rotation = random_rotation(rng, max_roll_deg=max_roll_deg)
     flesh = style is not None and style.flesh
