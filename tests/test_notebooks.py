@@ -72,6 +72,13 @@ def test_notebook_runs_in_smoke_mode_with_the_stubs_and_with_the_solutions(path,
     assert sum(map(len, figures)) >= 2, f"{path.name} produced {sum(map(len, figures))} figures"
     for i, (a, b) in enumerate(zip(figures, (figure_sizes(c) for c in learner.cells))):
         assert a == b, f"{path.name} cell {i}: figures {a} with the stubs, {b} with the solutions"
+    for nb in (stubs, learner):  # a failed shell command (`!...`) raises nothing in the kernel
+        for i, c in enumerate(nb.cells):
+            if c.cell_type == "code" and any(line.startswith("!") for line in c.source.splitlines()):
+                text = "".join(o.get("text", "") for o in c.outputs)
+                for sign in ("command not found", "Traceback (most recent call last)",
+                             "No module named"):
+                    assert sign not in text, f"{path.name} cell {i}: a shell command failed:\n{text}"
     uses = {a.id for a in asked(path) if a.uses}
     for nb, who in ((stubs, "the course's"), (learner, "YOUR")):
         said = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
