@@ -82,13 +82,14 @@ def gap_table(scores, rows=None):
             r = s["real"]
             line += f" {100 * r['PCK@0.05']:9.1f}% {_fmt(r['EPE px'], '10.1f')}  | "
             if name == "teacher":  # a gap means little when it finds few synthetic hands
-                line += f"(found {100 * s['val']['detected']:.0f}% / {100 * r['detected']:.0f}%)"
+                line += (f"(found: synthetic {100 * s['val']['detected']:.0f}%, "
+                         f"real {100 * r['detected']:.0f}%)")
             else:
                 line += f"{100 * (r['PCK@0.05'] - s['val']['PCK@0.05']):+.1f} points"
         else:
             line += f" {'-':>10s} {'-':>11s} |"
             if name == "teacher":
-                line += f" (found {100 * s['val']['detected']:.0f}%)"
+                line += f" (found: synthetic {100 * s['val']['detected']:.0f}%)"
         print(line)
 
 
