@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields, replace
 class RenderStyle:
     # the hand
     poses: bool = True  # mostly everyday gestures (80 %, else any pose); else 60 %
-    viewpoints: bool = True  # any roll in the image, tilted up to 45 degrees; else 120, 60
+    viewpoints: bool = True  # fingers up to 75 degrees from upright, tilted up to 45; else 120, 60
     flesh: bool = True  # real proportions: fingers that touch at the base, a thick rounded palm
     skin: bool = True  # skin that varies over the hand: lighter palm, redder tips, creases; soft light
     shadows: bool = True  # contact darkening where fingers meet, and shadows they cast on the hand
