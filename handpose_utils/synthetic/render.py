@@ -306,7 +306,8 @@ class Canvas:
         own |= (idx == 0) & (part == FOREARM_PART)
         own &= self.hand[v[idx], u[idx]] == hand
         z = geometry.joints[idx, 2] - geometry.joint_radius[idx] - np.where(own, tolerance, 0.0)
-        vis[idx] = (z <= front) & (own | (len(uv) != 21))
+        is_hand = len(uv) == 21  # HAND21; a COCO person has 17 joints and no own-skin rule
+        vis[idx] = (z <= front) & (own | (not is_hand))
         return vis
 
 

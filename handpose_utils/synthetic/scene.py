@@ -55,9 +55,8 @@ def sample_hand(rng: np.random.Generator, side: str = "right", gesture: str | No
     pose, name = sample_pose(rng, 0.8 if natural else 0.6) if gesture is None else \
         (gesture_pose(gesture, rng), gesture)
     if style is not None and style.viewpoints:
-        # as people hold their hands to a camera: within 75 degrees of upright, rarely edge-on.
-        # Every roll (sideways, fingers down) was measured too: notebook 05's regressor then
-        # learnt no more than the mean pose in its default run, and 03's U-Net lost 9 points.
+        # as people hold their hands to a camera: within 75 degrees of upright, rarely edge-on
+        # (with every roll, small models at the notebooks' budgets learn little; see the README).
         rotation = random_rotation(rng, max_roll_deg=min(max_roll_deg, 75), max_tilt_deg=45)
     else:
         rotation = random_rotation(rng, max_roll_deg=max_roll_deg)
