@@ -85,7 +85,8 @@ def row(name: str, r: dict) -> str:
 def ablation_styles() -> dict[str, RenderStyle]:
     """The course's renderer, then each scene and camera switch off in turn, then the hand's."""
     styles = {"all on": RenderStyle()}
-    for name in (*SCENE_SWITCHES, "shadows", "skin", "flesh", "viewpoints", "poses"):
+    for name in (*SCENE_SWITCHES, "shadows", "skin", "flesh", "sleeves", "framing", "viewpoints",
+                 "poses"):
         styles[f"without {name}"] = RenderStyle.without(name)
     styles["hand only (no scene, camera)"] = RenderStyle.without(*SCENE_SWITCHES)
     styles["plain (the first renderer)"] = RenderStyle.plain()
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poses", type=int, default=250, help="poses per style (x4 images)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ablation", action="store_true",
-                        help="each realism switch off in turn (17 styles: about half an hour on "
+                        help="each realism switch off in turn (19 styles: about half an hour on "
                              "2 CPU cores at 250 poses)")
     parser.add_argument("--model", type=Path, help="a hand_landmarker.task (default: MediaPipe's "
                                                    "bundled models, else downloaded)")

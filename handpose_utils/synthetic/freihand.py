@@ -32,7 +32,7 @@ from .scene import (
 )
 from .style import RenderStyle, as_style
 
-FREIHAND_GENERATOR_VERSION = 4
+FREIHAND_GENERATOR_VERSION = 5
 VERSION_NAMES = ("gs", "hom", "sample", "auto")
 _SPLIT_CODE = {"training": 0, "evaluation": 1}
 
@@ -45,12 +45,15 @@ def render_pose(seed: int, split: str, idx: int, image_size: int = 224,
     K = sample_camera(rng, W, H)
     spec = sample_hand(rng, style=style)
     # FreiHAND's images are crops centred on the hand: keypoint box centre near the image centre
-    # (+-8%), longer side 35-70% of the image.
+    # (+-8%), its longer side 28-50% of the image, around the real photos' 38% (85 of 224 px;
+    # the first renderer drew 35-70%).
     center = (W / 2 - 0.5 + rng.uniform(-0.08, 0.08) * W,
               H / 2 - 0.5 + rng.uniform(-0.08, 0.08) * H)
-    geometry = place_hand(spec, K, W, H, rng, size_range=(0.35, 0.7), center=center)
+    framed = style is not None and style.framing
+    geometry = place_hand(spec, K, W, H, rng, size_range=(0.28, 0.5) if framed else (0.35, 0.7),
+                          center=center)
     others, other_skins = ([], []) if style is None or not style.occluders else \
-        sample_occluders(geometry, K, W, H, rng)
+        sample_occluders(geometry, K, W, H, rng, style=style)
     rendering = render_hands([geometry, *others], [spec.skin, *other_skins], K, W, H, rng,
                              style=style)
     return rng, K, spec, geometry, rendering

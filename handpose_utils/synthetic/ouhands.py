@@ -36,7 +36,7 @@ from .render import Skin, sample_skin
 from .scene import HandSpec, composite, place_hand, render_hands, sample_camera
 from .style import RenderStyle, as_style
 
-OUHANDS_GENERATOR_VERSION = 5
+OUHANDS_GENERATOR_VERSION = 6
 WIDTH, HEIGHT = OUHANDS_IMAGE_SIZE
 
 # OUHANDS class -> renderer gesture (synthetic/hand_model.GESTURES). Ten distinct gestures.
@@ -67,12 +67,13 @@ def subject_ids(n: int, seed: int = 0) -> list[str]:
     return ids
 
 
-def make_subject(seed: int, index: int, sid: str) -> Subject:
-    """Subject ``index``: a random hand and skin; every fourth subject (index 1, 5, 9, ...) is
+def make_subject(seed: int, index: int, sid: str, style: RenderStyle | None = None) -> Subject:
+    """Subject ``index``: a random hand and skin (and sleeve, as ``style.sleeves`` says; None is the
+    default style, as in :func:`make_ouhands`); every fourth subject (index 1, 5, 9, ...) is
     left-handed, so every split of a few subjects has both hands."""
     rng = np.random.default_rng([seed, 7, index])
     side = "left" if index % round(1 / LEFT_HANDED_FRACTION) == 1 else "right"
-    return Subject(sid, sample_shape(rng), sample_skin(rng), side)
+    return Subject(sid, sample_shape(rng), sample_skin(rng, clothes=as_style(style).sleeves), side)
 
 
 def pick_validation_subjects(subjects: list[Subject], n_val: int, seed: int) -> set[int]:
@@ -161,7 +162,7 @@ def make_ouhands(root: str | Path, n_subjects: int = 20, n_test_subjects: int = 
     # both lists non-empty
     n_val = min(max(round(val_fraction * n_subjects), 1), n_subjects - 1) if n_subjects > 1 else 0
     ids = subject_ids(n_subjects + n_test_subjects, seed)
-    subjects = [make_subject(seed, i, sid) for i, sid in enumerate(ids)]
+    subjects = [make_subject(seed, i, sid, style) for i, sid in enumerate(ids)]
     val_index = pick_validation_subjects(subjects[:n_subjects], n_val, seed)
 
     root, start = start_dataset(root, ouhands_colour_dir(root, "train"), ouhands_colour_dir(

@@ -318,6 +318,7 @@ class Skin:
     color: np.ndarray
     palm_tint: float = 1.08
     sleeve: np.ndarray | None = None
+    cuff: float = 0.0  # the share of the forearm left bare above the wrist, under the sleeve's end
 
 
 # Skin tones from light to dark (sRGB, 0..1), sampled with jitter.
@@ -326,10 +327,27 @@ SKIN_TONES = np.array([[0.96, 0.80, 0.69], [0.92, 0.72, 0.58], [0.85, 0.64, 0.50
                        [0.33, 0.22, 0.16]])
 
 
-def sample_skin(rng: np.random.Generator) -> Skin:
+# Clothes' colours (sRGB, 0..1): black, white, greys, navy, denim, olive, maroon, beige, light blue.
+SLEEVE_COLOURS = np.array([[0.08, 0.08, 0.09], [0.9, 0.9, 0.88], [0.5, 0.5, 0.52], [0.25, 0.25, 0.28],
+                           [0.14, 0.18, 0.32], [0.3, 0.4, 0.55], [0.35, 0.37, 0.25],
+                           [0.45, 0.16, 0.16], [0.72, 0.65, 0.52], [0.55, 0.6, 0.7]])
+
+
+def sample_skin(rng: np.random.Generator, clothes: bool = False) -> Skin:
+    """A skin tone, and half the time a sleeve: with ``clothes`` (``RenderStyle.sleeves``) in
+    clothes' colours (mostly muted, sometimes any) ending 5-45 % of the forearm above the wrist, as
+    sleeves do; else any colour, down to the wrist."""
     base = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.92, 1.06, 3)
-    sleeve = rng.uniform(0.05, 0.9, 3) if rng.uniform() < 0.5 else None
-    return Skin(np.clip(base, 0, 1), rng.uniform(1.0, 1.12), sleeve)
+    if not clothes:
+        sleeve = rng.uniform(0.05, 0.9, 3) if rng.uniform() < 0.5 else None
+        return Skin(np.clip(base, 0, 1), rng.uniform(1.0, 1.12), sleeve)
+    sleeve, cuff = None, 0.0
+    if rng.uniform() < 0.5:
+        pick = SLEEVE_COLOURS[rng.integers(len(SLEEVE_COLOURS))] if rng.uniform() < 0.85 else \
+            rng.uniform(0.05, 0.9, 3)
+        sleeve = np.clip(pick * rng.uniform(0.85, 1.15) * rng.uniform(0.95, 1.05, 3), 0, 1)
+        cuff = rng.uniform(0.05, 0.45)
+    return Skin(np.clip(base, 0, 1), rng.uniform(1.0, 1.12), sleeve, cuff)
 
 
 def shade(canvas: Canvas, skins: list[Skin], rng: np.random.Generator,
@@ -352,11 +370,12 @@ def _shade_styled(canvas: Canvas, skins: list[Skin], rng: np.random.Generator,
                   style: RenderStyle) -> np.ndarray:
     if style.flesh:
         smooth_normals(canvas)
-    if style.lighting:  # a key light from anywhere in front, warm (tungsten) to cool (daylight)
-        to_light = np.array([rng.uniform(-1, 1), rng.uniform(-1, 0.5), -rng.uniform(0.3, 1)])
+    if style.lighting:  # a key light from anywhere in front, warm (tungsten) to cool (daylight),
+        # and a room's fill: light bounced off walls and ceiling reaches the side turned away
+        to_light = np.array([rng.uniform(-1, 1), rng.uniform(-1, 0.5), -rng.uniform(0.6, 1)])
         warmth = rng.uniform(-1, 1)
-        light = np.array([1 + 0.18 * warmth, 1.0, 1 - 0.25 * warmth]) * rng.uniform(0.6, 1.0)
-        ambient = rng.uniform(0.2, 0.4) * (1 + 0.12 * rng.uniform(-1, 1, 3))
+        light = np.array([1 + 0.18 * warmth, 1.0, 1 - 0.25 * warmth]) * rng.uniform(0.55, 0.85)
+        ambient = rng.uniform(0.35, 0.5) * (1 + 0.12 * rng.uniform(-1, 1, 3))
     else:
         to_light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.9, -0.1), -1.0])
         light, ambient = np.ones(3), np.full(3, rng.uniform(0.3, 0.45))
@@ -427,7 +446,7 @@ def _albedo(canvas: Canvas, skins: list[Skin]) -> np.ndarray:
         on = canvas.hand == i
         albedo[on] = skin.color
         if skin.sleeve is not None:
-            albedo[on & (canvas.part == FOREARM_PART)] = skin.sleeve
+            albedo[on & (canvas.part == FOREARM_PART) & (canvas.along >= skin.cuff)] = skin.sleeve
         albedo[on & (canvas.part == PALM_PART)] *= skin.palm_tint
         albedo[on & (canvas.material == 1)] = skin.color * 0.35 + np.array([0.62, 0.52, 0.5])
     return albedo

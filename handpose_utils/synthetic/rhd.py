@@ -26,7 +26,7 @@ from .render import FOREARM_PART, PALM_PART
 from .scene import composite, place_hand, render_hands, sample_hand
 from .style import RenderStyle, as_style
 
-RHD_GENERATOR_VERSION = 3
+RHD_GENERATOR_VERSION = 4
 _SPLIT_CODE = {"training": 0, "evaluation": 1}
 SIDES = ("left", "right")
 

@@ -14,6 +14,7 @@ from .hand_model import (
     HandPose,
     HandShape,
     gesture_pose,
+    hand_to_camera,
     random_rotation,
     sample_pose,
     sample_shape,
@@ -61,7 +62,8 @@ def sample_hand(rng: np.random.Generator, side: str = "right", gesture: str | No
     else:
         rotation = random_rotation(rng, max_roll_deg=max_roll_deg)
     flesh = style is not None and style.flesh
-    return HandSpec(shape, pose, name, rotation, sample_skin(rng), side, flesh)
+    skin = sample_skin(rng, clothes=style is not None and style.sleeves)
+    return HandSpec(shape, pose, name, rotation, skin, side, flesh)
 
 
 def place_hand(spec: HandSpec, K: np.ndarray, width: int, height: int, rng: np.random.Generator,
@@ -96,29 +98,41 @@ OBJECT_PART = 18  # part id of an occluding object (hands use 1..17)
 
 
 def sample_occluders(geometry: HandGeometry, K: np.ndarray, width: int, height: int,
-                     rng: np.random.Generator, object_p: float = 0.12, hand_p: float = 0.06
-                     ) -> tuple[list[HandGeometry], list[Skin]]:
-    """Things in front of or beside the hand, as real photos have: sometimes an object (a pen, a
-    cup, a ball, a phone's edge) between the camera and part of the hand, and sometimes a second
-    hand at the image's edge. Drawn with the hand, they hide its joints by the depth test."""
+                     rng: np.random.Generator, object_p: float = 0.12, hand_p: float = 0.06,
+                     style: RenderStyle | None = None) -> tuple[list[HandGeometry], list[Skin]]:
+    """Things in or beside the hand, as real photos have: sometimes an object held in the grasp (a
+    pen or a spoon between thumb and index finger, a ball in the palm's cup), and sometimes a
+    second hand reaching in from the image's edge. Drawn with the hand, they hide its joints by
+    the depth test."""
     found, skins = [], []
     uv = project(geometry.joints, K)
     lo, hi = uv.min(0), uv.max(0)
-    if rng.uniform() < object_p:  # held: just in front of a finger, at its own scale
-        radius = rng.choice([0.004, 0.008, 0.015, 0.025]) * rng.uniform(0.8, 1.25)
-        centre = geometry.joints[rng.integers(2, 21)] - [0, 0, radius + rng.uniform(0.005, 0.03)]
-        axis = rng.normal(size=3) * [1, 1, 0.3]
-        axis *= rng.uniform(0.04, 0.1) / np.linalg.norm(axis)  # half its length, metres
-        if rng.uniform() < 0.3:  # a ball, up to a tennis ball's size
-            axis *= 0
-            radius = min(radius * 1.5, 0.033)
+    j = geometry.joints
+    if rng.uniform() < object_p:  # held in the grasp, as FreiHAND's subjects hold a pen or a ball
+        palm = geometry.palm_normal / np.linalg.norm(geometry.palm_normal)
+        along = (j[9] - j[0]) / np.linalg.norm(j[9] - j[0])  # wrist to middle knuckle
+        across = np.cross(palm, along)
+        if rng.uniform() < 0.3:  # a ball in the cup of the palm, up to a tennis ball's size
+            radius = rng.uniform(0.02, 0.034)
+            centre = j[[0, 5, 9, 13, 17]].mean(0) * 0.5 + j[9] * 0.5 + palm * (radius + 0.008)
+            axis = np.zeros(3)
+        else:  # a pen, a spoon, a handle: between the thumb and the index finger, across the palm
+            radius = rng.choice([0.004, 0.006, 0.012, 0.018]) * rng.uniform(0.8, 1.25)
+            turn = rng.uniform(-0.6, 0.6)  # radians about the palm normal
+            axis = np.cos(turn) * across + np.sin(turn) * along + rng.normal(0, 0.2) * palm
+            axis *= rng.uniform(0.05, 0.1) / np.linalg.norm(axis)  # half its length, metres
+            grip = 0.5 * (j[4] + j[6]) + palm * radius * 0.5
+            centre = grip + axis * rng.uniform(-0.5, 0.5)  # it sticks out more on one side
         caps = [Capsule(centre - axis, centre + axis, radius, radius, OBJECT_PART)]
         found.append(HandGeometry(np.zeros((0, 3)), np.zeros(0), caps))
         skins.append(Skin(rng.uniform(0.05, 0.95, 3) * rng.uniform(0.5, 1.0), 1.0))
-    if rng.uniform() < hand_p:  # another person's hand, or the other hand, reaching in
-        spec = sample_hand(rng, "left" if geometry.side == "right" else "right")
+    if rng.uniform() < hand_p:  # the other hand, or another person's, reaching in from the edge
+        spec = sample_hand(rng, "left" if geometry.side == "right" else "right", style=style)
         spec.flesh = True
         toward = rng.uniform(0, 2 * np.pi)
+        # its fingers point back into the picture, so its forearm leaves the image at the edge
+        roll = np.arctan2(-np.cos(toward), np.sin(toward)) + rng.uniform(-0.5, 0.5)
+        spec.rotation = hand_to_camera(rng.uniform(-np.pi, np.pi), rng.uniform(-0.6, 0.6), roll)
         centre = (lo + hi) / 2 + 0.7 * max(width, height) * np.array([np.cos(toward), np.sin(toward)])
         other = place_hand(spec, K, width, height, rng, size_range=(0.35, 0.7), center=centre)
         found.append(other)

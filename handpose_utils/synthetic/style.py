@@ -18,6 +18,8 @@ class RenderStyle:
     flesh: bool = True  # real proportions: fingers that touch at the base, a thick rounded palm
     skin: bool = True  # skin that varies over the hand: lighter palm, redder tips, creases; soft light
     shadows: bool = True  # contact darkening where fingers meet, and shadows they cast on the hand
+    sleeves: bool = True  # sleeves in clothes' colours, ending above the wrist (else any colour, to it)
+    framing: bool = True  # FreiHAND's crops frame the hand as its real photos do (else larger)
     # the scene and the camera
     lighting: bool = True  # light from any side, warm to cool, dim to bright (else one white lamp)
     rooms: bool = True  # backgrounds like rooms and desks, out of focus (else procedural patterns)
