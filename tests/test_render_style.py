@@ -1,6 +1,8 @@
 """The renderer's realism switches (:mod:`handpose_utils.synthetic.style`): the plain style is the
 first renderer bit for bit, scene and camera switches never touch labels, every switch is wired,
-occluders only hide joints and stay out of the hand mask, and every writer stamps its style."""
+hands are framed as FreiHAND's photos, sleeves end above the wrist, objects are held and second
+hands reach in, occluders only hide joints and stay out of the hand mask, and every writer
+stamps its style."""
 
 from __future__ import annotations
 
@@ -14,12 +16,26 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from handpose_utils.camera import project
 from handpose_utils.synthetic.coco import ensure_synthetic_coco
 from handpose_utils.synthetic.freihand import ensure_synthetic_freihand, make_freihand, render_pose
 from handpose_utils.synthetic.ouhands import ensure_synthetic_ouhands
-from handpose_utils.synthetic.render import PALM_PART
+from handpose_utils.synthetic.render import (
+    FOREARM_PART,
+    PALM_PART,
+    Canvas,
+    Skin,
+    sample_skin,
+    skin_albedo,
+)
 from handpose_utils.synthetic.rhd import ensure_synthetic_rhd
-from handpose_utils.synthetic.scene import OBJECT_PART, sample_hand
+from handpose_utils.synthetic.scene import (
+    OBJECT_PART,
+    place_hand,
+    sample_camera,
+    sample_hand,
+    sample_occluders,
+)
 from handpose_utils.synthetic.style import SCENE_SWITCHES, RenderStyle, as_style
 
 REPO = Path(__file__).resolve().parent.parent
@@ -133,6 +149,70 @@ def test_viewpoints_keep_hands_near_upright_and_never_edge_on():
     roll_off, tilt_off = finger_angles(RenderStyle.without("viewpoints"))
     assert np.abs(roll_off).max() <= 120 + 1e-6 and np.abs(roll_off).max() > 100
     assert tilt_off.max() > 50
+
+
+def test_framing_draws_freihand_hands_at_the_real_photos_size():
+    """The real FreiHAND photos' keypoint boxes span 38 % of the image (85 of 224 px): the course's
+    crops range around that, 28-50 %; without the switch, the first renderer's 35-70 %."""
+    def spans(style):
+        poses = [render_pose(0, "training", i, 224, style) for i in range(40)]
+        return np.array([np.ptp(project(p[3].joints, p[1]), axis=0).max() / 224 for p in poses])
+    framed, larger = spans(RenderStyle()), spans(RenderStyle.without("framing"))
+    # place_hand's fit under perspective is approximate: a few percent either way
+    assert 0.25 <= framed.min() and framed.max() <= 0.53, (framed.min(), framed.max())
+    assert 0.33 <= np.median(framed) <= 0.45, np.median(framed)
+    assert 0.32 <= larger.min() and larger.max() <= 0.74 and np.median(larger) > 0.45
+
+
+def test_sleeves_end_above_the_wrist_in_clothes_colours():
+    rng = np.random.default_rng(0)
+    clothes = [sample_skin(rng, clothes=True) for _ in range(400)]
+    sleeves = [s for s in clothes if s.sleeve is not None]
+    assert 150 < len(sleeves) < 250  # about half the arms wear one
+    cuffs = np.array([s.cuff for s in sleeves])
+    assert cuffs.min() >= 0.05 and cuffs.max() <= 0.45, "the wrist and a bit of arm stay bare"
+    chroma = lambda c: float(np.max(c) - np.min(c))
+    any_colour = [sample_skin(rng).sleeve for _ in range(400)]
+    muted = lambda colours: np.mean([chroma(c) < 0.3 for c in colours if c is not None])
+    assert muted([s.sleeve for s in sleeves]) > 0.75 > muted(any_colour) + 0.2
+    # drawn: the forearm is skin from the wrist up to the cuff, then sleeve
+    skin = Skin(np.array([0.8, 0.6, 0.5]), 1.0, sleeve=np.array([0.1, 0.2, 0.9]), cuff=0.3)
+    spec = sample_hand(np.random.default_rng(1), style=RenderStyle())
+    spec.skin = skin
+    K = sample_camera(np.random.default_rng(2), 224, 224)
+    geometry = place_hand(spec, K, 224, 224, np.random.default_rng(3), size_range=(0.3, 0.4))
+    canvas = Canvas(224, 224, K)
+    canvas.draw(geometry)
+    albedo = skin_albedo(canvas, [skin], np.random.default_rng(4))
+    arm = (canvas.part == FOREARM_PART) & (canvas.hand == 0)
+    bare, covered = arm & (canvas.along < 0.28), arm & (canvas.along > 0.32)
+    assert bare.sum() > 20 and covered.sum() > 20
+    blue = lambda px: albedo[px][:, 2] - albedo[px][:, 0]
+    assert (blue(covered) > 0.5).all() and (blue(bare) < 0).all()
+
+
+def test_held_objects_lie_in_the_grasp_and_second_hands_reach_in_from_the_edge():
+    held, reaching = 0, 0
+    for idx in range(200):
+        _, K, spec, geometry, _ = render_pose(0, "training", idx, 224, RenderStyle())
+        rng = np.random.default_rng(idx)
+        others, _ = sample_occluders(geometry, K, 224, 224, rng, object_p=1.0, hand_p=1.0,
+                                     style=RenderStyle())
+        thing, other = others
+        cap = thing.capsules[0]
+        # held: the object's surface comes within 1 cm of the skin over a joint (the joint's
+        # depth under the skin is its joint_radius), not floating in front of the hand
+        t = np.clip(((geometry.joints - cap.a) @ (cap.b - cap.a)) /
+                    max(float((cap.b - cap.a) @ (cap.b - cap.a)), 1e-12), 0, 1)
+        axis_gap = np.linalg.norm(cap.a + t[:, None] * (cap.b - cap.a) - geometry.joints, axis=1)
+        held += (axis_gap - cap.ra - geometry.joint_radius).min() <= 0.01
+        # the second hand's forearm points away from the first hand, out of the picture
+        centre = project(geometry.joints, K).mean(0)
+        arm = next(c for c in other.capsules if c.part == FOREARM_PART)
+        wrist, elbow = project(np.stack([arm.a, arm.b]), K)
+        reaching += np.linalg.norm(elbow - centre) > np.linalg.norm(wrist - centre)
+    assert held == 200, f"only {held} of 200 objects touch the hand"
+    assert reaching >= 190, f"only {reaching} of 200 second hands reach in from the edge"
 
 
 # --- the FreiHAND mask is the labelled hand only ---

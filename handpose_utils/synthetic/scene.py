@@ -112,16 +112,20 @@ def sample_occluders(geometry: HandGeometry, K: np.ndarray, width: int, height: 
         palm = geometry.palm_normal / np.linalg.norm(geometry.palm_normal)
         along = (j[9] - j[0]) / np.linalg.norm(j[9] - j[0])  # wrist to middle knuckle
         across = np.cross(palm, along)
+        cup = 0.5 * j[[0, 5, 9, 13, 17]].mean(0) + 0.5 * j[9]  # the middle of the palm
         if rng.uniform() < 0.3:  # a ball in the cup of the palm, up to a tennis ball's size
             radius = rng.uniform(0.02, 0.034)
-            centre = j[[0, 5, 9, 13, 17]].mean(0) * 0.5 + j[9] * 0.5 + palm * (radius + 0.008)
+            centre = cup + palm * (radius + 0.008)
             axis = np.zeros(3)
-        else:  # a pen, a spoon, a handle: between the thumb and the index finger, across the palm
+        else:  # a pen, a spoon, a handle, across the palm
             radius = rng.choice([0.004, 0.006, 0.012, 0.018]) * rng.uniform(0.8, 1.25)
             turn = rng.uniform(-0.6, 0.6)  # radians about the palm normal
             axis = np.cos(turn) * across + np.sin(turn) * along + rng.normal(0, 0.2) * palm
             axis *= rng.uniform(0.05, 0.1) / np.linalg.norm(axis)  # half its length, metres
-            grip = 0.5 * (j[4] + j[6]) + palm * radius * 0.5
+            if np.linalg.norm(j[4] - j[6]) < 0.04:  # pinched between the thumb and index finger
+                grip = 0.5 * (j[4] + j[6]) + palm * radius * 0.5
+            else:  # the thumb is away: it lies on the open palm
+                grip = cup + palm * (radius + 0.008)
             centre = grip + axis * rng.uniform(-0.5, 0.5)  # it sticks out more on one side
         caps = [Capsule(centre - axis, centre + axis, radius, radius, OBJECT_PART)]
         found.append(HandGeometry(np.zeros((0, 3)), np.zeros(0), caps))
