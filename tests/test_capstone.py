@@ -147,3 +147,4 @@ def test_notebook_runs_on_the_real_samples(realdata, tmp_path):
     assert "onehand10k" in text and "real photos: 12 images" in text  # 8 FreiHAND + 4 OneHand10K
     assert "RHD, rendered (3)" in text  # the other renderer, scored on its own
     assert "held out:" in text and "before -> after" in text
+    assert "framing k: plain renderer" in text  # section 9 crops the photos at each renderer's k
