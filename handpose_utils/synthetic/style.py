@@ -21,7 +21,7 @@ class RenderStyle:
     sleeves: bool = True  # sleeves in clothes' colours, ending above the wrist (else any colour, to it)
     framing: bool = True  # FreiHAND's crops frame the hand as its real photos do (else larger)
     # the scene and the camera
-    lighting: bool = True  # light from any side, warm to cool, dim to bright (else one white lamp)
+    lighting: bool = True  # a key light from any side in front, warm to cool, and a room's fill (else one lamp)
     rooms: bool = True  # backgrounds like rooms and desks, out of focus (else procedural patterns)
     occluders: bool = True  # objects in front of the hand, and sometimes a second hand
     white_balance: bool = True
